@@ -1,0 +1,38 @@
+# greenroom — the two commands are `make run` and `make test`; everything else they need
+# (a virtualenv, the Python packages, a real Cassandra node for the tests) they set up.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench-runtime clean bench-storage cassandra-jars
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/greenroom run $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench-runtime: $(STAMP)
+	$(PY) loadtest/bench_runtime.py
+
+clean:
+	rm -rf $(VENV) .cache
+
+bench-storage: $(STAMP)
+	$(PY) loadtest/bench_storage.py $(ARGS)
+
+cassandra-jars: $(STAMP)
+	$(PY) -m tests.services.cassandra fetch

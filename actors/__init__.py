@@ -1,0 +1,50 @@
+"""greenroom's actor runtime: Thespian's actor model on a uvloop scheduler.
+
+Every actor is a ``thespian.actors.Actor`` subclass. Run them with::
+
+    from thespian.actors import ActorSystem
+    from actors import UvloopSystemBase
+
+    base = UvloopSystemBase()                      # private loop in a thread, or loop=...
+    asys = ActorSystem(systemBase=base, transientUnique=True)
+    addr = asys.createActor(MyActor)
+    asys.tell(addr, "hello"); answer = asys.ask(addr, "question", 1.0)
+    # from asyncio code on the loop: await base.ask_async(addr, msg, timeout)
+
+Subclass ``actors.Actor`` for the extensions (ask from inside an actor, timers,
+monitors, run_io, exit); see ``actors.messages`` for what they deliver.
+"""
+
+from actors.actor import Actor
+from actors.address import Address
+from actors.messages import (
+    KILLED,
+    NORMAL,
+    SHUTDOWN,
+    AskTimeout,
+    Down,
+    IODone,
+    MailboxFull,
+    Overloaded,
+    Reply,
+    Timeout,
+    is_normal_exit,
+)
+from actors.system_base import UvloopSystemBase
+
+__all__ = [
+    "Actor",
+    "Address",
+    "AskTimeout",
+    "Down",
+    "IODone",
+    "KILLED",
+    "MailboxFull",
+    "NORMAL",
+    "Overloaded",
+    "Reply",
+    "SHUTDOWN",
+    "Timeout",
+    "UvloopSystemBase",
+    "is_normal_exit",
+]

@@ -1,0 +1,90 @@
+"""Messages that greenroom's extensions add to Thespian's set.
+
+Thespian's own system messages (``ActorExitRequest``, ``ChildActorExited``,
+``WakeupMessage``, ``PoisonMessage``, ``DeadEnvelope``) are used as they are; these
+cover what Thespian lacks: replies to ``ask`` from inside an actor, monitors,
+cancellable timers, I/O completions and mailbox overload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from thespian.actors import ActorSystemMessage
+
+from actors.address import Address
+
+# Exit reasons that OTP treats as normal: a transient child leaving with one of
+# these is not restarted.
+NORMAL = "normal"
+SHUTDOWN = "shutdown"
+KILLED = "killed"
+
+
+def is_normal_exit(reason: Any) -> bool:
+    """OTP's rule: ``normal``, ``shutdown`` and ``("shutdown", term)`` are normal."""
+    if reason in (NORMAL, SHUTDOWN):
+        return True
+    return isinstance(reason, tuple) and len(reason) == 2 and reason[0] == SHUTDOWN
+
+
+@dataclass(slots=True, eq=True)
+class Reply(ActorSystemMessage):
+    """The answer to ``self.ask(...)``, tagged with the correlation id it returned."""
+
+    correlation_id: int
+    message: Any
+    sender: Address | None = None
+
+
+@dataclass(slots=True, eq=True)
+class AskTimeout(ActorSystemMessage):
+    """No answer came to ``self.ask(...)`` within its timeout."""
+
+    correlation_id: int
+    target: Address
+    timeout: float
+
+
+@dataclass(slots=True, eq=True)
+class Down(ActorSystemMessage):
+    """A monitored actor has exited (or never existed: reason ``"noproc"``)."""
+
+    ref: int
+    address: Address
+    reason: Any
+
+
+@dataclass(slots=True, eq=True)
+class Timeout(ActorSystemMessage):
+    """A timer started with ``self.start_timer`` fired."""
+
+    ref: int
+    payload: Any
+
+
+@dataclass(slots=True, eq=True)
+class IODone(ActorSystemMessage):
+    """An awaitable handed to ``self.run_io`` finished: ``error`` is its exception or None."""
+
+    tag: Any
+    result: Any
+    error: BaseException | None
+
+
+@dataclass(slots=True, eq=True)
+class Overloaded(ActorSystemMessage):
+    """Bounce sent back to a sender whose message did not fit the target's mailbox.
+
+    Nothing is dropped silently: the sender gets its message back and decides
+    (retry later, shed, or fail its own caller).
+    """
+
+    target: Address
+    message: Any
+    capacity: int
+
+
+class MailboxFull(Exception):
+    """Raised by an external ``tell`` when the target's mailbox is at capacity."""

@@ -1,0 +1,732 @@
+"""greenroom's Thespian system base: actors scheduled on a uvloop event loop.
+
+Passed to ``thespian.actors.ActorSystem(systemBase=UvloopSystemBase(...))`` as an
+object. Thespian's actor classes run unchanged; messages are delivered in-process by
+one run queue drained from the event loop:
+
+* a mailbox (a list) is created on an actor's first message and dropped once drained;
+* an actor handles at most ``messages_per_turn`` messages before the next actor runs,
+  and one drain handles at most ``drain_budget`` messages before the loop serves I/O;
+* a mailbox holds at most ``capacity`` messages; past that the message comes back to
+  its sender as ``Overloaded`` (an external ``tell`` raises ``MailboxFull``);
+* a failing handler is retried once, then its message returns to the sender as a
+  ``PoisonMessage`` (Thespian's rule); an actor whose class sets
+  ``exit_on_error = True`` instead exits with the error as its reason (OTP's rule) so
+  that its supervisor restarts it — the sender still gets the ``PoisonMessage``.
+
+Messages between a given sender and receiver are delivered in the order sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import itertools
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from thespian.actors import Actor as ThespianActor
+from thespian.actors import (
+    ActorExitRequest,
+    ActorSystemException,
+    ActorSystemMessage,
+    ChildActorExited,
+    DeadEnvelope,
+    InvalidActorAddress,
+    PoisonMessage,
+    WakeupMessage,
+)
+from thespian.system.timing import timePeriodSeconds
+from thespian.system.utilis import actualActorClass
+
+from actors.address import Address
+from actors.cell import Cell
+from actors.messages import (
+    KILLED,
+    NORMAL,
+    SHUTDOWN,
+    AskTimeout,
+    Down,
+    IODone,
+    MailboxFull,
+    Overloaded,
+    Reply,
+    Timeout,
+)
+
+log = logging.getLogger("greenroom.actors")
+
+DEFAULT_CAPACITY = 10_000
+_thespian_send = ThespianActor.send
+_SPECIAL = frozenset({ActorExitRequest, ChildActorExited, Timeout})
+_init_args_cache: dict[type, tuple[bool, bool]] = {}
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+def _fast_send(self: Any, targetAddr: Any, msg: Any) -> None:
+    """``Actor.send`` on this base: ``Cell.actor_send`` inlined (the hot path)."""
+    ref = self._myRef
+    if ref.__class__ is not Cell:  # the same class running on one of Thespian's bases
+        return _thespian_send(self, targetAddr, msg)
+    try:
+        cell = targetAddr._cell
+    except AttributeError:
+        raise InvalidActorAddress(targetAddr, "is not an address of this actor system") from None
+    if cell is not None and cell.alive:
+        mb = cell.mailbox
+        if mb is None:
+            cell.mailbox = [(msg, ref.address)]
+        elif len(mb) < cell.capacity:
+            mb.append((msg, ref.address))
+        else:
+            return ref.base.deliver(targetAddr, msg, ref.address)
+        if not cell.scheduled:
+            cell.scheduled = True
+            base = ref.base
+            base.runq.append(cell)
+            if not base.drain_pending:
+                base.schedule_drain()
+    else:
+        ref.base.send_slow(targetAddr, msg, ref.address)
+
+
+def _install_fast_send(actorClass: type) -> None:
+    """Give ``actorClass`` a ``send`` that skips Thespian's wrapper on this base.
+
+    Thespian's ``Actor.send`` checks the address, then calls ``_myRef.actor_send``,
+    which checks it again. Patched on the class (not per instance: 72 bytes an actor),
+    and only where the class did not define its own ``send``.
+    """
+    if getattr(actorClass, "send", None) is _thespian_send:
+        actorClass.send = _fast_send
+
+
+class _External:
+    """The instance behind the external requester's address: queues what it is sent."""
+
+    def __init__(self) -> None:
+        self.inbox: list[Any] = []
+        self.ready = threading.Condition()
+
+    def receiveMessage(self, msg: Any, sender: Address) -> None:
+        with self.ready:
+            self.inbox.append(msg)
+            self.ready.notify_all()
+
+
+class _ReplyCatcher:
+    """The instance behind a one-shot reply address created by ``ask``.
+
+    ``resolve`` is called with the first message sent to that address; later ones
+    are dead letters. Unmodified Thespian actors answer an ask by sending to their
+    ``sender``, so they need no knowledge of correlation ids.
+    """
+
+    __slots__ = ("cell", "resolve", "timer")
+
+    def __init__(self, resolve: Callable[[Any, Address], None]) -> None:
+        self.cell: Cell | None = None
+        self.resolve = resolve
+        self.timer: asyncio.TimerHandle | None = None
+
+    def receiveMessage(self, msg: Any, sender: Address) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.cell.base.retire(self.cell)
+        self.resolve(msg, sender)
+
+
+class UvloopSystemBase:
+    """A Thespian system base running in-process actors on a uvloop event loop.
+
+    ``loop=None`` starts a private loop in a daemon thread (for synchronous callers:
+    tests, scripts, Thespian's external ``ask``); pass the running loop of an asyncio
+    program to share it (then use ``await ask_async(...)``: a blocking ``ask`` from the
+    loop's own thread would deadlock and raises instead).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, node: str | None = None,
+                 messages_per_turn: int = 64, drain_budget: int = 20_000,
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        self.node = node or f"{os.uname().nodename}:{os.getpid()}"
+        self.messages_per_turn = messages_per_turn
+        self.drain_budget = drain_budget
+        self.default_capacity = capacity
+        self.runq: list[Cell] = []
+        self.drain_pending = False
+        self.cells: dict[int, Cell] = {}
+        self.global_names: dict[str, Address] = {}
+        self.primaries: list[Address] = []
+        self.dead_letter_handler: Address | None = None
+        self.registration_watchers: dict[Address, bool] = {}
+        self.router: Callable[[Address, Any, Address | None], None] | None = None
+        self.capabilities: dict[str, Any] = {"Thespian ActorSystem Name": "greenroom.uvloop"}
+        self.stats = {"dead_letters": 0, "overloaded": 0, "poison": 0, "delivered_remote": 0}
+        self._ids = itertools.count(1)
+        self._monitor_refs: dict[int, Cell] = {}
+        self._refs = itertools.count(1)
+        self._running: Cell | None = None  # the cell whose turn _drain is running
+        self._thread: threading.Thread | None = None
+        if loop is None:
+            self.loop = _new_event_loop()
+            started = threading.Event()
+            self._thread = threading.Thread(target=self._run_loop, args=(started,),
+                                            name="greenroom-actors", daemon=True)
+            self._thread.start()
+            started.wait()
+        else:
+            self.loop = loop
+        self._loop_thread_id = self._thread.ident if self._thread else threading.get_ident()
+        self.external_address = self._new_cell(None, DEFAULT_CAPACITY * 10)
+        self.external_address._cell.instance = _External()
+
+    def _run_loop(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(started.set)
+        self.loop.run_forever()
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def schedule_drain(self) -> None:
+        self.drain_pending = True
+        self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        runq = self.runq
+        per_turn = self.messages_per_turn
+        budget = self.drain_budget
+        now = self.loop.time()
+        special = _SPECIAL
+        i = 0
+        # runq is consumed by index and trimmed once: list.pop(0) would be O(n).
+        while i < len(runq):
+            cell = runq[i]
+            i += 1
+            mb = cell.mailbox
+            if not cell.alive or mb is None:
+                cell.scheduled = False
+                continue
+            if len(mb) > per_turn:
+                cell.mailbox = mb[per_turn:]
+                mb = mb[:per_turn]
+            else:
+                cell.mailbox = None
+            receive = cell.instance.receiveMessage
+            self._running = cell
+            turn = iter(mb)
+            for msg, sender in turn:
+                if msg.__class__ in special:
+                    self._special(cell, msg, sender)
+                else:
+                    try:
+                        receive(msg, sender)
+                    except Exception as err:
+                        self._failed(cell, msg, sender, err)
+                if not cell.alive:
+                    # it exited mid-turn: the rest of this turn, then what was
+                    # queued behind it (kill left that for us), become dead letters
+                    rest = list(turn)
+                    if cell.mailbox:
+                        rest += cell.mailbox
+                        cell.mailbox = None
+                    self._bury(cell, rest)
+                    break
+            self._running = None
+            cell.last_turn = now
+            budget -= len(mb)
+            if cell.alive and cell.mailbox:
+                runq.append(cell)
+            else:
+                cell.scheduled = False
+            if budget <= 0:
+                break
+        del runq[:i]
+        if runq:
+            self.loop.call_soon(self._drain)
+        else:
+            self.drain_pending = False
+
+    def _enqueue(self, cell: Cell, msg: Any, sender: Address | None) -> bool:
+        mb = cell.mailbox
+        if mb is None:
+            cell.mailbox = [(msg, sender)]
+        elif len(mb) < cell.capacity or isinstance(msg, ActorSystemMessage):
+            mb.append((msg, sender))  # system messages (Down, Reply, ...) never bounce
+        else:
+            return False
+        if not cell.scheduled:
+            cell.scheduled = True
+            self.runq.append(cell)
+            if not self.drain_pending:
+                self.schedule_drain()
+        return True
+
+    def deliver(self, target: Address, msg: Any, sender: Address | None) -> None:
+        """Deliver ``msg`` to ``target`` as if sent by ``sender`` (loop thread only)."""
+        cell = target._cell
+        if cell is not None and cell.alive:
+            if not self._enqueue(cell, msg, sender):
+                self.overloaded(cell, msg, sender)
+        else:
+            self.send_slow(target, msg, sender)
+
+    def send_slow(self, target: Address, msg: Any, sender: Address | None) -> None:
+        """A send to an address that is not a live local cell: resolve, route, or bounce."""
+        if not isinstance(target, Address):
+            raise InvalidActorAddress(target, "is not an address of this actor system")
+        if target.node == self.node:
+            cell = self.cells.get(target.id)
+            if cell is not None and cell.alive:
+                target._cell = cell
+                self.deliver(target, msg, sender)
+                return
+        elif self.router is not None:
+            self.stats["delivered_remote"] += 1
+            self.router(target, msg, sender)
+            return
+        self.dead_letter(target, msg)
+
+    def dead_letter(self, target: Address, msg: Any) -> None:
+        self.stats["dead_letters"] += 1
+        handler = self.dead_letter_handler
+        if handler is not None and handler != target and not isinstance(msg, DeadEnvelope):
+            self.deliver(handler, DeadEnvelope(target, msg), target)
+        else:
+            log.debug("dead letter to %s: %r", target, msg)
+
+    def overloaded(self, cell: Cell, msg: Any, sender: Address | None) -> None:
+        self.stats["overloaded"] += 1
+        if sender is None or sender == self.external_address:
+            raise MailboxFull(f"mailbox of {cell.address} is full ({cell.capacity} messages)")
+        log.warning("mailbox full: %s bounced a message from %s", cell.address, sender)
+        bounce = Overloaded(cell.address, msg, cell.capacity)
+        scell = sender._cell
+        if scell is not None and scell.alive:
+            # A bounce must not bounce: it may exceed the sender's own capacity.
+            mb = scell.mailbox
+            if mb is None:
+                scell.mailbox = [(bounce, cell.address)]
+            else:
+                mb.append((bounce, cell.address))
+            if not scell.scheduled:
+                scell.scheduled = True
+                self.runq.append(scell)
+                if not self.drain_pending:
+                    self.schedule_drain()
+        else:
+            self.send_slow(sender, bounce, cell.address)
+
+    # -- failure and exit ------------------------------------------------------------
+
+    def _failed(self, cell: Cell, msg: Any, sender: Address, err: Exception) -> None:
+        inst = cell.instance
+        if getattr(inst, "exit_on_error", False):
+            details = traceback.format_exc()
+            log.warning("actor %s (%s) crashed on %r: %r", cell.address,
+                        type(inst).__name__, msg, err)
+            self._poison(cell, msg, sender, details)
+            self.kill(cell, ("error", repr(err)))
+            return
+        try:
+            inst.receiveMessage(msg, sender)  # Thespian retries a failed message once
+        except Exception:
+            details = traceback.format_exc()
+            log.warning("actor %s (%s) failed twice on %r", cell.address,
+                        type(inst).__name__, msg, exc_info=True)
+            self._poison(cell, msg, sender, details)
+
+    def _poison(self, cell: Cell, msg: Any, sender: Address | None, details: str) -> None:
+        self.stats["poison"] += 1
+        if sender is not None and not isinstance(msg, PoisonMessage):
+            self.deliver(sender, PoisonMessage(msg, details), cell.address)
+
+    def _special(self, cell: Cell, msg: Any, sender: Address) -> None:
+        if msg.__class__ is Timeout:
+            timers = cell.timers
+            if not timers or msg.ref not in timers:
+                return  # cancelled after it fell due: a cancelled timer never delivers
+            if timers[msg.ref] is None:
+                del timers[msg.ref]  # a one-shot timer is done
+            try:
+                cell.instance.receiveMessage(msg, sender)
+            except Exception as err:
+                self._failed(cell, msg, sender, err)
+            return
+        if msg.__class__ is ActorExitRequest:
+            try:
+                cell.instance.receiveMessage(msg, sender)
+            except Exception:
+                log.warning("actor %s failed handling ActorExitRequest", cell.address,
+                            exc_info=True)
+            self.kill(cell, SHUTDOWN if sender != cell.address else NORMAL)
+            return
+        # ChildActorExited: deliver, then forget the child.
+        try:
+            cell.instance.receiveMessage(msg, sender)
+        except Exception as err:
+            self._failed(cell, msg, sender, err)
+        if cell.children:
+            try:
+                cell.children.remove(msg.childAddress)
+            except ValueError:
+                pass
+
+    def kill(self, cell: Cell, reason: Any, notify_parent: bool = True) -> None:
+        """End an actor: children first (newest first), then timers, monitors, parent."""
+        if not cell.alive:
+            return
+        cell.alive = False
+        if cell.children:
+            for child in reversed(cell.children):
+                ccell = child._cell
+                if ccell is not None and ccell.alive:
+                    try:
+                        ccell.instance.receiveMessage(ActorExitRequest(), cell.address)
+                    except Exception:
+                        log.warning("actor %s failed handling ActorExitRequest", child,
+                                    exc_info=True)
+                    self.kill(ccell, SHUTDOWN, notify_parent=False)
+            cell.children = None
+        if cell.timers:
+            for handle in cell.timers.values():
+                if handle is not None:
+                    handle.cancel()
+            cell.timers = None
+        pending, cell.mailbox = cell.mailbox, None
+        self.cells.pop(cell.address.id, None)
+        if cell.globalName and self.global_names.get(cell.globalName) == cell.address:
+            del self.global_names[cell.globalName]
+        if cell.monitors:
+            for ref, watcher in cell.monitors.items():
+                self._monitor_refs.pop(ref, None)
+                self.deliver(watcher, Down(ref, cell.address, reason), cell.address)
+            cell.monitors = None
+        if notify_parent and cell.parent is not None:
+            exited = ChildActorExited(cell.address)
+            exited.reason = reason
+            self.deliver(cell.parent, exited, cell.address)
+        cell.instance = None
+        if pending:
+            if self._running is cell:
+                cell.mailbox = pending  # _drain buries them after the rest of this turn
+            else:
+                self._bury(cell, pending)
+
+    def _bury(self, cell: Cell, pending: list) -> None:
+        """What was sent to ``cell`` and never handled: dead letters, in order."""
+        for msg, _sender in pending:
+            if not isinstance(msg, ActorExitRequest):
+                self.dead_letter(cell.address, msg)
+
+    def retire(self, cell: Cell) -> None:
+        """Quietly end an internal cell (a one-shot reply address).
+
+        Later messages to it are dead letters (a second answer to an ask, or an
+        answer that came after the ask timed out).
+        """
+        cell.alive = False
+        self.cells.pop(cell.address.id, None)
+        if self._running is not cell:
+            pending, cell.mailbox = cell.mailbox, None
+            if pending:
+                self._bury(cell, pending)
+
+    # -- creation --------------------------------------------------------------------
+
+    def _new_cell(self, parent: Address | None, capacity: int,
+                  fixed_id: int | None = None) -> Address:
+        address = Address(self.node, next(self._ids) if fixed_id is None else fixed_id)
+        if address.id in self.cells:
+            raise ValueError(f"actor id {address.id} is taken on {self.node}")
+        cell = Cell(self, address, parent, capacity)
+        address._cell = cell
+        self.cells[address.id] = cell
+        return address
+
+    def create_actor(self, parent: Cell | None, actorClass: Any, requirements: Any,
+                     globalName: str | None, fixed_id: int | None = None) -> Address:
+        """Create an actor (loop thread). ``fixed_id`` gives a well-known address, such
+        as a node's directory at id 0 that other processes can name without asking."""
+        if globalName and globalName in self.global_names:
+            return self.global_names[globalName]
+        actorClass = actualActorClass(actorClass)
+        capacity = getattr(actorClass, "mailbox_capacity", self.default_capacity)
+        address = self._new_cell(parent.address if parent else None, capacity, fixed_id)
+        cell = address._cell
+        if parent is not None:
+            if parent.children is None:
+                parent.children = [address]
+            else:
+                parent.children.append(address)
+        try:
+            check = getattr(actorClass, "actorSystemCapabilityCheck", None)
+            if check is not None and not check(self.capabilities, requirements or {}):
+                raise ActorSystemException(
+                    f"{actorClass.__name__} needs capabilities this system lacks")
+            instance = self._instantiate(actorClass, requirements)
+        except Exception as err:
+            log.warning("could not create %s", getattr(actorClass, "__name__", actorClass),
+                        exc_info=True)
+            if parent is None:
+                self.retire(cell)
+                raise
+            self.kill(cell, ("error", repr(err)))
+            return address
+        instance._myRef = cell
+        cell.instance = instance
+        if globalName:
+            cell.globalName = globalName
+            self.global_names[globalName] = address
+        if parent is None:
+            self.primaries.append(address)
+        return address
+
+    def _instantiate(self, actorClass: type, requirements: Any) -> Any:
+        wants = _init_args_cache.get(actorClass)
+        if wants is None:
+            try:
+                params = inspect.signature(actorClass.__init__).parameters
+            except (TypeError, ValueError):
+                params = {}
+            wants = _init_args_cache[actorClass] = ("capabilities" in params,
+                                                    "requirements" in params)
+            _install_fast_send(actorClass)
+        kwargs = {}
+        if wants[0]:
+            kwargs["capabilities"] = self.capabilities
+        if wants[1]:
+            kwargs["requirements"] = requirements
+        return actorClass(**kwargs)
+
+    # -- timers, monitors, asks, I/O ---------------------------------------------------
+
+    def wakeup_after(self, cell: Cell, period: Any, payload: Any) -> None:
+        ref = -next(self._refs)
+        delay = timePeriodSeconds(period)
+
+        def fire() -> None:
+            if cell.timers:
+                cell.timers.pop(ref, None)
+            if cell.alive:
+                self.deliver(cell.address, WakeupMessage(period, payload), cell.address)
+
+        self._add_timer(cell, ref, self.loop.call_later(delay, fire))
+
+    def _add_timer(self, cell: Cell, ref: int, handle: asyncio.TimerHandle) -> None:
+        if cell.timers is None:
+            cell.timers = {ref: handle}
+        else:
+            cell.timers[ref] = handle
+
+    def start_timer(self, cell: Cell, delay: float, payload: Any, repeat: bool) -> int:
+        ref = next(self._refs)
+
+        def fire() -> None:
+            if not cell.alive or not cell.timers or ref not in cell.timers:
+                return
+            if repeat:
+                cell.timers[ref] = self.loop.call_later(delay, fire)
+            else:
+                cell.timers[ref] = None  # fired; delivered unless cancelled before handled
+            self.deliver(cell.address, Timeout(ref, payload), cell.address)
+
+        self._add_timer(cell, ref, self.loop.call_later(delay, fire))
+        return ref
+
+    def cancel_timer(self, cell: Cell, ref: int) -> bool:
+        """True if the timer will not deliver again (a Timeout already queued for it is
+        dropped when its turn comes); False if it had already delivered or is unknown."""
+        timers = cell.timers
+        if not timers or ref not in timers:
+            return False
+        handle = timers.pop(ref)
+        if handle is not None:
+            handle.cancel()
+        return True
+
+    def monitor(self, watcher: Cell, target: Address) -> int:
+        ref = next(self._refs)
+        tcell = target._cell if isinstance(target, Address) else None
+        if tcell is None and isinstance(target, Address) and target.node == self.node:
+            tcell = self.cells.get(target.id)
+        if tcell is None or not tcell.alive:
+            self.deliver(watcher.address, Down(ref, target, "noproc"), target)
+            return ref
+        if tcell.monitors is None:
+            tcell.monitors = {}
+        tcell.monitors[ref] = watcher.address
+        self._monitor_refs[ref] = tcell
+        return ref
+
+    def demonitor(self, ref: int) -> bool:
+        tcell = self._monitor_refs.pop(ref, None)
+        if tcell is None or not tcell.monitors:
+            return False
+        return tcell.monitors.pop(ref, None) is not None
+
+    def _reply_address(self, resolve: Callable[[Any, Address], None], timeout: float,
+                       on_timeout: Callable[[], None]) -> Address:
+        address = self._new_cell(None, DEFAULT_CAPACITY)
+        catcher = _ReplyCatcher(resolve)
+        catcher.cell = address._cell
+        address._cell.instance = catcher
+
+        def expire() -> None:
+            if catcher.cell.alive:
+                self.retire(catcher.cell)
+                on_timeout()
+
+        catcher.timer = self.loop.call_later(timeout, expire)
+        return address
+
+    def ask_from_actor(self, cell: Cell, target: Address, message: Any, timeout: float) -> int:
+        ref = next(self._refs)
+        asker = cell.address
+
+        def resolve(msg: Any, sender: Address) -> None:
+            self.deliver(asker, Reply(ref, msg, sender), sender)
+
+        def on_timeout() -> None:
+            self.deliver(asker, AskTimeout(ref, target, timeout), asker)
+
+        self.deliver(target, message, self._reply_address(resolve, timeout, on_timeout))
+        return ref
+
+    async def ask_async(self, target: Address, message: Any, timeout: float) -> Any:
+        """Send ``message`` and await the first answer; ``TimeoutError`` after ``timeout`` s."""
+        future = self.loop.create_future()
+
+        def resolve(msg: Any, sender: Address) -> None:
+            if not future.done():
+                future.set_result(msg)
+
+        def on_timeout() -> None:
+            if not future.done():
+                future.set_exception(TimeoutError(
+                    f"no reply from {target} within {timeout} s to {type(message).__name__}"))
+
+        self.deliver(target, message, self._reply_address(resolve, timeout, on_timeout))
+        return await future
+
+    def tell_from_loop(self, target: Address, message: Any) -> None:
+        """A ``tell`` from asyncio code on the loop thread (sender: the external address)."""
+        self.deliver(target, message, self.external_address)
+
+    def run_io(self, cell: Cell, awaitable: Awaitable[Any], tag: Any) -> None:
+        task = asyncio.ensure_future(awaitable, loop=self.loop)
+
+        def done(t: asyncio.Future) -> None:
+            if not cell.alive:
+                return
+            if t.cancelled():
+                result, error = None, asyncio.CancelledError()
+            else:
+                error = t.exception()
+                result = None if error else t.result()
+            self.deliver(cell.address, IODone(tag, result, error), cell.address)
+
+        task.add_done_callback(done)
+
+    # -- Thespian's system-base interface ------------------------------------------------
+
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread_id
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the loop thread and return its result (from any thread)."""
+        if self._on_loop_thread():
+            return fn(*args)
+        result: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(fn(*args))
+            except BaseException as err:  # handed to the caller's thread
+                result.set_exception(err)
+
+        self.loop.call_soon_threadsafe(run)
+        return result.result()
+
+    def newPrimaryActor(self, actorClass: Any, targetActorRequirements: Any,
+                        globalName: str | None, sourceHash: Any = None) -> Address:
+        return self._call(self.create_actor, None, actorClass, targetActorRequirements,
+                          globalName)
+
+    def tell(self, anActor: Address, msg: Any) -> None:
+        if not isinstance(anActor, Address):
+            raise InvalidActorAddress(anActor, "is not an address of this actor system")
+        self._call(self.deliver, anActor, msg, self.external_address)
+
+    def ask(self, anActor: Address, msg: Any, timeout: Any = None) -> Any:
+        if self._on_loop_thread():
+            raise RuntimeError("a blocking ask from the event loop's thread would deadlock; "
+                               "use `await base.ask_async(...)`")
+        seconds = 3600.0 if timeout is None else timePeriodSeconds(timeout)
+        future = asyncio.run_coroutine_threadsafe(self.ask_async(anActor, msg, seconds),
+                                                  self.loop)
+        try:
+            return future.result()
+        except TimeoutError:
+            return None  # Thespian's ask answers None on timeout
+
+    def listen(self, timeout: Any = None) -> Any:
+        external = self.external_address._cell.instance
+        seconds = None if timeout is None else timePeriodSeconds(timeout)
+        with external.ready:
+            if not external.inbox:
+                external.ready.wait(seconds)
+            return external.inbox.pop(0) if external.inbox else None
+
+    def _handleDeadLetters(self, address: Address, enable: bool) -> None:
+        if enable:
+            self.dead_letter_handler = address
+        elif self.dead_letter_handler == address:
+            self.dead_letter_handler = None
+
+    def updateCapability(self, name: str, value: Any = None) -> None:
+        if value is None:
+            self.capabilities.pop(name, None)
+        else:
+            self.capabilities[name] = value
+
+    def loadActorSource(self, fname: Any) -> Any:
+        raise NotImplementedError("greenroom's base does not load actor sources at run time")
+
+    unloadActorSource = loadActorSource
+
+    def shutdown_in_loop(self) -> None:
+        for address in reversed(self.primaries):
+            cell = address._cell
+            if cell is not None and cell.alive:
+                try:
+                    cell.instance.receiveMessage(ActorExitRequest(), self.external_address)
+                except Exception:
+                    log.warning("actor %s failed handling ActorExitRequest", address,
+                                exc_info=True)
+                self.kill(cell, SHUTDOWN, notify_parent=False)
+        self.primaries.clear()
+
+    def shutdown(self) -> None:
+        if self.loop.is_closed():
+            return
+        self._call(self.shutdown_in_loop)
+        if self._thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+    def kill_brutally(self, address: Address) -> None:
+        """OTP's ``exit(Pid, kill)``: end an actor without running its handler."""
+        cell = address._cell or self.cells.get(address.id)
+        if cell is not None:
+            self._call(self.kill, cell, KILLED)  # on the loop thread, from any thread

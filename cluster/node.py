@@ -1,0 +1,177 @@
+"""A node: greenroom's actor system on uvloop, its data plane and its services.
+
+``Node`` runs inside an asyncio program. ``NodeActor`` is the Thespian actor that
+Thespian's ``multiprocTCPBase`` starts as an OS process and the supervisor restarts:
+it runs a ``Node`` on a uvloop loop in a thread of its own and reports to the
+membership actor, which tells every node where the others' data planes listen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+from thespian.actors import Actor as ThespianActor
+from thespian.actors import ActorExitRequest
+
+from actors import Actor, UvloopSystemBase
+from actors.address import Address
+from cluster.data_plane import DataPlane
+from cluster.messages import (
+    DIRECTORY_ID,
+    MEMBERSHIP,
+    GetMembers,
+    Here,
+    Members,
+    NodeConfig,
+    NodeUp,
+    Ping,
+    Pong,
+    WhereIs,
+)
+from supervision import ChildSpec, Start, Stop, Supervisor, SupervisorFlags, SupervisorSpec
+
+log = logging.getLogger("greenroom.node")
+
+
+class Directory(Actor):
+    """Answers other processes' questions about this node, at a well-known address."""
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, WhereIs):
+            self.send(sender, Here(msg.name, self._myRef.base.global_names.get(msg.name)))
+        elif isinstance(msg, Ping):
+            self.send(sender, Pong(self._myRef.base.node, os.getpid()))
+
+
+class Node:
+    """One node on the running event loop."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.base: UvloopSystemBase | None = None
+        self.plane: DataPlane | None = None
+        self.root: Address | None = None
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self.base = base = UvloopSystemBase(loop=loop, node=self.config.name)
+        base.create_actor(None, Directory, None, None, fixed_id=DIRECTORY_ID)
+        self.plane = DataPlane(base, self.config.secret, host=self.config.host,
+                               port=self.config.port)
+        address = await self.plane.start()
+        services = tuple(ChildSpec(name, cls, global_name=name)
+                         for name, cls in self.config.services)
+        self.root = base.create_actor(None, Supervisor, None, "node-root")
+        await base.ask_async(self.root, Start(SupervisorSpec(
+            SupervisorFlags("one_for_one", 10, 10.0), services)), 10)
+        log.info("node %s serving; data plane on %s:%d", self.config.name, *address)
+        return address
+
+    def set_peers(self, peers: dict[str, tuple[str, int]]) -> None:
+        self.plane.set_peers(peers)
+
+    async def stop(self) -> None:
+        if self.root is not None:
+            try:
+                await self.base.ask_async(self.root, Stop(), 10)
+            except TimeoutError:
+                log.warning("node %s: services did not stop within 10 s", self.config.name)
+        self.base.shutdown_in_loop()
+        await self.plane.close()
+
+
+class NodeThread:
+    """A ``Node`` on a uvloop loop in a thread: how a node lives inside a Thespian
+    actor process, or beside synchronous code (tests, tools)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        import uvloop
+
+        self.node = Node(config)
+        self.loop = uvloop.new_event_loop()
+        self.address: tuple[str, int] | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"node-{config.name}",
+                                        daemon=True)
+
+    def start(self, timeout: float = 30.0) -> tuple[str, int]:
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError(f"node {self.node.config.name} did not start in {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self.address
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.address = self.loop.run_until_complete(self.node.start())
+        except BaseException as err:
+            self._error = err
+            self._started.set()
+            return
+        self._started.set()
+        self.loop.run_forever()
+
+    def call(self, fn: Any, *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self.node.stop(), self.loop)
+        try:
+            future.result(timeout)
+        except Exception:
+            log.warning("node %s did not stop cleanly", self.node.config.name, exc_info=True)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+
+class Membership(ThespianActor):
+    """Who is in the cluster and where their data planes listen (a Thespian actor)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeUp] = {}
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, NodeUp):
+            self.nodes[msg.name] = msg
+            members = self._members()
+            for up in self.nodes.values():
+                if up.actor is not None:
+                    self.send(up.actor, members)
+            if msg.actor is None:
+                self.send(sender, members)
+        elif isinstance(msg, GetMembers):
+            self.send(sender, self._members())
+
+    def _members(self) -> Members:
+        return Members({n: (tuple(u.data_address), u.pid) for n, u in self.nodes.items()})
+
+
+class NodeActor(ThespianActor):
+    """A node process under Thespian's multi-process base."""
+
+    def __init__(self) -> None:
+        self.thread: NodeThread | None = None
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, NodeConfig):
+            from observability import configure_logging, configure_tracing
+
+            configure_logging(install_handler=False)  # Thespian's process forwards logs
+            configure_tracing(f"greenroom-{msg.name}")
+            self.thread = NodeThread(msg)
+            address = self.thread.start()
+            membership = self.createActor(Membership, globalName=MEMBERSHIP)
+            self.send(membership, NodeUp(msg.name, address, os.getpid(), self.myAddress))
+        elif isinstance(msg, Members) and self.thread is not None:
+            self.thread.call(self.thread.node.set_peers, msg.data_addresses())
+        elif isinstance(msg, ActorExitRequest) and self.thread is not None:
+            self.thread.stop()

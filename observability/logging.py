@@ -1,0 +1,246 @@
+"""structlog configured once, with stdlib logging (and so Thespian) rendered alike.
+
+One processor chain builds every event: ours (``get_logger``) and stdlib records from
+Thespian or any library. structlog's events end in ``ProcessorFormatter.wrap_for_formatter``
+and are rendered by the one stdlib handler this module owns, so the renderer (JSON or
+console) lives in a single place and both kinds of line look the same. The level is
+stdlib's root level, also the single source of truth for both kinds of line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import format_span_id, format_trace_id
+
+__all__ = ["add_trace_context", "configure_logging", "get_logger"]
+
+_NAME_TO_LEVEL = {
+    "critical": logging.CRITICAL,
+    "exception": logging.ERROR,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+
+def add_trace_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Add ``trace_id``/``span_id`` (W3C hex) of the active span, if there is one.
+
+    This is what lets an SRE jump from a log line to its trace. Ids given explicitly in
+    the event are kept (``setdefault``); with no valid span nothing is added, so a line
+    never carries a misleading all-zero id.
+    """
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format_trace_id(ctx.trace_id))
+        event_dict.setdefault("span_id", format_span_id(ctx.span_id))
+    return event_dict
+
+
+# Attributes every LogRecord has, plus those formatters add (``message``, ``asctime``):
+# anything else on a record came from ``extra=`` and belongs in the event.
+_RECORD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+def _add_record_extras(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Copy a stdlib record's ``extra=`` fields into the event (foreign records only).
+
+    Like structlog's ``ExtraAdder``, but it also skips ``message``, which another handler
+    (pytest's, for one) may already have set on the shared record.
+    """
+    record = event_dict.get("_record")
+    if record is not None:
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _shared_processors() -> list[Any]:
+    """Processors every event goes through, structlog's and stdlib's alike."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+class _BoundLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib ``BoundLogger`` that checks the level *before* processing.
+
+    ``filter_by_level`` as a processor drops a disabled event only after the event dict
+    is built and by raising ``DropEvent`` (several µs); asking the stdlib logger first
+    costs a cached lookup. The level stays stdlib's, so changing it applies at once.
+    """
+
+    def _proxy_to_logger(
+        self, method_name: str, event: str | None = None, *event_args: Any, **event_kw: Any
+    ) -> Any:
+        if not self._logger.isEnabledFor(_NAME_TO_LEVEL.get(method_name, logging.CRITICAL)):
+            return None
+        return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is *at emit time*.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream of the moment it was made, so
+    a later redirect (pytest's capture, a daemon re-opening stderr) would be missed.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+
+class _State:
+    lock = threading.Lock()
+    handler: logging.Handler | None = None
+    applied: tuple[bool, int, int] | None = None  # (json, level, id(stream))
+
+
+def _default_json() -> bool:
+    """``GREENROOM_LOG_FORMAT`` if set, else console on a terminal and JSON elsewhere."""
+    fmt = os.environ.get("GREENROOM_LOG_FORMAT", "").strip().lower()
+    if fmt in ("json", "console"):
+        return fmt == "json"
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stderr
+        return True
+
+
+def _renderer_chain(json: bool, stream: TextIO | None) -> list[Any]:
+    if json:
+        return [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ]
+    out = stream if stream is not None else sys.stderr
+    try:
+        colors = out.isatty() and "NO_COLOR" not in os.environ
+    except (AttributeError, ValueError):
+        colors = False
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.dev.ConsoleRenderer(colors=colors),
+    ]
+
+
+def log_defs(*, json: bool | None = None, level: str = "INFO") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for Thespian's ``logDefs``.
+
+    In Thespian's actor processes the root logger forwards records to Thespian's
+    logging process and refuses new handlers; that process formats them with this
+    configuration. Node processes call ``configure_logging(install_handler=False)``:
+    structlog's processors (trace ids included) still run where the event happens.
+    """
+    use_json = _default_json() if json is None else json
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"greenroom": {
+            "()": structlog.stdlib.ProcessorFormatter,
+            "foreign_pre_chain": [*_shared_processors(), _add_record_extras],
+            "processors": _renderer_chain(use_json, None),
+        }},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "greenroom"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+    }
+
+
+def configure_logging(
+    *, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None,
+    install_handler: bool = True,
+) -> None:
+    """Configure structlog and stdlib logging for this process. Safe to call again.
+
+    ``json`` picks the renderer (``None``: see ``GREENROOM_LOG_FORMAT``, else console when
+    stderr is a terminal, else JSON). ``stream`` defaults to the current ``sys.stderr``.
+    A second call with the same settings does nothing; with other settings it swaps the
+    renderer/level of the one handler this module owns (never stacking a second one), and
+    handlers others put on the root logger (pytest's, for instance) are left alone.
+    """
+    use_json = _default_json() if json is None else json
+    numeric_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric_level, int):
+        raise ValueError(f"unknown log level: {level!r}")
+    wanted = (use_json, numeric_level, id(stream))
+
+    with _State.lock:
+        if _State.applied == wanted:
+            return
+        shared = _shared_processors()
+        formatter = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, _add_record_extras],
+            processors=_renderer_chain(use_json, stream),
+        )
+        handler: logging.Handler = (
+            _StderrHandler() if stream is None else logging.StreamHandler(stream)
+        )
+        handler.setFormatter(formatter)
+
+        root = logging.getLogger()
+        if install_handler:
+            if _State.handler is not None:
+                root.removeHandler(_State.handler)
+            root.addHandler(handler)
+            root.setLevel(numeric_level)
+            _State.handler = handler
+
+        if _State.applied is None:
+            # The structlog side never changes between calls (rendering lives in the
+            # handler above), so caching loggers on first use stays correct.
+            structlog.configure(
+                processors=[
+                    *shared,
+                    structlog.stdlib.PositionalArgumentsFormatter(),
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+                ],
+                logger_factory=structlog.stdlib.LoggerFactory(),
+                wrapper_class=_BoundLogger,
+                cache_logger_on_first_use=True,
+            )
+        _State.applied = wanted
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> structlog.stdlib.BoundLogger:
+    """A structlog logger backed by the stdlib logger *name* (its ``logger`` field).
+
+    Usable at import time: the configuration is applied on first use. That lazy proxy
+    costs a few µs per call; on a hot path keep ``get_logger(...).bind()`` made after
+    ``configure_logging`` (a disabled level then costs about 1 µs).
+    """
+    return structlog.stdlib.get_logger(name, **initial_values)
+
+
+def _reset() -> None:
+    """Forget the configuration (tests only): remove our handler, let the next call apply."""
+    with _State.lock:
+        if _State.handler is not None:
+            logging.getLogger().removeHandler(_State.handler)
+        _State.handler = None
+        _State.applied = None

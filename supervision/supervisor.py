@@ -1,0 +1,270 @@
+"""An OTP supervisor written as a Thespian actor, on Thespian's primitives only.
+
+It uses ``createActor``, ``send``, ``wakeupAfter``, ``ChildActorExited`` and
+``ActorExitRequest`` and nothing else, so the same class supervises in-process
+actors on greenroom's base and OS processes on Thespian's ``multiprocTCPBase``.
+
+Like OTP's, it is sequential: while it terminates or restarts children it handles
+nothing else (other requests and exits wait, stashed, in arrival order), so a
+restart is never interleaved with another. Exit reasons come from greenroom's base
+(``ChildActorExited.reason``); Thespian's own bases give none, which counts as
+abnormal unless this supervisor itself asked the child to stop.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
+
+from actors.messages import KILLED, SHUTDOWN, is_normal_exit
+from supervision.messages import (
+    Children,
+    ChildStarted,
+    ChildTerminated,
+    Start,
+    StartChild,
+    Started,
+    Stop,
+    Stopped,
+    SupervisorError,
+    TerminateChild,
+    WhichChildren,
+)
+from supervision.spec import (
+    BRUTAL_KILL,
+    ONE_FOR_ALL,
+    ONE_FOR_ONE,
+    TEMPORARY,
+    TRANSIENT,
+    ChildSpec,
+    SupervisorFlags,
+    SupervisorSpec,
+)
+
+log = logging.getLogger("greenroom.supervision")
+_tokens = itertools.count(1)
+
+
+@dataclass(eq=False)
+class _Child:
+    spec: ChildSpec
+    address: Any = None
+
+
+@dataclass(frozen=True)
+class _ShutdownTimeout:
+    token: int
+
+
+class Supervisor(Actor):
+    """Override ``init()`` (OTP's ``init/1``) or send ``Start(spec)``."""
+
+    def __init__(self) -> None:
+        self._flags = SupervisorFlags()
+        self._children: list[_Child] = []
+        self._restarts: collections.deque[float] = collections.deque()
+        self._ops: collections.deque[tuple] = collections.deque()
+        self._stash: list[tuple[Any, Any]] = []
+        self._awaiting: _Child | None = None
+        self._awaiting_token = 0
+
+    def init(self) -> SupervisorSpec:
+        raise NotImplementedError(f"{type(self).__name__} has no init(); send Start(spec)")
+
+    # -- the mailbox -----------------------------------------------------------------
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ChildActorExited):
+            self._on_child_exit(msg, sender)
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _ShutdownTimeout):
+            self._on_shutdown_timeout(msg.payload.token)
+        elif isinstance(msg, ActorExitRequest):
+            pass  # the base ends the children (newest first) and then this actor
+        elif self._busy():
+            self._stash.append((msg, sender))
+        else:
+            self._handle_request(msg, sender)
+
+    def _busy(self) -> bool:
+        return self._awaiting is not None or bool(self._ops)
+
+    def _handle_request(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Start):
+            spec = msg.spec if msg.spec is not None else self.init()
+            self._flags = spec.flags
+            self._children = [_Child(c) for c in spec.children]
+            self._ops.extend(("start", c) for c in self._children)
+            self._ops.append(("reply", sender, None))
+        elif isinstance(msg, Stop):
+            self._ops.extend(("terminate", c) for c in reversed(self._children))
+            self._ops.append(("reply", sender, Stopped()))
+            self._ops.append(("exit", SHUTDOWN))
+        elif isinstance(msg, StartChild):
+            if any(c.spec.id == msg.spec.id for c in self._children):
+                self.send(sender, SupervisorError(msg, f"child id {msg.spec.id!r} exists"))
+                return
+            child = _Child(msg.spec)
+            self._children.append(child)
+            self._ops.append(("start", child))
+            self._ops.append(("reply", sender, child))
+        elif isinstance(msg, TerminateChild):
+            child = self._find_id(msg.id)
+            if child is None:
+                self.send(sender, SupervisorError(msg, f"no child {msg.id!r}"))
+                return
+            self._ops.append(("terminate", child))
+            self._ops.append(("forget", child))
+            self._ops.append(("reply", sender, ChildTerminated(msg.id)))
+        elif isinstance(msg, WhichChildren):
+            self.send(sender, Children(tuple((c.spec.id, c.address, c.spec.type)
+                                             for c in self._children)))
+            return
+        else:
+            self.send(sender, SupervisorError(msg, f"unexpected message {type(msg).__name__}"))
+            return
+        self._run()
+
+    # -- the sequential work queue ---------------------------------------------------
+
+    def _run(self) -> None:
+        while self._awaiting is None:
+            if not self._ops:
+                if not self._stash:
+                    return
+                msg, sender = self._stash.pop(0)
+                self.receiveMessage(msg, sender)
+                continue
+            op = self._ops.popleft()
+            kind = op[0]
+            if kind == "start":
+                self._start(op[1])
+            elif kind == "terminate":
+                self._terminate(op[1])
+            elif kind == "forget":
+                if op[1] in self._children:
+                    self._children.remove(op[1])
+            elif kind == "reply":
+                _, to, what = op
+                if what is None:
+                    what = Started(tuple((c.spec.id, c.address) for c in self._children))
+                elif isinstance(what, _Child):
+                    what = ChildStarted(what.spec.id, what.address)
+                self.send(to, what)
+            elif kind == "exit":
+                self._exit(op[1])
+                return
+
+    def _start(self, child: _Child) -> None:
+        spec = child.spec
+        child.address = self.createActor(spec.start, targetActorRequirements=spec.requirements,
+                                         globalName=spec.global_name)
+        if spec.init is not None:
+            self.send(child.address, spec.init)
+        log.debug("started child %s at %s", spec.id, child.address)
+
+    def _terminate(self, child: _Child) -> None:
+        if child.address is None:
+            return
+        timeout = child.spec.shutdown_timeout
+        self._awaiting = child
+        self._awaiting_token = token = next(_tokens)
+        if timeout == BRUTAL_KILL:
+            self._kill_brutally(child)
+            return
+        self.send(child.address, Stop() if child.spec.type == "supervisor" else ActorExitRequest())
+        if timeout != float("inf"):
+            self.wakeupAfter(timeout, _ShutdownTimeout(token))
+
+    def _on_shutdown_timeout(self, token: int) -> None:
+        if self._awaiting is not None and token == self._awaiting_token:
+            log.warning("child %s did not stop within %s s: killing it",
+                        self._awaiting.spec.id, self._awaiting.spec.shutdown_timeout)
+            self._kill_brutally(self._awaiting)
+
+    def _kill_brutally(self, child: _Child) -> None:
+        kill = getattr(getattr(self._myRef, "base", None), "kill_brutally", None)
+        if kill is not None:
+            kill(child.address)  # its ChildActorExited follows
+            return
+        # Thespian's own bases have no "kill": stop waiting and go on without it.
+        log.error("no brutal kill on this base; giving up on child %s", child.spec.id)
+        child.address = None
+        self._awaiting = None
+        self._run()
+
+    def _exit(self, reason: Any) -> None:
+        exit_with = getattr(self._myRef, "exit", None)
+        if exit_with is not None:
+            exit_with(reason)
+        else:
+            self.send(self.myAddress, ActorExitRequest())
+
+    # -- exits and restarts ----------------------------------------------------------
+
+    def _on_child_exit(self, msg: ChildActorExited, sender: Any) -> None:
+        awaiting = self._awaiting
+        if awaiting is not None and awaiting.address == msg.childAddress:
+            awaiting.address = None
+            self._awaiting = None
+            self._run()
+            return
+        child = self._find_address(msg.childAddress)
+        if child is None:
+            return  # a child already forgotten, or an older incarnation
+        if self._busy():
+            self._stash.append((msg, sender))
+            return
+        reason = getattr(msg, "reason", None)
+        if reason is None:
+            reason = KILLED
+        child.address = None
+        self._child_exited(child, reason)
+        self._run()
+
+    def _child_exited(self, child: _Child, reason: Any) -> None:
+        spec = child.spec
+        if spec.restart == TEMPORARY or (spec.restart == TRANSIENT and is_normal_exit(reason)):
+            log.info("child %s exited (%s); not restarted (%s)", spec.id, reason, spec.restart)
+            if spec.restart == TEMPORARY:
+                self._children.remove(child)
+            return
+        if not self._restart_allowed():
+            log.error("supervisor %s: more than %d restarts in %s s; shutting down",
+                      self.myAddress, self._flags.intensity, self._flags.period)
+            self._ops.extend(("terminate", c) for c in reversed(self._children))
+            self._ops.append(("exit", SHUTDOWN))
+            return
+        log.warning("child %s exited (%r); restarting (%s)", spec.id, reason,
+                    self._flags.strategy)
+        if self._flags.strategy == ONE_FOR_ONE:
+            self._ops.append(("start", child))
+            return
+        index = self._children.index(child)
+        affected = self._children if self._flags.strategy == ONE_FOR_ALL \
+            else self._children[index:]
+        self._ops.extend(("terminate", c) for c in reversed(affected) if c is not child)
+        for c in affected:
+            if c.spec.restart == TEMPORARY and c is not child:
+                self._ops.append(("forget", c))
+            else:
+                self._ops.append(("start", c))
+
+    def _restart_allowed(self) -> bool:
+        now = time.monotonic()
+        restarts = self._restarts
+        restarts.append(now)
+        while restarts and now - restarts[0] > self._flags.period:
+            restarts.popleft()
+        return len(restarts) <= self._flags.intensity
+
+    def _find_id(self, child_id: str) -> _Child | None:
+        return next((c for c in self._children if c.spec.id == child_id), None)
+
+    def _find_address(self, address: Any) -> _Child | None:
+        return next((c for c in self._children if c.address == address), None)
