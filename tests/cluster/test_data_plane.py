@@ -1,0 +1,182 @@
+"""The data plane between two nodes (real sockets), and the envelope codec."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+import msgpack
+import pytest
+
+from actors import Actor
+from actors.address import Address
+from actors.wire import (
+    MalformedEnvelope,
+    envelope,
+    open_envelope,
+    pack,
+    unpack,
+    wire_type,
+)
+from cluster.messages import NodeConfig
+from cluster.node import NodeThread
+from observability import snapshot
+
+SECRET = b"plane-secret"
+
+
+@wire_type("test.numbered")
+@dataclass
+class Numbered:
+    n: int
+    trace: dict | None = None
+
+
+class Collector(Actor):
+    def receiveMessage(self, msg, sender):
+        if isinstance(msg, Numbered):
+            self.seen = getattr(self, "seen", []) + [msg.n]
+        elif msg == "seen":
+            self.send(sender, getattr(self, "seen", []))
+
+
+@pytest.fixture
+def pair():
+    a = NodeThread(NodeConfig("pa", SECRET))
+    b = NodeThread(NodeConfig("pb", SECRET))
+    addr_a, addr_b = a.start(), b.start()
+    peers = {"pa": addr_a, "pb": addr_b}
+    a.call(a.node.set_peers, peers)
+    b.call(b.node.set_peers, peers)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def run(thread, coro, timeout=10):
+    return asyncio.run_coroutine_threadsafe(coro, thread.loop).result(timeout)
+
+
+def on_loop(thread, fn, *args):
+    async def call():
+        return fn(*args)
+    return run(thread, call())
+
+
+def test_envelope_round_trip_and_trace_travels_once():
+    to, sender = Address("n2", 7), Address("n1", 3)
+    trace = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    env = envelope(to, sender, Numbered(5, trace))
+    assert env["type"] == "test.numbered@1" and env["body"] == [5] and env["trace"] == trace
+    got_to, got_sender, message, got_trace = open_envelope(unpack(pack(env)))
+    assert (got_to, got_sender, got_trace) == (to, sender, trace)
+    assert message == Numbered(5, trace)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (b"\xc1", "not valid msgpack"),
+    (msgpack.packb([1, 2]), "is a map"),
+    (msgpack.packb({"to": ["n", 1], "from": None, "type": "x@1"}), "lacks"),
+    (msgpack.packb({"to": "n", "from": None, "type": "raw@1", "body": 1}), "'to' must be"),
+    (msgpack.packb({"to": ["n", 1], "from": None, "type": "nope@9", "body": []}),
+     "unknown message type"),
+    (msgpack.packb({"to": ["n", 1], "from": None, "type": "test.numbered@1", "body": [1, 2]}),
+     "body must be a list of 1"),
+    (msgpack.packb({"to": ["n", 1], "from": None, "type": "raw@1", "body": 1, "trace": 5}),
+     "'trace' must be a map"),
+])
+def test_malformed_envelopes_raise_with_a_reason(bad, reason):
+    with pytest.raises(MalformedEnvelope, match=reason):
+        open_envelope(unpack(bad))
+
+
+def test_unregistered_objects_cannot_be_packed():
+    class Secret:
+        pass
+
+    with pytest.raises(TypeError, match="not a wire type"):
+        pack(envelope(Address("n", 1), None, [Secret()]))
+
+
+def test_messages_cross_in_order(pair):
+    a, b = pair
+    collector = on_loop(b, b.node.base.create_actor, None, Collector, None, None)
+    remote = Address("pb", collector.id)  # as another process names it: no cell
+
+    def blast():
+        for n in range(5000):
+            a.node.base.deliver(remote, Numbered(n), None)
+
+    on_loop(a, blast)
+    deadline = time.monotonic() + 10
+    seen = []
+    while time.monotonic() < deadline and len(seen) < 5000:
+        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
+        time.sleep(0.02)
+    assert seen == list(range(5000))
+
+
+def _authenticated_socket(port: int, node: bytes = b"intruder", secret: bytes = SECRET):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    hello = b""
+    while len(hello) < 21:
+        hello += sock.recv(21 - len(hello))
+    assert hello.startswith(b"GRDP1")
+    mac = hmac.new(secret, hello[5:] + node, hashlib.sha256).digest()
+    sock.sendall(struct.pack(">H", len(node)) + node + mac)
+    return sock
+
+
+def test_malformed_envelope_is_logged_counted_and_the_receiver_goes_on(pair):
+    a, b = pair
+    collector = on_loop(b, b.node.base.create_actor, None, Collector, None, None)
+    port = b.address[1]
+    before = snapshot().get('envelopes_malformed_total{reason="envelope"}', 0)
+    sock = _authenticated_socket(port)
+    assert sock.recv(2) == b"OK"
+    frames = [b"\xc1garbage",
+              msgpack.packb({"to": ["pb", collector.id], "from": None, "type": "zzz@1",
+                             "body": []}),
+              pack(envelope(Address("pb", collector.id), None, Numbered(42)))]
+    sock.sendall(b"".join(struct.pack(">I", len(f)) + f for f in frames))
+    deadline = time.monotonic() + 5
+    seen = []
+    while time.monotonic() < deadline and not seen:
+        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
+        time.sleep(0.02)
+    assert seen == [42]
+    after = snapshot().get('envelopes_malformed_total{reason="envelope"}', 0)
+    assert after - before == 2
+    sock.close()
+
+
+def test_a_link_with_the_wrong_secret_is_refused(pair):
+    _a, b = pair
+    sock = _authenticated_socket(b.address[1], secret=b"wrong")
+    sock.settimeout(5)
+    assert sock.recv(2) == b""  # closed without "OK"
+    sock.close()
+
+
+def test_an_oversized_frame_closes_the_link(pair):
+    _a, b = pair
+    sock = _authenticated_socket(b.address[1])
+    assert sock.recv(2) == b"OK"
+    sock.sendall(struct.pack(">I", 1 << 30))
+    sock.settimeout(5)
+    assert sock.recv(1) == b""
+    sock.close()
+
+
+def test_data_plane_needs_a_secret():
+    from actors import UvloopSystemBase
+    from cluster.data_plane import DataPlane
+
+    base = UvloopSystemBase(loop=asyncio.new_event_loop())
+    with pytest.raises(ValueError, match="secret"):
+        DataPlane(base, b"")
