@@ -173,7 +173,10 @@ class UvloopSystemBase:
         self.capabilities: dict[str, Any] = {"Thespian ActorSystem Name": "greenroom.uvloop"}
         self.stats = {"dead_letters": 0, "overloaded": 0, "poison": 0, "delivered_remote": 0}
         self._ids = itertools.count(1)
-        self._monitor_refs: dict[int, Cell] = {}
+        self._monitor_refs: dict[int, Cell] = {}  # ref -> the monitored cell
+        # watcher id -> its refs: an exiting watcher's monitors go with it. Kept here,
+        # not in a Cell slot, so actors that never monitor pay nothing.
+        self._watching: dict[int, set[int]] = {}
         self._refs = itertools.count(1)
         self._running: Cell | None = None  # the cell whose turn _drain is running
         self._thread: threading.Thread | None = None
@@ -409,8 +412,17 @@ class UvloopSystemBase:
         if cell.monitors:
             for ref, watcher in cell.monitors.items():
                 self._monitor_refs.pop(ref, None)
+                refs = self._watching.get(watcher.id)
+                if refs is not None:
+                    refs.discard(ref)
+                    if not refs:
+                        del self._watching[watcher.id]
                 self.deliver(watcher, Down(ref, cell.address, reason), cell.address)
             cell.monitors = None
+        for ref in self._watching.pop(cell.address.id, ()):
+            target = self._monitor_refs.pop(ref, None)
+            if target is not None and target.monitors:
+                target.monitors.pop(ref, None)
         if notify_parent and cell.parent is not None:
             exited = ChildActorExited(cell.address)
             exited.reason = reason
@@ -566,13 +578,22 @@ class UvloopSystemBase:
             tcell.monitors = {}
         tcell.monitors[ref] = watcher.address
         self._monitor_refs[ref] = tcell
+        self._watching.setdefault(watcher.address.id, set()).add(ref)
         return ref
 
     def demonitor(self, ref: int) -> bool:
         tcell = self._monitor_refs.pop(ref, None)
         if tcell is None or not tcell.monitors:
             return False
-        return tcell.monitors.pop(ref, None) is not None
+        watcher = tcell.monitors.pop(ref, None)
+        if watcher is None:
+            return False
+        refs = self._watching.get(watcher.id)
+        if refs is not None:
+            refs.discard(ref)
+            if not refs:
+                del self._watching[watcher.id]
+        return True
 
     def _reply_address(self, resolve: Callable[[Any, Address], None], timeout: float,
                        on_timeout: Callable[[], None]) -> Address:

@@ -470,6 +470,19 @@ def test_demonitor_stops_the_down(asys):
     assert first._cell.alive is False
 
 
+def test_an_exiting_watcher_takes_its_monitors_with_it(asys, base):
+    target = asys.createActor(Mortal)
+    watchers = [asys.createActor(Watcher) for _ in range(50)]
+    for w in watchers:
+        asys.ask(w, ("monitor", target), WAIT)
+    assert len(target._cell.monitors) == 50
+    for w in watchers:
+        asys.tell(w, ActorExitRequest())
+    asys.ask(target, "ping", WAIT)  # the exits above have been handled by now
+    assert not target._cell.monitors
+    assert not base._watching and not base._monitor_refs
+
+
 # -- actors.Actor: run_io ---------------------------------------------------------------
 
 
