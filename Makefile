@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench-runtime clean bench-storage cassandra-jars
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs cassandra-jars
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -36,3 +36,7 @@ bench-storage: $(STAMP)
 
 cassandra-jars: $(STAMP)
 	$(PY) -m tests.services.cassandra fetch
+
+bench-ws-libs: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) loadtest/bench_ws_libs.py $(ARGS)

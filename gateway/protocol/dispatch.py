@@ -1,0 +1,96 @@
+"""Encode a dispatch once, send it to many sessions: only ``s`` differs per recipient.
+
+A ``PreparedDispatch`` encodes ``{"t": t, "s": <seq>, "op": 0, "d": d}`` once per
+encoding into the bytes before and after the sequence number, so a recipient's frame is
+``prefix + digits(seq) + suffix`` — byte-for-byte what ``encode_payload`` gives for that
+dict (tests/gateway/test_protocol_dispatch.py proves it with hypothesis). Encodings are
+made lazily, the first time a recipient with that encoding needs one.
+
+A replay buffer holds references to these shared objects, not copies, so keeping the last
+N dispatches of a session costs a pointer each.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .codec import Encoding, json_bytes, msgpack_bytes
+
+_MSGPACK_MAP4 = b"\x84"
+_MSGPACK_KEY_T = msgpack_bytes("t")
+_MSGPACK_KEY_S = msgpack_bytes("s")
+_MSGPACK_OP0_D = msgpack_bytes("op") + msgpack_bytes(0) + msgpack_bytes("d")
+_pack_u8 = struct.Struct(">BB").pack
+_pack_u16 = struct.Struct(">BH").pack
+_pack_u32 = struct.Struct(">BI").pack
+_pack_u64 = struct.Struct(">BQ").pack
+
+
+def msgpack_uint(value: int) -> bytes:
+    """msgpack's shortest form of a non-negative int, as ``msgpack.packb`` writes it."""
+    if value < 0x80:
+        return bytes((value,))
+    if value <= 0xFF:
+        return _pack_u8(0xCC, value)
+    if value <= 0xFFFF:
+        return _pack_u16(0xCD, value)
+    if value <= 0xFFFFFFFF:
+        return _pack_u32(0xCE, value)
+    return _pack_u64(0xCF, value)
+
+
+class PreparedDispatch:
+    """One DISPATCH payload, encoded at most once per encoding, for any number of sessions."""
+
+    __slots__ = ("event", "_data", "_json", "_msgpack")
+
+    def __init__(self, event: str, data: Any) -> None:
+        self.event = event
+        self._data = data
+        self._json: tuple[bytes, bytes] | None = None
+        self._msgpack: tuple[bytes, bytes] | None = None
+
+    @property
+    def data(self) -> Any:
+        """The ``d`` value (raises after ``compact``, which drops it)."""
+        if self._data is _DROPPED:
+            raise RuntimeError(f"{self.event} dispatch was compacted; its data is gone")
+        return self._data
+
+    def _parts(self, encoding: Encoding) -> tuple[bytes, bytes]:
+        if encoding is Encoding.JSON:
+            parts = self._json
+            if parts is None:
+                parts = self._json = (
+                    b'{"t":' + json_bytes(self.event) + b',"s":',
+                    b',"op":0,"d":' + json_bytes(self.data) + b"}",
+                )
+            return parts
+        parts = self._msgpack
+        if parts is None:
+            parts = self._msgpack = (
+                _MSGPACK_MAP4 + _MSGPACK_KEY_T + msgpack_bytes(self.event) + _MSGPACK_KEY_S,
+                _MSGPACK_OP0_D + msgpack_bytes(self.data),
+            )
+        return parts
+
+    def frame(self, seq: int, encoding: Encoding) -> bytes:
+        """The encoded payload for one recipient whose next sequence number is ``seq``."""
+        prefix, suffix = self._parts(encoding)
+        if encoding is Encoding.JSON:
+            return b"%b%d%b" % (prefix, seq, suffix)
+        return prefix + msgpack_uint(seq) + suffix
+
+    def compact(self, encoding: Encoding) -> PreparedDispatch:
+        """Keep only ``encoding``'s bytes and drop ``d``; for payloads built for one session
+        (READY, GUILD_CREATE) that its replay buffer would otherwise keep as Python objects."""
+        self._parts(encoding)
+        self._data = _DROPPED
+        return self
+
+    def __repr__(self) -> str:
+        return f"PreparedDispatch({self.event!r})"
+
+
+_DROPPED: Any = object()

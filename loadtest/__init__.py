@@ -1,0 +1,1 @@
+"""Benchmarks and load generators; each prints its figures and one JSON line."""

@@ -1,0 +1,193 @@
+"""Encodings (json, msgpack), zlib-stream, and encode-once dispatches."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.protocol import (
+    DecodeError,
+    Encoding,
+    PreparedDispatch,
+    SendFrame,
+    ZlibStreamCompressor,
+    decode_payload,
+    encode_payload,
+)
+
+from .scripted_client import ZLIB_SUFFIX, ScriptedClient, close_of
+
+# JSON-like values: what dispatch data is made of. Floats stay finite (JSON has no NaN).
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+sequence_numbers = st.integers(min_value=0, max_value=2**64 - 1)
+event_names = st.text(min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=event_names, data=json_values, seq=sequence_numbers)
+def test_prepared_dispatch_equals_plain_encoding_json(event, data, seq):
+    plain = encode_payload({"t": event, "s": seq, "op": 0, "d": data}, Encoding.JSON)
+    assert PreparedDispatch(event, data).frame(seq, Encoding.JSON) == plain
+    assert json.loads(plain) == {"t": event, "s": seq, "op": 0, "d": data}
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=event_names, data=json_values, seq=sequence_numbers)
+def test_prepared_dispatch_equals_plain_encoding_msgpack(event, data, seq):
+    try:
+        plain = encode_payload({"t": event, "s": seq, "op": 0, "d": data}, Encoding.MSGPACK)
+    except UnicodeEncodeError:  # lone surrogates have no UTF-8 form, so no msgpack form
+        with pytest.raises(UnicodeEncodeError):
+            PreparedDispatch(event, data).frame(seq, Encoding.MSGPACK)
+        return
+    assert PreparedDispatch(event, data).frame(seq, Encoding.MSGPACK) == plain
+    assert msgpack.unpackb(plain, raw=False, strict_map_key=False) == {
+        "t": event,
+        "s": seq,
+        "op": 0,
+        "d": data,
+    }
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=json_values, seqs=st.lists(sequence_numbers, min_size=2, max_size=6))
+def test_one_prepared_dispatch_serves_many_recipients(data, seqs):
+    prepared = PreparedDispatch("MESSAGE_CREATE", data)
+    frames = [prepared.frame(seq, Encoding.JSON) for seq in seqs]
+    assert [json.loads(f)["s"] for f in frames] == seqs
+    assert all(json.loads(f)["d"] == data for f in frames)
+
+
+def test_compacted_dispatch_keeps_its_bytes_and_drops_its_data():
+    prepared = PreparedDispatch("READY", {"v": 10}).compact(Encoding.JSON)
+    assert prepared.frame(1, Encoding.JSON) == b'{"t":"READY","s":1,"op":0,"d":{"v":10}}'
+    with pytest.raises(RuntimeError):
+        prepared.frame(1, Encoding.MSGPACK)
+
+
+def test_json_is_compact_utf8_and_snowflakes_are_strings():
+    client = ScriptedClient()
+    [ready, _] = client.ready()
+    frame = PreparedDispatch("X", {"content": "héllo", "id": "1"}).frame(1, Encoding.JSON)
+    assert frame == '{"t":"X","s":1,"op":0,"d":{"content":"héllo","id":"1"}}'.encode()
+    assert isinstance(ready["d"]["user"]["id"], str)
+    assert isinstance(ready["d"]["application"]["id"], str)
+
+
+def test_json_with_a_lone_surrogate_falls_back_to_escapes():
+    assert encode_payload({"c": "a\ud800"}, Encoding.JSON) == b'{"c":"a\\ud800"}'
+
+
+# -- msgpack connections -----------------------------------------------------------------
+
+
+def test_msgpack_session_round_trip():
+    client = ScriptedClient("/?v=10&encoding=msgpack")
+    [hello] = client.start_payloads
+    assert hello == {"t": None, "s": None, "op": 10, "d": {"heartbeat_interval": 41250}}
+    ready, guild_create = client.ready()
+    assert (ready["t"], ready["s"], ready["d"]["user"]["id"]) == ("READY", 1, "111")
+    assert guild_create["d"]["id"] == "333"
+    [ack] = client.payloads(client.send({"op": 1, "d": 2}))
+    assert ack["op"] == 11
+    [message] = client.payloads(client.conn.dispatch_event("MESSAGE_CREATE", {"content": "hi"}))
+    assert message == {"t": "MESSAGE_CREATE", "s": 3, "op": 0, "d": {"content": "hi"}}
+    assert set(client.text_frames) == {False}  # msgpack travels in binary frames
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xc1",  # never-used byte
+        b"\x81\xa2op",  # truncated map
+        b"\x81\x01\x01",  # integer key
+        b"\x82\xa2op\x01\xa1d\xc4\x01x",  # bin value
+        b"\x82\xa2op\x01\xa1d\xd4\x05\x00",  # extension type
+        b"\x82\xa2op\x01\xa1d\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00",  # NaN
+        b"\x91" * 3000,  # nesting deeper than the unpacker allows
+        b"\x01\x02",  # extra data after a value
+    ],
+)
+def test_invalid_msgpack_closes_4002(raw):
+    client = ScriptedClient("/?v=10&encoding=msgpack")
+    close = close_of(client.send(raw))
+    assert (close.code, close.reason) == (4002, "Decode error")
+
+
+def test_msgpack_wrong_shape_and_unknown_opcode():
+    client = ScriptedClient("/?v=10&encoding=msgpack")
+    assert close_of(client.send(msgpack.packb([1, 2]))).code == 4002
+    client = ScriptedClient("/?v=10&encoding=msgpack")
+    assert close_of(client.send(msgpack.packb({"op": 42, "d": None}))).code == 4001
+
+
+def test_decode_payload_errors_are_decode_errors():
+    for raw, encoding in [(b"{", Encoding.JSON), (b"\xc1", Encoding.MSGPACK)]:
+        with pytest.raises(DecodeError):
+            decode_payload(raw, encoding)
+    assert decode_payload(memoryview(b'{"op":1}'), Encoding.JSON) == {"op": 1}
+
+
+# -- zlib-stream ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_zlib_stream_round_trip_like_a_client(encoding):
+    client = ScriptedClient(f"/?v=10&encoding={encoding}&compress=zlib-stream")
+    frames = [e for e in client.start_effects if isinstance(e, SendFrame)]
+    cmf, flg = frames[0].data[:2]  # a zlib header (deflate, checksummed) opens the stream
+    assert cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+    ready, guild_create = client.ready()
+    assert (ready["t"], guild_create["t"]) == ("READY", "GUILD_CREATE")
+    for i in range(50):
+        effects = client.conn.dispatch_event("MESSAGE_CREATE", {"content": "hello " * i, "n": i})
+        [frame] = effects
+        assert frame.data.endswith(ZLIB_SUFFIX) and frame.text is False
+        [message] = client.payloads(effects)
+        assert message["d"]["n"] == i and message["s"] == 3 + i
+    assert set(client.text_frames) == {False}
+
+
+def test_zlib_stream_shares_one_context_so_repeats_shrink():
+    compressor = ZlibStreamCompressor()
+    payload = b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{"content":"the same words again"}}'
+    first, second = compressor.compress(payload), compressor.compress(payload)
+    assert len(second) < len(first)
+    inflate = zlib.decompressobj()
+    assert inflate.decompress(first) + inflate.decompress(second) == payload * 2
+
+
+def test_zlib_stream_replay_after_resume_decompresses_on_the_new_context():
+    old = ScriptedClient("/?v=10&encoding=json&compress=zlib-stream")
+    old.ready()
+    old.conn.dispatch_event("MESSAGE_CREATE", {"n": 1})
+    old.conn.connection_lost(None)
+    new = ScriptedClient("/?v=10&encoding=json&compress=zlib-stream")
+    new.send({"op": 6, "d": {"token": "t", "session_id": "session-1", "seq": 1}})
+    payloads = new.payloads(new.conn.resume_ok(old.conn.log, intents=513))
+    assert [(p["t"], p["s"]) for p in payloads] == [
+        ("GUILD_CREATE", 2),
+        ("MESSAGE_CREATE", 3),
+        ("RESUMED", 4),
+    ]
+
+
+def test_unknown_compress_value_is_served_uncompressed():
+    client = ScriptedClient("/?v=10&encoding=json&compress=zstd-stream")
+    [hello] = client.start_payloads
+    assert hello["op"] == 10 and client.text_frames == [True]

@@ -1,0 +1,257 @@
+"""RESUME: replay in order then RESUMED; stale, unknown and impossible resumes; RECONNECT and
+INVALID_SESSION; what survives a dropped socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.protocol import (
+    ConnectionState,
+    DispatchLog,
+    Encoding,
+    GatewayConfig,
+    PreparedDispatch,
+    ProtocolUsageError,
+    ResumeRequested,
+)
+
+from .scripted_client import ScriptedClient, close_of, timers_of
+
+
+def _session_with_dispatches(count: int, config: GatewayConfig | None = None) -> ScriptedClient:
+    client = ScriptedClient(config=config)
+    client.ready()  # READY s=1, GUILD_CREATE s=2
+    for i in range(count):
+        client.conn.dispatch_event("MESSAGE_CREATE", {"n": i})
+    return client
+
+
+def _resume(new: ScriptedClient, seq: int | None, session_id: str = "session-1"):
+    d = {"token": "Bot.token", "session_id": session_id, "seq": seq}
+    return new.send({"op": 6, "d": d}, at=100.0)
+
+
+def test_resume_replays_every_missed_dispatch_in_order_then_resumed():
+    old = _session_with_dispatches(5)  # s = 3..7
+    disconnected = old.conn.connection_lost(None)  # TCP dropped, no close frame
+    assert disconnected.session_resumable
+    log = old.conn.log
+    # the session layer keeps appending while nobody is connected
+    log.append(PreparedDispatch("MESSAGE_CREATE", {"n": "while away"}))  # s=8
+
+    new = ScriptedClient()
+    assert _resume(new, 4) == [ResumeRequested(token="Bot.token", session_id="session-1", seq=4)]
+    assert new.conn.state is ConnectionState.RESUMING
+    payloads = new.payloads(new.conn.resume_ok(log, intents=513))
+    assert [(p["t"], p["s"]) for p in payloads] == [
+        ("MESSAGE_CREATE", 5),
+        ("MESSAGE_CREATE", 6),
+        ("MESSAGE_CREATE", 7),
+        ("MESSAGE_CREATE", 8),
+        ("RESUMED", 9),
+    ]
+    assert [p["d"] for p in payloads[:3]] == [{"n": 2}, {"n": 3}, {"n": 4}]
+    assert payloads[-1] == {"t": "RESUMED", "s": 9, "op": 0, "d": {}}
+    # the resumed connection goes on numbering the same session
+    [after] = new.payloads(new.conn.dispatch_event("TYPING_START", {}))
+    assert after["s"] == 10
+    assert new.conn.session_id == "session-1"
+    assert new.conn.state is ConnectionState.READY
+
+
+def test_resume_from_seq_1_replays_guild_create():
+    old = _session_with_dispatches(0)
+    old.conn.connection_lost(4000)
+    new = ScriptedClient()
+    _resume(new, 1)
+    payloads = new.payloads(new.conn.resume_ok(old.conn.log, intents=513))
+    assert [p["t"] for p in payloads] == ["GUILD_CREATE", "RESUMED"]
+    assert payloads[0]["d"]["name"] == "the greenroom"
+
+
+def test_resume_when_nothing_was_missed_sends_only_resumed():
+    old = _session_with_dispatches(2)
+    old.conn.connection_lost(4000)
+    new = ScriptedClient()
+    _resume(new, old.conn.log.seq)
+    assert [p["t"] for p in new.payloads(new.conn.resume_ok(old.conn.log, intents=513))] == [
+        "RESUMED"
+    ]
+
+
+def test_dispatches_after_a_resumable_server_close_are_kept_for_replay():
+    old = _session_with_dispatches(1)  # s=3
+    close_of(old.send("{"))  # 4002 keeps the session
+    assert old.conn.dispatch_event("MESSAGE_CREATE", {"n": "late"}) == []
+    new = ScriptedClient()
+    _resume(new, 3)
+    payloads = new.payloads(new.conn.resume_ok(old.conn.log, intents=513))
+    assert [(p["d"], p["s"]) for p in payloads] == [({"n": "late"}, 4), ({}, 5)]
+
+
+def test_unknown_session_gets_op9_false_and_may_identify_on_the_same_connection():
+    new = ScriptedClient()
+    _resume(new, 10, session_id="nope")
+    assert new.payloads(new.conn.resume_failed()) == [{"t": None, "s": None, "op": 9, "d": False}]
+    assert new.conn.state is ConnectionState.AWAITING_IDENTIFY
+    new.ready()
+    assert new.conn.state is ConnectionState.READY
+
+
+def test_stale_resume_whose_dispatches_were_evicted_gets_op9_false():
+    config = GatewayConfig(replay_max_entries=4)
+    old = _session_with_dispatches(6, config)  # s=1..8, only 5..8 kept
+    old.conn.connection_lost(None)
+    new = ScriptedClient(config=config)
+    _resume(new, 3)  # 4 is gone: replaying would leave a gap
+    assert new.payloads(new.conn.resume_ok(old.conn.log, intents=513)) == [
+        {"t": None, "s": None, "op": 9, "d": False}
+    ]
+    assert new.conn.state is ConnectionState.AWAITING_IDENTIFY
+
+    newer = ScriptedClient(config=config)
+    _resume(newer, 4)  # 5..8 are all kept
+    assert [p["s"] for p in newer.payloads(newer.conn.resume_ok(old.conn.log, intents=513))] == [
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]
+
+
+def test_resume_with_a_seq_ahead_of_the_session_closes_4007():
+    old = _session_with_dispatches(1)  # last s=3
+    old.conn.connection_lost(None)
+    new = ScriptedClient()
+    _resume(new, 99)
+    close = close_of(new.conn.resume_ok(old.conn.log, intents=513))
+    assert (close.code, close.reason, close.session_resumable) == (4007, "Invalid seq", False)
+
+
+def test_resume_on_another_encoding_gets_op9_false():
+    old = _session_with_dispatches(1)
+    old.conn.connection_lost(None)
+    new = ScriptedClient("/?v=10&encoding=msgpack")
+    _resume(new, 2)
+    assert new.payloads(new.conn.resume_ok(old.conn.log, intents=513)) == [
+        {"t": None, "s": None, "op": 9, "d": False}
+    ]
+
+
+def test_resume_with_null_seq_means_nothing_seen():
+    new = ScriptedClient()
+    assert _resume(new, None)[0].seq == 0
+
+
+@pytest.mark.parametrize(
+    "d",
+    [None, {"session_id": "s", "seq": 1}, {"token": "t", "session_id": 5, "seq": 1},
+     {"token": "t", "session_id": "s", "seq": -1}, {"token": "t", "session_id": "s", "seq": "1"}],
+)  # fmt: skip
+def test_malformed_resume_closes_4001(d):
+    assert close_of(ScriptedClient().send({"op": 6, "d": d})).code == 4001
+
+
+def test_second_resume_while_resuming_closes_4005():
+    new = ScriptedClient()
+    _resume(new, 1)
+    assert close_of(_resume(new, 1)).code == 4005
+
+
+def test_client_events_while_resuming_close_4003():
+    new = ScriptedClient()
+    _resume(new, 1)
+    presence = {"op": 3, "d": {"status": "online", "activities": []}}
+    assert close_of(new.send(presence)).code == 4003
+
+
+@pytest.mark.parametrize(("code", "resumable"), [(1000, False), (1001, False), (4000, True),
+                                                 (1006, True), (None, True)])  # fmt: skip
+def test_client_close_1000_or_1001_ends_the_session_others_keep_it(code, resumable):
+    client = _session_with_dispatches(0)
+    assert client.conn.connection_lost(code).session_resumable is resumable
+    assert client.conn.state is ConnectionState.CLOSED
+
+
+def test_connection_lost_before_ready_has_no_session():
+    client = ScriptedClient()
+    client.identify()
+    assert client.conn.connection_lost(4000).session_resumable is False
+    assert client.conn.identified(
+        session_id="late", user={"id": 1, "username": "x"}, guilds=[],
+        application={"id": 2}, resume_gateway_url="ws://x",
+    ) == []  # fmt: skip
+
+
+def test_reconnect_sends_op7_then_closes_resumably_if_the_client_stays():
+    config = GatewayConfig(reconnect_close_after_s=5)
+    client = _session_with_dispatches(0, config)
+    effects = client.conn.reconnect(now=10.0)
+    assert client.payloads(effects) == [{"t": None, "s": None, "op": 7, "d": None}]
+    assert timers_of(effects) == [15.0]
+    assert timers_of(client.conn.on_timer(14.0)) == [15.0]
+    close = close_of(client.conn.on_timer(15.0))
+    assert (close.code, close.session_resumable) == (4000, True)
+
+
+def test_invalidate_session_resumable_keeps_the_session():
+    client = _session_with_dispatches(0)
+    assert client.payloads(client.conn.invalidate_session(True)) == [
+        {"t": None, "s": None, "op": 9, "d": True}
+    ]
+    assert client.conn.state is ConnectionState.READY
+    assert client.conn.connection_lost(4000).session_resumable is True
+
+
+def test_invalidate_session_not_resumable_drops_it_and_awaits_identify():
+    client = _session_with_dispatches(0)
+    assert client.payloads(client.conn.invalidate_session(False))[0]["d"] is False
+    assert client.conn.state is ConnectionState.AWAITING_IDENTIFY
+    assert client.conn.log is None
+    client.ready()  # a fresh IDENTIFY on the same connection
+    assert client.conn.connection_lost(None).session_resumable is True
+
+
+def test_server_close_of_a_ready_session():
+    client = _session_with_dispatches(0)
+    close = close_of(client.conn.close(4000, "operator disconnect"))
+    assert (close.code, close.detail, close.session_resumable) == (
+        4000,
+        "operator disconnect",
+        True,
+    )
+    assert client.conn.close() == []
+
+
+def test_resume_answers_out_of_order_raise():
+    client = ScriptedClient()
+    with pytest.raises(ProtocolUsageError):
+        client.conn.resume_ok(DispatchLog(Encoding.JSON), intents=513)
+    with pytest.raises(ProtocolUsageError):
+        client.conn.resume_failed()
+
+
+def test_dispatch_log_numbering_and_replay_window():
+    log = DispatchLog(Encoding.JSON, max_entries=3)
+    items = [PreparedDispatch("E", i) for i in range(5)]
+    assert [log.append(item) for item in items] == [1, 2, 3, 4, 5]
+    assert (log.seq, log.oldest_seq, len(log)) == (5, 3, 3)
+    assert [(seq, d.data) for seq, d in log.after(2)] == [(3, 2), (4, 3), (5, 4)]
+    assert [seq for seq, _ in log.after(4)] == [5]
+    assert list(log.after(5)) == []
+    assert [log.can_replay_after(s) for s in (1, 2, 5, 6)] == [False, True, True, False]
+    with pytest.raises(ValueError):
+        DispatchLog(Encoding.JSON, max_entries=0)
+
+
+def test_resumed_connection_applies_the_sessions_intents():
+    old = _session_with_dispatches(0)
+    old.conn.connection_lost(None)
+    new = ScriptedClient()
+    _resume(new, 2)
+    new.conn.resume_ok(old.conn.log, intents=513 | 256)
+    assert new.conn.intents == 513 | 256
+    d = {"guild_id": "333", "user_ids": ["1"], "presences": True}
+    [event] = new.send({"op": 8, "d": d})
+    assert event.presences is True  # GUILD_PRESENCES came with the resumed session
