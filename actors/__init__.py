@@ -13,6 +13,8 @@ Every actor is a ``thespian.actors.Actor`` subclass. Run them with::
 
 Subclass ``actors.Actor`` for the extensions (ask from inside an actor, timers,
 monitors, run_io, exit); see ``actors.messages`` for what they deliver.
+``actors.Registry`` finds or activates an actor by ``(kind, key)`` and passivates it
+when idle (``Route``, ``Locate``; see ``actors.registry``).
 """
 
 from actors.actor import Actor
@@ -30,19 +32,41 @@ from actors.messages import (
     Timeout,
     is_normal_exit,
 )
+from actors.registry import (
+    Activated,
+    Configure,
+    Configured,
+    GetRegistryStats,
+    Locate,
+    Located,
+    Registry,
+    RegistryError,
+    RegistryStats,
+    Route,
+)
 from actors.system_base import UvloopSystemBase
 
 __all__ = [
+    "Activated",
     "Actor",
     "Address",
     "AskTimeout",
+    "Configure",
+    "Configured",
     "Down",
+    "GetRegistryStats",
     "IODone",
     "KILLED",
+    "Locate",
+    "Located",
     "MailboxFull",
     "NORMAL",
     "Overloaded",
+    "Registry",
+    "RegistryError",
+    "RegistryStats",
     "Reply",
+    "Route",
     "SHUTDOWN",
     "Timeout",
     "UvloopSystemBase",
