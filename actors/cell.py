@@ -42,7 +42,9 @@ class Cell:
         self.address = address
         self.instance: Any = None
         self.parent = parent
-        self.children: list[Address] | None = None
+        # id -> address, in creation order (a dict: O(1) removal for registries with
+        # many children, newest-first iteration for shutdown)
+        self.children: dict[int, Address] | None = None
         self.mailbox: list | None = None
         self.scheduled = False
         self.alive = True

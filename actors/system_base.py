@@ -166,7 +166,7 @@ class UvloopSystemBase:
         self.drain_pending = False
         self.cells: dict[int, Cell] = {}
         self.global_names: dict[str, Address] = {}
-        self.primaries: list[Address] = []
+        self.primaries: dict[int, Address] = {}  # top-level actors, in creation order
         self.dead_letter_handler: Address | None = None
         self.registration_watchers: dict[Address, bool] = {}
         self.router: Callable[[Address, Any, Address | None], None] | None = None
@@ -373,16 +373,11 @@ class UvloopSystemBase:
                             exc_info=True)
             self.kill(cell, SHUTDOWN if sender != cell.address else NORMAL)
             return
-        # ChildActorExited: deliver, then forget the child.
+        # ChildActorExited (the child was already forgotten when it was killed)
         try:
             cell.instance.receiveMessage(msg, sender)
         except Exception as err:
             self._failed(cell, msg, sender, err)
-        if cell.children:
-            try:
-                cell.children.remove(msg.childAddress)
-            except ValueError:
-                pass
 
     def kill(self, cell: Cell, reason: Any, notify_parent: bool = True) -> None:
         """End an actor: children first (newest first), then timers, monitors, parent."""
@@ -390,7 +385,7 @@ class UvloopSystemBase:
             return
         cell.alive = False
         if cell.children:
-            for child in reversed(cell.children):
+            for child in reversed(list(cell.children.values())):
                 ccell = child._cell
                 if ccell is not None and ccell.alive:
                     try:
@@ -423,6 +418,12 @@ class UvloopSystemBase:
             target = self._monitor_refs.pop(ref, None)
             if target is not None and target.monitors:
                 target.monitors.pop(ref, None)
+        if cell.parent is None:
+            self.primaries.pop(cell.address.id, None)
+        else:
+            pcell = cell.parent._cell
+            if pcell is not None and pcell.children:
+                pcell.children.pop(cell.address.id, None)
         if notify_parent and cell.parent is not None:
             exited = ChildActorExited(cell.address)
             exited.reason = reason
@@ -477,9 +478,9 @@ class UvloopSystemBase:
         cell = address._cell
         if parent is not None:
             if parent.children is None:
-                parent.children = [address]
+                parent.children = {address.id: address}
             else:
-                parent.children.append(address)
+                parent.children[address.id] = address
         try:
             check = getattr(actorClass, "actorSystemCapabilityCheck", None)
             if check is not None and not check(self.capabilities, requirements or {}):
@@ -500,7 +501,7 @@ class UvloopSystemBase:
             cell.globalName = globalName
             self.global_names[globalName] = address
         if parent is None:
-            self.primaries.append(address)
+            self.primaries[address.id] = address
         return address
 
     def _instantiate(self, actorClass: type, requirements: Any) -> Any:
@@ -726,7 +727,7 @@ class UvloopSystemBase:
     unloadActorSource = loadActorSource
 
     def shutdown_in_loop(self) -> None:
-        for address in reversed(self.primaries):
+        for address in reversed(list(self.primaries.values())):
             cell = address._cell
             if cell is not None and cell.alive:
                 try:

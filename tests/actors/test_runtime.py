@@ -951,3 +951,18 @@ def test_thespian_actor_subclass_runs_unchanged(asys):
     plain = asys.createActor(Plain)
     # Echo answers the parent (its sender), which answers the asker
     assert asys.ask(plain, "shout", WAIT) == ("SHOUT", "greenroom-actors")
+
+
+def test_exited_actors_leave_no_trace_in_parents_or_primaries(asys, base):
+    parent = asys.createActor(Mortal)
+    parent_cell = parent._cell
+    for _ in range(20):
+        child = base._call(base.create_actor, parent_cell, Mortal, None, None)
+        asys.tell(child, "exit")
+    asys.ask(parent, "ping", WAIT)
+    assert not parent_cell.children
+    tops = [asys.createActor(Mortal) for _ in range(20)]
+    for top in tops:
+        asys.tell(top, "exit")
+    asys.ask(parent, "ping", WAIT)
+    assert list(base.primaries.values()) == [parent]
