@@ -1,0 +1,439 @@
+"""The storage actor: one per node process, in front of a storage backend.
+
+Writes (``Write``) wait in one queue per partition ``(channel_id, bucket)`` and go out
+when ``max_batch`` writes are waiting or ``flush_window_ms`` after the first one arrived.
+A partition has at most one batch in flight - concurrent batches to one hot partition
+contend inside Cassandra - and whatever arrives for it meanwhile goes out in its next
+batch, so batches grow with load (group commit) instead of multiplying. Each batch (a
+unit of the backend: a CQL partition batch, a SQLite transaction) is acknowledged as
+soon as it completes, at most ``max_in_flight`` at a time.
+Each ``Write`` is acknowledged (``Written``) only when every write in it is durable.
+
+* Backpressure: at most ``max_pending`` writes are queued or in flight. A ``Write`` that
+  does not fit is answered ``Busy(retry_after_s)`` and not queued - never dropped
+  silently, and the sender can tell "slow down" from "failed".
+* Retries: a write that failed transiently (timeout, node down) is retried with
+  exponential backoff and jitter - safe because every write is idempotent (timestamped,
+  keyed by its snowflake) - until ``retry_budget_s`` has passed since it was accepted;
+  then its sender gets ``WriteFailed``. Permanent errors fail at once.
+* Recovery: after repeated failing flushes the actor rebuilds the backend's connections
+  (``Storage.reconnect``: a new CQL ``Cluster``), because the driver does not always
+  recover on its own after the database restarts. The actor itself keeps running.
+* Reads: identical in-flight ``History`` queries are coalesced into one database query
+  (Discord's data services). A read issued after a write to that channel was
+  acknowledged never joins a query that started before the acknowledgement, so a
+  client still reads its own writes.
+
+All I/O runs through ``run_io`` on the actor system's event loop; the handlers never
+block.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from thespian.actors import ActorExitRequest
+
+from actors import Actor, IODone, Timeout
+from storage.base import Storage
+from storage.messages import (
+    Busy,
+    GetStorageStats,
+    History,
+    HistoryFailed,
+    HistoryResult,
+    StorageFailed,
+    StorageReady,
+    StorageStart,
+    StorageStats,
+    Write,
+    WriteFailed,
+    Written,
+)
+from storage.model import MessageWrite
+from storage.settings import StorageSettings
+
+log = logging.getLogger("greenroom.storage")
+
+BACKOFF_BASE_S = 0.02
+BACKOFF_CAP_S = 1.0
+RECONNECT_AFTER_FAILED_FLUSHES = 3
+RECONNECT_MIN_INTERVAL_S = 5.0
+
+
+@dataclass(slots=True)
+class _Request:
+    ref: Any
+    sender: Any
+    remaining: int
+    failed: list[MessageWrite] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(slots=True)
+class _Entry:
+    write: MessageWrite
+    request: _Request
+    accepted_at: float
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Read:
+    query_key: tuple
+    channel_id: int
+    waiters: list[tuple[Any, Any]]  # (sender, ref)
+
+
+class StorageActor(Actor):
+    """Batches, acknowledges, retries and coalesces storage work (see module docstring)."""
+
+    # The runtime bounces messages past this as ``Overloaded``; ``Busy`` (at
+    # ``max_pending`` writes) is the normal backpressure, so leave the mailbox roomier.
+    mailbox_capacity = 100_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storage: Storage | None = None
+        self.owns_storage = False
+        self.cfg = StorageSettings()
+        # Writes wait in one queue per partition; a partition has at most one batch in
+        # flight (concurrent batches to one hot partition contend inside Cassandra), and
+        # whatever arrives meanwhile goes out in its next batch.
+        self.queues: dict[tuple[int, int], deque[_Entry]] = {}
+        self.ready: deque[tuple[int, int]] = deque()  # partitions with writes, not busy
+        self.ready_set: set[tuple[int, int]] = set()
+        self.busy: dict[tuple[int, int], int] = {}  # partition -> units in flight
+        self.waiting = 0  # writes in the queues
+        self.units_in_flight = 0
+        self.in_flight_writes = 0  # in flight or waiting for a retry
+        self.flush_timer: int | None = None
+        self.retrying: dict[int, list[_Entry]] = {}  # timer ref -> entries waiting
+        self.reads: dict[tuple, _Read] = {}  # joinable in-flight reads, by query key
+        self.reads_by_channel: dict[int, set[tuple]] = {}
+        self.waiting_reads: list[tuple[Any, History]] = []
+        self.failed_flushes = 0
+        self.reconnecting = False
+        self.last_reconnect = 0.0
+        self.flush_seconds = 0.005  # moving average, for Busy's retry_after
+        self.stats = StorageStats()
+        self.opener: Any = None
+
+    # -- dispatch ------------------------------------------------------------------------
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        kind = msg.__class__
+        if kind is Write:
+            self._on_write(msg, sender)
+        elif kind is IODone:
+            self._on_io(msg)
+        elif kind is Timeout:
+            self._on_timer(msg.ref, msg.payload)
+        elif kind is History:
+            self._on_history(msg, sender)
+        elif kind is StorageStart:
+            self._on_start(msg, sender)
+        elif kind is GetStorageStats:
+            self.send(sender, self._snapshot())
+        elif kind is ActorExitRequest:
+            self._on_exit()
+
+    # -- start / stop ------------------------------------------------------------------
+    def _on_start(self, msg: StorageStart, sender: Any) -> None:
+        if msg.storage is not None:
+            self.storage = msg.storage
+            self.cfg = msg.settings or getattr(msg.storage, "settings", self.cfg)
+            self.send(sender, StorageReady(self.storage.name))
+            self._resume()
+            return
+        if msg.settings is None:
+            self.send(sender, StorageFailed("StorageStart needs settings or an open storage"))
+            return
+        from storage import make_storage
+
+        self.cfg = msg.settings
+        backend = make_storage(msg.settings)
+        self.opener = sender
+        self.run_io(backend.open(), ("open", backend))
+
+    def _on_exit(self) -> None:
+        if self.owns_storage and self.storage is not None:
+            import asyncio
+
+            asyncio.ensure_future(self.storage.close())  # the loop outlives this actor
+        waiting = [e for q in self.queues.values() for e in q]
+        for entries in self.retrying.values():
+            waiting += entries
+        self.queues.clear()
+        self.retrying.clear()
+        for entry in waiting:
+            self._finish(entry, "storage actor stopped")
+
+    def _resume(self) -> None:
+        if self.waiting:
+            self._flush()
+        waiting, self.waiting_reads = self.waiting_reads, []
+        for sender, msg in waiting:
+            self._on_history(msg, sender)
+
+    # -- writes ------------------------------------------------------------------------
+    def _limits(self) -> tuple[int, int]:
+        """(units allowed in flight, writes per partition per batch) for this backend."""
+        assert self.storage is not None
+        units = min(self.cfg.max_in_flight, self.storage.unit_concurrency)
+        per_partition = self.storage.partition_batch_limit or self.cfg.max_batch
+        return units, per_partition
+
+    def _enqueue(self, entry: _Entry, front: bool = False) -> None:
+        p = entry.write.partition
+        q = self.queues.get(p)
+        if q is None:
+            q = self.queues[p] = deque()
+        if front:
+            q.appendleft(entry)
+        else:
+            q.append(entry)
+        self.waiting += 1
+        if p not in self.busy and p not in self.ready_set:
+            self.ready.append(p)
+            self.ready_set.add(p)
+
+    def _on_write(self, msg: Write, sender: Any) -> None:
+        n = len(msg.writes)
+        queued = self.waiting + self.in_flight_writes
+        if queued + n > self.cfg.max_pending:
+            self.stats.busy += 1
+            rounds = 1 + queued // self.cfg.max_batch
+            retry_after = max(0.002, min(1.0, self.flush_seconds * rounds))
+            self.send(sender, Busy(msg.ref, retry_after, queued))
+            return
+        now = time.monotonic()
+        request = _Request(msg.ref, sender, n)
+        for w in msg.writes:
+            self._enqueue(_Entry(w, request, now))
+        if self.storage is None:
+            return
+        if self.waiting >= self.cfg.max_batch:
+            self._flush()
+        elif self.flush_timer is None:
+            self.flush_timer = self.start_timer(self.cfg.flush_window_ms / 1000.0, "flush")
+
+    def _flush(self) -> None:
+        """Send batches for ready partitions while units may be in flight.
+
+        Each round takes up to ``max_batch`` writes from ready partitions (at most one
+        batch's worth each) and splits them into the backend's units of durability
+        (``ack_units``: a CQL partition batch, a SQLite transaction); each unit is
+        acknowledged as soon as it completes.
+        """
+        if self.flush_timer is not None:
+            self.cancel_timer(self.flush_timer)
+            self.flush_timer = None
+        if self.storage is None:
+            return
+        max_units, per_partition = self._limits()
+        while self.ready and self.units_in_flight < max_units:
+            batch: list[_Entry] = []
+            while self.ready and len(batch) < self.cfg.max_batch:
+                p = self.ready.popleft()
+                self.ready_set.discard(p)
+                q = self.queues[p]
+                take = min(len(q), per_partition, self.cfg.max_batch - len(batch))
+                batch += [q.popleft() for _ in range(take)]
+                if not q:  # else the rest goes in its next batch, after this one is done
+                    del self.queues[p]
+            self.waiting -= len(batch)
+            self.in_flight_writes += len(batch)
+            self.stats.flushes += 1
+            writes = [e.write for e in batch]
+            for unit in self.storage.ack_units(writes):
+                entries = [batch[i] for i in unit]
+                partitions = {e.write.partition for e in entries}
+                for p in partitions:
+                    self.busy[p] = self.busy.get(p, 0) + 1
+                self.units_in_flight += 1
+                self.run_io(
+                    self.storage.apply([writes[i] for i in unit]),
+                    ("unit", entries, partitions, time.monotonic()),
+                )
+
+    def _after_unit(
+        self,
+        batch: list[_Entry],
+        partitions: set[tuple[int, int]],
+        started: float,
+        outcomes: Any,
+        error: BaseException | None,
+    ) -> None:
+        self.units_in_flight -= 1
+        self.in_flight_writes -= len(batch)
+        now = time.monotonic()
+        self.flush_seconds = 0.9 * self.flush_seconds + 0.1 * (now - started)
+        if error is not None:  # apply itself raised: every write shares the outcome
+            outcomes = [error] * len(batch)
+        retry: list[_Entry] = []
+        assert self.storage is not None
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                self._finish(entry, None)
+            elif self.storage.is_transient(outcome) and (
+                now - entry.accepted_at < self.cfg.retry_budget_s
+            ):
+                entry.attempts += 1
+                retry.append(entry)
+            else:
+                self._finish(entry, f"{type(outcome).__name__}: {outcome}")
+        if retry:
+            self.stats.retries += len(retry)
+            attempts = max(e.attempts for e in retry)
+            delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+            delay *= random.uniform(0.5, 1.0)
+            self.in_flight_writes += len(retry)  # still counted against the bound
+            self.retrying[self.start_timer(delay, "retry")] = retry
+            self.failed_flushes += 1
+            self._maybe_reconnect()
+        else:
+            self.failed_flushes = 0
+        for p in partitions:
+            left = self.busy[p] - 1
+            if left:
+                self.busy[p] = left
+                continue
+            del self.busy[p]
+            if p in self.queues and p not in self.ready_set:
+                self.ready.append(p)
+                self.ready_set.add(p)
+        if self.ready:
+            # These writes waited at least one batch's latency already: send them now.
+            self._flush()
+
+    def _finish(self, entry: _Entry, error: str | None) -> None:
+        request = entry.request
+        if error is None:
+            self.stats.writes_acked += 1
+            self._invalidate_reads(entry.write.channel_id)
+        else:
+            self.stats.writes_failed += 1
+            request.failed.append(entry.write)
+            request.error = error
+        request.remaining -= 1
+        if request.remaining == 0:
+            if request.failed:
+                self.send(
+                    request.sender, WriteFailed(request.ref, request.error, tuple(request.failed))
+                )
+            else:
+                self.send(request.sender, Written(request.ref))
+
+    def _maybe_reconnect(self) -> None:
+        now = time.monotonic()
+        if (
+            self.reconnecting
+            or self.failed_flushes < RECONNECT_AFTER_FAILED_FLUSHES
+            or now - self.last_reconnect < RECONNECT_MIN_INTERVAL_S
+            or self.storage is None
+        ):
+            return
+        self.reconnecting = True
+        self.last_reconnect = now
+        log.warning(
+            "storage: %d failing flushes in a row, rebuilding connections", self.failed_flushes
+        )
+        self.run_io(self.storage.reconnect(), ("reconnect",))
+
+    # -- reads -------------------------------------------------------------------------
+    def _on_history(self, msg: History, sender: Any) -> None:
+        self.stats.reads += 1
+        if self.storage is None:
+            self.waiting_reads.append((sender, msg))
+            return
+        key = msg.query.key
+        read = self.reads.get(key)
+        if read is not None:
+            self.stats.reads_coalesced += 1
+            read.waiters.append((sender, msg.ref))
+            return
+        read = _Read(key, msg.query.channel_id, [(sender, msg.ref)])
+        self.reads[key] = read
+        self.reads_by_channel.setdefault(read.channel_id, set()).add(key)
+        self.run_io(self.storage.history(msg.query), ("read", read))
+
+    def _invalidate_reads(self, channel_id: int) -> None:
+        keys = self.reads_by_channel.pop(channel_id, None)
+        if keys:
+            for key in keys:
+                self.reads.pop(key, None)  # still answers its waiters; no new joiners
+
+    def _after_read(self, read: _Read, result: Any, error: BaseException | None) -> None:
+        if self.reads.get(read.query_key) is read:
+            del self.reads[read.query_key]
+            keys = self.reads_by_channel.get(read.channel_id)
+            if keys is not None:
+                keys.discard(read.query_key)
+                if not keys:
+                    del self.reads_by_channel[read.channel_id]
+        for sender, ref in read.waiters:
+            if error is None:
+                self.send(sender, HistoryResult(ref, result))
+            else:
+                transient = self.storage is not None and self.storage.is_transient(error)
+                self.send(sender, HistoryFailed(ref, f"{type(error).__name__}: {error}", transient))
+
+    # -- completions and timers ----------------------------------------------------------
+    def _on_io(self, msg: IODone) -> None:
+        tag = msg.tag
+        what = tag[0]
+        if what == "unit":
+            self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
+        elif what == "read":
+            self._after_read(tag[1], msg.result, msg.error)
+        elif what == "reconnect":
+            self.reconnecting = False
+            if msg.error is None:
+                self.stats.reconnects += 1
+                log.warning("storage: connections rebuilt")
+            else:
+                log.warning("storage: reconnect failed: %r", msg.error)
+        elif what == "open":
+            if msg.error is None:
+                self.storage = tag[1]
+                self.owns_storage = True
+                self.send(self.opener, StorageReady(self.storage.name))
+                self._resume()
+            else:
+                self.send(self.opener, StorageFailed(f"{type(msg.error).__name__}: {msg.error}"))
+
+    def _on_timer(self, ref: int, payload: Any) -> None:
+        if payload == "flush":
+            self.flush_timer = None
+            self._flush()
+        elif payload == "retry":
+            entries = self.retrying.pop(ref, [])
+            self.in_flight_writes -= len(entries)
+            for entry in reversed(entries):
+                self._enqueue(entry, front=True)  # retried writes go first
+            self._flush()
+
+    def _snapshot(self) -> StorageStats:
+        s = self.stats
+        return StorageStats(
+            pending=self.waiting,
+            in_flight=self.units_in_flight,
+            flushes=s.flushes,
+            writes_acked=s.writes_acked,
+            writes_failed=s.writes_failed,
+            retries=s.retries,
+            busy=s.busy,
+            reads=s.reads,
+            reads_coalesced=s.reads_coalesced,
+            reconnects=s.reconnects,
+            queries=self.storage.queries if self.storage else 0,
+            extra={
+                "retrying": sum(map(len, self.retrying.values())),
+                "failed_flushes": self.failed_flushes,
+            },
+        )

@@ -1,0 +1,199 @@
+"""The storage interface both backends implement (one contract suite tests both).
+
+Every method is a coroutine and never blocks the event loop: the CQL backend bridges the
+driver's callbacks into asyncio futures, the SQLite backend runs its blocking calls on
+one dedicated thread.
+
+Writes of messages go through ``apply``: it takes many writes, groups them per partition
+(the unit the database can write atomically and cheaply) and returns one outcome per
+write - ``None`` once that write is durable, or the exception that stopped it - so a
+caller such as the storage actor can acknowledge or retry each write on its own.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+
+from storage.history import HistoryQuery
+from storage.model import (
+    Channel,
+    Guild,
+    Member,
+    Message,
+    MessageCreate,
+    MessageDelete,
+    MessageEdit,
+    MessageWrite,
+    Role,
+    User,
+)
+
+
+class StorageError(Exception):
+    """A storage operation failed; ``transient`` says whether retrying may succeed."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class Storage(abc.ABC):
+    """Async storage for users, guilds, channels, members, roles and messages."""
+
+    name: str = "abstract"
+    #: Units (see ``ack_units``) worth running at once: SQLite has one writer.
+    unit_concurrency: int = 1
+    #: Most writes for one partition in one unit (None: no limit of its own).
+    partition_batch_limit: int | None = None
+
+    def __init__(self) -> None:
+        # Database round trips issued (queries, batches, statements): tests and the
+        # benchmark read it to prove bounds on query counts and coalescing.
+        self.queries = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect (the schema must exist: run ``storage.schema.migrate`` first)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def reconnect(self) -> None:
+        """Drop and rebuild connections after a long outage (the CQL driver may not recover).
+
+        Backends without connections to rebuild (SQLite) keep the default: nothing to do.
+        """
+        return None
+
+    @abc.abstractmethod
+    def is_transient(self, exc: BaseException) -> bool:
+        """True if ``exc`` is worth retrying (timeouts, unavailable replicas, a busy file)."""
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- messages --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def apply(
+        self, writes: Sequence[MessageWrite], batched: bool = True
+    ) -> list[BaseException | None]:
+        """Make ``writes`` durable; one outcome per write, in order (``None`` = durable).
+
+        ``batched=False`` writes one statement per message (the benchmark's baseline).
+        """
+
+    def ack_units(self, writes: Sequence[MessageWrite]) -> list[list[int]]:
+        """Split writes (by index) into units that become durable together.
+
+        The storage actor applies each unit separately and acknowledges it as soon as
+        it is done. Default: everything in one unit (SQLite: one transaction, one sync).
+        """
+        return [list(range(len(writes)))]
+
+    async def _apply_one(self, write: MessageWrite) -> None:
+        (outcome,) = await self.apply([write])
+        if outcome is not None:
+            raise outcome
+
+    async def create_message(self, message: Message) -> None:
+        await self._apply_one(MessageCreate(message))
+
+    async def edit_message(self, edit: MessageEdit) -> None:
+        await self._apply_one(edit)
+
+    async def delete_message(self, delete: MessageDelete) -> None:
+        await self._apply_one(delete)
+
+    @abc.abstractmethod
+    async def get_message(self, channel_id: int, message_id: int) -> Message | None: ...
+
+    @abc.abstractmethod
+    async def history(self, query: HistoryQuery) -> list[Message]:
+        """Messages for a history query, newest first (see storage.history)."""
+
+    async def messages(
+        self,
+        channel_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        around: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        return await self.history(HistoryQuery(channel_id, before, after, around, limit))
+
+    # -- users and tokens --------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_user(self, user: User) -> None: ...
+
+    @abc.abstractmethod
+    async def get_user(self, user_id: int) -> User | None: ...
+
+    async def get_users(self, user_ids: Iterable[int]) -> dict[int, User]:
+        found = {}
+        for uid in dict.fromkeys(user_ids):
+            user = await self.get_user(uid)
+            if user is not None:
+                found[uid] = user
+        return found
+
+    @abc.abstractmethod
+    async def put_token(self, token: str, user_id: int) -> None:
+        """Register a bot token for a user (only its SHA-256 is stored)."""
+
+    @abc.abstractmethod
+    async def user_id_for_token(self, token: str) -> int | None: ...
+
+    # -- guilds --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_guild(self, guild: Guild) -> None: ...
+
+    @abc.abstractmethod
+    async def get_guild(self, guild_id: int) -> Guild | None: ...
+
+    @abc.abstractmethod
+    async def put_channel(self, channel: Channel) -> None: ...
+
+    @abc.abstractmethod
+    async def get_channel(self, channel_id: int) -> Channel | None: ...
+
+    @abc.abstractmethod
+    async def channels_for_guild(self, guild_id: int) -> list[Channel]:
+        """By channel id."""
+
+    @abc.abstractmethod
+    async def delete_channel(self, guild_id: int, channel_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def put_role(self, role: Role) -> None: ...
+
+    @abc.abstractmethod
+    async def roles_for_guild(self, guild_id: int) -> list[Role]:
+        """By role id."""
+
+    @abc.abstractmethod
+    async def delete_role(self, guild_id: int, role_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def put_member(self, member: Member) -> None:
+        """Add or update a member; also indexes the guild under the user (for READY)."""
+
+    @abc.abstractmethod
+    async def get_member(self, guild_id: int, user_id: int) -> Member | None: ...
+
+    @abc.abstractmethod
+    async def members_for_guild(self, guild_id: int, limit: int = 1000) -> list[Member]:
+        """By user id, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def remove_member(self, guild_id: int, user_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def guild_ids_for_user(self, user_id: int) -> list[int]:
+        """Guilds the user is a member of, by id (READY's ``guilds``)."""

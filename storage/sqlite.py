@@ -1,0 +1,592 @@
+"""The embedded backend: SQLite in WAL mode, on one dedicated thread.
+
+SQLite calls block, so every one of them runs on a single worker thread that owns the
+connection (one writer is all SQLite allows anyway); the event loop only awaits. A call
+to ``apply`` is one transaction, so a batch of writes costs one commit (one fsync with
+``synchronous=FULL``) however many messages it holds.
+
+Messages emulate CQL's per-cell timestamps (see storage.schema) with upserts whose
+``CASE`` arms keep the newer of two writes per column and refuse anything at or before
+the row's tombstone - the same outcome as Cassandra for redelivered or reordered writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from storage.base import Storage
+from storage.codec import (
+    BOOL_COLUMNS,
+    EDITABLE_COLUMNS,
+    IMMUTABLE_COLUMNS,
+    JSON_COLUMNS,
+    LIST_COLUMNS,
+    READ_COLUMNS,
+    creation_values,
+    dump_json,
+    edit_values,
+    message_from_columns,
+    token_hash,
+)
+from storage.history import HistoryQuery
+from storage.model import (
+    Channel,
+    Guild,
+    Member,
+    Message,
+    MessageCreate,
+    MessageDelete,
+    MessageEdit,
+    MessageWrite,
+    Role,
+    User,
+    check_id,
+)
+from storage.schema import open_sqlite
+from storage.settings import StorageSettings
+
+T = TypeVar("T")
+
+
+def _when_newer(col: str) -> str:
+    ts = "create_ts" if col in IMMUTABLE_COLUMNS or col == "create_ts" else f"{col}_ts"
+    return f"(excluded.{ts} > tomb_ts AND excluded.{ts} > COALESCE({ts}, -1))"
+
+
+def _build_upsert() -> str:
+    cols = ["channel_id", "message_id", "create_ts", *IMMUTABLE_COLUMNS]
+    for c in EDITABLE_COLUMNS:
+        cols += [c, f"{c}_ts"]
+    sets = []
+    for c in cols[2:]:
+        base = c[:-3] if c.endswith("_ts") and c != "create_ts" else c
+        sets.append(f"{c} = CASE WHEN {_when_newer(base)} THEN excluded.{c} ELSE {c} END")
+    return (
+        f"INSERT INTO messages ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT (channel_id, message_id) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+def _build_delete() -> str:
+    tomb = "MAX(tomb_ts, excluded.tomb_ts)"
+    sets = [f"tomb_ts = {tomb}"]
+    for c in ("create_ts", *IMMUTABLE_COLUMNS):
+        sets.append(f"{c} = CASE WHEN create_ts <= {tomb} THEN NULL ELSE {c} END")
+    for c in EDITABLE_COLUMNS:
+        for target in (c, f"{c}_ts"):
+            sets.append(f"{target} = CASE WHEN {c}_ts <= {tomb} THEN NULL ELSE {target} END")
+    return (
+        "INSERT INTO messages (channel_id, message_id, tomb_ts) VALUES (?, ?, ?) "
+        f"ON CONFLICT (channel_id, message_id) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+UPSERT_SQL = _build_upsert()
+# The common case - a create for an id not seen before - needs none of the CASE arms.
+INSERT_NEW_SQL = UPSERT_SQL[: UPSERT_SQL.index(" ON CONFLICT")] + (
+    " ON CONFLICT (channel_id, message_id) DO NOTHING"
+)
+DELETE_SQL = _build_delete()
+_SELECT = f"SELECT {', '.join(READ_COLUMNS)} FROM messages"
+HISTORY_DESC_SQL = (
+    f"{_SELECT} WHERE channel_id = ? AND message_id < ? AND create_ts IS NOT NULL "
+    "ORDER BY message_id DESC LIMIT ?"
+)
+HISTORY_ASC_SQL = (
+    f"{_SELECT} WHERE channel_id = ? AND message_id > ? AND create_ts IS NOT NULL "
+    "ORDER BY message_id ASC LIMIT ?"
+)
+GET_SQL = f"{_SELECT} WHERE channel_id = ? AND message_id = ? AND create_ts IS NOT NULL"
+
+
+def _sqlite_value(col: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if col in LIST_COLUMNS:
+        return json.dumps(list(value))
+    if col in BOOL_COLUMNS:
+        return int(bool(value))
+    return value
+
+
+def _upsert_params(write: MessageCreate | MessageEdit) -> tuple[Any, ...]:
+    if isinstance(write, MessageCreate):
+        values = creation_values(write.message)
+        ts = write.timestamp_us
+        create_ts: int | None = ts
+    else:
+        values = edit_values(write.changes)
+        ts = write.at_us
+        create_ts = None
+    params: list[Any] = [write.channel_id, write.message_id, create_ts]
+    params += [_sqlite_value(c, values.get(c)) for c in IMMUTABLE_COLUMNS]
+    for c in EDITABLE_COLUMNS:
+        if c in values:
+            params += [_sqlite_value(c, values[c]), ts]
+        else:
+            params += [None, None]
+    return tuple(params)
+
+
+_CREATE_ORDER = (
+    "content",
+    "embeds",
+    "attachments",
+    "flags",
+    "pinned",
+    "mentions",
+    "mention_roles",
+    "mention_everyone",
+    "edited_at_ms",
+)
+assert _CREATE_ORDER == EDITABLE_COLUMNS, "keep _create_params in step with the schema"
+
+
+def _create_params(write: MessageCreate) -> tuple[Any, ...]:
+    """``_upsert_params`` for a create, unrolled: it is the hot path of every write."""
+    m = write.message
+    ts = write.timestamp_us
+    embeds = dump_json(m.embeds) if m.embeds else None
+    attachments = dump_json(m.attachments) if m.attachments else None
+    mentions = json.dumps(list(m.mentions)) if m.mentions else None
+    roles = json.dumps(list(m.mention_roles)) if m.mention_roles else None
+    return (
+        m.channel_id,
+        m.id,
+        ts,
+        m.author_id,
+        m.guild_id,
+        m.type,
+        int(bool(m.tts)),
+        m.nonce,
+        m.content,
+        ts,
+        embeds,
+        ts if embeds is not None else None,
+        attachments,
+        ts if attachments is not None else None,
+        m.flags or None,
+        ts if m.flags else None,
+        1 if m.pinned else None,
+        ts if m.pinned else None,
+        mentions,
+        ts if mentions is not None else None,
+        roles,
+        ts if roles is not None else None,
+        1 if m.mention_everyone else None,
+        ts if m.mention_everyone else None,
+        m.edited_at_ms,
+        ts if m.edited_at_ms is not None else None,
+    )
+
+
+def _row_to_message(channel_id: int, row: sqlite3.Row) -> Message:
+    data = dict(zip(READ_COLUMNS, row, strict=True))
+    for c in LIST_COLUMNS:
+        if data[c] is not None:
+            data[c] = json.loads(data[c])
+    for c in JSON_COLUMNS:
+        if data[c] is not None and not isinstance(data[c], str):
+            data[c] = str(data[c])
+    return message_from_columns(channel_id, data)
+
+
+class SqliteStorage(Storage):
+    """SQLite (WAL) backend; the embedded default."""
+
+    name = "sqlite"
+
+    def __init__(self, settings: StorageSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ----------------------------------------------------------------------
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise RuntimeError("SqliteStorage is not open: call `await storage.open()` first")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        assert self._conn is not None
+        return self._conn
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-storage")
+        self._conn = await self._call(
+            open_sqlite, self.settings.sqlite_path, self.settings.sqlite_synchronous
+        )
+        try:
+            await self._call(self._check_schema)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _check_schema(self) -> None:
+        try:
+            self._db().execute("SELECT 1 FROM messages LIMIT 1")
+        except sqlite3.OperationalError as exc:
+            raise RuntimeError(
+                f"{self.settings.sqlite_path} has no greenroom schema: run "
+                "`python -m storage migrate` first"
+            ) from exc
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        executor.shutdown(wait=True)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, sqlite3.OperationalError):
+            text = str(exc).lower()
+            return "locked" in text or "busy" in text
+        return False
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        self.queries += 1
+        return self._db().execute(sql, params).fetchall()
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- messages ----------------------------------------------------------------------
+    def _apply_sync(self, writes: Sequence[MessageWrite]) -> None:
+        creates = []
+        edits = []
+        deletes = []
+        for w in writes:
+            if isinstance(w, MessageCreate):
+                creates.append(_create_params(w))
+            elif isinstance(w, MessageEdit):
+                edits.append(_upsert_params(w))
+            elif isinstance(w, MessageDelete):
+                deletes.append((w.channel_id, w.message_id, w.at_us))
+            else:
+                raise TypeError(f"not a message write: {type(w).__name__}")
+
+        def run(db: sqlite3.Connection) -> None:
+            # Timestamps make the writes commute, so grouping them by kind is safe.
+            if creates:
+                inserted = db.executemany(INSERT_NEW_SQL, creates).rowcount
+                if inserted != len(creates):
+                    # Some ids existed (redelivery, or an edit/delete got there first):
+                    # resolve those per column. Rows just inserted are unchanged by it.
+                    db.executemany(UPSERT_SQL, creates)
+            if edits:
+                db.executemany(UPSERT_SQL, edits)
+            if deletes:
+                db.executemany(DELETE_SQL, deletes)
+
+        self.queries += 1
+        self._transaction(run)
+
+    def _apply_each(self, writes: Sequence[MessageWrite]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for w in writes:
+            try:
+                self._apply_sync([w])
+                outcomes.append(None)
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def apply(
+        self, writes: Sequence[MessageWrite], batched: bool = True
+    ) -> list[BaseException | None]:
+        writes = list(writes)
+        if not writes:
+            return []
+        if not batched:
+            return await self._call(self._apply_each, writes)
+        try:
+            await self._call(self._apply_sync, writes)
+        except Exception as exc:
+            return [exc] * len(writes)
+        return [None] * len(writes)
+
+    async def get_message(self, channel_id: int, message_id: int) -> Message | None:
+        check_id("channel_id", channel_id)
+        check_id("message_id", message_id)
+        rows = await self._call(self._query, GET_SQL, (channel_id, message_id))
+        return _row_to_message(channel_id, rows[0]) if rows else None
+
+    def _history_sync(self, q: HistoryQuery) -> list[Message]:
+        cid = q.channel_id
+        if q.after is not None:
+            rows = self._query(HISTORY_ASC_SQL, (cid, q.after, q.limit))
+            rows.reverse()
+        elif q.around is not None:
+            newer_n = q.limit // 2
+            newer = self._query(HISTORY_ASC_SQL, (cid, q.around, newer_n)) if newer_n else []
+            older = self._query(HISTORY_DESC_SQL, (cid, q.around + 1, q.limit - newer_n))
+            rows = newer[::-1] + older
+        else:
+            before = q.before if q.before is not None else (1 << 63) - 1
+            rows = self._query(HISTORY_DESC_SQL, (cid, before, q.limit))
+        return [_row_to_message(cid, r) for r in rows]
+
+    async def history(self, query: HistoryQuery) -> list[Message]:
+        return await self._call(self._history_sync, query)
+
+    # -- entities ----------------------------------------------------------------------
+    def _upsert(self, table: str, key: Sequence[str], values: dict[str, Any]) -> None:
+        cols = list(values)
+        sets = [f"{c} = COALESCE(excluded.{c}, {c})" for c in cols if c not in key]
+        sql = (
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO "
+            + (f"UPDATE SET {', '.join(sets)}" if sets else "NOTHING")
+        )
+        self.queries += 1
+        self._db().execute(sql, list(values.values()))
+
+    async def _write(self, table: str, key: Sequence[str], values: dict[str, Any]) -> None:
+        await self._call(self._upsert, table, key, values)
+
+    async def _exec(self, sql: str, params: Sequence[Any]) -> None:
+        await self._call(self._query, sql, params)
+
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return await self._call(self._query, sql, params)
+
+    async def put_user(self, user: User) -> None:
+        check_id("user id", user.id)
+        await self._write(
+            "users",
+            ["id"],
+            {
+                "id": user.id,
+                "username": user.username,
+                "discriminator": user.discriminator,
+                "global_name": user.global_name,
+                "avatar": user.avatar,
+                "bot": int(user.bot),
+                "flags": user.flags,
+            },
+        )
+
+    async def get_user(self, user_id: int) -> User | None:
+        rows = await self._rows(
+            "SELECT id, username, discriminator, global_name, avatar, bot, flags "
+            "FROM users WHERE id = ?",
+            (check_id("user_id", user_id),),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
+
+    async def get_users(self, user_ids: Iterable[int]) -> dict[int, User]:
+        ids = [check_id("user_id", u) for u in dict.fromkeys(user_ids)]
+        found: dict[int, User] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._rows(
+                "SELECT id, username, discriminator, global_name, avatar, bot, flags "
+                f"FROM users WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                found[r[0]] = User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
+        return found
+
+    async def put_token(self, token: str, user_id: int) -> None:
+        await self._exec(
+            "INSERT OR REPLACE INTO bot_tokens (token_hash, user_id) VALUES (?, ?)",
+            (token_hash(token), check_id("user_id", user_id)),
+        )
+
+    async def user_id_for_token(self, token: str) -> int | None:
+        rows = await self._rows(
+            "SELECT user_id FROM bot_tokens WHERE token_hash = ?", (token_hash(token),)
+        )
+        return rows[0][0] if rows else None
+
+    async def put_guild(self, guild: Guild) -> None:
+        check_id("guild id", guild.id)
+        await self._write(
+            "guilds",
+            ["id"],
+            {
+                "id": guild.id,
+                "name": guild.name,
+                "owner_id": guild.owner_id,
+                "icon": guild.icon,
+                "description": guild.description,
+                "features": json.dumps(list(guild.features)),
+            },
+        )
+
+    async def get_guild(self, guild_id: int) -> Guild | None:
+        rows = await self._rows(
+            "SELECT id, name, owner_id, icon, description, features FROM guilds WHERE id = ?",
+            (check_id("guild_id", guild_id),),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Guild(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else [])
+
+    _CHANNEL_COLS = "id, guild_id, name, type, position, topic, parent_id, nsfw"
+
+    @staticmethod
+    def _channel(r: Sequence[Any]) -> Channel:
+        return Channel(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5], r[6], bool(r[7]))
+
+    async def put_channel(self, channel: Channel) -> None:
+        check_id("channel id", channel.id)
+        check_id("guild_id", channel.guild_id)
+        await self._write(
+            "channels",
+            ["id"],
+            {
+                "id": channel.id,
+                "guild_id": channel.guild_id,
+                "name": channel.name,
+                "type": channel.type,
+                "position": channel.position,
+                "topic": channel.topic,
+                "parent_id": channel.parent_id,
+                "nsfw": int(channel.nsfw),
+            },
+        )
+
+    async def get_channel(self, channel_id: int) -> Channel | None:
+        rows = await self._rows(
+            f"SELECT {self._CHANNEL_COLS} FROM channels WHERE id = ?",
+            (check_id("channel_id", channel_id),),
+        )
+        return self._channel(rows[0]) if rows else None
+
+    async def channels_for_guild(self, guild_id: int) -> list[Channel]:
+        rows = await self._rows(
+            f"SELECT {self._CHANNEL_COLS} FROM channels WHERE guild_id = ? ORDER BY id",
+            (check_id("guild_id", guild_id),),
+        )
+        return [self._channel(r) for r in rows]
+
+    async def delete_channel(self, guild_id: int, channel_id: int) -> None:
+        await self._exec(
+            "DELETE FROM channels WHERE id = ? AND guild_id = ?",
+            (check_id("channel_id", channel_id), check_id("guild_id", guild_id)),
+        )
+
+    async def put_role(self, role: Role) -> None:
+        check_id("guild_id", role.guild_id)
+        check_id("role id", role.id)
+        await self._write(
+            "roles",
+            ["guild_id", "id"],
+            {
+                "guild_id": role.guild_id,
+                "id": role.id,
+                "name": role.name,
+                "color": role.color,
+                "hoist": int(role.hoist),
+                "position": role.position,
+                "permissions": role.permissions,
+                "managed": int(role.managed),
+                "mentionable": int(role.mentionable),
+            },
+        )
+
+    async def roles_for_guild(self, guild_id: int) -> list[Role]:
+        rows = await self._rows(
+            "SELECT guild_id, id, name, color, hoist, position, permissions, managed, "
+            "mentionable FROM roles WHERE guild_id = ? ORDER BY id",
+            (check_id("guild_id", guild_id),),
+        )
+        return [
+            Role(
+                r[0],
+                r[1],
+                r[2],
+                r[3] or 0,
+                bool(r[4]),
+                r[5] or 0,
+                r[6] or 0,
+                bool(r[7]),
+                bool(r[8]),
+            )
+            for r in rows
+        ]
+
+    async def delete_role(self, guild_id: int, role_id: int) -> None:
+        await self._exec(
+            "DELETE FROM roles WHERE guild_id = ? AND id = ?",
+            (check_id("guild_id", guild_id), check_id("role_id", role_id)),
+        )
+
+    async def put_member(self, member: Member) -> None:
+        check_id("guild_id", member.guild_id)
+        check_id("user_id", member.user_id)
+        await self._write(
+            "members",
+            ["guild_id", "user_id"],
+            {
+                "guild_id": member.guild_id,
+                "user_id": member.user_id,
+                "nick": member.nick,
+                "roles": json.dumps(list(member.roles)),
+                "joined_at_ms": member.joined_at_ms,
+                "deaf": int(member.deaf),
+                "mute": int(member.mute),
+            },
+        )
+
+    _MEMBER_COLS = "guild_id, user_id, joined_at_ms, nick, roles, deaf, mute"
+
+    @staticmethod
+    def _member(r: Sequence[Any]) -> Member:
+        return Member(
+            r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else [], bool(r[5]), bool(r[6])
+        )
+
+    async def get_member(self, guild_id: int, user_id: int) -> Member | None:
+        rows = await self._rows(
+            f"SELECT {self._MEMBER_COLS} FROM members WHERE guild_id = ? AND user_id = ?",
+            (check_id("guild_id", guild_id), check_id("user_id", user_id)),
+        )
+        return self._member(rows[0]) if rows else None
+
+    async def members_for_guild(self, guild_id: int, limit: int = 1000) -> list[Member]:
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        rows = await self._rows(
+            f"SELECT {self._MEMBER_COLS} FROM members WHERE guild_id = ? ORDER BY user_id LIMIT ?",
+            (check_id("guild_id", guild_id), limit),
+        )
+        return [self._member(r) for r in rows]
+
+    async def remove_member(self, guild_id: int, user_id: int) -> None:
+        await self._exec(
+            "DELETE FROM members WHERE guild_id = ? AND user_id = ?",
+            (check_id("guild_id", guild_id), check_id("user_id", user_id)),
+        )
+
+    async def guild_ids_for_user(self, user_id: int) -> list[int]:
+        rows = await self._rows(
+            "SELECT guild_id FROM members WHERE user_id = ? ORDER BY guild_id",
+            (check_id("user_id", user_id),),
+        )
+        return [r[0] for r in rows]
