@@ -1,0 +1,204 @@
+"""The channel actor: one per channel, activated on demand by the registry.
+
+It orders the channel's writes: it assigns each message its snowflake (once, at
+ingress, so a retried write keeps its key), hands the write to the storage actor, and
+only when the storage actor answers ``Written`` (durable) does it answer the poster
+and ask the guild actor to fan MESSAGE_CREATE out — encoded once, here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+from actors import Activated, Actor
+from actors.registry import Route
+from gateway.context import GatewayContext
+from gateway.messages import ChangeMessage, Fanout, Posted, PostFailed, PostMessage, Typing
+from gateway.objects import iso, message_object
+from gateway.protocol import PreparedDispatch
+from gateway.tracing import child, context_of, fail, start
+from storage.messages import Busy, Write, WriteFailed, Written
+from storage.model import Message, MessageCreate, MessageDelete, MessageEdit
+
+#: Remembered (author, nonce) pairs per channel for ``enforce_nonce`` sends.
+NONCE_MEMORY = 256
+
+
+class ChannelActor(Actor):
+    ctx: ClassVar[GatewayContext]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channel_id = 0
+        self._pending: dict[int, tuple[Any, PostMessage, dict[str, Any]]] = {}
+        #: (author, nonce) -> the message id while its write is in flight, then its payload
+        self._nonces: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        #: message id -> later senders of the same enforced nonce, answered with it
+        self._waiters: dict[int, list[Any]] = {}
+        #: message id -> (channel.post span, storage.write span), only for traced posts
+        self._spans: dict[int, tuple[Any, Any]] = {}
+        #: ("change", n) -> (sender, the edit or delete) while its write is in flight
+        self._changes: dict[tuple[str, int], tuple[Any, ChangeMessage]] = {}
+        self._change_refs = 0
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, PostMessage):
+            self._post(msg, sender)
+        elif isinstance(msg, Written) and msg.ref in self._changes:
+            self._changed(msg.ref)
+        elif isinstance(msg, Written):
+            self._written(msg.ref)
+        elif isinstance(msg, ChangeMessage):
+            self._change(msg, sender)
+        elif isinstance(msg, Typing):
+            self._typing(msg)
+        elif isinstance(msg, Busy):
+            self._failed(msg.ref, PostFailed(429, 0, "storage is busy, retry later",
+                                             msg.retry_after_s))
+        elif isinstance(msg, WriteFailed):
+            self._failed(msg.ref, PostFailed(500, 0, f"write failed: {msg.error}"))
+        elif isinstance(msg, Activated):
+            self.channel_id = int(msg.key)
+
+    def _post(self, msg: PostMessage, sender: Any) -> None:
+        key = None
+        if msg.enforce_nonce and msg.nonce:
+            key = (str(msg.author["id"]), msg.nonce)
+            earlier = self._nonces.get(key)
+            if isinstance(earlier, dict):
+                self.send(sender, Posted(_rest_view(earlier)))
+                return
+            if earlier in self._pending:  # the same send is still being written
+                self._waiters.setdefault(earlier, []).append(sender)
+                return
+        message_id = self.ctx.snowflakes.next_id()
+        message = Message(
+            channel_id=self.channel_id,
+            id=message_id,
+            author_id=int(msg.author["id"]),
+            content=msg.content,
+            guild_id=msg.guild_id,
+            tts=msg.tts,
+            nonce=msg.nonce,
+            type=msg.type,
+        )
+        try:
+            write = MessageCreate(message)
+        except (TypeError, ValueError) as exc:
+            self.send(sender, PostFailed(400, 50035, f"Invalid Form Body: {exc}"))
+            return
+        payload = message_object(message, msg.author, msg.member)
+        self._pending[message_id] = (sender, msg, payload)
+        if key is not None:
+            self._nonces[key] = message_id
+            while len(self._nonces) > NONCE_MEMORY:
+                self._nonces.popitem(last=False)
+        if msg.trace is not None:  # spans: channel.post, and its storage.write until durable
+            span = start(msg.trace, "channel.post", {"greenroom.channel_id": self.channel_id,
+                                                     "greenroom.message_id": message_id})
+            self._spans[message_id] = (span, child(span, "storage.write", {
+                "greenroom.channel_id": self.channel_id, "greenroom.message_id": message_id}))
+        self.send(self.ctx.storage_actor, Write(message_id, (write,)))
+
+    def _written(self, ref: int) -> None:
+        pending = self._pending.pop(ref, None)
+        if pending is None:
+            return
+        sender, msg, payload = pending
+        if msg.enforce_nonce and msg.nonce:
+            self._nonces[(str(msg.author["id"]), msg.nonce)] = payload
+        spans = self._spans.pop(ref, None) if self._spans else None
+        if spans is not None:
+            spans[1].end()  # storage.write: durable now
+        if msg.guild_id is not None:
+            dispatch = PreparedDispatch("MESSAGE_CREATE", payload)
+            fanout = Fanout(self.channel_id, dispatch, payload)
+            if spans is not None:
+                fanout.trace = context_of(spans[0])  # guild.fanout is channel.post's child
+            self.send(self.ctx.registry, Route("guild", msg.guild_id, fanout))
+        if spans is not None:
+            spans[0].end()
+        reply = _rest_view(payload)
+        self.send(sender, Posted(reply))
+        for waiter in self._waiters.pop(ref, ()):
+            self.send(waiter, Posted(reply))
+
+    def _failed(self, ref: Any, failure: PostFailed) -> None:
+        change = self._changes.pop(ref, None)
+        if change is not None:
+            self.send(change[0], failure)
+            return
+        pending = self._pending.pop(ref, None)
+        if pending is None:
+            return
+        sender, msg, _ = pending
+        spans = self._spans.pop(ref, None) if self._spans else None
+        if spans is not None:
+            fail(spans[1], failure.message)
+            fail(spans[0], failure.message)
+        if msg.enforce_nonce and msg.nonce:
+            self._nonces.pop((str(msg.author["id"]), msg.nonce), None)
+        self.send(sender, failure)
+        for waiter in self._waiters.pop(ref, ()):
+            self.send(waiter, failure)
+
+
+    # -- edits, deletes, typing -------------------------------------------------------------
+
+    def _change(self, msg: ChangeMessage, sender: Any) -> None:
+        """An edit or delete, ordered behind this channel's earlier writes; answered and
+        fanned out (MESSAGE_UPDATE / MESSAGE_DELETE) once durable."""
+        try:
+            if msg.changes is None:
+                write: MessageEdit | MessageDelete = MessageDelete.now(self.channel_id,
+                                                                       msg.message_id)
+            else:
+                write = MessageEdit.now(self.channel_id, msg.message_id, **msg.changes)
+                edited = write.changes.get("edited_at_ms")
+                msg.message = {**(msg.message or {}), "edited_timestamp": iso(edited)}
+        except (TypeError, ValueError) as exc:
+            self.send(sender, PostFailed(400, 50035, f"Invalid Form Body: {exc}"))
+            return
+        self._change_refs += 1
+        ref = ("change", self._change_refs)
+        self._changes[ref] = (sender, msg)
+        self.send(self.ctx.storage_actor, Write(ref, (write,)))
+
+    def _changed(self, ref: tuple[str, int]) -> None:
+        sender, msg = self._changes.pop(ref)
+        if msg.changes is None:
+            payload: dict[str, Any] = {"id": str(msg.message_id),
+                                       "channel_id": str(self.channel_id)}
+            if msg.guild_id is not None:
+                payload["guild_id"] = str(msg.guild_id)
+            dispatch = PreparedDispatch("MESSAGE_DELETE", payload)
+            content = None
+            reply: dict[str, Any] = {}
+        else:
+            content = msg.message or {}
+            dispatch = PreparedDispatch("MESSAGE_UPDATE", content)
+            reply = _rest_view(content)
+        if msg.guild_id is not None:
+            self.send(self.ctx.registry,
+                      Route("guild", msg.guild_id, Fanout(self.channel_id, dispatch, content)))
+        self.send(sender, Posted(reply))
+
+    def _typing(self, msg: Typing) -> None:
+        data: dict[str, Any] = {"channel_id": str(self.channel_id),
+                                "guild_id": str(msg.guild_id),
+                                "user_id": str(msg.user_id),
+                                "timestamp": int(time.time())}
+        if msg.member is not None:
+            data["member"] = msg.member
+        self.send(self.ctx.registry, Route(
+            "guild", msg.guild_id,
+            Fanout(self.channel_id, PreparedDispatch("TYPING_START", data))))
+
+
+def _rest_view(payload: dict[str, Any]) -> dict[str, Any]:
+    """The REST answer: the MESSAGE_CREATE payload without the gateway-only ``member``."""
+    reply = dict(payload)
+    reply.pop("member", None)
+    return reply

@@ -1,0 +1,42 @@
+"""What the gateway's actors share in one process: the open storage, the storage actor,
+the entity registry, the snowflake source and the live sessions by id.
+
+Thespian actors take no constructor arguments, so ``bind`` makes a subclass per
+gateway instance carrying its context as a class attribute (no module-level state: two
+gateways in one process, as in tests, do not see each other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from gateway.protocol import GatewayConfig
+from storage.base import Storage
+from storage.snowflake import SnowflakeGenerator
+
+
+@dataclass
+class GatewayContext:
+    storage: Storage
+    snowflakes: SnowflakeGenerator
+    config: GatewayConfig
+    storage_actor: Any = None  # Address
+    registry: Any = None  # Address
+    #: session_id -> session actor address, for RESUME (sessions live on this node).
+    sessions: dict[str, Any] = field(default_factory=dict)
+    gateway_url: str = ""
+    #: How long a session waits for a RESUME after a resumable close.
+    resume_window_s: float = 120.0
+    #: user id -> that user's live session actors (GUILD_CREATE/GUILD_DELETE on join/leave).
+    user_sessions: dict[int, set[Any]] = field(default_factory=dict)
+    #: ``gateway.limits.IdentifyBudget``: session starts per token.
+    identify_budget: Any = None
+
+
+T = TypeVar("T", bound=type)
+
+
+def bind(cls: T, ctx: GatewayContext) -> T:
+    """A subclass of actor class ``cls`` whose ``ctx`` is ``ctx``."""
+    return type(cls.__name__, (cls,), {"ctx": ctx})  # type: ignore[return-value]

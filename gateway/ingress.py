@@ -1,0 +1,201 @@
+"""The internal ingress: authenticated, typed msgpack requests from internal services
+to the gateway's channel, guild and session actors.
+
+Transport: HTTP/1.1 ``POST /ingress/v1`` with ``Content-Type: application/msgpack`` on
+its own aiohttp listener (loopback by default, never the public REST port), with
+``Authorization: Bearer <GREENROOM_INGRESS_SECRET>``. Why HTTP rather than a raw framed
+TCP link like the data plane: the operations are rare control actions, not a stream;
+HTTP gives request/response pairing (and keep-alive) for free, any language's HTTP
+client can call it, and it reuses aiohttp, already serving REST on this loop. Every
+request is answered: ``IngressOk`` (200) or ``IngressError`` (its ``code``: 401
+``unauthenticated``, 400 ``bad_message``, 404 ``unknown_channel`` / ``unknown_guild``
+/ ``unknown_session``, 503 ``failed``), both wire types echoing the ``request_id``.
+
+Requests (``gateway.ingress_messages``, packed with ``actors.wire.pack``):
+
+* ``PostSystemMessage`` -> the channel actor, as a ``PostMessage`` from the system user:
+  stored, then MESSAGE_CREATE to the guild's sessions like any message; answered with
+  the message once durable.
+* ``DisconnectSession`` -> the session actor (``CloseSession``): its socket is closed
+  with the code (default 4000, which keeps the session resumable; 1000/1001 and the
+  non-resumable 4xxx codes end it).
+* ``BroadcastToGuild`` -> the guild actor (``ServiceBroadcast``): one dispatch, encoded
+  once, to every subscribed session; answered with the number of sessions.
+
+Each request is one trace: ``ingress.<op>`` continues the caller's ``trace`` (or starts
+one) and its context rides in the actor message to the next hop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from actors.registry import Route
+from actors.wire import MalformedEnvelope, pack, unpack
+from gateway.ingress_messages import (
+    BAD_MESSAGE,
+    FAILED,
+    REQUEST_TYPES,
+    SYSTEM_MESSAGE_TYPE,
+    SYSTEM_USER,
+    UNAUTHENTICATED,
+    UNKNOWN_CHANNEL,
+    UNKNOWN_GUILD,
+    UNKNOWN_SESSION,
+    BroadcastToGuild,
+    DisconnectSession,
+    IngressError,
+    IngressOk,
+    PostSystemMessage,
+    check_request,
+)
+from gateway.messages import (
+    Broadcasted,
+    CloseSession,
+    Posted,
+    PostFailed,
+    PostMessage,
+    ServiceBroadcast,
+    SessionClosed,
+)
+from gateway.protocol import PreparedDispatch
+from observability import counter, inject_current, span_from
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger("greenroom.gateway.ingress")
+
+PATH = "/ingress/v1"
+CONTENT_TYPE = "application/msgpack"
+MAX_REQUEST_BYTES = 64 * 1024
+ASK_TIMEOUT_S = 15.0
+_STATUS = {UNAUTHENTICATED: 401, BAD_MESSAGE: 400, UNKNOWN_CHANNEL: 404, UNKNOWN_GUILD: 404,
+           UNKNOWN_SESSION: 404, FAILED: 503}
+_requests = counter("ingress_requests_total", "internal ingress requests, by op and outcome")
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _answer(answer: IngressOk | IngressError, status: int = 200) -> web.Response:
+    return web.Response(body=pack(answer), status=status, content_type=CONTENT_TYPE)
+
+
+def _refuse(request_id: str, code: str, message: str) -> web.Response:
+    return _answer(IngressError(request_id, code, message), _STATUS[code])
+
+
+class Ingress:
+    def __init__(self, gateway: Gateway, secret: str) -> None:
+        if not secret:
+            raise ValueError("the ingress needs a secret")
+        self.gateway = gateway
+        self.ctx = gateway.ctx
+        self.secret = secret.encode()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip().encode() if header.startswith("Bearer ") else b""
+        if not hmac.compare_digest(token, self.secret):
+            _requests.add(op="none", outcome=UNAUTHENTICATED)
+            log.warning("ingress: refused an unauthenticated request from %s", request.remote)
+            return _refuse("", UNAUTHENTICATED, "missing or wrong Authorization: Bearer secret")
+        if request.content_type != CONTENT_TYPE:
+            return _refuse("", BAD_MESSAGE, f"Content-Type must be {CONTENT_TYPE}")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _refuse("", BAD_MESSAGE, f"request over {MAX_REQUEST_BYTES} bytes")
+        try:
+            msg = unpack(body)
+        except MalformedEnvelope as err:
+            _requests.add(op="none", outcome=BAD_MESSAGE)
+            return _refuse("", BAD_MESSAGE, str(err))
+        request_id = getattr(msg, "request_id", "")
+        if not isinstance(request_id, str):
+            request_id = ""
+        if not isinstance(msg, REQUEST_TYPES):
+            _requests.add(op="none", outcome=BAD_MESSAGE)
+            kind = type(msg).__name__ if not isinstance(msg, dict) else "a plain map"
+            return _refuse(request_id, BAD_MESSAGE,
+                           f"not an ingress request ({kind}); expected one of "
+                           + ", ".join(t.__name__ for t in REQUEST_TYPES))
+        op = type(msg).__name__
+        problem = check_request(msg)
+        if problem is not None:
+            _requests.add(op=op, outcome=BAD_MESSAGE)
+            return _refuse(request_id, BAD_MESSAGE, f"{op}: {problem}")
+        with span_from(msg.trace, f"ingress.{op}",
+                       **{"greenroom.request_id": request_id}) as span:
+            try:
+                result = await self._serve(msg)
+            except _Refused as refused:
+                _requests.add(op=op, outcome=refused.code)
+                span.set_attribute("greenroom.ingress.error", refused.code)
+                log.info("ingress %s refused: %s", op, refused.message)
+                return _refuse(request_id, refused.code, refused.message)
+            except TimeoutError:
+                _requests.add(op=op, outcome=FAILED)
+                return _refuse(request_id, FAILED, f"{op}: the target did not answer in time")
+            log.info("ingress %s done", op)  # inside the span: the line carries trace_id
+        _requests.add(op=op, outcome="ok")
+        return _answer(IngressOk(request_id, result))
+
+    async def _ask(self, to: Any, message: Any) -> Any:
+        return await self.gateway.base.ask_async(to, message, ASK_TIMEOUT_S)
+
+    async def _serve(self, msg: Any) -> dict[str, Any]:
+        if isinstance(msg, PostSystemMessage):
+            channel = await self.ctx.storage.get_channel(msg.channel_id)
+            if channel is None:
+                raise _Refused(UNKNOWN_CHANNEL, f"unknown channel {msg.channel_id}")
+            post = PostMessage(guild_id=channel.guild_id, author=dict(SYSTEM_USER),
+                               member=None, content=msg.content, type=SYSTEM_MESSAGE_TYPE,
+                               trace=inject_current())
+            answer = await self._ask(self.ctx.registry, Route("channel", channel.id, post))
+            if isinstance(answer, Posted):
+                return {"message": answer.message}
+            if isinstance(answer, PostFailed):
+                raise _Refused(FAILED, f"post failed ({answer.status}): {answer.message}")
+            raise _Refused(FAILED, f"unexpected answer {type(answer).__name__}")
+        if isinstance(msg, DisconnectSession):
+            session = self.ctx.sessions.get(msg.session_id)
+            if session is None:
+                raise _Refused(UNKNOWN_SESSION, f"unknown session {msg.session_id!r}")
+            answer = await self._ask(session, CloseSession(msg.code, msg.reason,
+                                                           inject_current()))
+            if isinstance(answer, SessionClosed):
+                return {"session_id": msg.session_id, "code": answer.code,
+                        "resumable": answer.resumable}
+            raise _Refused(UNKNOWN_SESSION, f"session {msg.session_id!r} has ended")
+        if isinstance(msg, BroadcastToGuild):
+            guild = await self.ctx.storage.get_guild(msg.guild_id)
+            if guild is None:
+                raise _Refused(UNKNOWN_GUILD, f"unknown guild {msg.guild_id}")
+            broadcast = ServiceBroadcast(PreparedDispatch(msg.event, msg.data), inject_current())
+            answer = await self._ask(self.ctx.registry, Route("guild", guild.id, broadcast))
+            if isinstance(answer, Broadcasted):
+                return {"guild_id": str(answer.guild_id), "sessions": answer.sessions}
+            raise _Refused(FAILED, f"unexpected answer {type(answer).__name__}")
+        raise _Refused(BAD_MESSAGE, f"unhandled request {type(msg).__name__}")
+
+
+async def start_ingress(gateway: Gateway, secret: str, host: str, port: int
+                        ) -> tuple[web.AppRunner, int]:
+    """Serve the ingress; answers the runner (to clean up) and the bound port."""
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app.router.add_post(PATH, Ingress(gateway, secret).handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, bound

@@ -1,0 +1,186 @@
+"""Rate limits: REST buckets per token and route, and the IDENTIFY budget per token.
+
+REST (Discord's model, simplified): every request counts against one bucket, keyed by
+the caller's token (or its IP without one), the route template and the route's major
+parameter (``channel_id`` or ``guild_id``). A bucket allows ``limit`` requests per fixed
+window of ``per_s`` seconds that starts with its first request; an exhausted bucket
+answers 429 until the window ends. Every answer carries ``X-RateLimit-*`` headers.
+
+IDENTIFY (``session_start_limit``): ``total`` session starts per token per ``reset_s``,
+and at most ``max_concurrency`` IDENTIFYs per token per 5 s. Over either, the IDENTIFY
+is answered with op 9 ``d:false`` (the client may IDENTIFY again later on the same
+connection), as Discord does for IDENTIFYs sent too fast.
+
+Everything here runs on the one event-loop thread: no locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: Discord's window for ``max_concurrency``.
+CONCURRENCY_WINDOW_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    limit: int
+    per_s: float
+
+
+def _default_routes() -> dict[tuple[str, str], Bucket]:
+    # Discord: 5 messages per 5 s per channel; typing shares a similar budget.
+    return {
+        ("POST", "/channels/{channel_id}/messages"): Bucket(5, 5.0),
+        ("POST", "/channels/{channel_id}/typing"): Bucket(5, 5.0),
+        ("DELETE", "/channels/{channel_id}/messages/{message_id}"): Bucket(5, 1.0),
+        ("PATCH", "/channels/{channel_id}/messages/{message_id}"): Bucket(5, 5.0),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """The gateway's limits; ``Gateway(limits=...)``. Routes are templates relative to
+    ``/api/v10`` as registered (``{channel_id}``, ``{guild_id}``, ...)."""
+
+    default: Bucket = Bucket(50, 1.0)
+    routes: dict[tuple[str, str], Bucket] = field(default_factory=_default_routes)
+    #: Session starts per token per ``identify_reset_s`` (``session_start_limit.total``).
+    identify_total: int = 1000
+    identify_reset_s: float = 86_400.0
+    #: IDENTIFYs per token per 5 s (``session_start_limit.max_concurrency``).
+    max_concurrency: int = 1
+
+    def bucket_for(self, method: str, route: str) -> Bucket:
+        return self.routes.get((method, route), self.default)
+
+
+#: Generous limits (tests that are not about limits; the load generator).
+UNLIMITED = RateLimits(default=Bucket(1_000_000, 1.0), routes={},
+                       identify_total=1_000_000, max_concurrency=1_000_000)
+
+
+@dataclass(slots=True)
+class _Window:
+    limit: int
+    per_s: float
+    reset_at: float
+    used: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float  # seconds
+    reset_at: float  # Unix seconds
+    bucket: str
+
+
+class RestRateLimiter:
+    """Fixed-window buckets keyed by (caller, method, route, major parameter)."""
+
+    #: Forget expired windows once the table grows past this.
+    PRUNE_AT = 10_000
+
+    def __init__(self, limits: RateLimits,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self._windows: dict[tuple[str, str, str, str], _Window] = {}
+        self._hashes: dict[tuple[str, str], str] = {}
+
+    def hit(self, caller: str, method: str, route: str, major: str) -> Verdict:
+        now = self.clock()
+        key = (caller, method, route, major)
+        window = self._windows.get(key)
+        if window is None or now >= window.reset_at:
+            if len(self._windows) >= self.PRUNE_AT:
+                self._prune(now)
+            spec = self.limits.bucket_for(method, route)
+            window = _Window(spec.limit, spec.per_s, now + spec.per_s)
+            self._windows[key] = window
+        allowed = window.used < window.limit
+        if allowed:
+            window.used += 1
+        reset_after = max(0.0, window.reset_at - now)
+        return Verdict(allowed, window.limit, window.limit - window.used, reset_after,
+                       time.time() + reset_after, self._hash(method, route))
+
+    def _hash(self, method: str, route: str) -> str:
+        h = self._hashes.get((method, route))
+        if h is None:
+            h = hashlib.sha1(f"{method} {route}".encode()).hexdigest()[:16]
+            self._hashes[(method, route)] = h
+        return h
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, w in self._windows.items() if now >= w.reset_at]:
+            del self._windows[key]
+
+
+def headers_for(verdict: Verdict) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(verdict.limit),
+        "X-RateLimit-Remaining": str(verdict.remaining),
+        "X-RateLimit-Reset": f"{verdict.reset_at:.3f}",
+        "X-RateLimit-Reset-After": f"{verdict.reset_after:.3f}",
+        "X-RateLimit-Bucket": verdict.bucket,
+    }
+
+
+@dataclass(slots=True)
+class _Budget:
+    reset_at: float
+    used: int = 0
+    recent: deque[float] = field(default_factory=deque)
+
+
+class IdentifyBudget:
+    """``session_start_limit`` per token."""
+
+    def __init__(self, limits: RateLimits,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self._budgets: dict[str, _Budget] = {}
+
+    def _budget(self, token: str, now: float) -> _Budget:
+        budget = self._budgets.get(token)
+        if budget is None or now >= budget.reset_at:
+            if len(self._budgets) >= RestRateLimiter.PRUNE_AT:
+                for key in [k for k, b in self._budgets.items() if now >= b.reset_at]:
+                    del self._budgets[key]
+            budget = _Budget(now + self.limits.identify_reset_s)
+            self._budgets[token] = budget
+        return budget
+
+    def take(self, token: str) -> bool:
+        """Count one session start for ``token``; False if over the budget (not counted)."""
+        now = self.clock()
+        budget = self._budget(token, now)
+        recent = budget.recent
+        while recent and now - recent[0] >= CONCURRENCY_WINDOW_S:
+            recent.popleft()
+        if budget.used >= self.limits.identify_total \
+                or len(recent) >= self.limits.max_concurrency:
+            return False
+        budget.used += 1
+        recent.append(now)
+        return True
+
+    def session_start_limit(self, token: str) -> dict[str, int]:
+        now = self.clock()
+        budget = self._budget(token, now)
+        return {
+            "total": self.limits.identify_total,
+            "remaining": max(0, self.limits.identify_total - budget.used),
+            "reset_after": max(0, math.ceil((budget.reset_at - now) * 1000)),
+            "max_concurrency": self.limits.max_concurrency,
+        }

@@ -1,0 +1,353 @@
+"""More of the REST API: message edit/delete, typing, guilds, channels and members, and
+the rate-limit middleware (``gateway.limits``). Registered by ``gateway.rest.make_app``.
+
+Writes are durable before the answer: message edits and deletes go through the channel
+actor (ordered behind the channel's sends, answered once the storage actor says
+``Written``); guild, channel and member writes are awaited on storage. Events then go
+through the guild actor (``GuildBroadcast``: filtered by intent) and, for a member who
+joins or leaves, to that user's live sessions (GUILD_CREATE / GUILD_DELETE).
+
+Permissions are guild-level (no channel overwrites in this model): no VIEW_CHANNEL or
+not a member answers 403 50001 Missing Access, a missing permission 403 50013.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from actors.registry import Route
+from gateway.limits import RestRateLimiter, headers_for
+from gateway.messages import (
+    ChangeMessage,
+    GuildBroadcast,
+    JoinedGuild,
+    LeftGuild,
+    Posted,
+    PostFailed,
+    Typing,
+)
+from gateway.objects import (
+    MANAGE_MESSAGES,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    base_permissions,
+    channel_object,
+    member_object,
+    message_object,
+    role_object,
+    user_object,
+)
+from gateway.protocol import PreparedDispatch
+from gateway.rest import (
+    ASK_TIMEOUT_S,
+    EMPTY_MESSAGE,
+    INVALID_FORM_BODY,
+    MISSING_ACCESS,
+    MISSING_PERMISSIONS,
+    PREFIX,
+    UNKNOWN_MESSAGE,
+    HTTPDiscordError,
+    error,
+    json_response,
+)
+from gateway.seed import create_guild
+from storage.model import Channel, Guild, Member, User
+
+if TYPE_CHECKING:
+    from gateway.rest import Api
+
+CREATE_INSTANT_INVITE = 1 << 0
+KICK_MEMBERS = 1 << 1
+MANAGE_CHANNELS = 1 << 4
+
+UNKNOWN_GUILD = 10004
+UNKNOWN_MEMBER = 10007
+UNKNOWN_USER = 10013
+CANNOT_EDIT_OTHERS = 50005
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body") from None
+    if not isinstance(body, dict):
+        raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body")
+    return body
+
+
+def _snowflake(request: web.Request, name: str, status: int, code: int, what: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise HTTPDiscordError(status, code, what) from None
+
+
+def _rest_guild(guild: Guild, roles: list[Any]) -> dict[str, Any]:
+    return {
+        "id": str(guild.id),
+        "name": guild.name,
+        "owner_id": str(guild.owner_id),
+        "icon": guild.icon,
+        "description": guild.description,
+        "features": list(guild.features),
+        "roles": [role_object(r) for r in roles],
+        "emojis": [],
+        "stickers": [],
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "mfa_level": 0,
+        "nsfw_level": 0,
+        "premium_tier": 0,
+        "preferred_locale": "en-US",
+        "system_channel_id": None,
+        "afk_channel_id": None,
+        "afk_timeout": 300,
+    }
+
+
+class MoreApi:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.gateway = api.gateway
+        self.ctx = api.ctx
+        self.storage = api.storage
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def guild_for(self, request: web.Request, user: User, need: int = 0
+                        ) -> tuple[Guild, Member, int]:
+        """The guild in the URL, the caller's membership and permissions (``need`` checked)."""
+        guild_id = _snowflake(request, "guild_id", 404, UNKNOWN_GUILD, "Unknown Guild")
+        guild = await self.storage.get_guild(guild_id)
+        if guild is None:
+            raise HTTPDiscordError(404, UNKNOWN_GUILD, "Unknown Guild")
+        member = await self.storage.get_member(guild_id, user.id)
+        if member is None:
+            raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
+        roles = {r.id: r for r in await self.storage.roles_for_guild(guild_id)}
+        perms = base_permissions(guild, roles, member)
+        if perms & need != need:
+            raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
+        return guild, member, perms
+
+    async def ask_channel(self, channel_id: int, msg: Any) -> Any:
+        answer = await self.gateway.base.ask_async(
+            self.ctx.registry, Route("channel", channel_id, msg), ASK_TIMEOUT_S)
+        if isinstance(answer, PostFailed):
+            raise HTTPDiscordError(answer.status, answer.code, answer.message)
+        if not isinstance(answer, Posted):
+            raise HTTPDiscordError(500, 0, f"unexpected answer: {type(answer).__name__}")
+        return answer.message
+
+    def tell(self, address: Any, msg: Any) -> None:
+        self.gateway.base.tell_from_loop(address, msg)
+
+    def tell_guild(self, guild_id: int, msg: Any) -> None:
+        self.tell(self.ctx.registry, Route("guild", guild_id, msg))
+
+    def tell_user_sessions(self, user_id: int, msg: Any) -> None:
+        for session in list(self.ctx.user_sessions.get(user_id, ())):
+            self.tell(session, msg)
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def patch_message(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        channel, member = await self.api.channel_for(request, user, 0)
+        message_id = _snowflake(request, "message_id", 404, UNKNOWN_MESSAGE, "Unknown Message")
+        body = await _body(request)
+        message = await self.storage.get_message(channel.id, message_id)
+        if message is None:
+            return error(404, UNKNOWN_MESSAGE, "Unknown Message")
+        if message.author_id != user.id:
+            return error(403, CANNOT_EDIT_OTHERS,
+                         "Cannot edit a message authored by another user")
+        content = body.get("content")
+        if not isinstance(content, str) or len(content) > 2000:
+            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        if not content:
+            return error(400, EMPTY_MESSAGE, "Cannot send an empty message")
+        message.content = content
+        payload = message_object(message, user_object(user), member_object(member))
+        out = await self.ask_channel(channel.id, ChangeMessage(
+            channel.guild_id, message_id, {"content": content}, payload))
+        return json_response(out)
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        channel, _ = await self.api.channel_for(request, user, 0)
+        message_id = _snowflake(request, "message_id", 404, UNKNOWN_MESSAGE, "Unknown Message")
+        message = await self.storage.get_message(channel.id, message_id)
+        if message is None:
+            return error(404, UNKNOWN_MESSAGE, "Unknown Message")
+        if message.author_id != user.id:
+            await self.api.channel_for(request, user, MANAGE_MESSAGES)
+        await self.ask_channel(channel.id, ChangeMessage(channel.guild_id, message_id, None))
+        return web.Response(status=204)
+
+    async def post_typing(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        channel, member = await self.api.channel_for(request, user, SEND_MESSAGES)
+        self.tell(self.ctx.registry, Route("channel", channel.id, Typing(
+            channel.guild_id, user.id, {**member_object(member), "user": user_object(user)})))
+        return web.Response(status=204)
+
+    # -- guilds ---------------------------------------------------------------------------
+
+    async def post_guild(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        body = await _body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not 2 <= len(name) <= 100:
+            return error(400, INVALID_FORM_BODY, "Invalid Form Body",
+                         errors={"name": {"_errors": [{
+                             "code": "BASE_TYPE_BAD_LENGTH",
+                             "message": "Must be between 2 and 100 in length."}]}})
+        guild_id, _ = await create_guild(self.storage, self.ctx.snowflakes, name, user.id)
+        guild = await self.storage.get_guild(guild_id)
+        assert guild is not None
+        self.tell_user_sessions(user.id, JoinedGuild(guild_id))
+        roles = await self.storage.roles_for_guild(guild_id)
+        return json_response(_rest_guild(guild, roles), status=201)
+
+    async def get_guild(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        guild, _, _ = await self.guild_for(request, user)
+        roles = await self.storage.roles_for_guild(guild.id)
+        return json_response(_rest_guild(guild, roles))
+
+    async def get_channels(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        guild, _, perms = await self.guild_for(request, user)
+        channels = await self.storage.channels_for_guild(guild.id) \
+            if perms & VIEW_CHANNEL else []
+        channels.sort(key=lambda c: (c.position, c.id))
+        return json_response([channel_object(c) for c in channels])
+
+    async def post_channel(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        guild, _, _ = await self.guild_for(request, user, MANAGE_CHANNELS)
+        body = await _body(request)
+        name = body.get("name")
+        kind = body.get("type", 0)
+        topic = body.get("topic")
+        position = body.get("position", 0)
+        if (not isinstance(name, str) or not 1 <= len(name) <= 100 or kind not in (0, None)
+                or not (topic is None or isinstance(topic, str) and len(topic) <= 1024)
+                or not isinstance(position, int) or isinstance(position, bool)):
+            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        channel = Channel(self.ctx.snowflakes.next_id(), guild.id, name, 0, position, topic)
+        await self.storage.put_channel(channel)
+        obj = channel_object(channel)
+        self.tell_guild(guild.id, GuildBroadcast(PreparedDispatch("CHANNEL_CREATE", obj),
+                                                 channel=channel))
+        return json_response(obj, status=201)
+
+    async def get_members(self, request: web.Request) -> web.Response:
+        user = await self.api.auth(request)
+        guild, _, _ = await self.guild_for(request, user)
+        try:
+            limit = int(request.query.get("limit", "1"))  # Discord's default is 1
+            after = int(request.query.get("after", "0"))
+            if not 1 <= limit <= 1000:
+                raise ValueError
+        except ValueError:
+            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        members = sorted((m for m in await self.storage.members_for_guild(guild.id, 1000)
+                          if m.user_id > after), key=lambda m: m.user_id)[:limit]
+        users = await self.storage.get_users(m.user_id for m in members)
+        return json_response([member_object(m, users.get(m.user_id)) for m in members])
+
+    async def put_member(self, request: web.Request) -> web.Response:
+        """Add a user (Discord also wants an OAuth2 ``access_token``; there is no OAuth2
+        here, so the caller's CREATE_INSTANT_INVITE is the whole check)."""
+        caller = await self.api.auth(request)
+        guild, _, _ = await self.guild_for(request, caller, CREATE_INSTANT_INVITE)
+        user_id = _snowflake(request, "user_id", 404, UNKNOWN_USER, "Unknown User")
+        user = await self.storage.get_user(user_id)
+        if user is None:
+            return error(404, UNKNOWN_USER, "Unknown User")
+        if await self.storage.get_member(guild.id, user_id) is not None:
+            return web.Response(status=204)
+        member = Member(guild.id, user_id, int(time.time() * 1000))
+        await self.storage.put_member(member)
+        obj = member_object(member, user)
+        self.tell_guild(guild.id, GuildBroadcast(
+            PreparedDispatch("GUILD_MEMBER_ADD", {**obj, "guild_id": str(guild.id)}),
+            member_added=member))
+        self.tell_user_sessions(user_id, JoinedGuild(guild.id))
+        return json_response(obj, status=201)
+
+    async def delete_member(self, request: web.Request) -> web.Response:
+        """Kick (KICK_MEMBERS) or leave (the caller itself); the owner cannot be removed."""
+        caller = await self.api.auth(request)
+        user_id = _snowflake(request, "user_id", 404, UNKNOWN_MEMBER, "Unknown Member")
+        guild, _, _ = await self.guild_for(request, caller,
+                                           0 if user_id == caller.id else KICK_MEMBERS)
+        if user_id == guild.owner_id:
+            return error(403, MISSING_PERMISSIONS, "Missing Permissions")
+        if await self.storage.get_member(guild.id, user_id) is None:
+            return error(404, UNKNOWN_MEMBER, "Unknown Member")
+        user = await self.storage.get_user(user_id)
+        await self.storage.remove_member(guild.id, user_id)
+        self.tell_guild(guild.id, GuildBroadcast(
+            PreparedDispatch("GUILD_MEMBER_REMOVE", {
+                "guild_id": str(guild.id),
+                "user": user_object(user) if user else {"id": str(user_id)},
+            }), member_removed=user_id))
+        self.tell_user_sessions(user_id, LeftGuild(guild.id))
+        return web.Response(status=204)
+
+
+def add_routes(app: web.Application, api: Api) -> None:
+    more = MoreApi(api)
+    r = app.router
+    message = f"{PREFIX}/channels/{{channel_id}}/messages/{{message_id}}"
+    r.add_patch(message, more.patch_message)
+    r.add_delete(message, more.delete_message)
+    r.add_post(f"{PREFIX}/channels/{{channel_id}}/typing", more.post_typing)
+    r.add_post(f"{PREFIX}/guilds", more.post_guild)
+    r.add_get(f"{PREFIX}/guilds/{{guild_id}}", more.get_guild)
+    r.add_get(f"{PREFIX}/guilds/{{guild_id}}/channels", more.get_channels)
+    r.add_post(f"{PREFIX}/guilds/{{guild_id}}/channels", more.post_channel)
+    r.add_get(f"{PREFIX}/guilds/{{guild_id}}/members", more.get_members)
+    r.add_put(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.put_member)
+    r.add_delete(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.delete_member)
+
+
+def rate_limits(limiter: RestRateLimiter) -> Any:
+    """Middleware: count the request against its bucket; 429 when it is exhausted;
+    ``X-RateLimit-*`` headers on every answer (errors included)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        template = resource.canonical if resource is not None else request.path
+        if template.startswith(PREFIX):
+            template = template[len(PREFIX):]
+        info = request.match_info
+        major = info.get("channel_id") or info.get("guild_id") or ""
+        caller = request.headers.get("Authorization") or request.remote or ""
+        verdict = limiter.hit(caller, request.method, template, major)
+        headers = headers_for(verdict)
+        if not verdict.allowed:
+            retry = round(verdict.reset_after, 3)
+            return json_response(
+                {"message": "You are being rate limited.", "retry_after": retry,
+                 "global": False},
+                status=429,
+                headers={**headers, "Retry-After": str(max(1, math.ceil(retry))),
+                         "X-RateLimit-Scope": "user"})
+        response = await handler(request)
+        response.headers.update(headers)
+        return response
+
+    return middleware
+

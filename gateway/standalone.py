@@ -1,0 +1,140 @@
+"""Run the gateway and REST API in this process, and the operator's admin commands.
+
+``greenroom gateway`` serves one process (uvloop, storage from the usual settings,
+schema migrated first); with ``--seed`` it creates a bot, a guild and a channel and
+prints the bot token and the URLs, ready for a client library. ``greenroom admin ...``
+creates bots, users, guilds and channels in the configured storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from storage import make_storage
+from storage.schema import migrate
+from storage.settings import StorageSettings, add_arguments, load_settings
+from storage.snowflake import SnowflakeGenerator
+
+
+def _ids(settings: StorageSettings) -> SnowflakeGenerator:
+    return SnowflakeGenerator(settings.snowflake_worker, settings.snowflake_process)
+
+
+async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
+                seed_bot: bool, ingress_port: int = 8082) -> None:
+    """Serve until SIGINT/SIGTERM. The internal ingress runs (on loopback) when
+    ``GREENROOM_INGRESS_SECRET`` is set."""
+    from gateway.seed import seed
+    from gateway.server import Gateway
+
+    migrate(settings)
+    storage = make_storage(settings)
+    await storage.open()
+    ingress_secret = os.environ.get("GREENROOM_INGRESS_SECRET", "").strip() or None
+    gateway = Gateway(storage, host=host, port=port, rest_port=rest_port,
+                      ingress_secret=ingress_secret, ingress_port=ingress_port)
+    try:
+        await gateway.start()
+        print(f"gateway   {gateway.gateway_url}/?v=10&encoding=json", flush=True)
+        print(f"REST      {gateway.rest_url}", flush=True)
+        if ingress_secret:
+            print(f"ingress   {gateway.ingress_url}", flush=True)
+        if seed_bot:
+            seeded = await seed(storage, _ids(settings))
+            print(f"bot token {seeded.token}", flush=True)
+            print(f"guild {seeded.guild_id}  channel {seeded.channel_id}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await gateway.stop()
+        await storage.close()
+
+
+async def _admin(args: argparse.Namespace, settings: StorageSettings) -> None:
+    from gateway.seed import add_member, create_guild, create_user
+
+    migrate(settings)
+    storage = make_storage(settings)
+    await storage.open()
+    try:
+        ids = _ids(settings)
+        if args.admin == "create-bot":
+            user_id, token = await create_user(storage, ids, args.name, bot=True)
+            print(f"user {user_id}\ntoken {token}")
+            if args.guild:
+                guild_id, channel_id = await create_guild(storage, ids, args.guild, user_id)
+                print(f"guild {guild_id}\nchannel {channel_id}")
+        elif args.admin == "create-user":
+            user_id, token = await create_user(storage, ids, args.name, bot=False)
+            print(f"user {user_id}\ntoken {token}")
+        elif args.admin == "create-guild":
+            guild_id, channel_id = await create_guild(storage, ids, args.name, args.owner,
+                                                      args.channel)
+            print(f"guild {guild_id}\nchannel {channel_id}")
+        elif args.admin == "add-member":
+            await add_member(storage, args.guild, args.user)
+            print("ok")
+    finally:
+        await storage.close()
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add ``gateway`` and ``admin`` to the ``greenroom`` command."""
+    gw = sub.add_parser("gateway", help="serve the gateway and REST API in this process")
+    gw.add_argument("--host", default="127.0.0.1")
+    gw.add_argument("--port", type=int, default=8080, help="gateway WebSocket port")
+    gw.add_argument("--rest-port", type=int, default=8081, help="REST API port")
+    gw.add_argument("--ingress-port", type=int, default=8082,
+                    help="internal ingress port on 127.0.0.1 (served when "
+                         "GREENROOM_INGRESS_SECRET is set)")
+    gw.add_argument("--seed", action="store_true",
+                    help="create a bot, guild and channel and print the token")
+    add_arguments(gw)
+    admin = sub.add_parser("admin", help="create bots, users, guilds, members")
+    cmds = admin.add_subparsers(dest="admin", required=True)
+    bot = cmds.add_parser("create-bot", help="a bot user and its token")
+    bot.add_argument("name")
+    bot.add_argument("--guild", help="also create a guild of this name (with #general)")
+    user = cmds.add_parser("create-user", help="a (non-bot) user and its token")
+    user.add_argument("name")
+    guild = cmds.add_parser("create-guild", help="a guild with one text channel")
+    guild.add_argument("name")
+    guild.add_argument("--owner", type=int, required=True)
+    guild.add_argument("--channel", default="general")
+    member = cmds.add_parser("add-member", help="add a user to a guild")
+    member.add_argument("--guild", type=int, required=True)
+    member.add_argument("--user", type=int, required=True)
+    for p in (bot, user, guild, member):
+        add_arguments(p)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import uvloop
+
+    if args.command == "gateway":
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(serve(settings, args.host, args.port, args.rest_port, args.seed,
+                             args.ingress_port))
+        return 0
+    uvloop.run(_admin(args, settings))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="greenroom")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    return run_command(parser.parse_args(argv))

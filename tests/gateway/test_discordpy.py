@@ -1,0 +1,191 @@
+"""Interop: a real discord.py bot (from PyPI) against greenroom on loopback ports.
+
+Only ``discord.http.Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` are changed.
+The bot logs in (users/@me, oauth2/applications/@me), gets READY + GUILD_CREATE
+(``on_ready`` with its guild), receives a message another client posted over REST,
+replies with ``channel.send``, finds the reply in the history, and after its socket is
+cut it RESUMEs and gets the message posted while it was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.gateway.harness import run, running_gateway
+
+discord = pytest.importorskip("discord")
+yarl = pytest.importorskip("yarl")
+
+
+@pytest.fixture
+def pointed_at_greenroom(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Yields a function that points discord.py at a gateway (undone after the test)."""
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+
+    def point(gateway) -> None:  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(Route, "BASE", gateway.rest_url)
+        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(gateway.gateway_url))
+
+    return point
+
+
+def test_discordpy_bot_round_trip_and_resume(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            pointed_at_greenroom(r.gateway)
+            intents = discord.Intents.default()
+            intents.message_content = True
+            client = discord.Client(intents=intents)
+            ready = asyncio.Event()
+            resumed = asyncio.Event()
+            received: asyncio.Queue = asyncio.Queue()
+
+            @client.event
+            async def on_ready() -> None:
+                ready.set()
+
+            @client.event
+            async def on_resumed() -> None:
+                resumed.set()
+
+            @client.event
+            async def on_message(message) -> None:  # type: ignore[no-untyped-def]
+                if message.author.id == client.user.id:
+                    return
+                await received.put(message)
+                if message.content == "ping":
+                    await message.channel.send("pong")
+
+            async def rest_post(content: str) -> str:
+                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
+                async with http.post(url, json={"content": content},
+                                     headers={"Authorization": f"Bot {r.other_token}"}) as resp:
+                    assert resp.status == 200, await resp.text()
+                    return (await resp.json())["id"]
+
+            await client.login(r.seeded.token)
+            runner = asyncio.create_task(client.connect(reconnect=True))
+            try:
+                await asyncio.wait_for(ready.wait(), 10)
+                assert client.user.id == r.seeded.user_id
+                assert [g.id for g in client.guilds] == [r.seeded.guild_id]
+                channel = client.get_channel(r.seeded.channel_id)
+                assert channel is not None and channel.guild.id == r.seeded.guild_id
+
+                ping_id = await rest_post("ping")
+                got = await asyncio.wait_for(received.get(), 10)
+                assert got.id == int(ping_id) and got.content == "ping"
+                assert got.author.id == r.other_id
+
+                for _ in range(100):  # the reply is sent from on_message
+                    history = [m async for m in channel.history(limit=10)]
+                    if any(m.content == "pong" for m in history):
+                        break
+                    await asyncio.sleep(0.05)
+                assert [m.content for m in history][:2] == ["pong", "ping"]
+                assert history[0].author.id == r.seeded.user_id
+
+                # Cut the bot's socket (no close frame); post while it is away.
+                links = [link for link in r.gateway.links if link.session is not None]
+                assert len(links) == 1
+                links[0].transport.disconnect(graceful=False)
+                missed_id = await rest_post("while you were away")
+                await asyncio.wait_for(resumed.wait(), 10)
+                got = await asyncio.wait_for(received.get(), 10)
+                assert got.id == int(missed_id) and got.content == "while you were away"
+            finally:
+                await client.close()
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+
+    run(main, timeout=30)
+
+
+def test_discordpy_edit_delete_typing_channels_members(tmp_path: Path,
+                                                       pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+    """discord.py's own calls for the rest of the slice: ``Message.edit``/``delete``,
+    ``channel.typing()``, ``create_text_channel``, and the events they cause."""
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            pointed_at_greenroom(r.gateway)
+            intents = discord.Intents.default()
+            intents.message_content = True
+            intents.members = True
+            intents.presences = True
+            client = discord.Client(intents=intents)
+            ready = asyncio.Event()
+            events: asyncio.Queue = asyncio.Queue()
+
+            @client.event
+            async def on_ready() -> None:
+                ready.set()
+
+            @client.event
+            async def on_raw_message_edit(payload) -> None:  # type: ignore[no-untyped-def]
+                await events.put(("edit", payload.message_id, payload.data.get("content")))
+
+            @client.event
+            async def on_raw_message_delete(payload) -> None:  # type: ignore[no-untyped-def]
+                await events.put(("delete", payload.message_id, None))
+
+            @client.event
+            async def on_raw_typing(payload) -> None:  # type: ignore[no-untyped-def]
+                await events.put(("typing", payload.user_id, None))
+
+            @client.event
+            async def on_guild_channel_create(channel) -> None:  # type: ignore[no-untyped-def]
+                await events.put(("channel", channel.id, channel.name))
+
+            @client.event
+            async def on_presence_update(before, after) -> None:  # type: ignore[no-untyped-def]
+                await events.put(("presence", after.id, str(after.status)))
+
+            async def expect(kind: str):  # type: ignore[no-untyped-def]
+                while True:
+                    event = await asyncio.wait_for(events.get(), 10)
+                    if event[0] == kind:
+                        return event
+
+            await client.login(r.seeded.token)
+            runner = asyncio.create_task(client.connect(reconnect=True))
+            try:
+                await asyncio.wait_for(ready.wait(), 10)
+                channel = client.get_channel(r.seeded.channel_id)
+                sent = await channel.send("draft")
+                edited = await sent.edit(content="final")
+                assert edited.content == "final" and edited.edited_at is not None
+                assert await expect("edit") == ("edit", sent.id, "final")
+                await sent.delete()
+                assert await expect("delete") == ("delete", sent.id, None)
+                async with channel.typing():
+                    pass
+                assert await expect("typing") == ("typing", r.seeded.user_id, None)
+                created = await channel.guild.create_text_channel("random")
+                assert created.name == "random"
+                assert await expect("channel") == ("channel", created.id, "random")
+
+                # Another client comes online: discord.py sees the presence.
+                ws = await http.ws_connect(f"{r.gateway.gateway_url}/?v=10&encoding=json")
+                await ws.receive_json()
+                await ws.send_json({"op": 2, "d": {"token": r.other_token, "intents": 1,
+                                                   "properties": {"os": "x", "browser": "x",
+                                                                  "device": "x"}}})
+                assert (await ws.receive_json())["t"] == "READY"
+                await ws.send_json({"op": 3, "d": {"since": None, "status": "dnd",
+                                                   "afk": False, "activities": []}})
+                while (event := await expect("presence"))[2] != "dnd":
+                    pass
+                assert event[1] == r.other_id
+                await ws.close()
+            finally:
+                await client.close()
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+
+    run(main, timeout=30)
