@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs cassandra-jars
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway load-gateway cassandra-jars
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -40,3 +40,11 @@ cassandra-jars: $(STAMP)
 bench-ws-libs: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) loadtest/bench_ws_libs.py $(ARGS)
+
+bench-gateway: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) loadtest/bench_gateway.py $(ARGS)
+
+load-gateway: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) loadtest/gateway_load.py $(ARGS)

@@ -44,7 +44,7 @@ from actors.registry import (
     RegistryStats,
     Route,
 )
-from actors.system_base import UvloopSystemBase
+from actors.system_base import UvloopSystemBase, tune_gc
 
 __all__ = [
     "Activated",
@@ -71,4 +71,5 @@ __all__ = [
     "Timeout",
     "UvloopSystemBase",
     "is_normal_exit",
+    "tune_gc",
 ]

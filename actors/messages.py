@@ -14,6 +14,7 @@ from typing import Any
 from thespian.actors import ActorSystemMessage
 
 from actors.address import Address
+from actors.wire import wire_type
 
 # Exit reasons that OTP treats as normal: a transient child leaving with one of
 # these is not restarted.
@@ -47,6 +48,7 @@ class AskTimeout(ActorSystemMessage):
     timeout: float
 
 
+@wire_type("actors.down")
 @dataclass(slots=True, eq=True)
 class Down(ActorSystemMessage):
     """A monitored actor has exited (or never existed: reason ``"noproc"``)."""
@@ -73,6 +75,7 @@ class IODone(ActorSystemMessage):
     error: BaseException | None
 
 
+@wire_type("actors.overloaded")
 @dataclass(slots=True, eq=True)
 class Overloaded(ActorSystemMessage):
     """Bounce sent back to a sender whose message did not fit the target's mailbox.

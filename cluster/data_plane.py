@@ -29,10 +29,12 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.context import get_current as _otel_context
+
 from actors.address import Address
 from actors.messages import Overloaded
 from actors.system_base import UvloopSystemBase
-from actors.wire import MalformedEnvelope, envelope, open_envelope, pack, unpack
+from actors.wire import MalformedEnvelope, envelope, packer, unpack_envelope
 from observability import counter, inject_current
 
 log = logging.getLogger("greenroom.data_plane")
@@ -46,6 +48,7 @@ _LEN = struct.Struct(">I")
 
 malformed = counter("envelopes_malformed_total", "envelopes that could not be decoded")
 received = counter("envelopes_received_total", "envelopes delivered from other nodes")
+unencodable = counter("envelopes_unencodable_total", "messages that are not wire types")
 sent = counter("envelopes_sent_total", "envelopes written to other nodes")
 
 
@@ -86,30 +89,42 @@ class _Inbound(asyncio.Protocol):
                 return
             self.peer = node.decode()
             self.transport.write(b"OK")
-        deliver = self.plane.base.deliver
+        base = self.plane.base
+        deliver = base.deliver
+        here = base.node
+        cells = base.cells
         pos = 0
         end = len(buf)
-        while end - pos >= 4:
-            (size,) = _LEN.unpack_from(buf, pos)
-            if size > MAX_FRAME:
-                log.error("data plane: frame of %d bytes from %s; closing the link", size,
-                          self.peer)
-                malformed.add(reason="frame_too_large")
-                self.transport.close()
-                return
-            if end - pos - 4 < size:
-                break
-            frame = bytes(buf[pos + 4:pos + 4 + size])
-            pos += 4 + size
-            try:
-                to, sender, message, _trace = open_envelope(unpack(frame))
-            except MalformedEnvelope as err:
-                malformed.add(reason="envelope")
-                log.warning("data plane: malformed envelope from %s: %s", self.peer, err)
-                continue
-            received.add()
-            deliver(to, message, sender)
-        del buf[:pos]
+        delivered = 0
+        try:
+            while end - pos >= 4:
+                (size,) = _LEN.unpack_from(buf, pos)
+                if size > MAX_FRAME:
+                    log.error("data plane: frame of %d bytes from %s; closing the link", size,
+                              self.peer)
+                    malformed.add(reason="frame_too_large")
+                    self.transport.close()
+                    return
+                if end - pos - 4 < size:
+                    break
+                frame = buf[pos + 4:pos + 4 + size]  # one copy; msgpack reads a bytearray
+                pos += 4 + size
+                try:
+                    to, sender, message, _trace = unpack_envelope(frame)
+                except MalformedEnvelope as err:
+                    malformed.add(reason="envelope")
+                    log.warning("data plane: malformed envelope from %s: %s", self.peer, err)
+                    continue
+                if to.node == here:
+                    # what send_slow would do first: resolve the local cell, so that
+                    # deliver takes its fast path (a missing or dead one still falls back)
+                    to._cell = cells.get(to.id)
+                delivered += 1
+                deliver(to, message, sender)
+        finally:
+            if delivered:
+                received.add(delivered)
+            del buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.plane.inbound.discard(self)
@@ -235,6 +250,7 @@ class DataPlane:
         self.server: asyncio.AbstractServer | None = None
         self.closing = False
         self.on_unreachable: Callable[[str], None] | None = None
+        self._pack = packer().pack  # reused (route runs on the loop's thread only)
 
     async def start(self) -> tuple[str, int]:
         self.server = await self.loop.create_server(
@@ -262,9 +278,22 @@ class DataPlane:
         if to.node not in self.peers:
             self.base.dead_letter(to, message)
             return
-        trace = getattr(message, "trace", None) or inject_current()
-        frame = pack(envelope(to, sender, message, trace))
-        self.link(to.node).send(_LEN.pack(len(frame)) + frame, to, message, sender)
+        trace = getattr(message, "trace", None)
+        if not trace and _otel_context():
+            trace = inject_current()  # an empty context has no span to inject
+        try:
+            frame = self._pack(envelope(to, sender, message, trace))
+        except (TypeError, ValueError) as err:
+            # Not encodable (not a wire type): the sender's bug, not the link's. The
+            # message cannot leave this process; it is a dead letter, said loudly.
+            unencodable.add()
+            log.error("data plane: cannot send %s to %s: %s", type(message).__name__, to, err)
+            self.base.dead_letter(to, message)
+            return
+        link = self.links.get(to.node)
+        if link is None:
+            link = self.link(to.node)
+        link.send(_LEN.pack(len(frame)) + frame, to, message, sender)
 
     def bounce(self, to: Address, message: Any, sender: Address | None) -> None:
         if sender is not None:

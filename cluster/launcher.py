@@ -34,13 +34,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _node_settings(index: int, settings: dict | None, gateway: dict | None) -> dict:
+    merged = dict(settings or {})
+    if gateway and index == 1:
+        merged["gateway"] = gateway
+    return merged
+
+
 class Cluster:
     """``nodes`` node processes (``n1``..``nN``) and the membership actor, supervised
     one_for_one: a node that dies (even by SIGKILL) is started again."""
 
     def __init__(self, nodes: int, secret: bytes, *, host: str = "127.0.0.1",
                  admin_port: int | None = None, services: tuple[tuple[str, str], ...] = (),
-                 settings: dict | None = None, intensity: int = 5, period: float = 10.0) -> None:
+                 settings: dict | None = None, intensity: int = 5, period: float = 10.0,
+                 gateway: dict | None = None) -> None:
+        """``gateway``: options for the gateway service (see ``Node._start_gateway``);
+        only node ``n1`` serves it for now (sharing the ports is issue 5)."""
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.nodes = nodes
@@ -51,7 +61,7 @@ class Cluster:
             (ChildSpec("membership", Membership, global_name=MEMBERSHIP),)
             + tuple(ChildSpec(f"n{i}", NodeActor, shutdown=15.0,
                               init=NodeConfig(f"n{i}", secret, host=host, services=services,
-                                              settings=settings or {}))
+                                              settings=_node_settings(i, settings, gateway)))
                     for i in range(1, nodes + 1)))
         self.system: ActorSystem | None = None
         self.top = None

@@ -31,6 +31,8 @@ class NodeUp:
     data_address: tuple[str, int]
     pid: int
     actor: Any = None  # the Thespian address of the node actor (None: an outside client)
+    #: what the node serves besides its data plane, e.g. {"gateway": url, "rest": url}
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class GetMembers:
 @dataclass(frozen=True)
 class Members:
     nodes: dict[str, tuple[tuple[str, int], int]]  # name -> (data-plane address, pid)
+    #: name -> what the node reported serving (``NodeUp.info``), e.g. the gateway URLs
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def data_addresses(self) -> dict[str, tuple[str, int]]:
         return {name: addr for name, (addr, _pid) in self.nodes.items()}

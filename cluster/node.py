@@ -9,6 +9,7 @@ membership actor, which tells every node where the others' data planes listen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest
 
-from actors import Actor, UvloopSystemBase
+from actors import Actor, UvloopSystemBase, tune_gc
 from actors.address import Address
 from cluster.data_plane import DataPlane
 from cluster.messages import (
@@ -55,6 +56,10 @@ class Node:
         self.base: UvloopSystemBase | None = None
         self.plane: DataPlane | None = None
         self.root: Address | None = None
+        self.gateway: Any = None  # gateway.server.Gateway when settings["gateway"] asks
+        self._gateway_storage: Any = None
+        #: what this node serves besides its data plane (reported in ``NodeUp.info``)
+        self.info: dict[str, Any] = {}
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -68,13 +73,56 @@ class Node:
         self.root = base.create_actor(None, Supervisor, None, "node-root")
         await base.ask_async(self.root, Start(SupervisorSpec(
             SupervisorFlags("one_for_one", 10, 10.0), services)), 10)
+        gateway = self.config.settings.get("gateway")
+        if gateway:
+            await self._start_gateway(gateway)
         log.info("node %s serving; data plane on %s:%d", self.config.name, *address)
         return address
+
+    async def _start_gateway(self, options: dict[str, Any]) -> None:
+        """The gateway (WebSocket + REST) on this node's own base and loop.
+
+        ``options``: ``host``, ``port``, ``rest_port``, ``storage`` (the fields of a
+        ``StorageSettings``; the schema is migrated by whoever starts the nodes) and
+        ``rate_limits`` (``"off"``: ``gateway.limits.UNLIMITED``, for load tests).
+        """
+        from gateway.server import Gateway
+        from storage import make_storage
+        from storage.settings import StorageSettings
+
+        storage = make_storage(StorageSettings(**options.get("storage", {})))
+        await storage.open()
+        extra: dict[str, Any] = {}
+        if options.get("rate_limits") == "off":  # load tests only
+            from gateway.limits import UNLIMITED
+
+            extra["limits"] = UNLIMITED
+        gateway = Gateway(storage, host=options.get("host", self.config.host),
+                          port=int(options.get("port", 8080)),
+                          rest_port=int(options.get("rest_port", 8081)), **extra)
+        try:
+            await gateway.start(base=self.base)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await gateway.stop()
+            await storage.close()
+            raise
+        self.gateway, self._gateway_storage = gateway, storage
+        self.info = {"gateway": gateway.gateway_url, "rest": gateway.rest_url}
+        log.info("node %s: gateway on %s, REST on %s", self.config.name,
+                 gateway.gateway_url, gateway.rest_url)
 
     def set_peers(self, peers: dict[str, tuple[str, int]]) -> None:
         self.plane.set_peers(peers)
 
     async def stop(self) -> None:
+        if self.gateway is not None:
+            try:
+                await self.gateway.stop()
+                await asyncio.sleep(0.1)  # let the storage actor finish what was queued
+            finally:
+                self.gateway = None
+                await self._gateway_storage.close()
         if self.root is not None:
             try:
                 await self.base.ask_async(self.root, Stop(), 10)
@@ -152,7 +200,8 @@ class Membership(ThespianActor):
             self.send(sender, self._members())
 
     def _members(self) -> Members:
-        return Members({n: (tuple(u.data_address), u.pid) for n, u in self.nodes.items()})
+        return Members({n: (tuple(u.data_address), u.pid) for n, u in self.nodes.items()},
+                       {n: dict(u.info) for n, u in self.nodes.items() if u.info})
 
 
 class NodeActor(ThespianActor):
@@ -168,9 +217,15 @@ class NodeActor(ThespianActor):
             configure_logging(install_handler=False)  # Thespian's process forwards logs
             configure_tracing(f"greenroom-{msg.name}")
             self.thread = NodeThread(msg)
-            address = self.thread.start()
+            try:
+                address = self.thread.start()
+            except BaseException:
+                log.exception("node %s did not start", msg.name)
+                raise
+            self.thread.call(tune_gc)  # start-up is done: freeze it out of the GC's way
             membership = self.createActor(Membership, globalName=MEMBERSHIP)
-            self.send(membership, NodeUp(msg.name, address, os.getpid(), self.myAddress))
+            self.send(membership, NodeUp(msg.name, address, os.getpid(), self.myAddress,
+                                         info=dict(self.thread.node.info)))
         elif isinstance(msg, Members) and self.thread is not None:
             self.thread.call(self.thread.node.set_peers, msg.data_addresses())
         elif isinstance(msg, ActorExitRequest) and self.thread is not None:

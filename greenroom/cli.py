@@ -1,36 +1,129 @@
 """``greenroom``: run a node tree, manage storage.
 
-    greenroom run [--nodes N] [--host 127.0.0.1]
+    greenroom run [--nodes N] [--host 127.0.0.1] [--port 8080 --rest-port 8081]
+                  (node n1 serves the gateway; prints the URLs and a seeded bot token)
     greenroom storage migrate [...]
+    greenroom gateway [--port 8080 --rest-port 8081 --seed]   (one process)
+    greenroom admin create-bot NAME [--guild NAME] | create-user | create-guild | add-member
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
+from pathlib import Path
 
 from observability import configure_logging, configure_tracing, get_logger
 
 
+def _seed_file(settings) -> Path:
+    if settings.backend == "sqlite":
+        return Path(settings.sqlite_path).with_suffix(".seed.json")
+    return Path("data") / f"greenroom-{settings.keyspace}.seed.json"
+
+
+async def _ensure_seeded(settings) -> dict:
+    """A bot, its token, a guild and a channel: the ones recorded in the seed file when
+    storage still knows them, new ones (recorded) otherwise. Idempotent across runs."""
+    from gateway.seed import seed
+    from storage import make_storage
+    from storage.snowflake import SnowflakeGenerator
+
+    path = _seed_file(settings)
+    storage = make_storage(settings)
+    await storage.open()
+    try:
+        try:
+            known = json.loads(path.read_text())
+            if (await storage.user_id_for_token(known["token"]) == known["user_id"]
+                    and await storage.get_guild(known["guild_id"]) is not None
+                    and await storage.get_channel(known["channel_id"]) is not None):
+                return known
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        seeded = await seed(storage, SnowflakeGenerator(settings.snowflake_worker,
+                                                        settings.snowflake_process))
+        known = {"user_id": seeded.user_id, "token": seeded.token,
+                 "guild_id": seeded.guild_id, "channel_id": seeded.channel_id}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known))
+        path.chmod(0o600)
+        return known
+    finally:
+        await storage.close()
+
+
 def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvloop
+
     from cluster.launcher import Cluster
+    from storage.schema import migrate
+    from storage.settings import load_settings
 
     configure_logging()
     configure_tracing("greenroom")
     log = get_logger("greenroom.run")
+    try:
+        settings = load_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.backend == "sqlite":  # node processes must open the same file
+        Path(settings.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        settings = settings.with_(sqlite_path=str(Path(settings.sqlite_path).resolve()))
+    for port in (args.port, args.rest_port):  # fail fast, before any process starts
+        if port:
+            try:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((args.host, port))
+            except OSError as exc:
+                print(f"error: cannot listen on {args.host}:{port}: {exc.strerror}"
+                      " (choose another with --port/--rest-port)", file=sys.stderr)
+                return 2
+    migrate(settings)  # before any node opens storage
+    seeded = uvloop.run(_ensure_seeded(settings))
+    gateway = {"host": args.host, "port": args.port, "rest_port": args.rest_port,
+               "storage": dataclasses.asdict(settings),
+               "rate_limits": "off" if args.no_rate_limits else "on"}
+    if args.no_rate_limits:
+        log.warning("REST and IDENTIFY rate limits are off (--no-rate-limits: load tests)")
     secret = os.environ.get("GREENROOM_CLUSTER_SECRET", "").encode() or secrets.token_bytes(32)
     cluster = Cluster(args.nodes, secret, host=args.host,
-                      admin_port=args.admin_port or None)
+                      admin_port=args.admin_port or None, gateway=gateway)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    members = cluster.start()
+    try:
+        members = cluster.start()
+    except BaseException:
+        log.error("the node tree did not start; stopping it")
+        cluster.stop()
+        raise
     for name, (address, pid) in sorted(members.nodes.items()):
-        log.info("node serving", node=name, pid=pid, data_plane=f"{address[0]}:{address[1]}")
+        log.info("node serving", node=name, pid=pid, data_plane=f"{address[0]}:{address[1]}",
+                 **members.info.get(name, {}))
+    served = members.info.get("n1", {})
+    if args.nodes > 1:
+        log.info("only node n1 serves the gateway for now (port sharing: issue 5)")
+    log.info("gateway serving", gateway_url=served.get("gateway"),
+             rest_url=served.get("rest"), bot_token=seeded["token"],
+             guild_id=seeded["guild_id"], channel_id=seeded["channel_id"],
+             storage=settings.backend)
+    if os.environ.get("GREENROOM_LOG_FORMAT", "").lower() != "json":
+        print(f"\n  gateway    {served.get('gateway')}/?v=10&encoding=json"
+              f"\n  REST       {served.get('rest')}"
+              f"\n  bot token  {seeded['token']}"
+              f"\n  guild {seeded['guild_id']}  channel {seeded['channel_id']}"
+              f"  (storage: {settings.backend})\n", flush=True)
     log.info("greenroom is running", nodes=len(members.nodes), supervisor_pid=os.getpid(),
              admin_port=cluster.admin_port, stop="Ctrl-C")
     try:
@@ -59,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
                      help="interface that every listener binds (default loopback)")
     run.add_argument("--admin-port", type=int, default=0,
                      help="Thespian's admin port (default: a free one)")
+    run.add_argument("--port", type=int,
+                     default=int(os.environ.get("GREENROOM_GATEWAY_PORT", "8080")),
+                     help="gateway WebSocket port on node n1 (default 8080; 0: any free)")
+    run.add_argument("--rest-port", type=int,
+                     default=int(os.environ.get("GREENROOM_REST_PORT", "8081")),
+                     help="REST API port on node n1 (default 8081; 0: any free)")
+    run.add_argument("--no-rate-limits", action="store_true",
+                     help="turn the REST and IDENTIFY rate limits off (load tests only)")
+    from storage.settings import add_arguments as add_storage_arguments
+
+    add_storage_arguments(run)
+    from gateway.standalone import add_parsers as add_gateway_parsers
+
+    add_gateway_parsers(sub)
     sub.add_parser("storage", help="storage commands (greenroom storage migrate --help)",
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -68,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.nodes < 1:
             parser.error("--nodes must be at least 1")
         return _run(args)
+    if args.command in ("gateway", "admin"):
+        from gateway.standalone import run_command
+
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return run_command(args)
     return _storage(args, rest)
 
 

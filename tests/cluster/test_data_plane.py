@@ -180,3 +180,32 @@ def test_data_plane_needs_a_secret():
     base = UvloopSystemBase(loop=asyncio.new_event_loop())
     with pytest.raises(ValueError, match="secret"):
         DataPlane(base, b"")
+
+
+def test_overloaded_bounces_cross_processes():
+    from actors.messages import Overloaded
+
+    bounce = Overloaded(Address("n2", 9), Numbered(3), 10)
+    _to, _sender, message, _trace = open_envelope(
+        unpack(pack(envelope(Address("n1", 1), Address("n2", 9), bounce))))
+    assert message == bounce
+
+
+def test_a_message_that_is_no_wire_type_is_a_dead_letter_not_a_dead_link(pair):
+    a, b = pair
+    collector = on_loop(b, b.node.base.create_actor, None, Collector, None, None)
+    remote = Address("pb", collector.id)
+    before = snapshot().get("envelopes_unencodable_total", 0)
+
+    def send_both():
+        a.node.base.deliver(remote, object(), None)  # cannot be packed
+        a.node.base.deliver(remote, Numbered(7), None)
+
+    on_loop(a, send_both)
+    deadline = time.monotonic() + 5
+    seen = []
+    while time.monotonic() < deadline and not seen:
+        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
+        time.sleep(0.02)
+    assert seen == [7]
+    assert snapshot().get("envelopes_unencodable_total", 0) == before + 1

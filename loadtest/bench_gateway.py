@@ -1,0 +1,84 @@
+"""``make bench-gateway``: the gateway's figures on this machine, in one bounded run.
+
+1. 10,000 identified idle sessions (``--sessions``): identifies/s and server RSS per
+   session (the node process's RSS delta over the sessions it holds);
+2. a guild of 1,000 online members (``--members``), one channel, one bot posting over
+   REST at rising rates: the highest deliveries/s with everything delivered and p99
+   send-to-deliver <= 50 ms, with p50/p99 there;
+3. the bare picows broadcast server (``loadtest/ws_baseline``), same receivers, same
+   rates, frames of the gateway's MESSAGE_CREATE size.
+
+Ends with one JSON line. Everything is ``loadtest/gateway_load.py``; this only picks the
+bench's settings (any of its flags may be given) and the JSON keys.
+
+    .venv/bin/python loadtest/bench_gateway.py          # < 6 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from loadtest.gateway_load import (  # noqa: E402
+    add_arguments,
+    check_bounds,
+    print_summary,
+    run,
+    write_outputs,
+)
+
+TARGETS = {"rss_bytes_per_session": 16 * 1024, "ratio": 0.5, "p99_ms": 50.0,
+           "identify_per_s": 1000}
+
+
+def main() -> None:
+    import uvloop
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(sessions=10_000, members=1000, budget=300.0, identify_budget=110.0,
+                        out=str(ROOT / "loadtest" / "results" / "bench_gateway"))
+    args = parser.parse_args()
+    check_bounds(parser, args)
+    result = uvloop.run(run(args))
+    print_summary(result)
+    write_outputs(result, args.out, args.max_p99_ms)
+    g, b = result["gateway"], result.get("baseline", {})
+    base = b.get("max_deliveries_per_s") or 0
+    ratio = round(g["max_deliveries_per_s"] / base, 3) if base else None
+    line = {
+        "bench": "gateway",
+        "sessions": result["sessions"],
+        "rss_bytes_per_session": result["rss_bytes_per_session"],
+        "identify_per_s": result["identify_per_s"],
+        "identify_per_s_1000_member_guild": result["identify_per_s_big_guild"],
+        "members_online": g["clients"],
+        "max_deliveries_per_s": g["max_deliveries_per_s"],
+        "max_rate_msgs_per_s": g["max_rate_msgs_per_s"],
+        "p50_ms": g["p50_ms"],
+        "p99_ms": g["p99_ms"],
+        "baseline_max_deliveries_per_s": base,
+        "baseline_p50_ms": b.get("p50_ms"),
+        "baseline_p99_ms": b.get("p99_ms"),
+        "ratio": ratio,
+        "dispatch_frame_bytes": g["dispatch_frame_bytes"],
+        "targets_met": {
+            "rss_bytes_per_session": (result["rss_bytes_per_session"] or 1 << 40)
+            <= TARGETS["rss_bytes_per_session"],
+            "ratio": ratio is not None and ratio >= TARGETS["ratio"],
+            "p99_ms": g["p99_ms"] is not None and g["p99_ms"] <= TARGETS["p99_ms"],
+            "identify_per_s": result["identify_per_s"] >= TARGETS["identify_per_s"],
+        },
+        "seconds": result["seconds"],
+    }
+    print(json.dumps(line, separators=(",", ":")), flush=True)
+
+
+if __name__ == "__main__":
+    main()
