@@ -14,8 +14,12 @@ def build_parser(prog: str = "python -m storage") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="greenroom storage administration")
     add_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create the keyspace/database and apply pending migrations")
-    sub.add_parser("status", help="show the backend and the applied schema versions")
+    # The flags are accepted before or after the subcommand.
+    add_arguments(sub.add_parser(
+        "migrate", help="create the keyspace/database and apply pending migrations"),
+        suppress=True)
+    add_arguments(sub.add_parser(
+        "status", help="show the backend and the applied schema versions"), suppress=True)
     return parser
 
 

@@ -156,11 +156,17 @@ def _convert(name: str, raw: str) -> object:
     return raw
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the storage flags to a parser (defaults None, so the environment shows through)."""
+def add_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """Add the storage flags to a parser (defaults None, so the environment shows through).
+
+    ``suppress`` leaves a flag out of the namespace when it is not given: for a
+    subcommand's parser, so it does not overwrite what its parent parser read.
+    """
     group = parser.add_argument_group("storage")
+    default = argparse.SUPPRESS if suppress else None
     for name, (env, flag, text) in _OPTIONS.items():
-        group.add_argument(flag, dest=f"storage_{name}", default=None, help=f"{text} [${env}]")
+        group.add_argument(flag, dest=f"storage_{name}", default=default,
+                           help=f"{text} [${env}]")
 
 
 def load_settings(

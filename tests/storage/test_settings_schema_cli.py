@@ -100,3 +100,16 @@ def test_python_dash_m_storage(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "applied migrations" in proc.stdout
+
+
+def test_greenroom_storage_takes_flags_before_or_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenroom.cli import main as greenroom_main
+
+    after, before = tmp_path / "after.db", tmp_path / "before.db"
+    assert greenroom_main(["storage", "migrate", "--sqlite-path", str(after)]) == 0
+    assert greenroom_main(["storage", "--sqlite-path", str(before), "migrate"]) == 0
+    assert applied_versions(StorageSettings(sqlite_path=str(after)))[-1] == LATEST_VERSION
+    assert applied_versions(StorageSettings(sqlite_path=str(before)))[-1] == LATEST_VERSION
+    assert str(after) in capsys.readouterr().out
