@@ -54,8 +54,7 @@ from loadtest.ws_baseline.load import (  # noqa: E402
     Workers,
     call,
     cpu_seconds,
-    machine_busy_seconds,
-    percentile_ms,
+    measure_step,
     recv,
     rss_bytes,
     send,
@@ -470,43 +469,8 @@ async def run_gateway_step(sender: RestSender, workers: Workers, server_pid: int
                            rate: float, duration: float, drain_s: float,
                            max_p99_ms: float) -> StepResult:
     """``loadtest.ws_baseline.load.run_step`` with the REST sender."""
-    pids = [p.pid for p in workers.processes]
-    server_cpu0 = cpu_seconds(server_pid)
-    clients_cpu0 = sum(cpu_seconds(pid) for pid in pids)
-    for pipe in workers.pipes:
-        await call(pipe, ("begin", step))
-    own_cpu0 = cpu_seconds(os.getpid())
-    machine0 = machine_busy_seconds()
-    sent, seconds = await sender.send_step(step, rate, duration, drain_s)
-    expected = sent * workers.connected
-    deadline = time.monotonic() + drain_s
-    while True:
-        delivered = 0
-        for pipe in workers.pipes:
-            delivered += await call(pipe, ("count", step))
-        if delivered >= expected or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.05)
-    wall = seconds + max(0.0, drain_s - (deadline - time.monotonic()))
-    server_s = cpu_seconds(server_pid) - server_cpu0
-    clients_s = sum(cpu_seconds(pid) for pid in pids) - clients_cpu0
-    own_s = cpu_seconds(os.getpid()) - own_cpu0
-    other_s = machine_busy_seconds() - machine0 - server_s - clients_s - own_s
-    histogram: dict[int, int] = {}
-    delivered = 0
-    for pipe in workers.pipes:
-        count, part = await call(pipe, ("report", step))
-        delivered += count
-        for bucket, n in part.items():
-            histogram[bucket] = histogram.get(bucket, 0) + n
-    slowest = percentile_ms(histogram, 1.0)
-    return StepResult(
-        rate=rate, sent=sent, expected=expected, delivered=delivered,
-        seconds=seconds + (slowest or 0.0) / 1000,
-        p50_ms=percentile_ms(histogram, 0.50), p99_ms=percentile_ms(histogram, 0.99),
-        max_ms=slowest, server_cpu=server_s / wall, clients_cpu=clients_s / wall,
-        other_cpu=max(0.0, other_s) / wall, max_p99_ms=max_p99_ms,
-    )
+    return await measure_step(sender.send_step(step, rate, duration, drain_s), workers,
+                              server_pid, step, rate, drain_s, max_p99_ms)
 
 
 # ------------------------------------------------------------------ rising rates

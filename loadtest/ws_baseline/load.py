@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -265,6 +266,22 @@ async def run_step(
     drain_s: float,
     max_p99_ms: float,
 ) -> StepResult:
+    return await measure_step(send_step(sender, step, rate, duration, size), workers,
+                              server_pid, step, rate, drain_s, max_p99_ms)
+
+
+async def measure_step(
+    sending: Awaitable[tuple[int, float]],
+    workers: Workers,
+    server_pid: int,
+    step: int,
+    rate: float,
+    drain_s: float,
+    max_p99_ms: float,
+) -> StepResult:
+    """One rate step: start counting, await ``sending`` (its ``(sent, seconds)``), wait
+    for the deliveries, and gather latencies and CPU shares. Any sender fits: the bare
+    server's WebSocket sender and the gateway's REST sender both use this."""
     pids = [p.pid for p in workers.processes]
     server_cpu0 = cpu_seconds(server_pid)
     clients_cpu0 = sum(cpu_seconds(pid) for pid in pids)
@@ -272,7 +289,7 @@ async def run_step(
         await call(pipe, ("begin", step))
     own_cpu0 = cpu_seconds(os.getpid())
     machine0 = machine_busy_seconds()
-    sent, seconds = await send_step(sender, step, rate, duration, size)
+    sent, seconds = await sending
     expected = sent * workers.connected
     deadline = time.monotonic() + drain_s
     while True:
