@@ -37,13 +37,13 @@ import uvloop  # noqa: E402
 from loadtest.ws_baseline.load import (  # noqa: E402
     StepResult,
     Workers,
-    call,
     connect_sender,
     cpu_seconds,
     receiver_worker,
     recv,
     rss_bytes,
     run_step,
+    stop_workers,
     wait_for_quiet_host,
 )
 from loadtest.ws_baseline.server import LIBRARIES  # noqa: E402
@@ -92,18 +92,6 @@ async def start_workers(url: str, clients: int, processes: int) -> Workers:
         status, connected = await recv(pipe, 120.0)
         workers.connected += connected
     return workers
-
-
-async def stop_workers(workers: Workers) -> None:
-    for pipe in workers.pipes:
-        try:
-            await call(pipe, ("stop",), timeout=10.0)
-        except (EOFError, OSError, TimeoutError):
-            pass
-    for process in workers.processes:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
 
 
 def fmt_ms(value: float | None) -> str:

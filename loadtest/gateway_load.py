@@ -58,6 +58,7 @@ from loadtest.ws_baseline.load import (  # noqa: E402
     recv,
     rss_bytes,
     send,
+    stop_workers,
     wait_for_quiet_host,
 )
 
@@ -386,18 +387,6 @@ async def keep_members(workers: Workers, members: int) -> int:
     return kept
 
 
-async def stop_workers(workers: Workers) -> None:
-    for pipe in workers.pipes:
-        try:
-            await call(pipe, ("stop",), timeout=20.0)
-        except (EOFError, OSError, TimeoutError):
-            pass
-    for process in workers.processes:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
-
-
 # ------------------------------------------------------------------ the REST sender
 
 
@@ -590,7 +579,6 @@ def raise_fd_limit(need: int) -> None:
 async def run_baseline(args: argparse.Namespace, frame_bytes: int,
                        deadline: float) -> dict:
     from loadtest.bench_ws_libs import start_server, start_workers, stop_server
-    from loadtest.bench_ws_libs import stop_workers as stop_baseline_workers
     from loadtest.ws_baseline.load import connect_sender, run_step
 
     server, port = start_server("picows")
@@ -613,7 +601,7 @@ async def run_baseline(args: argparse.Namespace, frame_bytes: int,
         sender.disconnect()
     finally:
         if workers is not None:
-            await stop_baseline_workers(workers)
+            await stop_workers(workers)
         stop_server(server)
     return {"clients": workers.connected, "server_rss_bytes": rss, **summarize(steps)}
 
@@ -685,7 +673,7 @@ async def run(args: argparse.Namespace) -> dict:
         if sender is not None:
             await sender.close()
         if workers is not None:
-            await stop_workers(workers)
+            await stop_workers(workers, stop_timeout=20.0)  # sessions close slowly
         stop_gateway_server(server)
     if args.baseline:
         await wait_for_quiet_host(args.wait_quiet)

@@ -255,6 +255,19 @@ class Workers:
     connected: int = 0
 
 
+async def stop_workers(workers: Workers, stop_timeout: float = 10.0) -> None:
+    """Ask each worker to stop (``stop_timeout`` s each), then reap or kill it."""
+    for pipe in workers.pipes:
+        try:
+            await call(pipe, ("stop",), timeout=stop_timeout)
+        except (EOFError, OSError, TimeoutError):
+            pass
+    for process in workers.processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+
+
 async def run_step(
     sender,
     workers: Workers,
