@@ -355,22 +355,8 @@ class UvloopSystemBase:
         if sender is None or sender == self.external_address:
             raise MailboxFull(f"mailbox of {cell.address} is full ({cell.capacity} messages)")
         log.warning("mailbox full: %s bounced a message from %s", cell.address, sender)
-        bounce = Overloaded(cell.address, msg, cell.capacity)
-        scell = sender._cell
-        if scell is not None and scell.alive:
-            # A bounce must not bounce: it may exceed the sender's own capacity.
-            mb = scell.mailbox
-            if mb is None:
-                scell.mailbox = [(bounce, cell.address)]
-            else:
-                mb.append((bounce, cell.address))
-            if not scell.scheduled:
-                scell.scheduled = True
-                self.runq.append(scell)
-                if not self.drain_pending:
-                    self.schedule_drain()
-        else:
-            self.send_slow(sender, bounce, cell.address)
+        # Overloaded is a system message: it never bounces off the sender's own bound.
+        self.deliver(sender, Overloaded(cell.address, msg, cell.capacity), cell.address)
 
     # -- failure and exit ------------------------------------------------------------
 
@@ -409,18 +395,24 @@ class UvloopSystemBase:
                 self._failed(cell, msg, sender, err)
             return
         if msg.__class__ is ActorExitRequest:
-            try:
-                cell.instance.receiveMessage(msg, sender)
-            except Exception:
-                log.warning("actor %s failed handling ActorExitRequest", cell.address,
-                            exc_info=True)
-            self.kill(cell, SHUTDOWN if sender != cell.address else NORMAL)
+            self.stop(cell, msg, sender, SHUTDOWN if sender != cell.address else NORMAL)
             return
         # ChildActorExited (the child was already forgotten when it was killed)
         try:
             cell.instance.receiveMessage(msg, sender)
         except Exception as err:
             self._failed(cell, msg, sender, err)
+
+    def stop(self, cell: Cell, request: ActorExitRequest, sender: Address | None, reason: Any,
+             notify_parent: bool = True) -> None:
+        """Thespian's exit: the actor handles its ``ActorExitRequest`` (a failure there
+        is logged, not retried), then it is killed."""
+        try:
+            cell.instance.receiveMessage(request, sender)
+        except Exception:
+            log.warning("actor %s failed handling ActorExitRequest", cell.address,
+                        exc_info=True)
+        self.kill(cell, reason, notify_parent)
 
     def kill(self, cell: Cell, reason: Any, notify_parent: bool = True) -> None:
         """End an actor: children first (newest first), then timers, monitors, parent."""
@@ -431,12 +423,8 @@ class UvloopSystemBase:
             for child in reversed(list(cell.children.values())):
                 ccell = child._cell
                 if ccell is not None and ccell.alive:
-                    try:
-                        ccell.instance.receiveMessage(ActorExitRequest(), cell.address)
-                    except Exception:
-                        log.warning("actor %s failed handling ActorExitRequest", child,
-                                    exc_info=True)
-                    self.kill(ccell, SHUTDOWN, notify_parent=False)
+                    self.stop(ccell, ActorExitRequest(), cell.address, SHUTDOWN,
+                              notify_parent=False)
             cell.children = None
         if cell.timers:
             for handle in cell.timers.values():
@@ -773,12 +761,8 @@ class UvloopSystemBase:
         for address in reversed(list(self.primaries.values())):
             cell = address._cell
             if cell is not None and cell.alive:
-                try:
-                    cell.instance.receiveMessage(ActorExitRequest(), self.external_address)
-                except Exception:
-                    log.warning("actor %s failed handling ActorExitRequest", address,
-                                exc_info=True)
-                self.kill(cell, SHUTDOWN, notify_parent=False)
+                self.stop(cell, ActorExitRequest(), self.external_address, SHUTDOWN,
+                          notify_parent=False)
         self.primaries.clear()
 
     def shutdown(self) -> None:
