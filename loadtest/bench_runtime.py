@@ -617,9 +617,8 @@ class ClusterBench:
         self.client = None
 
     def start(self) -> None:
+        from cluster.client import ClusterClient
         from cluster.launcher import Cluster
-        from cluster.messages import NodeConfig, NodeUp
-        from cluster.node import NodeThread
 
         self.cluster = Cluster(2, self.secret, intensity=50, period=10.0, services=(
             ("sink", "loadtest.bench_runtime.Sink"),
@@ -627,24 +626,14 @@ class ClusterBench:
         t0 = perf()
         self.cluster.start()
         progress(f"cluster of 2 node processes up in {perf() - t0:.2f} s")
-        self.client = NodeThread(NodeConfig("client", self.secret))
-        addr = self.client.start()
-        members = self.cluster.system.ask(
-            self.cluster.membership, NodeUp("client", addr, os.getpid(), None), 5)
-        self.client.call(self.client.node.set_peers, members.data_addresses())
+        self.client = ClusterClient(self.cluster, self.secret, "client")
+        self.client.start()
 
     def ask(self, target: Address, msg: Any, timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(
-            self.client.node.base.ask_async(target, msg, timeout), self.client.loop)
-        return future.result(timeout + 5)
+        return self.client.ask(target, msg, timeout)
 
     def where_is(self, node: str, name: str) -> Address:
-        from cluster.messages import DIRECTORY_ID, Here, WhereIs
-
-        here = self.ask(Address(node, DIRECTORY_ID), WhereIs(name), 5)
-        if not isinstance(here, Here) or here.address is None:
-            raise RuntimeError(f"no {name} on {node}: {here!r}")
-        return here.address
+        return self.client.where_is(node, name)
 
     def stream(self, count: int, window: int, ack_every: int, burst: int) -> Streamed:
         blaster = self.where_is("n1", "blaster")
@@ -666,7 +655,7 @@ class ClusterBench:
         members = self.cluster.wait_for(
             lambda m: node in m.nodes and m.nodes[node][1] != old_pid, 10)
         registered = perf() - t0
-        self.client.call(self.client.node.set_peers, members.data_addresses())
+        self.client.join(members)
         deadline = t0 + 10
         while True:
             try:
