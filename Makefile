@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway load-gateway cassandra-jars
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster load-gateway cassandra-jars
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -44,6 +44,10 @@ bench-ws-libs: $(STAMP)
 bench-gateway: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) loadtest/bench_gateway.py $(ARGS)
+
+bench-cluster: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) loadtest/bench_cluster.py $(ARGS)
 
 load-gateway: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'

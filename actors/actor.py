@@ -45,7 +45,9 @@ class Actor(ThespianActor):
         return self._extension("cancel_timer")(ref)
 
     def monitor(self, target: Address) -> int:
-        """Receive ``Down(ref, target, reason)`` once ``target`` exits (at once if dead)."""
+        """Receive ``Down(ref, target, reason)`` once ``target`` exits (at once if dead).
+        ``target`` may be on another node: ``Down`` also comes, reason ``"noconnection"``,
+        when that node leaves the live member set or restarts."""
         return self._extension("monitor")(target)
 
     def demonitor(self, ref: int) -> bool:

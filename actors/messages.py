@@ -58,6 +58,27 @@ class Down(ActorSystemMessage):
     reason: Any
 
 
+@wire_type("actors.monitor")
+@dataclass(slots=True, eq=True)
+class MonitorRemote(ActorSystemMessage):
+    """Watcher node's monitor agent -> the target node's: watch ``target`` for ``ref``."""
+
+    ref: int
+    target: Address
+
+
+@wire_type("actors.demonitor")
+@dataclass(slots=True, eq=True)
+class DemonitorRemote(ActorSystemMessage):
+    """Watcher node's monitor agent -> the target node's: forget monitor ``ref``."""
+
+    ref: int
+
+
+#: Why a remote monitor fired because the target's node left the membership (OTP's word).
+NOCONNECTION = "noconnection"
+
+
 @dataclass(slots=True, eq=True)
 class Timeout(ActorSystemMessage):
     """A timer started with ``self.start_timer`` fired."""

@@ -386,6 +386,10 @@ class Registry(Actor):
             wcell = watcher._cell
             if wcell is not None and wcell.alive:
                 return True
+            if watcher.node != cell.address.node:
+                # another node's monitor agent: a remote watcher holds the lease until
+                # it demonitors, ends, or its node leaves (``UvloopSystemBase.node_down``)
+                return True
         return False  # only dead watchers (the base does not drop their monitors)
 
     # -- configuration --------------------------------------------------------------------

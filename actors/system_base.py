@@ -48,12 +48,15 @@ from actors.address import Address
 from actors.cell import Cell
 from actors.messages import (
     KILLED,
+    NOCONNECTION,
     NORMAL,
     SHUTDOWN,
     AskTimeout,
+    DemonitorRemote,
     Down,
     IODone,
     MailboxFull,
+    MonitorRemote,
     Overloaded,
     Reply,
     Timeout,
@@ -62,6 +65,10 @@ from actors.messages import (
 log = logging.getLogger("greenroom.actors")
 
 DEFAULT_CAPACITY = 10_000
+#: Every node's monitor agent has this well-known id (remote monitors go through it).
+#: Negative ids are never handed out by the runtime; -1 (the gateway's fan-out point)
+#: and -2 (the entity registry) are taken by the layers above.
+MONITOR_AGENT_ID = -1000
 _thespian_send = ThespianActor.send
 _SPECIAL = frozenset({ActorExitRequest, ChildActorExited, Timeout})
 _init_args_cache: dict[type, tuple[bool, bool]] = {}
@@ -126,6 +133,15 @@ def _install_fast_send(actorClass: type) -> None:
         actorClass.send = _fast_send
 
 
+def _plain(reason: Any) -> Any:
+    """An exit reason that msgpack can carry to another node (else its repr)."""
+    if reason is None or isinstance(reason, str | int | float | bool):
+        return reason
+    if isinstance(reason, tuple | list):
+        return [_plain(r) for r in reason]
+    return repr(reason)
+
+
 class _External:
     """The instance behind the external requester's address: queues what it is sent."""
 
@@ -161,6 +177,31 @@ class _ReplyCatcher:
         self.resolve(msg, sender)
 
 
+class _MonitorAgent:
+    """The instance behind a node's monitor agent (``MONITOR_AGENT_ID``).
+
+    A monitor on an actor of another node goes agent to agent: the watcher's agent
+    sends ``MonitorRemote(ref, target)``; the target's agent registers a local monitor
+    on the target's cell whose watcher is the remote agent, and when the target ends
+    its ``Down`` goes back to that agent carrying the watcher's ``ref``, and from there
+    to the watcher. Going through the agents keeps each side's books (a watcher's refs,
+    its node's live monitors) so that a node leaving the membership fires every
+    monitor on it (``UvloopSystemBase.node_down``), and none fires twice.
+    """
+
+    def __init__(self, base: UvloopSystemBase) -> None:
+        self.base = base
+
+    def receiveMessage(self, msg: Any, sender: Address) -> None:
+        cls = msg.__class__
+        if cls is MonitorRemote:
+            self.base._proxy_monitor(msg, sender)
+        elif cls is DemonitorRemote:
+            self.base._proxy_demonitor(sender.node, msg.ref)
+        elif cls is Down:
+            self.base._remote_down(msg.ref, msg.reason)
+
+
 class UvloopSystemBase:
     """A Thespian system base running in-process actors on a uvloop event loop.
 
@@ -192,6 +233,13 @@ class UvloopSystemBase:
         # watcher id -> its refs: an exiting watcher's monitors go with it. Kept here,
         # not in a Cell slot, so actors that never monitor pay nothing.
         self._watching: dict[int, set[int]] = {}
+        # Remote monitors (see _MonitorAgent). Watcher side: ref -> (watcher, target).
+        self._remote_monitors: dict[int, tuple[Address, Address]] = {}
+        # Target side: local ref -> (watcher node, its ref), and the reverse.
+        self._proxied: dict[int, tuple[str, int]] = {}
+        self._proxy_refs: dict[tuple[str, int], int] = {}
+        #: Set by the data plane: whether a node is a live peer (None: any node is).
+        self.reachable: Callable[[str], bool] | None = None
         self._refs = itertools.count(1)
         self._running: Cell | None = None  # the cell whose turn _drain is running
         self._thread: threading.Thread | None = None
@@ -207,6 +255,8 @@ class UvloopSystemBase:
         self._loop_thread_id = self._thread.ident if self._thread else threading.get_ident()
         self.external_address = self._new_cell(None, DEFAULT_CAPACITY * 10)
         self.external_address._cell.instance = _External()
+        self.monitor_agent = self._new_cell(None, DEFAULT_CAPACITY * 10, MONITOR_AGENT_ID)
+        self.monitor_agent._cell.instance = _MonitorAgent(self)
 
     def _run_loop(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
@@ -443,12 +493,20 @@ class UvloopSystemBase:
                     refs.discard(ref)
                     if not refs:
                         del self._watching[watcher.id]
-                self.deliver(watcher, Down(ref, cell.address, reason), cell.address)
+                proxied = self._proxied.pop(ref, None) if self._proxied else None
+                if proxied is not None:  # a remote watcher: its agent gets its own ref
+                    self._proxy_refs.pop(proxied, None)
+                    self.deliver(watcher, Down(proxied[1], cell.address, _plain(reason)),
+                                 cell.address)
+                else:
+                    self.deliver(watcher, Down(ref, cell.address, reason), cell.address)
             cell.monitors = None
         for ref in self._watching.pop(cell.address.id, ()):
             target = self._monitor_refs.pop(ref, None)
             if target is not None and target.monitors:
                 target.monitors.pop(ref, None)
+            elif ref in self._remote_monitors:
+                self._remote_demonitor(ref)
         if cell.parent is None:
             self.primaries.pop(cell.address.id, None)
         else:
@@ -599,6 +657,9 @@ class UvloopSystemBase:
         return True
 
     def monitor(self, watcher: Cell, target: Address) -> int:
+        if (target.__class__ is Address and target.node != self.node
+                and self.router is not None):
+            return self._monitor_remote(watcher, target)
         ref = next(self._refs)
         tcell = target._cell if isinstance(target, Address) else None
         if tcell is None and isinstance(target, Address) and target.node == self.node:
@@ -614,6 +675,9 @@ class UvloopSystemBase:
         return ref
 
     def demonitor(self, ref: int) -> bool:
+        if ref in self._remote_monitors:
+            self._remote_demonitor(ref)
+            return True
         tcell = self._monitor_refs.pop(ref, None)
         if tcell is None or not tcell.monitors:
             return False
@@ -626,6 +690,71 @@ class UvloopSystemBase:
             if not refs:
                 del self._watching[watcher.id]
         return True
+
+    # -- monitors across nodes (see _MonitorAgent) ------------------------------------------
+
+    def _monitor_remote(self, watcher: Cell, target: Address) -> int:
+        ref = next(self._refs)
+        if self.reachable is not None and not self.reachable(target.node):
+            self.deliver(watcher.address, Down(ref, target, NOCONNECTION), target)
+            return ref
+        self._remote_monitors[ref] = (watcher.address, target)
+        self._watching.setdefault(watcher.address.id, set()).add(ref)
+        self.router(Address(target.node, MONITOR_AGENT_ID), MonitorRemote(ref, target),
+                    self.monitor_agent)
+        return ref
+
+    def _forget_remote(self, ref: int) -> tuple[Address, Address] | None:
+        entry = self._remote_monitors.pop(ref, None)
+        if entry is not None:
+            refs = self._watching.get(entry[0].id)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del self._watching[entry[0].id]
+        return entry
+
+    def _remote_demonitor(self, ref: int) -> None:
+        entry = self._forget_remote(ref)
+        if entry is not None and self.router is not None:
+            self.router(Address(entry[1].node, MONITOR_AGENT_ID), DemonitorRemote(ref),
+                        self.monitor_agent)
+
+    def _remote_down(self, ref: int, reason: Any) -> None:
+        entry = self._forget_remote(ref)
+        if entry is not None:  # else demonitored meanwhile: a Down it must not see
+            self.deliver(entry[0], Down(ref, entry[1], reason), entry[1])
+
+    def _proxy_monitor(self, msg: MonitorRemote, agent: Address) -> None:
+        target = msg.target
+        tcell = self.cells.get(target.id) if target.node == self.node else None
+        if tcell is None or not tcell.alive or tcell.instance is None \
+                or target.id == MONITOR_AGENT_ID:
+            self.deliver(agent, Down(msg.ref, target, "noproc"), target)
+            return
+        ref = next(self._refs)
+        if tcell.monitors is None:
+            tcell.monitors = {}
+        tcell.monitors[ref] = agent
+        self._monitor_refs[ref] = tcell
+        self._proxied[ref] = (agent.node, msg.ref)
+        self._proxy_refs[(agent.node, msg.ref)] = ref
+
+    def _proxy_demonitor(self, node: str, their_ref: int) -> None:
+        ref = self._proxy_refs.pop((node, their_ref), None)
+        if ref is not None:
+            self._proxied.pop(ref, None)
+            self.demonitor(ref)
+
+    def node_down(self, node: str) -> None:
+        """``node`` left the membership (or came back as a new incarnation): every
+        monitor on its actors fires ``Down(..., "noconnection")``, and the monitors its
+        actors held here are dropped (they would otherwise lease entities forever)."""
+        for ref, (_watcher, target) in list(self._remote_monitors.items()):
+            if target.node == node:
+                self._remote_down(ref, NOCONNECTION)
+        for key in [k for k in self._proxy_refs if k[0] == node]:
+            self._proxy_demonitor(*key)
 
     def _reply_address(self, resolve: Callable[[Any, Address], None], timeout: float,
                        on_timeout: Callable[[], None]) -> Address:

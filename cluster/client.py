@@ -16,7 +16,9 @@ from cluster.node import NodeThread
 class ClusterClient:
     def __init__(self, cluster: Cluster, secret: bytes, name: str | None = None) -> None:
         self.cluster = cluster
-        self.thread = NodeThread(NodeConfig(name or f"client-{os.getpid()}", secret))
+        # on the cluster's interface: nodes on other hosts may answer it
+        self.thread = NodeThread(NodeConfig(name or f"client-{os.getpid()}", secret,
+                                            host=cluster.host))
 
     def start(self) -> None:
         """Start the client node and register it, so the nodes can answer it."""
@@ -29,6 +31,7 @@ class ClusterClient:
     def join(self, members: Members) -> None:
         """Learn the nodes' data-plane addresses (again, after a node restarted)."""
         self.thread.call(self.thread.node.set_peers, members.data_addresses())
+        self.thread.call(self.thread.node.set_members, members)
 
     def ask(self, target: Address, message: Any, timeout: float = 5.0) -> Any:
         base = self.thread.node.base

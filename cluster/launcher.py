@@ -10,19 +10,21 @@ import time
 
 from thespian.actors import ActorSystem
 
-from cluster.messages import MEMBERSHIP, GetMembers, Members, NodeConfig
-from cluster.node import Membership, NodeActor
+from cluster.membership import Membership, NodeSupervisor
+from cluster.messages import MEMBERSHIP, GetMembers, Members, MembershipConfig, NodeConfig
+from cluster.node import NodeActor
 from cluster.thespian_tcp import bind_thespian_to
 from observability import log_defs
 from supervision import (
     ONE_FOR_ONE,
+    Children,
     ChildSpec,
     Start,
     Started,
     Stop,
-    Supervisor,
     SupervisorFlags,
     SupervisorSpec,
+    WhichChildren,
 )
 
 log = logging.getLogger("greenroom.cluster")
@@ -36,33 +38,76 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _node_settings(index: int, settings: dict | None, gateway: dict | None) -> dict:
     merged = dict(settings or {})
-    if gateway and index == 1:
+    if gateway:
+        gateway = dict(gateway)
+        if "storage" in gateway:
+            # Snowflakes must be unique across the nodes that write: each node of this
+            # host gets its own process bits (0-31), from the configured ones on.
+            storage = dict(gateway["storage"])
+            storage["snowflake_process"] = (storage.get("snowflake_process", 0)
+                                            + index - 1) % 32
+            gateway["storage"] = storage
         merged["gateway"] = gateway
     return merged
 
 
+def _shared_gateway(gateway: dict | None, host: str, nodes: int) -> dict | None:
+    """Every node serves the gateway on the same WebSocket and REST ports (SO_REUSEPORT);
+    a port of 0 ("any free one") is chosen here, once, so that all nodes share it."""
+    if not gateway:
+        return gateway
+    shared = dict(gateway)
+    if nodes > 1:
+        shared["reuse_port"] = True
+        bind_host = shared.get("host", host)
+        for key, default in (("port", 8080), ("rest_port", 8081)):
+            if not int(shared.get(key, default)):
+                shared[key] = free_port(bind_host)
+    return shared
+
+
+def parse_join(join: str) -> tuple[str, int]:
+    """``"host:port"`` of a leader's Thespian admin, checked (a clear error otherwise)."""
+    host, sep, port = join.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"cannot join {join!r}: expected LEADER_HOST:ADMIN_PORT")
+    return host, int(port)
+
+
 class Cluster:
-    """``nodes`` node processes (``n1``..``nN``) and the membership actor, supervised
-    one_for_one: a node that dies (even by SIGKILL) is started again."""
+    """``nodes`` node processes (``n1``..``nN``, or ``NAME-n1``..) and this host's
+    membership actor, supervised one_for_one: a node that dies (even by SIGKILL) is
+    started again. With ``join`` ("host:port" of another host's admin) this host's
+    ActorSystem joins that host's Thespian convention and the nodes of both form one
+    cluster; ``name`` must then be unique per host (it prefixes the node names)."""
 
     def __init__(self, nodes: int, secret: bytes, *, host: str = "127.0.0.1",
                  admin_port: int | None = None, services: tuple[tuple[str, str], ...] = (),
                  settings: dict | None = None, intensity: int = 5, period: float = 10.0,
-                 gateway: dict | None = None) -> None:
+                 gateway: dict | None = None, name: str = "",
+                 join: str | None = None) -> None:
         """``gateway``: options for the gateway service (see ``Node._start_gateway``);
-        only node ``n1`` serves it for now (sharing the ports is issue 5)."""
+        every node serves it, on the same ports (SO_REUSEPORT when ``nodes`` > 1)."""
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if gateway and nodes > 32:
+            raise ValueError("at most 32 gateway nodes per host (snowflake process bits)")
+        if join:
+            parse_join(join)
         self.nodes = nodes
         self.host = host
         self.admin_port = admin_port or free_port(host)
+        gateway = _shared_gateway(gateway, host, nodes)
+        self.gateway = gateway
+        self.node_names = [f"{name}-n{i}" if name else f"n{i}" for i in range(1, nodes + 1)]
         self.spec = SupervisorSpec(
             SupervisorFlags(ONE_FOR_ONE, intensity, period),
-            (ChildSpec("membership", Membership, global_name=MEMBERSHIP),)
-            + tuple(ChildSpec(f"n{i}", NodeActor, shutdown=15.0,
-                              init=NodeConfig(f"n{i}", secret, host=host, services=services,
+            (ChildSpec("membership", Membership, global_name=MEMBERSHIP,
+                       init=MembershipConfig(name or host, join or None)),)
+            + tuple(ChildSpec(node, NodeActor, shutdown=15.0,
+                              init=NodeConfig(node, secret, host=host, services=services,
                                               settings=_node_settings(i, settings, gateway)))
-                    for i in range(1, nodes + 1)))
+                    for i, node in enumerate(self.node_names, 1)))
         self.system: ActorSystem | None = None
         self.top = None
         self.membership = None
@@ -71,16 +116,26 @@ class Cluster:
         bind_thespian_to(self.host)
         self.system = ActorSystem("multiprocTCPBase", {"Admin Port": self.admin_port},
                                   logDefs=log_defs(), transientUnique=True)
-        self.top = self.system.createActor(Supervisor)
+        self.top = self.system.createActor(NodeSupervisor)
         started = self.system.ask(self.top, Start(self.spec), timeout)
         if not isinstance(started, Started):
             self.stop()
             raise RuntimeError(f"the node supervisor did not start: {started!r}")
         self.membership = dict(started.children)["membership"]
-        return self.wait_for(lambda m: len(m.nodes) == self.nodes, timeout)
+        mine = set(self.node_names)
+        return self.wait_for(lambda m: mine <= m.nodes.keys(), timeout)
 
     def members(self) -> Members:
-        return self.system.ask(self.membership, GetMembers(), 10)
+        members = self.system.ask(self.membership, GetMembers(), 10)
+        if not isinstance(members, Members):
+            # the membership actor may have been restarted: ask its new incarnation
+            children = self.system.ask(self.top, WhichChildren(), 10)
+            current = isinstance(children, Children) and dict(
+                (i, a) for i, a, _t in children.children).get("membership")
+            if current:
+                self.membership = current
+                members = self.system.ask(current, GetMembers(), 10)
+        return members
 
     def wait_for(self, predicate, timeout: float = 30.0) -> Members:
         deadline = time.monotonic() + timeout

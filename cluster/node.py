@@ -21,18 +21,24 @@ from thespian.actors import ActorExitRequest
 from actors import Actor, UvloopSystemBase, tune_gc
 from actors.address import Address
 from cluster.data_plane import DataPlane
+from cluster.heartbeat import Heartbeats, heartbeats_of
+from cluster.membership import Membership
 from cluster.messages import (
     DIRECTORY_ID,
     MEMBERSHIP,
-    GetMembers,
+    GetView,
+    Heartbeat,
     Here,
     Members,
     NodeConfig,
     NodeUp,
     Ping,
     Pong,
+    Reannounce,
+    View,
     WhereIs,
 )
+from cluster.view import ClusterView
 from supervision import ChildSpec, Start, Stop, Supervisor, SupervisorFlags, SupervisorSpec
 
 log = logging.getLogger("greenroom.node")
@@ -44,8 +50,16 @@ class Directory(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, WhereIs):
             self.send(sender, Here(msg.name, self._myRef.base.global_names.get(msg.name)))
+        elif isinstance(msg, Heartbeat):
+            heartbeats = heartbeats_of(self._myRef.base)
+            if heartbeats is not None:
+                heartbeats.heard(msg)
         elif isinstance(msg, Ping):
             self.send(sender, Pong(self._myRef.base.node, os.getpid()))
+        elif isinstance(msg, GetView):
+            heartbeats = heartbeats_of(self._myRef.base)
+            node = self._myRef.base.node
+            self.send(sender, heartbeats.view() if heartbeats else View(node, [], [node]))
 
 
 class Node:
@@ -60,6 +74,13 @@ class Node:
         self._gateway_storage: Any = None
         #: what this node serves besides its data plane (reported in ``NodeUp.info``)
         self.info: dict[str, Any] = {}
+        self.heartbeats: Heartbeats | None = None
+        #: the live members: announced by the membership actors and heard from
+        self.members = Members({})
+        #: who owns which guild among the live members, and membership events
+        #: (``cluster.view``); kept up to date by ``set_members``
+        self.view = ClusterView(config.name,
+                                hosts_entities=bool(config.settings.get("gateway")))
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -68,6 +89,10 @@ class Node:
         self.plane = DataPlane(base, self.config.secret, host=self.config.host,
                                port=self.config.port)
         address = await self.plane.start()
+        # a remote monitor on an actor of a node that is not live fires at once
+        base.reachable = lambda node: node in self.members.nodes
+        self.heartbeats = Heartbeats(base, self.plane, self.set_members)
+        self.heartbeats.start()
         services = tuple(ChildSpec(name, cls, global_name=name)
                          for name, cls in self.config.services)
         self.root = base.create_actor(None, Supervisor, None, "node-root")
@@ -97,9 +122,13 @@ class Node:
             from gateway.limits import UNLIMITED
 
             extra["limits"] = UNLIMITED
+        # Every node of a host serves the same ports (SO_REUSEPORT: the kernel spreads
+        # the connections); guilds and channels are placed over the nodes (``view``).
         gateway = Gateway(storage, host=options.get("host", self.config.host),
                           port=int(options.get("port", 8080)),
-                          rest_port=int(options.get("rest_port", 8081)), **extra)
+                          rest_port=int(options.get("rest_port", 8081)),
+                          reuse_port=bool(options.get("reuse_port", False)),
+                          cluster=self.view, **extra)
         try:
             await gateway.start(base=self.base)
         except BaseException:
@@ -115,6 +144,30 @@ class Node:
     def set_peers(self, peers: dict[str, tuple[str, int]]) -> None:
         self.plane.set_peers(peers)
 
+    def announce(self, members: Members) -> None:
+        """The membership actor's latest member set (loop thread). The heartbeats
+        filter it down to the members that are heard from and call ``set_members``
+        with that live set each time it changes."""
+        self.heartbeats.update(members)
+
+    def set_members(self, members: Members) -> None:
+        """The live member set changed (loop thread): a member joined, left, was
+        suspected by the failure detector or came back as a new process."""
+        self.members = members
+        self._placement_changed(members)
+
+    def _placement_changed(self, members: Members) -> None:
+        """Placement first, then every monitor on an actor of a member that is gone
+        (left, suspected or restarted) fires ``Down(..., "noconnection")``, and the
+        monitors its actors held here are dropped. The ``Down``s are handled after
+        this returns, so a session that re-subscribes to a guild whose node is gone
+        routes by the new placement."""
+        change = self.view.update(members)
+        for node in sorted(change.gone - {self.config.name}):
+            log.info("node %s: %s %s", self.config.name, node,
+                     "restarted" if node in change.restarted else "is gone")
+            self.base.node_down(node)
+
     async def stop(self) -> None:
         if self.gateway is not None:
             try:
@@ -128,6 +181,8 @@ class Node:
                 await self.base.ask_async(self.root, Stop(), 10)
             except TimeoutError:
                 log.warning("node %s: services did not stop within 10 s", self.config.name)
+        if self.heartbeats is not None:
+            self.heartbeats.stop()
         self.base.shutdown_in_loop()
         await self.plane.close()
 
@@ -181,34 +236,12 @@ class NodeThread:
         self._thread.join(timeout)
 
 
-class Membership(ThespianActor):
-    """Who is in the cluster and where their data planes listen (a Thespian actor)."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, NodeUp] = {}
-
-    def receiveMessage(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, NodeUp):
-            self.nodes[msg.name] = msg
-            members = self._members()
-            for up in self.nodes.values():
-                if up.actor is not None:
-                    self.send(up.actor, members)
-            if msg.actor is None:
-                self.send(sender, members)
-        elif isinstance(msg, GetMembers):
-            self.send(sender, self._members())
-
-    def _members(self) -> Members:
-        return Members({n: (tuple(u.data_address), u.pid) for n, u in self.nodes.items()},
-                       {n: dict(u.info) for n, u in self.nodes.items() if u.info})
-
-
 class NodeActor(ThespianActor):
     """A node process under Thespian's multi-process base."""
 
     def __init__(self) -> None:
         self.thread: NodeThread | None = None
+        self.up: NodeUp | None = None  # what this node told the membership actor
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, NodeConfig):
@@ -224,9 +257,12 @@ class NodeActor(ThespianActor):
                 raise
             self.thread.call(tune_gc)  # start-up is done: freeze it out of the GC's way
             membership = self.createActor(Membership, globalName=MEMBERSHIP)
-            self.send(membership, NodeUp(msg.name, address, os.getpid(), self.myAddress,
-                                         info=dict(self.thread.node.info)))
+            self.up = NodeUp(msg.name, address, os.getpid(), self.myAddress,
+                             info=dict(self.thread.node.info))
+            self.send(membership, self.up)
+        elif isinstance(msg, Reannounce) and self.up is not None:
+            self.send(sender, self.up)  # a new membership incarnation (else: not up yet)
         elif isinstance(msg, Members) and self.thread is not None:
-            self.thread.call(self.thread.node.set_peers, msg.data_addresses())
+            self.thread.call(self.thread.node.announce, msg)
         elif isinstance(msg, ActorExitRequest) and self.thread is not None:
             self.thread.stop()

@@ -15,11 +15,30 @@ from typing import Any, ClassVar
 from actors import Activated, Actor
 from actors.registry import Route
 from gateway.context import GatewayContext
-from gateway.messages import ChangeMessage, Fanout, Posted, PostFailed, PostMessage, Typing
+from gateway.messages import (
+    ChangeMessage,
+    Fanout,
+    HistoryPage,
+    Posted,
+    PostFailed,
+    PostMessage,
+    ReadHistory,
+    Typing,
+)
 from gateway.objects import iso, message_object
 from gateway.protocol import PreparedDispatch
+from gateway.recent_messages import RecentMessages
 from gateway.tracing import child, context_of, fail, start
-from storage.messages import Busy, Write, WriteFailed, Written
+from storage.history import HistoryQuery
+from storage.messages import (
+    Busy,
+    History,
+    HistoryFailed,
+    HistoryResult,
+    Write,
+    WriteFailed,
+    Written,
+)
 from storage.model import Message, MessageCreate, MessageDelete, MessageEdit
 
 #: Remembered (author, nonce) pairs per channel for ``enforce_nonce`` sends.
@@ -42,6 +61,16 @@ class ChannelActor(Actor):
         #: ("change", n) -> (sender, the edit or delete) while its write is in flight
         self._changes: dict[tuple[str, int], tuple[Any, ChangeMessage]] = {}
         self._change_refs = 0
+        # -- the cache of recent messages (gateway/recent_messages.py)
+        self._recent = RecentMessages()
+        #: write ref -> what the cache applies once it is durable (a create's Message,
+        #: a MessageEdit, a MessageDelete)
+        self._cache_writes: dict[Any, Message | MessageEdit | MessageDelete] = {}
+        #: ("history", n) -> (sender, query): reads sent to storage; ("history", 0) is the
+        #: cache's fill, whose waiters are ``_fill_waiters``
+        self._reads: dict[tuple[str, int], tuple[Any, HistoryQuery]] = {}
+        self._fill_waiters: list[tuple[Any, HistoryQuery]] = []
+        self._read_refs = 0
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, PostMessage):
@@ -54,13 +83,17 @@ class ChannelActor(Actor):
             self._change(msg, sender)
         elif isinstance(msg, Typing):
             self._typing(msg)
+        elif isinstance(msg, ReadHistory):
+            self._read_history(msg, sender)
+        elif isinstance(msg, HistoryResult | HistoryFailed):
+            self._history_answered(msg)
         elif isinstance(msg, Busy):
             self._failed(msg.ref, PostFailed(429, 0, "storage is busy, retry later",
                                              msg.retry_after_s))
         elif isinstance(msg, WriteFailed):
             self._failed(msg.ref, PostFailed(500, 0, f"write failed: {msg.error}"))
         elif isinstance(msg, Activated):
-            self.channel_id = int(msg.key)
+            self.channel_id = int(msg.key[1])  # channel_key: (guild id, channel id)
 
     def _post(self, msg: PostMessage, sender: Any) -> None:
         key = None
@@ -91,6 +124,7 @@ class ChannelActor(Actor):
             return
         payload = message_object(message, msg.author, msg.member)
         self._pending[message_id] = (sender, msg, payload)
+        self._cache_writes[message_id] = message
         if key is not None:
             self._nonces[key] = message_id
             while len(self._nonces) > NONCE_MEMORY:
@@ -103,6 +137,7 @@ class ChannelActor(Actor):
         self.send(self.ctx.storage_actor, Write(message_id, (write,)))
 
     def _written(self, ref: int) -> None:
+        self._cache_durable(ref)
         pending = self._pending.pop(ref, None)
         if pending is None:
             return
@@ -126,6 +161,7 @@ class ChannelActor(Actor):
             self.send(waiter, Posted(reply))
 
     def _failed(self, ref: Any, failure: PostFailed) -> None:
+        self._cache_writes.pop(ref, None)
         change = self._changes.pop(ref, None)
         if change is not None:
             self.send(change[0], failure)
@@ -164,9 +200,11 @@ class ChannelActor(Actor):
         self._change_refs += 1
         ref = ("change", self._change_refs)
         self._changes[ref] = (sender, msg)
+        self._cache_writes[ref] = write
         self.send(self.ctx.storage_actor, Write(ref, (write,)))
 
     def _changed(self, ref: tuple[str, int]) -> None:
+        self._cache_durable(ref)
         sender, msg = self._changes.pop(ref)
         if msg.changes is None:
             payload: dict[str, Any] = {"id": str(msg.message_id),
@@ -185,6 +223,63 @@ class ChannelActor(Actor):
                       Route("guild", msg.guild_id, Fanout(self.channel_id, dispatch, content)))
         self.send(sender, Posted(reply))
 
+    # -- the cache of recent messages, and history reads --------------------------------
+
+    def _cache_durable(self, ref: Any) -> None:
+        write = self._cache_writes.pop(ref, None)
+        if isinstance(write, Message):
+            self._recent.created(write)
+        elif isinstance(write, MessageEdit):
+            self._recent.edited(write)
+        elif write is not None:
+            self._recent.deleted(write.message_id)
+
+    def _read_history(self, msg: ReadHistory, sender: Any) -> None:
+        """Answer from the cache when it can answer exactly; fill it on the first read;
+        else ask storage."""
+        try:
+            query = HistoryQuery(self.channel_id, before=msg.before, after=msg.after,
+                                 around=msg.around, limit=msg.limit)
+        except (TypeError, ValueError) as exc:
+            self.send(sender, PostFailed(400, 50035, f"Invalid Form Body: {exc}"))
+            return
+        recent = self._recent
+        if not recent.loaded:
+            self._fill_waiters.append((sender, query))
+            fill = recent.start_fill(self.channel_id)
+            if fill is not None:
+                self._reads[("history", 0)] = (None, fill)
+                self.send(self.ctx.storage_actor, History(("history", 0), fill))
+            return
+        self._answer_history(sender, query)
+
+    def _answer_history(self, sender: Any, query: HistoryQuery) -> None:
+        page = self._recent.answer(query)
+        if page is not None:
+            self.send(sender, HistoryPage(page))
+            return
+        self._read_refs += 1
+        ref = ("history", self._read_refs)
+        self._reads[ref] = (sender, query)
+        self.send(self.ctx.storage_actor, History(ref, query))
+
+    def _history_answered(self, msg: HistoryResult | HistoryFailed) -> None:
+        read = self._reads.pop(msg.ref, None)
+        if read is None:
+            return
+        sender, _ = read
+        if msg.ref != ("history", 0):
+            self.send(sender, HistoryPage(msg.messages) if isinstance(msg, HistoryResult)
+                      else PostFailed(500, 0, f"history failed: {msg.error}"))
+            return
+        if isinstance(msg, HistoryResult):
+            self._recent.load(msg.messages)
+        else:
+            self._recent.abort_fill()
+        waiters, self._fill_waiters = self._fill_waiters, []
+        for sender, query in waiters:  # from the cache now, or storage (also if it failed)
+            self._answer_history(sender, query)
+
     def _typing(self, msg: Typing) -> None:
         data: dict[str, Any] = {"channel_id": str(self.channel_id),
                                 "guild_id": str(msg.guild_id),
@@ -195,6 +290,27 @@ class ChannelActor(Actor):
         self.send(self.ctx.registry, Route(
             "guild", msg.guild_id,
             Fanout(self.channel_id, PreparedDispatch("TYPING_START", data))))
+
+
+def channel_key(guild_id: int | None, channel_id: int) -> tuple[int | None, int]:
+    """A channel actor's registry key: its guild comes first, so that placement puts the
+    channel on its guild's node (``placement_key``) without a lookup."""
+    return (guild_id, channel_id)
+
+
+def placement_key(kind: str, key: Any) -> int:
+    """The int that places entity ``(kind, key)``: a guild by its id, a channel by its
+    guild's (by its own id when it has no guild)."""
+    if kind == "guild":
+        if isinstance(key, bool) or not isinstance(key, int):
+            raise ValueError("a guild's key is its id (an int)")
+        return key
+    if kind == "channel":
+        if not isinstance(key, tuple | list) or len(key) != 2:
+            raise ValueError("a channel's key is (guild_id, channel_id): see channel_key")
+        guild_id, channel_id = key
+        return int(channel_id if guild_id is None else guild_id)
+    raise ValueError(f"{kind!r} is not a placed kind")
 
 
 def _rest_view(payload: dict[str, Any]) -> dict[str, Any]:

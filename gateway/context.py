@@ -29,9 +29,11 @@ class GatewayContext:
     #: How long a session waits for a RESUME after a resumable close.
     resume_window_s: float = 120.0
     #: user id -> that user's live session actors (GUILD_CREATE/GUILD_DELETE on join/leave).
-    user_sessions: dict[int, set[Any]] = field(default_factory=dict)
+    user_sessions: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     #: ``gateway.limits.IdentifyBudget``: session starts per token.
     identify_budget: Any = None
+    #: ``gateway.identity.IdentityCache``: verified tokens and guild shells for IDENTIFY.
+    identity: Any = None
 
 
 T = TypeVar("T", bound=type)

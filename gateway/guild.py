@@ -2,9 +2,12 @@
 
 It loads the guild's channels, roles and members from storage when activated, keeps
 the sessions subscribed to the guild, and fans dispatches out: the payload arrives
-encoded once (``PreparedDispatch``) and the same object goes to every session that may
-see the channel (VIEW_CHANNEL) and asked for the event by intent; sessions that may not
-see the content (MESSAGE_CONTENT rule) share one redacted copy, also encoded once.
+encoded once (``PreparedDispatch``) and goes, as one ``NodeFanout`` per node that hosts
+recipients (gateway/fanout.py), to every session that may see the channel
+(VIEW_CHANNEL) and asked for the event by intent; sessions that may not see the content
+(MESSAGE_CONTENT rule) share one redacted copy, also encoded once. Who gets a message
+event is computed once per event name and cached until the subscriptions change;
+passive sessions (gateway/fanout.py) get no message events.
 
 Sessions monitor the guild (a lease: the registry does not passivate it while they
 live); the guild monitors its sessions to forget the ones that end.
@@ -20,9 +23,10 @@ from thespian.actors import ActorExitRequest
 
 from actors import Activated, Actor, Down, IODone
 from gateway.context import GatewayContext
+from gateway.fanout import NodeFanout, fanout_address, payload_for
 from gateway.messages import (
+    Activate,
     Broadcasted,
-    Deliver,
     Fanout,
     GuildBroadcast,
     Presence,
@@ -35,9 +39,9 @@ from gateway.objects import VIEW_CHANNEL, base_permissions
 from gateway.protocol import (
     PreparedDispatch,
     event_allowed,
-    message_content_visible,
     redact_message_content,
 )
+from gateway.protocol.intents import MESSAGE_CONTENT
 from gateway.tracing import context_of, start
 from storage.model import Channel, Guild, Member, Role
 
@@ -50,6 +54,23 @@ class _Sub:
     intents: int
     permissions: int
     monitor: int
+    #: False: a passive session (gateway/fanout.py): no message events.
+    active: bool = True
+
+
+@dataclass(slots=True)
+class _NodePlan:
+    """A message event's recipients on one node, as actor ids (the wire's form)."""
+
+    node: str
+    point: Any  # the node's fan-out point
+    #: sessions that see the content whatever the message (MESSAGE_CONTENT intent)
+    always: tuple[int, ...]
+    #: (session id, user id) of the others: the content only if they wrote the message
+    #: or are mentioned in it
+    check: tuple[tuple[int, int], ...]
+    #: ``always`` and the ``check`` sessions: everyone, for a payload without content
+    everyone: tuple[int, ...]
 
 
 @dataclass(slots=True)
@@ -79,6 +100,12 @@ class GuildActor(Actor):
         #: user id -> the (status, activities, client_status) last dispatched.
         self._shown: dict[int, tuple[str, list[Any], dict[str, str]]] = {}
         self._presence_order = 0
+        #: event name -> its recipients by node (``_plan``); cleared whenever ``subs``
+        #: changes (no channel overwrites in this model: VIEW_CHANNEL is guild-wide,
+        #: so a plan holds for every channel)
+        self._plans: dict[str, list[_NodePlan]] = {}
+        #: sessions whose op 14 came while their Subscribe was in flight
+        self._early_active: set[Any] = set()
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Activated):
@@ -87,11 +114,14 @@ class GuildActor(Actor):
         elif isinstance(msg, IODone):
             self._on_io(msg)
         elif isinstance(msg, Down):
+            self._early_active.discard(msg.address)
             sub = self.subs.pop(msg.address, None)
             if sub is not None:
+                self._plans.clear()
                 self._clear_presence(msg.address, sub.user_id)
         elif isinstance(msg, ActorExitRequest):
             self.subs.clear()
+            self._plans.clear()
         elif self._stash is not None:
             self._stash.append((msg, sender))  # not loaded yet
         else:
@@ -103,10 +133,19 @@ class GuildActor(Actor):
         elif isinstance(msg, Subscribe):
             self._subscribe(msg, sender)
         elif isinstance(msg, Unsubscribe):
+            self._early_active.discard(msg.session)
             sub = self.subs.pop(msg.session, None)
             if sub is not None:
+                self._plans.clear()
                 self.demonitor(sub.monitor)
                 self._clear_presence(msg.session, sub.user_id)
+        elif isinstance(msg, Activate):
+            sub = self.subs.get(msg.session)
+            if sub is None:
+                self._early_active.add(msg.session)
+            elif not sub.active:
+                sub.active = True
+                self._plans.clear()
         elif isinstance(msg, Presence):
             if msg.session in self.subs:
                 self._set_presence(msg)
@@ -147,6 +186,9 @@ class GuildActor(Actor):
             self._subscribed(sub_msg, sender, member)
 
     def _subscribe(self, msg: Subscribe, sender: Any) -> None:
+        if msg.member is not None:  # read by the session's IDENTIFY a moment ago
+            self._subscribed(msg, sender, msg.member)
+            return
         self.run_io(self.ctx.storage.get_member(self.guild_id, msg.user_id),
                     ("member", msg, sender))
 
@@ -161,50 +203,116 @@ class GuildActor(Actor):
         if old is not None:
             self.demonitor(old.monitor)
         perms = base_permissions(self.state.guild, self.state.roles, member)
-        self.subs[msg.session] = _Sub(msg.user_id, msg.intents, perms, self.monitor(msg.session))
+        active = msg.active or msg.session in self._early_active
+        self._early_active.discard(msg.session)
+        self.subs[msg.session] = _Sub(msg.user_id, msg.intents, perms, self.monitor(msg.session),
+                                      active)
+        self._plans.clear()
         self.send(sender, Subscribed(self.guild_id, True))
         if event_allowed(msg.intents, "PRESENCE_UPDATE"):
             self._watchers.add(msg.session)
         if msg.presence is not None:
             self._set_presence(msg.presence)
 
+    def _plan(self, event: str) -> list[_NodePlan]:
+        """The recipients of message event ``event``, by node: active sessions with
+        VIEW_CHANNEL that asked for it by intent."""
+        by_node: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
+        for session, sub in self.subs.items():
+            if not sub.active or not sub.permissions & VIEW_CHANNEL \
+                    or not event_allowed(sub.intents, event):
+                continue
+            always, check = by_node.get(session.node) or by_node.setdefault(session.node,
+                                                                             ([], []))
+            if sub.intents & MESSAGE_CONTENT:
+                always.append(session.id)
+            else:
+                check.append((session.id, sub.user_id))
+        plan = [_NodePlan(node, fanout_address(node), tuple(always), tuple(check),
+                          (*always, *(sid for sid, _ in check)))
+                for node, (always, check) in by_node.items()]
+        self._plans[event] = plan
+        return plan
+
     def _fanout(self, msg: Fanout) -> None:
+        """A message event from a channel: one ``NodeFanout`` per node with recipients."""
         dispatch = msg.dispatch
         event = dispatch.event
-        redacted: PreparedDispatch | None = None
+        plan = self._plans.get(event)
+        if plan is None:
+            plan = self._plan(event)
         span = trace = None
-        if msg.trace is not None:  # traced: guild.fanout, and each Deliver carries it
+        if msg.trace is not None:  # traced: guild.fanout, and each NodeFanout carries it
             span = start(msg.trace, "guild.fanout", {"greenroom.guild_id": self.guild_id,
                                                      "greenroom.channel_id": msg.channel_id,
                                                      "greenroom.event": event})
             trace = context_of(span)
-        sent = 0
-        for session, sub in self.subs.items():
-            if not sub.permissions & VIEW_CHANNEL or not event_allowed(sub.intents, event):
-                continue
-            out = dispatch
-            if msg.message is not None and not message_content_visible(
-                sub.intents, msg.message, user_id=sub.user_id, direct_message=False
-            ):
-                if redacted is None:
-                    redacted = PreparedDispatch(event, redact_message_content(msg.message))
-                out = redacted
-            if trace is None:
-                self.send(session, Deliver(out))
+        message = msg.message
+        here = self.myAddress.node
+        redacted: PreparedDispatch | None = None
+        readers: set[int] | None = None  # users who see the content without the intent
+        remote: dict[PreparedDispatch, Any] = {}  # each payload encoded once for the wire
+        recipients = 0
+        for node in plan:
+            if message is None or not node.check:
+                to: Any = node.everyone
+                hidden: Any = ()
             else:
-                self.send(session, Deliver(out, trace))
-                sent += 1
+                if readers is None:
+                    readers = _content_readers(message)
+                to = list(node.always)
+                hidden = []
+                for sid, user_id in node.check:
+                    (to if user_id in readers else hidden).append(sid)
+                if hidden and redacted is None:
+                    redacted = PreparedDispatch(event, redact_message_content(message))
+            recipients += len(to) + len(hidden)
+            self._send_node(node.node, node.point, here, dispatch, to,
+                            redacted if hidden else None, hidden, trace, remote)
         if span is not None:
-            span.set_attribute("greenroom.recipients", sent)
+            span.set_attribute("greenroom.recipients", recipients)
             span.end()
+
+    def _send_node(self, node: str, point: Any, here: str, dispatch: PreparedDispatch,
+                   to: Any, redacted: PreparedDispatch | None, redacted_to: Any,
+                   trace: dict | None, remote: dict[PreparedDispatch, Any]) -> None:
+        if node == here:  # the same process: the objects themselves, no copy
+            self.send(point, NodeFanout(dispatch, to, redacted, redacted_to, trace))
+            return
+        wire = remote.get(dispatch)
+        if wire is None:
+            wire = remote[dispatch] = payload_for(dispatch, False)
+        wire_redacted = None
+        if redacted is not None:
+            wire_redacted = remote.get(redacted)
+            if wire_redacted is None:
+                wire_redacted = remote[redacted] = payload_for(redacted, False)
+        self.send(point, NodeFanout(wire, to, wire_redacted, redacted_to, trace))
+
+    def _send_to(self, dispatch: PreparedDispatch, sessions: Any,
+                 trace: dict | None = None) -> int:
+        """``dispatch`` to ``sessions`` (addresses), one ``NodeFanout`` per node; the
+        path of every guild event, so a session sees the guild's dispatches in order."""
+        by_node: dict[str, list[int]] = {}
+        count = 0
+        for session in sessions:
+            ids = by_node.get(session.node)
+            if ids is None:
+                ids = by_node[session.node] = []
+            ids.append(session.id)
+            count += 1
+        here = self.myAddress.node
+        remote: dict[PreparedDispatch, Any] = {}
+        for node, ids in by_node.items():
+            self._send_node(node, fanout_address(node), here, dispatch, ids, None, (), trace,
+                            remote)
+        return count
 
     def _service_broadcast(self, msg: ServiceBroadcast, sender: Any) -> None:
         """An internal service's event to every subscribed session (encoded once)."""
         span = start(msg.trace, "guild.fanout", {"greenroom.guild_id": self.guild_id,
                                                  "greenroom.event": msg.dispatch.event})
-        trace = context_of(span)
-        for session in self.subs:
-            self.send(session, Deliver(msg.dispatch, trace))
+        self._send_to(msg.dispatch, self.subs, context_of(span))
         if span is not None:
             span.set_attribute("greenroom.recipients", len(self.subs))
             span.end()
@@ -212,7 +320,7 @@ class GuildActor(Actor):
 
     def _broadcast(self, msg: GuildBroadcast) -> None:
         """A guild event: update the state, then send it to every session allowed by
-        intent (and, for a channel event, with VIEW_CHANNEL)."""
+        intent (and, for a channel event, with VIEW_CHANNEL); passive ones included."""
         state = self.state
         if state is None:
             return
@@ -224,6 +332,7 @@ class GuildActor(Actor):
             for session, sub in list(self.subs.items()):
                 if sub.user_id == msg.member_removed:
                     del self.subs[session]
+                    self._plans.clear()
                     self.demonitor(sub.monitor)
                     self._watchers.discard(session)
             self.presences.pop(msg.member_removed, None)
@@ -231,11 +340,10 @@ class GuildActor(Actor):
         dispatch = msg.dispatch
         event = dispatch.event
         need_view = msg.channel is not None
-        for session, sub in self.subs.items():
-            if need_view and not sub.permissions & VIEW_CHANNEL:
-                continue
-            if event_allowed(sub.intents, event):
-                self.send(session, Deliver(dispatch))
+        self._send_to(dispatch, [
+            session for session, sub in self.subs.items()
+            if (not need_view or sub.permissions & VIEW_CHANNEL)
+            and event_allowed(sub.intents, event)])
 
     # -- presence -------------------------------------------------------------------------
 
@@ -282,6 +390,19 @@ class GuildActor(Actor):
             "activities": shown[1],
             "client_status": shown[2],
         })
-        for session in self._watchers:
-            if session in self.subs:
-                self.send(session, Deliver(dispatch))
+        self._send_to(dispatch, [session for session in self._watchers
+                                 if session in self.subs])
+
+
+def _content_readers(message: dict[str, Any]) -> set[int]:
+    """Users who see ``message``'s content without MESSAGE_CONTENT: its author and the
+    users it mentions (``intents.message_content_visible``, for a whole node at once)."""
+    readers: set[int] = set()
+    author = message.get("author")
+    for user in (author, *(message.get("mentions") or ())):
+        if isinstance(user, dict):
+            try:
+                readers.add(int(user.get("id")))
+            except (TypeError, ValueError):
+                pass
+    return readers

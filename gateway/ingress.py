@@ -36,6 +36,7 @@ from aiohttp import web
 
 from actors.registry import Route
 from actors.wire import MalformedEnvelope, pack, unpack
+from gateway.channel import channel_key
 from gateway.ingress_messages import (
     BAD_MESSAGE,
     FAILED,
@@ -62,7 +63,13 @@ from gateway.messages import (
     ServiceBroadcast,
     SessionClosed,
 )
-from gateway.protocol import PreparedDispatch
+from gateway.sessions import (
+    NoSuchSession,
+    ToSession,
+    gateway_nodes,
+    node_of_session,
+    sessions_address,
+)
 from observability import counter, inject_current, span_from
 
 if TYPE_CHECKING:
@@ -160,18 +167,28 @@ class Ingress:
             post = PostMessage(guild_id=channel.guild_id, author=dict(SYSTEM_USER),
                                member=None, content=msg.content, type=SYSTEM_MESSAGE_TYPE,
                                trace=inject_current())
-            answer = await self._ask(self.ctx.registry, Route("channel", channel.id, post))
+            key = channel_key(channel.guild_id, channel.id)
+            answer = await self._ask(self.ctx.registry, Route("channel", key, post))
             if isinstance(answer, Posted):
                 return {"message": answer.message}
             if isinstance(answer, PostFailed):
                 raise _Refused(FAILED, f"post failed ({answer.status}): {answer.message}")
             raise _Refused(FAILED, f"unexpected answer {type(answer).__name__}")
         if isinstance(msg, DisconnectSession):
+            close = CloseSession(msg.code, msg.reason, inject_current())
             session = self.ctx.sessions.get(msg.session_id)
-            if session is None:
+            node = node_of_session(msg.session_id)
+            if session is not None:
+                answer = await self._ask(session, close)
+            elif node is not None and node != self.gateway.base.node \
+                    and node in gateway_nodes(self.gateway.cluster, self.gateway.base.node):
+                # the session lives on another node: its directory forwards the close
+                answer = await self._ask(sessions_address(node),
+                                         ToSession(msg.session_id, close))
+            else:
                 raise _Refused(UNKNOWN_SESSION, f"unknown session {msg.session_id!r}")
-            answer = await self._ask(session, CloseSession(msg.code, msg.reason,
-                                                           inject_current()))
+            if isinstance(answer, NoSuchSession):
+                raise _Refused(UNKNOWN_SESSION, f"unknown session {msg.session_id!r}")
             if isinstance(answer, SessionClosed):
                 return {"session_id": msg.session_id, "code": answer.code,
                         "resumable": answer.resumable}
@@ -180,7 +197,7 @@ class Ingress:
             guild = await self.ctx.storage.get_guild(msg.guild_id)
             if guild is None:
                 raise _Refused(UNKNOWN_GUILD, f"unknown guild {msg.guild_id}")
-            broadcast = ServiceBroadcast(PreparedDispatch(msg.event, msg.data), inject_current())
+            broadcast = ServiceBroadcast(msg.event, msg.data, inject_current())
             answer = await self._ask(self.ctx.registry, Route("guild", guild.id, broadcast))
             if isinstance(answer, Broadcasted):
                 return {"guild_id": str(answer.guild_id), "sessions": answer.sessions}

@@ -1,15 +1,29 @@
 """Messages between the gateway's actors (session, guild, channel) and its edges.
 
-They stay in-process: a session lives where its socket landed and holds a reference to
-the socket's link, so these are plain dataclasses, not wire types.
+A session lives where its socket landed, a guild and its channels on the node that
+placement chose (``cluster.routing``), so what a session, a REST handler or the ingress
+sends to a guild or channel, and what comes back, may cross nodes: those are wire types
+(``@wire_type``), carrying addresses, ids and plain data. What holds a socket's ``Link``
+or a ``PreparedDispatch`` (encoded bytes and caches) stays in the process that made it:
+``Identify``, ``Attach``, ``Detached``, ``SetPresence``, ``OpenGuild``, ``Deliver`` and
+``Fanout`` (channel -> guild: placement puts a channel beside its guild). Dispatches
+cross as ``gateway.fanout.NodeFanout``, once per destination node.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from actors.wire import wire_type
 from gateway.protocol import IdentifyRequested, PreparedDispatch, ResumeRequested
+from storage.model import Channel, Member, Message
+
+# Storage records that ride in gateway messages across nodes (fields in declared order).
+wire_type("storage.channel")(Channel)
+wire_type("storage.member")(Member)
+wire_type("storage.message")(Message)
 
 
 @dataclass(slots=True)
@@ -39,13 +53,15 @@ class Detached:
 
 @dataclass(slots=True)
 class Deliver:
-    """Guild -> session: one dispatch, already encoded (shared by every recipient).
-    ``trace``: the fan-out span's context (None when not traced: the hot path)."""
+    """-> session: one dispatch, already encoded (shared by every recipient).
+    ``trace``: the fan-out span's context (None when not traced: the hot path).
+    Guilds do not send it: their fan-out goes through ``gateway.fanout.NodeFanout``."""
 
     dispatch: PreparedDispatch
     trace: dict | None = None
 
 
+@wire_type("gateway.subscribe")
 @dataclass(slots=True)
 class Subscribe:
     """Session -> guild: send me the guild's events (filtered by intents and permissions)."""
@@ -55,13 +71,37 @@ class Subscribe:
     intents: int
     #: The session's presence (a ``Presence``) to set once subscribed; None: none.
     presence: Any = None
+    #: The user's ``storage.model.Member`` if the session just read it (IDENTIFY);
+    #: None: the guild reads it.
+    member: Any = None
+    #: False: a passive session (a user's, before its op 14 for the guild): no message
+    #: events (gateway/fanout.py).
+    active: bool = True
 
 
+@wire_type("gateway.unsubscribe")
 @dataclass(slots=True)
 class Unsubscribe:
     session: Any
 
 
+@dataclass(slots=True)
+class OpenGuild:
+    """Edge -> session: the client sent op 14 for ``guild_id`` (it opened the guild)."""
+
+    guild_id: int
+
+
+@wire_type("gateway.activate")
+@dataclass(slots=True)
+class Activate:
+    """Session -> guild: ``session`` is active from now on (its client opened the guild):
+    it gets the guild's message events too (gateway/fanout.py, passive sessions)."""
+
+    session: Any
+
+
+@wire_type("gateway.subscribed")
 @dataclass(slots=True)
 class Subscribed:
     """Guild -> session; its sender is the guild's address, which the session monitors
@@ -83,6 +123,7 @@ class Fanout:
     trace: dict | None = None  # the channel span's context (W3C), None when not traced
 
 
+@wire_type("gateway.post_message")
 @dataclass(slots=True)
 class PostMessage:
     """REST -> channel actor (via the registry): create a message; answered ``Posted``
@@ -100,11 +141,13 @@ class PostMessage:
     trace: dict | None = None  # the poster's span context (W3C), None when not traced
 
 
+@wire_type("gateway.posted")
 @dataclass(slots=True)
 class Posted:
     message: dict[str, Any]
 
 
+@wire_type("gateway.post_failed")
 @dataclass(slots=True)
 class PostFailed:
     status: int
@@ -113,6 +156,7 @@ class PostFailed:
     retry_after: float | None = None
 
 
+@wire_type("gateway.change_message")
 @dataclass(slots=True)
 class ChangeMessage:
     """REST -> channel actor: edit (``changes`` set) or delete (``changes`` None) a message
@@ -125,6 +169,28 @@ class ChangeMessage:
     message: dict[str, Any] | None = None
 
 
+@wire_type("gateway.read_history")
+@dataclass(slots=True)
+class ReadHistory:
+    """REST -> channel actor: a history read (``storage.history.HistoryQuery``'s cursors,
+    already validated); answered ``HistoryPage`` from the actor's cache of recent
+    messages when it can answer exactly, else from storage, or ``PostFailed``."""
+
+    before: int | None = None
+    after: int | None = None
+    around: int | None = None
+    limit: int = 50
+
+
+@wire_type("gateway.history_page")
+@dataclass(slots=True)
+class HistoryPage:
+    """The messages of a ``ReadHistory``, newest first, as ``Storage.history`` gives them."""
+
+    messages: list[Message]
+
+
+@wire_type("gateway.typing")
 @dataclass(slots=True)
 class Typing:
     """REST -> channel actor: ``user_id`` started typing (TYPING_START, not stored)."""
@@ -134,18 +200,28 @@ class Typing:
     member: dict[str, Any] | None
 
 
-@dataclass(slots=True)
+@wire_type("gateway.guild_broadcast")
+@dataclass
 class GuildBroadcast:
     """REST -> guild actor: fan a guild event out to every subscribed session allowed
     by intent (no channel check), after updating the guild's state: ``channel`` is a new
-    channel, ``member_added`` a new member's user id, ``member_removed`` a removed one."""
+    channel, ``member_added`` a new member's user id, ``member_removed`` a removed one.
 
-    dispatch: PreparedDispatch
-    channel: Any = None  # storage.model.Channel
-    member_added: Any = None  # storage.model.Member
+    It may come from another node's REST handler, so it carries the event and its data,
+    and the guild encodes ``dispatch`` (made once, on first use) where it fans out."""
+
+    event: str
+    data: Any
+    channel: Channel | None = None
+    member_added: Member | None = None
     member_removed: int | None = None
 
+    @cached_property
+    def dispatch(self) -> PreparedDispatch:
+        return PreparedDispatch(self.event, self.data)
 
+
+@wire_type("gateway.presence")
 @dataclass(slots=True)
 class Presence:
     """Session -> guild: this session's presence (``status`` "offline" to clear it)."""
@@ -157,6 +233,7 @@ class Presence:
     client_status: dict[str, str] = field(default_factory=dict)
 
 
+@wire_type("gateway.joined_guild")
 @dataclass(slots=True)
 class JoinedGuild:
     """REST -> the user's session actors: the user joined ``guild_id`` (GUILD_CREATE)."""
@@ -164,6 +241,7 @@ class JoinedGuild:
     guild_id: int
 
 
+@wire_type("gateway.left_guild")
 @dataclass(slots=True)
 class LeftGuild:
     """REST -> the user's session actors: the user left ``guild_id`` (GUILD_DELETE)."""
@@ -179,6 +257,7 @@ class SetPresence:
     activities: list[Any] = field(default_factory=list)
 
 
+@wire_type("gateway.close_session")
 @dataclass(slots=True)
 class CloseSession:
     """Ingress -> session actor: close the socket with ``code``; answered
@@ -189,6 +268,7 @@ class CloseSession:
     trace: dict | None = None
 
 
+@wire_type("gateway.session_closed")
 @dataclass(slots=True)
 class SessionClosed:
     session_id: str
@@ -196,15 +276,23 @@ class SessionClosed:
     resumable: bool
 
 
-@dataclass(slots=True)
+@wire_type("gateway.service_broadcast")
+@dataclass
 class ServiceBroadcast:
-    """Ingress -> guild actor: send ``dispatch`` to every subscribed session (no intent
-    or channel filter: a service event); answered ``Broadcasted``."""
+    """Ingress -> guild actor: send ``event`` with ``data`` to every subscribed session
+    (no intent or channel filter: a service event); answered ``Broadcasted``. Like
+    ``GuildBroadcast``, its ``dispatch`` is made where the guild lives."""
 
-    dispatch: PreparedDispatch
+    event: str
+    data: Any
     trace: dict | None = None
 
+    @cached_property
+    def dispatch(self) -> PreparedDispatch:
+        return PreparedDispatch(self.event, self.data)
 
+
+@wire_type("gateway.broadcasted")
 @dataclass(slots=True)
 class Broadcasted:
     guild_id: int

@@ -1,7 +1,8 @@
 """The REST API under ``/api/v10`` (aiohttp.web, same loop as the gateway).
 
-Reads go to storage directly (history through the storage actor, which coalesces
-identical in-flight reads); a message send goes to the channel actor through the
+Reads go to storage directly, but history goes to the channel actor, which answers from
+its cache of recent messages when that is exact and otherwise through the storage actor
+(which coalesces identical in-flight reads); a message send goes to the channel actor through the
 registry and is answered once the message is durable. Errors are Discord's JSON body
 ``{code, message}`` with Discord's status codes.
 """
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from actors.registry import Route
-from gateway.messages import Posted, PostFailed, PostMessage
+from gateway.channel import channel_key
+from gateway.messages import HistoryPage, Posted, PostFailed, PostMessage, ReadHistory
 from gateway.objects import (
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
@@ -27,7 +29,6 @@ from gateway.objects import (
 )
 from observability import inject_current, span_from
 from storage.history import HistoryQuery
-from storage.messages import History, HistoryResult
 from storage.model import Channel, Message, User
 
 if TYPE_CHECKING:
@@ -196,8 +197,9 @@ class Api:
         with span_from({"traceparent": traceparent} if traceparent else None,
                        "rest.post_message", **{"greenroom.channel_id": channel.id}) as span:
             post.trace = inject_current()
+            key = channel_key(channel.guild_id, channel.id)
             answer = await self.gateway.base.ask_async(
-                self.ctx.registry, Route("channel", channel.id, post), ASK_TIMEOUT_S)
+                self.ctx.registry, Route("channel", key, post), ASK_TIMEOUT_S)
             if post.trace is not None and isinstance(answer, Posted):
                 span.set_attribute("greenroom.message_id", answer.message["id"])
         if isinstance(answer, Posted):
@@ -223,10 +225,13 @@ class Api:
             query = HistoryQuery(channel.id, limit=limit, **cursors)
         except (TypeError, ValueError):
             return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        # the channel actor answers from its cache of recent messages when it can
+        read = ReadHistory(query.before, query.after, query.around, query.limit)
         answer = await self.gateway.base.ask_async(
-            self.ctx.storage_actor, History(None, query), ASK_TIMEOUT_S)
-        if not isinstance(answer, HistoryResult):
-            return error(500, 0, getattr(answer, "error", "history failed"))
+            self.ctx.registry, Route("channel", channel_key(channel.guild_id, channel.id), read),
+            ASK_TIMEOUT_S)
+        if not isinstance(answer, HistoryPage):
+            return error(500, 0, getattr(answer, "message", "history failed"))
         messages = sorted(answer.messages, key=lambda m: m.id, reverse=True)
         return json_response(await self.messages_out(messages))
 
@@ -263,6 +268,12 @@ def make_app(gateway: Gateway) -> web.Application:
     from gateway.rest_guilds import add_routes, rate_limits
 
     app = web.Application(middlewares=[rate_limits(gateway.rest_limiter), discord_errors])
+
+    async def served_by(request: web.Request, response: web.StreamResponse) -> None:
+        # Every node serves the same port (SO_REUSEPORT): say which one answered.
+        response.headers["X-Greenroom-Node"] = gateway.base.node
+
+    app.on_response_prepare.append(served_by)
     r = app.router
     r.add_get(f"{PREFIX}/gateway", api.get_gateway)
     r.add_get(f"{PREFIX}/gateway/bot", api.get_gateway_bot)
@@ -279,11 +290,13 @@ def make_app(gateway: Gateway) -> web.Application:
     return app
 
 
-async def start_rest(gateway: Gateway, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve the REST API; answers the runner (to clean up) and the bound port."""
+async def start_rest(gateway: Gateway, host: str, port: int, *, reuse_port: bool = False
+                     ) -> tuple[web.AppRunner, int]:
+    """Serve the REST API; answers the runner (to clean up) and the bound port.
+    ``reuse_port``: SO_REUSEPORT, so every node of a host serves the same port."""
     runner = web.AppRunner(make_app(gateway), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, bound

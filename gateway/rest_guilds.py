@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from actors.registry import Route
+from gateway.channel import channel_key
 from gateway.limits import RestRateLimiter, headers_for
 from gateway.messages import (
     ChangeMessage,
@@ -42,7 +43,6 @@ from gateway.objects import (
     role_object,
     user_object,
 )
-from gateway.protocol import PreparedDispatch
 from gateway.rest import (
     ASK_TIMEOUT_S,
     EMPTY_MESSAGE,
@@ -56,6 +56,7 @@ from gateway.rest import (
     json_response,
 )
 from gateway.seed import create_guild
+from gateway.sessions import ToUserSessions, gateway_nodes, sessions_address
 from storage.model import Channel, Guild, Member, User
 
 if TYPE_CHECKING:
@@ -137,9 +138,10 @@ class MoreApi:
             raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
         return guild, member, perms
 
-    async def ask_channel(self, channel_id: int, msg: Any) -> Any:
+    async def ask_channel(self, channel: Channel, msg: Any) -> Any:
         answer = await self.gateway.base.ask_async(
-            self.ctx.registry, Route("channel", channel_id, msg), ASK_TIMEOUT_S)
+            self.ctx.registry, Route("channel", channel_key(channel.guild_id, channel.id), msg),
+            ASK_TIMEOUT_S)
         if isinstance(answer, PostFailed):
             raise HTTPDiscordError(answer.status, answer.code, answer.message)
         if not isinstance(answer, Posted):
@@ -153,8 +155,15 @@ class MoreApi:
         self.tell(self.ctx.registry, Route("guild", guild_id, msg))
 
     def tell_user_sessions(self, user_id: int, msg: Any) -> None:
-        for session in list(self.ctx.user_sessions.get(user_id, ())):
-            self.tell(session, msg)
+        """``msg`` to the user's sessions on every gateway node (each node's session
+        directory forwards it to the ones it has)."""
+        base = self.gateway.base
+        for node in gateway_nodes(self.gateway.cluster, base.node):
+            if node == base.node:
+                for session in list(self.ctx.user_sessions.get(user_id, ())):
+                    self.tell(session, msg)
+            else:
+                self.tell(sessions_address(node), ToUserSessions(user_id, msg))
 
     # -- messages -----------------------------------------------------------------------
 
@@ -176,7 +185,7 @@ class MoreApi:
             return error(400, EMPTY_MESSAGE, "Cannot send an empty message")
         message.content = content
         payload = message_object(message, user_object(user), member_object(member))
-        out = await self.ask_channel(channel.id, ChangeMessage(
+        out = await self.ask_channel(channel, ChangeMessage(
             channel.guild_id, message_id, {"content": content}, payload))
         return json_response(out)
 
@@ -189,13 +198,14 @@ class MoreApi:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
         if message.author_id != user.id:
             await self.api.channel_for(request, user, MANAGE_MESSAGES)
-        await self.ask_channel(channel.id, ChangeMessage(channel.guild_id, message_id, None))
+        await self.ask_channel(channel, ChangeMessage(channel.guild_id, message_id, None))
         return web.Response(status=204)
 
     async def post_typing(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
         channel, member = await self.api.channel_for(request, user, SEND_MESSAGES)
-        self.tell(self.ctx.registry, Route("channel", channel.id, Typing(
+        key = channel_key(channel.guild_id, channel.id)
+        self.tell(self.ctx.registry, Route("channel", key, Typing(
             channel.guild_id, user.id, {**member_object(member), "user": user_object(user)})))
         return web.Response(status=204)
 
@@ -245,9 +255,9 @@ class MoreApi:
             return error(400, INVALID_FORM_BODY, "Invalid Form Body")
         channel = Channel(self.ctx.snowflakes.next_id(), guild.id, name, 0, position, topic)
         await self.storage.put_channel(channel)
+        self.ctx.identity.forget_guild(guild.id)  # GUILD_CREATE lists the channel from now
         obj = channel_object(channel)
-        self.tell_guild(guild.id, GuildBroadcast(PreparedDispatch("CHANNEL_CREATE", obj),
-                                                 channel=channel))
+        self.tell_guild(guild.id, GuildBroadcast("CHANNEL_CREATE", obj, channel=channel))
         return json_response(obj, status=201)
 
     async def get_members(self, request: web.Request) -> web.Response:
@@ -260,8 +270,7 @@ class MoreApi:
                 raise ValueError
         except ValueError:
             return error(400, INVALID_FORM_BODY, "Invalid Form Body")
-        members = sorted((m for m in await self.storage.members_for_guild(guild.id, 1000)
-                          if m.user_id > after), key=lambda m: m.user_id)[:limit]
+        members = await self.storage.members_for_guild(guild.id, limit, after=after)
         users = await self.storage.get_users(m.user_id for m in members)
         return json_response([member_object(m, users.get(m.user_id)) for m in members])
 
@@ -278,10 +287,10 @@ class MoreApi:
             return web.Response(status=204)
         member = Member(guild.id, user_id, int(time.time() * 1000))
         await self.storage.put_member(member)
+        self.ctx.identity.forget_guild(guild.id)  # member_count
         obj = member_object(member, user)
         self.tell_guild(guild.id, GuildBroadcast(
-            PreparedDispatch("GUILD_MEMBER_ADD", {**obj, "guild_id": str(guild.id)}),
-            member_added=member))
+            "GUILD_MEMBER_ADD", {**obj, "guild_id": str(guild.id)}, member_added=member))
         self.tell_user_sessions(user_id, JoinedGuild(guild.id))
         return json_response(obj, status=201)
 
@@ -297,11 +306,12 @@ class MoreApi:
             return error(404, UNKNOWN_MEMBER, "Unknown Member")
         user = await self.storage.get_user(user_id)
         await self.storage.remove_member(guild.id, user_id)
+        self.ctx.identity.forget_guild(guild.id)
         self.tell_guild(guild.id, GuildBroadcast(
-            PreparedDispatch("GUILD_MEMBER_REMOVE", {
+            "GUILD_MEMBER_REMOVE", {
                 "guild_id": str(guild.id),
                 "user": user_object(user) if user else {"id": str(user_id)},
-            }), member_removed=user_id))
+            }, member_removed=user_id))
         self.tell_user_sessions(user_id, LeftGuild(guild.id))
         return web.Response(status=204)
 

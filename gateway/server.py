@@ -17,20 +17,26 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 from thespian.actors import ActorExitRequest
 
-from actors import Registry, UvloopSystemBase
+from actors import UvloopSystemBase
 from actors.registry import Configure
-from gateway.channel import ChannelActor
+from cluster.routing import ENTITY_REGISTRY_ID, PlacedRegistry, rebalance_on_change
+from gateway.channel import ChannelActor, placement_key
 from gateway.context import GatewayContext, bind
+from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor
+from gateway.identity import IdentityCache
 from gateway.limits import IdentifyBudget, RateLimits, RestRateLimiter
-from gateway.messages import Attach, Detached, Identify, SetPresence
+from gateway.messages import Attach, Detached, Identify, OpenGuild, SetPresence
 from gateway.protocol import (
     DEFAULT_CONFIG,
     Close,
     Effect,
     GatewayConfig,
     GatewayConnection,
+    GuildMembersRequested,
+    GuildSubscribeRequested,
     IdentifyRequested,
+    PreparedDispatch,
     PresenceUpdateRequested,
     ResumeRequested,
     SendFrame,
@@ -38,6 +44,8 @@ from gateway.protocol import (
     parse_connection_url,
 )
 from gateway.session import SessionActor, SessionHost
+from gateway.sessions import SESSIONS_ID, SessionDirectory
+from gateway.timers import TimerWheel
 from observability import inject_current, span_from
 from storage.actor import StorageActor
 from storage.base import Storage
@@ -61,7 +69,6 @@ class Link(WSListener):
         self.conn = GatewayConnection(parse_connection_url(path), gateway.config)
         self.transport: WSTransport | None = None
         self.session: Any = None  # the session actor's address once IDENTIFY/RESUME worked
-        self._timer: asyncio.TimerHandle | None = None
         self._parts: list[bytes] | None = None
         self._parts_size = 0
         self._parts_text = True
@@ -107,14 +114,21 @@ class Link(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.gateway.links.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.gateway.timers.cancel(self)
         gone = self.conn.connection_lost(self._client_close)
         if self.session is not None:
             self.gateway.base.tell_from_loop(self.session, Detached(self, gone.session_resumable))
 
     # -- effects ---------------------------------------------------------------------------
+
+    def send_dispatch(self, dispatch: PreparedDispatch) -> None:
+        """``execute(conn.dispatch(dispatch))`` without the effect list: the fan-out's
+        per-recipient path (the session actor calls it)."""
+        conn = self.conn
+        data = conn.dispatch_frame(dispatch)
+        transport = self.transport
+        if data is not None and transport is not None and not transport.is_disconnected:
+            transport.send(_TEXT if conn.text_frames else _BINARY, data)
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too)."""
@@ -124,9 +138,8 @@ class Link(WSListener):
                 if transport is not None and not transport.is_disconnected:
                     transport.send(_TEXT if effect.text else _BINARY, effect.data)
             elif isinstance(effect, SetTimer):
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = self.loop.call_at(effect.at, self._on_timer)
+                # one shared timer for every link (gateway/timers.py), not a handle each
+                self.gateway.timers.schedule(self, effect.at)
             elif isinstance(effect, Close):
                 if transport is not None and not transport.is_disconnected:
                     transport.send_close(WSCloseCode(effect.code), effect.reason.encode())
@@ -139,11 +152,22 @@ class Link(WSListener):
                 if self.session is not None:
                     self.gateway.base.tell_from_loop(
                         self.session, SetPresence(effect.status, list(effect.activities)))
-            # Member requests, voice: not served in this slice.
+            elif isinstance(effect, GuildSubscribeRequested):
+                if self.session is not None:
+                    self.gateway.base.tell_from_loop(self.session, OpenGuild(effect.guild_id))
+            elif isinstance(effect, GuildMembersRequested):
+                if self.session is not None:  # op 8: the session answers with chunks
+                    self.gateway.base.tell_from_loop(self.session, effect)
+            # Voice: not served in this slice.
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def on_deadline(self) -> None:
+        """The ``SetTimer`` deadline came (``TimerWheel``)."""
         self.execute(self.conn.on_timer(self.loop.time()))
+
+
+def int_key_of(kind: str) -> Any:
+    """``PlacedRegistry.placed``'s function for ``kind`` (``gateway.channel.placement_key``)."""
+    return lambda key: placement_key(kind, key)
 
 
 class Gateway:
@@ -164,7 +188,13 @@ class Gateway:
         ingress_host: str = "127.0.0.1",
         ingress_port: int = 0,
         limits: RateLimits | None = None,
+        reuse_port: bool = False,
+        cluster: Any = None,
     ) -> None:
+        """``reuse_port``: bind the WebSocket and REST ports with SO_REUSEPORT, so every
+        node process of a host serves the same ports (the kernel spreads connections).
+        ``cluster``: this node's ``cluster.view.ClusterView``; guilds and channels are
+        then placed over the cluster's nodes (``cluster.routing``), else all local."""
         settings = getattr(storage, "settings", None)
         worker = getattr(settings, "snowflake_worker", 0)
         process = getattr(settings, "snowflake_process", 0)
@@ -179,7 +209,10 @@ class Gateway:
         self.limits = limits or RateLimits()
         self.rest_limiter = RestRateLimiter(self.limits)
         self.ctx.identify_budget = IdentifyBudget(self.limits)
+        self.ctx.identity = IdentityCache(storage)
         self.links: set[Link] = set()
+        #: the links' deadlines (heartbeat, RECONNECT close) on one loop timer
+        self.timers: TimerWheel = None  # type: ignore[assignment]  # made in start()
         self.base: UvloopSystemBase = None  # type: ignore[assignment]
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._ws_server: asyncio.Server | None = None
@@ -187,11 +220,15 @@ class Gateway:
         self._owns_base = False
         self._session_class = bind(SessionActor, self.ctx)
         self._sessions_host: Any = None
+        self._fanout_point: Any = None
         #: The internal ingress (``gateway.ingress``) runs only with a secret.
         self.ingress_secret = ingress_secret
         self.ingress_host = ingress_host  # loopback by default even if ``host`` is public
         self.ingress_port = ingress_port
         self._ingress_runner: Any = None
+        self.reuse_port = reuse_port
+        self.cluster = cluster
+        self._session_directory: Any = None
 
     @property
     def gateway_url(self) -> str:
@@ -210,6 +247,7 @@ class Gateway:
         from gateway.rest import start_rest
 
         self.loop = asyncio.get_running_loop()
+        self.timers = TimerWheel(self.loop)
         if base is None:
             base = UvloopSystemBase(loop=self.loop)
             self._owns_base = True
@@ -223,7 +261,20 @@ class Gateway:
         if not isinstance(ready, StorageReady):
             raise RuntimeError(f"storage actor did not start: {ready!r}")
         self._sessions_host = base.create_actor(None, SessionHost, None, None)
-        ctx.registry = base.create_actor(None, Registry, None, None)
+        # The node's fan-out point: guilds send it one message per dispatch for all of
+        # this node's recipients (gateway/fanout.py).
+        self._fanout_point = start_fanout_point(base)
+        # At a well-known id: other nodes' registries route to the entities placed here.
+        registry = bind(PlacedRegistry, ctx)
+        registry.view = self.cluster
+        registry.placed = {"guild": int_key_of("guild"), "channel": int_key_of("channel")}
+        ctx.registry = base.create_actor(None, registry, None, None,
+                                         fixed_id=ENTITY_REGISTRY_ID)
+        if self.cluster is not None:  # a membership change hands guilds over
+            rebalance_on_change(self.cluster, base, ctx.registry)
+        # Other nodes reach this node's sessions by id or by user through it.
+        self._session_directory = base.create_actor(
+            None, bind(SessionDirectory, ctx), None, None, fixed_id=SESSIONS_ID)
         await base.ask_async(ctx.registry, Configure(
             kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx)},
             idle_timeout=self.entity_idle_timeout_s), 10)
@@ -231,15 +282,29 @@ class Gateway:
         def route(request: Any) -> Link:
             return Link(self, request.path.decode("latin-1"))
 
-        # Clients may send at most 4,096 bytes a payload: a read buffer of that size
-        # (it grows when needed) instead of picows's 16 KiB default saves ~12 KiB an
-        # idle connection (measured: loadtest/GATEWAY_BENCH.md).
+        # picows logs every accepted and closed connection at INFO: in a node process
+        # each record is a message to Thespian's logging process, a cost per IDENTIFY
+        # (and a log line per client) that says nothing the gateway's figures do not.
+        # Unless someone chose a level for it, it logs warnings and errors only.
+        picows_log = logging.getLogger("picows")
+        if picows_log.level == logging.NOTSET:
+            picows_log.setLevel(logging.WARNING)
+
+        # Client payloads are small (at most 4,096 bytes; an IDENTIFY is ~0.5 KiB): a
+        # read buffer of 2 KiB (picows's floor; it grows when a bigger frame comes)
+        # instead of picows's 16 KiB default saves ~14 KiB an idle connection
+        # (measured: loadtest/GATEWAY_BENCH.md, loadtest/session_memory.py).
         self._ws_server = await ws_create_server(
             route, self.host, self.port, max_frame_size=1 << 20,
-            websocket_handshake_timeout=10, read_buffer_init_size=4096)
+            websocket_handshake_timeout=10, read_buffer_init_size=2048,
+            # one shared adapter: given a Logger, picows makes a child Logger per
+            # connection (~0.5 KiB an idle session)
+            logger_name=logging.LoggerAdapter(picows_log, {}),
+            reuse_port=self.reuse_port or None)
         self.port = self._ws_server.sockets[0].getsockname()[1]
         ctx.gateway_url = self.gateway_url
-        self._rest_runner, self.rest_port = await start_rest(self, self.host, self.rest_port)
+        self._rest_runner, self.rest_port = await start_rest(self, self.host, self.rest_port,
+                                                          reuse_port=self.reuse_port)
         if self.ingress_secret:
             from gateway.ingress import start_ingress
 
@@ -261,11 +326,15 @@ class Gateway:
                     link.transport.send_close(WSCloseCode.GOING_AWAY)
                     link.transport.disconnect()
             self._ws_server = None
+        if self.timers is not None:
+            self.timers.close()
         if self.base is None:
             return
         # Sessions first, then the guild/channel actors, then the storage actor (which
         # handles what they queued before its exit request).
-        for address in (self._sessions_host, self.ctx.registry, self.ctx.storage_actor):
+        for address in (self._session_directory, self._sessions_host, self.ctx.registry,
+                        self._fanout_point,
+                        self.ctx.storage_actor):
             if address is not None:
                 self.base.tell_from_loop(address, ActorExitRequest())
         await asyncio.sleep(0.01)

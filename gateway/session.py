@@ -19,7 +19,9 @@ from thespian.actors import ActorExitRequest, ChildActorExited
 from actors import Actor, Down, IODone, Timeout
 from actors.registry import Route
 from gateway.context import GatewayContext
+from gateway.identity import member_chunks
 from gateway.messages import (
+    Activate,
     Attach,
     CloseSession,
     Deliver,
@@ -27,6 +29,7 @@ from gateway.messages import (
     Identify,
     JoinedGuild,
     LeftGuild,
+    OpenGuild,
     Presence,
     SessionClosed,
     SetPresence,
@@ -34,52 +37,25 @@ from gateway.messages import (
     Subscribed,
     Unsubscribe,
 )
-from gateway.objects import guild_object, user_object
 from gateway.protocol import (
     DispatchLog,
+    GuildMembersRequested,
     IdentifyRequested,
     PreparedDispatch,
     build_guild_create,
     event_allowed,
 )
 from gateway.protocol.close_codes import RESUMABLE
+from gateway.protocol.intents import GUILD_MEMBERS, GUILD_PRESENCES
 from gateway.tracing import start
 
 log = logging.getLogger("greenroom.gateway.session")
 
+#: After a guild's Down, a session subscribes again every this many seconds until the
+#: guild's next incarnation answers ``Subscribed``.
+RESUBSCRIBE_S = 2.0
 
-async def load_identity(ctx: GatewayContext, token: str) -> tuple[dict, list[dict]] | None:
-    """The user and full guilds for ``token`` (None: the token is not valid)."""
-    storage = ctx.storage
-    user_id = await storage.user_id_for_token(token)
-    if user_id is None:
-        return None
-    user = await storage.get_user(user_id)
-    if user is None:
-        return None
-    guilds = []
-    for guild_id in await storage.guild_ids_for_user(user_id):
-        guild = await load_guild(ctx, guild_id, user_id)
-        if guild is not None:
-            guilds.append(guild)
-    return user_object(user), guilds
-
-
-async def load_guild(ctx: GatewayContext, guild_id: int, user_id: int) -> dict | None:
-    """The full guild (for GUILD_CREATE) as ``user_id`` sees it; None if it is gone."""
-    storage = ctx.storage
-    guild = await storage.get_guild(guild_id)
-    if guild is None:
-        return None
-    channels = await storage.channels_for_guild(guild_id)
-    roles = await storage.roles_for_guild(guild_id)
-    members = await storage.members_for_guild(guild_id)
-    users = await storage.get_users(m.user_id for m in members)
-    me = next((m for m in members if m.user_id == user_id), None)
-    return guild_object(
-        guild, channels, roles, [(m, users.get(m.user_id)) for m in members],
-        joined_at_ms=me.joined_at_ms if me else None,
-    )
+_NOTHING_OPENED: frozenset[int] = frozenset()  # shared: a user's session before op 14
 
 
 class SessionActor(Actor):
@@ -89,19 +65,25 @@ class SessionActor(Actor):
         super().__init__()
         self.link: Any = None
         self.session_id: str | None = None
-        self.token = ""
+        #: The IDENTIFY token's keyed digest (``IdentityCache.token_key``), for RESUME.
+        self.token_key = b""
         self.user_id = 0
         self.intents = 0
         self.log: DispatchLog | None = None
         self.guild_ids: list[int] = []
         self._expiry: int | None = None
-        self._guilds: dict[Any, int] = {}  # guild actor address -> guild id (monitored)
+        #: guild actor address -> (guild id, monitor ref): one dict, not two (memory)
+        self._guilds: dict[Any, tuple[int, int]] = {}
         self._ended = False
         self._identify_span: Any = None
-        self._monitors: dict[Any, int] = {}  # guild actor address -> monitor ref
         self.status = "online"
         self.activities: list[Any] = []
         self._large_threshold = 50
+        #: Guilds whose message events this session gets (gateway/fanout.py, passive
+        #: sessions): None for a bot (all of them); a user's opened with op 14.
+        self._opened: frozenset[int] | None = _NOTHING_OPENED
+        #: guilds re-subscribed to after a Down that have not answered yet (None: none)
+        self._unanswered: set[int] | None = None
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Deliver):
@@ -112,35 +94,57 @@ class SessionActor(Actor):
             # session.identify: from the IDENTIFY to its answer (READY or a close)
             self._identify_span = start(msg.trace, "session.identify")
             self.link = msg.link
-            self.token = msg.event.token
-            self.run_io(load_identity(self.ctx, msg.event.token), msg.event)
+            event = msg.event
+            identity = self.ctx.identity
+            self.token_key = identity.token_key(event.token)
+            self.run_io(identity.load_identity(
+                event.token, large_threshold=event.large_threshold,
+                all_members=bool(event.intents & GUILD_PRESENCES)), event)
         elif isinstance(msg, IODone):
             if isinstance(msg.tag, tuple) and msg.tag[0] == "join":
                 self._joined(msg)
+            elif msg.tag == "members":
+                self._members_loaded(msg)
             else:
                 self._identified(msg)
         elif isinstance(msg, SetPresence):
             self._set_presence(msg)
+        elif isinstance(msg, OpenGuild):
+            self._open_guild(msg.guild_id)
+        elif isinstance(msg, GuildMembersRequested):
+            self._request_members(msg)
         elif isinstance(msg, (JoinedGuild, LeftGuild)):
             # Only sessions past READY are in ``ctx.user_sessions``, so only they get these.
             self._membership(msg)
         elif isinstance(msg, Subscribed):
+            # ``member`` False while the guild is still ours (a LeftGuild removes it):
+            # the guild could not load (storage), so the retries go on
+            if msg.member and self._unanswered is not None:
+                self._unanswered.discard(msg.guild_id)
+                if not self._unanswered:
+                    self._unanswered = None
             if msg.member and not self._ended and sender not in self._guilds \
                     and msg.guild_id in self.guild_ids:
-                self._guilds[sender] = msg.guild_id
-                self._monitors[sender] = self.monitor(sender)
+                self._guilds[sender] = (msg.guild_id, self.monitor(sender))
         elif isinstance(msg, Down):
-            # A guild crashed or its registry stopped: subscribe to its next incarnation.
-            guild_id = self._guilds.pop(msg.address, None)
-            self._monitors.pop(msg.address, None)
-            if guild_id is not None and not self._ended:
-                self._subscribe(guild_id)
+            # A guild crashed, its registry stopped, it moved to another node or its
+            # node is gone: subscribe to its next incarnation (wherever placement now
+            # puts it), and again until it answers: a Subscribe routed to a node that
+            # is stopping at that moment is a dead letter, and nobody says so.
+            watched = self._guilds.pop(msg.address, None)
+            if watched is not None and not self._ended:
+                if self._unanswered is None:
+                    self._unanswered = set()
+                self._unanswered.add(watched[0])
+                self._resubscribe(watched[0])
         elif isinstance(msg, Detached):
             self._detached(msg)
         elif isinstance(msg, Attach):
             self._attach(msg)
         elif isinstance(msg, Timeout):
-            if self.link is None:
+            if msg.payload.__class__ is tuple:  # ("resubscribe", guild id)
+                self._resubscribe(msg.payload[1])
+            elif self.link is None:
                 self._end()
         elif isinstance(msg, ActorExitRequest):
             self._end(exiting=True)
@@ -165,7 +169,8 @@ class SessionActor(Actor):
             link.execute(link.conn.auth_failed())
             self._end()
             return
-        user, guilds = msg.result
+        identity = msg.result
+        user, guilds = identity.user, identity.guilds
         budget = self.ctx.identify_budget
         if budget is not None and not budget.take(event.token):
             # Over session_start_limit (total or max_concurrency): op 9 d=false.
@@ -173,6 +178,8 @@ class SessionActor(Actor):
             self._end()
             return
         self.user_id = int(user["id"])
+        if user.get("bot"):
+            self._opened = None  # bots are active in every guild
         presence = event.presence or {}
         if isinstance(presence.get("status"), str):
             self.status = presence["status"]
@@ -180,7 +187,9 @@ class SessionActor(Actor):
             self.activities = presence["activities"]
         self._large_threshold = event.large_threshold
         self.intents = event.intents
-        self.session_id = secrets.token_hex(16)
+        # Globally unique and names its node: a RESUME that lands on another node (the
+        # ports are shared) can tell whose session it is.
+        self.session_id = f"{self.myAddress.node}.{secrets.token_hex(16)}"
         self.guild_ids = [int(g["id"]) for g in guilds]
         effects = link.conn.identified(
             session_id=self.session_id,
@@ -191,23 +200,46 @@ class SessionActor(Actor):
         )
         self.log = link.conn.log
         self.ctx.sessions[self.session_id] = self.myAddress
-        self.ctx.user_sessions.setdefault(self.user_id, set()).add(self.myAddress)
+        # a tuple, not a set: most users have one session (48 bytes, not 216)
+        users = self.ctx.user_sessions
+        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
         link.session = self.myAddress
         link.execute(effects)
-        self._subscribe_all()
-
-    def _subscribe_all(self) -> None:
         for guild_id in self.guild_ids:
-            self._subscribe(guild_id)
+            self._subscribe(guild_id, identity.members.get(guild_id))
 
-    def _subscribe(self, guild_id: int) -> None:
-        subscribe = Subscribe(self.myAddress, self.user_id, self.intents, self._presence())
+    def _subscribe(self, guild_id: int, member: Any = None) -> None:
+        """``member``: the user's member just read for GUILD_CREATE (the guild then
+        needs no read of its own)."""
+        opened = self._opened
+        subscribe = Subscribe(self.myAddress, self.user_id, self.intents, self._presence(),
+                              member, active=opened is None or guild_id in opened)
         self.send(self.ctx.registry, Route("guild", guild_id, subscribe))
+
+    def _resubscribe(self, guild_id: int) -> None:
+        unanswered = self._unanswered
+        if unanswered is None or guild_id not in unanswered:
+            return  # the guild answered
+        if self._ended or guild_id not in self.guild_ids:
+            unanswered.discard(guild_id)
+            return
+        self._subscribe(guild_id)
+        self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
 
     def _presence(self) -> Presence:
         return Presence(self.myAddress, self.user_id, self.status, list(self.activities),
                         {"web": self.status} if self.status not in ("offline", "invisible")
                         else {})
+
+    def _open_guild(self, guild_id: int) -> None:
+        """Op 14: the client opened ``guild_id``; from now on it gets its message events.
+        Ignored for a guild the user is not in, a bot, or a guild already open."""
+        opened = self._opened
+        if self._ended or self.session_id is None or opened is None \
+                or guild_id in opened or guild_id not in self.guild_ids:
+            return
+        self._opened = opened | {guild_id}
+        self.send(self.ctx.registry, Route("guild", guild_id, Activate(self.myAddress)))
 
     # -- presence, guilds joined and left --------------------------------------------------
 
@@ -223,16 +255,42 @@ class SessionActor(Actor):
         if isinstance(msg, LeftGuild):
             self._left(msg.guild_id)
         elif not self._ended and msg.guild_id not in self.guild_ids:
-            self.run_io(load_guild(self.ctx, msg.guild_id, self.user_id),
-                        ("join", msg.guild_id))
+            self.run_io(self.ctx.identity.load_guild(
+                msg.guild_id, self.user_id, large_threshold=self._large_threshold,
+                all_members=bool(self.intents & GUILD_PRESENCES)), ("join", msg.guild_id))
+
+    def _request_members(self, request: GuildMembersRequested) -> None:
+        """Op 8: answer with GUILD_MEMBERS_CHUNK dispatches (a guild the user is not in
+        gets one empty chunk, so a client waiting on its nonce hears back)."""
+        if self._ended or self.session_id is None:
+            return
+        if request.guild_id in self.guild_ids:
+            everyone = bool(self.intents & GUILD_MEMBERS)
+            self.run_io(member_chunks(self.ctx.storage, request, everyone=everyone), "members")
+        else:
+            chunk = {"guild_id": str(request.guild_id), "members": [], "chunk_index": 0,
+                     "chunk_count": 1}
+            if request.nonce is not None:
+                chunk["nonce"] = request.nonce
+            self.deliver_dispatch(PreparedDispatch("GUILD_MEMBERS_CHUNK", chunk))
+
+    def _members_loaded(self, msg: IODone) -> None:
+        if msg.error is not None:
+            log.warning("request guild members failed", exc_info=msg.error)
+            return
+        if self._ended:
+            return
+        for chunk in msg.result:
+            self.deliver_dispatch(PreparedDispatch("GUILD_MEMBERS_CHUNK", chunk))
 
     def _joined(self, msg: IODone) -> None:
         guild_id = msg.tag[1]
-        guild = msg.result if msg.error is None else None
-        if guild is None or self._ended or guild_id in self.guild_ids:
+        found = msg.result if msg.error is None else None
+        if found is None or self._ended or guild_id in self.guild_ids:
             return
+        guild, member = found
         self.guild_ids.append(guild_id)
-        self._subscribe(guild_id)
+        self._subscribe(guild_id, member)
         if event_allowed(self.intents, "GUILD_CREATE"):
             data = build_guild_create(guild, intents=self.intents, user_id=self.user_id,
                                       large_threshold=self._large_threshold)
@@ -243,30 +301,38 @@ class SessionActor(Actor):
             return
         self.guild_ids.remove(guild_id)
         self.send(self.ctx.registry, Route("guild", guild_id, Unsubscribe(self.myAddress)))
-        for address, gid in list(self._guilds.items()):
+        for address, (gid, ref) in list(self._guilds.items()):
             if gid == guild_id:
                 del self._guilds[address]
-                ref = self._monitors.pop(address, None)
-                if ref is not None:
-                    self.demonitor(ref)
+                self.demonitor(ref)
         if event_allowed(self.intents, "GUILD_DELETE"):
             self._deliver(Deliver(PreparedDispatch("GUILD_DELETE", {"id": str(guild_id)})))
 
     # -- dispatch ------------------------------------------------------------------------
 
     def _deliver(self, msg: Deliver) -> None:
+        self.deliver_dispatch(msg.dispatch, msg.trace)
+
+    def deliver_dispatch(self, dispatch: PreparedDispatch, trace: dict | None = None) -> None:
+        """Number ``dispatch`` in this session, record it for RESUME and write its frame.
+
+        Called on this actor's loop thread only: by its own handlers, and by the node's
+        fan-out point (``gateway.fanout``) directly, one call per recipient instead of
+        one actor message. ``trace``: the guild.fanout span's context (None: untraced).
+        """
         link = self.link
-        if link is not None and self.log is not None and link.conn.log is self.log:
-            if msg.trace is None:
-                link.execute(link.conn.dispatch(msg.dispatch))
+        log = self.log
+        if link is not None and log is not None and link.conn.log is log:
+            if trace is None:
+                link.send_dispatch(dispatch)
             else:  # traced: the session's hop and its socket write, one span per recipient
-                span = start(msg.trace, "socket.out", {"greenroom.session_id": self.session_id,
-                                                       "greenroom.event": msg.dispatch.event})
-                link.execute(link.conn.dispatch(msg.dispatch))
-                span.set_attribute("greenroom.seq", self.log.seq)
+                span = start(trace, "socket.out", {"greenroom.session_id": self.session_id,
+                                                   "greenroom.event": dispatch.event})
+                link.send_dispatch(dispatch)
+                span.set_attribute("greenroom.seq", log.seq)
                 span.end()
-        elif self.log is not None and not self._ended:
-            self.log.append(msg.dispatch)  # detached: recorded for the RESUME
+        elif log is not None and not self._ended:
+            log.append(dispatch)  # detached: recorded for the RESUME
 
     def _close_session(self, msg: CloseSession, sender: Any) -> None:
         """An internal service disconnects this session: close its socket with
@@ -298,7 +364,8 @@ class SessionActor(Actor):
 
     def _attach(self, msg: Attach) -> None:
         link = msg.link
-        if self._ended or self.log is None or msg.event.token != self.token:
+        if self._ended or self.log is None \
+                or not self.ctx.identity.same_token(self.token_key, msg.event.token):
             link.execute(link.conn.resume_failed())
             return
         old = self.link
@@ -318,11 +385,12 @@ class SessionActor(Actor):
         self._ended = True
         if self.session_id is not None:
             self.ctx.sessions.pop(self.session_id, None)
-            mine = self.ctx.user_sessions.get(self.user_id)
-            if mine is not None:
-                mine.discard(self.myAddress)
-                if not mine:
-                    del self.ctx.user_sessions[self.user_id]
+            users = self.ctx.user_sessions
+            others = tuple(s for s in users.get(self.user_id, ()) if s != self.myAddress)
+            if others:
+                users[self.user_id] = others
+            else:
+                users.pop(self.user_id, None)
             for guild_id in self.guild_ids:
                 self.send(self.ctx.registry,
                           Route("guild", guild_id, Unsubscribe(self.myAddress)))

@@ -1,7 +1,9 @@
 """``greenroom``: run a node tree, manage storage.
 
     greenroom run [--nodes N] [--host 127.0.0.1] [--port 8080 --rest-port 8081]
-                  (node n1 serves the gateway; prints the URLs and a seeded bot token)
+                  [--join LEADER_HOST:ADMIN_PORT] [--name NAME] [--admin-port P]
+                  (every node serves the gateway on the same ports; prints the URLs and a
+                   seeded bot token)
     greenroom storage migrate [...]
     greenroom gateway [--port 8080 --rest-port 8081 --seed]   (one process)
     greenroom admin create-bot NAME [--guild NAME] | create-user | create-guild | add-member
@@ -98,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("REST and IDENTIFY rate limits are off (--no-rate-limits: load tests)")
     secret = os.environ.get("GREENROOM_CLUSTER_SECRET", "").encode() or secrets.token_bytes(32)
     cluster = Cluster(args.nodes, secret, host=args.host,
-                      admin_port=args.admin_port or None, gateway=gateway)
+                      admin_port=args.admin_port or None, gateway=gateway,
+                      name=args.name, join=args.join or None)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -111,9 +114,8 @@ def _run(args: argparse.Namespace) -> int:
     for name, (address, pid) in sorted(members.nodes.items()):
         log.info("node serving", node=name, pid=pid, data_plane=f"{address[0]}:{address[1]}",
                  **members.info.get(name, {}))
-    served = members.info.get("n1", {})
-    if args.nodes > 1:
-        log.info("only node n1 serves the gateway for now (port sharing: issue 5)")
+    # Every node serves the same ports (SO_REUSEPORT), so any node's URLs are the URLs.
+    served = next((members.info[n] for n in cluster.node_names if n in members.info), {})
     log.info("gateway serving", gateway_url=served.get("gateway"),
              rest_url=served.get("rest"), bot_token=seeded["token"],
              guild_id=seeded["guild_id"], channel_id=seeded["channel_id"],
@@ -152,12 +154,21 @@ def main(argv: list[str] | None = None) -> int:
                      help="interface that every listener binds (default loopback)")
     run.add_argument("--admin-port", type=int, default=0,
                      help="Thespian's admin port (default: a free one)")
+    run.add_argument("--join", default=os.environ.get("GREENROOM_JOIN", ""),
+                     metavar="LEADER_HOST:ADMIN_PORT",
+                     help="join the cluster whose leader host's admin listens there "
+                          "(its Thespian convention); default: lead a cluster of one host")
+    run.add_argument("--name", default=os.environ.get("GREENROOM_NAME"),
+                     help="this host's name in the cluster, prefixed to its node names "
+                          "(NAME-n1, ...); unique per host. Default: the --host address "
+                          "when it is not loopback or --join is given, else none (n1, ...)")
     run.add_argument("--port", type=int,
                      default=int(os.environ.get("GREENROOM_GATEWAY_PORT", "8080")),
-                     help="gateway WebSocket port on node n1 (default 8080; 0: any free)")
+                     help="gateway WebSocket port, shared by every node (default 8080; "
+                          "0: any free)")
     run.add_argument("--rest-port", type=int,
                      default=int(os.environ.get("GREENROOM_REST_PORT", "8081")),
-                     help="REST API port on node n1 (default 8081; 0: any free)")
+                     help="REST API port, shared by every node (default 8081; 0: any free)")
     run.add_argument("--no-rate-limits", action="store_true",
                      help="turn the REST and IDENTIFY rate limits off (load tests only)")
     from storage.settings import add_arguments as add_storage_arguments
@@ -174,6 +185,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.nodes < 1:
             parser.error("--nodes must be at least 1")
+        if args.join:
+            from cluster.launcher import parse_join
+
+            try:
+                parse_join(args.join)
+            except ValueError as exc:
+                parser.error(f"--join: {exc}")
+        if args.name is None:
+            loopback = args.host.startswith("127.") or args.host in ("::1", "localhost")
+            args.name = args.host if args.join or not loopback else ""
+        elif not args.name or not all(c.isalnum() or c in "-_." for c in args.name):
+            parser.error(f"--name {args.name!r}: use letters, digits, '-', '_' and '.'")
         return _run(args)
     if args.command in ("gateway", "admin"):
         from gateway.standalone import run_command

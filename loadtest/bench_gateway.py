@@ -49,6 +49,15 @@ def main() -> None:
     result = uvloop.run(run(args))
     print_summary(result)
     write_outputs(result, args.out, args.max_p99_ms)
+    if "gateway" not in result:  # --identify-only
+        print(json.dumps({"bench": "gateway-identify", "sessions": result["sessions"],
+                          "rss_bytes_per_session": result["rss_bytes_per_session"],
+                          "identify_per_s": result["identify_per_s"],
+                          "server_cpu_ms_per_identify": result["server_cpu_ms_per_identify"],
+                          "identify_per_s_1000_member_guild":
+                              result["identify_per_s_big_guild"],
+                          "seconds": result["seconds"]}, separators=(",", ":")), flush=True)
+        return
     g, b = result["gateway"], result.get("baseline", {})
     base = b.get("max_deliveries_per_s") or 0
     ratio = round(g["max_deliveries_per_s"] / base, 3) if base else None

@@ -13,16 +13,21 @@ directory. Prints progress, then ONE JSON line with:
                                     at half the actor's measured maximum throughput
   coalesced_reads_ratio             database queries per 100 identical concurrent reads
 
-Usage: python loadtest/bench_storage.py [--quick]   (or: make bench-storage)
+Usage: python loadtest/bench_storage.py [--quick] [--only write|history|ack|sqlite ...]
+       [--port PORT]   (or: make bench-storage ARGS="...")
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import math
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +41,7 @@ if str(REPO) not in sys.path:
 import uvloop  # noqa: E402
 from thespian.actors import ActorSystem  # noqa: E402
 
-from actors import Overloaded, UvloopSystemBase  # noqa: E402
+from actors import Actor, Overloaded, Timeout, UvloopSystemBase, tune_gc  # noqa: E402
 from storage.actor import StorageActor  # noqa: E402
 from storage.base import Storage  # noqa: E402
 from storage.history import HistoryQuery  # noqa: E402
@@ -55,7 +60,11 @@ from storage.scylla import ScyllaStorage, connect_cluster  # noqa: E402
 from storage.settings import StorageSettings  # noqa: E402
 from storage.snowflake import snowflake_at  # noqa: E402
 from storage.sqlite import SqliteStorage  # noqa: E402
-from tests.services.cassandra import CassandraNode, skip_driver_exit_wait  # noqa: E402
+from tests.services.cassandra import (  # noqa: E402
+    CassandraNode,
+    find_java,
+    skip_driver_exit_wait,
+)
 
 DAY_MS = 86_400_000
 CONTENT = "benchmark message with a realistic amount of text in it, about eighty chars"
@@ -86,6 +95,76 @@ def cpu_pressure() -> str:
         return " ".join(p for p in some[1:3])
     except OSError:
         return "n/a"
+
+
+class Usage:
+    """CPU used between ``start`` and ``stop``: by the whole machine, the Cassandra node,
+    this process and everything else; and the node's JVM collector pauses (from
+    ``jstat``, when the JDK has it). On this 2-core machine another process's work or a
+    database GC pause shows up in every latency here, so the run reports both."""
+
+    def __init__(self, node_pid: int | None) -> None:
+        self.node_pid = node_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+        jstat = Path(find_java()).with_name("jstat") if node_pid else None
+        self.jstat = jstat if jstat is not None and os.access(jstat, os.X_OK) else None
+        self.t0: tuple[float, ...] = ()
+
+    def _busy(self) -> float:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v) - v[3] - v[4]) / self.tick  # all but idle and iowait
+
+    def _node_cpu(self) -> float:
+        try:
+            with open(f"/proc/{self.node_pid}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            return (int(v[11]) + int(v[12])) / self.tick
+        except (OSError, TypeError):
+            return 0.0
+
+    def _gc(self) -> tuple[float, float]:
+        """(stop-the-world pauses, their seconds) so far, or (nan, nan)."""
+        if self.jstat is None:
+            return math.nan, math.nan
+        try:
+            out = subprocess.run(
+                [str(self.jstat), "-gc", str(self.node_pid)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.split("\n")
+            row = dict(zip(out[0].split(), out[1].split(), strict=True))
+            count = sum(float(row[k]) for k in ("YGC", "FGC", "CGC"))
+            seconds = sum(float(row[k]) for k in ("YGCT", "FGCT", "CGCT"))
+            return count, seconds
+        except (OSError, IndexError, KeyError, ValueError, subprocess.SubprocessError):
+            return math.nan, math.nan
+
+    def sample(self) -> tuple[float, ...]:
+        return (
+            time.perf_counter(),
+            self._busy(),
+            self._node_cpu(),
+            time.process_time(),
+            *self._gc(),
+        )
+
+    def start(self) -> None:
+        self.t0 = self.sample()
+
+    def stop(self) -> str:
+        t1 = self.sample()
+        d = [b - a for a, b in zip(self.t0, t1, strict=True)]
+        el = d[0]
+        other = d[1] - d[2] - d[3]
+        text = (
+            f"cores used: all {d[1] / el:.2f}, cassandra {d[2] / el:.2f}, "
+            f"this process {d[3] / el:.2f}, other processes {other / el:.2f}"
+        )
+        if not math.isnan(d[4]):
+            text += f"; cassandra GC: {d[4]:.0f} pauses, {d[5] * 1000:.0f} ms in all"
+        return text
 
 
 def p99(samples: list[float]) -> float:
@@ -197,10 +276,79 @@ async def history_latency(
     return p99(latest), p99(before), p99(latest + before)
 
 
+class _Load:
+    """What the pacing coroutine and the writer actor share."""
+
+    def __init__(self, storage_actor: Any, make_write: Any) -> None:
+        self.storage_actor = storage_actor
+        self.make_write = make_write
+        self.sent_at: dict[int, float] = {}  # ref -> when its first attempt was sent
+        self.writes: dict[int, Write] = {}  # ref -> the Write, for a resend after Busy
+        self.latencies: list[float] | None = None  # ms, when this phase measures them
+        self.refill_until = 0.0  # closed loop: each ack sends a new write until then
+        self.acked = 0
+        self.failed: list[Any] = []
+
+
+class _Writer(Actor):
+    """Sends ``Write``s to the storage actor and takes the answers, as a channel actor
+    does (gateway/channel.py: ``send``, then ``Written`` arrives in its mailbox): the
+    latency measured is the storage actor's, not that of an ask and a task per write."""
+
+    mailbox_capacity = 1_000_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.load: _Load | None = None
+
+    def write(self, write: Write) -> None:
+        load = self.load
+        assert load is not None
+        load.sent_at[write.ref] = time.perf_counter()
+        load.writes[write.ref] = write
+        self.send(load.storage_actor, write)
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        load = self.load
+        kind = msg.__class__
+        if kind is Written:
+            assert load is not None
+            t0 = load.sent_at.pop(msg.ref)
+            del load.writes[msg.ref]
+            load.acked += 1
+            now = time.perf_counter()
+            if load.latencies is not None:
+                load.latencies.append((now - t0) * 1000)
+            if now < load.refill_until:
+                self.write(load.make_write())
+        elif kind is Busy:  # not queued: send the same write again after the hint
+            self.start_timer(msg.retry_after_s, msg.ref)
+        elif kind is Overloaded:
+            self.start_timer(0.01, msg.message.ref)
+        elif kind is Timeout:
+            assert load is not None
+            self.send(load.storage_actor, load.writes[msg.payload])
+        elif kind is _Load:
+            self.load = msg
+        elif kind is int:  # a burst from the pacing coroutine
+            assert load is not None
+            for _ in range(msg):
+                self.write(load.make_write())
+        else:  # WriteFailed, PoisonMessage
+            assert load is not None
+            load.failed.append(msg)
+
+
 async def actor_bench(
-    storage: Storage, settings: StorageSettings, seconds: float, n_channels: int
+    storage: Storage, settings: StorageSettings, seconds: float, n_channels: int, usage: Usage
 ) -> tuple[float, float, float, float]:
-    """(max acked/s, ack p50 ms, ack p99 ms at half that rate, queries per 100 reads)."""
+    """(max acked/s, ack p50 ms, ack p99 ms at half that rate, queries per 100 reads).
+
+    One writer actor sends ``Write``s (one message each, as channel actors send them) to
+    the storage actor and records each one's time to ``Written``: first closed loop,
+    keeping ``window`` writes outstanding, for the maximum acked rate; then open loop,
+    paced every millisecond at half that rate, for the ack latency.
+    """
     loop = asyncio.get_running_loop()
     base = UvloopSystemBase(loop=loop)
     asys = ActorSystem(systemBase=base, transientUnique=True)
@@ -220,51 +368,52 @@ async def actor_bench(
         )
         return Write(counter, (MessageCreate(msg),))
 
-    async def send(write: Write, latencies: list[float] | None) -> None:
-        t0 = time.perf_counter()
-        while True:
-            answer = await base.ask_async(addr, write, 60)
-            if isinstance(answer, Busy):
-                await asyncio.sleep(answer.retry_after_s)
-                continue
-            if isinstance(answer, Overloaded):
-                await asyncio.sleep(0.01)
-                continue
-            break
-        if not isinstance(answer, Written):
-            raise RuntimeError(f"write failed: {answer}")
-        if latencies is not None:
-            latencies.append((time.perf_counter() - t0) * 1000)
+    load = _Load(addr, next_write)
+    writer = asys.createActor(_Writer)
+    base.tell_from_loop(writer, load)
+    # As a node does once started (cluster/node.py): start-up objects leave the GC's way.
+    gc_before = gc.get_threshold()
+    tune_gc()
 
-    # 1. Maximum: waves of concurrent writes (closed loop) for `seconds`.
-    wave = 2_000
-    done = 0
+    async def drain(limit_s: float = 60.0) -> None:
+        deadline = time.perf_counter() + limit_s
+        while load.sent_at and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        if load.sent_at or load.failed:
+            raise RuntimeError(
+                f"{len(load.sent_at)} writes unanswered, failures: {load.failed[:3]}"
+            )
+
+    # 1. Maximum: closed loop, `window` writes outstanding, for `seconds`.
+    window = 2_000
+    await asyncio.to_thread(usage.start)  # jstat starts a JVM: never on the loop
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        await asyncio.gather(*(send(next_write(), None) for _ in range(wave)))
-        done += wave
-    max_rate = done / (time.perf_counter() - t0)
-    log(f"actor: max {max_rate:,.0f} acked writes/s")
+    load.refill_until = t0 + seconds
+    base.tell_from_loop(writer, window)
+    await asyncio.sleep(seconds)
+    max_rate = load.acked / (time.perf_counter() - t0)
+    await drain()
+    log(f"actor: max {max_rate:,.0f} acked writes/s ({window:,} outstanding); {usage.stop()}")
 
-    # 2. Half that rate, open loop (paced every 2 ms), measuring each write's ack.
+    # 2. Half that rate, open loop (paced every 1 ms), measuring each write's ack.
     rate = max_rate / 2
     latencies: list[float] = []
-    tasks = set()
+    load.latencies = latencies
+    await asyncio.to_thread(usage.start)
     t0 = time.perf_counter()
     sent = 0
     while (elapsed := time.perf_counter() - t0) < seconds:
         due = int(elapsed * rate) - sent
-        for _ in range(due):
-            task = asyncio.ensure_future(send(next_write(), latencies))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        sent += max(due, 0)
-        await asyncio.sleep(0.002)
-    await asyncio.gather(*tasks)
+        if due > 0:
+            base.tell_from_loop(writer, due)
+            sent += due
+        await asyncio.sleep(0.001)
+    await drain()
+    used = await asyncio.to_thread(usage.stop)
     steady = latencies[len(latencies) // 10 :]
     log(
         f"actor: {sent:,} writes at {rate:,.0f}/s: ack p50 {statistics.median(steady):.2f} ms, "
-        f"p99 {p99(steady):.2f} ms"
+        f"p99 {p99(steady):.2f} ms; {used}"
     )
 
     # 3. Coalescing: 100 identical concurrent 'latest 50' reads, ten times over.
@@ -278,6 +427,8 @@ async def actor_bench(
         assert all(isinstance(a, HistoryResult) for a in answers)
         per_100.append(storage.queries - before)
     asys.shutdown()
+    gc.unfreeze()
+    gc.set_threshold(*gc_before)
     return max_rate, statistics.median(steady), p99(steady), statistics.mean(per_100)
 
 
@@ -303,47 +454,69 @@ async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]
     migrate(settings)
     cass = ScyllaStorage(settings)
     await cass.open()
+    only = set(args.only or ("write", "history", "ack", "sqlite"))
     try:
-        channels = [ids.at(now_ms - 3_600_000) for _ in range(100)]
-        log("cassandra: warm-up")
-        await write_rate(cass, writes_for(channels, 30_000, ids, now_ms), 5_000, 4, True)
-        await write_rate(cass, writes_for(channels, 3_000, ids, now_ms), 300, 2, False)
-        n = int(200_000 * max(scale, 0.25))
-        rate_b = await write_rate(cass, writes_for(channels, n, ids, now_ms), 10_000, 3, True)
-        log(f"cassandra: batched {rate_b:,.0f} writes/s ({n:,} messages, 100 channels)")
-        n_u = int(40_000 * max(scale, 0.25))
-        rate_u = await write_rate(cass, writes_for(channels, n_u, ids, now_ms), 512, 2, False)
-        log(f"cassandra: unbatched {rate_u:,.0f} writes/s ({n_u:,} messages, 1 statement each)")
-        results["cassandra_batched_writes_per_s"] = round(rate_b)
-        results["cassandra_unbatched_writes_per_s"] = round(rate_u)
-
-        year_channel = ids.at(now_ms - 366 * DAY_MS)
-        t0 = time.perf_counter()
-        cursors = await load_year(cass, year_channel, history_rows, ids, now_ms, 10_000, 3)
-        log(
-            f"cassandra: loaded {history_rows:,} messages over a year in "
-            f"{time.perf_counter() - t0:.1f}s"
-        )
-        waited = await settle(cass)
-        log(f"cassandra: compactions after the load settled in {waited:.1f}s")
-        lat, bef, both = await history_latency(cass, year_channel, cursors, args.rounds)
-        log(f"cassandra: history p99 latest-50 {lat:.2f} ms, before-X {bef:.2f} ms")
-        results["cassandra_history_p99_ms"] = round(both, 2)
-
-        actor_settings = settings.with_(
-            max_pending=20_000, max_batch=1024, flush_window_ms=2.0, max_in_flight=4
-        )
-        max_rate, p50_ack, p99_ack, per_100 = await actor_bench(
-            cass, actor_settings, 5.0 if args.quick else 8.0, args.ack_channels
-        )
-        results["cassandra_ack_p99_ms"] = round(p99_ack, 2)
-        results["coalesced_reads_ratio"] = round(per_100, 2)
-        results["cassandra_actor_max_writes_per_s"] = round(max_rate)
-        results["cassandra_ack_p50_ms"] = round(p50_ack, 2)
-        results["ack_channels"] = args.ack_channels
+        if "write" in only:
+            await cassandra_writes(cass, ids, now_ms, scale, results)
+        if "history" in only:
+            await cassandra_history(cass, ids, now_ms, history_rows, args.rounds, results)
+        if "ack" in only:
+            actor_settings = settings.with_(
+                max_pending=20_000, max_batch=1024, flush_window_ms=2.0, max_in_flight=4
+            )
+            max_rate, p50_ack, p99_ack, per_100 = await actor_bench(
+                cass,
+                actor_settings,
+                5.0 if args.quick else 8.0,
+                args.ack_channels,
+                Usage(node.pid()),
+            )
+            results["cassandra_ack_p99_ms"] = round(p99_ack, 2)
+            results["coalesced_reads_ratio"] = round(per_100, 2)
+            results["cassandra_actor_max_writes_per_s"] = round(max_rate)
+            results["cassandra_ack_p50_ms"] = round(p50_ack, 2)
+            results["ack_channels"] = args.ack_channels
     finally:
         await cass.close()
+    if "sqlite" in only:
+        await sqlite_bench(ids, now_ms, scale, history_rows, args.rounds, results)
+    return results
 
+
+async def cassandra_writes(
+    cass: ScyllaStorage, ids: Ids, now_ms: int, scale: float, results: dict[str, Any]
+) -> None:
+    channels = [ids.at(now_ms - 3_600_000) for _ in range(100)]
+    log("cassandra: warm-up")
+    await write_rate(cass, writes_for(channels, 30_000, ids, now_ms), 5_000, 4, True)
+    await write_rate(cass, writes_for(channels, 3_000, ids, now_ms), 300, 2, False)
+    n = int(200_000 * max(scale, 0.25))
+    rate_b = await write_rate(cass, writes_for(channels, n, ids, now_ms), 10_000, 3, True)
+    log(f"cassandra: batched {rate_b:,.0f} writes/s ({n:,} messages, 100 channels)")
+    n_u = int(40_000 * max(scale, 0.25))
+    rate_u = await write_rate(cass, writes_for(channels, n_u, ids, now_ms), 512, 2, False)
+    log(f"cassandra: unbatched {rate_u:,.0f} writes/s ({n_u:,} messages, 1 statement each)")
+    results["cassandra_batched_writes_per_s"] = round(rate_b)
+    results["cassandra_unbatched_writes_per_s"] = round(rate_u)
+
+
+async def cassandra_history(
+    cass: ScyllaStorage, ids: Ids, now_ms: int, rows: int, rounds: int, results: dict[str, Any]
+) -> None:
+    year_channel = ids.at(now_ms - 366 * DAY_MS)
+    t0 = time.perf_counter()
+    cursors = await load_year(cass, year_channel, rows, ids, now_ms, 10_000, 3)
+    log(f"cassandra: loaded {rows:,} messages over a year in {time.perf_counter() - t0:.1f}s")
+    waited = await settle(cass)
+    log(f"cassandra: compactions after the load settled in {waited:.1f}s")
+    lat, bef, both = await history_latency(cass, year_channel, cursors, rounds)
+    log(f"cassandra: history p99 latest-50 {lat:.2f} ms, before-X {bef:.2f} ms")
+    results["cassandra_history_p99_ms"] = round(both, 2)
+
+
+async def sqlite_bench(
+    ids: Ids, now_ms: int, scale: float, history_rows: int, rounds: int, results: dict[str, Any]
+) -> None:
     with tempfile.TemporaryDirectory(prefix="greenroom-bench-") as tmp:
         lite_settings = StorageSettings(sqlite_path=f"{tmp}/bench.db", sqlite_synchronous="FULL")
         migrate(lite_settings)
@@ -360,12 +533,11 @@ async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]
             t0 = time.perf_counter()
             cursors = await load_year(lite, year_channel, history_rows, ids, now_ms, 50_000, 1)
             log(f"sqlite: loaded {history_rows:,} messages in {time.perf_counter() - t0:.1f}s")
-            lat, bef, both = await history_latency(lite, year_channel, cursors, args.rounds)
+            lat, bef, both = await history_latency(lite, year_channel, cursors, rounds)
             log(f"sqlite: history p99 latest-50 {lat:.2f} ms, before-X {bef:.2f} ms")
             results["sqlite_history_p99_ms"] = round(both, 2)
         finally:
             await lite.close()
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,13 +550,31 @@ def main(argv: list[str] | None = None) -> int:
         default=16,
         help="channels the actor benchmark's writes are spread over",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["write", "history", "ack", "sqlite"],
+        help="run only this part (repeatable); the JSON line then holds only its figures",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="use the Cassandra node already answering on this port (e.g. one started "
+        "with `python -m tests.services.cassandra start`) instead of starting one",
+    )
     args = parser.parse_args(argv)
-    node = CassandraNode.isolated("bench")
+    if args.port:
+        node = CassandraNode(port=args.port)
+    else:
+        node = CassandraNode.isolated("bench")
     log(f"cpu pressure before: {cpu_pressure()}")
-    log("starting Cassandra (jars cached under .cache/cassandra)")
-    t0 = time.monotonic()
-    started = node.start()
-    log(f"cassandra {'started' if started else 'already running'} in {time.monotonic() - t0:.1f}s")
+    started = False
+    if not args.port:
+        log("starting Cassandra (jars cached under .cache/cassandra)")
+        t0 = time.monotonic()
+        started = node.start()
+        verb = "started" if started else "already running"
+        log(f"cassandra {verb} in {time.monotonic() - t0:.1f}s")
     try:
         results = uvloop.run(bench(args, node))
     finally:
@@ -402,11 +592,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     extra = {k: v for k, v in results.items() if k not in order}
     log(f"cpu pressure after: {cpu_pressure()}")
-    log(
-        f"also: {json.dumps(extra)}; batched/unbatched = "
-        f"{results['cassandra_batched_writes_per_s'] / results['cassandra_unbatched_writes_per_s']:.1f}x"
-    )
-    print(json.dumps({k: results[k] for k in order}), flush=True)
+    if "cassandra_batched_writes_per_s" in results:
+        ratio = (
+            results["cassandra_batched_writes_per_s"] / results["cassandra_unbatched_writes_per_s"]
+        )
+        extra["batched_over_unbatched"] = round(ratio, 1)
+    log(f"also: {json.dumps(extra)}")
+    print(json.dumps({k: results[k] for k in order if k in results}), flush=True)
     return 0
 
 

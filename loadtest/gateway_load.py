@@ -10,7 +10,9 @@ broadcast baseline (``loadtest/ws_baseline``).
   token and channel, so the limits are off (``gateway.limits.UNLIMITED``).
 - Clients: picows WebSocket clients on uvloop, split over ``--processes`` worker
   processes; each connection waits for HELLO, IDENTIFYs with a user token, waits for
-  READY, then heartbeats (op 1) every 30 s. Workers print progress while connecting.
+  READY, opens its guilds (op 14: a user's session is passive in a guild until then,
+  gateway/fanout.py), heartbeats (op 1, ``d`` = the last ``s`` received) once its
+  GUILD_CREATEs are in, then every 30 s. Workers print progress while connecting.
 - Sender: the seeded bot POSTs ``/channels/{id}/messages`` at a paced rate; each message's
   content carries its send time (``CLOCK_MONOTONIC`` ns, shared by the processes on the
   host) and step number; receivers bucket MESSAGE_CREATE send-to-deliver latency into
@@ -23,6 +25,7 @@ broadcast baseline (``loadtest/ws_baseline``).
 Only 127.0.0.1 is ever targeted; every wait has a timeout and every loop a bound.
 
     .venv/bin/python loadtest/gateway_load.py --sessions 2000 --members 1000
+    .venv/bin/python loadtest/gateway_load.py --sessions 0   # the fan-out phase only
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -132,34 +135,40 @@ async def seed_users(directory: str, users: int, members: int,
 @dataclass
 class Server:
     process: subprocess.Popen
-    pid: int  # the node process that serves the gateway
+    pid: int  # the node process that serves the gateway (n1)
     gateway_url: str
     rest_url: str
     log_path: Path
+    #: every node process by name (``--nodes``), from the ``node serving`` log events
+    node_pids: dict[str, int] = field(default_factory=dict)
 
 
-def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0) -> Server:
+def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
+                         port: int = 0, rest_port: int = 0) -> Server:
+    """``greenroom run --nodes N`` on SQLite ``db``; waits for all ``nodes`` node processes
+    and the gateway. With several nodes give fixed ports: they share them (SO_REUSEPORT)."""
     env = dict(os.environ, GREENROOM_LOG_FORMAT="json", GREENROOM_SQLITE_PATH=db,
                GREENROOM_SQLITE_SYNCHRONOUS=os.environ.get("GREENROOM_SQLITE_SYNCHRONOUS",
                                                            "NORMAL"),
                PYTHONUNBUFFERED="1", OTEL_SDK_DISABLED="true")
     log = open(log_path, "w")  # noqa: SIM115 - the server writes it until it stops
     process = subprocess.Popen(
-        [sys.executable, "-m", "greenroom.cli", "run", "--nodes", "1", "--port", "0",
-         "--rest-port", "0", "--no-rate-limits"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-        start_new_session=True)
+        [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(nodes), "--port",
+         str(port), "--rest-port", str(rest_port), "--no-rate-limits"], stdout=log,
+        stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
-    pid = None
     while time.monotonic() < deadline and process.poll() is None:
+        pids: dict[str, int] = {}
         for line in log_path.read_text().splitlines():
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("event") == "node serving" and event.get("node") == "n1":
-                pid = event["pid"]
-            if event.get("event") == "gateway serving" and pid:
-                return Server(process, pid, event["gateway_url"], event["rest_url"], log_path)
+            if event.get("event") == "node serving":
+                pids[event["node"]] = event["pid"]
+            if event.get("event") == "gateway serving" and len(pids) >= nodes:
+                return Server(process, pids["n1"], event["gateway_url"], event["rest_url"],
+                              log_path, pids)
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("greenroom run did not serve the gateway:\n" + log_path.read_text())
@@ -178,16 +187,17 @@ def stop_gateway_server(server: Server) -> None:
 
 
 def gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
-                   budget_s: float, conn: Connection) -> None:
+                   budget_s: float, conn: Connection, resume: bool = False) -> None:
     """Process entry point: identify ``tokens`` on ``url`` (starting no new connection
-    after ``budget_s``), then answer the pipe."""
+    after ``budget_s``), then answer the pipe. ``resume``: a connection that drops
+    reconnects to ``url`` and RESUMEs its session, as a Discord client does."""
     import uvloop
 
-    uvloop.run(_gateway_worker(index, url, tokens, members_share, budget_s, conn))
+    uvloop.run(_gateway_worker(index, url, tokens, members_share, budget_s, conn, resume))
 
 
 async def _gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
-                          budget_s: float, conn: Connection) -> None:
+                          budget_s: float, conn: Connection, resume: bool = False) -> None:
     from picows import WSListener, WSMsgType, ws_connect
 
     loop = asyncio.get_running_loop()
@@ -198,13 +208,20 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
     clock = time.monotonic_ns
     last_bucket = BUCKETS - 1
     head = b'{"t":"MESSAGE_CREATE"'
-    state = {"ready": 0, "failed": 0, "closed": 0, "frame_bytes": 0}
+    state = {"ready": 0, "failed": 0, "closed": 0, "frame_bytes": 0,
+             "resumed": 0, "resume_failed": 0, "last_resumed_ns": 0}
+    seq_at = len(head) + len(b',"s":')
+    resumed_head = b'{"t":"RESUMED"'
 
     class Client(WSListener):
         def __init__(self, token: str) -> None:
             self.token = token
             self.ready = loop.create_future()
             self.transport = None
+            self.session_id: str | None = None  # kept only with ``resume``
+            self.seq = 0  # the last dispatch's s: what a heartbeat acknowledges
+            self.guilds_left = -1  # GUILD_CREATEs still due after READY
+            self.stopping = False
 
         def on_ws_connected(self, transport) -> None:
             self.transport = transport
@@ -215,6 +232,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 return
             payload = frame.get_payload_as_bytes()
             if payload.startswith(head):
+                self.seq = int(payload[seq_at:payload.index(b",", seq_at)])
                 i = payload.find(MARK)
                 if i < 0:
                     return
@@ -224,16 +242,52 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 counts[step] += 1
                 state["frame_bytes"] = len(payload)
                 return
-            if self.ready.done():
+            if not resume and payload.startswith(b'{"t":"'):  # a dispatch
+                at = payload.index(b',"s":') + 5
+                self.seq = int(payload[at:payload.index(b",", at)])
+                if self.guilds_left > 0 and payload.startswith(b'{"t":"GUILD_CREATE"'):
+                    self.guilds_left -= 1
+                    if self.guilds_left == 0:
+                        # the first heartbeat, as a Discord client sends it within one
+                        # interval of HELLO (jitter ~0 here): it acknowledges READY and
+                        # GUILD_CREATE, which the server then forgets (DispatchLog.ack)
+                        transport.send(text, b'{"op":1,"d":%d}' % self.seq)
+            if resume and payload.startswith(b'{"t":'):
+                event = json.loads(payload)
+                if event.get("s") is not None:
+                    self.seq = event["s"]
+                if payload.startswith(resumed_head):
+                    state["resumed"] += 1
+                    state["last_resumed_ns"] = now
+                elif payload.startswith(b'{"t":"READY"'):
+                    self.session_id = event["d"]["session_id"]
+            if self.ready.done() and not (resume and self.session_id):
                 return
             if payload.startswith(b'{"t":"READY"'):
-                self.ready.set_result(True)
+                if not self.ready.done():
+                    # A user client opens its guild (op 14), as Discord's clients do when
+                    # the user views it: until then its session is passive there and gets
+                    # no message events (gateway/fanout.py).
+                    guilds = json.loads(payload)["d"]["guilds"]
+                    self.guilds_left = len(guilds)
+                    for guild in guilds:
+                        transport.send(text, json.dumps(
+                            {"op": 14, "d": {"guild_id": guild["id"]}}).encode())
+                    self.ready.set_result(True)
                 return
             try:
                 op = json.loads(payload).get("op")
             except ValueError:
                 return
-            if op == 10:
+            if op == 10 and resume and self.session_id:
+                transport.send(text, json.dumps({"op": 6, "d": {
+                    "token": self.token, "session_id": self.session_id, "seq": self.seq},
+                }).encode())
+            elif op == 9 and resume and self.session_id:
+                state["resume_failed"] += 1
+                self.stopping = True
+                transport.disconnect()
+            elif op == 10:
                 transport.send(text, json.dumps({"op": 2, "d": {
                     "token": self.token, "intents": INTENTS,
                     "properties": {"os": "linux", "browser": "load", "device": "load"}}}
@@ -245,6 +299,20 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             state["closed"] += 1
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError("closed before READY"))
+            elif resume and self.session_id and not self.stopping:
+                loop.create_task(reconnect(self))
+
+    async def reconnect(client: Client) -> None:
+        """Connect again (the port may refuse for a moment while a node dies) and let
+        HELLO trigger the RESUME; gives up after 30 s."""
+        deadline = time.monotonic() + 30.0
+        while not client.stopping and time.monotonic() < deadline:
+            try:
+                await ws_connect(lambda: client, url, websocket_handshake_timeout=5)
+                return
+            except (TimeoutError, OSError):
+                await asyncio.sleep(0.05)
+        state["resume_failed"] += 1
 
     clients: list[Client] = []
     first_ns = clock()
@@ -270,12 +338,11 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                   f" ({state['failed']} failed)", file=sys.stderr, flush=True)
 
     async def heartbeat() -> None:
-        beat = b'{"op":1,"d":null}'
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY_S)
             for n, client in enumerate(list(clients)):
-                if not client.transport.is_disconnected:
-                    client.transport.send(text, beat)
+                if not client.transport.is_disconnected:  # d: the last s received
+                    client.transport.send(text, b'{"op":1,"d":%d}' % client.seq)
                 if n % 500 == 499:
                     await asyncio.sleep(0)
 
@@ -315,6 +382,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
         match command:
             case ("keep", k):
                 for client in clients[k:]:
+                    client.stopping = True
                     client.transport.send_close()
                     client.transport.disconnect()
                 clients = clients[:k]
@@ -331,10 +399,14 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 send(conn, (counts[step], histogram))
             case ("frame_bytes",):
                 send(conn, state["frame_bytes"])
+            case ("resumed",):
+                send(conn, (state["resumed"], state["resume_failed"],
+                            state["last_resumed_ns"]))
             case ("stop",):
                 break
     beating.cancel()
     for client in clients:
+        client.stopping = True
         client.transport.send_close()
         client.transport.disconnect()
     send(conn, ("stopped",))
@@ -342,7 +414,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
 
 async def start_gateway_workers(url: str, tokens: list[str], members: int,
                                 processes: int, budget_s: float = 120.0,
-                                ) -> tuple[Workers, float, float, int]:
+                                resume: bool = False) -> tuple[Workers, float, float, int]:
     """Workers holding every token's session; each gets an equal share of the first
     ``members`` tokens first. Answers (workers, identifies/s overall, identifies/s of
     the guild members alone, failures)."""
@@ -356,9 +428,8 @@ async def start_gateway_workers(url: str, tokens: list[str], members: int,
         shares[i % processes].append(token)
     for index, share in enumerate(shares):
         parent, child = context.Pipe()
-        process = context.Process(target=gateway_worker, args=(index, url, share, shares_members[index], budget_s,
-                                        child),
-                                  daemon=True)
+        process = context.Process(target=gateway_worker, daemon=True, args=(
+            index, url, share, shares_members[index], budget_s, child, resume))
         process.start()
         workers.processes.append(process)
         workers.pipes.append(parent)
@@ -411,6 +482,12 @@ class RestSender:
 
     async def close(self) -> None:
         await self.session.close()
+
+    async def post(self, step: int, n: int) -> bool:
+        """Post one message; True if it was acknowledged (200)."""
+        errors = self.errors
+        await self._post(step, n)
+        return self.errors == errors
 
     async def _post(self, step: int, n: int) -> None:
         started = time.monotonic_ns()
@@ -626,9 +703,13 @@ async def run(args: argparse.Namespace) -> dict:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(server.pid)
         workers, identify_rate, members_rate, failed = await start_gateway_workers(
             server.gateway_url, seeded.tokens, args.members, args.processes,
             args.identify_budget)
+        # the node's CPU per IDENTIFY: its ceiling is 1000 / this identifies/s on one core,
+        # a figure other work on the host disturbs less than identify_per_s
+        cpu_ms = (cpu_seconds(server.pid) - cpu0) * 1000 / max(1, workers.connected)
         await asyncio.sleep(2.0)  # let the server settle (guild subscriptions, GC)
         rss1 = rss_bytes(server.pid)
         identified = workers.connected
@@ -637,12 +718,17 @@ async def run(args: argparse.Namespace) -> dict:
               f"{time.monotonic() - t0:.1f} s: {identify_rate:,.0f} identifies/s (the"
               f" {args.members:,} members of the big guild: {members_rate:,.0f}/s); server RSS "
               f"{rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB = "
-              f"{(per_session or 0) / 1024:.1f} KiB per session", flush=True)
+              f"{(per_session or 0) / 1024:.1f} KiB per session; server CPU "
+              f"{cpu_ms:.2f} ms per identify", flush=True)
         result.update(sessions=identified, identify_failed=failed,
                       identify_per_s=round(identify_rate),
+                      server_cpu_ms_per_identify=round(cpu_ms, 3),
                       identify_per_s_big_guild=round(members_rate),
                       server_rss_before_bytes=rss0, server_rss_with_sessions_bytes=rss1,
                       rss_bytes_per_session=round(per_session) if per_session else None)
+        if args.identify_only:  # the identify and idle-session phases only
+            result["seconds"] = round(time.monotonic() - started, 1)
+            return result
         if identified > args.members:
             kept = await keep_members(workers, args.members)
             print(f"closed the idle sessions; {kept:,} guild members stay online", flush=True)
@@ -675,7 +761,7 @@ async def run(args: argparse.Namespace) -> dict:
         if workers is not None:
             await stop_workers(workers, stop_timeout=20.0)  # sessions close slowly
         stop_gateway_server(server)
-    if args.baseline:
+    if args.baseline and not args.identify_only:
         await wait_for_quiet_host(args.wait_quiet)
         print(f"baseline: bare picows broadcast server, {args.members:,} clients", flush=True)
         result["baseline"] = await run_baseline(
@@ -707,6 +793,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="max seconds to wait for an idle host before a phase")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the bare broadcast server")
+    parser.add_argument("--identify-only", action="store_true",
+                        help="only the identify and idle-session phases (no fan-out, "
+                             "no baseline)")
     parser.add_argument("--out", default=str(ROOT / "loadtest" / "results" / "gateway_load"),
                         help="write OUT.json and OUT.png")
 
@@ -724,6 +813,9 @@ def write_outputs(result: dict, out: str, max_p99_ms: float) -> None:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    if "gateway" not in result:  # --identify-only: nothing to plot
+        print(f"wrote {path.with_suffix('.json')}", flush=True)
+        return
     series = {"gateway": result["gateway"]}
     if "baseline" in result:
         series["baseline (bare picows)"] = result["baseline"]
@@ -732,10 +824,12 @@ def write_outputs(result: dict, out: str, max_p99_ms: float) -> None:
 
 
 def print_summary(result: dict) -> None:
-    g = result["gateway"]
     print(f"\nidentified sessions {result['sessions']:,}: {result['identify_per_s']:,}"
           f" identifies/s, {(result['rss_bytes_per_session'] or 0) / 1024:.1f} KiB server"
           " RSS per idle session")
+    if "gateway" not in result:
+        return
+    g = result["gateway"]
     print(f"gateway : {g['max_deliveries_per_s']:,} deliveries/s at {g['max_rate_msgs_per_s']:g}"
           f" msg/s, p50 {fmt_ms(g['p50_ms'])} ms p99 {fmt_ms(g['p99_ms'])} ms"
           f" (saturation {g['saturation_deliveries_per_s']:,}/s; REST post p50"

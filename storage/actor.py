@@ -5,8 +5,8 @@ when ``max_batch`` writes are waiting or ``flush_window_ms`` after the first one
 A partition has at most one batch in flight - concurrent batches to one hot partition
 contend inside Cassandra - and whatever arrives for it meanwhile goes out in its next
 batch, so batches grow with load (group commit) instead of multiplying. Each batch (a
-unit of the backend: a CQL partition batch, a SQLite transaction) is acknowledged as
-soon as it completes, at most ``max_in_flight`` at a time.
+unit of the backend: a CQL batch of the partitions that share replicas, a SQLite
+transaction) is acknowledged as soon as it completes, at most ``max_in_flight`` at a time.
 Each ``Write`` is acknowledged (``Written``) only when every write in it is durable.
 
 * Backpressure: at most ``max_pending`` writes are queued or in flight. A ``Write`` that
@@ -227,8 +227,8 @@ class StorageActor(Actor):
 
         Each round takes up to ``max_batch`` writes from ready partitions (at most one
         batch's worth each) and splits them into the backend's units of durability
-        (``ack_units``: a CQL partition batch, a SQLite transaction); each unit is
-        acknowledged as soon as it completes.
+        (``ack_units``: a CQL batch of partitions sharing replicas, a SQLite
+        transaction); each unit is acknowledged as soon as it completes.
         """
         if self.flush_timer is not None:
             self.cancel_timer(self.flush_timer)

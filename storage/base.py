@@ -13,6 +13,7 @@ caller such as the storage actor can acknowledge or retry each write on its own.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Iterable, Sequence
 
 from storage.history import HistoryQuery
@@ -188,8 +189,14 @@ class Storage(abc.ABC):
     async def get_member(self, guild_id: int, user_id: int) -> Member | None: ...
 
     @abc.abstractmethod
-    async def members_for_guild(self, guild_id: int, limit: int = 1000) -> list[Member]:
-        """By user id, at most ``limit``."""
+    async def members_for_guild(
+        self, guild_id: int, limit: int = 1000, after: int | None = None
+    ) -> list[Member]:
+        """By user id, at most ``limit``; only user ids above ``after`` if given (paging)."""
+
+    @abc.abstractmethod
+    async def member_count(self, guild_id: int) -> int:
+        """How many members the guild has (GUILD_CREATE's ``member_count``)."""
 
     @abc.abstractmethod
     async def remove_member(self, guild_id: int, user_id: int) -> None: ...
@@ -197,3 +204,18 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         """Guilds the user is a member of, by id (READY's ``guilds``)."""
+
+    @abc.abstractmethod
+    async def members_of_user(self, user_id: int) -> list[Member]:
+        """The user's member in each of its guilds, by guild id (what IDENTIFY needs)."""
+
+    async def account_for_token(self, token: str) -> tuple[User, list[Member]] | None:
+        """The token's user and its members (``members_of_user``): what an IDENTIFY
+        reads. None: no such token, or its user is gone. A backend may answer in one
+        round trip (SQLite: one hop to its thread instead of three)."""
+        user_id = await self.user_id_for_token(token)
+        if user_id is None:
+            return None
+        user, members = await asyncio.gather(self.get_user(user_id),
+                                             self.members_of_user(user_id))
+        return None if user is None else (user, members)

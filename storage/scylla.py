@@ -9,9 +9,13 @@ How it talks to the driver, and why:
   ``is_idempotent``: every write carries ``USING TIMESTAMP`` so replaying it is harmless,
   which also lets the driver retry it safely.
 * Unwritten columns are bound as ``UNSET_VALUE``, never null (a null is a tombstone).
-* Writes are grouped per partition ``(channel_id, bucket)`` into UNLOGGED batches - one
-  partition each, so a batch is one mutation on one replica set, not a coordinator
-  fan-out - and the batches run concurrently.
+* Writes are grouped per partition ``(channel_id, bucket)``, and partitions owned by the
+  same replicas (and shards) share one UNLOGGED batch, so a batch goes to one replica set,
+  never a coordinator fan-out across the cluster; the batches run concurrently. Per-request
+  cost dominates here (measured ~0.4 ms of Python and ~0.5 ms of JVM CPU per request
+  against ~0.03 ms per message in a batch), and many channels each with a few messages
+  per flush would otherwise cost one request each.
+* ``TCP_NODELAY`` on every connection (see ``make_cluster``).
 * History walks buckets in windows (see storage.buckets): one bucket is one ordered
   single-partition query; several are one ``bucket IN ? ... PER PARTITION LIMIT ?``
   query merged here. ``IN`` together with ``ORDER BY`` is avoided: Cassandra then reads
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -78,8 +83,10 @@ from storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_STATEMENTS = 100
+MAX_BATCH_STATEMENTS = 100  # per partition in one batch
+MAX_REQUEST_STATEMENTS = 256  # per batch, over all its partitions
 MAX_BATCH_BYTES = 40 * 1024  # under Cassandra's default 50 KiB batch_size_fail_threshold
+_REPLICA_CACHE_MAX = 65_536
 _TRANSIENT = (
     OperationTimedOut,
     NoHostAvailable,
@@ -108,6 +115,10 @@ def make_cluster(settings: StorageSettings) -> Cluster:
         # Protocol v5 (Cassandra 5) compresses each frame segment in Python: ~0.8 ms per
         # request here (profiled), more than the request itself on a local network.
         compression=False,
+        # Without TCP_NODELAY a request that leaves in more than one segment waits for
+        # the server's delayed ACK (Nagle): measured 51 ms instead of 5 ms for a
+        # 50-message batch. The Java driver sets it by default; this one does not.
+        sockopts=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         reconnection_policy=ExponentialReconnectionPolicy(0.5, 4.0),
         connect_timeout=5,
@@ -157,12 +168,24 @@ class _Request:
                 return
             result = page if self.rows is None else self.rows + page
         except BaseException as exc:  # never leave the awaiting future hanging
-            self.loop.call_soon_threadsafe(_settle, self.fut, None, exc)
+            self._done(None, exc)
             return
-        self.loop.call_soon_threadsafe(_settle, self.fut, result, None)
+        self._done(result, None)
 
     def _err(self, exc: BaseException) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.fut, None, exc)
+        self._done(None, exc)
+
+    def _done(self, value: Any, exc: BaseException | None) -> None:
+        # A finished ResponseFuture sits in two reference cycles - its callbacks -> this
+        # request -> it, and its cancelled timer -> its bound ``_on_timeout`` -> it - and
+        # keeps the whole statement it sent (a batch: a tuple and a list per message).
+        # Cut both, so it is freed by reference counting instead of piling up for the
+        # cyclic GC (measured: ~60 objects per request plus ~2 per batched message, and
+        # 50 ms collections under the storage actor's load).
+        rf, self.rf = self.rf, None
+        if rf is not None:
+            rf._timer = None
+        self.loop.call_soon_threadsafe(_settle, self.fut, value, exc)
 
 
 def _batch_size(write: MessageWrite) -> int:
@@ -195,6 +218,9 @@ class ScyllaStorage(Storage):
         self.session: Any = None
         self._ps: dict[str, Any] = {}
         self.reconnects = 0
+        # partition -> key of the replicas (and shards) that own it; valid for one token map
+        self._replicas: dict[tuple[int, int], Any] = {}
+        self._token_map: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -287,6 +313,9 @@ class ScyllaStorage(Storage):
             f"FROM {ks}.members WHERE guild_id = ? AND user_id = ?",
             "members_for_guild": f"SELECT guild_id, user_id, joined_at_ms, nick, roles, deaf, "
             f"mute FROM {ks}.members WHERE guild_id = ? LIMIT ?",
+            "members_after": f"SELECT guild_id, user_id, joined_at_ms, nick, roles, deaf, "
+            f"mute FROM {ks}.members WHERE guild_id = ? AND user_id > ? LIMIT ?",
+            "member_count": f"SELECT COUNT(*) FROM {ks}.members WHERE guild_id = ?",
             "delete_member": f"DELETE FROM {ks}.members WHERE guild_id = ? AND user_id = ?",
             "delete_guild_by_user": f"DELETE FROM {ks}.guilds_by_user "
             "WHERE user_id = ? AND guild_id = ?",
@@ -360,27 +389,70 @@ class ScyllaStorage(Storage):
             )
         raise TypeError(f"not a message write: {type(write).__name__}")
 
+    def _replica_key(self, partition: tuple[int, int]) -> Any:
+        """What identifies the replicas (and shards) owning ``partition``: partitions with
+        equal keys can share a batch without the coordinator fanning out. None when the
+        driver has no token map (then all partitions share one key)."""
+        metadata = self.cluster.metadata if self.cluster is not None else None
+        token_map = metadata.token_map if metadata is not None else None
+        if token_map is None or "get_message" not in self._ps:
+            return None
+        if token_map is not self._token_map or len(self._replicas) > _REPLICA_CACHE_MAX:
+            self._token_map = token_map
+            self._replicas.clear()
+        key = self._replicas.get(partition)
+        if key is not None:
+            return key
+        routing_key = self._ps["get_message"].bind((*partition, 0)).routing_key
+        token = token_map.token_class.from_key(routing_key)
+        ks = self.settings.keyspace
+        tablets = getattr(metadata, "_tablets", None)  # ScyllaDB tablets, as the driver routes
+        tablet = tablets.get_tablet_for_key(ks, "messages", token) if tablets else None
+        if tablet is not None:
+            key = tuple(sorted((str(h), shard) for h, shard in tablet.replicas))
+        else:
+            owners = []
+            for host in metadata.get_replicas(ks, routing_key):
+                info = getattr(host, "sharding_info", None)
+                shard = info.shard_id_from_token(token.value) if info is not None else 0
+                owners.append((str(host.host_id), shard))
+            key = tuple(sorted(owners))
+        self._replicas[partition] = key
+        return key
+
     def plan_batches(self, writes: Sequence[MessageWrite]) -> list[list[int]]:
-        """Group write indexes per partition, split under the batch size limits."""
+        """Group write indexes into batches: each partition's writes in order, in chunks of
+        at most ``MAX_BATCH_STATEMENTS``; chunks of partitions owned by the same replicas
+        packed together up to ``MAX_REQUEST_STATEMENTS`` and ``MAX_BATCH_BYTES``."""
         partitions: dict[tuple[int, int], list[int]] = {}
         for i, w in enumerate(writes):
             partitions.setdefault(w.partition, []).append(i)
+        # replica key -> open batch (indexes, bytes)
+        open_batches: dict[Any, tuple[list[int], int]] = {}
         groups: list[list[int]] = []
-        for indexes in partitions.values():
-            current: list[int] = []
-            size = 0
+        for partition, indexes in partitions.items():
+            owners = self._replica_key(partition) if len(partitions) > 1 else None
+            batch, size = open_batches.get(owners, (None, 0))
+            in_partition = 0
             for i in indexes:
                 s = _batch_size(writes[i])
-                if current and (len(current) >= MAX_BATCH_STATEMENTS or size + s > MAX_BATCH_BYTES):
-                    groups.append(current)
-                    current, size = [], 0
-                current.append(i)
+                if batch is not None and (
+                    len(batch) >= MAX_REQUEST_STATEMENTS
+                    or in_partition >= MAX_BATCH_STATEMENTS
+                    or size + s > MAX_BATCH_BYTES
+                ):
+                    batch = None
+                if batch is None:
+                    batch, size, in_partition = [], 0, 0
+                    groups.append(batch)
+                batch.append(i)
                 size += s
-            groups.append(current)
+                in_partition += 1
+            open_batches[owners] = (batch, size)
         return groups
 
     def ack_units(self, writes: Sequence[MessageWrite]) -> list[list[int]]:
-        """One unit per partition batch: each is one request, durable on its own."""
+        """One unit per batch: each is one request, durable on its own."""
         return self.plan_batches(writes)
 
     async def apply(
@@ -688,11 +760,23 @@ class ScyllaStorage(Storage):
         )
         return self._member(rows[0]) if rows else None
 
-    async def members_for_guild(self, guild_id: int, limit: int = 1000) -> list[Member]:
+    async def members_for_guild(
+        self, guild_id: int, limit: int = 1000, after: int | None = None
+    ) -> list[Member]:
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
-        rows = await self._rows("members_for_guild", (check_id("guild_id", guild_id), limit))
+        check_id("guild_id", guild_id)
+        if after is None:
+            rows = await self._rows("members_for_guild", (guild_id, limit))
+        else:
+            rows = await self._rows("members_after", (guild_id, after, limit))
         return [self._member(r) for r in rows]
+
+    async def member_count(self, guild_id: int) -> int:
+        # A count read of one partition (the guild's members): no counter table to keep
+        # in step with member writes; the gateway caches the figure per guild.
+        rows = await self._rows("member_count", (check_id("guild_id", guild_id),))
+        return int(rows[0][0])
 
     async def remove_member(self, guild_id: int, user_id: int) -> None:
         check_id("guild_id", guild_id)
@@ -701,6 +785,13 @@ class ScyllaStorage(Storage):
             self._write("delete_member", (guild_id, user_id)),
             self._write("delete_guild_by_user", (user_id, guild_id)),
         )
+
+    async def members_of_user(self, user_id: int) -> list[Member]:
+        # guilds_by_user, then the member rows: single-partition reads, in parallel.
+        guild_ids = await self.guild_ids_for_user(user_id)
+        found = await asyncio.gather(*(self._rows("get_member", (g, user_id))
+                                       for g in guild_ids))
+        return [self._member(rows[0]) for rows in found if rows]
 
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         rows = await self._rows("guilds_for_user", (check_id("user_id", user_id),))

@@ -569,20 +569,60 @@ class SqliteStorage(Storage):
         )
         return self._member(rows[0]) if rows else None
 
-    async def members_for_guild(self, guild_id: int, limit: int = 1000) -> list[Member]:
+    async def members_for_guild(
+        self, guild_id: int, limit: int = 1000, after: int | None = None
+    ) -> list[Member]:
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
         rows = await self._rows(
-            f"SELECT {self._MEMBER_COLS} FROM members WHERE guild_id = ? ORDER BY user_id LIMIT ?",
-            (check_id("guild_id", guild_id), limit),
+            f"SELECT {self._MEMBER_COLS} FROM members WHERE guild_id = ? AND user_id > ? "
+            "ORDER BY user_id LIMIT ?",
+            (check_id("guild_id", guild_id), -1 if after is None else after, limit),
         )
         return [self._member(r) for r in rows]
+
+    async def member_count(self, guild_id: int) -> int:
+        # COUNT over the (guild_id, user_id) primary key: an index range, no row reads.
+        rows = await self._rows(
+            "SELECT COUNT(*) FROM members WHERE guild_id = ?", (check_id("guild_id", guild_id),)
+        )
+        return int(rows[0][0])
 
     async def remove_member(self, guild_id: int, user_id: int) -> None:
         await self._exec(
             "DELETE FROM members WHERE guild_id = ? AND user_id = ?",
             (check_id("guild_id", guild_id), check_id("user_id", user_id)),
         )
+
+    async def members_of_user(self, user_id: int) -> list[Member]:
+        rows = await self._rows(
+            f"SELECT {self._MEMBER_COLS} FROM members WHERE user_id = ? ORDER BY guild_id",
+            (check_id("user_id", user_id),),
+        )
+        return [self._member(r) for r in rows]
+
+    def _account_sync(self, digest: bytes) -> tuple[User, list[Member]] | None:
+        found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,))
+        if not found:
+            return None
+        user_id = found[0][0]
+        rows = self._query(
+            "SELECT id, username, discriminator, global_name, avatar, bot, flags "
+            "FROM users WHERE id = ?",
+            (user_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        user = User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
+        members = self._query(
+            f"SELECT {self._MEMBER_COLS} FROM members WHERE user_id = ? ORDER BY guild_id",
+            (user_id,),
+        )
+        return user, [self._member(m) for m in members]
+
+    async def account_for_token(self, token: str) -> tuple[User, list[Member]] | None:
+        return await self._call(self._account_sync, token_hash(token))
 
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         rows = await self._rows(

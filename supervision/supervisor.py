@@ -85,7 +85,10 @@ class Supervisor(Actor):
         elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _ShutdownTimeout):
             self._on_shutdown_timeout(msg.payload.token)
         elif isinstance(msg, ActorExitRequest):
-            pass  # the base ends the children (newest first) and then this actor
+            # The base ends the children (newest first) and then this actor. A Stop
+            # that was under way (or waiting) gets that outcome: answer it now rather
+            # than leave its asker to time out.
+            self._answer_stops()
         elif self._busy():
             self._stash.append((msg, sender))
         else:
@@ -197,6 +200,14 @@ class Supervisor(Actor):
         child.address = None
         self._awaiting = None
         self._run()
+
+    def _answer_stops(self) -> None:
+        for op in self._ops:
+            if op[0] == "reply" and isinstance(op[2], Stopped):
+                self.send(op[1], op[2])
+        for msg, sender in self._stash:
+            if isinstance(msg, Stop):
+                self.send(sender, Stopped())
 
     def _exit(self, reason: Any) -> None:
         exit_with = getattr(self._myRef, "exit", None)

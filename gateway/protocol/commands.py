@@ -15,6 +15,7 @@ from typing import Any
 from .close_codes import CloseCode
 from .events import (
     GuildMembersRequested,
+    GuildSubscribeRequested,
     IdentifyRequested,
     PresenceUpdateRequested,
     ResumeRequested,
@@ -211,3 +212,11 @@ def parse_request_soundboard_sounds(d: Any) -> SoundboardSoundsRequested:
     return SoundboardSoundsRequested(
         tuple(snowflake(g, "request soundboard sounds: guild_ids") for g in guild_ids)
     )
+
+
+def parse_guild_subscribe(d: Any) -> GuildSubscribeRequested:
+    """Op 14 as Discord's user clients send it: ``guild_id`` plus options (``typing``,
+    ``activities``, ``threads``, ``channels``: member-list ranges) that this gateway
+    accepts and does not use — opening the guild is what counts."""
+    data = _object(d, "guild subscribe")
+    return GuildSubscribeRequested(snowflake(data.get("guild_id"), "guild subscribe: guild_id"))

@@ -133,7 +133,7 @@ class GatewayConnection:
         #: close and hand it to the next connection's ``resume_ok``.
         self.log: DispatchLog | None = None
         self.session_id: str | None = None
-        #: The IDENTIFY this session was started with (None on a resumed connection).
+        #: The pending IDENTIFY (None once answered, and on a resumed connection).
         self.identify: IdentifyRequested | None = None
         self.close_code: int | None = None
         self._resume: ResumeRequested | None = None
@@ -141,7 +141,9 @@ class GatewayConnection:
         self._session_resumable = False
         self._encoding = params.encoding
         self._payloads = _CONSTANT_PAYLOADS[params.encoding]
-        self._text = params.encoding is Encoding.JSON and not params.zlib_stream
+        #: Whether frames go out as WebSocket text (JSON without zlib-stream); binary
+        #: otherwise. Read-only.
+        self.text_frames = params.encoding is Encoding.JSON and not params.zlib_stream
         self._zlib: ZlibStreamCompressor | None = None
         if params.zlib_stream and params.close_code is None:
             self._zlib = ZlibStreamCompressor(
@@ -223,7 +225,9 @@ class GatewayConnection:
         d = payload.get("d")
         try:
             if op == Opcode.HEARTBEAT:
-                commands.parse_heartbeat(d)
+                acked = commands.parse_heartbeat(d)
+                if acked is not None and self.log is not None and state is ConnectionState.READY:
+                    self.log.ack(acked)  # the client has these: no RESUME can ask for them
                 self._heartbeat_deadline = now + self._interval_s + self.config.heartbeat_grace_s
                 return [self._frame(self._payloads["ack"])]
             if op == Opcode.IDENTIFY:
@@ -252,6 +256,8 @@ class GatewayConnection:
                 return [commands.parse_request_guild_members(d, self.intents)]
             if op == Opcode.VOICE_STATE_UPDATE:
                 return [commands.parse_voice_state_update(d)]
+            if op == Opcode.GUILD_SUBSCRIBE:
+                return [commands.parse_guild_subscribe(d)]
             return [commands.parse_request_soundboard_sounds(d)]
         except commands.InvalidPayload as exc:
             return self._close(exc.code, exc.detail)
@@ -300,6 +306,7 @@ class GatewayConnection:
             return []
         identify = self.identify
         assert identify is not None
+        self.identify = None  # its token and properties are not kept for the socket's life
         if log is None:
             log = DispatchLog(self._encoding, self.config.replay_max_entries)
         elif log.encoding is not self._encoding:
@@ -383,6 +390,7 @@ class GatewayConnection:
             self._frame(dispatch.frame(seq, encoding)) for seq, dispatch in log.after(resume.seq)
         ]
         effects.append(self._send(RESUMED))
+        log.ack(resume.seq)  # replayed from here on; the client had these already
         return effects
 
     def resume_failed(self) -> list[Effect]:
@@ -409,6 +417,27 @@ class GatewayConnection:
                 log.append(dispatch)
             return []
         raise ProtocolUsageError(f"dispatch() while {state.value}")
+
+    def dispatch_frame(self, dispatch: PreparedDispatch) -> bytes | None:
+        """``dispatch`` without the effect list, for fan-out (once per recipient): the
+        frame's bytes to send (text if ``text_frames``), or None when the dispatch was
+        only recorded (after a resumable close) or dropped (closed for good)."""
+        log = self.log
+        if self.state is ConnectionState.READY and log is not None:
+            # log.append, inlined: this runs once per recipient of every fan-out
+            log.seq = seq = log.seq + 1
+            entries = log._entries
+            if entries is None or len(entries) >= log._cap:
+                log._store(dispatch)
+            else:
+                entries.append(dispatch)
+            data = dispatch.frame(seq, self._encoding)
+            return data if self._zlib is None else self._zlib.compress(data)
+        if self.state is ConnectionState.CLOSED:
+            if self._session_resumable and log is not None:
+                log.append(dispatch)
+            return None
+        raise ProtocolUsageError(f"dispatch() while {self.state.value}")
 
     def dispatch_event(self, event: str, data: Any) -> list[Effect]:
         """``dispatch`` for a payload only this session receives."""
@@ -474,7 +503,7 @@ class GatewayConnection:
     def _frame(self, payload: bytes) -> SendFrame:
         if self._zlib is not None:
             return SendFrame(self._zlib.compress(payload), False)
-        return SendFrame(payload, self._text)
+        return SendFrame(payload, self.text_frames)
 
     def _send(self, dispatch: PreparedDispatch) -> SendFrame:
         assert self.log is not None

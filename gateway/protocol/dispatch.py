@@ -12,11 +12,13 @@ N dispatches of a session costs a pointer each.
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
 from .codec import Encoding, json_bytes, msgpack_bytes
 
+_JSON_OP0_D = b',"op":0,"d":'
 _MSGPACK_MAP4 = b"\x84"
 _MSGPACK_KEY_T = msgpack_bytes("t")
 _MSGPACK_KEY_S = msgpack_bytes("s")
@@ -54,9 +56,12 @@ class PreparedDispatch:
     @property
     def data(self) -> Any:
         """The ``d`` value (raises after ``compact``, which drops it)."""
-        if self._data is _DROPPED:
+        data = self._data
+        if data is _PENDING:
+            data = self._data = json.loads(self._json[1][len(_JSON_OP0_D):-1])
+        elif data is _DROPPED:
             raise RuntimeError(f"{self.event} dispatch was compacted; its data is gone")
-        return self._data
+        return data
 
     def _parts(self, encoding: Encoding) -> tuple[bytes, bytes]:
         if encoding is Encoding.JSON:
@@ -64,7 +69,7 @@ class PreparedDispatch:
             if parts is None:
                 parts = self._json = (
                     b'{"t":' + json_bytes(self.event) + b',"s":',
-                    b',"op":0,"d":' + json_bytes(self.data) + b"}",
+                    _JSON_OP0_D + json_bytes(self.data) + b"}",
                 )
             return parts
         parts = self._msgpack
@@ -75,11 +80,28 @@ class PreparedDispatch:
             )
         return parts
 
+    @classmethod
+    def from_json(cls, event: str, d_json: bytes) -> PreparedDispatch:
+        """The dispatch whose ``d`` is the JSON ``d_json`` (what ``json_d`` gave on
+        another node): JSON recipients reuse the bytes; ``data`` decodes them if needed."""
+        self = cls.__new__(cls)
+        self.event = event
+        self._data = _PENDING
+        self._json = (b'{"t":' + json_bytes(event) + b',"s":', _JSON_OP0_D + d_json + b"}")
+        self._msgpack = None
+        return self
+
+    def json_d(self) -> bytes:
+        """The JSON encoding of ``d`` (made once, shared with JSON recipients): how a
+        dispatch crosses to another node (``from_json`` there)."""
+        return self._parts(Encoding.JSON)[1][len(_JSON_OP0_D):-1]
+
     def frame(self, seq: int, encoding: Encoding) -> bytes:
         """The encoded payload for one recipient whose next sequence number is ``seq``."""
-        prefix, suffix = self._parts(encoding)
-        if encoding is Encoding.JSON:
-            return b"%b%d%b" % (prefix, seq, suffix)
+        if encoding is Encoding.JSON:  # once per fan-out recipient: the cached parts first
+            prefix, suffix = self._json or self._parts(encoding)
+            return b"".join((prefix, b"%d" % seq, suffix))  # faster than one b"%b%d%b"
+        prefix, suffix = self._msgpack or self._parts(encoding)
         return prefix + msgpack_uint(seq) + suffix
 
     def compact(self, encoding: Encoding) -> PreparedDispatch:
@@ -94,3 +116,4 @@ class PreparedDispatch:
 
 
 _DROPPED: Any = object()
+_PENDING: Any = object()  # ``from_json``: ``d`` is decoded from the bytes when needed

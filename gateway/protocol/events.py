@@ -119,6 +119,13 @@ class SoundboardSoundsRequested(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class GuildSubscribeRequested(ClientEvent):
+    """Op 14: the client opened guild ``guild_id`` (its message events, please)."""
+
+    guild_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """What ``connection_lost`` reports: keep the session for a RESUME or drop it."""
 

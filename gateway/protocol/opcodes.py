@@ -21,6 +21,10 @@ class Opcode(IntEnum):
     INVALID_SESSION = 9
     HELLO = 10
     HEARTBEAT_ACK = 11
+    #: Discord's user clients send it when the user opens a guild ("lazy request",
+    #: guild subscriptions; not in the bot docs). Here it makes the session active for
+    #: that guild: gateway/fanout.py, "passive sessions".
+    GUILD_SUBSCRIBE = 14
     REQUEST_SOUNDBOARD_SOUNDS = 31
 
 
@@ -33,6 +37,7 @@ CLIENT_OPCODES: frozenset[int] = frozenset(
         Opcode.VOICE_STATE_UPDATE,
         Opcode.RESUME,
         Opcode.REQUEST_GUILD_MEMBERS,
+        Opcode.GUILD_SUBSCRIBE,
         Opcode.REQUEST_SOUNDBOARD_SOUNDS,
     }
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from thespian.actors import ActorSystemMessage
+
 from actors import Actor
 from actors.address import Address
 from actors.wire import wire_type
@@ -37,4 +39,7 @@ class Hop(Actor):
 
 class Echo(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
-        self.send(sender, msg)
+        # Application messages only: echoing the ActorExitRequest its supervisor sends
+        # at shutdown would end that supervisor before it answers Stop with Stopped.
+        if not isinstance(msg, ActorSystemMessage):
+            self.send(sender, msg)

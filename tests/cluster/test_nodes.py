@@ -130,11 +130,23 @@ def test_run_rejects_bad_arguments():
     assert result.returncode == 2 and "--nodes must be at least 1" in result.stderr
 
 
+@pytest.mark.parametrize(("args", "error"), [
+    (["--join", "10.0.0.1"], "expected LEADER_HOST:ADMIN_PORT"),
+    (["--join", "10.0.0.1:port"], "expected LEADER_HOST:ADMIN_PORT"),
+    (["--name", "a b"], "use letters, digits"),
+])
+def test_run_rejects_a_bad_join_or_name(args, error):
+    result = subprocess.run([sys.executable, "-m", "greenroom.cli", "run", *args],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert result.returncode == 2 and error in result.stderr, result.stderr
+
+
 def test_a_node_killed_with_sigkill_is_restarted_and_serves(cluster, client):
     before = cluster.members().nodes["n1"]
     os.kill(before[1], signal.SIGKILL)
     t0 = time.monotonic()
-    members = cluster.wait_for(lambda m: m.nodes["n1"][1] != before[1], 10)
+    # withdrawn when its process exits (NodeDown), announced again once restarted
+    members = cluster.wait_for(lambda m: m.nodes.get("n1", before)[1] != before[1], 10)
     client.join(members)
     pong = None
     while pong is None and time.monotonic() - t0 < 10:

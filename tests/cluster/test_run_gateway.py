@@ -1,4 +1,5 @@
-"""``greenroom run`` serves the gateway from node n1: the printed token identifies."""
+"""``greenroom run`` serves the gateway from every node on shared ports: the printed
+token identifies."""
 
 from __future__ import annotations
 
@@ -66,7 +67,11 @@ def test_run_serves_the_gateway_with_the_printed_token_and_reseeds_nothing(tmp_p
     try:
         assert served["gateway_url"].startswith("ws://127.0.0.1:")
         assert served["rest_url"].startswith("http://127.0.0.1:")
-        assert any("only node n1 serves the gateway" in line for line in lines)
+        # every node serves the same ports (SO_REUSEPORT): one set of URLs
+        nodes = [json.loads(line) for line in lines if '"node serving"' in line]
+        assert sorted(n["node"] for n in nodes) == ["n1", "n2"]
+        assert {(n["gateway"], n["rest"]) for n in nodes} == {
+            (served["gateway_url"], served["rest_url"])}
         hello, ready, guild = identify(served["gateway_url"], served["bot_token"])
         assert hello["op"] == 10 and "heartbeat_interval" in hello["d"]
         assert ready["op"] == 0 and ready["t"] == "READY", ready

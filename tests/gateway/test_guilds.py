@@ -11,6 +11,7 @@ import aiohttp
 from gateway.protocol import Intents
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.test_events import next_event, quiet, session
+from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_rest import call
 
 MEMBERS = int(Intents.GUILDS | Intents.GUILD_MEMBERS | Intents.GUILD_MESSAGES
@@ -82,7 +83,9 @@ def test_create_guild_channels_and_members(tmp_path: Path) -> None:
                 assert event["id"] == channel["id"] and event["name"] == "random"
             status, channels, _ = await call(http, r, "GET", f"/guilds/{gid}/channels", alice)
             assert {c["name"] for c in channels} == {"general", "random"}
-            # Alice hears the new channel's messages (the guild actor knows it).
+            # Alice hears the new channel's messages (the guild actor knows it) once her
+            # client opens the guild (op 14: she is a user, passive until then).
+            await open_guild(ws_alice, gid)
             status, sent, _ = await call(http, r, "POST", f"/channels/{channel['id']}/messages",
                                          bot, json={"content": "in random"})
             assert status == 200

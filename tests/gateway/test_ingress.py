@@ -25,6 +25,7 @@ from gateway.ingress_messages import (
     PostSystemMessage,
 )
 from tests.gateway.harness import Running, run, running_gateway
+from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_gateway_socket import identified, recv, recv_close
 
 SECRET = "test-ingress-secret"
@@ -47,6 +48,7 @@ def test_post_system_message_is_stored_and_reaches_every_session(tmp_path: Path)
                 aiohttp.ClientSession() as http, client(r) as c:
             bot, _ = await identified(http, r)
             alice, _ = await identified(http, r, r.other_token)
+            await open_guild(alice, r.seeded.guild_id)  # a user: active once opened
             message = await c.post_system_message(r.seeded.channel_id, "maintenance at 2")
             assert message["content"] == "maintenance at 2"
             assert message["author"]["id"] == SYSTEM_USER["id"]

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from gateway.ingress_client import IngressClient
 from observability import add_trace_context, configure_tracing
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_gateway_socket import identified, post
 from tests.gateway.test_ingress import SECRET, next_dispatch
 
@@ -73,6 +74,7 @@ def test_rest_post_is_one_trace_to_every_socket(tmp_path: Path,
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             bot, _ = await identified(http, r)
             alice, _ = await identified(http, r, r.other_token)
+            await open_guild(alice, r.seeded.guild_id)  # a user: active once opened
             await asyncio.sleep(0.05)
             spans.clear()
             async with post(http, r, r.other_token, "traced") as resp:
@@ -108,6 +110,7 @@ def test_ingress_post_is_one_trace_and_logs_carry_its_id(
                 IngressClient(r.gateway.ingress_url, SECRET) as c:
             bot, _ = await identified(http, r)
             alice, _ = await identified(http, r, r.other_token)
+            await open_guild(alice, r.seeded.guild_id)  # a user: active once opened
             await asyncio.sleep(0.05)
             spans.clear()
             await c.post_system_message(r.seeded.channel_id, "from a service")

@@ -435,6 +435,8 @@ def test_users_and_bot_tokens(aio, storage: Storage, ids) -> None:  # type: igno
         await storage.put_token(token, bot.id)
         assert await storage.user_id_for_token(token) == bot.id
         assert await storage.user_id_for_token(token + "x") is None
+        assert await storage.account_for_token(token) == (bot, [])
+        assert await storage.account_for_token(token + "x") is None
         with pytest.raises(ValueError, match="non-empty"):
             await storage.put_token("", bot.id)
 
@@ -473,15 +475,27 @@ def test_guild_channels_roles_members(aio, storage: Storage, ids) -> None:  # ty
         assert await storage.members_for_guild(guild.id, limit=1) == [
             min([m1, m2], key=lambda m: m.user_id)
         ]
+        first, second = sorted([m1, m2], key=lambda m: m.user_id)
+        assert await storage.members_for_guild(guild.id, after=first.user_id) == [second]
+        assert await storage.members_for_guild(guild.id, after=second.user_id) == []
+        assert await storage.member_count(guild.id) == 2
+        assert await storage.member_count(ids.now()) == 0
         assert await storage.get_member(guild.id, other) == m2
         assert await storage.guild_ids_for_user(other) == [guild.id]
+        assert await storage.members_of_user(other) == [m2]
+        await storage.put_token(f"t.{other}", other)
+        await storage.put_user(User(other, "bob"))
+        assert await storage.account_for_token(f"t.{other}") == (User(other, "bob"), [m2])
+        assert await storage.members_of_user(ids.now()) == []
         # Updates and removals.
         await storage.put_member(Member(guild.id, other, m2.joined_at_ms, "robert", [mods.id]))
         got = await storage.get_member(guild.id, other)
         assert got is not None and (got.nick, got.roles) == ("robert", [mods.id])
         await storage.remove_member(guild.id, other)
         assert await storage.get_member(guild.id, other) is None
+        assert await storage.member_count(guild.id) == 1
         assert await storage.guild_ids_for_user(other) == []
+        assert await storage.members_of_user(other) == []
         await storage.delete_channel(guild.id, nsfw.id)
         assert await storage.get_channel(nsfw.id) is None
         assert await storage.channels_for_guild(guild.id) == [cat, general]

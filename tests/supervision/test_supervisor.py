@@ -58,6 +58,13 @@ class Stubborn(Actor):
         pass
 
 
+class EchoEverything(Actor):
+    """Sends every message back, its supervisor's ActorExitRequest included."""
+
+    def receiveMessage(self, msg, sender):
+        self.send(sender, msg)
+
+
 class Observer(Actor):
     """Creates a supervisor as its child and reports the child's exit reason."""
 
@@ -204,6 +211,16 @@ def test_stop_terminates_children_in_reverse_order(asys):
     EVENTS.clear()
     assert asys.ask(sup, Stop(), 2) == Stopped()
     assert EVENTS == [("stop", "c"), ("stop", "b"), ("stop", "a")]
+    assert asys.ask(sup, WhichChildren(), 0.3) is None
+
+
+def test_stop_is_answered_when_the_supervisor_is_ended_while_stopping(asys):
+    # The child answers its ActorExitRequest with one to the supervisor, which the base
+    # honours (Thespian's rule) in the middle of Stop: the asker still gets Stopped.
+    sup, _ = start(asys, spec(ONE_FOR_ONE, worker("a"), ChildSpec("e", EchoEverything)))
+    EVENTS.clear()
+    assert asys.ask(sup, Stop(), 10) == Stopped()
+    assert EVENTS == [("stop", "a")]
     assert asys.ask(sup, WhichChildren(), 0.3) is None
 
 

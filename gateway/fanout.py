@@ -1,0 +1,118 @@
+"""Fan-out across nodes: one message per destination node, then direct local delivery.
+
+A guild actor never sends one actor message per recipient. It groups the sessions that
+get a dispatch by the node they live on (a session's ``Address(node, id)``) and sends
+each node's **fan-out point** — the actor at ``Address(node, FANOUT_ID)``, made by the
+gateway on every node that serves sockets — one ``NodeFanout`` carrying the payload
+once (and its MESSAGE_CONTENT-redacted variant once) plus that node's recipients by
+actor id. The fan-out point runs on the sessions' own loop thread and calls each
+session's ``deliver_dispatch`` directly (number, record in its ``DispatchLog``, write the
+frame), so a delivery costs no mailbox, no run-queue entry and no message object.
+
+``NodeFanout`` is a wire type, so it crosses the data plane unchanged; only its payload
+fields differ by destination (``payload_for``): within the node they hold the guild's
+``PreparedDispatch`` itself (no copy, no encode), across nodes ``[event, json_d]`` — the
+JSON bytes of ``d``, encoded once — which the receiving node turns back into one
+``PreparedDispatch`` shared by its recipients.
+
+Every dispatch from a guild to its sessions takes this path, guild events included, so
+a session sees one guild's dispatches in the order the guild sent them.
+
+Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
+user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
+guild subscription, sent by its client when the user opens the guild); a passive
+session gets the guild's events (GUILD_*, CHANNEL_*, PRESENCE_UPDATE) but no
+per-message fan-out (MESSAGE_CREATE/UPDATE/DELETE, TYPING_START). Bot sessions are
+always active (bots send no op 14: discord.py keeps working). Once opened, a guild stays
+active for the rest of the session, across RESUMEs and guild restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from actors import Actor
+from actors.address import Address
+from actors.wire import wire_type
+from gateway.protocol import PreparedDispatch
+from gateway.session import SessionActor
+
+log = logging.getLogger("greenroom.gateway.fanout")
+
+#: The fan-out point's actor id on every node (negative: never an id the runtime hands
+#: out, which counts up from 1; the cluster directory is 0).
+FANOUT_ID = -1
+
+
+def fanout_address(node: str) -> Address:
+    """The fan-out point of ``node``."""
+    return Address(node, FANOUT_ID)
+
+
+@wire_type("gateway.node_fanout")
+@dataclass(slots=True)
+class NodeFanout:
+    """Guild -> a node's fan-out point: deliver ``payload`` to the sessions ``to`` (actor
+    ids on that node) and ``redacted`` to the sessions ``redacted_to``.
+
+    ``payload``/``redacted``: a ``PreparedDispatch`` within the node, ``[event, json_d]``
+    across nodes (``payload_for``); ``redacted`` is None when ``redacted_to`` is empty.
+    ``trace``: the guild.fanout span's context (None when not traced: the hot path).
+    """
+
+    payload: Any
+    to: Any  # a sequence of actor ids (the guild's cached tuple; a list once decoded)
+    redacted: Any = None
+    redacted_to: Any = ()
+    trace: dict | None = None
+
+
+def payload_for(dispatch: PreparedDispatch | None, local: bool) -> Any:
+    """``dispatch`` as a ``NodeFanout`` payload for a node that is (not) the sender's."""
+    if dispatch is None or local:
+        return dispatch
+    return [dispatch.event, dispatch.json_d()]
+
+
+def _dispatch_of(payload: Any) -> PreparedDispatch:
+    if payload.__class__ is PreparedDispatch:
+        return payload
+    if (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], str)
+            and isinstance(payload[1], bytes)):
+        return PreparedDispatch.from_json(payload[0], payload[1])
+    raise ValueError(f"NodeFanout payload must be [event, json bytes], not {payload!r:.80}")
+
+
+class FanoutPoint(Actor):
+    """A node's fan-out point (``FANOUT_ID``): delivers each ``NodeFanout`` to the local
+    sessions it names, by direct call on this loop thread. A session that ended in the
+    meantime is skipped (its guild forgets it when its monitor fires)."""
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, NodeFanout):
+            cells = self._myRef.base.cells
+            self._deliver(cells, _dispatch_of(msg.payload), msg.to, msg.trace)
+            if msg.redacted_to:
+                self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, msg.trace)
+
+    @staticmethod
+    def _deliver(cells: dict[int, Any], dispatch: PreparedDispatch, to: Any,
+                 trace: dict | None) -> None:
+        # ``to`` may come from another node: only live session actors are called.
+        session_class = SessionActor
+        for actor_id in to:
+            cell = cells.get(actor_id)
+            if cell is not None and cell.alive:
+                session = cell.instance
+                if isinstance(session, session_class):
+                    try:
+                        session.deliver_dispatch(dispatch, trace)
+                    except Exception:  # one broken session must not cost the others theirs
+                        log.exception("fan-out to session %s failed", actor_id)
+
+
+def start_fanout_point(base: Any) -> Address:
+    """Create this node's fan-out point on ``base`` (a ``UvloopSystemBase``; loop thread)."""
+    return base.create_actor(None, FanoutPoint, None, None, fixed_id=FANOUT_ID)

@@ -1,0 +1,81 @@
+"""Reaching sessions on any node: each node's session directory, at a well-known id.
+
+A session lives where its socket landed, and only its node knows it by session id or
+by user (``GatewayContext.sessions``, ``user_sessions``). So a REST handler on one node
+that must tell a user's sessions (GUILD_CREATE after a join, GUILD_DELETE after a
+leave) sends ``ToUserSessions`` to every gateway node's directory, and the ingress that
+must close a session sends ``ToSession`` to the directory of the node its id names
+(a session id is ``"<node>.<random>"``). The directory forwards the message on behalf
+of the original sender, so the session's answer goes straight back to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from actors import Actor
+from actors.address import Address
+from actors.wire import wire_type
+from gateway.context import GatewayContext
+
+#: Every gateway node's session directory has this well-known actor id.
+SESSIONS_ID = -3
+
+
+@wire_type("gateway.to_session")
+@dataclass(slots=True)
+class ToSession:
+    """Forward ``message`` to session ``session_id`` (answered ``NoSuchSession`` if this
+    node has no such session)."""
+
+    session_id: str
+    message: Any
+
+
+@wire_type("gateway.to_user_sessions")
+@dataclass(slots=True)
+class ToUserSessions:
+    """Forward ``message`` to every session of ``user_id`` on this node (no answer)."""
+
+    user_id: int
+    message: Any
+
+
+@wire_type("gateway.no_such_session")
+@dataclass(slots=True)
+class NoSuchSession:
+    session_id: str
+
+
+def node_of_session(session_id: str) -> str | None:
+    """The node a session id names (None for an id this gateway did not make)."""
+    node, dot, _ = session_id.rpartition(".")
+    return node if dot and node else None
+
+
+def sessions_address(node: str) -> Address:
+    return Address(node, SESSIONS_ID)
+
+
+def gateway_nodes(view: Any, me: str) -> list[str]:
+    """The nodes whose sessions a user-wide message must reach: every member that
+    serves the gateway (``view``: a ``cluster.view.ClusterView``, None: this node)."""
+    if view is None or view.placement is None:
+        return [me]
+    return sorted(view.placement.nodes | {me})
+
+
+class SessionDirectory(Actor):
+    ctx: ClassVar[GatewayContext]
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ToSession):
+            session = self.ctx.sessions.get(msg.session_id)
+            if session is None:
+                self.send(sender, NoSuchSession(msg.session_id))
+            else:
+                self.forward(session, msg.message, sender)
+        elif isinstance(msg, ToUserSessions):
+            for session in list(self.ctx.user_sessions.get(msg.user_id, ())):
+                self.forward(session, msg.message, sender)

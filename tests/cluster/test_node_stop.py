@@ -1,0 +1,20 @@
+"""A node stops its services' supervision tree, and hears that it did."""
+
+from __future__ import annotations
+
+import logging
+
+from cluster.messages import NodeConfig
+from cluster.node import NodeThread
+from tests.cluster.conftest import SECRET, SERVICES
+
+
+def test_a_node_with_services_gets_stopped_from_its_root_supervisor(caplog):
+    # Node.stop asks its root supervisor to Stop; without a Stopped back it waits out
+    # its 10 s and warns. (The Echo service once echoed the ActorExitRequest of its
+    # supervisor, which ended the supervisor before it could answer.)
+    thread = NodeThread(NodeConfig("stopper", SECRET, services=SERVICES))
+    thread.start()
+    with caplog.at_level(logging.WARNING, logger="greenroom.node"):
+        thread.stop(timeout=60)
+    assert "did not stop" not in caplog.text

@@ -1,0 +1,149 @@
+"""The CQL backend's write path: how writes become requests, and what a request leaves behind.
+
+Runs on the real Cassandra node (conftest.py). Why these matter: per request the driver
+and the node cost far more than per message in a batch, so many channels with a few
+messages each must share requests; and a finished request must not be left to the
+cyclic GC (its collections stalled the storage actor's loop for tens of ms).
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import time
+
+from storage.model import Message, MessageCreate, MessageWrite
+from storage.scylla import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_STATEMENTS,
+    MAX_REQUEST_STATEMENTS,
+    ScyllaStorage,
+    _batch_size,
+)
+
+DAY_MS = 86_400_000
+
+
+def _creates(
+    ids, channels: list[int], per_channel: int, content: str = "hello"
+) -> list[MessageWrite]:  # type: ignore[no-untyped-def]
+    now = int(time.time() * 1000)
+    return [
+        MessageCreate(Message(channel_id=c, id=ids.at(now - 1000), author_id=1, content=content))
+        for _ in range(per_channel)
+        for c in channels
+    ]
+
+
+def _check_plan(writes: list[MessageWrite], groups: list[list[int]]) -> None:
+    flat = [i for g in groups for i in g]
+    assert sorted(flat) == list(range(len(writes))), "every write in exactly one batch"
+    for g in groups:
+        assert len(g) <= MAX_REQUEST_STATEMENTS
+        assert len(g) == 1 or sum(_batch_size(writes[i]) for i in g) <= MAX_BATCH_BYTES
+        per_partition: dict[tuple[int, int], int] = {}
+        for i in g:
+            p = writes[i].partition
+            per_partition[p] = per_partition.get(p, 0) + 1
+        assert max(per_partition.values()) <= MAX_BATCH_STATEMENTS
+    # Each partition's writes keep their order across batches.
+    order: dict[tuple[int, int], list[int]] = {}
+    for i in flat:
+        order.setdefault(writes[i].partition, []).append(i)
+    assert all(v == sorted(v) for v in order.values())
+
+
+def test_partitions_on_the_same_replicas_share_a_batch(scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
+    channels = [ids.now(-10_000) for _ in range(40)]
+    writes = _creates(ids, channels, 3)  # 120 writes, 40 partitions, one node
+    groups = scylla_storage.plan_batches(writes)
+    _check_plan(writes, groups)
+    assert len(groups) == 1, [len(g) for g in groups]
+    assert scylla_storage.ack_units(writes) == groups
+
+
+def test_batches_respect_their_limits(scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
+    one = [ids.now(-10_000)]
+    many = [ids.now(-10_000) for _ in range(30)]
+    big = "x" * 2000  # 4,096 bytes each by the size estimate: the byte limit decides
+    for writes, sizes in (
+        (_creates(ids, one, 250), [MAX_BATCH_STATEMENTS] * 2 + [50]),
+        (
+            _creates(ids, many, 20),
+            [MAX_REQUEST_STATEMENTS] * 2 + [600 - 2 * MAX_REQUEST_STATEMENTS],
+        ),
+        (_creates(ids, many, 2, big), [MAX_BATCH_BYTES // 4096] * 6),
+    ):
+        groups = scylla_storage.plan_batches(writes)
+        _check_plan(writes, groups)
+        assert [len(g) for g in groups] == sizes
+
+
+def test_apply_across_partitions_is_one_request_per_batch(
+    aio, scylla_storage: ScyllaStorage, ids
+) -> None:  # type: ignore[no-untyped-def]
+    channels = [ids.now(-10_000) for _ in range(25)]
+    writes = _creates(ids, channels, 4)
+    planned = len(scylla_storage.plan_batches(writes))
+
+    async def go() -> int:
+        before = scylla_storage.queries
+        assert await scylla_storage.apply(writes) == [None] * len(writes)
+        issued = scylla_storage.queries - before
+        for c in channels:
+            assert len(await scylla_storage.messages(c)) == 4
+        return issued
+
+    assert aio.run(go()) == planned == 1
+
+
+def test_connections_send_without_delay(scylla_storage: ScyllaStorage) -> None:
+    # Nagle's algorithm held multi-segment requests for the server's delayed ACK:
+    # ~50 ms for a 50-message batch instead of ~5 ms.
+    assert (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) in (scylla_storage.cluster.sockopts or [])
+
+
+def test_finished_requests_leave_no_cyclic_garbage(aio, scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
+    channels = [ids.now(-10_000) for _ in range(4)]
+
+    async def go() -> None:
+        for _ in range(10):
+            assert await scylla_storage.apply(_creates(ids, channels, 5)) == [None] * 20
+        await scylla_storage.get_message(channels[0], ids.now())
+
+    aio.run(go())  # warm: prepared metadata, pools
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        aio.run(go())
+        time.sleep(0.2)
+        gc.collect()
+        leaked = [o for o in gc.garbage if type(o).__name__ in ("ResponseFuture", "_Request")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert not leaked, f"{len(leaked)} finished requests were left to the cyclic GC"
+
+
+def test_partitions_on_different_replicas_never_share_a_batch(  # type: ignore[no-untyped-def]
+    scylla_storage: ScyllaStorage, ids, monkeypatch
+) -> None:
+    # One node owns everything here; pretend three replica sets own the channels.
+    channels = [ids.now(-10_000) for _ in range(12)]
+    owner = {c: f"replicas-{i % 3}" for i, c in enumerate(channels)}
+    monkeypatch.setattr(scylla_storage, "_replica_key", lambda partition: owner[partition[0]])
+    writes = _creates(ids, channels, 2)
+    groups = scylla_storage.plan_batches(writes)
+    _check_plan(writes, groups)
+    assert len(groups) == 3
+    for g in groups:
+        assert len({owner[writes[i].partition[0]] for i in g}) == 1
+
+
+def test_the_replica_key_is_cached_per_partition(scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
+    partition = (ids.now(), 1)
+    key = scylla_storage._replica_key(partition)
+    assert key is not None and len(key) == 1  # one node, replication factor 1
+    assert scylla_storage._replica_key(partition) is key
