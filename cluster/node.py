@@ -40,6 +40,7 @@ from cluster.messages import (
 )
 from cluster.view import ClusterView
 from supervision import ChildSpec, Start, Stop, Supervisor, SupervisorFlags, SupervisorSpec
+from supervision.messages import SupervisorError
 
 log = logging.getLogger("greenroom.node")
 
@@ -60,6 +61,10 @@ class Directory(Actor):
             heartbeats = heartbeats_of(self._myRef.base)
             node = self._myRef.base.node
             self.send(sender, heartbeats.view() if heartbeats else View(node, [], [node]))
+
+
+class NodeStartError(RuntimeError):
+    """A node's services could not start (e.g. an unimportable service class)."""
 
 
 class Node:
@@ -96,8 +101,12 @@ class Node:
         services = tuple(ChildSpec(name, cls, global_name=name)
                          for name, cls in self.config.services)
         self.root = base.create_actor(None, Supervisor, None, "node-root")
-        await base.ask_async(self.root, Start(SupervisorSpec(
+        answer = await base.ask_async(self.root, Start(SupervisorSpec(
             SupervisorFlags("one_for_one", 10, 10.0), services)), 10)
+        if isinstance(answer, SupervisorError):  # OTP: a child failed to start
+            self.root = None  # the root supervisor has exited with that reason
+            await self.stop()  # release the data plane and heartbeats
+            raise NodeStartError(f"node {self.config.name}: {answer.reason}")
         gateway = self.config.settings.get("gateway")
         if gateway:
             await self._start_gateway(gateway)

@@ -4,6 +4,9 @@ It orders the channel's writes: it assigns each message its snowflake (once, at
 ingress, so a retried write keeps its key), hands the write to the storage actor, and
 only when the storage actor answers ``Written`` (durable) does it answer the poster
 and ask the guild actor to fan MESSAGE_CREATE out — encoded once, here.
+
+It also keeps the channel's recent messages (``gateway.recent_messages``): history reads
+(``ReadHistory``) are answered from them when that is exact, otherwise from storage.
 """
 
 from __future__ import annotations
@@ -66,11 +69,13 @@ class ChannelActor(Actor):
         #: write ref -> what the cache applies once it is durable (a create's Message,
         #: a MessageEdit, a MessageDelete)
         self._cache_writes: dict[Any, Message | MessageEdit | MessageDelete] = {}
-        #: ("history", n) -> (sender, query): reads sent to storage; ("history", 0) is the
-        #: cache's fill, whose waiters are ``_fill_waiters``
+        #: ("history", n) -> (sender, query): reads sent to storage
         self._reads: dict[tuple[str, int], tuple[Any, HistoryQuery]] = {}
-        self._fill_waiters: list[tuple[Any, HistoryQuery]] = []
         self._read_refs = 0
+        #: the cache's fill in flight (("fill", n); an older one's answer is ignored) and
+        #: the reads waiting for it
+        self._fill_ref: tuple[str, int] | None = None
+        self._fill_waiters: list[tuple[Any, HistoryQuery]] = []
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, PostMessage):
@@ -246,10 +251,11 @@ class ChannelActor(Actor):
         recent = self._recent
         if not recent.loaded:
             self._fill_waiters.append((sender, query))
-            fill = recent.start_fill(self.channel_id)
+            fill = recent.start_fill(self.channel_id, time.monotonic())
             if fill is not None:
-                self._reads[("history", 0)] = (None, fill)
-                self.send(self.ctx.storage_actor, History(("history", 0), fill))
+                self._read_refs += 1
+                self._fill_ref = ("fill", self._read_refs)
+                self.send(self.ctx.storage_actor, History(self._fill_ref, fill))
             return
         self._answer_history(sender, query)
 
@@ -265,13 +271,13 @@ class ChannelActor(Actor):
 
     def _history_answered(self, msg: HistoryResult | HistoryFailed) -> None:
         read = self._reads.pop(msg.ref, None)
-        if read is None:
-            return
-        sender, _ = read
-        if msg.ref != ("history", 0):
-            self.send(sender, HistoryPage(msg.messages) if isinstance(msg, HistoryResult)
+        if read is not None:
+            self.send(read[0], HistoryPage(msg.messages) if isinstance(msg, HistoryResult)
                       else PostFailed(500, 0, f"history failed: {msg.error}"))
             return
+        if msg.ref != self._fill_ref:
+            return  # a fill given up on (start_fill), or not ours
+        self._fill_ref = None
         if isinstance(msg, HistoryResult):
             self._recent.load(msg.messages)
         else:

@@ -26,6 +26,9 @@ class GatewayContext:
     #: session_id -> session actor address, for RESUME (sessions live on this node).
     sessions: dict[str, Any] = field(default_factory=dict)
     gateway_url: str = ""
+    #: session_id -> the node it moved to, for this node's sessions that a RESUME moved
+    #: elsewhere (``gateway.sessions.SessionMoved``).
+    moved: dict[str, str] = field(default_factory=dict)
     #: How long a session waits for a RESUME after a resumable close.
     resume_window_s: float = 120.0
     #: user id -> that user's live session actors (GUILD_CREATE/GUILD_DELETE on join/leave).

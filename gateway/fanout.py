@@ -36,6 +36,7 @@ from typing import Any
 from actors import Actor
 from actors.address import Address
 from actors.wire import wire_type
+from gateway.messages import Cutover
 from gateway.protocol import PreparedDispatch
 from gateway.session import SessionActor
 
@@ -96,6 +97,13 @@ class FanoutPoint(Actor):
             self._deliver(cells, _dispatch_of(msg.payload), msg.to, msg.trace)
             if msg.redacted_to:
                 self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, msg.trace)
+        elif isinstance(msg, Cutover):
+            # A guild swapped a session that moved to another node for its new address;
+            # here, behind every NodeFanout that guild sent this node, the old session
+            # hears that nothing more comes from it (gateway/session.py, ``cutover``).
+            cell = self._myRef.base.cells.get(msg.session)
+            if cell is not None and cell.alive and isinstance(cell.instance, SessionActor):
+                cell.instance.cutover(msg.guild_id)
 
     @staticmethod
     def _deliver(cells: dict[int, Any], dispatch: PreparedDispatch, to: Any,

@@ -27,6 +27,7 @@ from gateway.fanout import NodeFanout, fanout_address, payload_for
 from gateway.messages import (
     Activate,
     Broadcasted,
+    Cutover,
     Fanout,
     GuildBroadcast,
     Presence,
@@ -213,6 +214,21 @@ class GuildActor(Actor):
             self._watchers.add(msg.session)
         if msg.presence is not None:
             self._set_presence(msg.presence)
+        if msg.replaces is not None:
+            self._cut_over(msg.replaces)
+
+    def _cut_over(self, old: Any) -> None:
+        """A session moved to another node (a RESUME there): drop its old address once
+        the new one is subscribed (so no dispatch falls between), and tell the old one,
+        through its node's fan-out point and so behind every dispatch sent to it, that
+        nothing more comes (it forwards what it got until then, then the ``Cutover``)."""
+        self._early_active.discard(old)
+        sub = self.subs.pop(old, None)
+        if sub is not None:
+            self._plans.clear()
+            self.demonitor(sub.monitor)
+            self._clear_presence(old, sub.user_id)
+        self.send(fanout_address(old.node), Cutover(self.guild_id, old.id))
 
     def _plan(self, event: str) -> list[_NodePlan]:
         """The recipients of message event ``event``, by node: active sessions with

@@ -44,6 +44,70 @@ class Attach:
 
 
 @dataclass(slots=True)
+class Migrate:
+    """Edge -> new session actor: a RESUME for a session that lives on another node;
+    fetch it from there (``HandOver``) and resume it here."""
+
+    link: Any
+    event: ResumeRequested
+
+
+@wire_type("gateway.hand_over")
+@dataclass(slots=True)
+class HandOver:
+    """New session (node X) -> the session's node, through its session directory: give
+    me this session. The session checks ``token``, closes its socket, answers ``to``
+    with ``SessionState`` (or the directory with ``gateway.sessions.NoSuchSession``) and
+    forwards what it records from then on until every guild has cut over."""
+
+    session_id: str
+    token: str
+    seq: int  # the client's last seq: only later entries travel
+    to: Any  # Address of the new session
+
+
+@wire_type("gateway.session_state")
+@dataclass(slots=True)
+class SessionState:
+    """Old session -> new session: everything the session is, its replay log as
+    ``[event, bytes]`` entries in ``encoding`` (``PreparedDispatch.encoded``) numbered
+    ``seq - len(entries) + 1 .. seq``."""
+
+    session_id: str
+    token_key: bytes
+    user_id: int
+    intents: int
+    guild_ids: list[int]
+    opened: list[int] | None  # None: a bot (active everywhere)
+    status: str
+    activities: list[Any]
+    large_threshold: int
+    encoding: str
+    seq: int
+    entries: list[Any]
+
+
+@wire_type("gateway.handed_dispatch")
+@dataclass(slots=True)
+class HandedDispatch:
+    """Old session -> new session: a dispatch a guild sent the old one before it cut
+    over (``[event, bytes]`` as in ``SessionState``), in the order it was recorded."""
+
+    entry: Any
+
+
+@wire_type("gateway.cutover")
+@dataclass(slots=True)
+class Cutover:
+    """Guild -> the old session (through its node's fan-out point, behind every
+    dispatch the guild sent it), forwarded to the new session: from here on the guild
+    sends to the new session only."""
+
+    guild_id: int
+    session: int  # the old session's actor id on that node
+
+
+@dataclass(slots=True)
 class Detached:
     """Edge -> session actor: the socket is gone; keep the session if ``resumable``."""
 
@@ -77,6 +141,9 @@ class Subscribe:
     #: False: a passive session (a user's, before its op 14 for the guild): no message
     #: events (gateway/fanout.py).
     active: bool = True
+    #: The address of the session this one continues on another node (a RESUME that
+    #: moved it): the guild swaps them in one step and sends the old one ``Cutover``.
+    replaces: Any = None
 
 
 @wire_type("gateway.unsubscribe")

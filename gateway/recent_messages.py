@@ -34,6 +34,8 @@ from storage.snowflake import snowflake_us
 
 #: Messages kept per channel: one full page (Discord's largest ``limit``).
 CACHE_SIZE = MAX_LIMIT
+#: A fill unanswered for this long is taken as lost and sent again.
+FILL_PATIENCE_S = 10.0
 
 
 def stored_form(message: Message, changes: dict[str, Any] | None = None) -> Message:
@@ -47,7 +49,8 @@ def stored_form(message: Message, changes: dict[str, Any] | None = None) -> Mess
 class RecentMessages:
     """The newest ``size`` live messages of one channel, complete from ``floor`` up."""
 
-    __slots__ = ("size", "floor", "_ids", "_messages", "_stamps", "_loaded", "_recorded")
+    __slots__ = ("size", "floor", "_ids", "_messages", "_stamps", "_loaded", "_recorded",
+                 "_fill_at")
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         if size < 1:
@@ -62,6 +65,7 @@ class RecentMessages:
         self._loaded = False
         #: writes that became durable while the fill is in flight (None: no fill)
         self._recorded: list[tuple[str, Any]] | None = None
+        self._fill_at = 0.0
 
     @property
     def loaded(self) -> bool:
@@ -76,12 +80,17 @@ class RecentMessages:
 
     # -- filling ---------------------------------------------------------------------
 
-    def start_fill(self, channel_id: int) -> HistoryQuery | None:
+    def start_fill(self, channel_id: int, now: float) -> HistoryQuery | None:
         """The storage read that fills the cache (the latest ``size`` messages), or None
-        when it is loaded or a fill is already in flight."""
-        if self._loaded or self._recorded is not None:
+        when it is loaded or a fill has been in flight for less than
+        ``FILL_PATIENCE_S`` (``now``: monotonic seconds). An older fill counts as lost (a
+        storage actor that restarted does not answer) and is replaced: the caller must
+        ignore the old one's answer."""
+        if self._loaded or (self._recorded is not None
+                            and now - self._fill_at < FILL_PATIENCE_S):
             return None
         self._recorded = []
+        self._fill_at = now
         return HistoryQuery(channel_id, limit=self.size)
 
     def load(self, newest_first: list[Message]) -> None:

@@ -10,6 +10,7 @@ event loop: the link, the actors and aiohttp's REST handlers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -26,7 +27,7 @@ from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor
 from gateway.identity import IdentityCache
 from gateway.limits import IdentifyBudget, RateLimits, RestRateLimiter
-from gateway.messages import Attach, Detached, Identify, OpenGuild, SetPresence
+from gateway.messages import Attach, Detached, Identify, Migrate, OpenGuild, SetPresence
 from gateway.protocol import (
     DEFAULT_CONFIG,
     Close,
@@ -44,7 +45,7 @@ from gateway.protocol import (
     parse_connection_url,
 )
 from gateway.session import SessionActor, SessionHost
-from gateway.sessions import SESSIONS_ID, SessionDirectory
+from gateway.sessions import SESSIONS_ID, SessionDirectory, gateway_nodes, node_of_session
 from gateway.timers import TimerWheel
 from observability import inject_current, span_from
 from storage.actor import StorageActor
@@ -252,6 +253,8 @@ class Gateway:
             base = UvloopSystemBase(loop=self.loop)
             self._owns_base = True
         self.base = base
+        if self.cluster is not None:  # HELLO names the node (many serve these ports)
+            self.config = dataclasses.replace(self.config, trace=base.node)
         ctx = self.ctx
         ctx.storage_actor = base.create_actor(None, StorageActor, None, None)
         ready = await base.ask_async(ctx.storage_actor,
@@ -300,6 +303,10 @@ class Gateway:
             # one shared adapter: given a Logger, picows makes a child Logger per
             # connection (~0.5 KiB an idle session)
             logger_name=logging.LoggerAdapter(picows_log, {}),
+            # uvloop's own transport, not aiofastnet's (picows's default): 5.3 KiB less
+            # an idle session, the same server CPU per fan-out delivery, ~0.3 ms more per
+            # IDENTIFY (measured, alternated: loadtest/GATEWAY_BENCH.md)
+            use_aiofastnet=False,
             reuse_port=self.reuse_port or None)
         self.port = self._ws_server.sockets[0].getsockname()[1]
         ctx.gateway_url = self.gateway_url
@@ -352,7 +359,18 @@ class Gateway:
 
     def resume(self, link: Link, event: ResumeRequested) -> None:
         session = self.ctx.sessions.get(event.session_id)
-        if session is None:
-            link.execute(link.conn.resume_failed())
-        else:
+        if session is not None:
             self.base.tell_from_loop(session, Attach(link, event))
+            return
+        # The kernel may hand a RESUME to any node: a session of another live node moves
+        # here (gateway/session.py, ``Migrate``); anything else is unknown or expired.
+        home = node_of_session(event.session_id)
+        me = self.base.node
+        if home is None or home not in gateway_nodes(self.cluster, me) \
+                or (home == me and event.session_id not in self.ctx.moved):
+            link.execute(link.conn.resume_failed())
+            return
+        session = self.base.create_actor(self._sessions_host._cell, self._session_class,
+                                         None, None)
+        link.session = session  # its Detached reaches the session while it moves
+        self.base.tell_from_loop(session, Migrate(link, event))

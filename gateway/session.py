@@ -24,14 +24,19 @@ from gateway.messages import (
     Activate,
     Attach,
     CloseSession,
+    Cutover,
     Deliver,
     Detached,
+    HandedDispatch,
+    HandOver,
     Identify,
     JoinedGuild,
     LeftGuild,
+    Migrate,
     OpenGuild,
     Presence,
     SessionClosed,
+    SessionState,
     SetPresence,
     Subscribe,
     Subscribed,
@@ -39,6 +44,7 @@ from gateway.messages import (
 )
 from gateway.protocol import (
     DispatchLog,
+    Encoding,
     GuildMembersRequested,
     IdentifyRequested,
     PreparedDispatch,
@@ -47,6 +53,13 @@ from gateway.protocol import (
 )
 from gateway.protocol.close_codes import RESUMABLE
 from gateway.protocol.intents import GUILD_MEMBERS, GUILD_PRESENCES
+from gateway.sessions import (
+    NoSuchSession,
+    SessionMoved,
+    ToSession,
+    node_of_session,
+    sessions_address,
+)
 from gateway.tracing import start
 
 log = logging.getLogger("greenroom.gateway.session")
@@ -54,6 +67,26 @@ log = logging.getLogger("greenroom.gateway.session")
 #: After a guild's Down, a session subscribes again every this many seconds until the
 #: guild's next incarnation answers ``Subscribed``.
 RESUBSCRIBE_S = 2.0
+
+#: A session moving to another node (a RESUME there) waits this long for the old node's
+#: answer, then for each guild's ``Cutover``; the old one forwards for twice as long.
+MOVE_TIMEOUT_S = 5.0
+
+
+class _Move:
+    """A session moving between nodes (``Migrate``/``HandOver``), on either side: the
+    other side's session, the guilds that have not cut over yet, and (new side) the
+    dispatches the guilds sent straight here meanwhile, recorded after the old side's."""
+
+    __slots__ = ("peer", "guilds", "held", "timer", "event")
+
+    def __init__(self, peer: Any, event: Any = None) -> None:
+        self.peer = peer
+        self.guilds: set[int] = set()
+        self.held: list[PreparedDispatch] = []
+        self.timer: int | None = None
+        self.event = event  # new side: the ResumeRequested
+
 
 _NOTHING_OPENED: frozenset[int] = frozenset()  # shared: a user's session before op 14
 
@@ -84,6 +117,8 @@ class SessionActor(Actor):
         self._opened: frozenset[int] | None = _NOTHING_OPENED
         #: guilds re-subscribed to after a Down that have not answered yet (None: none)
         self._unanswered: set[int] | None = None
+        #: a move to or from another node in progress (None: none, the usual case)
+        self._move: _Move | None = None
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Deliver):
@@ -141,8 +176,30 @@ class SessionActor(Actor):
             self._detached(msg)
         elif isinstance(msg, Attach):
             self._attach(msg)
+        elif isinstance(msg, Migrate):
+            self._migrate(msg)
+        elif isinstance(msg, HandOver):
+            self._hand_over(msg)
+        elif isinstance(msg, SessionState):
+            self._restore(msg, sender)
+        elif isinstance(msg, HandedDispatch):
+            move, log = self._move, self.log
+            if move is not None and log is not None:
+                log.append(PreparedDispatch.from_encoded(msg.entry[0], log.encoding,
+                                                         msg.entry[1]))
+        elif isinstance(msg, Cutover):  # from the old side: that guild sends here now
+            move = self._move
+            if move is not None and self.log is not None:
+                move.guilds.discard(msg.guild_id)
+                if not move.guilds:
+                    self._moved_in()
+        elif isinstance(msg, NoSuchSession):
+            if self._move is not None and self.log is None:
+                self._move_failed()
         elif isinstance(msg, Timeout):
-            if msg.payload.__class__ is tuple:  # ("resubscribe", guild id)
+            if msg.payload == "move":
+                self._move_timed_out()
+            elif msg.payload.__class__ is tuple:  # ("resubscribe", guild id)
                 self._resubscribe(msg.payload[1])
             elif self.link is None:
                 self._end()
@@ -220,7 +277,7 @@ class SessionActor(Actor):
         unanswered = self._unanswered
         if unanswered is None or guild_id not in unanswered:
             return  # the guild answered
-        if self._ended or guild_id not in self.guild_ids:
+        if self._ended or guild_id not in self.guild_ids or self._move is not None:
             unanswered.discard(guild_id)
             return
         self._subscribe(guild_id)
@@ -332,7 +389,10 @@ class SessionActor(Actor):
                 span.set_attribute("greenroom.seq", log.seq)
                 span.end()
         elif log is not None and not self._ended:
-            log.append(dispatch)  # detached: recorded for the RESUME
+            if self._move is None:
+                log.append(dispatch)  # detached: recorded for the RESUME
+            else:
+                self._moving_dispatch(dispatch)
 
     def _close_session(self, msg: CloseSession, sender: Any) -> None:
         """An internal service disconnects this session: close its socket with
@@ -357,6 +417,8 @@ class SessionActor(Actor):
         if msg.link is not self.link:
             return
         self.link = None
+        if self._move is not None and self._move.event is not None:
+            return  # moving in: kept, and detached once the move is done
         if msg.resumable and self.log is not None:
             self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
         else:
@@ -379,18 +441,185 @@ class SessionActor(Actor):
         link.session = self.myAddress
         link.execute(link.conn.resume_ok(self.log, intents=self.intents))
 
+    # -- moving to another node (a RESUME that landed there) -------------------------------
+
+    def _migrate(self, msg: Migrate) -> None:
+        """New side: ask the session's node to hand it over (``HandOver``)."""
+        event = msg.event
+        self.link = msg.link
+        self.session_id = event.session_id
+        self.token_key = self.ctx.identity.token_key(event.token)
+        move = self._move = _Move(None, event)
+        move.timer = self.start_timer(MOVE_TIMEOUT_S, "move")
+        home = node_of_session(event.session_id)
+        assert home is not None  # the edge checked
+        self.send(sessions_address(home), ToSession(
+            event.session_id, HandOver(event.session_id, event.token, event.seq,
+                                       self.myAddress)))
+
+    def _hand_over(self, msg: HandOver) -> None:
+        """Old side: the client RESUMEd on another node. Send it this session (its log
+        after the client's seq), close the old socket, and from now on forward what the
+        guilds send here until each has cut over to the new session (``Cutover``)."""
+        log = self.log
+        if self._ended or log is None or self._move is not None \
+                or not self.ctx.identity.same_token(self.token_key, msg.token):
+            self.send(msg.to, NoSuchSession(msg.session_id))
+            return
+        old = self.link
+        if old is not None:
+            self.link = None
+            old.execute(old.conn.close(4000, "session resumed elsewhere"))
+        if self._expiry is not None:
+            self.cancel_timer(self._expiry)
+            self._expiry = None
+        encoding = log.encoding
+        entries = [[d.event, d.encoded(encoding)] for _, d in log.after(msg.seq)]
+        opened = None if self._opened is None else sorted(self._opened)
+        self.send(msg.to, SessionState(
+            msg.session_id, self.token_key, self.user_id, self.intents, list(self.guild_ids),
+            opened, self.status, list(self.activities), self._large_threshold,
+            encoding.value, log.seq, entries))
+        # No longer reachable here: the new node has it (a second RESUME goes there).
+        self.ctx.sessions.pop(msg.session_id, None)
+        self._forget_user()
+        move = self._move = _Move(msg.to)
+        move.guilds.update(self.guild_ids)
+        if not move.guilds:
+            self._end()
+            return
+        move.timer = self.start_timer(2 * MOVE_TIMEOUT_S, "move")
+
+    def cutover(self, guild_id: int) -> None:
+        """Old side: ``guild_id`` now sends to the new session (called by the fan-out
+        point, behind every dispatch that guild sent here). Tell the new side; done once
+        every guild has."""
+        move = self._move
+        if move is None or move.event is not None or self._ended:
+            return
+        self.send(move.peer, Cutover(guild_id, 0))
+        move.guilds.discard(guild_id)
+        if not move.guilds:
+            self._end()
+
+    def _moving_dispatch(self, dispatch: PreparedDispatch) -> None:
+        move = self._move
+        assert move is not None and self.log is not None
+        if move.event is None:  # old side: the new one records it, in this order
+            self.send(move.peer, HandedDispatch([dispatch.event,
+                                                 dispatch.encoded(self.log.encoding)]))
+        else:  # new side: straight from a guild that cut over; after the old side's
+            move.held.append(dispatch)
+
+    def _restore(self, state: SessionState, old: Any) -> None:
+        """New side: the old session (``old``) answered. Become the session and subscribe to its
+        guilds in place of the old one; the RESUME is answered once every guild cut
+        over (``_moved_in``)."""
+        move = self._move
+        if move is None or self._ended or self.log is not None \
+                or state.session_id != self.session_id:
+            return
+        try:
+            encoding = Encoding(state.encoding)
+            entries = [PreparedDispatch.from_encoded(event, encoding, data)
+                       for event, data in state.entries]
+            self.log = DispatchLog.restored(encoding, state.seq, entries,
+                                            self.ctx.config.replay_max_entries)
+        except (ValueError, TypeError):
+            log.warning("bad session state for %s", state.session_id, exc_info=True)
+            self._move_failed()
+            return
+        self.user_id = state.user_id
+        self.intents = state.intents
+        self.guild_ids = list(state.guild_ids)
+        self._opened = None if state.opened is None else frozenset(state.opened)
+        self.status, self.activities = state.status, list(state.activities)
+        self._large_threshold = state.large_threshold
+        move.guilds.update(self.guild_ids)
+        opened = self._opened
+        presence = self._presence()
+        for guild_id in self.guild_ids:
+            subscribe = Subscribe(self.myAddress, self.user_id, self.intents, presence,
+                                  active=opened is None or guild_id in opened,
+                                  replaces=old)
+            self.send(self.ctx.registry, Route("guild", guild_id, subscribe))
+        if not move.guilds:
+            self._moved_in()
+            return
+        if move.timer is not None:
+            self.cancel_timer(move.timer)
+        move.timer = self.start_timer(MOVE_TIMEOUT_S, "move")
+
+    def _moved_in(self) -> None:
+        """New side: every guild cut over (or the wait ran out). Record what the guilds
+        sent straight here, become reachable, and answer the RESUME (replay, RESUMED)."""
+        move, self._move = self._move, None
+        log = self.log
+        assert move is not None and log is not None and self.session_id is not None
+        if move.timer is not None:
+            self.cancel_timer(move.timer)
+        for dispatch in move.held:
+            log.append(dispatch)
+        self.ctx.sessions[self.session_id] = self.myAddress
+        users = self.ctx.user_sessions
+        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
+        self._tell_home(self.myAddress.node)
+        link = self.link
+        if link is not None:
+            link.execute(link.conn.resume_ok(log, intents=self.intents))
+            if link.conn.log is not log:  # refused (seq out of range): kept for a RESUME
+                self.link = None
+        if self.link is None:
+            self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
+
+    def _move_failed(self) -> None:
+        """New side: no such session there (or a bad answer): INVALID_SESSION."""
+        self._move = None
+        link, self.link = self.link, None
+        if link is not None:
+            link.execute(link.conn.resume_failed())
+            link.session = None
+        self.session_id = None  # never registered: nothing to forget
+        self._end()
+
+    def _move_timed_out(self) -> None:
+        move = self._move
+        if move is None:
+            return
+        move.timer = None
+        if move.event is None:
+            self._end()  # old side: the guilds that did not cut over get an Unsubscribe
+        elif self.log is None:
+            self._move_failed()  # the old node never answered
+        else:
+            self._moved_in()  # a guild did not answer: its dispatches may be missing
+
+    def _tell_home(self, node: str | None) -> None:
+        """Tell the directory of the node this session's id names where it lives now
+        (None: it ended)."""
+        home = node_of_session(self.session_id or "")
+        if home is not None:
+            self.send(sessions_address(home), SessionMoved(self.session_id or "", node))
+
+    def _forget_user(self) -> None:
+        users = self.ctx.user_sessions
+        others = tuple(s for s in users.get(self.user_id, ()) if s != self.myAddress)
+        if others:
+            users[self.user_id] = others
+        else:
+            users.pop(self.user_id, None)
+
     def _end(self, exiting: bool = False) -> None:
         if self._ended:
             return
         self._ended = True
         if self.session_id is not None:
-            self.ctx.sessions.pop(self.session_id, None)
-            users = self.ctx.user_sessions
-            others = tuple(s for s in users.get(self.user_id, ()) if s != self.myAddress)
-            if others:
-                users[self.user_id] = others
-            else:
-                users.pop(self.user_id, None)
+            if self.ctx.sessions.get(self.session_id) == self.myAddress:
+                del self.ctx.sessions[self.session_id]
+            self._forget_user()
+            if self._move is None and (node_of_session(self.session_id) != self.myAddress.node
+                                       or self.session_id in self.ctx.moved):
+                self._tell_home(None)  # it had moved: its home forgets where
             for guild_id in self.guild_ids:
                 self.send(self.ctx.registry,
                           Route("guild", guild_id, Unsubscribe(self.myAddress)))

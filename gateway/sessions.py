@@ -42,6 +42,17 @@ class ToUserSessions:
     message: Any
 
 
+@wire_type("gateway.session_moved")
+@dataclass(slots=True)
+class SessionMoved:
+    """A session that moved away from the node its id names (a RESUME elsewhere) ->
+    that node's directory: it lives on ``node`` now (None: it ended), so a ``ToSession``
+    for it is forwarded there."""
+
+    session_id: str
+    node: str | None
+
+
 @wire_type("gateway.no_such_session")
 @dataclass(slots=True)
 class NoSuchSession:
@@ -72,10 +83,19 @@ class SessionDirectory(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, ToSession):
             session = self.ctx.sessions.get(msg.session_id)
-            if session is None:
-                self.send(sender, NoSuchSession(msg.session_id))
-            else:
+            if session is not None:
                 self.forward(session, msg.message, sender)
+                return
+            moved = self.ctx.moved.get(msg.session_id)
+            if moved is not None and moved != self.myAddress.node:
+                self.forward(sessions_address(moved), msg, sender)
+            else:
+                self.send(sender, NoSuchSession(msg.session_id))
+        elif isinstance(msg, SessionMoved):
+            if msg.node is None or msg.node == self.myAddress.node:
+                self.ctx.moved.pop(msg.session_id, None)
+            else:
+                self.ctx.moved[msg.session_id] = msg.node
         elif isinstance(msg, ToUserSessions):
             for session in list(self.ctx.user_sessions.get(msg.user_id, ())):
                 self.forward(session, msg.message, sender)

@@ -219,3 +219,20 @@ class Storage(abc.ABC):
         user, members = await asyncio.gather(self.get_user(user_id),
                                              self.members_of_user(user_id))
         return None if user is None else (user, members)
+
+    async def channel_access(self, token: str, channel_id: int
+                             ) -> tuple[User | None, Channel | None, Guild | None,
+                                        Member | None, list[Role]]:
+        """What a REST call on a channel reads to authorise it: the token's user, the
+        channel, its guild, the user's member there and the guild's roles (None where
+        missing; nothing past the first miss). A backend may answer in one round trip
+        (SQLite: one hop to its thread instead of six, the bulk of a post's CPU)."""
+        user_id = await self.user_id_for_token(token)
+        user = await self.get_user(user_id) if user_id is not None else None
+        channel = await self.get_channel(channel_id) if user is not None else None
+        if user is None or channel is None:
+            return user, channel, None, None, []
+        guild, member, roles = await asyncio.gather(
+            self.get_guild(channel.guild_id), self.get_member(channel.guild_id, user.id),
+            self.roles_for_guild(channel.guild_id))
+        return user, channel, guild, member, roles

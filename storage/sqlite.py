@@ -624,6 +624,45 @@ class SqliteStorage(Storage):
     async def account_for_token(self, token: str) -> tuple[User, list[Member]] | None:
         return await self._call(self._account_sync, token_hash(token))
 
+    def _channel_access_sync(self, digest: bytes, channel_id: int
+                             ) -> tuple[User | None, Channel | None, Guild | None,
+                                        Member | None, list[Role]]:
+        found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,))
+        rows = self._query(
+            "SELECT id, username, discriminator, global_name, avatar, bot, flags "
+            "FROM users WHERE id = ?", (found[0][0],)) if found else []
+        if not rows:
+            return None, None, None, None, []
+        r = rows[0]
+        user = User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
+        rows = self._query(f"SELECT {self._CHANNEL_COLS} FROM channels WHERE id = ?",
+                           (channel_id,))
+        if not rows:
+            return user, None, None, None, []
+        channel = self._channel(rows[0])
+        rows = self._query(
+            "SELECT id, name, owner_id, icon, description, features FROM guilds WHERE id = ?",
+            (channel.guild_id,))
+        guild = (Guild(rows[0][0], rows[0][1], rows[0][2], rows[0][3], rows[0][4],
+                       json.loads(rows[0][5]) if rows[0][5] else []) if rows else None)
+        rows = self._query(
+            f"SELECT {self._MEMBER_COLS} FROM members WHERE guild_id = ? AND user_id = ?",
+            (channel.guild_id, user.id))
+        member = self._member(rows[0]) if rows else None
+        roles = [Role(r[0], r[1], r[2], r[3] or 0, bool(r[4]), r[5] or 0, r[6] or 0,
+                      bool(r[7]), bool(r[8]))
+                 for r in self._query(
+                     "SELECT guild_id, id, name, color, hoist, position, permissions, "
+                     "managed, mentionable FROM roles WHERE guild_id = ? ORDER BY id",
+                     (channel.guild_id,))]
+        return user, channel, guild, member, roles
+
+    async def channel_access(self, token: str, channel_id: int
+                             ) -> tuple[User | None, Channel | None, Guild | None,
+                                        Member | None, list[Role]]:
+        return await self._call(self._channel_access_sync, token_hash(token),
+                                check_id("channel_id", channel_id))
+
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         rows = await self._rows(
             "SELECT guild_id FROM members WHERE user_id = ? ORDER BY guild_id",

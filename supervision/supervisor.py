@@ -165,11 +165,39 @@ class Supervisor(Actor):
 
     def _start(self, child: _Child) -> None:
         spec = child.spec
-        child.address = self.createActor(spec.start, targetActorRequirements=spec.requirements,
-                                         globalName=spec.global_name)
+        try:
+            child.address = self.createActor(spec.start,
+                                             targetActorRequirements=spec.requirements,
+                                             globalName=spec.global_name)
+        except Exception as err:  # e.g. an unimportable class: the base raises here
+            log.error("child %s failed to start: %r", spec.id, err)
+            self._start_failed(child, repr(err))
+            return
         if spec.init is not None:
             self.send(child.address, spec.init)
         log.debug("started child %s at %s", spec.id, child.address)
+
+    def _start_failed(self, child: _Child, reason: str) -> None:
+        """OTP: a child that fails to start fails the request that started it. During
+        ``Start`` (OTP's ``init``) the started children stop in reverse order, the asker
+        gets ``{error, Reason}`` and the supervisor exits with that reason; a failed
+        ``StartChild`` is answered with the error and forgotten; a failed restart counts
+        as another exit of the child (restart intensity bounds the retries)."""
+        reply = next((op for op in self._ops if op[0] == "reply"), None)
+        error = ("failed_to_start_child", child.spec.id, reason)
+        if reply is not None and reply[2] is None:  # the Start reply
+            self._ops.clear()
+            self._ops.extend(("terminate", c) for c in reversed(self._children)
+                             if c.address is not None)
+            self._ops.append(("reply", reply[1],
+                              SupervisorError(Start(), f"{error[0]} {error[1]!r}: {reason}")))
+            self._ops.append(("exit", ("shutdown", error)))
+        elif reply is not None and reply[2] is child:  # StartChild
+            self._ops.remove(reply)
+            self._children.remove(child)
+            self.send(reply[1], SupervisorError(StartChild(child.spec), reason))
+        else:
+            self._child_exited(child, ("error", reason))
 
     def _terminate(self, child: _Child) -> None:
         if child.address is None:

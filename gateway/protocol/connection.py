@@ -96,6 +96,9 @@ class GatewayConfig:
     zlib_level: int = DEFAULT_LEVEL
     zlib_wbits: int = DEFAULT_WBITS
     zlib_mem_level: int = DEFAULT_MEM_LEVEL
+    #: Sent in HELLO's ``_trace`` as Discord does ("" sends none): the node that serves
+    #: the connection, so a client (or test) knows where the kernel put it.
+    trace: str = ""
 
 
 DEFAULT_CONFIG = GatewayConfig()
@@ -182,7 +185,10 @@ class GatewayConnection:
             return self._close(self.params.close_code, "gateway URL refused")
         self.state = ConnectionState.AWAITING_IDENTIFY
         self._heartbeat_deadline = now + self._interval_s + self.config.heartbeat_grace_s
-        hello = _control(Opcode.HELLO, {"heartbeat_interval": self.config.heartbeat_interval_ms})
+        d: dict[str, Any] = {"heartbeat_interval": self.config.heartbeat_interval_ms}
+        if self.config.trace:
+            d["_trace"] = [self.config.trace]
+        hello = _control(Opcode.HELLO, d)
         return [self._frame(encode_payload(hello, self._encoding)), *self._arm()]
 
     def receive(self, data: bytes | bytearray | memoryview | str, now: float) -> list[Effect]:

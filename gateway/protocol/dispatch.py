@@ -91,6 +91,28 @@ class PreparedDispatch:
         self._msgpack = None
         return self
 
+    def encoded(self, encoding: Encoding) -> bytes:
+        """This dispatch's frame bytes after the sequence number in ``encoding`` (kept
+        even when compacted): how a session's replay log moves to another node
+        (``from_encoded`` there)."""
+        return self._parts(encoding)[1]
+
+    @classmethod
+    def from_encoded(cls, event: str, encoding: Encoding, suffix: bytes) -> PreparedDispatch:
+        """The dispatch that ``encoded(encoding)`` gave on another node; it can be framed
+        in ``encoding`` only (its ``data`` is decoded for JSON, gone for msgpack)."""
+        self = cls.__new__(cls)
+        self.event = event
+        self._msgpack = self._json = None
+        if encoding is Encoding.JSON:
+            self._data = _PENDING
+            self._json = (b'{"t":' + json_bytes(event) + b',"s":', suffix)
+        else:
+            self._data = _DROPPED
+            self._msgpack = (_MSGPACK_MAP4 + _MSGPACK_KEY_T + msgpack_bytes(event)
+                             + _MSGPACK_KEY_S, suffix)
+        return self
+
     def json_d(self) -> bytes:
         """The JSON encoding of ``d`` (made once, shared with JSON recipients): how a
         dispatch crosses to another node (``from_json`` there)."""

@@ -56,6 +56,18 @@ class DispatchLog:
         self._cap = max_entries + max(1, max_entries // 4)
         self._entries: list[PreparedDispatch] | None = None
 
+    @classmethod
+    def restored(cls, encoding: Encoding, seq: int, entries: list[PreparedDispatch],
+                 max_entries: int = DEFAULT_MAX_ENTRIES) -> DispatchLog:
+        """The log another node kept: ``entries`` are the dispatches numbered
+        ``seq - len(entries) + 1 .. seq`` (a session that moved, ``gateway.session``)."""
+        if seq < len(entries):
+            raise ValueError(f"{len(entries)} entries cannot end at seq {seq}")
+        log = cls(encoding, max_entries)
+        log.seq = seq
+        log._entries = list(entries[-max_entries:]) or None
+        return log
+
     def append(self, dispatch: PreparedDispatch) -> int:
         """Number ``dispatch`` and keep it for replay; returns its sequence number."""
         self.seq += 1

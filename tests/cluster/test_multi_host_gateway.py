@@ -19,6 +19,7 @@ import pytest
 
 from cluster.placement import Placement
 from tests.cluster import netns
+from tests.cluster.run_log import read_until
 from tests.cluster.test_nodes import alive
 from tests.cluster.test_scale_out import Client
 
@@ -42,17 +43,11 @@ def start_host(hosts: netns.Hosts, i: int, db: Path) -> tuple[subprocess.Popen, 
                            "--no-rate-limits", *join],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        env=env, cwd=ROOT)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("event") == "gateway serving":
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-            return proc, event
-    raise AssertionError(f"host h{i} did not serve:\n" + "".join(lines))
+    event, _, lines = read_until(proc, "gateway serving")
+    if event is None:
+        raise AssertionError(f"host h{i} did not serve:\n" + "".join(lines))
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, event
 
 
 @pytest.fixture(scope="module")

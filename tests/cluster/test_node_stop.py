@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from cluster.messages import NodeConfig
-from cluster.node import NodeThread
+from cluster.node import NodeStartError, NodeThread
 from tests.cluster.conftest import SECRET, SERVICES
 
 
@@ -18,3 +20,13 @@ def test_a_node_with_services_gets_stopped_from_its_root_supervisor(caplog):
     with caplog.at_level(logging.WARNING, logger="greenroom.node"):
         thread.stop(timeout=60)
     assert "did not stop" not in caplog.text
+
+
+def test_a_node_whose_service_cannot_be_imported_fails_to_start_with_that_reason():
+    # OTP: a child that fails to start fails its supervisor's start with {error, Reason}.
+    # The import error once escaped Supervisor._start, the base retried Start behind the
+    # supervisor's own pending work and the node waited out its 10 s ask instead.
+    services = (SERVICES[0], ("broken", "tests.cluster.hop.NoSuchService"))
+    thread = NodeThread(NodeConfig("broken-start", SECRET, services=services))
+    with pytest.raises(NodeStartError, match="broken.*NoSuchService"):
+        thread.start(timeout=60)

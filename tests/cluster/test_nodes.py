@@ -16,6 +16,7 @@ from actors.address import Address
 from cluster.messages import DIRECTORY_ID, Here, Pong, WhereIs
 from cluster.messages import Ping as NodePing
 from tests.cluster.hop import Relay
+from tests.cluster.run_log import read_until
 
 
 def tagged(tag: str) -> set[int]:
@@ -83,22 +84,10 @@ def test_run_starts_nodes_listens_on_loopback_only_and_sigterm_leaves_no_orphans
     proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--nodes", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=Path(__file__).parents[2])
-    lines, node_pids = [], set()
+    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "node serving":
-                node_pids.add(event["pid"])
-            if event.get("event") == "greenroom is running":
-                break
+        _, events, lines = read_until(proc, "greenroom is running")
+        node_pids = {e["pid"] for e in events if e.get("event") == "node serving"}
         assert len(node_pids) == 3, "".join(lines)
         tree = tagged(tag) - {proc.pid}
         assert node_pids <= tree

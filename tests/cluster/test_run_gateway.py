@@ -8,9 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from tests.cluster.run_log import read_until
 
 ROOT = Path(__file__).parents[2]
 
@@ -23,19 +24,9 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, dict, list[str]]:
                              "--port", "0", "--rest-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=ROOT)
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("event") == "gateway serving":
-            return proc, event, lines
+    event, _, lines = read_until(proc, "gateway serving")
+    if event is not None:
+        return proc, event, lines
     proc.kill()
     raise AssertionError("greenroom run did not report the gateway:\n" + "".join(lines))
 

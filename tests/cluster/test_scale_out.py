@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cluster.placement import Placement
+from tests.cluster.run_log import read_until
 from tests.cluster.test_nodes import alive, tagged
 
 ROOT = Path(__file__).parents[2]
@@ -40,20 +41,8 @@ def running(tmp: Path):
                              "--port", "0", "--rest-port", "0", "--no-rate-limits"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=ROOT)
-    lines: list[str] = []
-    nodes: dict[str, dict] = {}
-    event = None
-    for line in proc.stdout:
-        lines.append(line)
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            continue
-        if parsed.get("event") == "node serving":
-            nodes[parsed["node"]] = parsed
-        if parsed.get("event") == "gateway serving":
-            event = parsed
-            break
+    event, events, lines = read_until(proc, "gateway serving")
+    nodes = {e["node"]: e for e in events if e.get("event") == "node serving"}
     # keep reading its output (into run.log, to read when a test fails), so its pipe
     # never fills
     log_file = (tmp / "run.log").open("w")
@@ -200,6 +189,16 @@ def test_clients_on_both_nodes_get_every_message_posted_through_either_node(serv
         # Every message was made by the channel actor on the guild's node, whichever
         # node served the REST call.
         assert {made_on(m) for m in posted} == {owner}
+        # History through either node: the channel actor on the owner answers (from its
+        # cache of recent messages), across nodes for the other node's REST handler.
+        served_by: set[str] = set()
+        for _ in range(100):
+            node, history = rest(served, "GET", f"/channels/{channel}/messages?limit=30")
+            assert [m["id"] for m in history] == posted[::-1][:30], node
+            served_by.add(node)
+            if served_by == set(NODES):
+                break
+        assert served_by == set(NODES)
     finally:
         for c in clients:
             c.close()

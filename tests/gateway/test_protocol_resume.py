@@ -355,3 +355,23 @@ def test_resume_seq_acknowledges_what_the_client_had():
     _resume(new, 4)
     new.conn.resume_ok(old.conn.log, intents=513)
     assert (len(old.conn.log), old.conn.log.oldest_seq) == (2, 5)  # 5 and RESUMED (6)
+
+
+@pytest.mark.parametrize("encoding", list(Encoding))
+def test_a_log_moved_as_encoded_entries_replays_the_same_frames(encoding):
+    """A session moving to another node sends its log as ``encoded`` bytes (compacted
+    entries included); the log restored from them frames exactly what the original did."""
+    log = DispatchLog(encoding, max_entries=4)
+    log.append(PreparedDispatch("READY", {"v": 10}).compact(encoding))
+    for i in range(5):
+        log.append(PreparedDispatch("MESSAGE_CREATE", {"n": i, "s": "é"}))
+    moved = [PreparedDispatch.from_encoded(d.event, encoding, d.encoded(encoding))
+             for _, d in log.after(2)]
+    restored = DispatchLog.restored(encoding, log.seq, moved, max_entries=4)
+    assert restored.seq == log.seq == 6
+    assert restored.can_replay_after(2) and not restored.can_replay_after(1)
+    assert [(s, d.frame(s, encoding)) for s, d in restored.after(2)] \
+        == [(s, d.frame(s, encoding)) for s, d in log.after(2)]
+    assert restored.append(PreparedDispatch("E", {})) == 7
+    with pytest.raises(ValueError, match="cannot end at seq"):
+        DispatchLog.restored(encoding, 1, moved)

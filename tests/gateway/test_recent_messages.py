@@ -12,7 +12,7 @@ import pytest
 from actors.registry import Route
 from gateway.channel import channel_key
 from gateway.messages import ChangeMessage, HistoryPage, Posted, ReadHistory
-from gateway.recent_messages import CACHE_SIZE, RecentMessages
+from gateway.recent_messages import CACHE_SIZE, FILL_PATIENCE_S, RecentMessages
 from storage.history import HistoryQuery
 from storage.messages import GetStorageStats
 from storage.model import Message, MessageCreate, MessageDelete, MessageEdit
@@ -129,8 +129,8 @@ def test_writes_durable_during_the_fill_are_applied_on_top_of_its_snapshot(
             await storage.apply([MessageCreate(m) for m in first])
             for included in (True, False):
                 recent = RecentMessages(size=4)
-                fill = recent.start_fill(cid)
-                assert fill is not None and recent.start_fill(cid) is None
+                fill = recent.start_fill(cid, 0.0)
+                assert fill is not None and recent.start_fill(cid, 1.0) is None
                 late = message(9)
                 edit = MessageEdit.now(cid, first[-1].id, content="late edit", pinned=True)
                 delete = MessageDelete.now(cid, first[-2].id)
@@ -158,7 +158,7 @@ def test_an_edit_not_newer_than_the_last_drops_the_cache() -> None:
     cid = 1 << 40
     ids = SnowflakeGenerator(worker=3)
     recent = RecentMessages()
-    recent.start_fill(cid)
+    recent.start_fill(cid, 0.0)
     m = Message(channel_id=cid, id=ids.next_id(), author_id=5, content="a")
     recent.load([])
     recent.created(m)
@@ -174,7 +174,7 @@ def test_cache_size_bounds_and_floor() -> None:
     cid = 1 << 40
     ids = SnowflakeGenerator(worker=3)
     recent = RecentMessages(size=3)
-    recent.start_fill(cid)
+    recent.start_fill(cid, 0.0)
     recent.load([])
     made = [Message(channel_id=cid, id=ids.next_id(), author_id=5) for _ in range(5)]
     for m in made:
@@ -187,3 +187,16 @@ def test_cache_size_bounds_and_floor() -> None:
     assert recent.answer(HistoryQuery(cid, after=made[1].id)) is not None
     with pytest.raises(ValueError):
         RecentMessages(size=0)
+
+
+def test_a_fill_unanswered_for_long_is_sent_again_and_records_afresh() -> None:
+    cid = 1 << 40
+    ids = SnowflakeGenerator(worker=3)
+    recent = RecentMessages()
+    assert recent.start_fill(cid, 100.0) == HistoryQuery(cid, limit=CACHE_SIZE)
+    assert recent.start_fill(cid, 100.0 + FILL_PATIENCE_S - 0.1) is None
+    recent.created(Message(channel_id=cid, id=ids.next_id(), author_id=5))  # recorded
+    assert recent.start_fill(cid, 100.0 + FILL_PATIENCE_S) is not None  # the first is lost
+    recent.load([])  # the second fill's snapshot already has what came before it
+    assert recent.loaded and len(recent) == 0
+    assert recent.start_fill(cid, 1e9) is None  # loaded: no fill

@@ -9,6 +9,8 @@ from typing import Any
 
 import aiohttp
 
+from gateway.seed import create_user
+from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, run, running_gateway
 
 
@@ -57,6 +59,18 @@ def test_channel_and_messages(tmp_path: Path) -> None:
             assert body["guild_id"] == str(r.seeded.guild_id) and body["type"] == 0
             status, body, _ = await call(http, r, "GET", "/channels/12345", token)
             assert status == 404 and body["code"] == 10003
+            # Authorisation answers in Discord's order: token, then channel, then access.
+            for path in (f"/channels/{cid}", "/channels/x", f"/channels/{1 << 64}"):
+                status, _, _ = await call(http, r, "GET", path, "wrong")
+                assert status == 401
+            status, body, _ = await call(http, r, "GET", f"/channels/{1 << 64}", token)
+            assert status == 404 and body["code"] == 10003
+            storage = r.gateway.storage
+            _, stranger = await create_user(storage, SnowflakeGenerator(worker=2), "eve",
+                                            bot=False)
+            status, body, _ = await call(http, r, "POST", f"/channels/{cid}/messages",
+                                         stranger, json={"content": "hi"})
+            assert status == 403 and body["code"] == 50001
             status, body, _ = await call(http, r, "POST", f"/channels/{cid}/messages", token,
                                          json={"content": ""})
             assert status == 400 and body["code"] == 50006

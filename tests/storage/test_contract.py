@@ -486,6 +486,19 @@ def test_guild_channels_roles_members(aio, storage: Storage, ids) -> None:  # ty
         await storage.put_token(f"t.{other}", other)
         await storage.put_user(User(other, "bob"))
         assert await storage.account_for_token(f"t.{other}") == (User(other, "bob"), [m2])
+        # What a REST call on a channel reads to authorise it, misses included; the
+        # backend's one-round-trip answer and the base class's composed one agree.
+        roles = sorted([everyone, mods], key=lambda r: r.id)
+        bob, boss = User(other, "bob"), User(owner, "owner")
+        await storage.put_token(f"t.{owner}", owner)
+        await storage.put_user(boss)
+        await storage.remove_member(guild.id, owner)
+        for access in (storage.channel_access, lambda *a: Storage.channel_access(storage, *a)):
+            assert await access(f"t.{other}", general.id) == (bob, general, guild, m2, roles)
+            assert await access(f"t.{other}x", general.id) == (None, None, None, None, [])
+            assert await access(f"t.{other}", ids.now()) == (bob, None, None, None, [])
+            assert await access(f"t.{owner}", general.id) == (boss, general, guild, None, roles)
+        await storage.put_member(m1)
         assert await storage.members_of_user(ids.now()) == []
         # Updates and removals.
         await storage.put_member(Member(guild.id, other, m2.joined_at_ms, "robert", [mods.id]))

@@ -17,6 +17,7 @@ from storage.scylla import (
     MAX_BATCH_BYTES,
     MAX_BATCH_STATEMENTS,
     MAX_REQUEST_STATEMENTS,
+    PACK_BELOW,
     ScyllaStorage,
     _batch_size,
 )
@@ -46,11 +47,10 @@ def _check_plan(writes: list[MessageWrite], groups: list[list[int]]) -> None:
             p = writes[i].partition
             per_partition[p] = per_partition.get(p, 0) + 1
         assert max(per_partition.values()) <= MAX_BATCH_STATEMENTS
-    # Each partition's writes keep their order across batches.
-    order: dict[tuple[int, int], list[int]] = {}
-    for i in flat:
-        order.setdefault(writes[i].partition, []).append(i)
-    assert all(v == sorted(v) for v in order.values())
+        # A partition's writes keep their order inside a batch.
+        for p in per_partition:
+            mine = [i for i in g if writes[i].partition == p]
+            assert mine == sorted(mine)
 
 
 def test_partitions_on_the_same_replicas_share_a_batch(scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
@@ -64,19 +64,25 @@ def test_partitions_on_the_same_replicas_share_a_batch(scylla_storage: ScyllaSto
 
 def test_batches_respect_their_limits(scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
     one = [ids.now(-10_000)]
-    many = [ids.now(-10_000) for _ in range(30)]
+    many = [ids.now(-10_000) for _ in range(120)]
+    few = [ids.now(-10_000) for _ in range(30)]
     big = "x" * 2000  # 4,096 bytes each by the size estimate: the byte limit decides
+    packed = MAX_REQUEST_STATEMENTS // 5 * 5  # whole 5-write chunks per batch
     for writes, sizes in (
+        # one partition: MAX_BATCH_STATEMENTS per batch
         (_creates(ids, one, 250), [MAX_BATCH_STATEMENTS] * 2 + [50]),
-        (
-            _creates(ids, many, 20),
-            [MAX_REQUEST_STATEMENTS] * 2 + [600 - 2 * MAX_REQUEST_STATEMENTS],
-        ),
-        (_creates(ids, many, 2, big), [MAX_BATCH_BYTES // 4096] * 6),
+        # 120 partitions with 5 writes each: shared batches of whole chunks
+        (_creates(ids, many, 5), [packed, packed, 600 - 2 * packed]),
+        # ... and under the byte limit (two 4 KiB writes per partition)
+        (_creates(ids, few, 2, big), [MAX_BATCH_BYTES // 4096] * 6),
+        # partitions with PACK_BELOW writes or more: a batch each
+        (_creates(ids, few[:3], PACK_BELOW), [PACK_BELOW] * 3),
+        # a busy channel alone, the quiet ones together
+        (_creates(ids, one, 40) + _creates(ids, few[:10], 2), [40, 20]),
     ):
         groups = scylla_storage.plan_batches(writes)
         _check_plan(writes, groups)
-        assert [len(g) for g in groups] == sizes
+        assert sorted(len(g) for g in groups) == sorted(sizes)
 
 
 def test_apply_across_partitions_is_one_request_per_batch(

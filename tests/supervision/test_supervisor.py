@@ -260,3 +260,24 @@ def test_unknown_request_gets_an_error_not_a_crash(asys):
     sup, _ = start(asys, spec(ONE_FOR_ONE, worker("a")))
     reply = asys.ask(sup, "what?", 2)
     assert isinstance(reply, SupervisorError) and "unexpected" in reply.reason
+
+
+MISSING = "tests.supervision.test_supervisor.NoSuchWorker"  # cannot be imported
+
+
+def test_a_child_that_fails_to_start_fails_the_start_and_stops_its_elder_siblings(asys):
+    # OTP: {error, {shutdown, {failed_to_start_child, Id, Reason}}} to the asker, the
+    # children started before it stopped in reverse order, none after it started.
+    sup = asys.createActor(Supervisor)
+    reply = asys.ask(sup, Start(spec(ONE_FOR_ONE, worker("a"), ChildSpec("bad", MISSING),
+                                     worker("c"))), 30)
+    assert isinstance(reply, SupervisorError), reply
+    assert "failed_to_start_child 'bad'" in reply.reason and "NoSuchWorker" in reply.reason
+    assert EVENTS == [("start", "a"), ("stop", "a")]
+
+
+def test_a_dynamic_child_that_fails_to_start_is_answered_with_the_error_and_forgotten(asys):
+    sup, _ = start(asys, spec(ONE_FOR_ONE, worker("a")))
+    reply = asys.ask(sup, StartChild(ChildSpec("bad", MISSING)), 30)
+    assert isinstance(reply, SupervisorError) and "NoSuchWorker" in reply.reason
+    assert list(addresses(asys, sup)) == ["a"]
