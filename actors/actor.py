@@ -33,7 +33,9 @@ class Actor(ThespianActor):
 
     def ask(self, target: Address, message: Any, timeout: float) -> int:
         """Send ``message``; the first answer arrives later as ``Reply(ref, answer)``,
-        or ``AskTimeout(ref)`` after ``timeout`` seconds. Returns the correlation id."""
+        or ``AskTimeout(ref)`` after ``timeout`` seconds — at once, with reason
+        ``"noconnection"``, if the node the answer had to come from leaves first.
+        Returns the correlation id."""
         return self._extension("ask")(target, message, timeout)
 
     def start_timer(self, delay: float, payload: Any = None, *, repeat: bool = False) -> int:

@@ -41,11 +41,15 @@ class Reply(ActorSystemMessage):
 
 @dataclass(slots=True, eq=True)
 class AskTimeout(ActorSystemMessage):
-    """No answer came to ``self.ask(...)`` within its timeout."""
+    """No answer came to ``self.ask(...)`` within its timeout, or none can come:
+    ``reason`` is ``"timeout"``, or ``NOCONNECTION`` when the node the answer had to
+    come from left the cluster first (``UvloopSystemBase.node_down``), delivered at
+    once rather than after ``timeout``."""
 
     correlation_id: int
     target: Address
     timeout: float
+    reason: str = "timeout"
 
 
 @wire_type("actors.down")
@@ -108,6 +112,16 @@ class Overloaded(ActorSystemMessage):
     target: Address
     message: Any
     capacity: int
+
+
+class NodeDownError(TimeoutError):
+    """``ask_async``: the node that had to answer left the cluster (or stopped being
+    reachable) before it did, so no answer will come. A ``TimeoutError``, so callers
+    that treat a silent target as a failed ask keep working, only sooner."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 class MailboxFull(Exception):

@@ -60,6 +60,13 @@ entity's own exit or the registry's shutdown, never a passivation). Callers that
 A ``Locate`` counts as activity, so the entity will not be passivated for at least
 ``idle_timeout`` after it is answered.
 
+Work in flight. An entity whose class sets ``finish_before_exit = True`` (a channel,
+with storage writes whose answers are still to come) is sent ``Handoff`` instead of
+``ActorExitRequest`` when it is passivated or handed over (``stop_entity``): it
+finishes, answers its askers, then exits by itself. Forgotten first, it gets no new
+``Route`` meanwhile, as above; a ``Route`` for its key activates a new incarnation,
+which may run beside the finishing one for that moment (its writes are already keyed).
+
 What passivation cannot protect. An in-flight ``ask`` or ``run_io`` is not visible to
 the registry: choose ``idle_timeout`` well above any ask/IO timeout an entity uses. An
 entity that crashes (``exit_on_error``) or exits by itself loses what was queued behind
@@ -94,6 +101,7 @@ __all__ = [
     "Configure",
     "Configured",
     "GetRegistryStats",
+    "Handoff",
     "Locate",
     "Located",
     "Registry",
@@ -162,6 +170,15 @@ class Configure:
     sweep_interval: float | None = None
     #: True: turn passivation off (``idle_timeout=None`` means "leave unchanged")
     never_passivate: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Handoff:
+    """To an entity its registry has just forgotten (passivated, or its key moved to
+    another node), instead of ``ActorExitRequest``, when its class sets
+    ``finish_before_exit = True``: finish what is in flight (a storage write whose
+    answer is still to come), answer its askers, then ``self.exit()``. No new request
+    reaches it through the registry any more."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -370,12 +387,23 @@ class Registry(Actor):
             # Forget first, then ask it to exit: see the module docstring, 1-4.
             del entities[ident]
             self._passivations += 1
-            self.send(address, ActorExitRequest())
+            self.stop_entity(address)
         if end < len(keys):
             self._sweep_pos = end
             self.send(self.myAddress, _SweepMore())  # behind the Routes already waiting
         else:
             self._sweep_keys = None
+
+    def stop_entity(self, address: Address) -> None:
+        """Stop an entity the registry has just forgotten: ``Handoff`` if its class
+        finishes its in-flight work first (``finish_before_exit``), else
+        ``ActorExitRequest``."""
+        cell = address._cell
+        instance = cell.instance if cell is not None else None
+        if getattr(instance, "finish_before_exit", False):
+            self.send(address, Handoff())
+        else:
+            self.send(address, ActorExitRequest())
 
     @staticmethod
     def _leased(cell: Any) -> bool:

@@ -15,6 +15,12 @@ one run queue drained from the event loop:
   that its supervisor restarts it — the sender still gets the ``PoisonMessage``.
 
 Messages between a given sender and receiver are delivered in the order sent.
+
+An ask whose request left for another node (sent there, or forwarded there by a
+registry: the router sees the ask's reply address as the sender) waits on that node:
+when it is gone (``node_down``, or the data plane gives up on it) the ask fails at once
+instead of at its timeout (``fail_asks_awaiting``). A request forwarded on again by the
+other node is tracked only on its first hop.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from actors.messages import (
     IODone,
     MailboxFull,
     MonitorRemote,
+    NodeDownError,
     Overloaded,
     Reply,
     Timeout,
@@ -163,17 +170,21 @@ class _ReplyCatcher:
     ``sender``, so they need no knowledge of correlation ids.
     """
 
-    __slots__ = ("cell", "resolve", "timer")
+    __slots__ = ("cell", "resolve", "fail", "timer", "nodes")
 
-    def __init__(self, resolve: Callable[[Any, Address], None]) -> None:
+    def __init__(self, resolve: Callable[[Any, Address], None],
+                 fail: Callable[[str | None], None]) -> None:
         self.cell: Cell | None = None
         self.resolve = resolve
+        #: called with None when the ask times out, with a node's name when that node,
+        #: which had to answer, is gone
+        self.fail = fail
         self.timer: asyncio.TimerHandle | None = None
+        #: the other nodes its request went to (``UvloopSystemBase._awaiting``)
+        self.nodes: list[str] | None = None
 
     def receiveMessage(self, msg: Any, sender: Address) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.cell.base.retire(self.cell)
+        self.cell.base.settle(self)
         self.resolve(msg, sender)
 
 
@@ -240,6 +251,9 @@ class UvloopSystemBase:
         self._proxy_refs: dict[tuple[str, int], int] = {}
         #: Set by the data plane: whether a node is a live peer (None: any node is).
         self.reachable: Callable[[str], bool] | None = None
+        # node -> the reply cells of asks whose request went to that node (directly, or
+        # forwarded there by a registry): failed at once when the node is gone
+        self._awaiting: dict[str, set[Cell]] = {}
         self._refs = itertools.count(1)
         self._running: Cell | None = None  # the cell whose turn _drain is running
         self._thread: threading.Thread | None = None
@@ -388,6 +402,12 @@ class UvloopSystemBase:
                 return
         elif self.router is not None:
             self.stats["delivered_remote"] += 1
+            if sender is not None and sender.__class__ is Address:
+                scell = sender._cell
+                if scell is not None and scell.instance.__class__ is _ReplyCatcher:
+                    # an ask's request (or a registry forwarding one) leaves this node:
+                    # its answer now depends on target's node being alive
+                    self._await_node(scell.instance, target.node)
             self.router(target, msg, sender)
             return
         self.dead_letter(target, msg)
@@ -755,18 +775,81 @@ class UvloopSystemBase:
                 self._remote_down(ref, NOCONNECTION)
         for key in [k for k in self._proxy_refs if k[0] == node]:
             self._proxy_demonitor(*key)
+        self.fail_asks_awaiting(node)
+
+    # -- asks whose answer depends on another node -------------------------------------------
+
+    def _await_node(self, catcher: _ReplyCatcher, node: str) -> None:
+        if not catcher.cell.alive:
+            return
+        nodes = catcher.nodes
+        if nodes is None:
+            catcher.nodes = [node]
+        elif node in nodes:
+            return
+        else:
+            nodes.append(node)
+        waiting = self._awaiting.get(node)
+        if waiting is None:
+            self._awaiting[node] = {catcher.cell}
+        else:
+            waiting.add(catcher.cell)
+
+    def settle(self, catcher: _ReplyCatcher) -> None:
+        """An ask is over (answered, timed out or failed): retire its reply cell and
+        stop waiting on the nodes its request went to."""
+        if catcher.timer is not None:
+            catcher.timer.cancel()
+        self.retire(catcher.cell)
+        if catcher.nodes is not None:
+            for node in catcher.nodes:
+                waiting = self._awaiting.get(node)
+                if waiting is not None:
+                    waiting.discard(catcher.cell)
+                    if not waiting:
+                        del self._awaiting[node]
+            catcher.nodes = None
+
+    def fail_asks_awaiting(self, node: str) -> int:
+        """Fail, now, every pending ask whose request went to ``node``: it left the
+        cluster (or the data plane gave up on it), so its answer will never come. An
+        actor's ask gets ``AskTimeout(..., reason=NOCONNECTION)``, ``ask_async`` raises
+        ``NodeDownError``. Returns how many asks failed."""
+        waiting = self._awaiting.pop(node, None)
+        if not waiting:
+            return 0
+        failed = 0
+        for cell in list(waiting):
+            catcher = cell.instance
+            if cell.alive and catcher.__class__ is _ReplyCatcher:
+                self.settle(catcher)
+                catcher.fail(node)
+                failed += 1
+        if failed:
+            log.info("%d asks failed at once: node %s is gone", failed, node)
+        return failed
+
+    def fail_ask(self, sender: Address | None, node: str) -> None:
+        """The router could not send an ask's request to ``node`` at all (not a peer):
+        fail that one ask now rather than at its timeout."""
+        cell = sender._cell if sender.__class__ is Address else None
+        if cell is not None and cell.alive and cell.instance.__class__ is _ReplyCatcher:
+            catcher = cell.instance
+            self.settle(catcher)
+            catcher.fail(node)
 
     def _reply_address(self, resolve: Callable[[Any, Address], None], timeout: float,
-                       on_timeout: Callable[[], None]) -> Address:
+                       fail: Callable[[str | None], None]) -> Address:
         address = self._new_cell(None, DEFAULT_CAPACITY)
-        catcher = _ReplyCatcher(resolve)
+        catcher = _ReplyCatcher(resolve, fail)
         catcher.cell = address._cell
         address._cell.instance = catcher
 
         def expire() -> None:
             if catcher.cell.alive:
-                self.retire(catcher.cell)
-                on_timeout()
+                catcher.timer = None
+                self.settle(catcher)
+                fail(None)
 
         catcher.timer = self.loop.call_later(timeout, expire)
         return address
@@ -778,26 +861,35 @@ class UvloopSystemBase:
         def resolve(msg: Any, sender: Address) -> None:
             self.deliver(asker, Reply(ref, msg, sender), sender)
 
-        def on_timeout() -> None:
-            self.deliver(asker, AskTimeout(ref, target, timeout), asker)
+        def fail(node: str | None) -> None:
+            self.deliver(asker, AskTimeout(ref, target, timeout,
+                                           "timeout" if node is None else NOCONNECTION), asker)
 
-        self.deliver(target, message, self._reply_address(resolve, timeout, on_timeout))
+        self.deliver(target, message, self._reply_address(resolve, timeout, fail))
         return ref
 
     async def ask_async(self, target: Address, message: Any, timeout: float) -> Any:
-        """Send ``message`` and await the first answer; ``TimeoutError`` after ``timeout`` s."""
+        """Send ``message`` and await the first answer; ``TimeoutError`` after ``timeout``
+        s, or ``NodeDownError`` (a ``TimeoutError``) as soon as the node that had to
+        answer is gone (``fail_asks_awaiting``)."""
         future = self.loop.create_future()
 
         def resolve(msg: Any, sender: Address) -> None:
             if not future.done():
                 future.set_result(msg)
 
-        def on_timeout() -> None:
-            if not future.done():
+        def fail(node: str | None) -> None:
+            if future.done():
+                return
+            if node is None:
                 future.set_exception(TimeoutError(
                     f"no reply from {target} within {timeout} s to {type(message).__name__}"))
+            else:
+                future.set_exception(NodeDownError(
+                    node, f"node {node} is gone: no reply from {target} to "
+                          f"{type(message).__name__}"))
 
-        self.deliver(target, message, self._reply_address(resolve, timeout, on_timeout))
+        self.deliver(target, message, self._reply_address(resolve, timeout, fail))
         return await future
 
     def tell_from_loop(self, target: Address, message: Any) -> None:

@@ -277,6 +277,8 @@ class DataPlane:
         """``UvloopSystemBase.router``: send to an actor on another node."""
         if to.node not in self.peers:
             self.base.dead_letter(to, message)
+            if sender is not None:
+                self.base.fail_ask(sender, to.node)  # an ask's request: no answer will come
             return
         trace = getattr(message, "trace", None)
         if not trace and _otel_context():
@@ -304,6 +306,8 @@ class DataPlane:
                   len(link.pending))
         self.links.pop(link.peer, None)
         link.pending.clear()
+        # the asks whose requests were among them (or answered from there) fail now
+        self.base.fail_asks_awaiting(link.peer)
         if self.on_unreachable is not None:
             self.on_unreachable(link.peer)
 

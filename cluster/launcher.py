@@ -12,7 +12,7 @@ from thespian.actors import ActorSystem
 
 from cluster.membership import Membership, NodeSupervisor
 from cluster.messages import MEMBERSHIP, GetMembers, Members, MembershipConfig, NodeConfig
-from cluster.node import NodeActor
+from cluster.node import NodeActor, NodeStartError, NodeStartFailed, WhyNotUp
 from cluster.thespian_tcp import bind_thespian_to
 from observability import log_defs
 from supervision import (
@@ -121,9 +121,23 @@ class Cluster:
         if not isinstance(started, Started):
             self.stop()
             raise RuntimeError(f"the node supervisor did not start: {started!r}")
-        self.membership = dict(started.children)["membership"]
+        children = dict(started.children)
+        self.membership = children["membership"]
         mine = set(self.node_names)
-        return self.wait_for(lambda m: mine <= m.nodes.keys(), timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.wait_for(lambda m: mine <= m.nodes.keys(), 1.0)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+            members = self.members()
+            up = members.nodes.keys() if isinstance(members, Members) else set()
+            for node in sorted(mine - up):
+                # a node whose services cannot start stays down: say why, now
+                failed = self.system.ask(children[node], WhyNotUp(), 1.0)
+                if isinstance(failed, NodeStartFailed):
+                    raise NodeStartError(failed.reason)
 
     def members(self) -> Members:
         members = self.system.ask(self.membership, GetMembers(), 10)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from thespian.actors import Actor as ThespianActor
@@ -65,6 +66,18 @@ class Directory(Actor):
 
 class NodeStartError(RuntimeError):
     """A node's services could not start (e.g. an unimportable service class)."""
+
+
+@dataclass(frozen=True)
+class WhyNotUp:
+    """Launcher -> a ``NodeActor`` that has not joined yet: answered ``NodeStartFailed``
+    if its node could not start; not answered otherwise (still starting, or up)."""
+
+
+@dataclass(frozen=True)
+class NodeStartFailed:
+    name: str
+    reason: str
 
 
 class Node:
@@ -251,6 +264,8 @@ class NodeActor(ThespianActor):
     def __init__(self) -> None:
         self.thread: NodeThread | None = None
         self.up: NodeUp | None = None  # what this node told the membership actor
+        #: why its node could not start (it stays down; the launcher asks ``WhyNotUp``)
+        self.failed: NodeStartFailed | None = None
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, NodeConfig):
@@ -261,6 +276,11 @@ class NodeActor(ThespianActor):
             self.thread = NodeThread(msg)
             try:
                 address = self.thread.start()
+            except NodeStartError as err:  # its services: restarting would not help
+                log.error("node %s did not start: %s", msg.name, err)
+                self.thread = None
+                self.failed = NodeStartFailed(msg.name, str(err))
+                return
             except BaseException:
                 log.exception("node %s did not start", msg.name)
                 raise
@@ -269,6 +289,12 @@ class NodeActor(ThespianActor):
             self.up = NodeUp(msg.name, address, os.getpid(), self.myAddress,
                              info=dict(self.thread.node.info))
             self.send(membership, self.up)
+        elif isinstance(msg, WhyNotUp):
+            # Answered only when it failed: Thespian's external ask takes the first
+            # message that comes, so a late "still starting" would answer someone's
+            # next ask (the launcher stops on the first failure it hears).
+            if self.failed is not None:
+                self.send(sender, self.failed)
         elif isinstance(msg, Reannounce) and self.up is not None:
             self.send(sender, self.up)  # a new membership incarnation (else: not up yet)
         elif isinstance(msg, Members) and self.thread is not None:

@@ -22,8 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from thespian.actors import ActorExitRequest
-
 from actors.address import Address
 from actors.registry import Locate, Registry, RegistryError, Route, _freeze
 from actors.wire import wire_type
@@ -119,9 +117,10 @@ class PlacedRegistry(Registry):
             except (TypeError, ValueError):
                 continue
             if home != view.me:
-                # As a passivation: forget first, then ask it to exit (see Registry).
+                # As a passivation: forget first, then ask it to exit (see Registry);
+                # a channel finishes its pending writes first (``Handoff``).
                 del self._entities[ident]
-                self.send(address, ActorExitRequest())
+                self.stop_entity(address)
                 moved += 1
         if moved:
             log.info("node %s: %d entities moved to their new owners", view.me, moved)

@@ -7,6 +7,15 @@ and ask the guild actor to fan MESSAGE_CREATE out — encoded once, here.
 
 It also keeps the channel's recent messages (``gateway.recent_messages``): history reads
 (``ReadHistory``) are answered from them when that is exact, otherwise from storage.
+
+Stopping with writes in flight. When the registry hands the channel over (its guild
+moved to another node, or passivation) it sends ``Handoff``: the channel finishes what
+it has sent to storage — answers the posters and fans the messages out — and only then
+exits. It does not answer "retry" instead: a write already queued at the storage actor
+becomes durable anyway, so a retry would store the message twice and the first copy
+would never be fanned out (a stored message no session saw). Only when it must stop at
+once (``ActorExitRequest``: the node shuts down) or storage stays silent for
+``HANDOFF_TIMEOUT_S`` does it answer its pending askers with a retryable 503.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ import time
 from collections import OrderedDict
 from typing import Any, ClassVar
 
-from actors import Activated, Actor
+from thespian.actors import ActorExitRequest
+
+from actors import NORMAL, Activated, Actor, Handoff, Timeout
 from actors.registry import Route
 from gateway.context import GatewayContext
 from gateway.messages import (
@@ -46,10 +57,15 @@ from storage.model import Message, MessageCreate, MessageDelete, MessageEdit
 
 #: Remembered (author, nonce) pairs per channel for ``enforce_nonce`` sends.
 NONCE_MEMORY = 256
+#: After ``Handoff``, seconds to wait for storage's answers before failing the askers.
+HANDOFF_TIMEOUT_S = 10.0
+_HANDOFF = "channel-handoff"
 
 
 class ChannelActor(Actor):
     ctx: ClassVar[GatewayContext]
+    #: the registry sends ``Handoff`` (not ``ActorExitRequest``): see the module docstring
+    finish_before_exit: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,8 +92,16 @@ class ChannelActor(Actor):
         #: the reads waiting for it
         self._fill_ref: tuple[str, int] | None = None
         self._fill_waiters: list[tuple[Any, HistoryQuery]] = []
+        #: the timer started by ``Handoff``: the channel exits once nothing is in flight
+        self._handoff: int | None = None
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
+        self._receive(msg, sender)
+        if self._handoff is not None and not self._in_flight():
+            self.cancel_timer(self._handoff)
+            self.exit(NORMAL)
+
+    def _receive(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, PostMessage):
             self._post(msg, sender)
         elif isinstance(msg, Written) and msg.ref in self._changes:
@@ -99,6 +123,28 @@ class ChannelActor(Actor):
             self._failed(msg.ref, PostFailed(500, 0, f"write failed: {msg.error}"))
         elif isinstance(msg, Activated):
             self.channel_id = int(msg.key[1])  # channel_key: (guild id, channel id)
+        elif isinstance(msg, Handoff):
+            if self._handoff is None:
+                self._handoff = self.start_timer(HANDOFF_TIMEOUT_S, _HANDOFF)
+        elif isinstance(msg, Timeout) and msg.payload == _HANDOFF:
+            self._abandon("storage did not confirm the write in time")
+        elif isinstance(msg, ActorExitRequest):
+            self._abandon("the channel stopped")
+
+    def _in_flight(self) -> bool:
+        return bool(self._pending or self._changes or self._reads or self._fill_waiters)
+
+    def _abandon(self, why: str) -> None:
+        """Answer every pending asker with a retryable 503 (the channel must stop now);
+        the exit follows (``receiveMessage``, or the base after ``ActorExitRequest``)."""
+        failure = PostFailed(503, 0, f"{why}; not acknowledged, retry")
+        for ref in [*self._pending, *self._changes]:
+            self._failed(ref, failure)
+        for sender, _ in [*self._reads.values(), *self._fill_waiters]:
+            self.send(sender, failure)
+        self._reads.clear()
+        self._fill_waiters = []
+        self._fill_ref = None
 
     def _post(self, msg: PostMessage, sender: Any) -> None:
         key = None

@@ -37,6 +37,20 @@ class GatewayContext:
     identify_budget: Any = None
     #: ``gateway.identity.IdentityCache``: verified tokens and guild shells for IDENTIFY.
     identity: Any = None
+    #: This node's ``cluster.view.ClusterView`` (None: a gateway on its own).
+    cluster: Any = None
+    #: ``gateway.replica.ReplicaFeed``: sends local sessions' logs to their standby
+    #: (None: not replicated, a gateway on its own).
+    replica_feed: Any = None
+    #: session id -> ``gateway.replica.Replica``: the standby copies this node keeps.
+    replicas: dict[str, Any] = field(default_factory=dict)
+    #: node -> when its last ``Replicate`` arrived (wall clock): a promoted session
+    #: reads back from storage from shortly before it.
+    replicas_heard: dict[str, float] = field(default_factory=dict)
+    #: Make a session actor on this node and tell it a first message (promotion).
+    spawn_session: Any = None
+    #: Storage reads shared by the sessions a promotion catches up (gateway/replica.py).
+    catch_up_reads: dict[Any, Any] = field(default_factory=dict)
 
 
 T = TypeVar("T", bound=type)

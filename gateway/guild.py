@@ -10,7 +10,15 @@ event is computed once per event name and cached until the subscriptions change;
 passive sessions (gateway/fanout.py) get no message events.
 
 Sessions monitor the guild (a lease: the registry does not passivate it while they
-live); the guild monitors its sessions to forget the ones that end.
+live); the guild monitors its sessions to forget the ones that end (a node that is
+gone ends its sessions: their monitors fire ``noconnection``).
+
+Nothing routed to a guild is dropped while it changes hands. A new incarnation holds
+what arrives while its state loads and handles it in order once loaded. A session whose
+``Subscribe`` waits for its member's read gets, once subscribed, the message events
+fanned out meanwhile (``_joining``). An incarnation that is stopped (its guild moved to
+another node) routes what it still holds — not yet loaded, or subscriptions waiting for
+their member — back through the registry, to the guild's new home.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from typing import Any, ClassVar
 
 from thespian.actors import ActorExitRequest
 
-from actors import Activated, Actor, Down, IODone
+from actors import Activated, Actor, Down, IODone, Timeout
+from actors.registry import Route
 from gateway.context import GatewayContext
 from gateway.fanout import NodeFanout, fanout_address, payload_for
 from gateway.messages import (
@@ -47,6 +56,16 @@ from gateway.tracing import context_of, start
 from storage.model import Channel, Guild, Member, Role
 
 log = logging.getLogger("greenroom.gateway.guild")
+
+#: Tries to load a guild's state again after a storage error, LOAD_RETRY_S x n apart,
+#: before its held Subscribes are refused and it stops.
+LOAD_RETRIES = 3
+LOAD_RETRY_S = 0.2
+_RELOAD = "guild-reload"
+
+#: Message events kept for sessions whose Subscribe is reading their member (bounded:
+#: past it the oldest are not replayed).
+JOINING_BACKLOG = 10_000
 
 
 @dataclass(slots=True)
@@ -107,10 +126,20 @@ class GuildActor(Actor):
         self._plans: dict[str, list[_NodePlan]] = {}
         #: sessions whose op 14 came while their Subscribe was in flight
         self._early_active: set[Any] = set()
+        #: session -> (its Subscribe, sender, position in ``_missed``) while the
+        #: Subscribe reads its member: the message events after that position reach it
+        #: once it is subscribed
+        self._joining: dict[Any, tuple[Subscribe, Any, int]] = {}
+        #: the message events fanned out while some session is joining (``_joining``)
+        self._missed: list[Fanout] = []
+        self._missed_base = 0  # events dropped off the front of ``_missed``
+        self._load_failures = 0
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Activated):
             self.guild_id = int(msg.key)
+            self.run_io(self._load(), "load")
+        elif isinstance(msg, Timeout) and msg.payload == _RELOAD:
             self.run_io(self._load(), "load")
         elif isinstance(msg, IODone):
             self._on_io(msg)
@@ -121,6 +150,7 @@ class GuildActor(Actor):
                 self._plans.clear()
                 self._clear_presence(msg.address, sub.user_id)
         elif isinstance(msg, ActorExitRequest):
+            self._pass_on()
             self.subs.clear()
             self._plans.clear()
         elif self._stash is not None:
@@ -135,6 +165,7 @@ class GuildActor(Actor):
             self._subscribe(msg, sender)
         elif isinstance(msg, Unsubscribe):
             self._early_active.discard(msg.session)
+            self._joining.pop(msg.session, None)
             sub = self.subs.pop(msg.session, None)
             if sub is not None:
                 self._plans.clear()
@@ -157,6 +188,17 @@ class GuildActor(Actor):
         elif isinstance(msg, ServiceBroadcast):
             self._service_broadcast(msg, sender)
 
+    def _pass_on(self) -> None:
+        """Stopping (handed over, passivated or shut down): route what this incarnation
+        still holds back through the registry, with its original senders, so the next
+        incarnation (on the guild's new node) handles it in the same order."""
+        held = [(m, s) for m, s, _ in self._joining.values()]
+        held += self._stash or []
+        self._stash, self._joining = None, {}
+        registry = self.ctx.registry
+        for msg, sender in held:
+            self.forward(registry, Route("guild", self.guild_id, msg), sender)
+
     async def _load(self) -> tuple[Guild | None, list[Channel], list[Role]]:
         storage = self.ctx.storage
         guild = await storage.get_guild(self.guild_id)
@@ -168,6 +210,13 @@ class GuildActor(Actor):
     def _on_io(self, msg: IODone) -> None:
         tag = msg.tag
         if tag == "load":
+            if msg.error is not None and self._load_failures < LOAD_RETRIES:
+                # storage hiccup (a failover's moment): what is stashed waits for a retry
+                self._load_failures += 1
+                log.info("guild %s: loading failed (%r); retry %d of %d", self.guild_id,
+                         msg.error, self._load_failures, LOAD_RETRIES)
+                self.start_timer(LOAD_RETRY_S * self._load_failures, _RELOAD)
+                return
             if msg.error is not None or msg.result[0] is None:
                 log.warning("guild %s could not be loaded: %r", self.guild_id, msg.error)
                 stash, self._stash = self._stash or [], None
@@ -190,16 +239,29 @@ class GuildActor(Actor):
         if msg.member is not None:  # read by the session's IDENTIFY a moment ago
             self._subscribed(msg, sender, msg.member)
             return
+        self._joining[msg.session] = (msg, sender, self._missed_base + len(self._missed))
         self.run_io(self.ctx.storage.get_member(self.guild_id, msg.user_id),
                     ("member", msg, sender))
 
     def _subscribed(self, msg: Subscribe, sender: Any, member: Member | None) -> None:
+        joining = self._joining.get(msg.session)
+        missed: list[Fanout] | None = None
+        if joining is not None and joining[0] is msg:
+            del self._joining[msg.session]
+            missed = self._missed_since(joining[2])
+            if not self._joining:
+                self._missed = []
+                self._missed_base = 0
         early = self._early.pop(msg.session, None)
         if early is not None:
             msg.presence = early
         if member is None or self.state is None:
             self.send(sender, Subscribed(self.guild_id, False))
             return
+        # it saw what was fanned out meanwhile if it was subscribed already, or if the
+        # session it replaces (a RESUME elsewhere) still is and forwards it
+        saw = msg.session in self.subs or (msg.replaces is not None
+                                           and msg.replaces in self.subs)
         old = self.subs.pop(msg.session, None)
         if old is not None:
             self.demonitor(old.monitor)
@@ -214,6 +276,8 @@ class GuildActor(Actor):
             self._watchers.add(msg.session)
         if msg.presence is not None:
             self._set_presence(msg.presence)
+        if missed and not saw:
+            self._replay(msg.session, missed)
         if msg.replaces is not None:
             self._cut_over(msg.replaces)
 
@@ -228,7 +292,42 @@ class GuildActor(Actor):
             self._plans.clear()
             self.demonitor(sub.monitor)
             self._clear_presence(old, sub.user_id)
-        self.send(fanout_address(old.node), Cutover(self.guild_id, old.id))
+        view = self.ctx.cluster
+        if view is None or old.node == self.myAddress.node or old.node in view.members.nodes:
+            # (a session promoted from its standby copy replaces one whose node died:
+            # nobody there to tell, gateway/replica.py)
+            self.send(fanout_address(old.node), Cutover(self.guild_id, old.id))
+
+    def _missed_since(self, since: int) -> list[Fanout]:
+        """The message events fanned out since position ``since`` of ``_missed``."""
+        if since < self._missed_base:
+            log.warning("guild %s: %d events fanned out while a session joined were not "
+                        "kept (JOINING_BACKLOG)", self.guild_id, self._missed_base - since)
+        return self._missed[max(0, since - self._missed_base):]
+
+    def _replay(self, session: Any, missed: list[Fanout]) -> None:
+        """The message events fanned out while ``session``'s Subscribe read its member,
+        to it alone, as ``_fanout`` would have sent them (intents, VIEW_CHANNEL,
+        MESSAGE_CONTENT)."""
+        sub = self.subs[session]
+        if not sub.active or not sub.permissions & VIEW_CHANNEL:
+            return
+        here = self.myAddress.node
+        point = fanout_address(session.node)
+        remote: dict[PreparedDispatch, Any] = {}
+        for fanout in missed:
+            dispatch = fanout.dispatch
+            if not event_allowed(sub.intents, dispatch.event):
+                continue
+            message = fanout.message
+            if message is not None and not sub.intents & MESSAGE_CONTENT \
+                    and sub.user_id not in _content_readers(message):
+                redacted = PreparedDispatch(dispatch.event, redact_message_content(message))
+                self._send_node(session.node, point, here, dispatch, (), redacted,
+                                (session.id,), None, remote)
+            else:
+                self._send_node(session.node, point, here, dispatch, (session.id,), None,
+                                (), None, remote)
 
     def _plan(self, event: str) -> list[_NodePlan]:
         """The recipients of message event ``event``, by node: active sessions with
@@ -252,6 +351,12 @@ class GuildActor(Actor):
 
     def _fanout(self, msg: Fanout) -> None:
         """A message event from a channel: one ``NodeFanout`` per node with recipients."""
+        if self._joining:
+            missed = self._missed
+            missed.append(msg)
+            if len(missed) > JOINING_BACKLOG:
+                del missed[0]
+                self._missed_base += 1
         dispatch = msg.dispatch
         event = dispatch.event
         plan = self._plans.get(event)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from actors.messages import NodeDownError
 from actors.registry import Route
 from actors.wire import MalformedEnvelope, pack, unpack
 from gateway.channel import channel_key
@@ -81,6 +82,8 @@ PATH = "/ingress/v1"
 CONTENT_TYPE = "application/msgpack"
 MAX_REQUEST_BYTES = 64 * 1024
 ASK_TIMEOUT_S = 15.0
+#: Seconds the server waits for in-flight requests when it stops (as the REST API).
+SHUTDOWN_TIMEOUT_S = 1.0
 _STATUS = {UNAUTHENTICATED: 401, BAD_MESSAGE: 400, UNKNOWN_CHANNEL: 404, UNKNOWN_GUILD: 404,
            UNKNOWN_SESSION: 404, FAILED: 503}
 _requests = counter("ingress_requests_total", "internal ingress requests, by op and outcome")
@@ -149,6 +152,9 @@ class Ingress:
                 span.set_attribute("greenroom.ingress.error", refused.code)
                 log.info("ingress %s refused: %s", op, refused.message)
                 return _refuse(request_id, refused.code, refused.message)
+            except NodeDownError as exc:
+                _requests.add(op=op, outcome=FAILED)
+                return _refuse(request_id, FAILED, f"{op}: not delivered, retry: {exc}")
             except TimeoutError:
                 _requests.add(op=op, outcome=FAILED)
                 return _refuse(request_id, FAILED, f"{op}: the target did not answer in time")
@@ -210,7 +216,7 @@ async def start_ingress(gateway: Gateway, secret: str, host: str, port: int
     """Serve the ingress; answers the runner (to clean up) and the bound port."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_post(PATH, Ingress(gateway, secret).handle)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

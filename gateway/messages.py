@@ -364,3 +364,59 @@ class ServiceBroadcast:
 class Broadcasted:
     guild_id: int
     sessions: int
+
+
+# -- the replay buffer's standby copy (gateway/replica.py) ---------------------------------
+
+
+@wire_type("gateway.replica_open")
+@dataclass(slots=True)
+class ReplicaOpen:
+    """Home node -> a session's standby (inside ``Replicate``): the session as it is now
+    (``state``: what a move would send; its ``entries`` are the log's, or None to keep
+    the replica's ring: a change of guilds, opened guilds or presence) and its actor's
+    ``address`` (the guilds' subscriber a promoted copy replaces)."""
+
+    state: SessionState
+    address: Any
+    with_log: bool = True
+
+
+@wire_type("gateway.replica_close")
+@dataclass(slots=True)
+class ReplicaClose:
+    """Home node -> standby: the session ended (or moved, or its standby changed); drop
+    the copy if it is still the one of ``address`` (a newer home may have opened it)."""
+
+    session_id: str
+    address: Any
+
+
+@wire_type("gateway.replicate")
+@dataclass(slots=True)
+class Replicate:
+    """One loop turn of ``node``'s replication to one standby, in order: each op is a
+    ``ReplicaOpen``, a ``ReplicaClose`` or a dispatch as
+    ``[event, bytes in encoding, encoding, [session id, seq, session id, seq, ...]]``
+    (the bytes once for all its recipients there)."""
+
+    node: str
+    ops: list[Any]
+
+
+@dataclass(slots=True)
+class Promote:
+    """ReplicaStore -> a new session actor on the standby: become the session whose home
+    node is gone (``state`` as replicated, ``address`` the dead one's, ``heard_at`` the
+    wall-clock time of the last ``Replicate`` from its home)."""
+
+    state: SessionState
+    address: Any
+    heard_at: float
+
+
+@dataclass(slots=True)
+class HomesGone:
+    """Membership listener -> ReplicaStore: these nodes' incarnations ended."""
+
+    nodes: frozenset[str]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from actors.messages import NodeDownError
 from actors.registry import Route
 from gateway.channel import channel_key
 from gateway.messages import HistoryPage, Posted, PostFailed, PostMessage, ReadHistory
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/v10"
 ASK_TIMEOUT_S = 15.0
+#: Seconds a client waits before retrying a request answered 503 (``unavailable``).
+RETRY_AFTER_S = 1.0
+#: Seconds the REST and ingress servers wait for in-flight requests when they stop;
+#: what is still running then is cancelled (its client sees the connection close).
+SHUTDOWN_TIMEOUT_S = 1.0
 
 # Discord's JSON error codes.
 UNKNOWN_CHANNEL = 10003
@@ -58,6 +64,14 @@ def json_response(data: Any, *, status: int = 200,
 
 def error(status: int, code: int, message: str, **extra: Any) -> web.Response:
     return json_response({"code": code, "message": message, **extra}, status=status)
+
+
+def unavailable(message: str) -> web.Response:
+    """503 for a request that reached no live owner (its node died, or the entity was
+    handed over before it could answer): it was not acknowledged, so the client
+    retries it, after ``RETRY_AFTER_S``."""
+    return json_response({"code": 0, "message": message, "retry_after": RETRY_AFTER_S},
+                         status=503, headers={"Retry-After": str(int(RETRY_AFTER_S))})
 
 
 class HTTPDiscordError(Exception):
@@ -239,6 +253,8 @@ class Api:
                     {"message": answer.message, "retry_after": answer.retry_after or 1.0,
                      "global": False}, status=429,
                     headers={"Retry-After": str(answer.retry_after or 1.0)})
+            if answer.status == 503:
+                return unavailable(answer.message)
             return error(answer.status, answer.code, answer.message)
         return error(500, 0, f"unexpected answer: {type(answer).__name__}")
 
@@ -258,6 +274,8 @@ class Api:
         answer = await self.gateway.base.ask_async(
             self.ctx.registry, Route("channel", channel_key(channel.guild_id, channel.id), read),
             ASK_TIMEOUT_S)
+        if isinstance(answer, PostFailed) and answer.status == 503:
+            return unavailable(answer.message)  # the channel stopped before it answered
         if not isinstance(answer, HistoryPage):
             return error(500, 0, getattr(answer, "message", "history failed"))
         messages = sorted(answer.messages, key=lambda m: m.id, reverse=True)
@@ -281,11 +299,16 @@ async def discord_errors(request: web.Request, handler: Any) -> web.StreamRespon
     try:
         return await handler(request)
     except HTTPDiscordError as exc:
+        if exc.status == 503:
+            return unavailable(exc.message)
         return error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error(exc.status, 0, f"{exc.status}: {exc.reason}")
+    except NodeDownError as exc:
+        # the node that owned the request's entity died before answering: not acknowledged
+        return unavailable(f"503: Service Unavailable ({exc})")
     except TimeoutError:
         return error(503, 0, "upstream timed out")
 
@@ -321,7 +344,8 @@ async def start_rest(gateway: Gateway, host: str, port: int, *, reuse_port: bool
                      ) -> tuple[web.AppRunner, int]:
     """Serve the REST API; answers the runner (to clean up) and the bound port.
     ``reuse_port``: SO_REUSEPORT, so every node of a host serves the same port."""
-    runner = web.AppRunner(make_app(gateway), access_log=None)
+    runner = web.AppRunner(make_app(gateway), access_log=None,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()

@@ -27,7 +27,15 @@ from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor
 from gateway.identity import IdentityCache
 from gateway.limits import IdentifyBudget, RateLimits, RestRateLimiter
-from gateway.messages import Attach, Detached, Identify, Migrate, OpenGuild, SetPresence
+from gateway.messages import (
+    Attach,
+    Detached,
+    HomesGone,
+    Identify,
+    Migrate,
+    OpenGuild,
+    SetPresence,
+)
 from gateway.protocol import (
     DEFAULT_CONFIG,
     Close,
@@ -44,8 +52,9 @@ from gateway.protocol import (
     SetTimer,
     parse_connection_url,
 )
+from gateway.replica import REPLICAS_ID, ReplicaFeed, ReplicaStore
 from gateway.session import SessionActor, SessionHost
-from gateway.sessions import SESSIONS_ID, SessionDirectory, gateway_nodes, node_of_session
+from gateway.sessions import SESSIONS_ID, SessionDirectory, node_of_session
 from gateway.timers import TimerWheel
 from observability import inject_current, span_from
 from storage.actor import StorageActor
@@ -230,6 +239,7 @@ class Gateway:
         self.reuse_port = reuse_port
         self.cluster = cluster
         self._session_directory: Any = None
+        self._replica_store: Any = None
 
     @property
     def gateway_url(self) -> str:
@@ -278,6 +288,22 @@ class Gateway:
         # Other nodes reach this node's sessions by id or by user through it.
         self._session_directory = base.create_actor(
             None, bind(SessionDirectory, ctx), None, None, fixed_id=SESSIONS_ID)
+        # Session failover (gateway/replica.py): this node keeps standby copies of
+        # other nodes' sessions, and sends its own sessions' copies to theirs.
+        ctx.cluster = self.cluster
+        ctx.spawn_session = self._spawn_session
+        self._replica_store = base.create_actor(
+            None, bind(ReplicaStore, ctx), None, None, fixed_id=REPLICAS_ID)
+        if self.cluster is not None:
+            feed = ctx.replica_feed = ReplicaFeed(base, self.cluster)
+            store = self._replica_store
+            self.cluster.listen(feed.membership_changed)
+
+            def homes_gone(change: Any) -> None:
+                if change.gone:
+                    base.tell_from_loop(store, HomesGone(change.gone))
+
+            self.cluster.listen(homes_gone)
         await base.ask_async(ctx.registry, Configure(
             kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx)},
             idle_timeout=self.entity_idle_timeout_s), 10)
@@ -339,7 +365,8 @@ class Gateway:
             return
         # Sessions first, then the guild/channel actors, then the storage actor (which
         # handles what they queued before its exit request).
-        for address in (self._session_directory, self._sessions_host, self.ctx.registry,
+        for address in (self._session_directory, self._replica_store, self._sessions_host,
+                        self.ctx.registry,
                         self._fanout_point,
                         self.ctx.storage_actor):
             if address is not None:
@@ -357,17 +384,26 @@ class Gateway:
             trace = inject_current()  # None when tracing is off
         self.base.tell_from_loop(session, Identify(link, event, trace))
 
+    def _spawn_session(self, first: Any) -> Any:
+        """A new session actor on this node, told ``first`` (``ctx.spawn_session``)."""
+        session = self.base.create_actor(self._sessions_host._cell, self._session_class,
+                                         None, None)
+        self.base.tell_from_loop(session, first)
+        return session
+
     def resume(self, link: Link, event: ResumeRequested) -> None:
         session = self.ctx.sessions.get(event.session_id)
         if session is not None:
             self.base.tell_from_loop(session, Attach(link, event))
             return
-        # The kernel may hand a RESUME to any node: a session of another live node moves
-        # here (gateway/session.py, ``Migrate``); anything else is unknown or expired.
+        # The kernel may hand a RESUME to any node: a session of another node moves here
+        # (gateway/session.py, ``Migrate``), from its home or, if that node is gone,
+        # from its standby copy (gateway/replica.py); else it is unknown or expired.
         home = node_of_session(event.session_id)
         me = self.base.node
-        if home is None or home not in gateway_nodes(self.cluster, me) \
-                or (home == me and event.session_id not in self.ctx.moved):
+        if home is None or (self.cluster is None and home != me) \
+                or (home == me and self.ctx.replica_feed is None
+                    and event.session_id not in self.ctx.moved):
             link.execute(link.conn.resume_failed())
             return
         session = self.base.create_actor(self._sessions_host._cell, self._session_class,

@@ -10,6 +10,7 @@ socket landed, so it drives the socket's ``Link`` directly (same process, same l
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ from gateway.messages import (
     Migrate,
     OpenGuild,
     Presence,
+    Promote,
     SessionClosed,
     SessionState,
     SetPresence,
@@ -53,6 +55,14 @@ from gateway.protocol import (
 )
 from gateway.protocol.close_codes import RESUMABLE
 from gateway.protocol.intents import GUILD_MEMBERS, GUILD_PRESENCES
+from gateway.replica import (
+    CATCH_UP_MARGIN_S,
+    live_gateway_nodes,
+    newest_message_ids,
+    read_missed_messages,
+    standby_of,
+    standby_token_key,
+)
 from gateway.sessions import (
     NoSuchSession,
     SessionMoved,
@@ -72,13 +82,22 @@ RESUBSCRIBE_S = 2.0
 #: answer, then for each guild's ``Cutover``; the old one forwards for twice as long.
 MOVE_TIMEOUT_S = 5.0
 
+#: A RESUME whose standby node is not known yet (this node just started) looks again
+#: this often, until ``MOVE_TIMEOUT_S``.
+STANDBY_RETRY_S = 0.2
+
+#: After a promoted session's catch-up from storage, it keeps skipping live message
+#: creations it already delivered for this long (a read and the live fan-out may
+#: overlap).
+CATCH_UP_DEDUP_S = 10.0
+
 
 class _Move:
     """A session moving between nodes (``Migrate``/``HandOver``), on either side: the
     other side's session, the guilds that have not cut over yet, and (new side) the
     dispatches the guilds sent straight here meanwhile, recorded after the old side's."""
 
-    __slots__ = ("peer", "guilds", "held", "timer", "event")
+    __slots__ = ("peer", "guilds", "held", "timer", "event", "target", "watch")
 
     def __init__(self, peer: Any, event: Any = None) -> None:
         self.peer = peer
@@ -86,6 +105,10 @@ class _Move:
         self.held: list[PreparedDispatch] = []
         self.timer: int | None = None
         self.event = event  # new side: the ResumeRequested
+        #: new side: the node whose directory was asked for the session, and the
+        #: monitor on that directory (its node's death re-aims at the standby)
+        self.target: str | None = None
+        self.watch: int | None = None
 
 
 _NOTHING_OPENED: frozenset[int] = frozenset()  # shared: a user's session before op 14
@@ -93,6 +116,21 @@ _NOTHING_OPENED: frozenset[int] = frozenset()  # shared: a user's session before
 
 class SessionActor(Actor):
     ctx: ClassVar[GatewayContext]
+
+    # Failover state (gateway/replica.py), as class defaults: an instance sets them only
+    # when replicated or promoted, so an idle session costs no more memory.
+    #: the node keeping this session's standby copy (None: none)
+    _standby: str | None = None
+    #: ``replica.standby_token_key`` of the token (when replicated: any node can check
+    #: it, unlike ``token_key``)
+    _standby_key = b""
+    #: made from a standby copy after its home died: a RESUME may be ahead of it
+    _promoted = False
+    #: promoted, until its guilds answered: (newest message id by channel in its log,
+    #: the time to read back from) for the catch-up from storage
+    _catch_up: tuple[dict[int, int], float] | None = None
+    #: promoted: the MESSAGE_CREATE ids delivered since (None: not promoted)
+    _delivered_ids: set[str] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,6 +170,8 @@ class SessionActor(Actor):
             event = msg.event
             identity = self.ctx.identity
             self.token_key = identity.token_key(event.token)
+            if self.ctx.replica_feed is not None:
+                self._standby_key = standby_token_key(event.token)
             self.run_io(identity.load_identity(
                 event.token, large_threshold=event.large_threshold,
                 all_members=bool(event.intents & GUILD_PRESENCES)), event)
@@ -140,6 +180,8 @@ class SessionActor(Actor):
                 self._joined(msg)
             elif msg.tag == "members":
                 self._members_loaded(msg)
+            elif msg.tag == "catch-up":
+                self._caught_up(msg)
             else:
                 self._identified(msg)
         elif isinstance(msg, SetPresence):
@@ -158,6 +200,8 @@ class SessionActor(Actor):
                 self._unanswered.discard(msg.guild_id)
                 if not self._unanswered:
                     self._unanswered = None
+                    if self._catch_up is not None:
+                        self._start_catch_up()
             if msg.member and not self._ended and sender not in self._guilds \
                     and msg.guild_id in self.guild_ids:
                 self._guilds[sender] = (msg.guild_id, self.monitor(sender))
@@ -166,6 +210,11 @@ class SessionActor(Actor):
             # node is gone: subscribe to its next incarnation (wherever placement now
             # puts it), and again until it answers: a Subscribe routed to a node that
             # is stopping at that moment is a dead letter, and nobody says so.
+            move = self._move
+            if move is not None and move.watch == msg.ref:
+                move.watch = None
+                self._reaim()
+                return
             watched = self._guilds.pop(msg.address, None)
             if watched is not None and not self._ended:
                 if self._unanswered is None:
@@ -194,11 +243,22 @@ class SessionActor(Actor):
                 if not move.guilds:
                     self._moved_in()
         elif isinstance(msg, NoSuchSession):
-            if self._move is not None and self.log is None:
-                self._move_failed()
+            move = self._move
+            if move is not None and self.log is None \
+                    and getattr(sender, "node", None) == move.target:
+                self._reaim()
+        elif isinstance(msg, Promote):
+            self._promote(msg)
         elif isinstance(msg, Timeout):
             if msg.payload == "move":
                 self._move_timed_out()
+            elif msg.payload == "caught-up":
+                self._delivered_ids = None
+                self.__dict__.pop("deliver_dispatch", None)  # the class's, again
+            elif msg.payload == "ask-standby":
+                if self._move is not None and self._move.target is None \
+                        and self.log is None:
+                    self._ask_standby()
             elif msg.payload.__class__ is tuple:  # ("resubscribe", guild id)
                 self._resubscribe(msg.payload[1])
             elif self.link is None:
@@ -262,6 +322,7 @@ class SessionActor(Actor):
         users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
         link.session = self.myAddress
         link.execute(effects)
+        self.replicate_open()
         for guild_id in self.guild_ids:
             self._subscribe(guild_id, identity.members.get(guild_id))
 
@@ -296,6 +357,7 @@ class SessionActor(Actor):
                 or guild_id in opened or guild_id not in self.guild_ids:
             return
         self._opened = opened | {guild_id}
+        self.replicate_open(with_log=False)
         self.send(self.ctx.registry, Route("guild", guild_id, Activate(self.myAddress)))
 
     # -- presence, guilds joined and left --------------------------------------------------
@@ -304,6 +366,7 @@ class SessionActor(Actor):
         if self._ended or self.session_id is None:
             return
         self.status, self.activities = msg.status, list(msg.activities)
+        self.replicate_open(with_log=False)
         presence = self._presence()
         for guild_id in self.guild_ids:
             self.send(self.ctx.registry, Route("guild", guild_id, presence))
@@ -347,6 +410,7 @@ class SessionActor(Actor):
             return
         guild, member = found
         self.guild_ids.append(guild_id)
+        self.replicate_open(with_log=False)
         self._subscribe(guild_id, member)
         if event_allowed(self.intents, "GUILD_CREATE"):
             data = build_guild_create(guild, intents=self.intents, user_id=self.user_id,
@@ -357,6 +421,7 @@ class SessionActor(Actor):
         if self._ended or guild_id not in self.guild_ids:
             return
         self.guild_ids.remove(guild_id)
+        self.replicate_open(with_log=False)
         self.send(self.ctx.registry, Route("guild", guild_id, Unsubscribe(self.myAddress)))
         for address, (gid, ref) in list(self._guilds.items()):
             if gid == guild_id:
@@ -388,9 +453,17 @@ class SessionActor(Actor):
                 link.send_dispatch(dispatch)
                 span.set_attribute("greenroom.seq", log.seq)
                 span.end()
+            standby = self._standby
+            if standby is not None:  # the standby copy (gateway/replica.py)
+                self.ctx.replica_feed.record(standby, self.session_id, dispatch,
+                                             log.encoding, log.seq)
         elif log is not None and not self._ended:
             if self._move is None:
                 log.append(dispatch)  # detached: recorded for the RESUME
+                standby = self._standby
+                if standby is not None:
+                    self.ctx.replica_feed.record(standby, self.session_id, dispatch,
+                                                 log.encoding, log.seq)
             else:
                 self._moving_dispatch(dispatch)
 
@@ -426,8 +499,7 @@ class SessionActor(Actor):
 
     def _attach(self, msg: Attach) -> None:
         link = msg.link
-        if self._ended or self.log is None \
-                or not self.ctx.identity.same_token(self.token_key, msg.event.token):
+        if self._ended or self.log is None or not self._same_token(msg.event.token):
             link.execute(link.conn.resume_failed())
             return
         old = self.link
@@ -437,6 +509,7 @@ class SessionActor(Actor):
         if self._expiry is not None:
             self.cancel_timer(self._expiry)
             self._expiry = None
+        self._catch_up_seq(msg.event.seq)
         self.link = link
         link.session = self.myAddress
         link.execute(link.conn.resume_ok(self.log, intents=self.intents))
@@ -449,13 +522,65 @@ class SessionActor(Actor):
         self.link = msg.link
         self.session_id = event.session_id
         self.token_key = self.ctx.identity.token_key(event.token)
+        if self.ctx.replica_feed is not None:
+            self._standby_key = standby_token_key(event.token)
         move = self._move = _Move(None, event)
         move.timer = self.start_timer(MOVE_TIMEOUT_S, "move")
         home = node_of_session(event.session_id)
         assert home is not None  # the edge checked
-        self.send(sessions_address(home), ToSession(
+        me = self.myAddress.node
+        # A home that is gone left a standby copy (gateway/replica.py); so did this
+        # node's previous incarnation, if the session is not here (nor moved on).
+        if home in live_gateway_nodes(self.ctx.cluster, me) \
+                and (home != me or event.session_id in self.ctx.moved):
+            self._ask_for_session(home)
+        else:
+            self._ask_standby()
+
+    def _ask_standby(self) -> None:
+        """New side: ask the node keeping the session's standby copy. A node that just
+        (re)started may not know the members yet: it asks again shortly (until the move
+        times out)."""
+        move = self._move
+        assert move is not None and move.event is not None
+        session_id = move.event.session_id
+        standby = standby_of(session_id, live_gateway_nodes(
+            self.ctx.cluster, self.myAddress.node), node_of_session(session_id) or "")
+        if standby is None:
+            view = self.ctx.cluster
+            if view is None or self.myAddress.node in view.members.nodes:
+                self._move_failed()  # the members are known: no other node
+                return
+            move.target = None
+            self.start_timer(STANDBY_RETRY_S, "ask-standby")
+        else:
+            self._ask_for_session(standby)
+
+    def _ask_for_session(self, node: str) -> None:
+        """New side: ask ``node``'s directory for the session (a ``HandOver``), watching
+        that directory: its node's death re-aims at the standby (``_reaim``)."""
+        move = self._move
+        assert move is not None and move.event is not None
+        if move.watch is not None:
+            self.demonitor(move.watch)
+        event = move.event
+        move.target = node
+        directory = sessions_address(node)
+        move.watch = self.monitor(directory)
+        self.send(directory, ToSession(
             event.session_id, HandOver(event.session_id, event.token, event.seq,
                                        self.myAddress)))
+
+    def _reaim(self) -> None:
+        """New side: the session's home did not have it (it restarted) or died while we
+        asked: ask the node keeping its standby copy instead, once; else INVALID_SESSION."""
+        move = self._move
+        if move is None or self.log is not None or move.event is None:
+            return
+        if move.target == node_of_session(move.event.session_id):
+            self._ask_standby()
+        else:
+            self._move_failed()
 
     def _hand_over(self, msg: HandOver) -> None:
         """Old side: the client RESUMEd on another node. Send it this session (its log
@@ -463,7 +588,7 @@ class SessionActor(Actor):
         guilds send here until each has cut over to the new session (``Cutover``)."""
         log = self.log
         if self._ended or log is None or self._move is not None \
-                or not self.ctx.identity.same_token(self.token_key, msg.token):
+                or not self._same_token(msg.token):
             self.send(msg.to, NoSuchSession(msg.session_id))
             return
         old = self.link
@@ -473,13 +598,11 @@ class SessionActor(Actor):
         if self._expiry is not None:
             self.cancel_timer(self._expiry)
             self._expiry = None
-        encoding = log.encoding
-        entries = [[d.event, d.encoded(encoding)] for _, d in log.after(msg.seq)]
-        opened = None if self._opened is None else sorted(self._opened)
-        self.send(msg.to, SessionState(
-            msg.session_id, self.token_key, self.user_id, self.intents, list(self.guild_ids),
-            opened, self.status, list(self.activities), self._large_threshold,
-            encoding.value, log.seq, entries))
+        self._catch_up_seq(msg.seq)
+        self.send(msg.to, self._state(msg.seq, self.token_key))
+        feed = self.ctx.replica_feed
+        if feed is not None:  # the new home replicates it to its own standby
+            feed.close(self, msg.session_id)
         # No longer reachable here: the new node has it (a second RESUME goes there).
         self.ctx.sessions.pop(msg.session_id, None)
         self._forget_user()
@@ -519,22 +642,12 @@ class SessionActor(Actor):
         if move is None or self._ended or self.log is not None \
                 or state.session_id != self.session_id:
             return
-        try:
-            encoding = Encoding(state.encoding)
-            entries = [PreparedDispatch.from_encoded(event, encoding, data)
-                       for event, data in state.entries]
-            self.log = DispatchLog.restored(encoding, state.seq, entries,
-                                            self.ctx.config.replay_max_entries)
-        except (ValueError, TypeError):
-            log.warning("bad session state for %s", state.session_id, exc_info=True)
+        if not self._adopt(state):
             self._move_failed()
             return
-        self.user_id = state.user_id
-        self.intents = state.intents
-        self.guild_ids = list(state.guild_ids)
-        self._opened = None if state.opened is None else frozenset(state.opened)
-        self.status, self.activities = state.status, list(state.activities)
-        self._large_threshold = state.large_threshold
+        if move.watch is not None:
+            self.demonitor(move.watch)
+            move.watch = None
         move.guilds.update(self.guild_ids)
         opened = self._opened
         presence = self._presence()
@@ -549,6 +662,139 @@ class SessionActor(Actor):
         if move.timer is not None:
             self.cancel_timer(move.timer)
         move.timer = self.start_timer(MOVE_TIMEOUT_S, "move")
+
+    def _adopt(self, state: SessionState) -> bool:
+        """Become the session ``state`` describes (a move or a promotion); False when
+        it does not make a log (a bad answer from another node)."""
+        try:
+            encoding = Encoding(state.encoding)
+            entries = [PreparedDispatch.from_encoded(event, encoding, data)
+                       for event, data in state.entries]
+            self.log = DispatchLog.restored(encoding, state.seq, entries,
+                                            self.ctx.config.replay_max_entries)
+        except (ValueError, TypeError):
+            log.warning("bad session state for %s", state.session_id, exc_info=True)
+            return False
+        self.user_id = state.user_id
+        self.intents = state.intents
+        self.guild_ids = list(state.guild_ids)
+        self._opened = None if state.opened is None else frozenset(state.opened)
+        self.status, self.activities = state.status, list(state.activities)
+        self._large_threshold = state.large_threshold
+        return True
+
+    def _same_token(self, token: str) -> bool:
+        """Whether a RESUME's ``token`` is this session's."""
+        if self._promoted:  # made on another node: only the standby digest is known
+            return hmac.compare_digest(self._standby_key, standby_token_key(token))
+        return self.ctx.identity.same_token(self.token_key, token)
+
+    def _state(self, after: int, token_key: bytes) -> SessionState:
+        """This session as another node takes it: its log after ``after``."""
+        log = self.log
+        assert log is not None and self.session_id is not None
+        encoding = log.encoding
+        entries = [[d.event, d.encoded(encoding)] for _, d in log.after(after)]
+        opened = None if self._opened is None else sorted(self._opened)
+        return SessionState(
+            self.session_id, token_key, self.user_id, self.intents, list(self.guild_ids),
+            opened, self.status, list(self.activities), self._large_threshold,
+            encoding.value, log.seq, entries)
+
+    # -- the standby copy (gateway/replica.py) ---------------------------------------------
+
+    def replicate_open(self, with_log: bool = True) -> None:
+        """Send this session's standby copy its state (and whole log unless
+        ``with_log`` is False: a guild or presence change). No-op on a lone node."""
+        feed = self.ctx.replica_feed
+        log = self.log
+        if feed is None or log is None or self.session_id is None or self._ended \
+                or self._move is not None:
+            return
+        feed.open(self, self._state(log.seq - len(log) if with_log else log.seq,
+                                    self._standby_key), with_log)
+
+    def _catch_up_seq(self, client_seq: int | None) -> None:
+        """A promoted copy may lag the client by its home's last loop turn (sent to the
+        socket, never replicated): continue numbering after the client's seq."""
+        replay_log = self.log
+        if self._promoted and replay_log is not None and client_seq is not None \
+                and client_seq > replay_log.seq:
+            log.info("session %s resumed %d ahead of its standby copy", self.session_id,
+                     client_seq - replay_log.seq)
+            replay_log.skip_to(client_seq)
+
+    def _promote(self, msg: Promote) -> None:
+        """Become the session whose home node died, from its standby copy: detached,
+        subscribed to its guilds in place of the dead session, waiting for a RESUME."""
+        state = msg.state
+        if self.log is not None or self._ended:
+            return
+        self.session_id = state.session_id
+        self._standby_key = state.token_key  # replica.standby_token_key
+        if not self._adopt(state):
+            self._end()
+            return
+        self._promoted = True
+        self.ctx.sessions[state.session_id] = self.myAddress
+        users = self.ctx.user_sessions
+        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
+        opened = self._opened
+        presence = self._presence()
+        self._unanswered = set(self.guild_ids) or None
+        for guild_id in self.guild_ids:
+            subscribe = Subscribe(self.myAddress, self.user_id, self.intents, presence,
+                                  active=opened is None or guild_id in opened,
+                                  replaces=msg.address)
+            self.send(self.ctx.registry, Route("guild", guild_id, subscribe))
+            self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
+        self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
+        self.replicate_open()
+        assert self.log is not None
+        self._catch_up = (newest_message_ids(d for _, d in self.log.after(0)),
+                          msg.heard_at - CATCH_UP_MARGIN_S)
+        self._delivered_ids = set()
+        # only this session's deliveries note message ids (the class's stay as cheap)
+        self.deliver_dispatch = self._deliver_noting  # type: ignore[method-assign]
+        if self._unanswered is None:
+            self._start_catch_up()
+
+    def _deliver_noting(self, dispatch: PreparedDispatch, trace: dict | None = None) -> None:
+        """``deliver_dispatch`` of a promoted session: a MESSAGE_CREATE it delivered
+        already (from its catch-up, or live) is not delivered twice."""
+        delivered = self._delivered_ids
+        if delivered is not None and dispatch.event == "MESSAGE_CREATE":
+            try:
+                message_id = dispatch.data["id"]
+            except (RuntimeError, KeyError, TypeError):
+                message_id = None
+            if message_id is not None:
+                if message_id in delivered:
+                    return
+                delivered.add(message_id)
+        SessionActor.deliver_dispatch(self, dispatch, trace)
+
+    def _start_catch_up(self) -> None:
+        """Promoted, and every guild answered: read back from storage the messages the
+        home node may have got and not replicated in its last moments."""
+        catch_up, self._catch_up = self._catch_up, None
+        if catch_up is None or self._ended:
+            return
+        newest, since_s = catch_up
+        self.run_io(read_missed_messages(
+            self.ctx, user_id=self.user_id, intents=self.intents,
+            guild_ids=[g for g in self.guild_ids
+                       if self._opened is None or g in self._opened],
+            newest=newest, since_s=since_s), "catch-up")
+
+    def _caught_up(self, msg: IODone) -> None:
+        if msg.error is not None:
+            log.warning("catch-up of %s from storage failed", self.session_id,
+                        exc_info=msg.error)
+        elif not self._ended:
+            for payload in msg.result:
+                self.deliver_dispatch(PreparedDispatch("MESSAGE_CREATE", payload))
+        self.start_timer(CATCH_UP_DEDUP_S, "caught-up")
 
     def _moved_in(self) -> None:
         """New side: every guild cut over (or the wait ran out). Record what the guilds
@@ -571,10 +817,15 @@ class SessionActor(Actor):
                 self.link = None
         if self.link is None:
             self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
+        self.replicate_open()
 
     def _move_failed(self) -> None:
         """New side: no such session there (or a bad answer): INVALID_SESSION."""
-        self._move = None
+        move, self._move = self._move, None
+        if move is not None and move.watch is not None:
+            self.demonitor(move.watch)
+        log.info("RESUME of %s failed (asked %s)", self.session_id,
+                 None if move is None else move.target)
         link, self.link = self.link, None
         if link is not None:
             link.execute(link.conn.resume_failed())
@@ -613,6 +864,9 @@ class SessionActor(Actor):
         if self._ended:
             return
         self._ended = True
+        feed = self.ctx.replica_feed
+        if feed is not None and self.session_id is not None:
+            feed.close(self, self.session_id)
         if self.session_id is not None:
             if self.ctx.sessions.get(self.session_id) == self.myAddress:
                 del self.ctx.sessions[self.session_id]
@@ -637,7 +891,9 @@ class SessionHost(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, ChildActorExited):
             children = self._myRef.children
-            if children:
+            if isinstance(children, dict):  # the runtime may have dropped it already
+                children.pop(msg.childAddress.id, None)
+            elif children:
                 try:
                     children.remove(msg.childAddress)
                 except ValueError:

@@ -18,6 +18,7 @@ from actors import Actor
 from actors.address import Address
 from actors.wire import wire_type
 from gateway.context import GatewayContext
+from gateway.replica import promote
 
 #: Every gateway node's session directory has this well-known actor id.
 SESSIONS_ID = -3
@@ -89,6 +90,12 @@ class SessionDirectory(Actor):
             moved = self.ctx.moved.get(msg.session_id)
             if moved is not None and moved != self.myAddress.node:
                 self.forward(sessions_address(moved), msg, sender)
+                return
+            # Only a RESUME whose home failed it asks the node keeping the session's
+            # standby copy: the home is gone (or restarted without it), promote the copy.
+            session = promote(self.ctx, msg.session_id)
+            if session is not None:
+                self.forward(session, msg.message, sender)
             else:
                 self.send(sender, NoSuchSession(msg.session_id))
         elif isinstance(msg, SessionMoved):

@@ -101,12 +101,18 @@ def _run(args: argparse.Namespace) -> int:
     secret = os.environ.get("GREENROOM_CLUSTER_SECRET", "").encode() or secrets.token_bytes(32)
     cluster = Cluster(args.nodes, secret, host=args.host,
                       admin_port=args.admin_port or None, gateway=gateway,
-                      name=args.name, join=args.join or None)
+                      name=args.name, join=args.join or None, services=args.service)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         members = cluster.start()
+    except Exception as exc:
+        # e.g. a node's NodeStartError (an unimportable --service): one clear line
+        log.error("the node tree did not start; stopping it", error=str(exc))
+        cluster.stop()
+        print(f"error: the nodes did not start: {_first_line(exc)}", file=sys.stderr)
+        return 1
     except BaseException:
         log.error("the node tree did not start; stopping it")
         cluster.stop()
@@ -135,6 +141,11 @@ def _run(args: argparse.Namespace) -> int:
         cluster.stop()
         log.info("stopped")
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def _storage(args: argparse.Namespace, rest: list[str]) -> int:
@@ -171,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="REST API port, shared by every node (default 8081; 0: any free)")
     run.add_argument("--no-rate-limits", action="store_true",
                      help="turn the REST and IDENTIFY rate limits off (load tests only)")
+    run.add_argument("--service", action="append", default=[], metavar="NAME=MODULE.CLASS",
+                     help="an actor every node starts under its root supervisor, at global "
+                          "name NAME (repeatable)")
     from storage.settings import add_arguments as add_storage_arguments
 
     add_storage_arguments(run)
@@ -185,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.nodes < 1:
             parser.error("--nodes must be at least 1")
+        services = []
+        for spec in args.service:
+            name, _, path = spec.partition("=")
+            if not name or "." not in path:
+                parser.error(f"--service {spec!r}: expected NAME=MODULE.CLASS")
+            services.append((name, path))
+        args.service = tuple(services)
         if args.join:
             from cluster.launcher import parse_join
 

@@ -462,44 +462,76 @@ async def keep_members(workers: Workers, members: int) -> int:
 
 
 class RestSender:
-    """The seeded bot posting into the channel over one keep-alive connection pool."""
+    """The seeded bot posting into the channel over one keep-alive connection pool.
+
+    ``retry_s`` > 0: a post answered 503 (it reached no live owner: not acknowledged)
+    or whose connection failed (its node died) is sent again, after the answer's
+    ``Retry-After`` (at most ``RETRY_PAUSE_S``), on a new connection if need be, for at
+    most ``retry_s`` seconds. Only acknowledged posts (200) count as must-be-delivered:
+    ``acknowledged[step]``."""
+
+    #: the longest pause between two tries of one post
+    RETRY_PAUSE_S = 0.25
+    #: one request's bound: above the REST layer's 15 s ask timeout
+    REQUEST_TIMEOUT_S = 20.0
 
     def __init__(self, rest_url: str, token: str, channel_id: int, size: int,
-                 max_in_flight: int = 128) -> None:
+                 max_in_flight: int = 128, retry_s: float = 0.0) -> None:
         self.url = f"{rest_url}/channels/{channel_id}/messages"
         self.headers = {"Authorization": f"Bot {token}", "Content-Type": "application/json"}
         self.size = size
         self.max_in_flight = max_in_flight
+        self.retry_s = retry_s
         self.session = None
         self.errors = 0
+        self.retries = 0
+        self.acknowledged: dict[int, int] = {}
         self.post_ms: list[float] = []
 
     async def open(self) -> None:
         import aiohttp
 
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.max_in_flight))
+            connector=aiohttp.TCPConnector(limit=self.max_in_flight),
+            timeout=aiohttp.ClientTimeout(total=self.REQUEST_TIMEOUT_S))
 
     async def close(self) -> None:
         await self.session.close()
 
-    async def post(self, step: int, n: int) -> bool:
-        """Post one message; True if it was acknowledged (200)."""
-        errors = self.errors
-        await self._post(step, n)
-        return self.errors == errors
+    async def post(self, step: int, n: int, retry_s: float | None = None) -> bool:
+        """Post one message; True if it was acknowledged (200). ``retry_s``: this post's
+        retry budget (None: the sender's)."""
+        return await self._post(step, n, retry_s)
 
-    async def _post(self, step: int, n: int) -> None:
-        started = time.monotonic_ns()
-        body = json.dumps({"content": content(started, step, n, self.size)})
-        try:
-            async with self.session.post(self.url, data=body, headers=self.headers) as answer:
-                await answer.read()
-                if answer.status != 200:
-                    self.errors += 1
-        except Exception:
-            self.errors += 1
-        self.post_ms.append((time.monotonic_ns() - started) / 1e6)
+    async def _post(self, step: int, n: int, retry_s: float | None = None) -> bool:
+        budget = self.retry_s if retry_s is None else retry_s
+        give_up = time.monotonic() + budget
+        while True:
+            started = time.monotonic_ns()
+            body = json.dumps({"content": content(started, step, n, self.size)})
+            pause = None
+            try:
+                async with self.session.post(self.url, data=body,
+                                             headers=self.headers) as answer:
+                    await answer.read()
+                    if answer.status == 200:
+                        self.post_ms.append((time.monotonic_ns() - started) / 1e6)
+                        self.acknowledged[step] = self.acknowledged.get(step, 0) + 1
+                        return True
+                    if answer.status == 503:  # not acknowledged: a retry is correct
+                        try:
+                            pause = float(answer.headers.get("Retry-After", "0"))
+                        except ValueError:
+                            pause = 0.0
+            except Exception:  # the connection failed: its node died, try another
+                pause = 0.0
+            if pause is None or time.monotonic() >= give_up:
+                self.errors += 1
+                self.post_ms.append((time.monotonic_ns() - started) / 1e6)
+                return False
+            self.retries += 1
+            await asyncio.sleep(min(pause, self.RETRY_PAUSE_S,
+                                    max(0.0, give_up - time.monotonic())))
 
     async def send_step(self, step: int, rate: float, duration: float,
                         drain_s: float) -> tuple[int, float]:

@@ -87,6 +87,14 @@ class DispatchLog:
         del entries[: len(entries) - self.max_entries + 1]
         entries.append(dispatch)
 
+    def skip_to(self, seq: int) -> None:
+        """Continue numbering after ``seq``, keeping nothing: a standby copy promoted
+        after its home died (``gateway.replica``) may lag the client by the last loop
+        turn, whose dispatches the client has and the copy never got."""
+        if seq > self.seq:
+            self.seq = seq
+            self._entries = None
+
     def ack(self, seq: int | None) -> None:
         """The client has received every dispatch up to ``seq`` (a HEARTBEAT's ``d``, a
         RESUME's ``seq``): forget them. None (nothing received yet) forgets nothing; a

@@ -92,7 +92,7 @@ JPMS_FLAGS = [
     "-XX:+ParallelRefProcEnabled",
     "-XX:MaxTenuringThreshold=1",
     "-XX:G1HeapRegionSize=16m",
-    "-XX:MaxGCPauseMillis=300",
+    "-XX:MaxGCPauseMillis=20",
     "-XX:+ExitOnOutOfMemoryError",
 ]
 
