@@ -198,7 +198,7 @@ def gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
 
 async def _gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
                           budget_s: float, conn: Connection, resume: bool = False) -> None:
-    from picows import WSListener, WSMsgType, ws_connect
+    from picows import WSError, WSListener, WSMsgType, ws_connect
 
     loop = asyncio.get_running_loop()
     counts = [0] * MAX_STEPS
@@ -222,6 +222,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             self.seq = 0  # the last dispatch's s: what a heartbeat acknowledges
             self.guilds_left = -1  # GUILD_CREATEs still due after READY
             self.stopping = False
+            self.reconnecting = False  # one reconnect loop at a time
 
         def on_ws_connected(self, transport) -> None:
             self.transport = transport
@@ -299,20 +300,28 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             state["closed"] += 1
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError("closed before READY"))
-            elif resume and self.session_id and not self.stopping:
+            elif resume and self.session_id and not self.stopping \
+                    and not self.reconnecting:
                 loop.create_task(reconnect(self))
 
     async def reconnect(client: Client) -> None:
         """Connect again (the port may refuse for a moment while a node dies) and let
         HELLO trigger the RESUME; gives up after 30 s."""
         deadline = time.monotonic() + 30.0
-        while not client.stopping and time.monotonic() < deadline:
-            try:
-                await ws_connect(lambda: client, url, websocket_handshake_timeout=5)
-                return
-            except (TimeoutError, OSError):
-                await asyncio.sleep(0.05)
-        state["resume_failed"] += 1
+        client.reconnecting = True
+        try:
+            while not client.stopping and time.monotonic() < deadline:
+                try:
+                    await ws_connect(lambda: client, url, websocket_handshake_timeout=5)
+                    return
+                except (TimeoutError, OSError, WSError):
+                    # WSError: the handshake failed (a node dying or starting up under
+                    # the shared port answered it); it is not an OSError, and an
+                    # uncaught one ended this loop and the client with it
+                    await asyncio.sleep(0.05)
+            state["resume_failed"] += 1
+        finally:
+            client.reconnecting = False
 
     clients: list[Client] = []
     first_ns = clock()
