@@ -5,9 +5,14 @@ unpickles whatever arrives; the data plane instead writes length-prefixed msgpac
 envelopes (``actors.wire``), many per ``write`` (one flush per event-loop turn), on a
 link opened by the sender and authenticated with the cluster secret:
 
-    server -> client   b"GRDP1" + 16-byte nonce
-    client -> server   u16 len + node name + HMAC-SHA256(secret, nonce + node name)
+    server -> client   b"GRDP2" + 16-byte nonce
+    client -> server   hello + HMAC-SHA256(secret, nonce + hello), where
+                       hello = u16 len + node name + u16 len + b"host:port"
     server -> client   b"OK" (or closes)
+
+``host:port`` is where the client's own data plane listens: a node that is asked
+something by a peer it has not been told about yet (the membership announcement is
+still on its way) can still send the answer back (``DataPlane.heard_from``).
 
 Then the client streams ``u32 length + envelope``. Each envelope is decoded alone, so
 one malformed envelope is logged, counted (``envelopes_malformed_total``) and
@@ -39,7 +44,7 @@ from observability import counter, inject_current
 
 log = logging.getLogger("greenroom.data_plane")
 
-MAGIC = b"GRDP1"
+MAGIC = b"GRDP2"
 NONCE = 16
 MAX_FRAME = 16 * 1024 * 1024
 HIGH_WATER = 4 * 1024 * 1024
@@ -52,8 +57,14 @@ unencodable = counter("envelopes_unencodable_total", "messages that are not wire
 sent = counter("envelopes_sent_total", "envelopes written to other nodes")
 
 
-def _mac(secret: bytes, nonce: bytes, node: bytes) -> bytes:
-    return hmac.new(secret, nonce + node, hashlib.sha256).digest()
+def _mac(secret: bytes, nonce: bytes, hello: bytes) -> bytes:
+    return hmac.new(secret, nonce + hello, hashlib.sha256).digest()
+
+
+def _hello(node: str, address: tuple[str, int]) -> bytes:
+    """The client's half of the handshake, before its MAC: who it is, where it listens."""
+    name, where = node.encode(), f"{address[0]}:{address[1]}".encode()
+    return struct.pack(">H", len(name)) + name + struct.pack(">H", len(where)) + where
 
 
 class _Inbound(asyncio.Protocol):
@@ -77,17 +88,24 @@ class _Inbound(asyncio.Protocol):
             if len(buf) < 2:
                 return
             (n,) = struct.unpack_from(">H", buf)
-            if len(buf) < 2 + n + 32:
+            if len(buf) < 2 + n + 2:
                 return
-            node = bytes(buf[2:2 + n])
-            mac = bytes(buf[2 + n:2 + n + 32])
-            del buf[:2 + n + 32]
-            if not hmac.compare_digest(mac, _mac(self.plane.secret, self.nonce, node)):
+            (m,) = struct.unpack_from(">H", buf, 2 + n)
+            end = 2 + n + 2 + m
+            if len(buf) < end + 32:
+                return
+            hello = bytes(buf[:end])
+            mac = bytes(buf[end:end + 32])
+            del buf[:end + 32]
+            host, _, port = hello[4 + n:].decode(errors="replace").rpartition(":")
+            if (not hmac.compare_digest(mac, _mac(self.plane.secret, self.nonce, hello))
+                    or not port.isdigit()):
                 log.warning("data plane: refused a link that failed authentication")
                 counter("links_refused_total", "links that failed authentication").add()
                 self.transport.close()
                 return
-            self.peer = node.decode()
+            self.peer = hello[2:2 + n].decode()
+            self.plane.heard_from(self.peer, (host, int(port)), self)
             self.transport.write(b"OK")
         base = self.plane.base
         deliver = base.deliver
@@ -128,6 +146,8 @@ class _Inbound(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.plane.inbound.discard(self)
+        if self.peer is not None:
+            self.plane.not_heard(self.peer, self)
 
 
 class _Link(asyncio.Protocol):
@@ -207,9 +227,8 @@ class _Link(asyncio.Protocol):
                 return
             if len(hs) == len(MAGIC) + NONCE:
                 nonce = hs[len(MAGIC):]
-                me = self.plane.node.encode()
-                self.transport.write(struct.pack(">H", len(me)) + me
-                                     + _mac(self.plane.secret, nonce, me))
+                hello = _hello(self.plane.node, (self.plane.host, self.plane.port))
+                self.transport.write(hello + _mac(self.plane.secret, nonce, hello))
             elif hs.endswith(b"OK"):
                 self.ready = True
                 self.failures = 0
@@ -245,6 +264,8 @@ class DataPlane:
         self.host = host
         self.port = port
         self.peers: dict[str, tuple[str, int]] = {}
+        #: peers not announced yet, known from their inbound link (``heard_from``)
+        self.unannounced: dict[str, tuple[tuple[str, int], _Inbound]] = {}
         self.links: dict[str, _Link] = {}
         self.inbound: set[_Inbound] = set()
         self.server: asyncio.AbstractServer | None = None
@@ -265,7 +286,34 @@ class DataPlane:
         return proto
 
     def set_peers(self, peers: dict[str, tuple[str, int]]) -> None:
+        """The announced peers. A peer only heard from (``heard_from``) stays one until
+        an announcement names it: announcements made before it joined may still
+        arrive after its link did."""
         self.peers = {k: tuple(v) for k, v in peers.items() if k != self.node}
+        unannounced = self.unannounced
+        for peer in list(unannounced):
+            if peer in self.peers:
+                del unannounced[peer]
+            else:
+                self.peers[peer] = unannounced[peer][0]
+
+    def heard_from(self, peer: str, address: tuple[str, int], inbound: _Inbound) -> None:
+        """An authenticated link came in from ``peer``, listening at ``address``. Until
+        the membership announcement that names it reaches this node, ``peers`` lacks
+        it, and the answers to what it asks would be dead letters (the lost reply to a
+        client's first ask right after it joined). Such a peer is known from its link
+        until an announcement names it, or until that link closes."""
+        if peer != self.node and (peer not in self.peers or peer in self.unannounced):
+            self.peers[peer] = address
+            self.unannounced[peer] = (address, inbound)
+
+    def not_heard(self, peer: str, inbound: _Inbound) -> None:
+        """The link ``heard_from`` learned an unannounced peer from has closed."""
+        entry = self.unannounced.get(peer)
+        if entry is not None and entry[1] is inbound:
+            del self.unannounced[peer]
+            if self.peers.get(peer) == entry[0]:
+                del self.peers[peer]
 
     def link(self, peer: str) -> _Link:
         link = self.links.get(peer)

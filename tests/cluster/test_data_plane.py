@@ -23,7 +23,7 @@ from actors.wire import (
     unpack,
     wire_type,
 )
-from cluster.messages import NodeConfig
+from cluster.messages import DIRECTORY_ID, Here, NodeConfig, Ping, Pong, WhereIs
 from cluster.node import NodeThread
 from observability import snapshot
 
@@ -123,12 +123,14 @@ def test_messages_cross_in_order(pair):
 
 def _authenticated_socket(port: int, node: bytes = b"intruder", secret: bytes = SECRET):
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    hello = b""
-    while len(hello) < 21:
-        hello += sock.recv(21 - len(hello))
-    assert hello.startswith(b"GRDP1")
-    mac = hmac.new(secret, hello[5:] + node, hashlib.sha256).digest()
-    sock.sendall(struct.pack(">H", len(node)) + node + mac)
+    greeting = b""
+    while len(greeting) < 21:
+        greeting += sock.recv(21 - len(greeting))
+    assert greeting.startswith(b"GRDP2")
+    where = b"127.0.0.1:9"  # where this "node" would listen
+    hello = struct.pack(">H", len(node)) + node + struct.pack(">H", len(where)) + where
+    mac = hmac.new(secret, greeting[5:] + hello, hashlib.sha256).digest()
+    sock.sendall(hello + mac)
     return sock
 
 
@@ -209,3 +211,51 @@ def test_a_message_that_is_no_wire_type_is_a_dead_letter_not_a_dead_link(pair):
         time.sleep(0.02)
     assert seen == [7]
     assert snapshot().get("envelopes_unencodable_total", 0) == before + 1
+
+
+def test_a_node_answers_a_peer_it_has_not_been_told_about_yet():
+    """A client asks a node right after joining: the membership announcement that names
+    the client may reach the node after the ask does, and an older announcement (made
+    before the client joined) may even arrive after the ask's link. The answer goes
+    back to where the client's link said it listens; it was a dead letter before (a
+    WhereIs timed out in bench_cluster's phase 2)."""
+    client = NodeThread(NodeConfig("pc", SECRET))
+    node = NodeThread(NodeConfig("pn", SECRET))
+    client_addr, node_addr = client.start(), node.start()
+    try:
+        client.call(client.node.set_peers, {"pn": node_addr})  # pn does not know pc
+        directory = Address("pn", DIRECTORY_ID)
+        here = run(client, client.node.base.ask_async(directory, WhereIs("nothing"), 5))
+        assert here == Here("nothing", None)
+        # a stale announcement, without pc: pc stays reachable until one names it
+        on_loop(node, node.node.set_peers, {"pn": node_addr})
+        pong = run(client, client.node.base.ask_async(directory, Ping(), 5))
+        assert isinstance(pong, Pong) and pong.node == "pn"
+        on_loop(node, node.node.set_peers, {"pn": node_addr, "pc": client_addr})
+        assert node.node.plane.unannounced == {}
+        # announced, then withdrawn: gone at once, as any member that left
+        on_loop(node, node.node.set_peers, {"pn": node_addr})
+        assert "pc" not in node.node.plane.peers
+    finally:
+        client.stop()
+        node.stop()
+
+
+def test_an_unannounced_peer_is_forgotten_when_its_link_closes():
+    client = NodeThread(NodeConfig("pc", SECRET))
+    node = NodeThread(NodeConfig("pn", SECRET))
+    _client_addr, node_addr = client.start(), node.start()
+    try:
+        client.call(client.node.set_peers, {"pn": node_addr})
+        run(client, client.node.base.ask_async(Address("pn", DIRECTORY_ID), Ping(), 5))
+        assert "pc" in node.node.plane.peers
+    finally:
+        client.stop()
+    deadline = time.monotonic() + 5
+    while "pc" in node.node.plane.peers and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert "pc" not in node.node.plane.peers
+        assert node.node.plane.unannounced == {}
+    finally:
+        node.stop()
