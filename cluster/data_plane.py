@@ -340,6 +340,16 @@ class DataPlane:
             log.error("data plane: cannot send %s to %s: %s", type(message).__name__, to, err)
             self.base.dead_letter(to, message)
             return
+        if len(frame) > MAX_FRAME:
+            # The receiver would close the link on it, and lose everything queued behind
+            # it: refused here instead, loudly (a sender's bug: cut such messages up).
+            unencodable.add()
+            log.error("data plane: %s to %s is %d bytes, over the %d-byte frame limit",
+                      type(message).__name__, to, len(frame), MAX_FRAME)
+            self.base.dead_letter(to, message)
+            if sender is not None:
+                self.base.fail_ask(sender, to.node)
+            return
         link = self.links.get(to.node)
         if link is None:
             link = self.link(to.node)

@@ -34,7 +34,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors import Actor
@@ -122,6 +122,37 @@ class _Batch:
                 group.clear()
 
 
+#: A ``Replicate`` carries about this many bytes at most: a node that gets a new standby
+#: re-opens every session on it at once, logs included (500 sessions were one 19 MB
+#: envelope, over the data plane's frame limit: the link closed and took the moves in
+#: flight on it along).
+CHUNK_BYTES = 1 << 20
+
+
+def _op_bytes(op: Any) -> int:
+    """About what ``op`` weighs on the wire (a dispatch's bytes, or a state's log)."""
+    if isinstance(op, list):
+        return len(op[1]) + 12 * len(op[3])
+    if isinstance(op, ReplicaOpen) and op.state.entries:
+        return 256 + sum(len(entry[1]) + 16 for entry in op.state.entries)
+    return 256
+
+
+def _chunks(ops: list[Any]) -> Iterator[list[Any]]:
+    """``ops`` in order, cut into runs of about ``CHUNK_BYTES`` (one op may be more)."""
+    chunk: list[Any] = []
+    size = 0
+    for op in ops:
+        weight = _op_bytes(op)
+        if chunk and size + weight > CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(op)
+        size += weight
+    if chunk:
+        yield chunk
+
+
 class ReplicaFeed:
     """This node's side of replication (one per gateway, in ``GatewayContext``): batches
     what local sessions record per standby node and sends it once per loop turn."""
@@ -190,8 +221,9 @@ class ReplicaFeed:
         pending, self._pending = self._pending, {}
         for node, batch in pending.items():
             batch.seal()
-            if batch.ops:
-                self.base.tell_from_loop(replicas_address(node), Replicate(self.me, batch.ops))
+            to = replicas_address(node)
+            for ops in _chunks(batch.ops):
+                self.base.tell_from_loop(to, Replicate(self.me, ops))
 
     def membership_changed(self, _change: Any) -> None:
         """Re-open every local session whose standby changed on its new standby (and

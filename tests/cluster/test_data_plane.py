@@ -213,6 +213,41 @@ def test_a_message_that_is_no_wire_type_is_a_dead_letter_not_a_dead_link(pair):
     assert snapshot().get("envelopes_unencodable_total", 0) == before + 1
 
 
+@wire_type("test.blob")
+@dataclass
+class Blob:
+    data: bytes
+
+
+def test_a_message_over_the_frame_limit_is_refused_by_the_sender_and_the_link_lives(pair):
+    # The receiver closes a link on a frame over MAX_FRAME and loses what is queued
+    # behind it; the sender refuses such a message instead, and what follows arrives.
+    from cluster.data_plane import MAX_FRAME
+
+    a, b = pair
+    collector = on_loop(b, b.node.base.create_actor, None, Collector, None, None)
+    remote = Address("pb", collector.id)
+
+    def send_three():
+        a.node.base.deliver(remote, Numbered(1), None)
+        a.node.base.deliver(remote, Blob(b"x" * (MAX_FRAME + 1)), None)
+        a.node.base.deliver(remote, Numbered(2), None)
+
+    on_loop(a, send_three)
+    deadline = time.monotonic() + 5
+    seen = []
+    while time.monotonic() < deadline and len(seen) < 2:
+        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
+        time.sleep(0.02)
+    assert seen == [1, 2]
+    on_loop(a, a.node.base.deliver, remote, Numbered(3), None)  # the same link still serves
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(seen) < 3:
+        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
+        time.sleep(0.02)
+    assert seen == [1, 2, 3]
+
+
 def test_a_node_answers_a_peer_it_has_not_been_told_about_yet():
     """A client asks a node right after joining: the membership announcement that names
     the client may reach the node after the ask does, and an older announcement (made
