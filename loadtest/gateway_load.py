@@ -223,9 +223,11 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             self.guilds_left = -1  # GUILD_CREATEs still due after READY
             self.stopping = False
             self.reconnecting = False  # one reconnect loop at a time
+            self.live = False  # a socket is open now
 
         def on_ws_connected(self, transport) -> None:
             self.transport = transport
+            self.live = True
 
         def on_ws_frame(self, transport, frame) -> None:
             now = clock()
@@ -298,6 +300,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
 
         def on_ws_disconnected(self, transport) -> None:
             state["closed"] += 1
+            self.live = False
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError("closed before READY"))
             elif resume and self.session_id and not self.stopping \
@@ -313,7 +316,11 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             while not client.stopping and time.monotonic() < deadline:
                 try:
                     await ws_connect(lambda: client, url, websocket_handshake_timeout=5)
-                    return
+                    if client.live:
+                        return
+                    # closed again before this loop resumed (its on_ws_disconnected saw
+                    # the loop still running and left the reconnect to it): go on
+                    await asyncio.sleep(0.05)
                 except (TimeoutError, OSError, WSError):
                     # WSError: the handshake failed (a node dying or starting up under
                     # the shared port answered it); it is not an OSError, and an
