@@ -62,6 +62,17 @@ def run(thread, coro, timeout=10):
     return asyncio.run_coroutine_threadsafe(coro, thread.loop).result(timeout)
 
 
+def seen_by(thread, collector, count: int, timeout: float = 5.0) -> list:
+    """What ``collector`` on ``thread``'s node has seen, once it has seen ``count``
+    messages or ``timeout`` s passed."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline and len(seen) < count:
+        seen = run(thread, thread.node.base.ask_async(collector, "seen", 5))
+        time.sleep(0.02)
+    return seen
+
+
 def on_loop(thread, fn, *args):
     async def call():
         return fn(*args)
@@ -113,11 +124,7 @@ def test_messages_cross_in_order(pair):
             a.node.base.deliver(remote, Numbered(n), None)
 
     on_loop(a, blast)
-    deadline = time.monotonic() + 10
-    seen = []
-    while time.monotonic() < deadline and len(seen) < 5000:
-        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
-        time.sleep(0.02)
+    seen = seen_by(b, collector, 5000, timeout=10)
     assert seen == list(range(5000))
 
 
@@ -146,11 +153,7 @@ def test_malformed_envelope_is_logged_counted_and_the_receiver_goes_on(pair):
                              "body": []}),
               pack(envelope(Address("pb", collector.id), None, Numbered(42)))]
     sock.sendall(b"".join(struct.pack(">I", len(f)) + f for f in frames))
-    deadline = time.monotonic() + 5
-    seen = []
-    while time.monotonic() < deadline and not seen:
-        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
-        time.sleep(0.02)
+    seen = seen_by(b, collector, 1)
     assert seen == [42]
     after = snapshot().get('envelopes_malformed_total{reason="envelope"}', 0)
     assert after - before == 2
@@ -204,11 +207,7 @@ def test_a_message_that_is_no_wire_type_is_a_dead_letter_not_a_dead_link(pair):
         a.node.base.deliver(remote, Numbered(7), None)
 
     on_loop(a, send_both)
-    deadline = time.monotonic() + 5
-    seen = []
-    while time.monotonic() < deadline and not seen:
-        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
-        time.sleep(0.02)
+    seen = seen_by(b, collector, 1)
     assert seen == [7]
     assert snapshot().get("envelopes_unencodable_total", 0) == before + 1
 
@@ -234,17 +233,10 @@ def test_a_message_over_the_frame_limit_is_refused_by_the_sender_and_the_link_li
         a.node.base.deliver(remote, Numbered(2), None)
 
     on_loop(a, send_three)
-    deadline = time.monotonic() + 5
-    seen = []
-    while time.monotonic() < deadline and len(seen) < 2:
-        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
-        time.sleep(0.02)
+    seen = seen_by(b, collector, 2)
     assert seen == [1, 2]
     on_loop(a, a.node.base.deliver, remote, Numbered(3), None)  # the same link still serves
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and len(seen) < 3:
-        seen = run(b, b.node.base.ask_async(collector, "seen", 5))
-        time.sleep(0.02)
+    seen = seen_by(b, collector, 3)
     assert seen == [1, 2, 3]
 
 

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 from cluster.placement import Placement
-from tests.cluster.test_scale_out import NODES, rest, running
+from tests.cluster.test_scale_out import NODES, rest, rest_request, running
 
 #: far above the REST layer's 15 s ask timeout: a 503 that came from that timeout
 #: would say "upstream timed out"; one from the node's death says the node is gone
@@ -23,11 +23,8 @@ CLIENT_TIMEOUT_S = 60.0
 def post_raw(served: dict, channel: int, content: str) -> tuple[int, dict, dict] | Exception:
     """One POST on a new connection: (status, headers, JSON body), or the error when the
     connection itself failed (it landed on the node that was killed)."""
-    request = urllib.request.Request(
-        f"{served['rest_url']}/channels/{channel}/messages", method="POST",
-        data=json.dumps({"content": content}).encode(),
-        headers={"Authorization": f"Bot {served['bot_token']}",
-                 "Content-Type": "application/json"})
+    request = rest_request(served, "POST", f"/channels/{channel}/messages",
+                           {"content": content})
     try:
         with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT_S) as response:
             return response.status, dict(response.headers), json.loads(response.read())

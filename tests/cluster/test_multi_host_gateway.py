@@ -21,7 +21,7 @@ from cluster.placement import Placement
 from tests.cluster import netns
 from tests.cluster.run_log import read_until
 from tests.cluster.test_nodes import alive
-from tests.cluster.test_scale_out import Client
+from tests.cluster.test_scale_out import Client, rest_request
 
 ROOT = Path(__file__).parents[2]
 HOSTS = 3
@@ -76,11 +76,8 @@ def cluster(tmp_path_factory):
 def post(served: dict, channel: str, content: str, timeout: float = 3.0) -> str | None:
     """POST a message as a client that gives up after ``timeout`` s and retries; its id
     when acknowledged, None when the request failed or timed out."""
-    request = urllib.request.Request(
-        f"{served['rest_url']}/channels/{channel}/messages", method="POST",
-        data=json.dumps({"content": content}).encode(),
-        headers={"Authorization": f"Bot {served['bot_token']}",
-                 "Content-Type": "application/json"})
+    request = rest_request(served, "POST", f"/channels/{channel}/messages",
+                           {"content": content})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())["id"]

@@ -123,15 +123,21 @@ def client_on(node: str, served: dict, tries: int = 60) -> Client:
     raise AssertionError(f"{tries} connections and none landed on {node}")
 
 
-def rest(served: dict, method: str, path: str, body: dict | None = None,
-         timeout: float = 15.0) -> tuple[str, dict]:
-    """One request on a new connection (so the kernel picks a node); answers the node
-    that served it and the JSON body."""
-    request = urllib.request.Request(
+def rest_request(served: dict, method: str, path: str,
+                 body: dict | None = None) -> urllib.request.Request:
+    """A REST request as the seeded bot, to whichever node the kernel picks."""
+    return urllib.request.Request(
         f"{served['rest_url']}{path}", method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bot {served['bot_token']}",
                  "Content-Type": "application/json"})
+
+
+def rest(served: dict, method: str, path: str, body: dict | None = None,
+         timeout: float = 15.0) -> tuple[str, dict]:
+    """One request on a new connection (so the kernel picks a node); answers the node
+    that served it and the JSON body."""
+    request = rest_request(served, method, path, body)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.headers["X-Greenroom-Node"], json.loads(response.read())
 

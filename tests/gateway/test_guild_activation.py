@@ -36,6 +36,26 @@ class Catcher(SessionActor):
         self.dispatches.append(dispatch)
 
 
+def new_catcher(base: Any) -> tuple[Address, Catcher]:
+    address = base.create_actor(None, Catcher, None, None)
+    return address, address._cell.instance
+
+
+def subscribe(r: Any, catcher: Address, replaces: Address | None = None) -> None:
+    """``catcher`` subscribes to the seeded guild (no member given: the guild reads it)."""
+    r.gateway.base.deliver(r.gateway.ctx.registry, Route("guild", r.seeded.guild_id, Subscribe(
+        catcher, r.seeded.user_id, INTENTS, replaces=replaces)), catcher)
+
+
+def fan_out(r: Any, message_id: int, content: str, sender: Address) -> None:
+    """The seeded channel's MESSAGE_CREATE ``content``, fanned out through the guild."""
+    seeded = r.seeded
+    payload = {"id": str(message_id), "channel_id": str(seeded.channel_id),
+               "content": content, "author": {"id": str(seeded.user_id)}}
+    r.gateway.base.deliver(r.gateway.ctx.registry, Route("guild", seeded.guild_id, Fanout(
+        seeded.channel_id, PreparedDispatch("MESSAGE_CREATE", payload), payload)), sender)
+
+
 async def until(check: Any) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_S
@@ -47,31 +67,19 @@ def test_a_loading_guild_holds_subscribes_and_fanouts_and_replays_what_a_joiner_
         tmp_path: Path):
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
-            base, ctx, seeded = r.gateway.base, r.gateway.ctx, r.seeded
-            catcher_address = base.create_actor(None, Catcher, None, None)
-            catcher = catcher_address._cell.instance
+            catcher_address, catcher = new_catcher(r.gateway.base)
             gone = Address("a-node-that-is-gone", 7)  # the session it continues
-            payloads = [{"id": str(i), "channel_id": str(seeded.channel_id),
-                         "content": f"m{i}", "author": {"id": str(seeded.user_id)}}
-                        for i in range(3)]
             # One loop turn: the guild is activated by the Subscribe (no member given:
             # the guild reads it), and messages are fanned out behind it.
-            base.deliver(ctx.registry, Route("guild", seeded.guild_id, Subscribe(
-                catcher_address, seeded.user_id, INTENTS, replaces=gone)), catcher_address)
-            for payload in payloads:
-                base.deliver(ctx.registry, Route("guild", seeded.guild_id, Fanout(
-                    seeded.channel_id, PreparedDispatch("MESSAGE_CREATE", payload),
-                    payload)), catcher_address)
-            await until(lambda: len(catcher.dispatches) >= len(payloads))
+            subscribe(r, catcher_address, replaces=gone)
+            for i in range(3):
+                fan_out(r, i, f"m{i}", catcher_address)
+            await until(lambda: len(catcher.dispatches) >= 3)
             assert [type(m) for m in catcher.got] == [Subscribed]
             assert catcher.got[0].member is True
             assert [d.data["content"] for d in catcher.dispatches] == ["m0", "m1", "m2"]
             # and later ones, fanned out normally, follow in order
-            later = {"id": "9", "channel_id": str(seeded.channel_id), "content": "m9",
-                     "author": {"id": str(seeded.user_id)}}
-            base.deliver(ctx.registry, Route("guild", seeded.guild_id, Fanout(
-                seeded.channel_id, PreparedDispatch("MESSAGE_CREATE", later), later)),
-                catcher_address)
+            fan_out(r, 9, "m9", catcher_address)
             await until(lambda: len(catcher.dispatches) >= 4)
             assert [d.data["content"] for d in catcher.dispatches] == ["m0", "m1", "m2",
                                                                        "m9"]
@@ -82,8 +90,7 @@ def test_a_loading_guild_holds_subscribes_and_fanouts_and_replays_what_a_joiner_
 def test_a_guild_whose_load_fails_once_retries_and_serves_what_it_held(tmp_path: Path):
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
-            base, ctx, seeded = r.gateway.base, r.gateway.ctx, r.seeded
-            storage = ctx.storage
+            seeded, storage = r.seeded, r.gateway.ctx.storage
             real_get_guild = storage.get_guild
             failures = []
 
@@ -94,15 +101,9 @@ def test_a_guild_whose_load_fails_once_retries_and_serves_what_it_held(tmp_path:
                 return await real_get_guild(guild_id)
 
             storage.get_guild = flaky_get_guild
-            catcher_address = base.create_actor(None, Catcher, None, None)
-            catcher = catcher_address._cell.instance
-            base.deliver(ctx.registry, Route("guild", seeded.guild_id, Subscribe(
-                catcher_address, seeded.user_id, INTENTS)), catcher_address)
-            payload = {"id": "1", "channel_id": str(seeded.channel_id), "content": "held",
-                       "author": {"id": str(seeded.user_id)}}
-            base.deliver(ctx.registry, Route("guild", seeded.guild_id, Fanout(
-                seeded.channel_id, PreparedDispatch("MESSAGE_CREATE", payload), payload)),
-                catcher_address)
+            catcher_address, catcher = new_catcher(r.gateway.base)
+            subscribe(r, catcher_address)
+            fan_out(r, 1, "held", catcher_address)
             await until(lambda: catcher.dispatches)
             assert failures == [seeded.guild_id]
             assert [type(m) for m in catcher.got] == [Subscribed]
@@ -126,15 +127,9 @@ def test_a_guild_stopped_while_loading_passes_what_it_held_to_its_next_incarnati
                 return await real_get_guild(guild_id)
 
             storage.get_guild = slow_get_guild
-            catcher_address = base.create_actor(None, Catcher, None, None)
-            catcher = catcher_address._cell.instance
-            base.deliver(ctx.registry, Route("guild", seeded.guild_id, Subscribe(
-                catcher_address, seeded.user_id, INTENTS)), catcher_address)
-            payload = {"id": "1", "channel_id": str(seeded.channel_id), "content": "held",
-                       "author": {"id": str(seeded.user_id)}}
-            base.deliver(ctx.registry, Route("guild", seeded.guild_id, Fanout(
-                seeded.channel_id, PreparedDispatch("MESSAGE_CREATE", payload), payload)),
-                catcher_address)
+            catcher_address, catcher = new_catcher(base)
+            subscribe(r, catcher_address)
+            fan_out(r, 1, "held", catcher_address)
             first = await base.ask_async(ctx.registry, Locate("guild", seeded.guild_id), 5)
             base.deliver(first.address, ActorExitRequest(), catcher_address)
             while first.address._cell.alive:
