@@ -53,7 +53,8 @@ _LEN = struct.Struct(">I")
 
 malformed = counter("envelopes_malformed_total", "envelopes that could not be decoded")
 received = counter("envelopes_received_total", "envelopes delivered from other nodes")
-unencodable = counter("envelopes_unencodable_total", "messages that are not wire types")
+unencodable = counter("envelopes_unencodable_total",
+                      "messages that are not wire types or over the frame limit")
 sent = counter("envelopes_sent_total", "envelopes written to other nodes")
 
 
@@ -333,22 +334,16 @@ class DataPlane:
             trace = inject_current()  # an empty context has no span to inject
         try:
             frame = self._pack(envelope(to, sender, message, trace))
+            if len(frame) > MAX_FRAME:
+                # the receiver would close the link on it, and lose everything queued
+                # behind it (the sender must cut such messages up)
+                raise ValueError(f"{len(frame)} bytes, over the {MAX_FRAME}-byte frame limit")
         except (TypeError, ValueError) as err:
-            # Not encodable (not a wire type): the sender's bug, not the link's. The
-            # message cannot leave this process; it is a dead letter, said loudly.
+            # Not a wire type, or too big: the sender's bug, not the link's. The message
+            # cannot leave this process; it is a dead letter, said loudly.
             unencodable.add()
             log.error("data plane: cannot send %s to %s: %s", type(message).__name__, to, err)
             self.base.dead_letter(to, message)
-            return
-        if len(frame) > MAX_FRAME:
-            # The receiver would close the link on it, and lose everything queued behind
-            # it: refused here instead, loudly (a sender's bug: cut such messages up).
-            unencodable.add()
-            log.error("data plane: %s to %s is %d bytes, over the %d-byte frame limit",
-                      type(message).__name__, to, len(frame), MAX_FRAME)
-            self.base.dead_letter(to, message)
-            if sender is not None:
-                self.base.fail_ask(sender, to.node)
             return
         link = self.links.get(to.node)
         if link is None:
