@@ -31,6 +31,7 @@ message the client had: at-least-once for that one turn, never a loss.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -202,9 +203,7 @@ class ReplicaFeed:
             session._standby = self.standby(sid)
             if session._standby is None:
                 return
-        batch = self._batch(session._standby)
-        batch.seal()
-        batch.ops.append(ReplicaOpen(state, session.myAddress, with_log))
+        self._op(session._standby, ReplicaOpen(state, session.myAddress, with_log))
 
     def close(self, session: SessionActor, session_id: str) -> None:
         """``session`` ended or moved away: its standby drops the copy."""
@@ -212,9 +211,13 @@ class ReplicaFeed:
         if self.sessions.get(session_id) is session:
             del self.sessions[session_id]
         if standby is not None:
-            batch = self._batch(standby)
-            batch.seal()
-            batch.ops.append(ReplicaClose(session_id, session.myAddress))
+            self._op(standby, ReplicaClose(session_id, session.myAddress))
+
+    def _op(self, node: str, op: Any) -> None:
+        """Queue a state op for ``node``, behind the dispatches recorded so far."""
+        batch = self._batch(node)
+        batch.seal()
+        batch.ops.append(op)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -228,15 +231,14 @@ class ReplicaFeed:
     def membership_changed(self, _change: Any) -> None:
         """Re-open every local session whose standby changed on its new standby (and
         drop the old copy if that node is still there)."""
+        nodes = live_gateway_nodes(self.view, self.me)
         for sid, session in list(self.sessions.items()):
-            standby = self.standby(sid)
+            standby = standby_of(sid, nodes, self.me)
             old = session._standby
             if standby == old:
                 continue
             if old is not None:
-                batch = self._batch(old)
-                batch.seal()
-                batch.ops.append(ReplicaClose(sid, session.myAddress))
+                self._op(old, ReplicaClose(sid, session.myAddress))
             session._standby = standby
             if standby is not None:
                 session.replicate_open()
@@ -271,11 +273,8 @@ class Replica:
 
     def snapshot(self, max_entries: int) -> SessionState:
         """The state to promote: the replicated state with the ring as its log."""
-        state = self.state
-        return SessionState(state.session_id, state.token_key, state.user_id, state.intents,
-                            list(state.guild_ids), state.opened, state.status,
-                            list(state.activities), state.large_threshold, state.encoding,
-                            self.seq, self.entries[-max_entries:])
+        return dataclasses.replace(self.state, seq=self.seq,
+                                   entries=self.entries[-max_entries:])
 
 
 class ReplicaStore(Actor):

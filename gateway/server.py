@@ -406,7 +406,5 @@ class Gateway:
                     and event.session_id not in self.ctx.moved):
             link.execute(link.conn.resume_failed())
             return
-        session = self.base.create_actor(self._sessions_host._cell, self._session_class,
-                                         None, None)
-        link.session = session  # its Detached reaches the session while it moves
-        self.base.tell_from_loop(session, Migrate(link, event))
+        # its Detached reaches the session while it moves (Migrate is only queued yet)
+        link.session = self._spawn_session(Migrate(link, event))

@@ -169,9 +169,7 @@ class SessionActor(Actor):
             self.link = msg.link
             event = msg.event
             identity = self.ctx.identity
-            self.token_key = identity.token_key(event.token)
-            if self.ctx.replica_feed is not None:
-                self._standby_key = standby_token_key(event.token)
+            self._set_token(event.token)
             self.run_io(identity.load_identity(
                 event.token, large_threshold=event.large_threshold,
                 all_members=bool(event.intents & GUILD_PRESENCES)), event)
@@ -316,22 +314,28 @@ class SessionActor(Actor):
             resume_gateway_url=self.ctx.gateway_url,
         )
         self.log = link.conn.log
-        self.ctx.sessions[self.session_id] = self.myAddress
-        # a tuple, not a set: most users have one session (48 bytes, not 216)
-        users = self.ctx.user_sessions
-        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
+        self._remember()
         link.session = self.myAddress
         link.execute(effects)
         self.replicate_open()
         for guild_id in self.guild_ids:
             self._subscribe(guild_id, identity.members.get(guild_id))
 
-    def _subscribe(self, guild_id: int, member: Any = None) -> None:
+    def _set_token(self, token: str) -> None:
+        """Keep what checks a RESUME's token: the keyed digest (this process), and the
+        unkeyed one a standby copy checks (gateway/replica.py) when there are copies."""
+        self.token_key = self.ctx.identity.token_key(token)
+        if self.ctx.replica_feed is not None:
+            self._standby_key = standby_token_key(token)
+
+    def _subscribe(self, guild_id: int, member: Any = None, replaces: Any = None) -> None:
         """``member``: the user's member just read for GUILD_CREATE (the guild then
-        needs no read of its own)."""
+        needs no read of its own); ``replaces``: the session's address before a move or
+        a failover, which the guild swaps for this one."""
         opened = self._opened
         subscribe = Subscribe(self.myAddress, self.user_id, self.intents, self._presence(),
-                              member, active=opened is None or guild_id in opened)
+                              member, active=opened is None or guild_id in opened,
+                              replaces=replaces)
         self.send(self.ctx.registry, Route("guild", guild_id, subscribe))
 
     def _resubscribe(self, guild_id: int) -> None:
@@ -497,19 +501,24 @@ class SessionActor(Actor):
         else:
             self._end()
 
-    def _attach(self, msg: Attach) -> None:
-        link = msg.link
-        if self._ended or self.log is None or not self._same_token(msg.event.token):
-            link.execute(link.conn.resume_failed())
-            return
+    def _take_over(self, seq: int) -> None:
+        """A RESUME (here or on another node) takes this session over at the client's
+        ``seq``: close the socket it had (4000) and stop its resume window."""
         old = self.link
-        if old is not None:  # a RESUME on a new socket replaces the old one
+        if old is not None:
             self.link = None
             old.execute(old.conn.close(4000, "session resumed elsewhere"))
         if self._expiry is not None:
             self.cancel_timer(self._expiry)
             self._expiry = None
-        self._catch_up_seq(msg.event.seq)
+        self._catch_up_seq(seq)
+
+    def _attach(self, msg: Attach) -> None:
+        link = msg.link
+        if self._ended or self.log is None or not self._same_token(msg.event.token):
+            link.execute(link.conn.resume_failed())
+            return
+        self._take_over(msg.event.seq)
         self.link = link
         link.session = self.myAddress
         link.execute(link.conn.resume_ok(self.log, intents=self.intents))
@@ -521,9 +530,7 @@ class SessionActor(Actor):
         event = msg.event
         self.link = msg.link
         self.session_id = event.session_id
-        self.token_key = self.ctx.identity.token_key(event.token)
-        if self.ctx.replica_feed is not None:
-            self._standby_key = standby_token_key(event.token)
+        self._set_token(event.token)
         move = self._move = _Move(None, event)
         move.timer = self.start_timer(MOVE_TIMEOUT_S, "move")
         home = node_of_session(event.session_id)
@@ -591,14 +598,7 @@ class SessionActor(Actor):
                 or not self._same_token(msg.token):
             self.send(msg.to, NoSuchSession(msg.session_id))
             return
-        old = self.link
-        if old is not None:
-            self.link = None
-            old.execute(old.conn.close(4000, "session resumed elsewhere"))
-        if self._expiry is not None:
-            self.cancel_timer(self._expiry)
-            self._expiry = None
-        self._catch_up_seq(msg.seq)
+        self._take_over(msg.seq)
         self.send(msg.to, self._state(msg.seq, self.token_key))
         feed = self.ctx.replica_feed
         if feed is not None:  # the new home replicates it to its own standby
@@ -649,13 +649,8 @@ class SessionActor(Actor):
             self.demonitor(move.watch)
             move.watch = None
         move.guilds.update(self.guild_ids)
-        opened = self._opened
-        presence = self._presence()
         for guild_id in self.guild_ids:
-            subscribe = Subscribe(self.myAddress, self.user_id, self.intents, presence,
-                                  active=opened is None or guild_id in opened,
-                                  replaces=old)
-            self.send(self.ctx.registry, Route("guild", guild_id, subscribe))
+            self._subscribe(guild_id, replaces=old)
         if not move.guilds:
             self._moved_in()
             return
@@ -736,17 +731,10 @@ class SessionActor(Actor):
             self._end()
             return
         self._promoted = True
-        self.ctx.sessions[state.session_id] = self.myAddress
-        users = self.ctx.user_sessions
-        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
-        opened = self._opened
-        presence = self._presence()
+        self._remember()
         self._unanswered = set(self.guild_ids) or None
         for guild_id in self.guild_ids:
-            subscribe = Subscribe(self.myAddress, self.user_id, self.intents, presence,
-                                  active=opened is None or guild_id in opened,
-                                  replaces=msg.address)
-            self.send(self.ctx.registry, Route("guild", guild_id, subscribe))
+            self._subscribe(guild_id, replaces=msg.address)
             self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
         self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
         self.replicate_open()
@@ -806,9 +794,7 @@ class SessionActor(Actor):
             self.cancel_timer(move.timer)
         for dispatch in move.held:
             log.append(dispatch)
-        self.ctx.sessions[self.session_id] = self.myAddress
-        users = self.ctx.user_sessions
-        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
+        self._remember()
         self._tell_home(self.myAddress.node)
         link = self.link
         if link is not None:
@@ -851,6 +837,13 @@ class SessionActor(Actor):
         home = node_of_session(self.session_id or "")
         if home is not None:
             self.send(sessions_address(home), SessionMoved(self.session_id or "", node))
+
+    def _remember(self) -> None:
+        """Make this session reachable on its node: by session id and by user."""
+        self.ctx.sessions[self.session_id] = self.myAddress
+        # a tuple, not a set: most users have one session (48 bytes, not 216)
+        users = self.ctx.user_sessions
+        users[self.user_id] = (*users.get(self.user_id, ()), self.myAddress)
 
     def _forget_user(self) -> None:
         users = self.ctx.user_sessions

@@ -517,9 +517,6 @@ class RestSender:
     async def post(self, step: int, n: int, retry_s: float | None = None) -> bool:
         """Post one message; True if it was acknowledged (200). ``retry_s``: this post's
         retry budget (None: the sender's)."""
-        return await self._post(step, n, retry_s)
-
-    async def _post(self, step: int, n: int, retry_s: float | None = None) -> bool:
         budget = self.retry_s if retry_s is None else retry_s
         give_up = time.monotonic() + budget
         while True:
@@ -567,7 +564,7 @@ class RestSender:
             while n < total and start + n * interval_ns <= now:
                 if len(tasks) >= self.max_in_flight:
                     break
-                task = asyncio.create_task(self._post(step, n))
+                task = asyncio.create_task(self.post(step, n))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 n += 1
