@@ -820,10 +820,7 @@ class UvloopSystemBase:
             return 0
         failed = 0
         for cell in list(waiting):
-            catcher = cell.instance
-            if cell.alive and catcher.__class__ is _ReplyCatcher:
-                self.settle(catcher)
-                catcher.fail(node)
+            if self._fail_catcher(cell, node):
                 failed += 1
         if failed:
             log.info("%d asks failed at once: node %s is gone", failed, node)
@@ -832,11 +829,18 @@ class UvloopSystemBase:
     def fail_ask(self, sender: Address | None, node: str) -> None:
         """The router could not send an ask's request to ``node`` at all (not a peer):
         fail that one ask now rather than at its timeout."""
-        cell = sender._cell if sender.__class__ is Address else None
-        if cell is not None and cell.alive and cell.instance.__class__ is _ReplyCatcher:
-            catcher = cell.instance
-            self.settle(catcher)
-            catcher.fail(node)
+        if sender.__class__ is Address and sender._cell is not None:
+            self._fail_catcher(sender._cell, node)
+
+    def _fail_catcher(self, cell: Cell, node: str) -> bool:
+        """If ``cell`` is a pending ask's reply address, fail that ask now: ``node``
+        will not answer. Returns whether it was."""
+        catcher = cell.instance
+        if not cell.alive or catcher.__class__ is not _ReplyCatcher:
+            return False
+        self.settle(catcher)
+        catcher.fail(node)
+        return True
 
     def _reply_address(self, resolve: Callable[[Any, Address], None], timeout: float,
                        fail: Callable[[str | None], None]) -> Address:

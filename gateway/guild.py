@@ -310,14 +310,12 @@ class GuildActor(Actor):
         to it alone, as ``_fanout`` would have sent them (intents, VIEW_CHANNEL,
         MESSAGE_CONTENT)."""
         sub = self.subs[session]
-        if not sub.active or not sub.permissions & VIEW_CHANNEL:
-            return
         here = self.myAddress.node
         point = fanout_address(session.node)
         remote: dict[PreparedDispatch, Any] = {}
         for fanout in missed:
             dispatch = fanout.dispatch
-            if not event_allowed(sub.intents, dispatch.event):
+            if not _receives(sub, dispatch.event):
                 continue
             message = fanout.message
             if message is not None and not sub.intents & MESSAGE_CONTENT \
@@ -334,8 +332,7 @@ class GuildActor(Actor):
         VIEW_CHANNEL that asked for it by intent."""
         by_node: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
         for session, sub in self.subs.items():
-            if not sub.active or not sub.permissions & VIEW_CHANNEL \
-                    or not event_allowed(sub.intents, event):
+            if not _receives(sub, event):
                 continue
             always, check = by_node.get(session.node) or by_node.setdefault(session.node,
                                                                              ([], []))
@@ -513,6 +510,13 @@ class GuildActor(Actor):
         })
         self._send_to(dispatch, [session for session in self._watchers
                                  if session in self.subs])
+
+
+def _receives(sub: _Sub, event: str) -> bool:
+    """Whether a subscriber gets message event ``event``: an active session with
+    VIEW_CHANNEL that asked for it by intent (live fan-out and replay alike)."""
+    return bool(sub.active and sub.permissions & VIEW_CHANNEL
+                and event_allowed(sub.intents, event))
 
 
 def _content_readers(message: dict[str, Any]) -> set[int]:

@@ -10,6 +10,7 @@ registry and is answered once the message is durable. Errors are Discord's JSON 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -74,6 +75,21 @@ def unavailable(message: str) -> web.Response:
                          status=503, headers={"Retry-After": str(int(RETRY_AFTER_S))})
 
 
+def bot_token(request: web.Request) -> str:
+    """The token of ``Authorization: Bot <token>`` (a bare token is accepted too)."""
+    header = request.headers.get("Authorization", "")
+    return header[4:].strip() if header.startswith("Bot ") else header.strip()
+
+
+def check_channel_access(guild: Any, roles: Iterable[Any], member: Any, need: int) -> None:
+    """Raise Discord's 403 unless ``member`` may view the channel and has ``need``."""
+    perms = base_permissions(guild, {r.id: r for r in roles}, member)
+    if not perms & VIEW_CHANNEL:
+        raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
+    if perms & need != need:
+        raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
+
+
 class HTTPDiscordError(Exception):
     def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
@@ -89,8 +105,7 @@ class Api:
     # -- helpers ------------------------------------------------------------------------
 
     async def auth(self, request: web.Request) -> User:
-        header = request.headers.get("Authorization", "")
-        token = header[4:].strip() if header.startswith("Bot ") else header.strip()
+        token = bot_token(request)
         user_id = await self.storage.user_id_for_token(token) if token else None
         user = await self.storage.get_user(user_id) if user_id is not None else None
         if user is None:
@@ -111,12 +126,8 @@ class Api:
         member = await self.storage.get_member(channel.guild_id, user.id)
         if guild is None or member is None:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        roles = {r.id: r for r in await self.storage.roles_for_guild(guild.id)}
-        perms = base_permissions(guild, roles, member)
-        if not perms & VIEW_CHANNEL:
-            raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        if perms & need != need:
-            raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
+        roles = await self.storage.roles_for_guild(guild.id)
+        check_channel_access(guild, roles, member, need)
         return channel, member
 
     async def authorised_channel(self, request: web.Request, need: int
@@ -131,8 +142,7 @@ class Api:
         if not 0 <= channel_id <= MAX_SNOWFLAKE:
             await self.auth(request)
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-        header = request.headers.get("Authorization", "")
-        token = header[4:].strip() if header.startswith("Bot ") else header.strip()
+        token = bot_token(request)
         if not token:
             raise HTTPDiscordError(401, UNAUTHORIZED, "401: Unauthorized")
         user, channel, guild, member, roles = await self.storage.channel_access(
@@ -143,11 +153,7 @@ class Api:
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
         if guild is None or member is None:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        perms = base_permissions(guild, {r.id: r for r in roles}, member)
-        if not perms & VIEW_CHANNEL:
-            raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        if perms & need != need:
-            raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
+        check_channel_access(guild, roles, member, need)
         return user, channel, member
 
     async def messages_out(self, messages: list[Message]) -> list[dict[str, Any]]:
@@ -168,8 +174,7 @@ class Api:
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
         await self.auth(request)
-        header = request.headers.get("Authorization", "")
-        token = header[4:].strip() if header.startswith("Bot ") else header.strip()
+        token = bot_token(request)
         return json_response({
             "url": self.gateway.gateway_url,
             "shards": 1,
