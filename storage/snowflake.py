@@ -56,6 +56,35 @@ def snowflake_at(unix_ms: int, worker: int = 0, process: int = 0, increment: int
     )
 
 
+MAX_SNOWFLAKE = (1 << 63) - 1  # Discord's ids are signed 64-bit; CQL's bigint too
+
+
+def parse_snowflake(value: object) -> int | None:
+    """The id ``value`` names, or ``None`` if it is not a canonical snowflake.
+
+    The one parser for ids that arrive from the network (REST paths, queries and bodies,
+    gateway payloads, the ingress): ASCII decimal digits only, no sign, no leading zero,
+    no ``_`` or white space, below 2**63 - or an ``int`` in that range (JSON and msgpack
+    numbers). ``int()`` accepts ``" 0012"``, ``"+12"``, ``"1_2"`` and full-width digits,
+    so ``0<id>`` would name the same object as ``<id>`` under another rate-limit bucket.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_SNOWFLAKE else None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str) or not value or len(value) > 19:
+        return None
+    if not (value.isascii() and value.isdigit()) or (value[0] == "0" and len(value) > 1):
+        return None
+    n = int(value)
+    return n if n <= MAX_SNOWFLAKE else None
+
+
 def _check_bits(worker: int, process: int) -> None:
     if not 0 <= worker <= MAX_WORKER:
         raise ValueError(f"snowflake worker id must be in 0..{MAX_WORKER}, got {worker}")

@@ -120,3 +120,16 @@ def test_windows_cover_each_bucket_once_in_walk_order(start: int, stop: int) -> 
     # The bound the contract suite relies on: a year of buckets in 6 queries.
     if abs(stop - start) + 1 <= 37:
         assert len(windows) <= 6
+
+
+def test_parse_snowflake_accepts_only_canonical_ids() -> None:
+    from storage.snowflake import MAX_SNOWFLAKE, parse_snowflake
+
+    assert parse_snowflake("0") == 0
+    assert parse_snowflake("175928847299117063") == 175928847299117063
+    assert parse_snowflake(str(MAX_SNOWFLAKE)) == MAX_SNOWFLAKE
+    assert parse_snowflake(12) == 12
+    for bad in ("", "012", "+12", "-12", " 12", "12 ", "1_2", "１２", "12a", "0x1f",
+                str(MAX_SNOWFLAKE + 1), "9" * 30, -1, MAX_SNOWFLAKE + 1, True, None, 1.0,
+                b"\xff"):
+        assert parse_snowflake(bad) is None, bad
