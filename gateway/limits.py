@@ -1,10 +1,12 @@
 """Rate limits: REST buckets per token and route, and the IDENTIFY budget per token.
 
 REST (Discord's model, simplified): every request counts against one bucket, keyed by
-the caller's token (or its IP without one), the route template and the route's major
-parameter (``channel_id`` or ``guild_id``). A bucket allows ``limit`` requests per fixed
-window of ``per_s`` seconds that starts with its first request; an exhausted bucket
-answers 429 until the window ends. Every answer carries ``X-RateLimit-*`` headers.
+the caller (the user its token authenticates, or its IP without a valid token: see
+``gateway.rest_auth``), the route template and the route's canonical major parameter
+(``channel_id`` or ``guild_id``); the middleware in ``gateway.rest_guilds`` builds the
+key, so no spelling of a header or of an id opens a fresh bucket. A bucket allows
+``limit`` requests per fixed window of ``per_s`` seconds that starts with its first
+request; an exhausted bucket answers 429 until the window ends. Every answer carries ``X-RateLimit-*`` headers.
 
 IDENTIFY (``session_start_limit``): ``total`` session starts per token per ``reset_s``,
 and at most ``max_concurrency`` IDENTIFYs per token per 5 s. Over either, the IDENTIFY

@@ -10,6 +10,7 @@ registry and is answered once the message is durable. Errors are Discord's JSON 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +30,17 @@ from gateway.objects import (
     message_object,
     user_object,
 )
+from gateway.rest_auth import Principals, bot_token
+from gateway.validation import FieldError, check_content, check_text
 from observability import inject_current, span_from
 from storage.history import HistoryQuery
-from storage.model import MAX_SNOWFLAKE, Channel, Message, User
+from storage.model import Channel, Message, User
+from storage.snowflake import parse_snowflake
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
+
+log = logging.getLogger("greenroom.gateway.rest")
 
 PREFIX = "/api/v10"
 ASK_TIMEOUT_S = 15.0
@@ -45,7 +51,9 @@ RETRY_AFTER_S = 1.0
 SHUTDOWN_TIMEOUT_S = 1.0
 
 # Discord's JSON error codes.
+UNKNOWN_APPLICATION = 10002
 UNKNOWN_CHANNEL = 10003
+UNKNOWN_GUILD = 10004
 UNKNOWN_MESSAGE = 10008
 UNAUTHORIZED = 0
 MISSING_ACCESS = 50001
@@ -67,6 +75,13 @@ def error(status: int, code: int, message: str, **extra: Any) -> web.Response:
     return json_response({"code": code, "message": message, **extra}, status=status)
 
 
+def internal_error(detail: str, exc: BaseException | None = None) -> web.Response:
+    """Discord's generic 500: what went wrong goes to the log, never to the client (an
+    exception's type and text describe the server, and may quote another user's data)."""
+    log.error("REST request failed: %s", detail, exc_info=exc)
+    return error(500, 0, "500: Internal Server Error")
+
+
 def unavailable(message: str) -> web.Response:
     """503 for a request that reached no live owner (its node died, or the entity was
     handed over before it could answer): it was not acknowledged, so the client
@@ -75,10 +90,54 @@ def unavailable(message: str) -> web.Response:
                          status=503, headers={"Retry-After": str(int(RETRY_AFTER_S))})
 
 
-def bot_token(request: web.Request) -> str:
-    """The token of ``Authorization: Bot <token>`` (a bare token is accepted too)."""
-    header = request.headers.get("Authorization", "")
-    return header[4:].strip() if header.startswith("Bot ") else header.strip()
+def request_token(request: web.Request) -> str | None:
+    """The token of the request's ``Authorization: Bot <token>`` (``rest_auth``)."""
+    return bot_token(request.headers.get("Authorization"))
+
+
+def path_id(request: web.Request, name: str, code: int, message: str) -> int:
+    """The canonical snowflake in the URL's ``name``; Discord's 404 ``code`` otherwise
+    (``0<id>``, ``+<id>`` or ``1_2`` would otherwise name a real object)."""
+    value = parse_snowflake(request.match_info[name])
+    if value is None:
+        raise HTTPDiscordError(404, code, message)
+    return value
+
+
+def invalid_form(problem: FieldError) -> HTTPDiscordError:
+    """400 with Discord's ``errors`` tree (50006 for empty content)."""
+    if problem.empty:
+        return HTTPDiscordError(400, EMPTY_MESSAGE, "Cannot send an empty message")
+    return HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body", problem.tree())
+
+
+def query_id(request: web.Request, name: str) -> int | None:
+    """The canonical snowflake in query parameter ``name`` (None if absent); 400 50035
+    naming the parameter otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value = parse_snowflake(raw)
+    if value is None:
+        raise invalid_form(FieldError(name, "NUMBER_TYPE_COERCE",
+                                      f"Value \"{raw[:32]}\" is not snowflake."))
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in ``low``..``high`` (ASCII digits only)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise invalid_form(FieldError(name, "NUMBER_TYPE_COERCE",
+                                      f"Value \"{raw[:32]}\" is not int."))
+    value = int(raw)
+    if not low <= value <= high:
+        raise invalid_form(FieldError(name, "NUMBER_TYPE_MAX" if value > high
+                                      else "NUMBER_TYPE_MIN",
+                                      f"int value should be between {low} and {high}."))
+    return value
 
 
 def check_channel_access(guild: Any, roles: Iterable[Any], member: Any, need: int) -> None:
@@ -91,9 +150,13 @@ def check_channel_access(guild: Any, roles: Iterable[Any], member: Any, need: in
 
 
 class HTTPDiscordError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
+    """An answer in Discord's error shape; ``errors`` is Discord's field tree (50035).
+    A 5xx other than 503 reaches the client as the generic 500 (``error_response``)."""
+
+    def __init__(self, status: int, code: int, message: str,
+                 errors: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.errors = status, code, message, errors
 
 
 class Api:
@@ -105,7 +168,7 @@ class Api:
     # -- helpers ------------------------------------------------------------------------
 
     async def auth(self, request: web.Request) -> User:
-        token = bot_token(request)
+        token = request_token(request)
         user_id = await self.storage.user_id_for_token(token) if token else None
         user = await self.storage.get_user(user_id) if user_id is not None else None
         if user is None:
@@ -115,10 +178,7 @@ class Api:
     async def channel_for(self, request: web.Request, user: User, need: int
                           ) -> tuple[Channel, Any]:
         """The channel in the URL, its permissions checked for ``user``; and the member."""
-        try:
-            channel_id = int(request.match_info["channel_id"])
-        except ValueError:
-            raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel") from None
+        channel_id = path_id(request, "channel_id", UNKNOWN_CHANNEL, "Unknown Channel")
         channel = await self.storage.get_channel(channel_id)
         if channel is None:
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
@@ -135,14 +195,11 @@ class Api:
         """``auth`` then ``channel_for`` (same answers, same order of errors) in one
         storage call (one hop to SQLite's thread instead of six: ~0.5 ms less node CPU
         per message post)."""
-        try:
-            channel_id = int(request.match_info["channel_id"])
-        except ValueError:
-            channel_id = -1
-        if not 0 <= channel_id <= MAX_SNOWFLAKE:
+        channel_id = parse_snowflake(request.match_info["channel_id"])
+        if channel_id is None:
             await self.auth(request)
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-        token = bot_token(request)
+        token = request_token(request)
         if not token:
             raise HTTPDiscordError(401, UNAUTHORIZED, "401: Unauthorized")
         user, channel, guild, member, roles = await self.storage.channel_access(
@@ -174,7 +231,8 @@ class Api:
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
         await self.auth(request)
-        token = bot_token(request)
+        token = request_token(request)
+        assert token is not None  # auth passed
         return json_response({
             "url": self.gateway.gateway_url,
             "shards": 1,
@@ -204,6 +262,9 @@ class Api:
 
     async def get_commands(self, request: web.Request) -> web.Response:
         await self.auth(request)
+        path_id(request, "app_id", UNKNOWN_APPLICATION, "Unknown Application")
+        if "guild_id" in request.match_info:
+            path_id(request, "guild_id", UNKNOWN_GUILD, "Unknown Guild")
         return json_response([])
 
     async def get_channel(self, request: web.Request) -> web.Response:
@@ -212,25 +273,18 @@ class Api:
 
     async def post_message(self, request: web.Request) -> web.Response:
         user, channel, member = await self.authorised_channel(request, SEND_MESSAGES)
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
-        if not isinstance(body, dict):
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
-        content = body.get("content") or ""
-        if not isinstance(content, str) or len(content) > 2000:
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body",
-                         errors={"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
-                                                          "message": "Must be 2000 or fewer "
-                                                                     "in length."}]}})
-        if not content:
-            return error(400, EMPTY_MESSAGE, "Cannot send an empty message")
+        body = await json_body(request)
+        content = body.get("content")
+        problem = check_content(content)
+        if problem is not None:
+            raise invalid_form(problem)
         nonce = body.get("nonce")
         if nonce is not None:
-            nonce = str(nonce)
-            if len(nonce) > 25:
-                return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+            if isinstance(nonce, int) and not isinstance(nonce, bool):
+                nonce = str(nonce)
+            problem = check_text("nonce", nonce, max_len=25)
+            if problem is not None:
+                raise invalid_form(problem)
         post = PostMessage(
             guild_id=channel.guild_id,
             author=user_object(user),
@@ -258,71 +312,93 @@ class Api:
                     {"message": answer.message, "retry_after": answer.retry_after or 1.0,
                      "global": False}, status=429,
                     headers={"Retry-After": str(answer.retry_after or 1.0)})
-            if answer.status == 503:
-                return unavailable(answer.message)
-            return error(answer.status, answer.code, answer.message)
-        return error(500, 0, f"unexpected answer: {type(answer).__name__}")
+            raise HTTPDiscordError(answer.status, answer.code, answer.message)
+        raise HTTPDiscordError(500, 0, f"post: unexpected answer {type(answer).__name__}")
 
     async def get_messages(self, request: web.Request) -> web.Response:
         _, channel, _ = await self.authorised_channel(request, READ_MESSAGE_HISTORY)
-        q = request.query
-        try:
-            limit = int(q.get("limit", "50"))
-            cursors = {k: int(q[k]) for k in ("before", "after", "around") if k in q}
-            if not 1 <= limit <= 100 or len(cursors) > 1:
-                raise ValueError
-            query = HistoryQuery(channel.id, limit=limit, **cursors)
-        except (TypeError, ValueError):
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        limit = query_int(request, "limit", 50, 1, 100)
+        cursors = {k: query_id(request, k) for k in ("before", "after", "around")
+                   if k in request.query}
+        if len(cursors) > 1:
+            raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body", {
+                "around": {"_errors": [{"code": "BASE_TYPE_CHOICES",
+                                        "message": "Only one of before, after and around "
+                                                   "may be given."}]}})
+        query = HistoryQuery(channel.id, limit=limit, **cursors)
         # the channel actor answers from its cache of recent messages when it can
         read = ReadHistory(query.before, query.after, query.around, query.limit)
         answer = await self.gateway.base.ask_async(
             self.ctx.registry, Route("channel", channel_key(channel.guild_id, channel.id), read),
             ASK_TIMEOUT_S)
-        if isinstance(answer, PostFailed) and answer.status == 503:
-            return unavailable(answer.message)  # the channel stopped before it answered
+        if isinstance(answer, PostFailed):  # 503: the channel stopped before it answered
+            raise HTTPDiscordError(answer.status, answer.code, answer.message)
         if not isinstance(answer, HistoryPage):
-            return error(500, 0, getattr(answer, "message", "history failed"))
+            raise HTTPDiscordError(500, 0, f"history: unexpected answer {type(answer).__name__}")
         messages = sorted(answer.messages, key=lambda m: m.id, reverse=True)
         return json_response(await self.messages_out(messages))
 
     async def get_message(self, request: web.Request) -> web.Response:
         _, channel, _ = await self.authorised_channel(request, READ_MESSAGE_HISTORY)
-        try:
-            message_id = int(request.match_info["message_id"])
-        except ValueError:
-            return error(404, UNKNOWN_MESSAGE, "Unknown Message")
+        message_id = path_id(request, "message_id", UNKNOWN_MESSAGE, "Unknown Message")
         message = await self.storage.get_message(channel.id, message_id)
         if message is None:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
         return json_response((await self.messages_out([message]))[0])
 
 
-@web.middleware
-async def discord_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is Discord's JSON body, never aiohttp's text page."""
-    try:
-        return await handler(request)
-    except HTTPDiscordError as exc:
+def error_response(exc: Exception) -> web.Response:
+    """Discord's JSON answer for an exception a handler raised (aiohttp's redirects and
+    other non-errors are raised again)."""
+    if isinstance(exc, HTTPDiscordError):
         if exc.status == 503:
             return unavailable(exc.message)
+        if exc.status >= 500:
+            return internal_error(f"{exc.code}: {exc.message}")
+        if exc.errors is not None:
+            return error(exc.status, exc.code, exc.message, errors=exc.errors)
         return error(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return error(exc.status, 0, f"{exc.status}: {exc.reason}")
-    except NodeDownError as exc:
+    if isinstance(exc, NodeDownError):
         # the node that owned the request's entity died before answering: not acknowledged
         return unavailable(f"503: Service Unavailable ({exc})")
-    except TimeoutError:
+    if isinstance(exc, TimeoutError):
         return error(503, 0, "upstream timed out")
+    return internal_error(f"{type(exc).__name__} in a handler", exc)
+
+
+@web.middleware
+async def discord_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error is Discord's JSON body, never aiohttp's text page nor an exception's
+    text."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return error_response(exc)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; 400 50035 if the body is not one."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body") from None
+    if not isinstance(body, dict):
+        raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body")
+    return body
 
 
 def make_app(gateway: Gateway) -> web.Application:
     api = Api(gateway)
     from gateway.rest_guilds import add_routes, rate_limits
 
-    app = web.Application(middlewares=[rate_limits(gateway.rest_limiter), discord_errors])
+    # discord_errors outside: the limiter's own failures are Discord's JSON too (the
+    # limiter turns its handler's errors into answers itself, to put its headers on them)
+    app = web.Application(middlewares=[
+        discord_errors, rate_limits(gateway.rest_limiter, Principals(gateway.storage))])
 
     async def served_by(request: web.Request, response: web.StreamResponse) -> None:
         # Every node serves the same port (SO_REUSEPORT): say which one answered.

@@ -13,8 +13,8 @@ not a member answers 403 50001 Missing Access, a missing permission 403 50013.
 
 from __future__ import annotations
 
-import json
 import math
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,19 +45,31 @@ from gateway.objects import (
 )
 from gateway.rest import (
     ASK_TIMEOUT_S,
-    EMPTY_MESSAGE,
     INVALID_FORM_BODY,
     MISSING_ACCESS,
     MISSING_PERMISSIONS,
     PREFIX,
+    UNKNOWN_APPLICATION,
+    UNKNOWN_GUILD,
     UNKNOWN_MESSAGE,
     HTTPDiscordError,
     error,
+    error_response,
+    invalid_form,
+    json_body,
     json_response,
+    path_id,
+    query_id,
+    query_int,
+    request_token,
 )
+from gateway.rest_auth import Principals
 from gateway.seed import create_guild
 from gateway.sessions import ToUserSessions, gateway_nodes, sessions_address
+from gateway.validation import FieldError, check_content, check_text
+from storage.grants import OAuth2Grant
 from storage.model import Channel, Guild, Member, User
+from storage.snowflake import parse_snowflake
 
 if TYPE_CHECKING:
     from gateway.rest import Api
@@ -66,27 +78,15 @@ CREATE_INSTANT_INVITE = 1 << 0
 KICK_MEMBERS = 1 << 1
 MANAGE_CHANNELS = 1 << 4
 
-UNKNOWN_GUILD = 10004
 UNKNOWN_MEMBER = 10007
 UNKNOWN_USER = 10013
 CANNOT_EDIT_OTHERS = 50005
+INVALID_OAUTH2_TOKEN = 50025
 
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body") from None
-    if not isinstance(body, dict):
-        raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body")
-    return body
-
-
-def _snowflake(request: web.Request, name: str, status: int, code: int, what: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise HTTPDiscordError(status, code, what) from None
+#: The OAuth2 scope that lets an application add its user to guilds.
+GUILDS_JOIN = "guilds.join"
+#: Discord's access-token lifetime (``expires_in``: 7 days).
+GRANT_TTL_S = 604_800
 
 
 def _rest_guild(guild: Guild, roles: list[Any]) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class MoreApi:
     async def guild_for(self, request: web.Request, user: User, need: int = 0
                         ) -> tuple[Guild, Member, int]:
         """The guild in the URL, the caller's membership and permissions (``need`` checked)."""
-        guild_id = _snowflake(request, "guild_id", 404, UNKNOWN_GUILD, "Unknown Guild")
+        guild_id = path_id(request, "guild_id", UNKNOWN_GUILD, "Unknown Guild")
         guild = await self.storage.get_guild(guild_id)
         if guild is None:
             raise HTTPDiscordError(404, UNKNOWN_GUILD, "Unknown Guild")
@@ -170,8 +170,8 @@ class MoreApi:
     async def patch_message(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
         channel, member = await self.api.channel_for(request, user, 0)
-        message_id = _snowflake(request, "message_id", 404, UNKNOWN_MESSAGE, "Unknown Message")
-        body = await _body(request)
+        message_id = path_id(request, "message_id", UNKNOWN_MESSAGE, "Unknown Message")
+        body = await json_body(request)
         message = await self.storage.get_message(channel.id, message_id)
         if message is None:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
@@ -179,10 +179,9 @@ class MoreApi:
             return error(403, CANNOT_EDIT_OTHERS,
                          "Cannot edit a message authored by another user")
         content = body.get("content")
-        if not isinstance(content, str) or len(content) > 2000:
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
-        if not content:
-            return error(400, EMPTY_MESSAGE, "Cannot send an empty message")
+        problem = check_content(content)
+        if problem is not None:
+            raise invalid_form(problem)
         message.content = content
         payload = message_object(message, user_object(user), member_object(member))
         out = await self.ask_channel(channel, ChangeMessage(
@@ -192,7 +191,7 @@ class MoreApi:
     async def delete_message(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
         channel, _ = await self.api.channel_for(request, user, 0)
-        message_id = _snowflake(request, "message_id", 404, UNKNOWN_MESSAGE, "Unknown Message")
+        message_id = path_id(request, "message_id", UNKNOWN_MESSAGE, "Unknown Message")
         message = await self.storage.get_message(channel.id, message_id)
         if message is None:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
@@ -213,13 +212,11 @@ class MoreApi:
 
     async def post_guild(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
-        body = await _body(request)
-        name = body.get("name")
-        if not isinstance(name, str) or not 2 <= len(name) <= 100:
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body",
-                         errors={"name": {"_errors": [{
-                             "code": "BASE_TYPE_BAD_LENGTH",
-                             "message": "Must be between 2 and 100 in length."}]}})
+        body = await json_body(request)
+        problem = check_text("name", body.get("name"), min_len=2, max_len=100)
+        if problem is not None:
+            raise invalid_form(problem)
+        name = body["name"]
         guild_id, _ = await create_guild(self.storage, self.ctx.snowflakes, name, user.id)
         guild = await self.storage.get_guild(guild_id)
         assert guild is not None
@@ -244,14 +241,16 @@ class MoreApi:
     async def post_channel(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
         guild, _, _ = await self.guild_for(request, user, MANAGE_CHANNELS)
-        body = await _body(request)
+        body = await json_body(request)
         name = body.get("name")
         kind = body.get("type", 0)
         topic = body.get("topic")
         position = body.get("position", 0)
-        if (not isinstance(name, str) or not 1 <= len(name) <= 100 or kind not in (0, None)
-                or not (topic is None or isinstance(topic, str) and len(topic) <= 1024)
-                or not isinstance(position, int) or isinstance(position, bool)):
+        problem = (check_text("name", name, min_len=1, max_len=100)
+                   or check_text("topic", topic, max_len=1024, required=False))
+        if problem is not None:
+            raise invalid_form(problem)
+        if kind not in (0, None) or not isinstance(position, int) or isinstance(position, bool):
             return error(400, INVALID_FORM_BODY, "Invalid Form Body")
         channel = Channel(self.ctx.snowflakes.next_id(), guild.id, name, 0, position, topic)
         await self.storage.put_channel(channel)
@@ -263,28 +262,34 @@ class MoreApi:
     async def get_members(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
         guild, _, _ = await self.guild_for(request, user)
-        try:
-            limit = int(request.query.get("limit", "1"))  # Discord's default is 1
-            after = int(request.query.get("after", "0"))
-            if not 1 <= limit <= 1000:
-                raise ValueError
-        except ValueError:
-            return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        limit = query_int(request, "limit", 1, 1, 1000)  # Discord's default is 1
+        after = query_id(request, "after") or 0
         members = await self.storage.members_for_guild(guild.id, limit, after=after)
         users = await self.storage.get_users(m.user_id for m in members)
         return json_response([member_object(m, users.get(m.user_id)) for m in members])
 
     async def put_member(self, request: web.Request) -> web.Response:
-        """Add a user (Discord also wants an OAuth2 ``access_token``; there is no OAuth2
-        here, so the caller's CREATE_INSTANT_INVITE is the whole check)."""
+        """Add a user with their consent (Discord's rule): the body's ``access_token``
+        must be a grant of ``guilds.join`` by that user to the caller's application
+        (``post_authorize``); the caller also needs CREATE_INSTANT_INVITE in the guild.
+        The operator's ``greenroom admin add-member`` adds directly (not over REST)."""
         caller = await self.api.auth(request)
         guild, _, _ = await self.guild_for(request, caller, CREATE_INSTANT_INVITE)
-        user_id = _snowflake(request, "user_id", 404, UNKNOWN_USER, "Unknown User")
+        user_id = path_id(request, "user_id", UNKNOWN_USER, "Unknown User")
         user = await self.storage.get_user(user_id)
         if user is None:
             return error(404, UNKNOWN_USER, "Unknown User")
         if await self.storage.get_member(guild.id, user_id) is not None:
-            return web.Response(status=204)
+            return web.Response(status=204)  # Discord: already a member
+        token = (await json_body(request)).get("access_token")
+        if not isinstance(token, str) or not token:
+            raise invalid_form(FieldError("access_token", "BASE_TYPE_REQUIRED",
+                                          "This field is required"))
+        grant = await self.storage.oauth2_grant(token) \
+            if token.isascii() and len(token) <= 256 else None
+        if grant is None or not grant.allows(user_id, caller.id, GUILDS_JOIN,
+                                             int(time.time() * 1000)):
+            return error(403, INVALID_OAUTH2_TOKEN, "Invalid OAuth2 access token provided")
         member = Member(guild.id, user_id, int(time.time() * 1000))
         await self.storage.put_member(member)
         self.ctx.identity.forget_guild(guild.id)  # member_count
@@ -294,10 +299,41 @@ class MoreApi:
         self.tell_user_sessions(user_id, JoinedGuild(guild.id))
         return json_response(obj, status=201)
 
+    # -- consent --------------------------------------------------------------------------
+
+    async def post_authorize(self, request: web.Request) -> web.Response:
+        """The caller (a user, by their own token) consents to ``scope`` for the
+        application ``client_id`` (a bot's id: its application id here) and gets the
+        access token to give that application, in Discord's implicit-grant shape.
+        Discord shows an authorize page and redirects; a self-hosted server has no
+        web UI, so the user's client calls this directly. Parameters come in the query
+        (as in Discord's authorize URL) or a JSON body; only ``guilds.join`` exists."""
+        user = await self.api.auth(request)
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            params.update(await json_body(request))
+        raw = params.get("client_id")
+        app_id = parse_snowflake(raw)
+        if app_id is None:
+            raise invalid_form(FieldError("client_id", "NUMBER_TYPE_COERCE",
+                                          f"Value \"{str(raw)[:32]}\" is not snowflake."))
+        if params.get("scope") != GUILDS_JOIN:
+            raise invalid_form(FieldError("scope", "BASE_TYPE_CHOICES",
+                                          f"Value must be \"{GUILDS_JOIN}\"."))
+        application = await self.storage.get_user(app_id)
+        if application is None or not application.bot:
+            return error(404, UNKNOWN_APPLICATION, "Unknown Application")
+        token = secrets.token_urlsafe(32)
+        expires = int(time.time() * 1000) + GRANT_TTL_S * 1000
+        await self.storage.put_oauth2_grant(
+            token, OAuth2Grant(user.id, app_id, (GUILDS_JOIN,), expires))
+        return json_response({"access_token": token, "token_type": "Bearer",
+                              "expires_in": GRANT_TTL_S, "scope": GUILDS_JOIN})
+
     async def delete_member(self, request: web.Request) -> web.Response:
         """Kick (KICK_MEMBERS) or leave (the caller itself); the owner cannot be removed."""
         caller = await self.api.auth(request)
-        user_id = _snowflake(request, "user_id", 404, UNKNOWN_MEMBER, "Unknown Member")
+        user_id = path_id(request, "user_id", UNKNOWN_MEMBER, "Unknown Member")
         guild, _, _ = await self.guild_for(request, caller,
                                            0 if user_id == caller.id else KICK_MEMBERS)
         if user_id == guild.owner_id:
@@ -329,12 +365,17 @@ def add_routes(app: web.Application, api: Api) -> None:
     r.add_post(f"{PREFIX}/guilds/{{guild_id}}/channels", more.post_channel)
     r.add_get(f"{PREFIX}/guilds/{{guild_id}}/members", more.get_members)
     r.add_put(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.put_member)
+    r.add_post(f"{PREFIX}/oauth2/authorize", more.post_authorize)
     r.add_delete(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.delete_member)
 
 
-def rate_limits(limiter: RestRateLimiter) -> Any:
+def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
     """Middleware: count the request against its bucket; 429 when it is exhausted;
-    ``X-RateLimit-*`` headers on every answer (errors included)."""
+    ``X-RateLimit-*`` headers on every answer (errors included).
+
+    A bucket is keyed by the principal (the user behind the token; the IP without a
+    valid one) and the canonical major id: neither another spelling of the header nor
+    ``0<id>`` opens a fresh bucket (every non-canonical id shares one, answered 404)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -343,8 +384,11 @@ def rate_limits(limiter: RestRateLimiter) -> Any:
         if template.startswith(PREFIX):
             template = template[len(PREFIX):]
         info = request.match_info
-        major = info.get("channel_id") or info.get("guild_id") or ""
-        caller = request.headers.get("Authorization") or request.remote or ""
+        raw = info.get("channel_id") or info.get("guild_id")
+        major = "" if raw is None else str(parse_snowflake(raw))
+        token = request_token(request)
+        user_id = await principals.user_id(token) if token else None
+        caller = f"user:{user_id}" if user_id is not None else f"ip:{request.remote}"
         verdict = limiter.hit(caller, request.method, template, major)
         headers = headers_for(verdict)
         if not verdict.allowed:
@@ -355,9 +399,11 @@ def rate_limits(limiter: RestRateLimiter) -> Any:
                 status=429,
                 headers={**headers, "Retry-After": str(max(1, math.ceil(retry))),
                          "X-RateLimit-Scope": "user"})
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = error_response(exc)
         response.headers.update(headers)
         return response
 
     return middleware
-

@@ -16,6 +16,7 @@ import abc
 import asyncio
 from collections.abc import Iterable, Sequence
 
+from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery
 from storage.model import (
     Channel,
@@ -150,6 +151,15 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def user_id_for_token(self, token: str) -> int | None: ...
+
+    # -- OAuth2 grants (storage.grants) ----------------------------------------------
+    async def put_oauth2_grant(self, token: str, grant: OAuth2Grant) -> None:
+        """Record ``grant`` under the access token ``token`` (only its SHA-256 is stored)."""
+        raise NotImplementedError
+
+    async def oauth2_grant(self, token: str) -> OAuth2Grant | None:
+        """The grant of access token ``token`` (expired ones may still be answered)."""
+        raise NotImplementedError
 
     # -- guilds --------------------------------------------------------------------
     @abc.abstractmethod

@@ -104,6 +104,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (channel_id, message_id)) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        4,
+        "OAuth2 grants: a user's consent (e.g. guilds.join) to an application",
+        cql=(
+            """CREATE TABLE IF NOT EXISTS {ks}.oauth2_grants (
+                token_hash blob PRIMARY KEY, user_id bigint, application_id bigint,
+                scopes text, expires_at_ms bigint)""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS oauth2_grants (
+                token_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL,
+                application_id INTEGER NOT NULL, scopes TEXT NOT NULL,
+                expires_at_ms INTEGER NOT NULL) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 

@@ -67,6 +67,7 @@ from storage.codec import (
     message_from_columns,
     token_hash,
 )
+from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery, asc_range, desc_range, walk_buckets
 from storage.model import (
     Channel,
@@ -645,6 +646,26 @@ class ScyllaStorage(Storage):
     async def user_id_for_token(self, token: str) -> int | None:
         rows = await self._rows("get_token", (token_hash(token),))
         return rows[0][0] if rows else None
+
+    async def put_oauth2_grant(self, token: str, grant: OAuth2Grant) -> None:
+        # Rare: a plain statement (not prepared at open); the TTL drops it once expired.
+        ttl = max(1, -(-(grant.expires_at_ms - int(time.time() * 1000)) // 1000))
+        await self._send(
+            f"INSERT INTO {self.settings.keyspace}.oauth2_grants (token_hash, user_id, "
+            "application_id, scopes, expires_at_ms) VALUES (%s, %s, %s, %s, %s) "
+            "USING TTL %s",
+            (token_hash(token), check_id("user_id", grant.user_id),
+             check_id("application_id", grant.application_id), " ".join(grant.scopes),
+             grant.expires_at_ms, ttl))
+
+    async def oauth2_grant(self, token: str) -> OAuth2Grant | None:
+        rows = await self._send(
+            f"SELECT user_id, application_id, scopes, expires_at_ms FROM "
+            f"{self.settings.keyspace}.oauth2_grants WHERE token_hash = %s",
+            (token_hash(token),))
+        for user_id, application_id, scopes, expires_at_ms in rows:
+            return OAuth2Grant(user_id, application_id, tuple(scopes.split()), expires_at_ms)
+        return None
 
     async def put_guild(self, guild: Guild) -> None:
         check_id("guild id", guild.id)

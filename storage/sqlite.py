@@ -33,6 +33,7 @@ from storage.codec import (
     message_from_columns,
     token_hash,
 )
+from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery
 from storage.model import (
     Channel,
@@ -421,6 +422,25 @@ class SqliteStorage(Storage):
             "SELECT user_id FROM bot_tokens WHERE token_hash = ?", (token_hash(token),)
         )
         return rows[0][0] if rows else None
+
+    async def put_oauth2_grant(self, token: str, grant: OAuth2Grant) -> None:
+        await self._exec(
+            "INSERT OR REPLACE INTO oauth2_grants (token_hash, user_id, application_id, "
+            "scopes, expires_at_ms) VALUES (?, ?, ?, ?, ?)",
+            (token_hash(token), check_id("user_id", grant.user_id),
+             check_id("application_id", grant.application_id), " ".join(grant.scopes),
+             grant.expires_at_ms),
+        )
+
+    async def oauth2_grant(self, token: str) -> OAuth2Grant | None:
+        rows = await self._rows(
+            "SELECT user_id, application_id, scopes, expires_at_ms FROM oauth2_grants "
+            "WHERE token_hash = ?", (token_hash(token),)
+        )
+        if not rows:
+            return None
+        user_id, application_id, scopes, expires_at_ms = rows[0]
+        return OAuth2Grant(user_id, application_id, tuple(scopes.split()), expires_at_ms)
 
     async def put_guild(self, guild: Guild) -> None:
         check_id("guild id", guild.id)

@@ -10,6 +10,7 @@ import aiohttp
 
 from gateway.protocol import Intents
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.test_consent import consent
 from tests.gateway.test_events import next_event, quiet, session
 from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_rest import call
@@ -47,9 +48,11 @@ def test_create_guild_channels_and_members(tmp_path: Path) -> None:
             status, channels, _ = await call(http, r, "GET", f"/guilds/{gid}/channels", bot)
             assert status == 200 and [c["id"] for c in channels] == [general]
 
-            # Add alice: GUILD_MEMBER_ADD to GUILD_MEMBERS sessions, GUILD_CREATE to hers.
+            # Add alice (with her consent): GUILD_MEMBER_ADD to GUILD_MEMBERS sessions,
+            # GUILD_CREATE to hers.
+            grant = await consent(http, r, alice, r.seeded.user_id)
             status, member, _ = await call(http, r, "PUT", f"/guilds/{gid}/members/{alice_id}",
-                                           bot, json={})
+                                           bot, json={"access_token": grant})
             assert status == 201 and member["user"]["id"] == alice_id
             added = await next_event(ws_bot, "GUILD_MEMBER_ADD")
             assert added["guild_id"] == gid and added["user"]["id"] == alice_id

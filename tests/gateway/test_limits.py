@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.limits import Bucket, IdentifyBudget, RateLimits, RestRateLimiter
+from gateway.seed import new_token
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.test_gateway_socket import connect, identify, recv
 
@@ -134,5 +135,41 @@ def test_max_concurrency_per_five_seconds(tmp_path: Path) -> None:
             assert (await recv(second))["op"] == 9
             await first.close()
             await second.close()
+
+    run(main)
+
+
+def test_no_spelling_dodges_the_limit(tmp_path: Path) -> None:
+    """Issue 10, finding 4: extra spaces in ``Authorization``, a second token of the same
+    user or leading zeros in the channel id used to open fresh buckets (30 of 30 posts
+    accepted against 5 per 5 s). The bucket is the user's and the canonical channel's."""
+    limits = RateLimits(routes={("POST", "/channels/{channel_id}/messages"): Bucket(5, 5.0)},
+                        identify_total=1000, max_concurrency=1000)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path, limits=limits) as r, \
+                aiohttp.ClientSession() as http:
+            uid, cid, token = r.seeded.user_id, r.seeded.channel_id, r.seeded.token
+            second = new_token(uid)  # the same bot, another token
+            await r.gateway.storage.put_token(second, uid)
+            headers = [f"Bot {token}", f"Bot {second}", f"Bot  {token}", token,
+                       f"bot {token}", f"Bot\t{token}"]
+            channels = [str(cid), f"0{cid}", f"00{cid}", f"+{cid}"]
+            # every spelling of both, then 6 plain posts alternating the tokens: 30 posts
+            attempts = [(h, c) for h in headers for c in channels]
+            attempts += [(headers[i % 2], str(cid)) for i in range(6)]
+            accepted, statuses = 0, set()
+            for i, (header, channel) in enumerate(attempts):
+                url = f"{r.gateway.rest_url}/channels/{channel}/messages"
+                async with http.post(url, json={"content": f"m{i}"},
+                                     headers={"Authorization": header}) as resp:
+                    statuses.add(resp.status)
+                    accepted += resp.status == 200
+                    assert resp.content_type == "application/json"
+            assert len(attempts) == 30 and accepted == 5, accepted
+            assert statuses <= {200, 401, 404, 429}
+            async with http.get(f"{r.gateway.rest_url}/channels/{cid}/messages?limit=100",
+                                headers={"Authorization": f"Bot {second}"}) as resp:
+                assert len(await resp.json()) == accepted
 
     run(main)
