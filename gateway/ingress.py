@@ -71,6 +71,7 @@ from gateway.sessions import (
     node_of_session,
     sessions_address,
 )
+from gateway.validation import check_content
 from observability import counter, inject_current, span_from
 
 if TYPE_CHECKING:
@@ -140,6 +141,10 @@ class Ingress:
                            + ", ".join(t.__name__ for t in REQUEST_TYPES))
         op = type(msg).__name__
         problem = check_request(msg)
+        if problem is None and isinstance(msg, PostSystemMessage):
+            # what storage cannot hold, or blank content: refused here, as on REST
+            refused = check_content(msg.content)
+            problem = None if refused is None else f"content: {refused.message}"
         if problem is not None:
             _requests.add(op=op, outcome=BAD_MESSAGE)
             return _refuse(request_id, BAD_MESSAGE, f"{op}: {problem}")
@@ -158,6 +163,12 @@ class Ingress:
             except TimeoutError:
                 _requests.add(op=op, outcome=FAILED)
                 return _refuse(request_id, FAILED, f"{op}: the target did not answer in time")
+            except Exception:
+                # a fault of ours (storage, a bug): logged with its traceback; the caller
+                # gets our error format, not the exception's text
+                _requests.add(op=op, outcome=FAILED)
+                log.exception("ingress %s failed", op)
+                return _refuse(request_id, FAILED, f"{op}: internal error")
             log.info("ingress %s done", op)  # inside the span: the line carries trace_id
         _requests.add(op=op, outcome="ok")
         return _answer(IngressOk(request_id, result))
@@ -178,6 +189,9 @@ class Ingress:
             if isinstance(answer, Posted):
                 return {"message": answer.message}
             if isinstance(answer, PostFailed):
+                if answer.status >= 500 and answer.status != 503:
+                    log.error("ingress: system message failed: %s", answer.message)
+                    raise _Refused(FAILED, f"post failed ({answer.status})")
                 raise _Refused(FAILED, f"post failed ({answer.status}): {answer.message}")
             raise _Refused(FAILED, f"unexpected answer {type(answer).__name__}")
         if isinstance(msg, DisconnectSession):

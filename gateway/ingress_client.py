@@ -35,6 +35,7 @@ from gateway.ingress_messages import (
     PostSystemMessage,
 )
 from observability import inject_current
+from storage.snowflake import parse_snowflake
 
 
 class IngressRequestError(Exception):
@@ -89,8 +90,8 @@ class IngressClient:
     async def post_system_message(self, channel_id: int, content: str) -> dict[str, Any]:
         """Store ``content`` in the channel as a system message; returns the message
         (as MESSAGE_CREATE carried it) once durable."""
-        result = await self.request(PostSystemMessage(_rid(), int(channel_id), content,
-                                                      inject_current()))
+        result = await self.request(PostSystemMessage(_rid(), _snowflake(channel_id),
+                                                      content, inject_current()))
         return result["message"]
 
     async def disconnect_session(self, session_id: str, code: int = DEFAULT_CLOSE_CODE,
@@ -102,8 +103,8 @@ class IngressClient:
 
     async def broadcast(self, guild_id: int, event_name: str, data: Any) -> int:
         """Dispatch ``event_name`` with ``data`` to the guild's sessions; returns how many."""
-        result = await self.request(BroadcastToGuild(_rid(), int(guild_id), event_name, data,
-                                                     inject_current()))
+        result = await self.request(BroadcastToGuild(_rid(), _snowflake(guild_id), event_name,
+                                                     data, inject_current()))
         return int(result["sessions"])
 
     # -- the wire -------------------------------------------------------------------------
@@ -139,3 +140,11 @@ class IngressClient:
 
 def _rid() -> str:
     return uuid.uuid4().hex
+
+
+def _snowflake(value: int | str) -> int:
+    """A canonical id (``parse_snowflake``): ``int()`` would also take ``" 0012"``."""
+    parsed = parse_snowflake(value)
+    if parsed is None:
+        raise ValueError(f"not a snowflake: {value!r}")
+    return parsed

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from actors.wire import wire_type
+from storage.snowflake import parse_snowflake
 
 #: Error codes of ``IngressError`` (with the HTTP status the ingress answers them with).
 UNAUTHENTICATED = "unauthenticated"  # 401
@@ -151,7 +152,7 @@ def check_request(msg: Any) -> str | None:
         if not isinstance(value, want):
             return f"{f.name} must be {want[0].__name__}, not {type(value).__name__}"
     if isinstance(msg, PostSystemMessage):
-        if not 0 < msg.channel_id < 1 << 63:
+        if parse_snowflake(msg.channel_id) is None:
             return "channel_id must be a snowflake"
         if not msg.content or len(msg.content) > MAX_CONTENT:
             return f"content must be 1-{MAX_CONTENT} characters"
@@ -161,7 +162,7 @@ def check_request(msg: Any) -> str | None:
         if len(msg.reason.encode()) > 120:
             return "reason must be at most 120 bytes"
     elif isinstance(msg, BroadcastToGuild):
-        if not 0 < msg.guild_id < 1 << 63:
+        if parse_snowflake(msg.guild_id) is None:
             return "guild_id must be a snowflake"
         if not EVENT_NAME.fullmatch(msg.event) or msg.event in RESERVED_EVENTS:
             return "event must match [A-Z][A-Z0-9_]* and not be a gateway-owned event"

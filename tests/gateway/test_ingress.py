@@ -4,6 +4,8 @@ WebSocket clients, each error answer, and authentication."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from actors.wire import pack
 from gateway.ingress_client import (
     BadMessage,
     IngressClient,
+    IngressRequestError,
     Unauthenticated,
     UnknownTarget,
 )
@@ -189,5 +192,56 @@ def test_no_secret_no_ingress(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
             assert r.gateway._ingress_runner is None
+
+    run(main)
+
+
+def test_system_messages_are_checked_as_rest_posts_are(tmp_path: Path) -> None:
+    """Issue 10 (findings 2 and 4): blank or unstorable content and ids out of range are
+    ``bad_message`` before anything is routed; the client sends canonical ids only."""
+    cid = 1579278503206060032
+    bad: list[tuple[bytes, str]] = [
+        (pack(PostSystemMessage("r1", cid, "   \n\t")), "content: Cannot send an empty"),
+        (pack(PostSystemMessage("r1", cid, "a\x00b")), "content: Must not contain NUL"),
+        # a lone surrogate has no UTF-8 form, so no msgpack str: refused while decoding
+        (b"\x82\xa2$t\xbdingress.post_system_message@1\xa1b\x93\xa2r1\x01\xa4a\xed\xa0\x80",
+         "not valid msgpack"),
+        (pack(PostSystemMessage("r1", 1 << 63, "x")), "channel_id must be a snowflake"),
+        (pack(PostSystemMessage("r1", -cid, "x")), "channel_id must be a snowflake"),
+        (pack(BroadcastToGuild("r1", (1 << 64) - 1, "X", {})), "guild_id must be a snowflake"),
+    ]
+
+    async def main() -> None:
+        async with running_gateway(tmp_path, ingress_secret=SECRET) as r, client(r) as c:
+            for body, expected in bad:
+                with pytest.raises(BadMessage) as err:
+                    await c.send_raw(body)
+                assert err.value.status == 400 and expected in err.value.message, (
+                    expected, err.value.message)
+            for spelled in (f"0{r.seeded.channel_id}", f"+{r.seeded.channel_id}", "1_2"):
+                with pytest.raises(ValueError, match="not a snowflake"):
+                    await c.post_system_message(spelled, "x")  # type: ignore[arg-type]
+            message = await c.post_system_message(str(r.seeded.channel_id), "fine")
+            assert message["content"] == "fine"
+
+    run(main)
+
+
+def test_a_fault_is_answered_without_its_exception(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A storage fault (tables dropped under a running server) is an ``IngressError``
+    ``failed``, not aiohttp's text 500; the exception goes to the log."""
+    async def main() -> None:
+        async with running_gateway(tmp_path, ingress_secret=SECRET) as r, client(r) as c:
+            db = sqlite3.connect(tmp_path / "greenroom.db")
+            db.execute("DROP TABLE channels")
+            db.commit()
+            db.close()
+            with caplog.at_level(logging.ERROR, logger="greenroom.gateway.ingress"), \
+                    pytest.raises(IngressRequestError) as err:
+                await c.post_system_message(r.seeded.channel_id, "x")
+            assert err.value.code == "failed" and err.value.status == 503
+            assert "no such table" not in err.value.message
+            assert "no such table: channels" in caplog.text
 
     run(main)
