@@ -434,8 +434,11 @@ class UvloopSystemBase:
         inst = cell.instance
         if getattr(inst, "exit_on_error", False):
             details = traceback.format_exc()
-            log.warning("actor %s (%s) crashed on %r: %r", cell.address,
-                        type(inst).__name__, msg, err)
+            # A server fault: one record with the error's type and traceback. The
+            # message's type only, not its repr (it may carry a token or content).
+            log.error("actor %s (%s) crashed on a %s: %r", cell.address,
+                      type(inst).__name__, type(msg).__name__, err, exc_info=err,
+                      extra={"actor": type(inst).__name__, "reason": repr(err)})
             self._poison(cell, msg, sender, details)
             self.kill(cell, ("error", repr(err)))
             return
@@ -443,8 +446,9 @@ class UvloopSystemBase:
             inst.receiveMessage(msg, sender)  # Thespian retries a failed message once
         except Exception:
             details = traceback.format_exc()
-            log.warning("actor %s (%s) failed twice on %r", cell.address,
-                        type(inst).__name__, msg, exc_info=True)
+            log.error("actor %s (%s) failed twice on a %s", cell.address,
+                      type(inst).__name__, type(msg).__name__, exc_info=True,
+                      extra={"actor": type(inst).__name__})
             self._poison(cell, msg, sender, details)
 
     def _poison(self, cell: Cell, msg: Any, sender: Address | None, details: str) -> None:

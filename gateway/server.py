@@ -15,18 +15,34 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
 from thespian.actors import ActorExitRequest
 
 from actors import UvloopSystemBase
+from actors.address import Address
 from actors.registry import Configure
 from cluster.routing import ENTITY_REGISTRY_ID, PlacedRegistry, rebalance_on_change
 from gateway.channel import ChannelActor, placement_key
 from gateway.context import GatewayContext, bind
-from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor
 from gateway.identity import IdentityCache
-from gateway.limits import IdentifyBudget, RateLimits, RestRateLimiter
+from gateway.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionRateLimiter,
+    IdentifyBudget,
+    RateLimits,
+    RestRateLimiter,
+    connection_key,
+)
 from gateway.messages import (
     Attach,
     Detached,
@@ -36,9 +52,14 @@ from gateway.messages import (
     OpenGuild,
     SetPresence,
 )
+from gateway.outbound import DEFAULT_WRITE_LIMITS, WriteLimits, abort, apply_write_limits
 from gateway.protocol import (
     DEFAULT_CONFIG,
+    WS_INVALID_DATA,
+    WS_PROTOCOL_ERROR,
     Close,
+    CloseCode,
+    ConnectionState,
     Effect,
     GatewayConfig,
     GatewayConnection,
@@ -52,15 +73,16 @@ from gateway.protocol import (
     SetTimer,
     parse_connection_url,
 )
-from gateway.replica import REPLICAS_ID, ReplicaFeed, ReplicaStore
-from gateway.session import SessionActor, SessionHost
-from gateway.sessions import SESSIONS_ID, SessionDirectory, node_of_session
+from gateway.replica import REPLICAS_ID, ReplicaFeed
+from gateway.services import SESSION_HOST_ID, STORAGE_ID, node_services
+from gateway.session import SessionActor
+from gateway.sessions import node_of_session
 from gateway.timers import TimerWheel
+from gateway.ws_log import quiet_peer_protocol_errors
 from observability import inject_current, span_from
-from storage.actor import StorageActor
 from storage.base import Storage
-from storage.messages import StorageReady, StorageStart
 from storage.snowflake import SnowflakeGenerator
+from supervision import Start, Started, Stop, Supervisor
 
 log = logging.getLogger("greenroom.gateway")
 
@@ -72,6 +94,15 @@ _CLOSE = WSMsgType.CLOSE
 
 class Link(WSListener):
     """One WebSocket connection: the socket side of a ``GatewayConnection``."""
+
+    # Flow control (gateway/outbound.py), as class defaults: an instance sets them only
+    # while its client is behind, so an idle connection costs no more memory.
+    #: above the high-water mark: dispatches wait in the session's replay log
+    _paused = False
+    #: the seq of the first dispatch held in the log and not written yet (None: none)
+    _unsent: int | None = None
+    #: while paused: the check that the client makes progress
+    _stall: asyncio.TimerHandle | None = None
 
     def __init__(self, gateway: Gateway, path: str) -> None:
         self.gateway = gateway
@@ -88,39 +119,66 @@ class Link(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        apply_write_limits(transport.underlying_transport, self.gateway.write_limits)
+        peer = transport.underlying_transport.get_extra_info("peername")
+        if not self.gateway.connection_limiter.allow(connection_key(peer)):
+            # over the per-address rate: 4008 before HELLO; never in ``links`` (the cap)
+            self.execute(self.conn.close(CloseCode.RATE_LIMITED, "too many new connections"))
+            return
         self.gateway.links.add(self)
         self.execute(self.conn.start(self.loop.time()))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind is _TEXT or kind is _BINARY:
-            if frame.fin:
-                data = (frame.get_payload_as_utf8_text() if kind is _TEXT
-                        else frame.get_payload_as_bytes())
-                self.execute(self.conn.receive(data, self.loop.time()))
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            # RFC 6455 §5.2: no extension was negotiated, so a reserved bit fails it
+            self._violation(WS_PROTOCOL_ERROR, "reserved bit set, no extension negotiated")
+        elif kind is _TEXT or kind is _BINARY:
+            if self._parts is not None:  # §5.4: a fragmented message is not interleaved
+                self._violation(WS_PROTOCOL_ERROR, "new message inside a fragmented one")
+            elif frame.fin:
+                if kind is _BINARY:
+                    self.execute(self.conn.receive(frame.get_payload_as_bytes(),
+                                                   self.loop.time()))
+                else:
+                    self._receive_text(frame.get_payload_as_bytes())
             else:
                 self._parts = [frame.get_payload_as_bytes()]
                 self._parts_size = frame.payload_size
                 self._parts_text = kind is _TEXT
-        elif kind is _CONT and self._parts is not None:
+        elif kind is _CONT:
+            if self._parts is None:
+                self._violation(WS_PROTOCOL_ERROR, "continuation frame without a message")
+                return
             self._parts.append(frame.get_payload_as_bytes())
             self._parts_size += frame.payload_size
             too_big = self._parts_size > self.gateway.config.max_payload_bytes
             if frame.fin or too_big:
                 data = b"".join(self._parts)
                 self._parts = None
-                message: str | bytes = data
                 if self._parts_text and not too_big:
-                    try:
-                        message = data.decode("utf-8")
-                    except UnicodeDecodeError:
-                        pass  # the codec reports it as a decode error
-                self.execute(self.conn.receive(message, self.loop.time()))
+                    self._receive_text(data)
+                else:  # over the limit: the connection closes it with 4002
+                    self.execute(self.conn.receive(data, self.loop.time()))
         elif kind is _CLOSE:
             self._client_close = int(frame.get_close_code().value) \
                 if frame.payload_size >= 2 else None
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
+
+    def _receive_text(self, data: bytes) -> None:
+        """A whole text message: UTF-8 or the connection fails with 1007 (RFC 6455
+        §8.1), not with picows's 1011 and an ERROR record for a client's bad bytes."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._violation(WS_INVALID_DATA, f"text message is not UTF-8 ({exc.reason})")
+            return
+        self.execute(self.conn.receive(text, self.loop.time()))
+
+    def _violation(self, code: int, detail: str) -> None:
+        self._parts = None
+        self.execute(self.conn.protocol_violation(code, detail))
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.gateway.links.discard(self)
@@ -134,6 +192,9 @@ class Link(WSListener):
     def send_dispatch(self, dispatch: PreparedDispatch) -> None:
         """``execute(conn.dispatch(dispatch))`` without the effect list: the fan-out's
         per-recipient path (the session actor calls it)."""
+        if self._paused:  # the client is behind: numbered in the log, written later
+            self._hold(dispatch)
+            return
         conn = self.conn
         data = conn.dispatch_frame(dispatch)
         transport = self.transport
@@ -154,6 +215,10 @@ class Link(WSListener):
                 if transport is not None and not transport.is_disconnected:
                     transport.send_close(WSCloseCode(effect.code), effect.reason.encode())
                     transport.disconnect()
+                    if transport.underlying_transport.get_write_buffer_size():
+                        # bytes ahead of the close a client may never read: abort then
+                        self.loop.call_later(self.gateway.write_limits.close_grace_s,
+                                             self._abort)
             elif isinstance(effect, IdentifyRequested):
                 self.gateway.identify(self, effect)
             elif isinstance(effect, ResumeRequested):
@@ -173,6 +238,84 @@ class Link(WSListener):
     def on_deadline(self) -> None:
         """The ``SetTimer`` deadline came (``TimerWheel``)."""
         self.execute(self.conn.on_timer(self.loop.time()))
+
+    # -- flow control (gateway/outbound.py) ------------------------------------------------
+
+    def pause_writing(self) -> None:
+        """picows: the transport holds more than ``high_water`` bytes."""
+        self._paused = True
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.gateway.write_limits.stall_timeout_s,
+                                               self._check_stall, self._queued())
+
+    def resume_writing(self) -> None:
+        """picows: the transport drained below ``low_water``. Write the backlog held in
+        the log, in order, until the high-water mark again."""
+        self._paused = False
+        stall, self._stall = self._stall, None
+        if stall is not None:
+            stall.cancel()
+        first, self._unsent = self._unsent, None
+        conn, transport = self.conn, self.transport
+        log = conn.log
+        if first is None or log is None or conn.state is not ConnectionState.READY \
+                or transport is None or transport.is_disconnected:
+            return
+        kind = _TEXT if conn.text_frames else _BINARY
+        for seq, dispatch in log.after(first - 1):
+            transport.send(kind, conn.logged_frame(seq, dispatch))
+            if self._paused:  # over the mark again (pause_writing ran): the rest waits
+                if seq < log.seq:
+                    self._unsent = seq + 1
+                return
+
+    def _hold(self, dispatch: PreparedDispatch) -> None:
+        """``send_dispatch`` while paused: number and keep ``dispatch`` in the log only.
+        A log full of what the client has not acknowledged cannot take more without
+        losing what a RESUME needs: close (4000) now, while the RESUME still works."""
+        conn = self.conn
+        log = conn.log
+        if conn.state is not ConnectionState.READY or log is None:
+            conn.dispatch_frame(dispatch)  # closed: recorded for a RESUME (or dropped)
+            return
+        if self._unsent is None:
+            self._unsent = log.seq + 1
+        log.append(dispatch)
+        if len(log) >= log.max_entries:
+            self._slow(f"{log.seq - self._unsent + 1} dispatches held, replay log full")
+
+    def _check_stall(self, queued_before: int) -> None:
+        """Paused for ``stall_timeout_s``: a client that read something since gets
+        another period; one that did not is a slow consumer."""
+        self._stall = None
+        transport = self.transport
+        if not self._paused or transport is None or transport.is_disconnected:
+            return
+        queued = self._queued()
+        timeout = self.gateway.write_limits.stall_timeout_s
+        if queued < queued_before:
+            self._stall = self.loop.call_later(timeout, self._check_stall, queued)
+        else:
+            self._slow(f"no progress for {timeout:g} s")
+
+    def _slow(self, why: str) -> None:
+        """Close a connection whose client does not keep up: 4000, which keeps the
+        session (and its log) for a RESUME; the session holds what comes meanwhile."""
+        stall, self._stall = self._stall, None
+        if stall is not None:
+            stall.cancel()
+        log.info("slow consumer %s closed: %s", self.conn.session_id, why)
+        self.execute(self.conn.close(CloseCode.UNKNOWN_ERROR, f"slow consumer: {why}"))
+
+    def _queued(self) -> int:
+        transport = self.transport
+        return 0 if transport is None else transport.underlying_transport.get_write_buffer_size()
+
+    def _abort(self) -> None:
+        """``close_grace_s`` after a close with bytes still queued: drop them (RST)."""
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected:
+            abort(transport.underlying_transport)
 
 
 def int_key_of(kind: str) -> Any:
@@ -200,11 +343,17 @@ class Gateway:
         limits: RateLimits | None = None,
         reuse_port: bool = False,
         cluster: Any = None,
+        write_limits: WriteLimits = DEFAULT_WRITE_LIMITS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         """``reuse_port``: bind the WebSocket and REST ports with SO_REUSEPORT, so every
         node process of a host serves the same ports (the kernel spreads connections).
         ``cluster``: this node's ``cluster.view.ClusterView``; guilds and channels are
-        then placed over the cluster's nodes (``cluster.routing``), else all local."""
+        then placed over the cluster's nodes (``cluster.routing``), else all local.
+        ``write_limits``: what one connection may hold queued for a slow client
+        (``gateway.outbound``).
+        ``max_connections``: open WebSocket connections this node serves; past it the
+        handshake is answered 503 (new connections per address: ``limits``)."""
         settings = getattr(storage, "settings", None)
         worker = getattr(settings, "snowflake_worker", 0)
         process = getattr(settings, "snowflake_process", 0)
@@ -213,6 +362,7 @@ class Gateway:
         self.port = port
         self.rest_port = rest_port
         self.config = config
+        self.write_limits = write_limits
         self.entity_idle_timeout_s = entity_idle_timeout_s
         self.ctx = GatewayContext(storage, SnowflakeGenerator(worker, process), config,
                                   resume_window_s=resume_window_s)
@@ -221,6 +371,10 @@ class Gateway:
         self.ctx.identify_budget = IdentifyBudget(self.limits)
         self.ctx.identity = IdentityCache(storage)
         self.links: set[Link] = set()
+        self.max_connections = max_connections
+        quiet_peer_protocol_errors()  # a client's broken frames are not server errors
+        self.connection_limiter = ConnectionRateLimiter(
+            self.limits.connections_per_ip_per_s, self.limits.connections_per_ip_burst)
         #: the links' deadlines (heartbeat, RECONNECT close) on one loop timer
         self.timers: TimerWheel = None  # type: ignore[assignment]  # made in start()
         self.base: UvloopSystemBase = None  # type: ignore[assignment]
@@ -230,7 +384,8 @@ class Gateway:
         self._owns_base = False
         self._session_class = bind(SessionActor, self.ctx)
         self._sessions_host: Any = None
-        self._fanout_point: Any = None
+        #: the supervisor of the node's services (gateway/services.py)
+        self._services: Any = None
         #: The internal ingress (``gateway.ingress``) runs only with a secret.
         self.ingress_secret = ingress_secret
         self.ingress_host = ingress_host  # loopback by default even if ``host`` is public
@@ -238,7 +393,6 @@ class Gateway:
         self._ingress_runner: Any = None
         self.reuse_port = reuse_port
         self.cluster = cluster
-        self._session_directory: Any = None
         self._replica_store: Any = None
 
     @property
@@ -266,35 +420,31 @@ class Gateway:
         if self.cluster is not None:  # HELLO names the node (many serve these ports)
             self.config = dataclasses.replace(self.config, trace=base.node)
         ctx = self.ctx
-        ctx.storage_actor = base.create_actor(None, StorageActor, None, None)
-        ready = await base.ask_async(ctx.storage_actor,
-                                     StorageStart(storage=self.storage,
-                                                  settings=getattr(self.storage, "settings",
-                                                                   None)), 10)
-        if not isinstance(ready, StorageReady):
-            raise RuntimeError(f"storage actor did not start: {ready!r}")
-        self._sessions_host = base.create_actor(None, SessionHost, None, None)
-        # The node's fan-out point: guilds send it one message per dispatch for all of
-        # this node's recipients (gateway/fanout.py).
-        self._fanout_point = start_fanout_point(base)
-        # At a well-known id: other nodes' registries route to the entities placed here.
+        # The node's services, each at its well-known id, under one supervisor
+        # (gateway/services.py: strategy, crash rules). Other nodes' registries route to
+        # the entities placed here; guilds send the fan-out point one message per
+        # dispatch for all of this node's recipients (gateway/fanout.py); other nodes
+        # reach this node's sessions through the directory; the replica store keeps
+        # standby copies of other nodes' sessions (gateway/replica.py).
         registry = bind(PlacedRegistry, ctx)
         registry.view = self.cluster
         registry.placed = {"guild": int_key_of("guild"), "channel": int_key_of("channel")}
-        ctx.registry = base.create_actor(None, registry, None, None,
-                                         fixed_id=ENTITY_REGISTRY_ID)
-        if self.cluster is not None:  # a membership change hands guilds over
-            rebalance_on_change(self.cluster, base, ctx.registry)
-        # Other nodes reach this node's sessions by id or by user through it.
-        self._session_directory = base.create_actor(
-            None, bind(SessionDirectory, ctx), None, None, fixed_id=SESSIONS_ID)
-        # Session failover (gateway/replica.py): this node keeps standby copies of
-        # other nodes' sessions, and sends its own sessions' copies to theirs.
         ctx.cluster = self.cluster
         ctx.spawn_session = self._spawn_session
-        self._replica_store = base.create_actor(
-            None, bind(ReplicaStore, ctx), None, None, fixed_id=REPLICAS_ID)
-        if self.cluster is not None:
+        self._services = base.create_actor(None, Supervisor, None, None)
+        started = await base.ask_async(self._services, Start(node_services(
+            ctx, self.storage, registry, Configure(
+                kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx)},
+                idle_timeout=self.entity_idle_timeout_s))), 10)
+        if not isinstance(started, Started):
+            self._services = None  # it has exited (OTP: a child failed to start)
+            raise RuntimeError(f"node services did not start: {started!r}")
+        ctx.storage_actor = Address(base.node, STORAGE_ID)
+        ctx.registry = Address(base.node, ENTITY_REGISTRY_ID)
+        self._sessions_host = Address(base.node, SESSION_HOST_ID)
+        self._replica_store = Address(base.node, REPLICAS_ID)
+        if self.cluster is not None:  # a membership change hands guilds over
+            rebalance_on_change(self.cluster, base, ctx.registry)
             feed = ctx.replica_feed = ReplicaFeed(base, self.cluster)
             store = self._replica_store
             self.cluster.listen(feed.membership_changed)
@@ -304,11 +454,15 @@ class Gateway:
                     base.tell_from_loop(store, HomesGone(change.gone))
 
             self.cluster.listen(homes_gone)
-        await base.ask_async(ctx.registry, Configure(
-            kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx)},
-            idle_timeout=self.entity_idle_timeout_s), 10)
 
-        def route(request: Any) -> Link:
+        def route(request: Any) -> Link | WSUpgradeResponseWithListener:
+            if len(self.links) >= self.max_connections:
+                # the node is full: 503 at the handshake, before any per-connection
+                # state; with SO_REUSEPORT the client's retry may reach another node
+                response = WSUpgradeResponse.create_error_response(
+                    503, b"gateway node at its connection limit")
+                response.headers["Retry-After"] = "5"
+                return WSUpgradeResponseWithListener(response, None)
             return Link(self, request.path.decode("latin-1"))
 
         # picows logs every accepted and closed connection at INFO: in a node process
@@ -363,22 +517,34 @@ class Gateway:
             self.timers.close()
         if self.base is None:
             return
-        # Sessions first, then the guild/channel actors, then the storage actor (which
-        # handles what they queued before its exit request).
-        for address in (self._session_directory, self._replica_store, self._sessions_host,
-                        self.ctx.registry,
-                        self._fanout_point,
-                        self.ctx.storage_actor):
-            if address is not None:
-                self.base.tell_from_loop(address, ActorExitRequest())
+        # The supervisor stops its services in reverse start order: sessions first,
+        # then the guild/channel actors, then the storage actor (which handles what
+        # they queued before its exit request).
+        services, self._services = self._services, None
+        if services is not None and services.id in self.base.cells:  # not given up
+            try:
+                await self.base.ask_async(services, Stop(), 10)
+            except TimeoutError:
+                log.warning("node services did not stop within 10 s")
+                self.base.tell_from_loop(services, ActorExitRequest())
         await asyncio.sleep(0.01)
         if self._owns_base:
             self.base.shutdown_in_loop()
 
     # -- called by links ----------------------------------------------------------------------
 
+    def _host_cell(self) -> Any:
+        """The session host's live cell: a restarted host is a new cell at its id."""
+        host = self._sessions_host
+        cell = host._cell
+        if cell is None or not cell.alive:
+            # None for the moment between a crash and the restart: the session is
+            # then top-level (it still works; it is not stopped with the host).
+            cell = host._cell = self.base.cells.get(SESSION_HOST_ID)
+        return cell
+
     def identify(self, link: Link, event: IdentifyRequested) -> None:
-        session = self.base.create_actor(self._sessions_host._cell, self._session_class,
+        session = self.base.create_actor(self._host_cell(), self._session_class,
                                          None, None)
         with span_from(None, "socket.in", **{"greenroom.op": "IDENTIFY"}):
             trace = inject_current()  # None when tracing is off
@@ -386,7 +552,7 @@ class Gateway:
 
     def _spawn_session(self, first: Any) -> Any:
         """A new session actor on this node, told ``first`` (``ctx.spawn_session``)."""
-        session = self.base.create_actor(self._sessions_host._cell, self._session_class,
+        session = self.base.create_actor(self._host_cell(), self._session_class,
                                          None, None)
         self.base.tell_from_loop(session, first)
         return session

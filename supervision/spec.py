@@ -40,6 +40,10 @@ class ChildSpec:
     init: Any = None
     #: Register the child under this Thespian global name (each incarnation in turn).
     global_name: str | None = None
+    #: Create each incarnation at this well-known actor id (greenroom's base only), so
+    #: that other actors and other nodes, which address it by id, reach the restarted
+    #: one without being told: the address outlives the incarnation.
+    fixed_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.restart not in (PERMANENT, TRANSIENT, TEMPORARY):

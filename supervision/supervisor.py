@@ -23,6 +23,7 @@ from typing import Any
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
 
 from actors.messages import KILLED, SHUTDOWN, is_normal_exit
+from observability.metrics import counter
 from supervision.messages import (
     Children,
     ChildStarted,
@@ -49,6 +50,12 @@ from supervision.spec import (
 
 log = logging.getLogger("greenroom.supervision")
 _tokens = itertools.count(1)
+#: Every restart a supervisor decided, by child id (a small set: the children's spec ids).
+RESTARTS = counter("supervisor_restarts_total",
+                   "children restarted by their supervisor, by child id")
+#: Supervisors that gave up (restart intensity exceeded) and shut their children down.
+GAVE_UP = counter("supervisor_shutdowns_total",
+                  "supervisors that exceeded their restart intensity, by first child id")
 
 
 @dataclass(eq=False)
@@ -128,6 +135,13 @@ class Supervisor(Actor):
             self.send(sender, Children(tuple((c.spec.id, c.address, c.spec.type)
                                              for c in self._children)))
             return
+        elif self._find_address(sender) is not None:
+            # A child answering its ``init`` message (``StorageReady``, ``Configured``,
+            # a child supervisor's ``Started``): nothing asked the supervisor anything,
+            # and an error sent back could bounce between the two for ever.
+            log.debug("supervisor %s: %s from child %s ignored", self.myAddress,
+                      type(msg).__name__, sender)
+            return
         else:
             self.send(sender, SupervisorError(msg, f"unexpected message {type(msg).__name__}"))
             return
@@ -166,9 +180,12 @@ class Supervisor(Actor):
     def _start(self, child: _Child) -> None:
         spec = child.spec
         try:
-            child.address = self.createActor(spec.start,
-                                             targetActorRequirements=spec.requirements,
-                                             globalName=spec.global_name)
+            if spec.fixed_id is None:
+                child.address = self.createActor(spec.start,
+                                                 targetActorRequirements=spec.requirements,
+                                                 globalName=spec.global_name)
+            else:
+                child.address = self._create_at(spec)
         except Exception as err:  # e.g. an unimportable class: the base raises here
             log.error("child %s failed to start: %r", spec.id, err)
             self._start_failed(child, repr(err))
@@ -176,6 +193,16 @@ class Supervisor(Actor):
         if spec.init is not None:
             self.send(child.address, spec.init)
         log.debug("started child %s at %s", spec.id, child.address)
+
+    def _create_at(self, spec: ChildSpec) -> Any:
+        """A child at its well-known id: greenroom's base only (Thespian's own bases
+        choose every address themselves). The previous incarnation's id is free again:
+        the base forgets a cell before telling its parent it exited."""
+        base = getattr(self._myRef, "base", None)
+        if base is None or not hasattr(base, "create_actor"):
+            raise RuntimeError(f"child {spec.id!r}: fixed_id needs greenroom's base")
+        return base.create_actor(self._myRef, spec.start, spec.requirements,
+                                 spec.global_name, fixed_id=spec.fixed_id)
 
     def _start_failed(self, child: _Child, reason: str) -> None:
         """OTP: a child that fails to start fails the request that started it. During
@@ -274,13 +301,20 @@ class Supervisor(Actor):
                 self._children.remove(child)
             return
         if not self._restart_allowed():
+            GAVE_UP.add(child=spec.id)
             log.error("supervisor %s: more than %d restarts in %s s; shutting down",
-                      self.myAddress, self._flags.intensity, self._flags.period)
+                      self.myAddress, self._flags.intensity, self._flags.period,
+                      extra={"child": spec.id, "reason": repr(reason)})
             self._ops.extend(("terminate", c) for c in reversed(self._children))
             self._ops.append(("exit", SHUTDOWN))
             return
+        RESTARTS.add(child=spec.id)
+        # The crash itself (type, traceback) was logged where it happened (the base's
+        # ``_failed``); this line says what the supervisor did about it.
         log.warning("child %s exited (%r); restarting (%s)", spec.id, reason,
-                    self._flags.strategy)
+                    self._flags.strategy,
+                    extra={"child": spec.id, "reason": repr(reason),
+                           "strategy": self._flags.strategy})
         if self._flags.strategy == ONE_FOR_ONE:
             self._ops.append(("start", child))
             return

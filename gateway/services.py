@@ -1,0 +1,96 @@
+"""The node's own services, supervised the OTP way: one ``one_for_one`` supervisor.
+
+A gateway node runs six long-lived actors: the storage actor, the fan-out point, the
+entity registry (parent of the node's guild and channel actors), the session host
+(parent of its session actors), the replica store and the session directory. They
+start in that order under one ``supervision.Supervisor`` and stop in reverse (the
+sessions before the guilds and channels, those before the storage actor, which handles
+what they queued before its own exit request).
+
+**Why one_for_one, not rest_for_one with storage first.** Every service lives at a
+well-known actor id (``ChildSpec.fixed_id``) and each incarnation comes back at that
+id. Every holder of a service's address — other services, channels holding the storage
+actor, other nodes naming ``Address(node, FANOUT_ID)`` — reaches the new incarnation
+without being told (the base resolves a stale address by id). So no service needs to
+restart because a sibling did; and restarting the registry or the session host with
+the storage actor (what rest_for_one would do) would end every guild, channel and
+session of the node for nothing. A session survives the crash of any sibling.
+
+**Which crash exits (``exit_on_error``), which is retried (Thespian's rule).** OTP's
+"let it crash" fits an actor whose state a restart rebuilds. Here:
+
+* session directory, replica store — ``exit_on_error``: they keep nothing of their
+  own (their tables are the node's, in ``GatewayContext``), so a restart is free, and
+  a retried message (Thespian's rule) could forward twice or apply a half-applied
+  replication batch again. A crash: logged with its traceback, its message returned to
+  the sender as ``PoisonMessage``, restarted at the same id.
+* storage actor — not: its queues hold writes not yet durable whose senders wait for
+  ``Written``; a restart would drop them unanswered. Retry-then-``PoisonMessage`` costs
+  one message, not every queued write.
+* registry, session host — not: their children are every guild and channel actor, and
+  every session, of the node; a restart would end them all.
+* fan-out point — not: stateless, but a restart loses every dispatch queued behind the
+  crash, for every local session, with nobody to send them again; its retry is safe
+  (a bad payload fails before any delivery; one session's failure is caught).
+
+All six are still ``permanent`` children: one that exits for any reason (killed, its
+exit handler failed) is restarted at its id, logged (``supervisor`` line with reason)
+and counted (``supervisor_restarts_total{child=...}``). Past ``INTENSITY`` restarts in
+``PERIOD`` seconds the supervisor gives up (OTP): it stops the services and exits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.registry import Configure
+from cluster.routing import ENTITY_REGISTRY_ID
+from gateway.context import GatewayContext
+from gateway.fanout import FANOUT_ID, FanoutPoint
+from gateway.replica import REPLICAS_ID, ReplicaStore
+from gateway.session import SessionHost
+from gateway.sessions import SESSIONS_ID, SessionDirectory
+from storage.actor import StorageActor
+from storage.base import Storage
+from storage.messages import StorageStart
+from supervision import ONE_FOR_ONE, ChildSpec, SupervisorFlags, SupervisorSpec
+
+#: The storage actor's well-known id on every gateway node (negative: never handed out
+#: by the runtime; -1..-4 are the fan-out point, registry, directory and replicas).
+STORAGE_ID = -5
+#: The session host's well-known id (the parent of the node's session actors).
+SESSION_HOST_ID = -6
+
+#: More than this many restarts of the services within ``PERIOD`` s: the supervisor
+#: gives up. A crash loop stops within seconds; a service that crashes now and then
+#: (a bug hit by one kind of request) is restarted each time.
+INTENSITY = 10
+PERIOD = 10.0
+
+
+def _with(cls: type, ctx: GatewayContext | None, exit_on_error: bool) -> type:
+    """``cls`` bound to ``ctx`` (``gateway.context.bind``) with its crash rule set here,
+    where the reason for it is written down."""
+    attrs: dict[str, Any] = {"exit_on_error": exit_on_error}
+    if ctx is not None:
+        attrs["ctx"] = ctx
+    return type(cls.__name__, (cls,), attrs)
+
+
+def node_services(ctx: GatewayContext, storage: Storage, registry: type,
+                  configure: Configure) -> SupervisorSpec:
+    """The supervisor spec of a gateway node's services. ``registry``: the entity
+    registry class (a bound ``PlacedRegistry``), told ``configure`` by each incarnation's
+    supervisor right after it starts (as the storage actor is told ``StorageStart``)."""
+    start = StorageStart(storage=storage, settings=getattr(storage, "settings", None))
+    return SupervisorSpec(SupervisorFlags(ONE_FOR_ONE, INTENSITY, PERIOD), (
+        ChildSpec("storage", _with(StorageActor, None, False), fixed_id=STORAGE_ID,
+                  init=start),
+        ChildSpec("fanout", _with(FanoutPoint, None, False), fixed_id=FANOUT_ID),
+        ChildSpec("registry", registry, fixed_id=ENTITY_REGISTRY_ID, init=configure),
+        ChildSpec("session-host", _with(SessionHost, None, False),
+                  fixed_id=SESSION_HOST_ID),
+        ChildSpec("replicas", _with(ReplicaStore, ctx, True), fixed_id=REPLICAS_ID),
+        ChildSpec("session-directory", _with(SessionDirectory, ctx, True),
+                  fixed_id=SESSIONS_ID),
+    ))
