@@ -445,6 +445,13 @@ class GatewayConnection:
             return None
         raise ProtocolUsageError(f"dispatch() while {self.state.value}")
 
+    def logged_frame(self, seq: int, dispatch: PreparedDispatch) -> bytes:
+        """The frame of ``dispatch``, already numbered ``seq`` in the log and not sent:
+        a socket that paused writing sends its backlog from the log (``gateway.outbound``).
+        Through the zlib stream, so call it in seq order, for frames that are written."""
+        data = dispatch.frame(seq, self._encoding)
+        return data if self._zlib is None else self._zlib.compress(data)
+
     def dispatch_event(self, event: str, data: Any) -> list[Effect]:
         """``dispatch`` for a payload only this session receives."""
         return self.dispatch(PreparedDispatch(event, data))
