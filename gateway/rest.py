@@ -4,7 +4,13 @@ Reads go to storage directly, but history goes to the channel actor, which answe
 its cache of recent messages when that is exact and otherwise through the storage actor
 (which coalesces identical in-flight reads); a message send goes to the channel actor through the
 registry and is answered once the message is durable. Errors are Discord's JSON body
-``{code, message}`` with Discord's status codes.
+``{code, message}`` with Discord's status codes; a 500 says no more than that (the
+details go to the log).
+
+What arrives is checked here, at the edge: ids are canonical snowflakes
+(``parse_snowflake``: another spelling names nothing, so it opens no rate-limit bucket
+and reaches no object), ``Authorization`` is exactly ``Bot <token>`` (``rest_auth``),
+and text storage cannot hold is refused with the field named (``validation``).
 """
 
 from __future__ import annotations

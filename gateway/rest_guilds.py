@@ -290,14 +290,19 @@ class MoreApi:
         if grant is None or not grant.allows(user_id, caller.id, GUILDS_JOIN,
                                              int(time.time() * 1000)):
             return error(403, INVALID_OAUTH2_TOKEN, "Invalid OAuth2 access token provided")
-        member = Member(guild.id, user_id, int(time.time() * 1000))
+        return json_response(await self.add_member(guild.id, user), status=201)
+
+    async def add_member(self, guild_id: int, user: User) -> dict[str, Any]:
+        """Store ``user`` as a member (consent checked by the caller); GUILD_MEMBER_ADD
+        to the guild, GUILD_CREATE to the user's sessions; the member object."""
+        member = Member(guild_id, user.id, int(time.time() * 1000))
         await self.storage.put_member(member)
-        self.ctx.identity.forget_guild(guild.id)  # member_count
+        self.ctx.identity.forget_guild(guild_id)  # member_count
         obj = member_object(member, user)
-        self.tell_guild(guild.id, GuildBroadcast(
-            "GUILD_MEMBER_ADD", {**obj, "guild_id": str(guild.id)}, member_added=member))
-        self.tell_user_sessions(user_id, JoinedGuild(guild.id))
-        return json_response(obj, status=201)
+        self.tell_guild(guild_id, GuildBroadcast(
+            "GUILD_MEMBER_ADD", {**obj, "guild_id": str(guild_id)}, member_added=member))
+        self.tell_user_sessions(user.id, JoinedGuild(guild_id))
+        return obj
 
     # -- consent --------------------------------------------------------------------------
 
@@ -366,6 +371,9 @@ def add_routes(app: web.Application, api: Api) -> None:
     r.add_get(f"{PREFIX}/guilds/{{guild_id}}/members", more.get_members)
     r.add_put(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.put_member)
     r.add_post(f"{PREFIX}/oauth2/authorize", more.post_authorize)
+    from gateway.rest_invites import add_invite_routes  # it builds on this module
+
+    add_invite_routes(app, more)
     r.add_delete(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.delete_member)
 
 

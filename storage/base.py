@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery
+from storage.invites import Invite
 from storage.model import (
     Channel,
     Guild,
@@ -159,6 +160,19 @@ class Storage(abc.ABC):
 
     async def oauth2_grant(self, token: str) -> OAuth2Grant | None:
         """The grant of access token ``token`` (expired ones may still be answered)."""
+        raise NotImplementedError
+
+    # -- invites (storage.invites) ---------------------------------------------------
+    async def put_invite(self, invite: Invite) -> None:
+        raise NotImplementedError
+
+    async def get_invite(self, code: str) -> Invite | None:
+        """The invite (expired or used-up ones may still be answered)."""
+        raise NotImplementedError
+
+    async def use_invite(self, code: str, now_ms: int) -> Invite | None:
+        """Count one use of a usable invite, atomically; the invite after it, or None
+        (unknown, expired or used up)."""
         raise NotImplementedError
 
     # -- guilds --------------------------------------------------------------------

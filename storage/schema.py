@@ -119,6 +119,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                 expires_at_ms INTEGER NOT NULL) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        5,
+        "guild invites (storage.invites)",
+        cql=(
+            """CREATE TABLE IF NOT EXISTS {ks}.invites (
+                code text PRIMARY KEY, guild_id bigint, channel_id bigint, inviter_id bigint,
+                created_at_ms bigint, max_age_s int, max_uses int, uses int)""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS invites (
+                code TEXT PRIMARY KEY, guild_id INTEGER NOT NULL, channel_id INTEGER NOT NULL,
+                inviter_id INTEGER NOT NULL, created_at_ms INTEGER NOT NULL,
+                max_age_s INTEGER NOT NULL, max_uses INTEGER NOT NULL,
+                uses INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 

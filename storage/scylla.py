@@ -35,6 +35,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cassandra import (
@@ -56,7 +57,7 @@ from cassandra.policies import (
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, tuple_factory
 
-from storage.base import Storage
+from storage.base import Storage, StorageError
 from storage.buckets import bucket_of
 from storage.codec import (
     EDITABLE_COLUMNS,
@@ -69,6 +70,7 @@ from storage.codec import (
 )
 from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery, asc_range, desc_range, walk_buckets
+from storage.invites import Invite
 from storage.model import (
     Channel,
     Guild,
@@ -666,6 +668,45 @@ class ScyllaStorage(Storage):
         for user_id, application_id, scopes, expires_at_ms in rows:
             return OAuth2Grant(user_id, application_id, tuple(scopes.split()), expires_at_ms)
         return None
+
+    _INVITE_COLS = ("code, guild_id, channel_id, inviter_id, created_at_ms, max_age_s, "
+                    "max_uses, uses")
+
+    async def put_invite(self, invite: Invite) -> None:
+        # Rare: plain statements (not prepared at open); an expiring invite has a TTL.
+        ttl = f" USING TTL {invite.max_age_s}" if invite.max_age_s else ""
+        await self._send(
+            f"INSERT INTO {self.settings.keyspace}.invites ({self._INVITE_COLS}) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s){ttl}",
+            (invite.code, check_id("guild_id", invite.guild_id),
+             check_id("channel_id", invite.channel_id),
+             check_id("inviter_id", invite.inviter_id), invite.created_at_ms,
+             invite.max_age_s, invite.max_uses, invite.uses))
+
+    async def get_invite(self, code: str) -> Invite | None:
+        rows = await self._send(
+            f"SELECT {self._INVITE_COLS} FROM {self.settings.keyspace}.invites "
+            "WHERE code = %s", (code,))
+        for row in rows:
+            return None if row[1] is None else Invite(*row)
+        return None
+
+    async def use_invite(self, code: str, now_ms: int) -> Invite | None:
+        # A lightweight transaction (compare-and-set on ``uses``): two nodes accepting a
+        # one-use invite at once admit one user. Lost races re-read and try again.
+        for _ in range(8):
+            invite = await self.get_invite(code)
+            if invite is None or not invite.usable(now_ms):
+                return None
+            expires = invite.expires_at_ms
+            ttl = "" if expires is None else \
+                f" USING TTL {max(1, -(-(expires - now_ms) // 1000))}"
+            rows = await self._send(
+                f"UPDATE {self.settings.keyspace}.invites{ttl} SET uses = %s "
+                "WHERE code = %s IF uses = %s", (invite.uses + 1, code, invite.uses))
+            if rows and rows[0][0]:  # [applied]
+                return replace(invite, uses=invite.uses + 1)
+        raise StorageError(f"invite {code!r}: too much contention", transient=True)
 
     async def put_guild(self, guild: Guild) -> None:
         check_id("guild id", guild.id)

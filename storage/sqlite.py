@@ -35,6 +35,7 @@ from storage.codec import (
 )
 from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery
+from storage.invites import Invite
 from storage.model import (
     Channel,
     Guild,
@@ -441,6 +442,39 @@ class SqliteStorage(Storage):
             return None
         user_id, application_id, scopes, expires_at_ms = rows[0]
         return OAuth2Grant(user_id, application_id, tuple(scopes.split()), expires_at_ms)
+
+    _INVITE_COLS = ("code, guild_id, channel_id, inviter_id, created_at_ms, max_age_s, "
+                    "max_uses, uses")
+
+    async def put_invite(self, invite: Invite) -> None:
+        await self._exec(
+            f"INSERT OR REPLACE INTO invites ({self._INVITE_COLS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (invite.code, check_id("guild_id", invite.guild_id),
+             check_id("channel_id", invite.channel_id),
+             check_id("inviter_id", invite.inviter_id), invite.created_at_ms,
+             invite.max_age_s, invite.max_uses, invite.uses),
+        )
+
+    async def get_invite(self, code: str) -> Invite | None:
+        rows = await self._rows(
+            f"SELECT {self._INVITE_COLS} FROM invites WHERE code = ?", (code,))
+        return Invite(*rows[0]) if rows else None
+
+    async def use_invite(self, code: str, now_ms: int) -> Invite | None:
+        return await self._call(self._use_invite_sync, code, now_ms)
+
+    def _use_invite_sync(self, code: str, now_ms: int) -> Invite | None:
+        # One conditional UPDATE: atomic against every other process on the file.
+        cursor = self._db().execute(
+            "UPDATE invites SET uses = uses + 1 WHERE code = ? "
+            "AND (max_uses = 0 OR uses < max_uses) "
+            "AND (max_age_s = 0 OR created_at_ms + max_age_s * 1000 > ?)", (code, now_ms))
+        self.queries += 1
+        if cursor.rowcount != 1:
+            return None
+        rows = self._query(f"SELECT {self._INVITE_COLS} FROM invites WHERE code = ?", (code,))
+        return Invite(*rows[0]) if rows else None
 
     async def put_guild(self, guild: Guild) -> None:
         check_id("guild id", guild.id)
