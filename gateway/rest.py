@@ -390,7 +390,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; 400 50035 if the body is not one."""
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the stack
         raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body") from None
     if not isinstance(body, dict):
         raise HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body")

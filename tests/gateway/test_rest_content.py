@@ -80,3 +80,18 @@ def test_a_500_shows_no_exception(tmp_path: Path, caplog: pytest.LogCaptureFixtu
             assert "no such table: messages" in caplog.text  # for the operator
 
     run(main)
+
+
+def test_a_body_nested_past_the_stack_is_a_bad_request(tmp_path: Path) -> None:
+    """JSON nested deeper than Python's parser recurses is the client's fault (it used
+    to escape as aiohttp's plain-text 500)."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            for path in (f"/channels/{r.seeded.channel_id}/messages", "/guilds"):
+                async with http.post(f"{r.gateway.rest_url}{path}", data=b"[" * 100_000,
+                                     headers={"Authorization": f"Bot {r.seeded.token}",
+                                              "Content-Type": "application/json"}) as resp:
+                    assert (resp.status, resp.content_type) == (400, "application/json")
+                    assert await resp.json() == {"code": 50035, "message": "Invalid Form Body"}
+
+    run(main)
