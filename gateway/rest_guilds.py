@@ -250,7 +250,8 @@ class MoreApi:
                    or check_text("topic", topic, max_len=1024, required=False))
         if problem is not None:
             raise invalid_form(problem)
-        if kind not in (0, None) or not isinstance(position, int) or isinstance(position, bool):
+        if kind not in (0, None) or not isinstance(position, int) or isinstance(position, bool) \
+                or not -(1 << 31) <= position < 1 << 31:  # CQL's int
             return error(400, INVALID_FORM_BODY, "Invalid Form Body")
         channel = Channel(self.ctx.snowflakes.next_id(), guild.id, name, 0, position, topic)
         await self.storage.put_channel(channel)

@@ -52,6 +52,12 @@ def test_unstorable_and_blank_text_is_refused_at_the_edge(tmp_path: Path) -> Non
                                                    json={"content": text})
                     assert (status, answer) == (400, {
                         "code": 50006, "message": "Cannot send an empty message"}), text
+            # a position CQL's int cannot hold
+            for position in (1 << 31, -(1 << 31) - 1, 1 << 70):
+                status, answer, _ = await call(
+                    http, r, "POST", f"/guilds/{r.seeded.guild_id}/channels", token,
+                    json={"name": "c", "position": position})
+                assert status == 400 and answer["code"] == 50035, (position, answer)
             # other writes are unharmed; nothing unstorable was stored or edited
             status, sent, _ = await call(http, r, "POST", messages, r.other_token,
                                          json={"content": "victim's post", "nonce": 7})

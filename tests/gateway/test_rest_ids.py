@@ -99,7 +99,7 @@ def test_authorization_has_one_spelling(tmp_path: Path) -> None:
             url = f"{r.gateway.rest_url}/users/@me"
             for header in (token, f"Bot  {token}", f"bot {token}",
                            f"BOT {token}", f"Bot\t{token}", f"Bearer {token}",
-                           f"Bot {token} extra", "Bot ", "Bot"):
+                           f"Bot {token} extra", "Bot ", "Bot", f"Bot {token}\u00e9"):
                 async with http.get(url, headers={"Authorization": header}) as resp:
                     assert resp.status == 401, header
                     assert await resp.json() == {"message": "401: Unauthorized", "code": 0}
