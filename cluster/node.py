@@ -271,7 +271,9 @@ class NodeActor(ThespianActor):
         if isinstance(msg, NodeConfig):
             from observability import configure_logging, configure_tracing
 
-            configure_logging(install_handler=False)  # Thespian's process forwards logs
+            # Records go to this process's stderr when they happen, not through
+            # Thespian's logging process (observability/logging.py, ``_install``).
+            configure_logging()
             configure_tracing(f"greenroom-{msg.name}")
             self.thread = NodeThread(msg)
             try:

@@ -5,6 +5,12 @@ Thespian or any library. structlog's events end in ``ProcessorFormatter.wrap_for
 and are rendered by the one stdlib handler this module owns, so the renderer (JSON or
 console) lives in a single place and both kinds of line look the same. The level is
 stdlib's root level, also the single source of truth for both kinds of line.
+
+Every record is stamped when it happens (a stdlib record's own ``created``, not the
+moment it is written); an exception arrives as ``exc_type``, ``exc_message`` and its
+traceback (``exception`` in JSON, printed by the console renderer); values under keys
+that name a secret (``token``, ``secret``, ``authorization``, ...) are redacted, a
+safety net behind the rule that no call site logs one.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
@@ -72,15 +79,111 @@ def _add_record_extras(
     return event_dict
 
 
+def add_timestamp(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``timestamp``: when the event happened (ISO 8601, UTC).
+
+    A stdlib record carries the time it was made (``created``), which travels with it
+    wherever it is formatted (Thespian's logging process formats other processes'
+    records, late under load); a structlog event is stamped here, in the process and at
+    the moment it is emitted.
+    """
+    record = event_dict.get("_record")
+    created = record.created if record is not None else None
+    stamp = datetime.fromtimestamp(created, UTC) if created is not None else datetime.now(UTC)
+    event_dict.setdefault("timestamp", stamp.isoformat(timespec="microseconds")
+                          .replace("+00:00", "Z"))
+    return event_dict
+
+
+def add_exception_fields(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``exc_type`` and ``exc_message`` of the event's exception, as fields to query on.
+
+    ``exc_info`` (True, an exception or a ``sys.exc_info()`` tuple) is resolved here, in
+    the emitting process while the exception is being handled, into the tuple the
+    renderers print the traceback from (``exception`` in JSON). A record that crossed a
+    process (Thespian pickles ``exc_text``, not the traceback) keeps its text.
+    """
+    exc_info = event_dict.get("exc_info")
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[0] is not None:
+        kind = exc_info[0]
+        event_dict["exc_info"] = exc_info
+        event_dict.setdefault("exc_type", kind.__qualname__ if kind.__module__ == "builtins"
+                              else f"{kind.__module__}.{kind.__qualname__}")
+        event_dict.setdefault("exc_message", str(exc_info[1]))
+        return event_dict
+    if exc_info is not None:
+        event_dict.pop("exc_info")  # False, or an exception already gone
+    record = event_dict.get("_record")
+    text = getattr(record, "exc_text", None) if record is not None else None
+    if text:
+        event_dict.setdefault("exception", text)
+        last = text.rstrip().rsplit("\n", 1)[-1]
+        kind, sep, message = last.partition(": ")
+        event_dict.setdefault("exc_type", kind.strip())
+        event_dict.setdefault("exc_message", message if sep else "")
+    return event_dict
+
+
+#: Substrings of a key whose value is a secret (case-insensitive): ``bot_token``,
+#: ``Authorization``, ``cluster_secret``, ``password``...
+SECRET_KEY_PARTS = ("token", "secret", "authorization", "password", "passwd", "cookie",
+                    "api_key", "apikey", "credential")
+REDACTED = "[redacted]"
+
+
+def _is_secret_key(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    lowered = key.lower()
+    return any(part in lowered for part in SECRET_KEY_PARTS)
+
+
+def _redacted(value: Any, depth: int = 0) -> Any:
+    if depth > 3:
+        return value
+    if isinstance(value, dict):
+        return {k: REDACTED if _is_secret_key(k) else _redacted(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(v, depth + 1) for v in value)
+    return value
+
+
+def redact_secrets(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace the value of every field whose name names a secret (and such keys in
+    dicts and lists under a field) with ``[redacted]``: a safety net, run last before
+    rendering, for both kinds of line."""
+    for key in list(event_dict):
+        if key.startswith("_") or key in ("event", "exc_info"):
+            continue
+        value = event_dict[key]
+        if _is_secret_key(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, dict | list | tuple):
+            event_dict[key] = _redacted(value)
+    return event_dict
+
+
 def _shared_processors() -> list[Any]:
     """Processors every event goes through, structlog's and stdlib's alike."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
         add_trace_context,
         structlog.processors.StackInfoRenderer(),
+        add_exception_fields,
     ]
 
 
@@ -136,6 +239,7 @@ def _renderer_chain(json: bool, stream: TextIO | None) -> list[Any]:
     if json:
         return [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ]
@@ -146,6 +250,7 @@ def _renderer_chain(json: bool, stream: TextIO | None) -> list[Any]:
         colors = False
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        redact_secrets,
         structlog.dev.ConsoleRenderer(colors=colors),
     ]
 
@@ -154,9 +259,9 @@ def log_defs(*, json: bool | None = None, level: str = "INFO") -> dict[str, Any]
     """A ``logging.config.dictConfig`` for Thespian's ``logDefs``.
 
     In Thespian's actor processes the root logger forwards records to Thespian's
-    logging process and refuses new handlers; that process formats them with this
-    configuration. Node processes call ``configure_logging(install_handler=False)``:
-    structlog's processors (trace ids included) still run where the event happens.
+    logging process, which formats them with this configuration (the membership and
+    supervisor processes: few records). Node processes call ``configure_logging()``,
+    which writes their records to their own stderr instead (``_install``).
     """
     use_json = _default_json() if json is None else json
     return {
@@ -191,7 +296,9 @@ def configure_logging(
     wanted = (use_json, numeric_level, id(stream))
 
     with _State.lock:
-        if _State.applied == wanted:
+        root = logging.getLogger()
+        # (A forked Thespian process inherits ``applied`` but has a new root logger.)
+        if _State.applied == wanted and (not install_handler or _State.handler in root.handlers):
             return
         shared = _shared_processors()
         formatter = structlog.stdlib.ProcessorFormatter(
@@ -203,11 +310,8 @@ def configure_logging(
         )
         handler.setFormatter(formatter)
 
-        root = logging.getLogger()
         if install_handler:
-            if _State.handler is not None:
-                root.removeHandler(_State.handler)
-            root.addHandler(handler)
+            _install(root, handler, _State.handler)
             root.setLevel(numeric_level)
             _State.handler = handler
 
@@ -225,6 +329,29 @@ def configure_logging(
                 cache_logger_on_first_use=True,
             )
         _State.applied = wanted
+
+
+def _install(root: logging.Logger, handler: logging.Handler,
+             previous: logging.Handler | None) -> None:
+    """Put ``handler`` on the root logger in place of ``previous``.
+
+    In a Thespian actor process (a node process) the root logger is Thespian's
+    ``ThespianLogForwarder``: it sends every record, pickled, to Thespian's logging
+    process (which formats them one at a time: a burst of 1,000 records from a node
+    was written seconds to minutes late, and an exception lost its traceback on the
+    way) and refuses handlers. There the forwarder's handler is replaced by ours, so a
+    node writes its own records to its own stderr (the terminal or journal of
+    ``greenroom run``, which the node processes inherit) when they happen (README,
+    "Decisions recorded here").
+    """
+    try:
+        if previous is not None:
+            root.removeHandler(previous)
+        root.addHandler(handler)
+    except NotImplementedError:  # Thespian's forwarder
+        for old in list(root.handlers):
+            logging.Logger.removeHandler(root, old)
+        logging.Logger.addHandler(root, handler)
 
 
 def get_logger(name: str | None = None, **initial_values: Any) -> structlog.stdlib.BoundLogger:
