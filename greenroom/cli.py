@@ -122,8 +122,10 @@ def _run(args: argparse.Namespace) -> int:
                  **members.info.get(name, {}))
     # Every node serves the same ports (SO_REUSEPORT), so any node's URLs are the URLs.
     served = next((members.info[n] for n in cluster.node_names if n in members.info), {})
+    # Never the bot token in a log record (logs are shipped and kept): the banner below
+    # shows it to the operator on a terminal, and the seed file (mode 0600) holds it.
     log.info("gateway serving", gateway_url=served.get("gateway"),
-             rest_url=served.get("rest"), bot_token=seeded["token"],
+             rest_url=served.get("rest"), seed_file=str(_seed_file(settings)),
              guild_id=seeded["guild_id"], channel_id=seeded["channel_id"],
              storage=settings.backend)
     if os.environ.get("GREENROOM_LOG_FORMAT", "").lower() != "json":
