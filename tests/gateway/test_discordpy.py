@@ -15,6 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.seed import create_user
+from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 
 discord = pytest.importorskip("discord")
@@ -183,6 +185,47 @@ def test_discordpy_edit_delete_typing_channels_members(tmp_path: Path,
                     pass
                 assert event[1] == r.other_id
                 await ws.close()
+            finally:
+                await client.close()
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+
+    run(main, timeout=30)
+
+
+def test_discordpy_invites(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+    """discord.py's ``create_invite`` and ``fetch_invite`` (issue 10, finding 5: a user
+    joins by accepting an invite); a user accepts it with their own token."""
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            pointed_at_greenroom(r.gateway)
+            client = discord.Client(intents=discord.Intents.default())
+            ready = asyncio.Event()
+
+            @client.event
+            async def on_ready() -> None:
+                ready.set()
+
+            await client.login(r.seeded.token)
+            runner = asyncio.create_task(client.connect(reconnect=True))
+            try:
+                await asyncio.wait_for(ready.wait(), 10)
+                channel = client.get_channel(r.seeded.channel_id)
+                invite = await channel.create_invite(max_age=600, max_uses=1)
+                assert invite.max_uses == 1 and invite.max_age == 600 and invite.uses == 0
+                assert invite.guild.id == r.seeded.guild_id and invite.inviter.id == client.user.id
+                fetched = await client.fetch_invite(invite.code)
+                assert fetched.code == invite.code and fetched.channel.id == channel.id
+                assert fetched.expires_at is not None
+                eve_id, eve = await create_user(r.gateway.storage, SnowflakeGenerator(worker=7),
+                                                "eve", bot=False)
+                async with http.post(f"{r.gateway.rest_url}/invites/{invite.code}",
+                                     headers={"Authorization": f"Bot {eve}"}) as resp:
+                    assert resp.status == 200 and (await resp.json())["new_member"] is True
+                with pytest.raises(discord.NotFound):
+                    await client.fetch_invite(invite.code)  # its one use is taken
+                assert await r.gateway.storage.get_member(r.seeded.guild_id, eve_id) is not None
             finally:
                 await client.close()
                 runner.cancel()
