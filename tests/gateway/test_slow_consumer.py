@@ -1,0 +1,194 @@
+"""Slow consumers (issue 10, finding 3): a client that stops reading costs the node a
+bounded amount, is disconnected with a resumable close, and RESUMEs without a gap.
+
+Real sockets, a real gateway in a process of its own (``loadtest.abuse_slow.start_node``,
+so /proc of that process measures the gateway alone), clients on plain sockets that read
+only when told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from gateway.outbound import WriteLimits
+from gateway.protocol import GatewayConfig
+from loadtest.abuse_slow import (
+    Closed,
+    RawClient,
+    measure_slow_consumers,
+    post_burst,
+    read_messages,
+    start_node,
+    wait_until,
+)
+
+MESSAGES = 1000
+CONTENT = 1900  # ~2.3 KB a MESSAGE_CREATE frame
+
+
+def run(main: Awaitable[Any], timeout: float = 90.0) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(main, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def stuck_clients(ws: str, token: str, count: int) -> list[RawClient]:
+    """Clients that IDENTIFY, read READY and the GUILD_CREATE, heartbeat, and stop reading."""
+    clients = [await RawClient.connect(ws) for _ in range(count)]
+    for client in clients:
+        await client.identify(token)
+        await client.heartbeat()
+    return clients
+
+
+async def read_until_closed(client: RawClient) -> tuple[list[str], int | None]:
+    """What a client that wakes up reads: the messages queued for it, then the close."""
+    numbers: list[str] = []
+    while True:
+        try:
+            message = await client.recv()
+        except Closed as closed:
+            return numbers, closed.code
+        if message.get("t") == "MESSAGE_CREATE":
+            numbers.append(message["d"]["content"].split(":", 1)[0])
+
+
+async def resume(ws: str, token: str, client: RawClient) -> tuple[list[str], dict[str, Any]]:
+    """RESUME ``client``'s session on a new connection at the last seq it read: the
+    replayed message numbers, and the payload that ended the replay (RESUMED or op 9)."""
+    again = await RawClient.connect(ws, rcvbuf=None)
+    assert client.session_id is not None
+    await again.resume(token, client.session_id, client.seq)
+    numbers: list[str] = []
+    try:
+        while True:
+            message = await again.recv()
+            if message.get("t") == "MESSAGE_CREATE":
+                numbers.append(message["d"]["content"].split(":", 1)[0])
+            elif message.get("t") == "RESUMED" or message.get("op") == 9:
+                return numbers, message
+    finally:
+        again.close()
+
+
+def test_stuck_clients_cost_at_most_the_bound_and_are_disconnected() -> None:
+    """The figure of ``make bench-abuse``: 10 clients that heartbeat and never read
+    during a burst of 1,000 messages of ~2 KB. Before the bound each held the whole
+    burst (~2.5 MB, kernel and user space) and none was disconnected."""
+    limits = WriteLimits(stall_timeout_s=0.5, close_grace_s=0.5)
+    figures = run(measure_slow_consumers(10, MESSAGES, CONTENT, limits=limits,
+                                         disconnect_timeout_s=15))
+    assert figures.reader_complete
+    assert figures.disconnected == figures.sessions
+    assert figures.growth_per_session <= limits.high_water + (64 << 10), figures
+    # Linux doubles SO_SNDBUF for its bookkeeping; the payload queued stays below that
+    assert figures.kernel_queue_peak <= 2 * limits.send_buffer, figures
+
+
+def test_a_client_that_stops_reading_gets_4000_and_resumes_without_a_gap() -> None:
+    """Closed at the high-water mark (no stall allowance) with 4000; reading again, the
+    client gets what was queued, the close, and after RESUME every later message in
+    the order the reading client saw; the reading client is never disconnected."""
+    limits = WriteLimits(stall_timeout_s=0.0, close_grace_s=60.0)
+
+    async def main() -> None:
+        async with start_node(limits=limits) as node:
+            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            await reader.identify(node.token)
+            stuck = await stuck_clients(node.ws, node.token, 3)
+            got = asyncio.ensure_future(read_messages(reader, MESSAGES))
+            await post_burst(node, MESSAGES, CONTENT)
+            order = await got  # the dispatch order every session sees
+            for client in stuck:
+                before, code = await read_until_closed(client)
+                assert code == 4000
+                assert 0 < len(before) < MESSAGES  # closed once over the bound
+                replayed, last = await resume(node.ws, node.token, client)
+                assert last.get("t") == "RESUMED", last
+                assert before + replayed == order
+                client.close()
+            await reader.heartbeat()  # still connected: answered
+            while (await reader.recv()).get("op") != 11:
+                pass
+            reader.close()
+
+    run(main())
+
+
+def test_a_client_that_never_reads_is_reset_and_resumes_every_missed_dispatch() -> None:
+    """With the default stall allowance shortened: the node aborts (RST) a client that
+    never reads; its session keeps the burst (1,000 < replay_max_entries = 2,048) and
+    a RESUME replays all of it, in order."""
+    limits = WriteLimits(stall_timeout_s=0.3, close_grace_s=0.3)
+
+    async def main() -> None:
+        async with start_node(limits=limits) as node:
+            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            await reader.identify(node.token)
+            (stuck,) = await stuck_clients(node.ws, node.token, 1)
+            got = asyncio.ensure_future(read_messages(reader, MESSAGES))
+            await post_burst(node, MESSAGES, CONTENT)
+            order = await got
+            await wait_until(stuck.reset_by_peer, 15, "the stuck client reset")
+            replayed, last = await resume(node.ws, node.token, stuck)
+            assert last.get("t") == "RESUMED", last
+            assert replayed == order
+            stuck.close()
+            reader.close()
+
+    run(main())
+
+
+def test_beyond_the_replay_limit_resume_gets_invalid_session() -> None:
+    """A stuck client whose backlog outgrew the replay log (64 entries here) is closed
+    at once, and its RESUME is refused with op 9 d=false rather than replayed with a gap."""
+    limits = WriteLimits(stall_timeout_s=30.0, close_grace_s=0.3)
+
+    async def main() -> None:
+        async with start_node(GatewayConfig(replay_max_entries=64), limits) as node:
+            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            await reader.identify(node.token)
+            (stuck,) = await stuck_clients(node.ws, node.token, 1)
+            got = asyncio.ensure_future(read_messages(reader, MESSAGES))
+            await post_burst(node, MESSAGES, CONTENT)
+            await got
+            # long before the 30 s stall allowance: the full log closed it
+            await wait_until(stuck.reset_by_peer, 10, "the stuck client reset")
+            replayed, last = await resume(node.ws, node.token, stuck)
+            assert (last.get("op"), last.get("d")) == (9, False), last
+            assert replayed == []
+            stuck.close()
+            reader.close()
+
+    run(main())
+
+
+def test_a_slow_reader_gets_everything_in_order_through_zlib_stream() -> None:
+    """A client that pauses reading (shorter than the stall allowance) and then reads:
+    the node held most of the burst in the replay log, not as bytes (32 KiB high-water
+    mark, 8 KiB socket buffers, ~2.3 MB burst), and writes it on resume_writing, in
+    order, through the connection's zlib stream; no disconnect."""
+    limits = WriteLimits(high_water=32 << 10, low_water=8 << 10, send_buffer=8 << 10,
+                         stall_timeout_s=30.0, close_grace_s=1.0)
+
+    async def main() -> None:
+        async with start_node(limits=limits) as node:
+            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            await reader.identify(node.token)
+            slow = await RawClient.connect(node.ws, compress=True)
+            await slow.identify(node.token)
+            await slow.heartbeat()
+            got = asyncio.ensure_future(read_messages(reader, MESSAGES))
+            await post_burst(node, MESSAGES, CONTENT)
+            order = await got
+            assert await read_messages(slow, MESSAGES) == order
+            await slow.heartbeat()
+            while (await slow.recv()).get("op") != 11:
+                pass
+            slow.close()
+            reader.close()
+
+    run(main())
