@@ -5,6 +5,14 @@ ingress, so a retried write keeps its key), hands the write to the storage actor
 only when the storage actor answers ``Written`` (durable) does it answer the poster
 and ask the guild actor to fan MESSAGE_CREATE out — encoded once, here.
 
+``enforce_nonce`` sends (Discord: the same author and nonce within a few minutes get the
+first message back) hold across restarts, passivation and moves: the create claims the
+nonce in storage with the message's own write (``MessageCreate.claim_nonce``, for
+``storage.model.NONCE_WINDOW_S``), and a send whose nonce this incarnation does not
+know asks storage before it takes a snowflake. A claim whose message is missing (the
+write was cut short) is re-sent under the claimed id, so there is still one message.
+``_nonces`` is only a cache of what storage holds.
+
 It also keeps the channel's recent messages (``gateway.recent_messages``): history reads
 (``ReadHistory``) are answered from them when that is exact, otherwise from storage.
 
@@ -46,16 +54,18 @@ from gateway.tracing import child, context_of, fail, start
 from storage.history import HistoryQuery
 from storage.messages import (
     Busy,
+    FindNonce,
     History,
     HistoryFailed,
     HistoryResult,
+    NonceFound,
     Write,
     WriteFailed,
     Written,
 )
 from storage.model import Message, MessageCreate, MessageDelete, MessageEdit
 
-#: Remembered (author, nonce) pairs per channel for ``enforce_nonce`` sends.
+#: (author, nonce) pairs cached per channel for ``enforce_nonce`` sends (storage has all).
 NONCE_MEMORY = 256
 #: After ``Handoff``, seconds to wait for storage's answers before failing the askers.
 HANDOFF_TIMEOUT_S = 10.0
@@ -75,6 +85,11 @@ class ChannelActor(Actor):
         self._nonces: OrderedDict[tuple[str, str], Any] = OrderedDict()
         #: message id -> later senders of the same enforced nonce, answered with it
         self._waiters: dict[int, list[Any]] = {}
+        #: (author, nonce) -> the sends waiting for storage's answer about that nonce
+        self._nonce_lookups: dict[tuple[str, str], list[tuple[Any, PostMessage]]] = {}
+        #: ("nonce", n) -> the (author, nonce) asked about
+        self._lookup_keys: dict[tuple[str, int], tuple[str, str]] = {}
+        self._lookup_refs = 0
         #: message id -> (channel.post span, storage.write span), only for traced posts
         self._spans: dict[int, tuple[Any, Any]] = {}
         #: ("change", n) -> (sender, the edit or delete) while its write is in flight
@@ -114,13 +129,17 @@ class ChannelActor(Actor):
             self._typing(msg)
         elif isinstance(msg, ReadHistory):
             self._read_history(msg, sender)
+        elif isinstance(msg, NonceFound):
+            self._nonce_found(msg)
+        elif isinstance(msg, HistoryFailed) and msg.ref in self._lookup_keys:
+            self._nonce_lookup_failed(msg.ref)
         elif isinstance(msg, HistoryResult | HistoryFailed):
             self._history_answered(msg)
         elif isinstance(msg, Busy):
             self._failed(msg.ref, PostFailed(429, 0, "storage is busy, retry later",
                                              msg.retry_after_s))
         elif isinstance(msg, WriteFailed):
-            self._failed(msg.ref, PostFailed(500, 0, f"write failed: {msg.error}"))
+            self._failed(msg.ref, _write_failure(msg))
         elif isinstance(msg, Activated):
             self.channel_id = int(msg.key[1])  # channel_key: (guild id, channel id)
         elif isinstance(msg, Handoff):
@@ -132,7 +151,8 @@ class ChannelActor(Actor):
             self._abandon("the channel stopped")
 
     def _in_flight(self) -> bool:
-        return bool(self._pending or self._changes or self._reads or self._fill_waiters)
+        return bool(self._pending or self._changes or self._reads or self._fill_waiters
+                    or self._nonce_lookups)
 
     def _abandon(self, why: str) -> None:
         """Answer every pending asker with a retryable 503 (the channel must stop now);
@@ -140,6 +160,8 @@ class ChannelActor(Actor):
         failure = PostFailed(503, 0, f"{why}; not acknowledged, retry")
         for ref in [*self._pending, *self._changes]:
             self._failed(ref, failure)
+        for ref in list(self._lookup_keys):
+            self._nonce_lookup_failed(ref, failure)
         for sender, _ in [*self._reads.values(), *self._fill_waiters]:
             self.send(sender, failure)
         self._reads.clear()
@@ -147,17 +169,66 @@ class ChannelActor(Actor):
         self._fill_ref = None
 
     def _post(self, msg: PostMessage, sender: Any) -> None:
-        key = None
-        if msg.enforce_nonce and msg.nonce:
-            key = (str(msg.author["id"]), msg.nonce)
-            earlier = self._nonces.get(key)
-            if isinstance(earlier, dict):
-                self.send(sender, Posted(_rest_view(earlier)))
-                return
-            if earlier in self._pending:  # the same send is still being written
-                self._waiters.setdefault(earlier, []).append(sender)
-                return
-        message_id = self.ctx.snowflakes.next_id()
+        if not (msg.enforce_nonce and msg.nonce):
+            self._create(msg, sender, None, None)
+            return
+        key = (str(msg.author["id"]), msg.nonce)
+        earlier = self._nonces.get(key)
+        if isinstance(earlier, dict):
+            self.send(sender, Posted(_rest_view(earlier)))
+            return
+        if earlier in self._pending:  # the same send is still being written
+            self._waiters.setdefault(earlier, []).append(sender)
+            return
+        waiting = self._nonce_lookups.get(key)
+        if waiting is not None:  # storage is being asked about this nonce already
+            waiting.append((sender, msg))
+            return
+        # Not known to this incarnation: storage knows if it was sent before a restart,
+        # a passivation or a move.
+        self._lookup_refs += 1
+        ref = ("nonce", self._lookup_refs)
+        self._nonce_lookups[key] = [(sender, msg)]
+        self._lookup_keys[ref] = key
+        self.send(self.ctx.storage_actor,
+                  FindNonce(ref, self.channel_id, int(msg.author["id"]), msg.nonce))
+
+    def _nonce_found(self, found: NonceFound) -> None:
+        key = self._lookup_keys.pop(found.ref, None)
+        if key is None:
+            return
+        posts = self._nonce_lookups.pop(key)
+        first_sender, first = posts[0]
+        if found.message is not None:  # sent before: answer with that message
+            payload = message_object(found.message, first.author, first.member)
+            self._remember_nonce(key, payload)
+            for sender, _ in posts:
+                self.send(sender, Posted(_rest_view(payload)))
+            return
+        # Unclaimed (a new id), or claimed by a write that never completed (its id again)
+        self._create(first, first_sender, key, found.message_id)
+        for sender, msg in posts[1:]:
+            self._post(msg, sender)  # waits for the write just sent (or asks again)
+
+    def _nonce_lookup_failed(self, ref: tuple[str, int],
+                             failure: PostFailed | None = None) -> None:
+        key = self._lookup_keys.pop(ref)
+        failure = failure or PostFailed(503, 0, "storage unavailable; not acknowledged, retry")
+        for sender, _ in self._nonce_lookups.pop(key):
+            self.send(sender, failure)
+
+    def _remember_nonce(self, key: tuple[str, str], value: Any) -> None:
+        self._nonces[key] = value
+        self._nonces.move_to_end(key)
+        while len(self._nonces) > NONCE_MEMORY:
+            self._nonces.popitem(last=False)
+
+    def _create(self, msg: PostMessage, sender: Any, key: tuple[str, str] | None,
+                message_id: int | None) -> None:
+        """Write a new message (under ``message_id`` if given: a claimed nonce's id);
+        ``key``: the (author, nonce) it claims for ``enforce_nonce``."""
+        if message_id is None:
+            message_id = self.ctx.snowflakes.next_id()
         message = Message(
             channel_id=self.channel_id,
             id=message_id,
@@ -169,7 +240,7 @@ class ChannelActor(Actor):
             type=msg.type,
         )
         try:
-            write = MessageCreate(message)
+            write = MessageCreate(message, claim_nonce=key is not None)
         except (TypeError, ValueError) as exc:
             self.send(sender, PostFailed(400, 50035, f"Invalid Form Body: {exc}"))
             return
@@ -177,9 +248,7 @@ class ChannelActor(Actor):
         self._pending[message_id] = (sender, msg, payload)
         self._cache_writes[message_id] = message
         if key is not None:
-            self._nonces[key] = message_id
-            while len(self._nonces) > NONCE_MEMORY:
-                self._nonces.popitem(last=False)
+            self._remember_nonce(key, message_id)
         if msg.trace is not None:  # spans: channel.post, and its storage.write until durable
             span = start(msg.trace, "channel.post", {"greenroom.channel_id": self.channel_id,
                                                      "greenroom.message_id": message_id})
@@ -363,6 +432,17 @@ def placement_key(kind: str, key: Any) -> int:
         guild_id, channel_id = key
         return int(channel_id if guild_id is None else guild_id)
     raise ValueError(f"{kind!r} is not a placed kind")
+
+
+def _write_failure(failed: WriteFailed) -> PostFailed:
+    """What the poster hears when storage could not write its message: a rejected value
+    is the client's (400), an outage is retryable (503), anything else a server error.
+    ``failed.error`` is storage's client-safe reason (never the database's own text)."""
+    if failed.rejected:
+        return PostFailed(400, 50035, f"Invalid Form Body: {failed.error}")
+    if failed.transient:
+        return PostFailed(503, 0, f"{failed.error}; not acknowledged")
+    return PostFailed(500, 0, f"write failed: {failed.error}")
 
 
 def _rest_view(payload: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,10 @@ Each ``Write`` is acknowledged (``Written``) only when every write in it is dura
 * Retries: a write that failed transiently (timeout, node down) is retried with
   exponential backoff and jitter - safe because every write is idempotent (timestamped,
   keyed by its snowflake) - until ``retry_budget_s`` has passed since it was accepted;
-  then its sender gets ``WriteFailed``. Permanent errors fail at once.
+  then its sender gets ``WriteFailed``. Permanent errors fail at once, and only the
+  write that caused them: the backend retries the rest of its batch without it
+  (storage.base). The answer names a reason safe for a client; the database's own text
+  goes to the log.
 * Recovery: after repeated failing flushes the actor rebuilds the backend's connections
   (``Storage.reconnect``: a new CQL ``Cluster``), because the driver does not always
   recover on its own after the database restarts. The actor itself keeps running.
@@ -46,10 +49,12 @@ from actors import Actor, IODone, Timeout
 from storage.base import Storage
 from storage.messages import (
     Busy,
+    FindNonce,
     GetStorageStats,
     History,
     HistoryFailed,
     HistoryResult,
+    NonceFound,
     StorageFailed,
     StorageReady,
     StorageStart,
@@ -76,6 +81,8 @@ class _Request:
     remaining: int
     failed: list[MessageWrite] = field(default_factory=list)
     error: str = ""
+    rejected: bool = True  # every failure so far was a rejection
+    transient: bool = False
 
 
 @dataclass(slots=True)
@@ -138,6 +145,8 @@ class StorageActor(Actor):
             self._on_timer(msg.ref, msg.payload)
         elif kind is History:
             self._on_history(msg, sender)
+        elif kind is FindNonce:
+            self._on_find_nonce(msg, sender)
         elif kind is StorageStart:
             self._on_start(msg, sender)
         elif kind is GetStorageStats:
@@ -174,14 +183,17 @@ class StorageActor(Actor):
         self.queues.clear()
         self.retrying.clear()
         for entry in waiting:
-            self._finish(entry, "storage actor stopped")
+            self._finish(entry, "storage actor stopped", transient=True)
 
     def _resume(self) -> None:
         if self.waiting:
             self._flush()
         waiting, self.waiting_reads = self.waiting_reads, []
         for sender, msg in waiting:
-            self._on_history(msg, sender)
+            if isinstance(msg, FindNonce):
+                self._on_find_nonce(msg, sender)
+            else:
+                self._on_history(msg, sender)
 
     # -- writes ------------------------------------------------------------------------
     def _limits(self) -> tuple[int, int]:
@@ -283,13 +295,15 @@ class StorageActor(Actor):
         for entry, outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
                 self._finish(entry, None)
-            elif self.storage.is_transient(outcome) and (
-                now - entry.accepted_at < self.cfg.retry_budget_s
-            ):
+            elif not self.storage.is_transient(outcome):
+                self._fail_permanently(entry, outcome)
+            elif now - entry.accepted_at < self.cfg.retry_budget_s:
                 entry.attempts += 1
                 retry.append(entry)
             else:
-                self._finish(entry, f"{type(outcome).__name__}: {outcome}")
+                log.warning("storage: write failed after its retry budget: %s: %s",
+                            type(outcome).__name__, outcome)
+                self._finish(entry, "storage unavailable, retry later", transient=True)
         if retry:
             self.stats.retries += len(retry)
             attempts = max(e.attempts for e in retry)
@@ -321,7 +335,23 @@ class StorageActor(Actor):
                 # window, or the last batch out, gather them.
                 self.flush_timer = self.start_timer(self.cfg.flush_window_ms / 1000.0, "flush")
 
-    def _finish(self, entry: _Entry, error: str | None) -> None:
+    def _fail_permanently(self, entry: _Entry, exc: BaseException) -> None:
+        """A write that can never succeed as sent: rejected (its values; a client error,
+        logged at INFO) or a server error (logged as a WARNING). Only the reason is sent
+        back; the exception's text may name internals."""
+        assert self.storage is not None
+        reason = self.storage.rejection(exc)
+        if reason is not None:
+            log.info("storage: write to channel %s rejected: %s (%s: %s)",
+                     entry.write.channel_id, reason, type(exc).__name__, exc)
+            self._finish(entry, reason, rejected=True)
+        else:
+            log.warning("storage: write to channel %s failed: %s: %s",
+                        entry.write.channel_id, type(exc).__name__, exc)
+            self._finish(entry, "storage error")
+
+    def _finish(self, entry: _Entry, error: str | None, *, rejected: bool = False,
+                transient: bool = False) -> None:
         request = entry.request
         if error is None:
             self.stats.writes_acked += 1
@@ -330,12 +360,14 @@ class StorageActor(Actor):
             self.stats.writes_failed += 1
             request.failed.append(entry.write)
             request.error = error
+            request.rejected = request.rejected and rejected
+            request.transient = request.transient or transient
         request.remaining -= 1
         if request.remaining == 0:
             if request.failed:
-                self.send(
-                    request.sender, WriteFailed(request.ref, request.error, tuple(request.failed))
-                )
+                self.send(request.sender, WriteFailed(
+                    request.ref, request.error, tuple(request.failed),
+                    rejected=request.rejected, transient=request.transient))
             else:
                 self.send(request.sender, Written(request.ref))
 
@@ -372,6 +404,20 @@ class StorageActor(Actor):
         self.reads_by_channel.setdefault(read.channel_id, set()).add(key)
         self.run_io(self.storage.history(msg.query), ("read", read))
 
+    def _on_find_nonce(self, msg: FindNonce, sender: Any) -> None:
+        if self.storage is None:
+            self.waiting_reads.append((sender, msg))
+            return
+        self.run_io(self._find_nonce(self.storage, msg), ("nonce", sender, msg.ref))
+
+    @staticmethod
+    async def _find_nonce(storage: Storage, msg: FindNonce) -> NonceFound:
+        message_id = await storage.find_nonce(msg.channel_id, msg.author_id, msg.nonce)
+        if message_id is None:
+            return NonceFound(msg.ref, None)
+        return NonceFound(msg.ref, message_id,
+                          await storage.get_message(msg.channel_id, message_id))
+
     def _invalidate_reads(self, channel_id: int) -> None:
         keys = self.reads_by_channel.pop(channel_id, None)
         if keys:
@@ -386,12 +432,18 @@ class StorageActor(Actor):
                 keys.discard(read.query_key)
                 if not keys:
                     del self.reads_by_channel[read.channel_id]
+        failed = None if error is None else self._read_failed(None, error)
         for sender, ref in read.waiters:
-            if error is None:
+            if failed is None:
                 self.send(sender, HistoryResult(ref, result))
             else:
-                transient = self.storage is not None and self.storage.is_transient(error)
-                self.send(sender, HistoryFailed(ref, f"{type(error).__name__}: {error}", transient))
+                self.send(sender, HistoryFailed(ref, failed.error, failed.transient))
+
+    def _read_failed(self, ref: Any, error: BaseException) -> HistoryFailed:
+        transient = self.storage is not None and self.storage.is_transient(error)
+        log.warning("storage: read failed: %s: %s", type(error).__name__, error)
+        return HistoryFailed(ref, "storage unavailable, retry later" if transient
+                             else "storage error", transient)
 
     # -- completions and timers ----------------------------------------------------------
     def _on_io(self, msg: IODone) -> None:
@@ -401,6 +453,9 @@ class StorageActor(Actor):
             self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
         elif what == "read":
             self._after_read(tag[1], msg.result, msg.error)
+        elif what == "nonce":
+            self.send(tag[1], msg.result if msg.error is None
+                      else self._read_failed(tag[2], msg.error))
         elif what == "reconnect":
             self.reconnecting = False
             if msg.error is None:

@@ -8,6 +8,16 @@ Writes of messages go through ``apply``: it takes many writes, groups them per p
 (the unit the database can write atomically and cheaply) and returns one outcome per
 write - ``None`` once that write is durable, or the exception that stopped it - so a
 caller such as the storage actor can acknowledge or retry each write on its own.
+
+Failures are isolated: a write the database can never hold (a lone surrogate in its
+text, a value the database refuses) must not fail the others it was batched with - a
+batch is an optimisation, not a unit the client chose, and its writes may belong to
+other users. So a backend whose batch fails for a reason that is not transient retries
+its writes apart (SQLite: a savepoint per write in one transaction; CQL: the batch cut
+in halves) and returns the exception only for the write that caused it. Outcomes are
+then sorted in three: transient (``is_transient``: retry), rejected (``rejection``: this
+write can never succeed, a client error with a reason safe to show) and anything else
+(a server error; its text is for the log, never for the client).
 """
 
 from __future__ import annotations
@@ -39,6 +49,18 @@ class StorageError(Exception):
     def __init__(self, message: str, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def rejection_reason(exc: BaseException) -> str | None:
+    """The client-facing reason for the errors every backend meets when a value cannot
+    be encoded or bound: they come from the write itself, so retrying cannot help."""
+    if isinstance(exc, UnicodeError):
+        return "text must be valid Unicode (no lone surrogates)"
+    if isinstance(exc, OverflowError):
+        return "a number is out of range"
+    if isinstance(exc, TypeError | ValueError):
+        return "a value cannot be stored"
+    return None
 
 
 class Storage(abc.ABC):
@@ -73,6 +95,12 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def is_transient(self, exc: BaseException) -> bool:
         """True if ``exc`` is worth retrying (timeouts, unavailable replicas, a busy file)."""
+
+    def rejection(self, exc: BaseException) -> str | None:
+        """Why the write can never be stored, if ``exc`` (one write's outcome) says so:
+        a reason fit for the client (no driver or SQL text), else None. Backends add
+        their own refusals (SQLite's constraint errors, CQL's ``InvalidRequest``)."""
+        return rejection_reason(exc)
 
     async def __aenter__(self) -> Storage:
         await self.open()
@@ -115,6 +143,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def get_message(self, channel_id: int, message_id: int) -> Message | None: ...
+
+    @abc.abstractmethod
+    async def find_nonce(self, channel_id: int, author_id: int, nonce: str) -> int | None:
+        """The id of the message ``author_id`` created in the channel with ``nonce`` and
+        ``claim_nonce`` (see ``MessageCreate``), while its window lasts; else None."""
 
     @abc.abstractmethod
     async def history(self, query: HistoryQuery) -> list[Message]:

@@ -8,7 +8,14 @@ Writes: ``Write`` -> exactly one of ``Written`` (all its writes are durable),
 idempotent, so sending the whole ``Write`` again is safe) or ``Busy`` (nothing was
 queued: the queue is full; send again after ``retry_after_s``).
 
-Reads: ``History`` -> ``HistoryResult`` or ``HistoryFailed``.
+A write fails alone: one write the database cannot hold never fails the others it was
+batched with (see storage.base). ``WriteFailed.error`` is safe to show a client (the
+database's own text goes to the log only); ``rejected`` says the writes can never
+succeed (a client error), ``transient`` that the database was unavailable for the whole
+retry budget (send again later).
+
+Reads: ``History`` -> ``HistoryResult`` or ``HistoryFailed``; ``FindNonce`` ->
+``NonceFound`` or ``HistoryFailed``.
 
 If the actor is stopped, queued writes and writes waiting for a retry are answered
 ``WriteFailed``; a batch already sent to the database gets no answer (its outcome is
@@ -70,6 +77,10 @@ class WriteFailed:
     ref: Any
     error: str
     failed: tuple[MessageWrite, ...] = ()
+    #: every failed write can never succeed (its values cannot be stored): a client error
+    rejected: bool = False
+    #: some failed write was still failing transiently when its retry budget ran out
+    transient: bool = False
 
 
 @dataclass(slots=True)
@@ -98,6 +109,28 @@ class HistoryFailed:
     ref: Any
     error: str
     transient: bool = False
+
+
+@dataclass(slots=True)
+class FindNonce:
+    """Which message ``author_id`` created in the channel with ``nonce`` (an
+    ``enforce_nonce`` send, ``MessageCreate.claim_nonce``) within its window, if any."""
+
+    ref: Any
+    channel_id: int
+    author_id: int
+    nonce: str
+
+
+@dataclass(slots=True)
+class NonceFound:
+    """``message_id``: the id claimed by the nonce (None: unclaimed); ``message``: that
+    message, or None if it was never written (its create failed or was cut short after
+    the claim: re-sending it under the same id makes exactly one)."""
+
+    ref: Any
+    message_id: int | None
+    message: Message | None = None
 
 
 @dataclass(slots=True)

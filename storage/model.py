@@ -38,6 +38,9 @@ EDITABLE_FIELDS = (
 )
 MAX_CONTENT_LENGTH = 4000  # Discord's limit for messages (2000, or 4000 with Nitro)
 MAX_SNOWFLAKE = (1 << 63) - 1
+#: How long an ``enforce_nonce`` send is remembered (durably, with the message): Discord
+#: says "a few minutes"; 10 minutes covers a node's restart plus a client's backoff.
+NONCE_WINDOW_S = 600
 
 
 def check_id(name: str, value: Any) -> int:
@@ -141,9 +144,15 @@ def now_us() -> int:
 
 @dataclass(frozen=True, slots=True)
 class MessageCreate:
-    """Insert a message, stamped with its creation time (idempotent by id)."""
+    """Insert a message, stamped with its creation time (idempotent by id).
+
+    ``claim_nonce``: also record (channel, author, nonce) -> this message's id for
+    ``NONCE_WINDOW_S`` after its creation, durable once the create is acknowledged, so
+    an ``enforce_nonce`` retry finds it after a restart (``Storage.find_nonce``).
+    """
 
     message: Message
+    claim_nonce: bool = False
 
     def __post_init__(self) -> None:
         m = self.message
@@ -160,10 +169,17 @@ class MessageCreate:
             raise TypeError("content must be a str")
         if len(m.content) > MAX_CONTENT_LENGTH:
             raise ValueError(f"content is longer than {MAX_CONTENT_LENGTH} characters")
+        if self.claim_nonce and not m.nonce:
+            raise ValueError("claim_nonce needs a message with a nonce")
 
     @property
     def channel_id(self) -> int:
         return self.message.channel_id
+
+    @property
+    def nonce_expires_ms(self) -> int:
+        """When the claimed nonce is forgotten: ``NONCE_WINDOW_S`` after the creation."""
+        return snowflake_ms(self.message.id) + NONCE_WINDOW_S * 1000
 
     @property
     def message_id(self) -> int:

@@ -105,6 +105,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        2,
+        "message_nonces: enforce_nonce sends, remembered for their window",
+        # One row per (channel, author, nonce), written with the message's create and
+        # expiring with its window (storage.model.NONCE_WINDOW_S): TTL'd rows only, so
+        # time-window compaction drops whole expired files; nothing is deleted by hand,
+        # so a short gc_grace is safe (an hour: hints still outlive it).
+        cql=(
+            """CREATE TABLE IF NOT EXISTS {ks}.message_nonces (
+                channel_id bigint, author_id bigint, nonce text, message_id bigint,
+                PRIMARY KEY ((channel_id, author_id, nonce))
+            ) WITH default_time_to_live = 3600 AND gc_grace_seconds = 3600
+              AND compaction = {{'class': 'TimeWindowCompactionStrategy',
+                                'compaction_window_unit': 'HOURS',
+                                'compaction_window_size': 1}}""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS message_nonces (
+                channel_id INTEGER NOT NULL, author_id INTEGER NOT NULL, nonce TEXT NOT NULL,
+                message_id INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (channel_id, author_id, nonce)) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
         4,
         "OAuth2 grants: a user's consent (e.g. guilds.join) to an application",
         cql=(

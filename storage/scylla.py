@@ -9,6 +9,14 @@ How it talks to the driver, and why:
   ``is_idempotent``: every write carries ``USING TIMESTAMP`` so replaying it is harmless,
   which also lets the driver retry it safely.
 * Unwritten columns are bound as ``UNSET_VALUE``, never null (a null is a tombstone).
+* A batch the database refuses as a whole (``InvalidRequest``: one write's value, or the
+  batch's size) is cut in halves, each sent again, down to the write at fault: it fails
+  alone and the writes batched with it, maybe other users', are written (see
+  storage.base). Values the driver cannot encode fail at bind time, one write each.
+* ``enforce_nonce`` claims go to ``message_nonces`` (its own partition, so not in the
+  message's batch): sent beside it, and the create is acknowledged only once both are
+  written; a claim left without its message is repaired by the retry, which reuses the
+  claimed id (gateway.channel).
 * Writes are grouped per partition ``(channel_id, bucket)`` into UNLOGGED batches, and
   partitions with few writes (under ``PACK_BELOW``) owned by the same replicas (and
   shards) share one, so a batch goes to one replica set, never a coordinator fan-out
@@ -41,6 +49,7 @@ from typing import Any
 from cassandra import (
     ConsistencyLevel,
     CoordinationFailure,
+    InvalidRequest,
     OperationTimedOut,
     ReadTimeout,
     Unavailable,
@@ -57,7 +66,7 @@ from cassandra.policies import (
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, tuple_factory
 
-from storage.base import Storage, StorageError
+from storage.base import Storage, StorageError, rejection_reason
 from storage.buckets import bucket_of
 from storage.codec import (
     EDITABLE_COLUMNS,
@@ -72,6 +81,7 @@ from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery, asc_range, desc_range, walk_buckets
 from storage.invites import Invite
 from storage.model import (
+    NONCE_WINDOW_S,
     Channel,
     Guild,
     Member,
@@ -85,6 +95,7 @@ from storage.model import (
     check_id,
 )
 from storage.settings import StorageSettings
+from storage.snowflake import snowflake_ms
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +207,18 @@ class _Request:
         self.loop.call_soon_threadsafe(_settle, self.fut, value, exc)
 
 
+def _text_bytes(text: str) -> int:
+    """UTF-8 length (what the database counts), cheap for ASCII; a lone surrogate
+    counts as 3 bytes (that write fails at bind anyway)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def _batch_size(write: MessageWrite) -> int:
     if isinstance(write, MessageCreate):
         m = write.message
         return (
             96
-            + len(m.content) * 2
+            + _text_bytes(m.content) * 2
             + (len(json.dumps(m.embeds)) if m.embeds else 0)
             + (len(json.dumps(m.attachments)) if m.attachments else 0)
         )
@@ -261,6 +278,13 @@ class ScyllaStorage(Storage):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, _TRANSIENT)
 
+    def rejection(self, exc: BaseException) -> str | None:
+        # A single write refused by the node (batches are split down to the write at fault
+        # before an outcome is given): its values, never something a retry would fix.
+        if isinstance(exc, InvalidRequest):
+            return "the database refused a value of this write"
+        return rejection_reason(exc)
+
     def _prepare_all(self, session: Any) -> dict[str, Any]:
         ks = self.settings.keyspace
         cols = ", ".join(READ_COLUMNS)
@@ -278,6 +302,10 @@ class ScyllaStorage(Storage):
             + f" WHERE {where_msg}",
             "delete_message": f"DELETE FROM {ks}.messages USING TIMESTAMP ? WHERE {where_msg}",
             "get_message": f"SELECT {cols} FROM {ks}.messages WHERE {where_msg}",
+            "claim_nonce": f"INSERT INTO {ks}.message_nonces (channel_id, author_id, nonce, "
+            "message_id) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+            "find_nonce": f"SELECT message_id FROM {ks}.message_nonces WHERE channel_id = ? "
+            "AND author_id = ? AND nonce = ?",
             # Clustering order is newest first: no ORDER BY needed going back.
             "hist_desc_one": f"SELECT {cols} FROM {ks}.messages WHERE channel_id = ? "
             "AND bucket = ? AND message_id < ? LIMIT ?",
@@ -471,6 +499,16 @@ class ScyllaStorage(Storage):
         """One unit per batch: each is one request, durable on its own."""
         return self.plan_batches(writes)
 
+    def _bind_claim(self, write: MessageCreate) -> Any:
+        """The nonce claim's statement, or None once its window has passed (a late
+        replay): it expires when the window does, ``NONCE_WINDOW_S`` after creation."""
+        ttl_s = -(-(write.nonce_expires_ms - int(time.time() * 1000)) // 1000)
+        if ttl_s <= 0:
+            return None
+        m = write.message
+        return self._ps["claim_nonce"].bind(
+            (m.channel_id, m.author_id, m.nonce, m.id, ttl_s, write.timestamp_us))
+
     async def apply(
         self, writes: Sequence[MessageWrite], batched: bool = True
     ) -> list[BaseException | None]:
@@ -479,31 +517,66 @@ class ScyllaStorage(Storage):
             return []
         outcomes: list[BaseException | None] = [None] * len(writes)
         bound: list[Any] = []
+        claims: list[tuple[int, Any]] = []  # (write index, its nonce claim)
         for i, w in enumerate(writes):
             try:
                 bound.append(self._bind_write(w))
+                if isinstance(w, MessageCreate) and w.claim_nonce:
+                    claim = self._bind_claim(w)
+                    if claim is not None:
+                        claims.append((i, claim))
             except Exception as exc:  # bad value for the column type, etc.
                 bound.append(None)
                 outcomes[i] = exc
         groups = self.plan_batches(writes) if batched else [[i] for i in range(len(writes))]
         groups = [[i for i in g if bound[i] is not None] for g in groups]
         groups = [g for g in groups if g]
-        futures = []
-        for group in groups:
-            if len(group) == 1:
-                statement = bound[group[0]]
-            else:
-                statement = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for i in group:
-                    statement.add(bound[i])
-                statement.is_idempotent = True
-            futures.append(self._send(statement))
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        for group, result in zip(groups, results, strict=True):
-            if isinstance(result, BaseException):
-                for i in group:
-                    outcomes[i] = result
+        claims = [(i, c) for i, c in claims if bound[i] is not None]
+        results = await asyncio.gather(
+            *(self._apply_group(g, bound) for g in groups),
+            *(self._send(c) for _, c in claims),
+            return_exceptions=True)
+        for group, result in zip(groups, results, strict=False):
+            for i, outcome in zip(group, (result if isinstance(result, list)
+                                          else [result] * len(group)), strict=True):
+                outcomes[i] = outcome
+        for (i, _), result in zip(claims, results[len(groups):], strict=True):
+            if isinstance(result, BaseException) and outcomes[i] is None:
+                outcomes[i] = result  # acknowledged only with its claim
         return outcomes
+
+    async def _apply_group(self, group: list[int], bound: list[Any]
+                           ) -> list[BaseException | None]:
+        """Send one batch (or statement); if the node refuses it as a whole, send its
+        halves, recursively, so only the write at fault fails (at most 2n-1 requests,
+        and only when a batch was refused)."""
+        if len(group) == 1:
+            statement = bound[group[0]]
+        else:
+            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for i in group:
+                statement.add(bound[i])
+            statement.is_idempotent = True
+        try:
+            await self._send(statement)
+        except Exception as exc:
+            if len(group) == 1 or not isinstance(exc, InvalidRequest):
+                return [exc] * len(group)
+            half = len(group) // 2
+            first, second = await asyncio.gather(self._apply_group(group[:half], bound),
+                                                 self._apply_group(group[half:], bound))
+            return first + second
+        return [None] * len(group)
+
+    async def find_nonce(self, channel_id: int, author_id: int, nonce: str) -> int | None:
+        rows = await self._rows("find_nonce", (check_id("channel_id", channel_id),
+                                               check_id("author_id", author_id), nonce))
+        if not rows:
+            return None
+        message_id = rows[0][0]
+        # The row's TTL counts from its write; the window from the message's creation.
+        window_ms = NONCE_WINDOW_S * 1000
+        return message_id if snowflake_ms(message_id) + window_ms > time.time() * 1000 else None
 
     @staticmethod
     def _live(row: Any) -> bool:

@@ -3,7 +3,9 @@
 SQLite calls block, so every one of them runs on a single worker thread that owns the
 connection (one writer is all SQLite allows anyway); the event loop only awaits. A call
 to ``apply`` is one transaction, so a batch of writes costs one commit (one fsync with
-``synchronous=FULL``) however many messages it holds.
+``synchronous=FULL``) however many messages it holds. If that transaction fails for a
+reason that is not transient, the batch is run again in one transaction with a savepoint
+per write: a write that fails rolls back alone and the others commit (still one fsync).
 
 Messages emulate CQL's per-cell timestamps (see storage.schema) with upserts whose
 ``CASE`` arms keep the newer of two writes per column and refuse anything at or before
@@ -15,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from storage.base import Storage
+from storage.base import Storage, rejection_reason
 from storage.codec import (
     BOOL_COLUMNS,
     EDITABLE_COLUMNS,
@@ -104,6 +107,20 @@ HISTORY_ASC_SQL = (
     "ORDER BY message_id ASC LIMIT ?"
 )
 GET_SQL = f"{_SELECT} WHERE channel_id = ? AND message_id = ? AND create_ts IS NOT NULL"
+# A newer claim (a larger snowflake) replaces an older one, as CQL's write timestamps do.
+CLAIM_NONCE_SQL = (
+    "INSERT INTO message_nonces (channel_id, author_id, nonce, message_id, expires_at_ms) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id, author_id, nonce) DO UPDATE SET "
+    "message_id = excluded.message_id, expires_at_ms = excluded.expires_at_ms "
+    "WHERE excluded.message_id >= message_id"
+)
+FIND_NONCE_SQL = (
+    "SELECT message_id FROM message_nonces WHERE channel_id = ? AND author_id = ? "
+    "AND nonce = ? AND expires_at_ms > ?"
+)
+PURGE_NONCES_SQL = "DELETE FROM message_nonces WHERE expires_at_ms <= ?"
+#: Expired nonce rows are deleted at most this often, inside a write's transaction.
+NONCE_PURGE_INTERVAL_S = 60.0
 
 
 def _sqlite_value(col: str, value: Any) -> Any:
@@ -208,6 +225,7 @@ class SqliteStorage(Storage):
         self.settings = settings
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._nonces_purged = 0.0  # time.monotonic() of the last purge of expired nonces
 
     # -- plumbing ----------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -257,6 +275,13 @@ class SqliteStorage(Storage):
             return "locked" in text or "busy" in text
         return False
 
+    def rejection(self, exc: BaseException) -> str | None:
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+            return "the database refused a value of this write"
+        if isinstance(exc, sqlite3.ProgrammingError) and "binding" in str(exc):
+            return "a value cannot be stored"
+        return rejection_reason(exc)
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         self.queries += 1
         return self._db().execute(sql, params).fetchall()
@@ -272,35 +297,83 @@ class SqliteStorage(Storage):
         db.execute("COMMIT")
 
     # -- messages ----------------------------------------------------------------------
-    def _apply_sync(self, writes: Sequence[MessageWrite]) -> None:
+    @staticmethod
+    def _plan(writes: Sequence[MessageWrite]) -> tuple[list, list, list, list]:
+        """Statement parameters by kind: creates, edits, deletes, nonce claims."""
         creates = []
         edits = []
         deletes = []
+        claims = []
         for w in writes:
             if isinstance(w, MessageCreate):
                 creates.append(_create_params(w))
+                if w.claim_nonce:
+                    m = w.message
+                    claims.append((m.channel_id, m.author_id, m.nonce, m.id,
+                                   w.nonce_expires_ms))
             elif isinstance(w, MessageEdit):
                 edits.append(_upsert_params(w))
             elif isinstance(w, MessageDelete):
                 deletes.append((w.channel_id, w.message_id, w.at_us))
             else:
                 raise TypeError(f"not a message write: {type(w).__name__}")
+        return creates, edits, deletes, claims
+
+    def _run(self, db: sqlite3.Connection, plan: tuple[list, list, list, list]) -> None:
+        creates, edits, deletes, claims = plan
+        # Timestamps make the writes commute, so grouping them by kind is safe.
+        if creates:
+            inserted = db.executemany(INSERT_NEW_SQL, creates).rowcount
+            if inserted != len(creates):
+                # Some ids existed (redelivery, or an edit/delete got there first):
+                # resolve those per column. Rows just inserted are unchanged by it.
+                db.executemany(UPSERT_SQL, creates)
+        if edits:
+            db.executemany(UPSERT_SQL, edits)
+        if deletes:
+            db.executemany(DELETE_SQL, deletes)
+        if claims:
+            db.executemany(CLAIM_NONCE_SQL, claims)
+            now = time.monotonic()
+            if now - self._nonces_purged >= NONCE_PURGE_INTERVAL_S:
+                self._nonces_purged = now
+                db.execute(PURGE_NONCES_SQL, (int(time.time() * 1000),))
+
+    def _apply_sync(self, writes: Sequence[MessageWrite]) -> None:
+        plan = self._plan(writes)
+        self.queries += 1
+        self._transaction(lambda db: self._run(db, plan))
+
+    def _apply_isolated(self, writes: Sequence[MessageWrite]) -> list[BaseException | None]:
+        """The writes in one transaction, each in a savepoint: one that fails is rolled
+        back alone and reported; the others commit together."""
+        outcomes: list[BaseException | None] = [None] * len(writes)
 
         def run(db: sqlite3.Connection) -> None:
-            # Timestamps make the writes commute, so grouping them by kind is safe.
-            if creates:
-                inserted = db.executemany(INSERT_NEW_SQL, creates).rowcount
-                if inserted != len(creates):
-                    # Some ids existed (redelivery, or an edit/delete got there first):
-                    # resolve those per column. Rows just inserted are unchanged by it.
-                    db.executemany(UPSERT_SQL, creates)
-            if edits:
-                db.executemany(UPSERT_SQL, edits)
-            if deletes:
-                db.executemany(DELETE_SQL, deletes)
+            for i, w in enumerate(writes):
+                db.execute("SAVEPOINT one_write")
+                try:
+                    self._run(db, self._plan([w]))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO one_write")
+                    outcomes[i] = exc
+                db.execute("RELEASE one_write")
 
         self.queries += 1
         self._transaction(run)
+        return outcomes
+
+    def _apply_batch(self, writes: Sequence[MessageWrite]) -> list[BaseException | None]:
+        try:
+            self._apply_sync(writes)
+            return [None] * len(writes)
+        except Exception as exc:
+            if len(writes) == 1 or self.is_transient(exc):
+                return [exc] * len(writes)  # the actor retries them all
+        try:  # maybe one write's fault: find it, commit the others
+            return self._apply_isolated(writes)
+        except Exception as exc:
+            return [exc] * len(writes)
 
     def _apply_each(self, writes: Sequence[MessageWrite]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = []
@@ -318,13 +391,13 @@ class SqliteStorage(Storage):
         writes = list(writes)
         if not writes:
             return []
-        if not batched:
-            return await self._call(self._apply_each, writes)
-        try:
-            await self._call(self._apply_sync, writes)
-        except Exception as exc:
-            return [exc] * len(writes)
-        return [None] * len(writes)
+        return await self._call(self._apply_batch if batched else self._apply_each, writes)
+
+    async def find_nonce(self, channel_id: int, author_id: int, nonce: str) -> int | None:
+        rows = await self._call(self._query, FIND_NONCE_SQL, (
+            check_id("channel_id", channel_id), check_id("author_id", author_id), nonce,
+            int(time.time() * 1000)))
+        return rows[0][0] if rows else None
 
     async def get_message(self, channel_id: int, message_id: int) -> Message | None:
         check_id("channel_id", channel_id)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from storage.cli import main
-from storage.schema import LATEST_VERSION, applied_versions, migrate, migrate_sqlite
+from storage.schema import LATEST_VERSION, MIGRATIONS, applied_versions, migrate, migrate_sqlite
 from storage.settings import StorageSettings, load_settings, parse_settings, replication_options
 
 REPO = Path(__file__).resolve().parents[2]
+
+#: versions need only increase (parallel branches reserve theirs): not range(1, latest)
+VERSIONS = [m.version for m in MIGRATIONS]
 
 
 def test_defaults_to_sqlite_without_hosts() -> None:
@@ -64,9 +67,9 @@ def test_bad_settings_say_what_is_wrong(env: dict[str, str], text: str) -> None:
 def test_sqlite_migrate_is_idempotent(tmp_path: Path) -> None:
     settings = StorageSettings(sqlite_path=str(tmp_path / "db" / "g.db"))
     assert applied_versions(settings) == []
-    assert migrate(settings) == list(range(1, LATEST_VERSION + 1))
+    assert migrate(settings) == VERSIONS
     assert migrate(settings) == []
-    assert applied_versions(settings) == list(range(1, LATEST_VERSION + 1))
+    assert applied_versions(settings) == VERSIONS
     conn = sqlite3.connect(settings.sqlite_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert migrate_sqlite(conn) == []
@@ -74,18 +77,18 @@ def test_sqlite_migrate_is_idempotent(tmp_path: Path) -> None:
 
 def test_cql_migrate_is_idempotent(cassandra_node, scylla_settings) -> None:  # type: ignore[no-untyped-def]
     # The session fixture already migrated this keyspace with the same function.
-    assert applied_versions(scylla_settings) == list(range(1, LATEST_VERSION + 1))
+    assert applied_versions(scylla_settings) == VERSIONS
     assert migrate(scylla_settings) == []
 
 
 def test_cli_migrate_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "cli.db")
     assert main(["--sqlite-path", db, "migrate"]) == 0
-    assert "applied migrations [1]" in capsys.readouterr().out
+    assert f"applied migrations {VERSIONS}" in capsys.readouterr().out
     assert main(["--sqlite-path", db, "migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
     assert main(["--sqlite-path", db, "status"]) == 0
-    assert f"applied [1], latest {LATEST_VERSION}" in capsys.readouterr().out
+    assert f"applied {VERSIONS}, latest {LATEST_VERSION}" in capsys.readouterr().out
     assert main(["--storage", "scylla", "migrate"]) == 2
     assert "needs at least one host" in capsys.readouterr().err
 
