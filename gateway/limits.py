@@ -13,12 +13,18 @@ and at most ``max_concurrency`` IDENTIFYs per token per 5 s. Over either, the ID
 is answered with op 9 ``d:false`` (the client may IDENTIFY again later on the same
 connection), as Discord does for IDENTIFYs sent too fast.
 
+Connections (``ConnectionRateLimiter``): new gateway connections per client address
+(IPv6 by /64), a token bucket; over it the connection is closed with 4008 before HELLO.
+The node's cap on open connections (``DEFAULT_MAX_CONNECTIONS``) is answered 503 at the
+WebSocket handshake (``gateway.server``).
+
 Everything here runs on the one event-loop thread: no locks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 from bisect import bisect_left
@@ -57,6 +63,10 @@ class RateLimits:
     identify_reset_s: float = 86_400.0
     #: IDENTIFYs per token per 5 s (``session_start_limit.max_concurrency``).
     max_concurrency: int = 1
+    #: New gateway connections per client address (``ConnectionRateLimiter``): a
+    #: sustained rate and a burst. Loopback is not exempt (a local process is a client).
+    connections_per_ip_per_s: float = 60.0
+    connections_per_ip_burst: int = 120
 
     def bucket_for(self, method: str, route: str) -> Bucket:
         return self.routes.get((method, route), self.default)
@@ -64,7 +74,9 @@ class RateLimits:
 
 #: Generous limits (tests that are not about limits; the load generator).
 UNLIMITED = RateLimits(default=Bucket(1_000_000, 1.0), routes={},
-                       identify_total=1_000_000, max_concurrency=1_000_000)
+                       identify_total=1_000_000, max_concurrency=1_000_000,
+                       connections_per_ip_per_s=1_000_000.0,
+                       connections_per_ip_burst=1_000_000)
 
 
 @dataclass(slots=True)
@@ -189,3 +201,64 @@ class IdentifyBudget:
             "reset_after": max(0, math.ceil((budget.reset_at - now) * 1000)),
             "max_concurrency": self.limits.max_concurrency,
         }
+
+
+#: Most gateway connections one node serves at once (``Gateway(max_connections=...)``).
+DEFAULT_MAX_CONNECTIONS = 50_000
+
+
+def connection_key(peer: object) -> str:
+    """The rate-limit key of a peer address (``get_extra_info("peername")``): the IPv4
+    address, or the /64 of an IPv6 one (a host is given a /64, not one address); an
+    IPv4-mapped IPv6 address counts as its IPv4 address."""
+    host = peer[0] if isinstance(peer, tuple) and peer else peer
+    if not isinstance(host, str):
+        return "?"  # a Unix socket or a transport without a peer: one shared bucket
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class ConnectionRateLimiter:
+    """New gateway connections per client address: a token bucket per key (``per_s``
+    tokens a second, ``burst`` at most). A key whose bucket is full again is forgotten,
+    so the table holds only the addresses seen in the last ``burst / per_s`` seconds."""
+
+    #: Forget full buckets once the table grows past this.
+    PRUNE_AT = 10_000
+
+    def __init__(self, per_s: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s = per_s
+        self.burst = float(max(1, burst))
+        self.clock = clock
+        #: key -> (tokens left, when they were counted)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        """Count one new connection from ``key``; False (not counted) if over the rate."""
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.per_s)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        if len(self._buckets) >= self.PRUNE_AT and key not in self._buckets:
+            self._prune(now)
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        full = [k for k, (tokens, at) in self._buckets.items()
+                if tokens + (now - at) * self.per_s >= self.burst]
+        for key in full:
+            del self._buckets[key]

@@ -115,6 +115,11 @@ class Link(WSListener):
         self._parts_text = True
         self._client_close: int | None = None
 
+    @property
+    def closed(self) -> bool:
+        """The connection is closed (by either side): nothing more goes out on it."""
+        return self.conn.state is ConnectionState.CLOSED
+
     # -- picows callbacks ---------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:

@@ -272,7 +272,9 @@ class SessionActor(Actor):
             span.end()
         link = self.link
         event: IdentifyRequested = msg.tag
-        if link is None:  # the socket closed while we were loading
+        if link is None or link.closed:
+            # the socket closed while we were loading (before READY the link has no
+            # session, so no Detached comes: a session kept here would never expire)
             self._end()
             return
         if msg.error is not None:
@@ -515,6 +517,8 @@ class SessionActor(Actor):
 
     def _attach(self, msg: Attach) -> None:
         link = msg.link
+        if link.closed:  # the resuming socket is gone already: keep the session as it is
+            return
         if self._ended or self.log is None or not self._same_token(msg.event.token):
             link.execute(link.conn.resume_failed())
             return

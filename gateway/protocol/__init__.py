@@ -7,7 +7,7 @@ prepares each dispatch once (``PreparedDispatch``) and filters recipients with
 ``event_allowed`` and the MESSAGE_CONTENT rule.
 """
 
-from .close_codes import CloseCode, reason_for
+from .close_codes import WS_INVALID_DATA, WS_PROTOCOL_ERROR, CloseCode, reason_for
 from .codec import DecodeError, Encoding, decode_payload, encode_payload
 from .compression import ZlibStreamCompressor
 from .connection import (
@@ -47,6 +47,8 @@ from .replay import DispatchLog
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "WS_INVALID_DATA",
+    "WS_PROTOCOL_ERROR",
     "ClientEvent",
     "Close",
     "CloseCode",

@@ -28,6 +28,14 @@ class CloseCode(IntEnum):
     DISALLOWED_INTENTS = 4014
 
 
+#: RFC 6455 closes for a client that broke the WebSocket protocol itself (§7.4.1): a
+#: frame with a reserved bit set, a continuation without a message in progress or a new
+#: message inside a fragmented one (1002); text that is not UTF-8 (1007, §8.1). Not
+#: Discord codes, and not 1011: every client library treats 1011 as the server's fault.
+WS_PROTOCOL_ERROR = 1002
+WS_INVALID_DATA = 1007
+
+
 REASONS: dict[int, str] = {
     CloseCode.UNKNOWN_ERROR: "Unknown error",
     CloseCode.UNKNOWN_OPCODE: "Unknown opcode",
@@ -43,6 +51,8 @@ REASONS: dict[int, str] = {
     CloseCode.INVALID_API_VERSION: "Invalid API version",
     CloseCode.INVALID_INTENTS: "Invalid intent(s)",
     CloseCode.DISALLOWED_INTENTS: "Disallowed intent(s)",
+    WS_PROTOCOL_ERROR: "Protocol error",
+    WS_INVALID_DATA: "Invalid frame payload data",
 }
 
 #: Codes after which Discord tells clients not to reconnect at all.
@@ -60,8 +70,11 @@ FATAL: frozenset[int] = frozenset(
 #: Server closes that keep an established session resumable. 4000 is also what a zombie
 #: connection gets: every client library treats it as "reconnect and RESUME", whereas
 #: 4009 and 4007 say "start a new session" and 4003 "this session has been invalidated".
+#: 1002 and 1007 are 4002's kind (bytes the server could not take): the session stays.
 RESUMABLE: frozenset[int] = frozenset(
     {
+        WS_PROTOCOL_ERROR,
+        WS_INVALID_DATA,
         CloseCode.UNKNOWN_ERROR,
         CloseCode.UNKNOWN_OPCODE,
         CloseCode.DECODE_ERROR,

@@ -3,14 +3,24 @@
 A malformed ``d`` for a known opcode closes with 4001: Discord's table defines 4001 as
 "an invalid Gateway opcode or an invalid payload for an opcode", and its gateway answers
 e.g. a presence update missing a field that way. IDENTIFY has its own codes for bad
-intents (4013) and a bad shard (4010). Snowflakes may arrive as integers or strings of
-digits (libraries send both); events carry them as ints.
+intents (4013) and a bad shard (4010), and an empty token is 4004 like a wrong one.
+Snowflakes may arrive as integers or strings of digits (libraries send both), parsed by
+``storage.snowflake.parse_snowflake`` (canonical decimal below 2**63, as REST reads
+them); one that is not is a malformed payload (4001), never an id nothing answers for.
+Events carry them as ints.
+
+Activities (op 3 and IDENTIFY's ``presence``) are broadcast to every member who sees the
+user's presence, so their size is bounded here: at most ``MAX_ACTIVITIES``, each with a
+``name`` of 1..128 characters (Discord's limit) and ``state``/``details`` of at most 128;
+a presence over that is refused (4001), not truncated: a client sees its mistake.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from storage.snowflake import parse_snowflake
 
 from .close_codes import CloseCode
 from .events import (
@@ -27,7 +37,12 @@ from .intents import GUILD_PRESENCES, intents_valid
 STATUSES = frozenset({"online", "dnd", "idle", "invisible", "offline"})
 LARGE_THRESHOLD_MIN, LARGE_THRESHOLD_MAX, LARGE_THRESHOLD_DEFAULT = 50, 250, 50
 NONCE_MAX_BYTES = 32
-_SNOWFLAKE_LIMIT = 1 << 64
+#: Activities per presence; Discord shows one for a bot and a few for a user.
+MAX_ACTIVITIES = 5
+#: Characters in an activity's ``name``, ``state`` and ``details`` (Discord: 128).
+ACTIVITY_TEXT_MAX = 128
+#: Characters in an activity's ``url`` (a stream URL).
+ACTIVITY_URL_MAX = 512
 
 
 class InvalidPayload(Exception):
@@ -54,16 +69,39 @@ def _object(d: Any, what: str) -> Mapping[str, Any]:
 
 
 def snowflake(value: Any, what: str) -> int:
-    """An id sent as an integer or a string of digits, as an int below 2**64."""
-    if _is_int(value):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
-        number = int(value)
-    else:
+    """An id sent as an integer or a canonical string of digits, below 2**63."""
+    number = parse_snowflake(value)
+    if number is None:
         raise _bad(f"{what} is not a snowflake")
-    if not 0 <= number < _SNOWFLAKE_LIMIT:
-        raise _bad(f"{what} is out of range")
     return number
+
+
+def _text(activity: Mapping[str, Any], key: str, limit: int, what: str) -> None:
+    value = activity.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > limit):
+        raise _bad(f"{what}: activity {key} must be a string of at most {limit} characters")
+
+
+def parse_activities(value: Any, what: str) -> list[dict[str, Any]]:
+    """A presence's ``activities``: a list of at most ``MAX_ACTIVITIES`` objects, each
+    with a ``name`` of 1..128 characters and an integer ``type``; null is no activity."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
+        raise _bad(f"{what}: activities must be a list of objects")
+    if len(value) > MAX_ACTIVITIES:
+        raise _bad(f"{what}: more than {MAX_ACTIVITIES} activities")
+    for activity in value:
+        name = activity.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= ACTIVITY_TEXT_MAX:
+            raise _bad(f"{what}: activity name must be 1..{ACTIVITY_TEXT_MAX} characters")
+        kind = activity.get("type", 0)
+        if not _is_int(kind) or not 0 <= kind <= 6:
+            raise _bad(f"{what}: activity type must be an integer 0..6")
+        _text(activity, "state", ACTIVITY_TEXT_MAX, what)
+        _text(activity, "details", ACTIVITY_TEXT_MAX, what)
+        _text(activity, "url", ACTIVITY_URL_MAX, what)
+    return value
 
 
 def parse_heartbeat(d: Any) -> int | None:
@@ -78,6 +116,8 @@ def parse_identify(d: Any) -> IdentifyRequested:
     token = data.get("token")
     if not isinstance(token, str):
         raise _bad("identify: token must be a string")
+    if not token.strip():
+        raise _bad("identify: empty token", CloseCode.AUTHENTICATION_FAILED)
     properties = data.get("properties")
     if not isinstance(properties, dict):
         raise _bad("identify: properties must be an object")
@@ -98,8 +138,13 @@ def parse_identify(d: Any) -> IdentifyRequested:
         shard = (shard[0], shard[1])
 
     presence = data.get("presence")
-    if presence is not None and not isinstance(presence, dict):
-        raise _bad("identify: presence must be an object")
+    if presence is not None:
+        if not isinstance(presence, dict):
+            raise _bad("identify: presence must be an object")
+        status = presence.get("status")
+        if status is not None and (not isinstance(status, str) or status not in STATUSES):
+            raise _bad(f"identify: unknown presence status {status!r}")
+        parse_activities(presence.get("activities"), "identify")
 
     threshold = data.get("large_threshold", LARGE_THRESHOLD_DEFAULT)
     if not _is_int(threshold):
@@ -138,11 +183,9 @@ def parse_resume(d: Any) -> ResumeRequested:
 def parse_presence_update(d: Any) -> PresenceUpdateRequested:
     data = _object(d, "presence update")
     status = data.get("status")
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:  # a list is not hashable
         raise _bad(f"presence update: unknown status {status!r}")
-    activities = data.get("activities", [])
-    if not isinstance(activities, list) or not all(isinstance(a, dict) for a in activities):
-        raise _bad("presence update: activities must be a list of objects")
+    activities = parse_activities(data.get("activities", []), "presence update")
     since = data.get("since")
     if since is not None and not _is_int(since):
         raise _bad("presence update: since must be null or an integer")

@@ -25,6 +25,11 @@ Choices the docs leave open, made here:
 - A ``d`` that does not fit its opcode is 4001 (Discord's definition of 4001 includes
   "an invalid payload for an opcode"); a payload that is not an object with an integer
   ``op`` is 4002, like undecodable bytes.
+- A connection that neither IDENTIFYs nor RESUMEs within ``identify_timeout_s`` of
+  HELLO (or of its last refused attempt: op 9) is closed with 4003 "Not authenticated":
+  heartbeats alone do not keep an anonymous socket open.
+- A client that breaks RFC 6455 itself (reserved bits, stray continuation frames, text
+  that is not UTF-8) is closed with 1002 / 1007 (``protocol_violation``), never 1011.
 - Server payloads other than dispatches carry all four keys (``{"t":null,"s":null,...}``)
   as Discord's gateway does, so strict parsers that index ``d`` or ``s`` do not fail.
 """
@@ -41,6 +46,8 @@ from .close_codes import (
     CLIENT_CLOSES_ENDING_SESSION,
     FATAL,
     RESUMABLE,
+    WS_INVALID_DATA,
+    WS_PROTOCOL_ERROR,
     CloseCode,
     reason_for,
 )
@@ -93,6 +100,10 @@ class GatewayConfig:
     replay_max_entries: int = DEFAULT_MAX_ENTRIES
     #: After RECONNECT (op 7), close the socket this long later if the client has not.
     reconnect_close_after_s: float = 5.0
+    #: A connection must IDENTIFY or RESUME this long after HELLO (or after an op 9
+    #: answered its last try), else it is closed with 4003. Client libraries IDENTIFY at
+    #: once; 30 s leaves room for a client waiting out an op 9 before trying again.
+    identify_timeout_s: float = 30.0
     zlib_level: int = DEFAULT_LEVEL
     zlib_wbits: int = DEFAULT_WBITS
     zlib_mem_level: int = DEFAULT_MEM_LEVEL
@@ -155,6 +166,10 @@ class GatewayConnection:
         self._interval_s = config.heartbeat_interval_ms / 1000.0
         self._heartbeat_deadline = 0.0
         self._close_at: float | None = None
+        #: when an anonymous connection is closed (AWAITING_IDENTIFY only)
+        self._identify_by = 0.0
+        #: the latest time the socket layer passed in (for transitions made without one)
+        self._now = 0.0
         self._timer_at: float | None = None
         self._window_start = float("-inf")
         self._window_count = 0
@@ -171,9 +186,12 @@ class GatewayConnection:
         """When ``on_timer`` must next run (None when closed or not started)."""
         if self.state in (ConnectionState.NEW, ConnectionState.CLOSED):
             return None
-        if self._close_at is not None and self._close_at < self._heartbeat_deadline:
-            return self._close_at
-        return self._heartbeat_deadline
+        deadline = self._heartbeat_deadline
+        if self._close_at is not None and self._close_at < deadline:
+            deadline = self._close_at
+        if self.state is ConnectionState.AWAITING_IDENTIFY and self._identify_by < deadline:
+            deadline = self._identify_by
+        return deadline
 
     # ---------------------------------------------------------------- socket side
 
@@ -183,7 +201,8 @@ class GatewayConnection:
             raise ProtocolUsageError("start() called twice")
         if self.params.close_code is not None:
             return self._close(self.params.close_code, "gateway URL refused")
-        self.state = ConnectionState.AWAITING_IDENTIFY
+        self._now = now
+        self._await_identify()
         self._heartbeat_deadline = now + self._interval_s + self.config.heartbeat_grace_s
         d: dict[str, Any] = {"heartbeat_interval": self.config.heartbeat_interval_ms}
         if self.config.trace:
@@ -198,6 +217,7 @@ class GatewayConnection:
             return []
         if state is ConnectionState.NEW:
             raise ProtocolUsageError("receive() before start()")
+        self._now = now
 
         size = self._size(data)
         if size > self.config.max_payload_bytes:
@@ -273,14 +293,30 @@ class GatewayConnection:
         if self.state in (ConnectionState.NEW, ConnectionState.CLOSED):
             return []
         self._timer_at = None
+        self._now = max(self._now, now)
         if self._close_at is not None and now >= self._close_at:
             return self._close(CloseCode.UNKNOWN_ERROR, "closing after RECONNECT")
+        if self.state is ConnectionState.AWAITING_IDENTIFY and now >= self._identify_by:
+            return self._close(
+                CloseCode.NOT_AUTHENTICATED,
+                f"no IDENTIFY or RESUME within {self.config.identify_timeout_s:g} s",
+            )
         if now >= self._heartbeat_deadline:
             return self._close(
                 CloseCode.UNKNOWN_ERROR,
                 f"zombie: no heartbeat for {self._interval_s + self.config.heartbeat_grace_s:g} s",
             )
         return self._arm()
+
+    def protocol_violation(self, code: int, detail: str) -> list[Effect]:
+        """The socket layer found the client broke RFC 6455: 1002 (reserved bits, a
+        stray or interleaved continuation frame) or 1007 (a text message that is not
+        UTF-8). The session, if any, stays resumable, as after 4002."""
+        if code not in (WS_PROTOCOL_ERROR, WS_INVALID_DATA):
+            raise ProtocolUsageError(f"{code} is not an RFC 6455 protocol-violation code")
+        if self.state is ConnectionState.CLOSED:
+            return []
+        return self._close(code, detail)
 
     def connection_lost(self, code: int | None = None) -> Disconnected:
         """The socket is gone; ``code`` is the client's close code (None: no close frame)."""
@@ -363,8 +399,8 @@ class GatewayConnection:
         if self._answered_after_close(ConnectionState.IDENTIFYING, "identify_rate_limited"):
             return []
         self.identify = None
-        self.state = ConnectionState.AWAITING_IDENTIFY
-        return [self._frame(self._payloads["invalid_false"])]
+        self._await_identify()
+        return [self._frame(self._payloads["invalid_false"]), *self._arm()]
 
     def resume_ok(self, log: DispatchLog, *, intents: int) -> list[Effect]:
         """The session of the pending RESUME exists and the token matches: replay every
@@ -404,8 +440,8 @@ class GatewayConnection:
         if self._answered_after_close(ConnectionState.RESUMING, "resume_failed"):
             return []
         self._resume = None
-        self.state = ConnectionState.AWAITING_IDENTIFY
-        return [self._frame(self._payloads["invalid_false"])]
+        self._await_identify()
+        return [self._frame(self._payloads["invalid_false"]), *self._arm()]
 
     def dispatch(self, dispatch: PreparedDispatch) -> list[Effect]:
         """Number ``dispatch`` in this session, record it for replay and send it.
@@ -484,8 +520,9 @@ class GatewayConnection:
             self.session_id = None
             self.identify = None
             self._intents = 0
-            self.state = ConnectionState.AWAITING_IDENTIFY
-        return [self._frame(self._payloads["invalid_true" if resumable else "invalid_false"])]
+            self._await_identify()
+            return [self._frame(self._payloads["invalid_false"]), *self._arm()]
+        return [self._frame(self._payloads["invalid_true"])]
 
     def close(self, code: int = CloseCode.UNKNOWN_ERROR, detail: str = "") -> list[Effect]:
         """Close from the server side (e.g. an operator disconnecting the session)."""
@@ -494,6 +531,11 @@ class GatewayConnection:
         return self._close(code, detail or "closed by the server")
 
     # ---------------------------------------------------------------- internals
+
+    def _await_identify(self) -> None:
+        """Back to (or first in) AWAITING_IDENTIFY: the IDENTIFY deadline starts now."""
+        self.state = ConnectionState.AWAITING_IDENTIFY
+        self._identify_by = self._now + self.config.identify_timeout_s
 
     def _answered_after_close(self, expected: ConnectionState, method: str) -> bool:
         """True if the connection closed while the session layer was deciding (the answer

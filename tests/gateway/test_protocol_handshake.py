@@ -32,7 +32,9 @@ from .scripted_client import (
 
 
 def test_hello_carries_heartbeat_interval_and_arms_the_zombie_timer():
-    client = ScriptedClient(config=GatewayConfig(heartbeat_interval_ms=30_000, heartbeat_grace_s=5))
+    config = GatewayConfig(heartbeat_interval_ms=30_000, heartbeat_grace_s=5,
+                           identify_timeout_s=60)  # the IDENTIFY deadline comes later
+    client = ScriptedClient(config=config)
     [hello] = client.start_payloads
     assert hello == {"t": None, "s": None, "op": 10, "d": {"heartbeat_interval": 30_000}}
     assert timers_of(client.start_effects) == [35.0]
