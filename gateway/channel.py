@@ -132,7 +132,8 @@ class ChannelActor(Actor):
         elif isinstance(msg, NonceFound):
             self._nonce_found(msg)
         elif isinstance(msg, HistoryFailed) and msg.ref in self._lookup_keys:
-            self._nonce_lookup_failed(msg.ref)
+            self._nonce_lookup_failed(msg.ref, None if msg.transient else
+                                      PostFailed(500, 0, f"write failed: {msg.error}"))
         elif isinstance(msg, HistoryResult | HistoryFailed):
             self._history_answered(msg)
         elif isinstance(msg, Busy):
