@@ -23,6 +23,9 @@ from storage.messages import Write, WriteFailed, Written
 from storage.model import Message, MessageCreate, MessageEdit
 
 POISON = "a\ud800b"  # a lone surrogate: no UTF-8 encoding exists
+UNICODE = "text must be valid Unicode (no lone surrogates)"
+#: flags past any integer column (CQL int, SQLite's 64 bits): refused at bind time
+HUGE = 1 << 64
 LEAKS = ("UnicodeEncodeError", "codec can't", "Traceback", "sqlite3", "cassandra")
 
 
@@ -31,8 +34,9 @@ def create(channel: int, mid: int, text: str, author: int) -> MessageCreate:
 
 
 def mixed_batch(ids: Any, victims: int = 40) -> tuple[list[Any], list[int], int, int]:
-    """Victim creates interleaved with the attacker's poison (creates, and an edit of the
-    attacker's own good message); returns writes, indexes of the poison, channels."""
+    """Victim creates interleaved with the attacker's poison (creates with a lone
+    surrogate or an out-of-range number, and an edit of the attacker's own good
+    message); returns writes, indexes of the poison, channels."""
     victim_channel, attacker_channel = ids.now(-10_000), ids.now(-10_000)
     attacker_good = create(attacker_channel, ids.now(-5_000), "fine", author=666)
     writes: list[Any] = [attacker_good]
@@ -46,6 +50,10 @@ def mixed_batch(ids: Any, victims: int = 40) -> tuple[list[Any], list[int], int,
             poison.append(len(writes))
             writes.append(MessageEdit.now(attacker_channel, attacker_good.message_id,
                                           content=POISON))
+        if i % 10 == 7:
+            poison.append(len(writes))
+            writes.append(MessageCreate(Message(channel_id=attacker_channel, id=ids.now(),
+                                                author_id=666, content="big", flags=HUGE)))
     return writes, poison, victim_channel, attacker_channel
 
 
@@ -57,7 +65,11 @@ def test_a_poison_write_fails_alone_in_a_batch(aio, storage: Storage, ids) -> No
         failed = [i for i, o in enumerate(outcomes) if o is not None]
         assert failed == poison, [repr(o)[:80] for o in outcomes]
         for i in poison:
-            assert storage.rejection(outcomes[i]) == "text must be valid Unicode (no lone surrogates)"
+            reason = storage.rejection(outcomes[i])
+            if isinstance(writes[i], MessageCreate) and writes[i].message.flags == HUGE:
+                assert reason in ("a number is out of range", "a value cannot be stored")
+            else:
+                assert reason == UNICODE
         victim = await storage.messages(victim_channel, limit=100)
         assert sorted(m.content for m in victim) == sorted(f"victim {i}" for i in range(40))
         # the attacker's good message is written, and no poisoned edit touched it
@@ -90,7 +102,8 @@ def test_the_storage_actor_acks_every_victim_write_beside_poison(  # type: ignor
         if i in poison:
             assert isinstance(answer, WriteFailed), answer
             assert not any(leak in answer.error for leak in LEAKS), answer.error
-            assert answer.error == "text must be valid Unicode (no lone surrogates)"
+            assert answer.error in (UNICODE, "a number is out of range",
+                                    "a value cannot be stored")
             assert answer.rejected and not answer.transient
         else:
             assert isinstance(answer, Written), (i, answer)
