@@ -36,9 +36,11 @@ from gateway.objects import (
     message_object,
     user_object,
 )
+from gateway.outbound import bounded_responses
 from gateway.rest_auth import Principals, bot_token
 from gateway.validation import FieldError, check_content, check_text
 from observability import inject_current, span_from
+from storage.applications import effective_flags
 from storage.history import HistoryQuery
 from storage.model import Channel, Message, User
 from storage.snowflake import parse_snowflake
@@ -72,7 +74,11 @@ def json_response(data: Any, *, status: int = 200,
                   headers: dict[str, str] | None = None) -> web.Response:
     """JSON with the bare ``application/json`` content type: discord.py only parses a
     body whose Content-Type is exactly that (Discord's own header)."""
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        body = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate echoed from a request: \u-escape it
+        body = json.dumps(data, separators=(",", ":")).encode()
     return web.Response(body=body, status=status, headers=headers,
                         content_type="application/json")
 
@@ -250,6 +256,9 @@ class Api:
 
     async def get_application(self, request: web.Request) -> web.Response:
         user = await self.auth(request)
+        # the privileged intents it may ask for (READY's application.flags too)
+        flags = effective_flags(await self.storage.application_flags(user.id)) \
+            if user.bot else 0
         return json_response({
             "id": str(user.id),
             "name": user.username,
@@ -262,7 +271,7 @@ class Api:
             "verify_key": "0" * 64,
             "owner": user_object(user),
             "team": None,
-            "flags": 0,
+            "flags": flags,
             "bot": user_object(user),
         })
 
@@ -404,6 +413,7 @@ def make_app(gateway: Gateway) -> web.Application:
     # discord_errors outside: the limiter's own failures are Discord's JSON too (the
     # limiter turns its handler's errors into answers itself, to put its headers on them)
     app = web.Application(middlewares=[
+        bounded_responses(gateway.write_limits),  # a client that never reads (outbound.py)
         discord_errors, rate_limits(gateway.rest_limiter, Principals(gateway.storage))])
 
     async def served_by(request: web.Request, response: web.StreamResponse) -> None:

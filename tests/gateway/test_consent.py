@@ -89,7 +89,7 @@ def test_authorize_answers_bad_requests_as_discord(tmp_path: Path) -> None:
                                          json={"client_id": app, "scope": "guilds.join"})
             assert status == 401 and body == {"code": 0, "message": "401: Unauthorized"}
             for client_id in (f"0{app}", f"+{app}", "1_2", "\uff11\uff12", str(1 << 63), "-1",
-                              None):
+                              None, "\ud800", 1.5, [app]):
                 status, body, _ = await call(http, r, "POST", "/oauth2/authorize", alice,
                                              json={"client_id": client_id,
                                                    "scope": "guilds.join"})
