@@ -58,6 +58,9 @@ class RateLimits:
 
     default: Bucket = Bucket(50, 1.0)
     routes: dict[tuple[str, str], Bucket] = field(default_factory=_default_routes)
+    #: Every request of one caller, whatever its route and ids (Discord's global limit,
+    #: 50 per second per bot): fresh ids (each its own bucket) buy no extra requests.
+    per_caller: Bucket = Bucket(50, 1.0)
     #: Session starts per token per ``identify_reset_s`` (``session_start_limit.total``).
     identify_total: int = 1000
     identify_reset_s: float = 86_400.0
@@ -74,6 +77,7 @@ class RateLimits:
 
 #: Generous limits (tests that are not about limits; the load generator).
 UNLIMITED = RateLimits(default=Bucket(1_000_000, 1.0), routes={},
+                       per_caller=Bucket(1_000_000, 1.0),
                        identify_total=1_000_000, max_concurrency=1_000_000,
                        connections_per_ip_per_s=1_000_000.0,
                        connections_per_ip_burst=1_000_000)
@@ -95,6 +99,8 @@ class Verdict:
     reset_after: float  # seconds
     reset_at: float  # Unix seconds
     bucket: str
+    #: The caller's ``per_caller`` limit refused it (Discord's ``global: true``).
+    global_: bool = False
 
 
 class RestRateLimiter:
@@ -111,21 +117,31 @@ class RestRateLimiter:
         self._hashes: dict[tuple[str, str], str] = {}
 
     def hit(self, caller: str, method: str, route: str, major: str) -> Verdict:
+        """Count one request against its route's bucket and the caller's overall one
+        (each counted only if both allow it)."""
         now = self.clock()
-        key = (caller, method, route, major)
+        window = self._window((caller, method, route, major),
+                              self.limits.bucket_for(method, route), now)
+        overall = self._window((caller, "", "", ""), self.limits.per_caller, now)
+        refused_by = window if window.used >= window.limit else \
+            overall if overall.used >= overall.limit else None
+        if refused_by is None:
+            window.used += 1
+            overall.used += 1
+        shown = refused_by or window
+        reset_after = max(0.0, shown.reset_at - now)
+        return Verdict(refused_by is None, shown.limit, shown.limit - shown.used, reset_after,
+                       time.time() + reset_after, self._hash(method, route),
+                       global_=refused_by is overall)
+
+    def _window(self, key: tuple[str, str, str, str], spec: Bucket, now: float) -> _Window:
         window = self._windows.get(key)
         if window is None or now >= window.reset_at:
             if len(self._windows) >= self.PRUNE_AT:
                 self._prune(now)
-            spec = self.limits.bucket_for(method, route)
             window = _Window(spec.limit, spec.per_s, now + spec.per_s)
             self._windows[key] = window
-        allowed = window.used < window.limit
-        if allowed:
-            window.used += 1
-        reset_after = max(0.0, window.reset_at - now)
-        return Verdict(allowed, window.limit, window.limit - window.used, reset_after,
-                       time.time() + reset_after, self._hash(method, route))
+        return window
 
     def _hash(self, method: str, route: str) -> str:
         h = self._hashes.get((method, route))

@@ -402,12 +402,13 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         headers = headers_for(verdict)
         if not verdict.allowed:
             retry = round(verdict.reset_after, 3)
+            refusal = {**headers, "Retry-After": str(max(1, math.ceil(retry))),
+                       "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
+            if verdict.global_:
+                refusal["X-RateLimit-Global"] = "true"
             return json_response(
                 {"message": "You are being rate limited.", "retry_after": retry,
-                 "global": False},
-                status=429,
-                headers={**headers, "Retry-After": str(max(1, math.ceil(retry))),
-                         "X-RateLimit-Scope": "user"})
+                 "global": verdict.global_}, status=429, headers=refusal)
         try:
             response = await handler(request)
         except Exception as exc:

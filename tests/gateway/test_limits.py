@@ -173,3 +173,44 @@ def test_no_spelling_dodges_the_limit(tmp_path: Path) -> None:
                 assert len(await resp.json()) == accepted
 
     run(main)
+
+
+def test_per_caller_limit_with_a_fake_clock() -> None:
+    now = [0.0]
+    limits = RateLimits(default=Bucket(2, 1.0), routes={}, per_caller=Bucket(3, 1.0))
+    limiter = RestRateLimiter(limits, clock=lambda: now[0])
+    route = "/channels/{channel_id}"
+    assert limiter.hit("t", "GET", route, "1").allowed
+    assert limiter.hit("t", "GET", route, "1").allowed
+    refused = limiter.hit("t", "GET", route, "1")  # the route's bucket, not the caller's
+    assert not refused.allowed and not refused.global_
+    assert limiter.hit("t", "GET", route, "2").allowed  # the third of the caller's 3
+    over = limiter.hit("t", "GET", route, "3")  # a fresh id buys nothing more
+    assert not over.allowed and over.global_ and over.limit == 3 and over.remaining == 0
+    assert limiter.hit("u", "GET", route, "3").allowed  # another caller
+    now[0] += 1.0
+    assert limiter.hit("t", "GET", route, "3").allowed
+
+
+def test_fresh_ids_buy_no_extra_requests(tmp_path: Path) -> None:
+    """Each unknown channel id has a bucket of its own; the caller's overall limit
+    (Discord's global 50/s per bot) still bounds them: 30 requests, 10 answered."""
+    limits = RateLimits(per_caller=Bucket(10, 60.0), identify_total=1000,
+                        max_concurrency=1000)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path, limits=limits) as r, \
+                aiohttp.ClientSession() as http:
+            statuses = []
+            for i in range(30):
+                async with http.get(f"{r.gateway.rest_url}/channels/{1000 + i}/messages",
+                                    headers={"Authorization": f"Bot {r.seeded.token}"}) as resp:
+                    statuses.append(resp.status)
+                    body = await resp.json()
+                    if resp.status == 429:
+                        assert body["global"] is True
+                        assert resp.headers["X-RateLimit-Global"] == "true"
+                        assert resp.headers["X-RateLimit-Scope"] == "global"
+            assert statuses == [404] * 10 + [429] * 20
+
+    run(main)
