@@ -26,12 +26,13 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.objects import guild_object, iso, member_object, user_object
 from gateway.protocol import GuildMembersRequested
+from storage.applications import effective_flags
 from storage.base import Storage
 from storage.model import Member, User
 
@@ -57,6 +58,8 @@ class Identity:
     user: dict[str, Any]
     guilds: list[dict[str, Any]]
     members: dict[int, Member]  # guild id -> the caller's member (for Subscribe)
+    #: the bot's application flags (``storage.applications``); 0 for a user
+    application_flags: int = 0
 
 
 class IdentityCache:
@@ -154,13 +157,18 @@ class IdentityCache:
         if account is None:
             return None
         user, mine = account
-        shells = await asyncio.gather(*(self.guild_shell(m.guild_id) for m in mine))
+        lookups: list[Awaitable[Any]] = [self.guild_shell(m.guild_id) for m in mine]
+        if user.bot:  # its application's flags: which privileged intents it may ask for
+            lookups.append(self.storage.application_flags(user.id))
+        found = await asyncio.gather(*lookups)
+        shells = found[:len(mine)]
+        flags = effective_flags(found[-1]) if user.bot else 0
         guilds, members = [], {}
         for me, shell in zip(mine, shells, strict=True):
             if shell is not None:
                 guilds.append(await self._guild(shell, me, user, large_threshold, all_members))
                 members[me.guild_id] = me
-        return Identity(user_object(user), guilds, members)
+        return Identity(user_object(user), guilds, members, flags)
 
 
 #: GUILD_MEMBERS_CHUNK holds at most this many members (Discord's chunk size).

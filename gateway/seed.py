@@ -1,6 +1,8 @@
 """Create a bot, its token, a guild and a channel: for tests, ``make run`` and operators.
 
 Everything goes through the ``Storage`` interface, so it works on SQLite and ScyllaDB.
+A bot's application gets the privileged-intent flags (``storage.applications``) unless
+``privileged_intents=False``: the operator of a self-hosted server owns its bots.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.objects import DEFAULT_EVERYONE
+from storage.applications import DEFAULT_BOT_FLAGS
 from storage.base import Storage
 from storage.model import Channel, Guild, Member, Role, User
 from storage.snowflake import SnowflakeGenerator
@@ -32,10 +35,15 @@ def new_token(user_id: int) -> str:
 
 
 async def create_user(storage: Storage, ids: SnowflakeGenerator, name: str, *,
-                      bot: bool = True) -> tuple[int, str]:
-    """A user (a bot by default) and a fresh token for it."""
+                      bot: bool = True, privileged_intents: bool = True) -> tuple[int, str]:
+    """A user (a bot by default) and a fresh token for it. A bot's application may ask
+    for the privileged intents unless ``privileged_intents`` is False (then IDENTIFY
+    with GUILD_PRESENCES, GUILD_MEMBERS or MESSAGE_CONTENT is closed with 4014)."""
     user_id = ids.next_id()
     await storage.put_user(User(user_id, name, bot=bot))
+    if bot:  # the application's id is the bot's
+        await storage.put_application_flags(user_id,
+                                            DEFAULT_BOT_FLAGS if privileged_intents else 0)
     token = new_token(user_id)
     await storage.put_token(token, user_id)
     return user_id, token
@@ -58,9 +66,11 @@ async def add_member(storage: Storage, guild_id: int, user_id: int) -> None:
 
 
 async def seed(storage: Storage, ids: SnowflakeGenerator | None = None, *,
-               bot_name: str = "greenroom-bot", guild_name: str = "greenroom") -> Seeded:
+               bot_name: str = "greenroom-bot", guild_name: str = "greenroom",
+               privileged_intents: bool = True) -> Seeded:
     """One bot with a token in one guild with one channel."""
     ids = ids or SnowflakeGenerator()
-    user_id, token = await create_user(storage, ids, bot_name)
+    user_id, token = await create_user(storage, ids, bot_name,
+                                       privileged_intents=privileged_intents)
     guild_id, channel_id = await create_guild(storage, ids, guild_name, user_id)
     return Seeded(user_id, token, guild_id, channel_id)

@@ -53,8 +53,8 @@ from gateway.protocol import (
     build_guild_create,
     event_allowed,
 )
-from gateway.protocol.close_codes import RESUMABLE
-from gateway.protocol.intents import GUILD_MEMBERS, GUILD_PRESENCES
+from gateway.protocol.close_codes import RESUMABLE, CloseCode
+from gateway.protocol.intents import GUILD_MEMBERS, GUILD_PRESENCES, disallowed_intents
 from gateway.replica import (
     CATCH_UP_MARGIN_S,
     live_gateway_nodes,
@@ -288,6 +288,13 @@ class SessionActor(Actor):
             return
         identity = msg.result
         user, guilds = identity.user, identity.guilds
+        refused = disallowed_intents(event.intents, identity.application_flags) \
+            if user.get("bot") else 0
+        if refused:  # privileged intents the bot's application may not ask for
+            link.execute(link.conn.reject_identify(
+                CloseCode.DISALLOWED_INTENTS, f"intents {refused} are not enabled"))
+            self._end()
+            return
         budget = self.ctx.identify_budget
         if budget is not None and not budget.take(event.token):
             # Over session_start_limit (total or max_concurrency): op 9 d=false.
@@ -312,7 +319,7 @@ class SessionActor(Actor):
             session_id=self.session_id,
             user=user,
             guilds=guilds,
-            application={"id": user["id"], "flags": 0},
+            application={"id": user["id"], "flags": identity.application_flags},
             resume_gateway_url=self.ctx.gateway_url,
         )
         self.log = link.conn.log

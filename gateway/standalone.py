@@ -68,7 +68,8 @@ async def _admin(args: argparse.Namespace, settings: StorageSettings) -> None:
     try:
         ids = _ids(settings)
         if args.admin == "create-bot":
-            user_id, token = await create_user(storage, ids, args.name, bot=True)
+            user_id, token = await create_user(storage, ids, args.name, bot=True,
+                                               privileged_intents=args.privileged_intents)
             print(f"user {user_id}\ntoken {token}")
             if args.guild:
                 guild_id, channel_id = await create_guild(storage, ids, args.guild, user_id)
@@ -104,6 +105,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     bot = cmds.add_parser("create-bot", help="a bot user and its token")
     bot.add_argument("name")
     bot.add_argument("--guild", help="also create a guild of this name (with #general)")
+    bot.add_argument("--no-privileged-intents", dest="privileged_intents",
+                     action="store_false",
+                     help="its application may not ask for GUILD_PRESENCES, GUILD_MEMBERS "
+                          "or MESSAGE_CONTENT (IDENTIFY with them is closed 4014); by "
+                          "default it may: the operator owns its bots")
     user = cmds.add_parser("create-user", help="a (non-bot) user and its token")
     user.add_argument("name")
     guild = cmds.add_parser("create-guild", help="a guild with one text channel")

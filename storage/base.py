@@ -186,6 +186,16 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def user_id_for_token(self, token: str) -> int | None: ...
 
+    # -- applications (storage.applications) -----------------------------------------
+    async def put_application_flags(self, application_id: int, flags: int) -> None:
+        """Set a bot application's flags (its id is the bot's user id)."""
+        raise NotImplementedError
+
+    async def application_flags(self, application_id: int) -> int | None:
+        """A bot application's stored flags; None if none were stored (a bot created
+        before they were: ``storage.applications.effective_flags``)."""
+        raise NotImplementedError
+
     # -- OAuth2 grants (storage.grants) ----------------------------------------------
     async def put_oauth2_grant(self, token: str, grant: OAuth2Grant) -> None:
         """Record ``grant`` under the access token ``token`` (only its SHA-256 is stored)."""

@@ -128,6 +128,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        3,
+        "applications: each bot application's flags (privileged gateway intents)",
+        cql=(
+            """CREATE TABLE IF NOT EXISTS {ks}.applications (
+                id bigint PRIMARY KEY, flags bigint)""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS applications (
+                id INTEGER PRIMARY KEY, flags INTEGER NOT NULL)""",
+        ),
+    ),
+    Migration(
         4,
         "OAuth2 grants: a user's consent (e.g. guilds.join) to an application",
         cql=(

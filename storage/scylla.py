@@ -722,6 +722,28 @@ class ScyllaStorage(Storage):
         rows = await self._rows("get_token", (token_hash(token),))
         return rows[0][0] if rows else None
 
+    async def put_application_flags(self, application_id: int, flags: int) -> None:
+        # Rare: a plain statement (not prepared at open).
+        await self._send(
+            f"INSERT INTO {self.settings.keyspace}.applications (id, flags) VALUES (%s, %s)",
+            (check_id("application_id", application_id), int(flags)))
+
+    async def application_flags(self, application_id: int) -> int | None:
+        # Once per bot IDENTIFY: prepared on first use (and again after a reconnect,
+        # which prepares a new statement table).
+        prepared, session = self._ps, self.session  # one session's table, even if it changes
+        statement = prepared.get("application_flags")
+        if statement is None:
+            statement = await asyncio.to_thread(
+                session.prepare,
+                f"SELECT flags FROM {self.settings.keyspace}.applications WHERE id = ?")
+            statement.is_idempotent = True
+            prepared["application_flags"] = statement
+        rows = await self._send(statement.bind((check_id("application_id", application_id),)))
+        for (flags,) in rows:
+            return flags
+        return None
+
     async def put_oauth2_grant(self, token: str, grant: OAuth2Grant) -> None:
         # Rare: a plain statement (not prepared at open); the TTL drops it once expired.
         ttl = max(1, -(-(grant.expires_at_ms - int(time.time() * 1000)) // 1000))

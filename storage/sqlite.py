@@ -497,6 +497,17 @@ class SqliteStorage(Storage):
         )
         return rows[0][0] if rows else None
 
+    async def put_application_flags(self, application_id: int, flags: int) -> None:
+        await self._exec(
+            "INSERT OR REPLACE INTO applications (id, flags) VALUES (?, ?)",
+            (check_id("application_id", application_id), int(flags)),
+        )
+
+    async def application_flags(self, application_id: int) -> int | None:
+        rows = await self._rows("SELECT flags FROM applications WHERE id = ?",
+                                (check_id("application_id", application_id),))
+        return rows[0][0] if rows else None
+
     async def put_oauth2_grant(self, token: str, grant: OAuth2Grant) -> None:
         await self._exec(
             "INSERT OR REPLACE INTO oauth2_grants (token_hash, user_id, application_id, "

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from enum import IntFlag
 from typing import Any
 
+from storage import applications
+
 
 class Intents(IntFlag):
     GUILDS = 1 << 0
@@ -49,6 +51,26 @@ ALL_INTENTS: int = sum(int(flag) for flag in Intents)
 
 #: Intents an application must be granted (4014 otherwise); the session layer knows grants.
 PRIVILEGED_INTENTS: int = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
+
+#: Each privileged intent and the application flags that allow it (the flag, or its
+#: _LIMITED form: an application in fewer than 100 servers, allowed all the same).
+_ALLOWED_BY: tuple[tuple[int, int], ...] = (
+    (GUILD_PRESENCES, applications.GATEWAY_PRESENCE | applications.GATEWAY_PRESENCE_LIMITED),
+    (GUILD_MEMBERS,
+     applications.GATEWAY_GUILD_MEMBERS | applications.GATEWAY_GUILD_MEMBERS_LIMITED),
+    (MESSAGE_CONTENT,
+     applications.GATEWAY_MESSAGE_CONTENT | applications.GATEWAY_MESSAGE_CONTENT_LIMITED),
+)
+
+
+def disallowed_intents(intents: int, application_flags: int) -> int:
+    """The privileged intents in ``intents`` that the application's flags do not allow
+    (0: none). A bot's IDENTIFY asking for any is closed with 4014."""
+    refused = 0
+    for intent, flags in _ALLOWED_BY:
+        if intents & intent and not application_flags & flags:
+            refused |= intent
+    return refused
 
 
 def intents_valid(value: object) -> bool:
