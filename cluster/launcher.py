@@ -13,7 +13,7 @@ from thespian.actors import ActorSystem
 from cluster.membership import Membership, NodeSupervisor
 from cluster.messages import MEMBERSHIP, GetMembers, Members, MembershipConfig, NodeConfig
 from cluster.node import NodeActor, NodeStartError, NodeStartFailed, WhyNotUp
-from cluster.thespian_tcp import bind_thespian_to
+from cluster.thespian_tcp import authenticate_thespian, bind_thespian_to
 from observability import log_defs
 from supervision import (
     ONE_FOR_ONE,
@@ -94,7 +94,10 @@ class Cluster:
             raise ValueError("at most 32 gateway nodes per host (snowflake process bits)")
         if join:
             parse_join(join)
+        if not secret:
+            raise ValueError("a cluster needs a secret (GREENROOM_CLUSTER_SECRET)")
         self.nodes = nodes
+        self.secret = secret
         self.host = host
         self.admin_port = admin_port or free_port(host)
         gateway = _shared_gateway(gateway, host, nodes)
@@ -114,6 +117,7 @@ class Cluster:
 
     def start(self, timeout: float = 60.0) -> Members:
         bind_thespian_to(self.host)
+        authenticate_thespian(self.secret)  # before any Thespian process is forked
         self.system = ActorSystem("multiprocTCPBase", {"Admin Port": self.admin_port},
                                   logDefs=log_defs(), transientUnique=True)
         self.top = self.system.createActor(NodeSupervisor)

@@ -95,10 +95,15 @@ def _run(args: argparse.Namespace) -> int:
     seeded = uvloop.run(_ensure_seeded(settings))
     gateway = {"host": args.host, "port": args.port, "rest_port": args.rest_port,
                "storage": dataclasses.asdict(settings),
-               "rate_limits": "off" if args.no_rate_limits else "on"}
+               "rate_limits": "off" if args.no_rate_limits else "on",
+               "max_connections": args.max_connections,
+               "connections_per_ip": args.connections_per_ip}
     if args.no_rate_limits:
         log.warning("REST and IDENTIFY rate limits are off (--no-rate-limits: load tests)")
-    secret = os.environ.get("GREENROOM_CLUSTER_SECRET", "").encode() or secrets.token_bytes(32)
+    if not os.environ.get("GREENROOM_CLUSTER_SECRET"):
+        # one per run; in the environment, so every process of the tree has it
+        os.environ["GREENROOM_CLUSTER_SECRET"] = secrets.token_hex(32)
+    secret = os.environ["GREENROOM_CLUSTER_SECRET"].encode()
     cluster = Cluster(args.nodes, secret, host=args.host,
                       admin_port=args.admin_port or None, gateway=gateway,
                       name=args.name, join=args.join or None, services=args.service)
@@ -183,7 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                      default=int(os.environ.get("GREENROOM_REST_PORT", "8081")),
                      help="REST API port, shared by every node (default 8081; 0: any free)")
     run.add_argument("--no-rate-limits", action="store_true",
-                     help="turn the REST and IDENTIFY rate limits off (load tests only)")
+                     help="turn the REST, IDENTIFY and per-address connection rate limits "
+                          "off (load tests only)")
+    run.add_argument("--max-connections", type=int,
+                     default=int(os.environ.get("GREENROOM_MAX_CONNECTIONS", "50000")),
+                     help="open gateway connections per node; past it the WebSocket "
+                          "handshake is answered 503 (default 50000) "
+                          "[$GREENROOM_MAX_CONNECTIONS]")
+    run.add_argument("--connections-per-ip", type=float,
+                     default=float(os.environ.get("GREENROOM_CONNECTIONS_PER_IP", "60")),
+                     help="new gateway connections per second per client address (IPv6: "
+                          "per /64), bursts of twice that; over it a connection is closed "
+                          "4008 before HELLO (default 60) [$GREENROOM_CONNECTIONS_PER_IP]")
     run.add_argument("--service", action="append", default=[], metavar="NAME=MODULE.CLASS",
                      help="an actor every node starts under its root supervisor, at global "
                           "name NAME (repeatable)")
@@ -201,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.nodes < 1:
             parser.error("--nodes must be at least 1")
+        if args.max_connections < 1 or not args.connections_per_ip > 0:
+            parser.error("--max-connections and --connections-per-ip must be positive")
         services = []
         for spec in args.service:
             name, _, path = spec.partition("=")
@@ -215,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                 parse_join(args.join)
             except ValueError as exc:
                 parser.error(f"--join: {exc}")
+            if not os.environ.get("GREENROOM_CLUSTER_SECRET"):
+                # a random one would not be the leader's: its frames would be refused
+                parser.error("--join needs GREENROOM_CLUSTER_SECRET: set the same secret "
+                             "on every host of the cluster")
         if args.name is None:
             loopback = args.host.startswith("127.") or args.host in ("::1", "localhost")
             args.name = args.host if args.join or not loopback else ""
