@@ -131,7 +131,9 @@ class Node:
 
         ``options``: ``host``, ``port``, ``rest_port``, ``storage`` (the fields of a
         ``StorageSettings``; the schema is migrated by whoever starts the nodes) and
-        ``rate_limits`` (``"off"``: ``gateway.limits.UNLIMITED``, for load tests).
+        ``rate_limits`` (``"off"``: ``gateway.limits.UNLIMITED``, for load tests),
+        ``max_connections`` (the node's cap) and ``connections_per_ip`` (new connections
+        per second per client address, bursts of twice that).
         """
         from gateway.server import Gateway
         from storage import make_storage
@@ -144,6 +146,14 @@ class Node:
             from gateway.limits import UNLIMITED
 
             extra["limits"] = UNLIMITED
+        elif options.get("connections_per_ip"):
+            from gateway.limits import RateLimits
+
+            rate = float(options["connections_per_ip"])
+            extra["limits"] = RateLimits(connections_per_ip_per_s=rate,
+                                         connections_per_ip_burst=max(1, int(2 * rate)))
+        if options.get("max_connections"):
+            extra["max_connections"] = int(options["max_connections"])
         # Every node of a host serves the same ports (SO_REUSEPORT: the kernel spreads
         # the connections); guilds and channels are placed over the nodes (``view``).
         gateway = Gateway(storage, host=options.get("host", self.config.host),
