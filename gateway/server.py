@@ -90,6 +90,7 @@ _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
+_PING = WSMsgType.PING
 
 
 class Link(WSListener):
@@ -165,6 +166,8 @@ class Link(WSListener):
                     self._receive_text(data)
                 else:  # over the limit: the connection closes it with 4002
                     self.execute(self.conn.receive(data, self.loop.time()))
+        elif kind is _PING:  # answered here, not by picows: after the RSV check above
+            transport.send_pong(frame.get_payload_as_bytes())
         elif kind is _CLOSE:
             self._client_close = int(frame.get_close_code().value) \
                 if frame.payload_size >= 2 else None
@@ -440,7 +443,8 @@ class Gateway:
         started = await base.ask_async(self._services, Start(node_services(
             ctx, self.storage, registry, Configure(
                 kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx)},
-                idle_timeout=self.entity_idle_timeout_s))), 10)
+                idle_timeout=self.entity_idle_timeout_s),
+            host_started=self._session_host_started)), 10)
         if not isinstance(started, Started):
             self._services = None  # it has exited (OTP: a child failed to start)
             raise RuntimeError(f"node services did not start: {started!r}")
@@ -492,6 +496,8 @@ class Gateway:
             # an idle session, the same server CPU per fan-out delivery, ~0.3 ms more per
             # IDENTIFY (measured, alternated: loadtest/GATEWAY_BENCH.md)
             use_aiofastnet=False,
+            # Link answers PINGs (picows would before Link sees the frame's RSV bits)
+            enable_auto_pong=False,
             reuse_port=self.reuse_port or None)
         self.port = self._ws_server.sockets[0].getsockname()[1]
         ctx.gateway_url = self.gateway_url
@@ -537,6 +543,23 @@ class Gateway:
             self.base.shutdown_in_loop()
 
     # -- called by links ----------------------------------------------------------------------
+
+    def _session_host_started(self) -> None:
+        """A session host incarnation started: after a restart, the sessions of the one
+        before ended with it (its children). Their clients are told so (op 9, not
+        resumable) and identify again on the same socket, rather than staying
+        connected to nothing; a socket not past READY is closed (4000)."""
+        cells = self.base.cells
+        for link in list(self.links):
+            session = link.session
+            if session is not None and session.node == self.base.node:
+                cell = cells.get(session.id)
+                if cell is None or not cell.alive:
+                    link.session = None
+                    conn = link.conn
+                    link.execute(conn.invalidate_session(False)
+                                 if conn.state is ConnectionState.READY
+                                 else conn.close(CloseCode.UNKNOWN_ERROR, "session lost"))
 
     def _host_cell(self) -> Any:
         """The session host's live cell: a restarted host is a new cell at its id."""

@@ -28,7 +28,10 @@ session of the node for nothing. A session survives the crash of any sibling.
   ``Written``; a restart would drop them unanswered. Retry-then-``PoisonMessage`` costs
   one message, not every queued write.
 * registry, session host — not: their children are every guild and channel actor, and
-  every session, of the node; a restart would end them all.
+  every session, of the node; a restart would end them all. (Killed anyway, the
+  registry's entities come back on the next message and sessions subscribe to their
+  guilds again; the host's sessions are gone, so each restarted host has the edge
+  close the sockets left without a session, and their clients reconnect.)
 * fan-out point — not: stateless, but a restart loses every dispatch queued behind the
   crash, for every local session, with nobody to send them again; its retry is safe
   (a bad payload fails before any delivery; one session's failure is caught).
@@ -41,7 +44,9 @@ and counted (``supervisor_restarts_total{child=...}``). Past ``INTENSITY`` resta
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from actors.registry import Configure
 from cluster.routing import ENTITY_REGISTRY_ID
@@ -68,6 +73,17 @@ INTENSITY = 10
 PERIOD = 10.0
 
 
+class _SessionHost(SessionHost):
+    """The session host, telling the edge each time an incarnation starts."""
+
+    started: ClassVar[Callable[[], None] | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.started is not None:  # created in its supervisor's turn, on the loop
+            asyncio.get_running_loop().call_soon(self.started)
+
+
 def _with(cls: type, ctx: GatewayContext | None, exit_on_error: bool) -> type:
     """``cls`` bound to ``ctx`` (``gateway.context.bind``) with its crash rule set here,
     where the reason for it is written down."""
@@ -78,18 +94,21 @@ def _with(cls: type, ctx: GatewayContext | None, exit_on_error: bool) -> type:
 
 
 def node_services(ctx: GatewayContext, storage: Storage, registry: type,
-                  configure: Configure) -> SupervisorSpec:
+                  configure: Configure,
+                  host_started: Callable[[], None] | None = None) -> SupervisorSpec:
     """The supervisor spec of a gateway node's services. ``registry``: the entity
     registry class (a bound ``PlacedRegistry``), told ``configure`` by each incarnation's
-    supervisor right after it starts (as the storage actor is told ``StorageStart``)."""
+    supervisor right after it starts (as the storage actor is told ``StorageStart``).
+    ``host_started``: called on the loop once each session host incarnation exists."""
     start = StorageStart(storage=storage, settings=getattr(storage, "settings", None))
+    host = _with(_SessionHost, None, False)
+    host.started = staticmethod(host_started) if host_started is not None else None
     return SupervisorSpec(SupervisorFlags(ONE_FOR_ONE, INTENSITY, PERIOD), (
         ChildSpec("storage", _with(StorageActor, None, False), fixed_id=STORAGE_ID,
                   init=start),
         ChildSpec("fanout", _with(FanoutPoint, None, False), fixed_id=FANOUT_ID),
         ChildSpec("registry", registry, fixed_id=ENTITY_REGISTRY_ID, init=configure),
-        ChildSpec("session-host", _with(SessionHost, None, False),
-                  fixed_id=SESSION_HOST_ID),
+        ChildSpec("session-host", host, fixed_id=SESSION_HOST_ID),
         ChildSpec("replicas", _with(ReplicaStore, ctx, True), fixed_id=REPLICAS_ID),
         ChildSpec("session-directory", _with(SessionDirectory, ctx, True),
                   fixed_id=SESSIONS_ID),

@@ -28,7 +28,7 @@ from gateway.services import SESSION_HOST_ID, STORAGE_ID
 from gateway.sessions import SESSIONS_ID, NoSuchSession, ToSession
 from observability import snapshot
 from tests.gateway.harness import Running, run, running_gateway
-from tests.gateway.test_gateway_socket import identified
+from tests.gateway.test_gateway_socket import identified, identify
 
 SERVICES = {"storage": STORAGE_ID, "fanout": FANOUT_ID, "registry": ENTITY_REGISTRY_ID,
             "session-host": SESSION_HOST_ID, "replicas": REPLICAS_ID,
@@ -67,6 +67,7 @@ class Reader:
         self.ws = ws
         self.ids: set[str] = set()
         self.closed: Any = None
+        self.ops: list[tuple[int, Any]] = []  # (op, t) of every event
         self.task = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -76,8 +77,15 @@ class Reader:
                 self.closed = (msg.type, msg.data)
                 return
             event = json.loads(msg.data)
+            self.ops.append((event["op"], event.get("t")))
             if event.get("t") == "MESSAGE_CREATE":
                 self.ids.add(event["d"]["id"])
+
+    async def wait_op(self, op: int, t: str | None = None, timeout: float = 5.0) -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (op, t) not in self.ops and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return (op, t) in self.ops
 
     async def wait_for(self, ids: set[str], timeout: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -188,8 +196,11 @@ def test_a_service_that_dies_comes_back_at_its_id(tmp_path: Path, service: str) 
             assert set(acked) <= await history(http, r)
             if service == "session-host":
                 # Its sessions were its children and ended with it (the runtime's
-                # rule); a client identifying now is served by the new host.
-                reader = Reader((await identified(http, r))[0])
+                # rule): the client is told (op 9, not resumable) and identifies again
+                # on the same socket, with the new host.
+                assert await reader.wait_op(9)
+                await reader.ws.send_json(identify(r.seeded.token))
+                assert await reader.wait_op(0, "READY")
             elif service == "session-directory":
                 answer = await base.ask_async(Address(base.node, SESSIONS_ID),
                                               ToSession("nobody.x", None), 5)
