@@ -64,6 +64,7 @@ from gateway.messages import (
     ServiceBroadcast,
     SessionClosed,
 )
+from gateway.outbound import bounded_responses
 from gateway.sessions import (
     NoSuchSession,
     ToSession,
@@ -228,7 +229,8 @@ class Ingress:
 async def start_ingress(gateway: Gateway, secret: str, host: str, port: int
                         ) -> tuple[web.AppRunner, int]:
     """Serve the ingress; answers the runner (to clean up) and the bound port."""
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES,
+                          middlewares=[bounded_responses(gateway.write_limits)])
     app.router.add_post(PATH, Ingress(gateway, secret).handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()

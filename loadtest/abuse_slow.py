@@ -50,15 +50,15 @@ def _status_kib(pid: int, key: str) -> int:
 
 
 def _node_main(pipe: Connection, workdir: str, config: GatewayConfig,
-               limits: WriteLimits) -> None:
+               limits: WriteLimits, ingress_secret: str | None) -> None:
     """A gateway on SQLite until the parent says stop (a ``spawn`` process's target)."""
     import uvloop
 
-    uvloop.run(_serve(pipe, workdir, config, limits))
+    uvloop.run(_serve(pipe, workdir, config, limits, ingress_secret))
 
 
 async def _serve(pipe: Connection, workdir: str, config: GatewayConfig,
-                 limits: WriteLimits) -> None:
+                 limits: WriteLimits, ingress_secret: str | None) -> None:
     from gateway.limits import UNLIMITED
     from gateway.seed import seed
     from gateway.server import Gateway
@@ -72,13 +72,14 @@ async def _serve(pipe: Connection, workdir: str, config: GatewayConfig,
     storage = SqliteStorage(settings)
     await storage.open()
     seeded = await seed(storage)
-    gateway = Gateway(storage, config=config, limits=UNLIMITED, write_limits=limits)
+    gateway = Gateway(storage, config=config, limits=UNLIMITED, write_limits=limits,
+                      ingress_secret=ingress_secret)
     await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_reader(pipe.fileno(), stop.set)
     pipe.send({"ws": gateway.gateway_url, "rest": gateway.rest_url, "token": seeded.token,
-               "channel_id": seeded.channel_id})
+               "channel_id": seeded.channel_id, "ingress": gateway.ingress_url})
     try:
         await stop.wait()
     finally:
@@ -96,6 +97,7 @@ class Node:
     rest: str
     token: str
     channel_id: int
+    ingress: str
 
     def rss(self) -> int:
         """Resident set size now, bytes."""
@@ -111,15 +113,16 @@ class Node:
 
 
 @contextlib.asynccontextmanager
-async def start_node(config: GatewayConfig | None = None,
-                     limits: WriteLimits | None = None) -> AsyncIterator[Node]:
-    """A gateway node in a process of its own, stopped (and its files removed) after."""
+async def start_node(config: GatewayConfig | None = None, limits: WriteLimits | None = None,
+                     ingress_secret: str | None = None) -> AsyncIterator[Node]:
+    """A gateway node in a process of its own, stopped (and its files removed) after;
+    with an ingress when ``ingress_secret`` is given."""
     with tempfile.TemporaryDirectory(prefix="greenroom-slow-") as workdir:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         process = ctx.Process(target=_node_main, daemon=True,
                               args=(child, workdir, config or GatewayConfig(),
-                                    limits or WriteLimits()))
+                                    limits or WriteLimits(), ingress_secret))
         process.start()
         loop = asyncio.get_running_loop()
         try:
@@ -129,7 +132,7 @@ async def start_node(config: GatewayConfig | None = None,
                     raise RuntimeError(f"the node did not start (exit {process.exitcode})")
             info = parent.recv()
             yield Node(process.pid, info["ws"], info["rest"], info["token"],
-                       info["channel_id"])
+                       info["channel_id"], info["ingress"])
         finally:
             with contextlib.suppress(OSError):
                 parent.send("stop")
@@ -330,11 +333,12 @@ def kernel_send_queues(port: int) -> dict[int, int]:
 
 
 class QueueSampler:
-    """The largest kernel send queue of the node's WebSocket sockets to ``clients``,
-    sampled every 20 ms while running (the node drains and resets them later)."""
+    """The largest kernel send queue of the node's sockets to ``clients`` (on the
+    WebSocket port, or ``url``'s), sampled every 20 ms while running (the node drains
+    and resets them later)."""
 
-    def __init__(self, node: Node, clients: list[RawClient]) -> None:
-        self.port = int(urlsplit(node.ws).port or 0)
+    def __init__(self, node: Node, clients: list[RawClient], url: str | None = None) -> None:
+        self.port = int(urlsplit(url or node.ws).port or 0)
         self.remotes = {c.sock.getsockname()[1] for c in clients}
         self.peak: dict[int, int] = dict.fromkeys(self.remotes, 0)
         self._task: asyncio.Task[None] | None = None

@@ -9,13 +9,17 @@ only when told.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.outbound import WriteLimits
 from gateway.protocol import GatewayConfig
 from loadtest.abuse_slow import (
     Closed,
+    Node,
+    QueueSampler,
     RawClient,
     measure_slow_consumers,
     post_burst,
@@ -190,5 +194,82 @@ def test_a_slow_reader_gets_everything_in_order_through_zlib_stream() -> None:
                 pass
             slow.close()
             reader.close()
+
+    run(main())
+
+
+async def pipelining(url: str, request: bytes, count: int, connections: int
+                     ) -> tuple[list[RawClient], list[asyncio.Task[None]]]:
+    """``connections`` HTTP clients that each send ``request`` ``count`` times without
+    waiting (HTTP/1.1 pipelining) and never read an answer (8 KiB receive buffers)."""
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    clients, senders = [], []
+    for _ in range(connections):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (parts.hostname, parts.port))
+        clients.append(RawClient(sock))
+        # the server stops reading once 32 requests wait: sending may never finish
+        senders.append(asyncio.ensure_future(loop.sock_sendall(sock, request * count)))
+    return clients, senders
+
+
+async def held_then_reset(node: Node, url: str, request: bytes, count: int,
+                          limits: WriteLimits, connections: int = 10) -> None:
+    """Clients that never read: the node's kernel send queue per connection stays within
+    ``send_buffer`` (doubled by Linux), and the connections are reset once an answer
+    waits longer than ``response_timeout_s``. (User space is aiohttp's to bound: 32
+    parsed requests and the answer in ``drain``; the reset gives that back. Its RSS after
+    the reset is allocator noise here, so it is not asserted.)"""
+    clients, senders = await pipelining(url, request, count, connections)
+    sampler = QueueSampler(node, clients, url)
+    sampler.start()
+    try:
+        await wait_until(lambda: all(c.reset_by_peer() for c in clients), 30,
+                         "every non-reading connection reset")
+    finally:
+        kernel_peak = sampler.stop()
+        for sender in senders:
+            sender.cancel()
+        for client in clients:
+            client.close()
+    assert 0 < kernel_peak <= 2 * limits.send_buffer
+
+
+def test_rest_clients_that_never_read_history_are_bounded_and_reset() -> None:
+    """Before: ~0.8 MiB of RSS and 3.2 MiB of kernel send queue per connection that
+    pipelines history reads (32 answers of ~240 KB) without reading, for as long as it
+    stays connected (aiohttp waits in drain with no deadline)."""
+    limits = WriteLimits(response_timeout_s=1.0)
+
+    async def main() -> None:
+        async with start_node(limits=limits) as node:
+            await post_burst(node, 100, CONTENT)
+            parts = urlsplit(node.rest)
+            request = (f"GET {parts.path}/channels/{node.channel_id}/messages?limit=100 "
+                       f"HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                       f"Authorization: Bot {node.token}\r\n\r\n").encode()
+            await held_then_reset(node, node.rest, request, 32, limits)
+            # the node still serves a client that reads
+            await post_burst(node, 1, 10)
+
+    run(main())
+
+
+def test_ingress_clients_that_never_read_are_bounded_and_reset() -> None:
+    """The ingress answers even an unauthenticated request (401, ~0.2 KB): a client that
+    pipelines thousands and reads none filled the kernel's autotuned send queue (up to
+    4 MiB) and was never disconnected."""
+    limits = WriteLimits(response_timeout_s=1.0)
+
+    async def main() -> None:
+        async with start_node(limits=limits, ingress_secret="s" * 32) as node:
+            parts = urlsplit(node.ingress)
+            request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                       "Content-Type: application/msgpack\r\nContent-Length: 1\r\n\r\n"
+                       ).encode() + b"\x80"  # an empty msgpack map
+            await held_then_reset(node, node.ingress, request, 2_000, limits, 5)
 
     run(main())
