@@ -302,8 +302,11 @@ def _send_mutated(client: RawClient, rng: random.Random, payload: dict[str, Any]
         client.frame(opcode, data[:1], fin=False)
         client.frame(opcode, data)
         return 2, False
-    if kind < 0.80:  # reserved bits
-        client.frame(opcode, data, rsv=rng.randint(1, 7))
+    if kind < 0.80:  # reserved bits, on a data or a control frame
+        if rng.random() < 0.25:
+            client.frame(_PING, data[:125], rsv=rng.randint(1, 7))
+        else:
+            client.frame(opcode, data, rsv=rng.randint(1, 7))
         return 1, False
     if kind < 0.88:  # control frames
         which = rng.random()

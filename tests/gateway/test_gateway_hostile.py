@@ -73,6 +73,20 @@ def test_a_reserved_bit_fails_the_connection_1002(tmp_path: Path, rsv: int) -> N
     run(main)
 
 
+def test_a_ping_is_answered_and_a_ping_with_a_reserved_bit_fails_1002(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r:
+            client = await connect(r)
+            client.frame(0x9, b"are you there")
+            opcode, _, payload = await client._read_frame()
+            assert (opcode, payload) == (0xA, b"are you there")
+            client.frame(0x9, b"x", rsv=4)  # picows would have answered it
+            assert await close_code(client) == 1002
+            client.close()
+
+    run(main)
+
+
 def test_an_orphan_continuation_frame_closes_1002(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
