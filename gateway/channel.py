@@ -137,7 +137,9 @@ class ChannelActor(Actor):
         elif isinstance(msg, HistoryResult | HistoryFailed):
             self._history_answered(msg)
         elif isinstance(msg, Busy):
-            self._failed(msg.ref, PostFailed(429, 0, "storage is busy, retry later",
+            # the storage actor's backpressure: not queued, so retryable (REST: 503 with
+            # Retry-After; 429 is Discord's answer to a client over its rate limit)
+            self._failed(msg.ref, PostFailed(503, 0, "storage is busy; not acknowledged",
                                              msg.retry_after_s))
         elif isinstance(msg, WriteFailed):
             self._failed(msg.ref, _write_failure(msg))
@@ -389,7 +391,8 @@ class ChannelActor(Actor):
         read = self._reads.pop(msg.ref, None)
         if read is not None:
             self.send(read[0], HistoryPage(msg.messages) if isinstance(msg, HistoryResult)
-                      else PostFailed(500, 0, f"history failed: {msg.error}"))
+                      else PostFailed(503 if msg.transient else 500, 0,
+                                      f"history failed: {msg.error}"))
             return
         if msg.ref != self._fill_ref:
             return  # a fill given up on (start_fill), or not ours

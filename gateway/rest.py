@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from gateway.server import Gateway
 
 log = logging.getLogger("greenroom.gateway.rest")
+#: the node's storage, for ``error_response`` to tell an outage from a bug
+STORAGE = web.AppKey("storage", Any)
 
 PREFIX = "/api/v10"
 ASK_TIMEOUT_S = 15.0
@@ -362,9 +364,10 @@ class Api:
         return json_response((await self.messages_out([message]))[0])
 
 
-def error_response(exc: Exception) -> web.Response:
+def error_response(exc: Exception, request: web.Request | None = None) -> web.Response:
     """Discord's JSON answer for an exception a handler raised (aiohttp's redirects and
-    other non-errors are raised again)."""
+    other non-errors are raised again). With the ``request``, a database that is down
+    or too slow (the node's storage calls it transient) is a retryable 503, not a 500."""
     if isinstance(exc, HTTPDiscordError):
         if exc.status == 503:
             return unavailable(exc.message)
@@ -381,7 +384,11 @@ def error_response(exc: Exception) -> web.Response:
         # the node that owned the request's entity died before answering: not acknowledged
         return unavailable(f"503: Service Unavailable ({exc})")
     if isinstance(exc, TimeoutError):
-        return error(503, 0, "upstream timed out")
+        return unavailable("upstream timed out")
+    storage = request.app.get(STORAGE) if request is not None else None
+    if storage is not None and storage.is_transient(exc):
+        log.warning("REST request failed: storage unavailable (%s)", type(exc).__name__)
+        return unavailable("503: storage unavailable; not done, retry")
     return internal_error(f"{type(exc).__name__} in a handler", exc)
 
 
@@ -392,7 +399,7 @@ async def discord_errors(request: web.Request, handler: Any) -> web.StreamRespon
     try:
         return await handler(request)
     except Exception as exc:
-        return error_response(exc)
+        return error_response(exc, request)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -415,6 +422,7 @@ def make_app(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[
         bounded_responses(gateway.write_limits),  # a client that never reads (outbound.py)
         discord_errors, rate_limits(gateway.rest_limiter, Principals(gateway.storage))])
+    app[STORAGE] = gateway.storage
 
     async def served_by(request: web.Request, response: web.StreamResponse) -> None:
         # Every node serves the same port (SO_REUSEPORT): say which one answered.

@@ -412,7 +412,7 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         try:
             response = await handler(request)
         except Exception as exc:
-            response = error_response(exc)
+            response = error_response(exc, request)
         response.headers.update(headers)
         return response
 
