@@ -10,6 +10,9 @@ link opened by the sender and authenticated with the cluster secret:
                        hello = u16 len + node name + u16 len + b"host:port"
     server -> client   b"OK" (or closes)
 
+A link that has not authenticated ``HANDSHAKE_TIMEOUT`` seconds after it connected
+is closed (counted, logged at info): a peer that never speaks holds no socket.
+
 ``host:port`` is where the client's own data plane listens: a node that is asked
 something by a peer it has not been told about yet (the membership announcement is
 still on its way) can still send the answer back (``DataPlane.heard_from``).
@@ -49,6 +52,8 @@ NONCE = 16
 MAX_FRAME = 16 * 1024 * 1024
 HIGH_WATER = 4 * 1024 * 1024
 MAX_PENDING = 200_000
+#: seconds a connection has to complete the handshake (``DataPlane.handshake_timeout``)
+HANDSHAKE_TIMEOUT = 5.0
 _LEN = struct.Struct(">I")
 
 malformed = counter("envelopes_malformed_total", "envelopes that could not be decoded")
@@ -56,6 +61,8 @@ received = counter("envelopes_received_total", "envelopes delivered from other n
 unencodable = counter("envelopes_unencodable_total",
                       "messages that are not wire types or over the frame limit")
 sent = counter("envelopes_sent_total", "envelopes written to other nodes")
+handshake_timeouts = counter("links_handshake_timeout_total",
+                             "inbound links closed for not authenticating in time")
 
 
 def _mac(secret: bytes, nonce: bytes, hello: bytes) -> bytes:
@@ -77,10 +84,22 @@ class _Inbound(asyncio.Protocol):
         self.peer: str | None = None
         self.nonce = os.urandom(NONCE)
         self.transport: asyncio.Transport | None = None
+        self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(MAGIC + self.nonce)  # type: ignore[attr-defined]
+        self.deadline = self.plane.loop.call_later(self.plane.handshake_timeout,
+                                                   self.too_slow)
+
+    def too_slow(self) -> None:
+        """No authenticated hello in time: a scanner, a stuck or hostile process. Not
+        the server's error, so info; the count shows a flood."""
+        if self.peer is None and not self.transport.is_closing():
+            handshake_timeouts.add()
+            log.info("data plane: closed a link from %s that did not authenticate in %.1fs",
+                     self.transport.get_extra_info("peername"), self.plane.handshake_timeout)
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -105,6 +124,7 @@ class _Inbound(asyncio.Protocol):
                 counter("links_refused_total", "links that failed authentication").add()
                 self.transport.close()
                 return
+            self.deadline.cancel()
             self.peer = hello[2:2 + n].decode()
             self.plane.heard_from(self.peer, (host, int(port)), self)
             self.transport.write(b"OK")
@@ -146,6 +166,8 @@ class _Inbound(asyncio.Protocol):
             del buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
         self.plane.inbound.discard(self)
         if self.peer is not None:
             self.plane.not_heard(self.peer, self)
@@ -272,6 +294,8 @@ class DataPlane:
         self.server: asyncio.AbstractServer | None = None
         self.closing = False
         self.on_unreachable: Callable[[str], None] | None = None
+        #: seconds an inbound connection has to authenticate (tests shorten it)
+        self.handshake_timeout = HANDSHAKE_TIMEOUT
         self._pack = packer().pack  # reused (route runs on the loop's thread only)
 
     async def start(self) -> tuple[str, int]:
