@@ -99,6 +99,11 @@ class Node:
         #: (``cluster.view``); kept up to date by ``set_members``
         self.view = ClusterView(config.name,
                                 hosts_entities=bool(config.settings.get("gateway")))
+        #: What to do when the gateway's services give up (their supervisor exceeded
+        #: its restart intensity): OTP escalates. ``NodeActor`` ends the node process,
+        #: which Thespian's node supervisor starts again; None (a node in a thread
+        #: beside other code): the services stay down, logged.
+        self.escalate: Any = None
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -161,6 +166,7 @@ class Node:
                           rest_port=int(options.get("rest_port", 8081)),
                           reuse_port=bool(options.get("reuse_port", False)),
                           cluster=self.view, **extra)
+        gateway.on_services_down = self.escalate
         try:
             await gateway.start(base=self.base)
         except BaseException:
@@ -268,6 +274,14 @@ class NodeThread:
         self._thread.join(timeout)
 
 
+def _end_process(reason: Any) -> None:
+    """The node's services gave up: end this node process at once (its record is
+    written: node processes log to their own stderr), so that its supervisor in the
+    admin starts a fresh one, as OTP's escalation ends at the top."""
+    log.critical("node process exits: its services gave up (%r)", reason)
+    os._exit(70)  # EX_SOFTWARE; nothing of this process is worth a clean shutdown
+
+
 class NodeActor(ThespianActor):
     """A node process under Thespian's multi-process base."""
 
@@ -286,6 +300,7 @@ class NodeActor(ThespianActor):
             configure_logging()
             configure_tracing(f"greenroom-{msg.name}")
             self.thread = NodeThread(msg)
+            self.thread.node.escalate = _end_process
             try:
                 address = self.thread.start()
             except NodeStartError as err:  # its services: restarting would not help

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from picows import (
@@ -74,7 +74,7 @@ from gateway.protocol import (
     parse_connection_url,
 )
 from gateway.replica import REPLICAS_ID, ReplicaFeed
-from gateway.services import SESSION_HOST_ID, STORAGE_ID, node_services
+from gateway.services import SESSION_HOST_ID, STORAGE_ID, node_services, services_watch
 from gateway.session import SessionActor
 from gateway.sessions import node_of_session
 from gateway.timers import TimerWheel
@@ -394,6 +394,11 @@ class Gateway:
         self._sessions_host: Any = None
         #: the supervisor of the node's services (gateway/services.py)
         self._services: Any = None
+        #: Called (on the loop, with the reason) if that supervisor gives up: more
+        #: restarts than its intensity allows. OTP escalates to whoever runs the gateway
+        #: (a node process ends, and its own supervisor starts it again). Set before
+        #: ``start``; None: logged only.
+        self.on_services_down: Callable[[Any], None] | None = None
         #: The internal ingress (``gateway.ingress``) runs only with a secret.
         self.ingress_secret = ingress_secret
         self.ingress_host = ingress_host  # loopback by default even if ``host`` is public
@@ -448,6 +453,8 @@ class Gateway:
         if not isinstance(started, Started):
             self._services = None  # it has exited (OTP: a child failed to start)
             raise RuntimeError(f"node services did not start: {started!r}")
+        watch = base.create_actor(None, services_watch(self._services_gave_up), None, None)
+        base.monitor(watch._cell, self._services)
         ctx.storage_actor = Address(base.node, STORAGE_ID)
         ctx.registry = Address(base.node, ENTITY_REGISTRY_ID)
         self._sessions_host = Address(base.node, SESSION_HOST_ID)
@@ -543,6 +550,15 @@ class Gateway:
             self.base.shutdown_in_loop()
 
     # -- called by links ----------------------------------------------------------------------
+
+    def _services_gave_up(self, reason: Any) -> None:
+        if self._services is None:
+            return  # stop() asked them to stop
+        self._services = None
+        log.critical("node services gave up (more restarts than their intensity allows)",
+                     extra={"reason": repr(reason)})
+        if self.on_services_down is not None:
+            self.on_services_down(reason)
 
     def _session_host_started(self) -> None:
         """A session host incarnation started: after a restart, the sessions of the one

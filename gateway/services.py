@@ -48,6 +48,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from actors import Actor, Down
 from actors.registry import Configure
 from cluster.routing import ENTITY_REGISTRY_ID
 from gateway.context import GatewayContext
@@ -71,6 +72,23 @@ SESSION_HOST_ID = -6
 #: (a bug hit by one kind of request) is restarted each time.
 INTENSITY = 10
 PERIOD = 10.0
+
+
+class _ServicesWatch(Actor):
+    """Monitors the services' supervisor; its ``Down`` calls ``gave_up(reason)``."""
+
+    gave_up: ClassVar[Callable[[Any], None]]
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Down):
+            type(self).gave_up(msg.reason)
+            self.exit("normal")
+
+
+def services_watch(gave_up: Callable[[Any], None]) -> type:
+    """An actor class to monitor the services' supervisor with: when it exits (it gave
+    up, or was stopped: the callee tells which), ``gave_up`` is called with its reason."""
+    return type("ServicesWatch", (_ServicesWatch,), {"gave_up": staticmethod(gave_up)})
 
 
 class _SessionHost(SessionHost):
