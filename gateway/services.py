@@ -39,7 +39,9 @@ session of the node for nothing. A session survives the crash of any sibling.
 All six are still ``permanent`` children: one that exits for any reason (killed, its
 exit handler failed) is restarted at its id, logged (``supervisor`` line with reason)
 and counted (``supervisor_restarts_total{child=...}``). Past ``INTENSITY`` restarts in
-``PERIOD`` seconds the supervisor gives up (OTP): it stops the services and exits.
+``PERIOD`` seconds the supervisor gives up (OTP): it stops the services and exits, and
+the gateway escalates (``Gateway.on_services_down``: a node process ends and is
+started again by its own supervisor).
 """
 
 from __future__ import annotations
