@@ -36,6 +36,7 @@ Choices the docs leave open, made here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -168,6 +169,8 @@ class GatewayConnection:
         self._close_at: float | None = None
         #: when an anonymous connection is closed (AWAITING_IDENTIFY only)
         self._identify_by = 0.0
+        #: the deadline starts at the next time passed in (op 9 sent without one)
+        self._identify_from_next = False
         #: the latest time the socket layer passed in (for transitions made without one)
         self._now = 0.0
         self._timer_at: float | None = None
@@ -218,6 +221,8 @@ class GatewayConnection:
         if state is ConnectionState.NEW:
             raise ProtocolUsageError("receive() before start()")
         self._now = now
+        if self._identify_from_next:
+            self._start_identify_deadline()
 
         size = self._size(data)
         if size > self.config.max_payload_bytes:
@@ -294,6 +299,8 @@ class GatewayConnection:
             return []
         self._timer_at = None
         self._now = max(self._now, now)
+        if self._identify_from_next:
+            self._start_identify_deadline()
         if self._close_at is not None and now >= self._close_at:
             return self._close(CloseCode.UNKNOWN_ERROR, "closing after RECONNECT")
         if self.state is ConnectionState.AWAITING_IDENTIFY and now >= self._identify_by:
@@ -520,8 +527,10 @@ class GatewayConnection:
             self.session_id = None
             self.identify = None
             self._intents = 0
-            self._await_identify()
-            return [self._frame(self._payloads["invalid_false"]), *self._arm()]
+            # the last time passed in may be a heartbeat interval old: the deadline
+            # starts at the next one (a receive or the timer), not in the past
+            self._await_identify(from_next=True)
+            return [self._frame(self._payloads["invalid_false"])]
         return [self._frame(self._payloads["invalid_true"])]
 
     def close(self, code: int = CloseCode.UNKNOWN_ERROR, detail: str = "") -> list[Effect]:
@@ -532,9 +541,18 @@ class GatewayConnection:
 
     # ---------------------------------------------------------------- internals
 
-    def _await_identify(self) -> None:
-        """Back to (or first in) AWAITING_IDENTIFY: the IDENTIFY deadline starts now."""
+    def _await_identify(self, *, from_next: bool = False) -> None:
+        """Back to (or first in) AWAITING_IDENTIFY: the IDENTIFY deadline starts at the
+        latest time passed in (a refused IDENTIFY's or RESUME's), or at the next one."""
         self.state = ConnectionState.AWAITING_IDENTIFY
+        if from_next:
+            self._identify_by = math.inf
+            self._identify_from_next = True
+        else:
+            self._start_identify_deadline()
+
+    def _start_identify_deadline(self) -> None:
+        self._identify_from_next = False
         self._identify_by = self._now + self.config.identify_timeout_s
 
     def _answered_after_close(self, expected: ConnectionState, method: str) -> bool:

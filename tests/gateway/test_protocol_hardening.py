@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.protocol import CloseCode, GatewayConfig, SendFrame
+from gateway.protocol import Close, CloseCode, GatewayConfig, SendFrame
 from gateway.protocol.close_codes import WS_INVALID_DATA, WS_PROTOCOL_ERROR
 from gateway.protocol.connection import ProtocolUsageError
 from tests.gateway.scripted_client import IDENTIFY_D, ScriptedClient, close_of, timers_of
@@ -47,6 +47,27 @@ def test_a_failed_resume_gives_a_fresh_deadline():
     client.send({"op": 6, "d": {"token": "t", "session_id": "s", "seq": 0}}, at=4.0)
     client.conn.resume_failed()
     assert client.conn.next_deadline == 14.0
+
+
+def test_an_op_9_for_an_ended_session_starts_the_deadline_at_the_next_time_known():
+    # invalidate_session gets no time: the last one known may be a heartbeat old, and a
+    # deadline counted from it would close the socket right after the op 9
+    client = ScriptedClient(config=GatewayConfig(identify_timeout_s=30))
+    client.ready(at=1.0)
+    client.send({"op": 1, "d": None}, at=40.0)
+    effects = client.conn.invalidate_session(False)
+    assert client.payloads(effects) == [{"t": None, "s": None, "op": 9, "d": False}]
+    assert not any(isinstance(e, Close) for e in client.conn.on_timer(75.0))  # starts here
+    client.send({"op": 1, "d": None}, at=90.0)  # no zombie
+    assert timers_of(client.conn.on_timer(91.25)) == [105.0]
+    assert close_of(client.conn.on_timer(105.0)).code == CloseCode.NOT_AUTHENTICATED
+
+
+def test_after_an_op_9_an_identify_in_time_is_taken():
+    client = ScriptedClient(config=GatewayConfig(identify_timeout_s=30))
+    client.ready(at=1.0)
+    client.conn.invalidate_session(False)
+    client.identify(at=50.0)  # the first time known after the op 9: in time
 
 
 # -- RFC 6455 violations found by the socket layer ------------------------------------------
