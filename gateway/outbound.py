@@ -34,6 +34,7 @@ answer to the kernel (``response_timeout_s``), after which the connection is res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -83,10 +84,14 @@ def apply_write_limits(transport: Any, limits: WriteLimits) -> None:
     """Set ``limits`` on an accepted connection's asyncio ``transport`` (uvloop's):
     its pause/resume marks and the socket's kernel send buffer."""
     transport.set_write_buffer_limits(high=limits.high_water, low=limits.low_water)
-    if limits.send_buffer:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer)
+    _set_send_buffer(transport, limits.send_buffer)
+
+
+def _set_send_buffer(transport: Any, size: int) -> None:
+    sock = transport.get_extra_info("socket") if size else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # the peer is gone already: nothing to bound
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 #: SO_LINGER on, 0 s: close() sends RST and frees the kernel's send queue at once.
@@ -99,7 +104,8 @@ def abort(transport: Any) -> None:
     it to a client that does not read for minutes; with SO_LINGER 0 the close is a RST."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        with contextlib.suppress(OSError):  # closed meanwhile: nothing left to drop
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
     transport.abort()
 
 
@@ -115,10 +121,8 @@ def bounded_responses(limits: WriteLimits) -> Any:
     @web.middleware
     async def bounded(request: web.Request, handler: _Handler) -> web.StreamResponse:
         transport = request.transport
-        if transport is not None and limits.send_buffer:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer)
+        if transport is not None:
+            _set_send_buffer(transport, limits.send_buffer)
         response = await handler(request)
         if transport is None or response.prepared or not isinstance(response, web.Response):
             return response  # streamed by its handler, which owns its own writes
