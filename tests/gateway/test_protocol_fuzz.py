@@ -13,7 +13,7 @@ from gateway.protocol import Close, ConnectionState, Effect
 
 from .scripted_client import ScriptedClient
 
-CLIENT_CLOSE_CODES = {4001, 4002, 4003, 4005, 4008, 4010, 4013}
+CLIENT_CLOSE_CODES = {4001, 4002, 4003, 4004, 4005, 4008, 4010, 4013}  # 4004: empty token
 
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
