@@ -279,8 +279,11 @@ class Link(WSListener):
 
     def _hold(self, dispatch: PreparedDispatch) -> None:
         """``send_dispatch`` while paused: number and keep ``dispatch`` in the log only.
-        A log full of what the client has not acknowledged cannot take more without
-        losing what a RESUME needs: close (4000) now, while the RESUME still works."""
+        Once the log holds nothing but dispatches never written, one more would push
+        out what this connection still has to send: close (4000); a RESUME then gets
+        INVALID_SESSION, as for any session that fell beyond the replay log. (Not the
+        log's length alone: a busy client that acknowledges every 41 s may fill it with
+        what it has received, and a brief pause must not close it.)"""
         conn = self.conn
         log = conn.log
         if conn.state is not ConnectionState.READY or log is None:
@@ -289,8 +292,9 @@ class Link(WSListener):
         if self._unsent is None:
             self._unsent = log.seq + 1
         log.append(dispatch)
-        if len(log) >= log.max_entries:
-            self._slow(f"{log.seq - self._unsent + 1} dispatches held, replay log full")
+        held = log.seq - self._unsent + 1
+        if held >= log.max_entries:
+            self._slow(f"{held} dispatches held, the replay log's limit")
 
     def _check_stall(self, queued_before: int) -> None:
         """Paused for ``stall_timeout_s``: a client that read something since gets

@@ -198,6 +198,33 @@ def test_a_slow_reader_gets_everything_in_order_through_zlib_stream() -> None:
     run(main())
 
 
+def test_a_pause_does_not_close_a_client_whose_log_is_full_of_what_it_received() -> None:
+    """A busy client acknowledges only every heartbeat, so its replay log may be full of
+    dispatches it has received (64 here). A pause of fewer held dispatches than that is
+    a pause, not a slow consumer: the client gets everything, in order, and stays."""
+    limits = WriteLimits(high_water=16 << 10, low_water=4 << 10, send_buffer=8 << 10,
+                         stall_timeout_s=30.0, close_grace_s=1.0)
+
+    async def main() -> None:
+        async with start_node(GatewayConfig(replay_max_entries=64), limits) as node:
+            client = await RawClient.connect(node.ws)
+            await client.identify(node.token)
+            got = asyncio.ensure_future(read_messages(client, 200))
+            await post_burst(node, 200, CONTENT)  # read, never acknowledged: a full log
+            first = await got
+            # not reading: ~40 KB over 16 KiB + the kernel's buffers pauses the socket
+            await post_burst(node, 30, CONTENT, first=200)
+            second = await read_messages(client, 30)
+            assert sorted(first, key=int) == [str(n) for n in range(200)]
+            assert sorted(second, key=int) == [str(n) for n in range(200, 230)]
+            await client.heartbeat()
+            while (await client.recv()).get("op") != 11:
+                pass
+            client.close()
+
+    run(main())
+
+
 async def pipelining(url: str, request: bytes, count: int, connections: int
                      ) -> tuple[list[RawClient], list[asyncio.Task[None]]]:
     """``connections`` HTTP clients that each send ``request`` ``count`` times without
