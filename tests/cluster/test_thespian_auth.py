@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -108,8 +109,10 @@ def test_a_pickle_sent_to_any_listener_of_the_tree_runs_nowhere(tmp_path, nodes)
         # admin, logger, supervisor, membership, the starter and a node actor per node
         assert len(thespian) == 5 + nodes, sockets
         assert len(data_planes) == nodes
-        for address, port, _pid in sockets:
-            answer = attack(address, port, tmp_path / f"ran-{port}")
+        with ThreadPoolExecutor(len(sockets)) as pool:  # all at once: ~3 s, not 3 s each
+            answers = pool.map(lambda s: (s[1], attack(s[0], s[1], tmp_path / f"ran-{s[1]}")),
+                               sockets)
+        for port, answer in answers:
             if port not in data_planes | web | starter:
                 # Thespian read the whole frame, and refused it
                 assert b"ACK+DATAERR" in answer, (port, answer)
