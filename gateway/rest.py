@@ -387,7 +387,9 @@ def error_response(exc: Exception, request: web.Request | None = None) -> web.Re
         return unavailable("upstream timed out")
     storage = request.app.get(STORAGE) if request is not None else None
     if storage is not None and storage.is_transient(exc):
-        log.warning("REST request failed: storage unavailable (%s)", type(exc).__name__)
+        # not a warning per request (thousands a second in an outage): the driver and the
+        # storage actor report the outage itself
+        log.debug("REST request failed: storage unavailable (%s)", type(exc).__name__)
         return unavailable("503: storage unavailable; not done, retry")
     return internal_error(f"{type(exc).__name__} in a handler", exc)
 

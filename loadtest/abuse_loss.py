@@ -302,19 +302,21 @@ def _storage_args(backend: str, workdir: Path, cassandra_port: int | None,
             "--scylla-port", str(cassandra_port), "--scylla-keyspace", keyspace]
 
 
-def trial(backend: str, fault: str, workdir: Path, *, posters: int = 8,
+def trial(backend: str, fault: str, workdir: Path, *, nodes: int = 1, posters: int = 8,
           messages: int = 3000, duration_s: float = 60.0, kill_after: int = 300,
           acks_after: int = 100, cassandra: Any = None) -> dict[str, Any]:
-    """One fault injected into one stream of posts; the loss figures (see module doc)."""
+    """One fault injected into one stream of posts; the loss figures (see module doc).
+    With several nodes, ``node`` kills the one that owns the seeded guild (the one
+    whose channel actor acknowledges the posts)."""
     if fault not in FAULTS or (fault == "db" and backend != "scylla"):
         raise ValueError(f"fault {fault!r} does not apply to {backend}")
     kill_after = max(1, min(kill_after, messages // 3))
     keyspace = f"greenroom_abuse_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     port = cassandra.port if cassandra is not None else None
-    tree = Tree(workdir, _storage_args(backend, workdir, port, keyspace))
+    tree = Tree(workdir, _storage_args(backend, workdir, port, keyspace), nodes=nodes)
     t0 = time.monotonic()
     seed = tree.start()
-    result: dict[str, Any] = {"backend": backend, "fault": fault}
+    result: dict[str, Any] = {"backend": backend, "fault": fault, "nodes": nodes}
     try:
         feed = Posters(tree.rest_url, seed, posters)
         deadline = time.monotonic() + duration_s
@@ -325,7 +327,10 @@ def trial(backend: str, fault: str, workdir: Path, *, posters: int = 8,
                 await asyncio.sleep(0.01)
             injected["at"] = time.monotonic()
             if fault == "node":
-                pid = next(iter(tree.node_pids().values()))
+                from cluster.placement import Placement
+
+                pids = tree.node_pids()
+                pid = pids[Placement(tuple(sorted(pids))).owner(int(seed["guild_id"]))]
                 os.kill(pid, signal.SIGKILL)
                 log(f"{backend}: kill -9 node pid {pid} after {len(feed.acked)} acks")
                 injected["back"] = injected["at"] + await wait_serving(
@@ -414,10 +419,12 @@ def cassandra_node(port: int | None = None):
         node.stop()
 
 
-def audit(backend: str, faults: tuple[str, ...] | None = None, *, posters: int = 8,
-          messages: int = 3000, duration_s: float = 60.0, kill_after: int = 300,
-          cassandra_port: int | None = None, cassandra: Any = None) -> dict[str, Any]:
-    """Run each fault once against ``backend``; the totals and each trial's figures.
+def audit(backend: str, faults: tuple[str, ...] | None = None, *, nodes: int = 1,
+          repeat: int = 1, posters: int = 8, messages: int = 3000, duration_s: float = 60.0,
+          kill_after: int = 300, cassandra_port: int | None = None,
+          cassandra: Any = None) -> dict[str, Any]:
+    """Run each fault ``repeat`` times against ``backend`` on a tree of ``nodes`` node
+    processes; the totals and each trial's figures.
 
     ``cassandra``: a started ``tests.services.cassandra.CassandraNode`` to use (else the
     one on ``cassandra_port``, else one started and stopped here).
@@ -433,9 +440,9 @@ def audit(backend: str, faults: tuple[str, ...] | None = None, *, posters: int =
         if "db" in faults and backend == "scylla" and cassandra.pid() is None:
             raise RuntimeError("the db fault kills and restarts Cassandra: use a node that "
                                "tests.services.cassandra started (or none: one is started)")
-        for fault in faults:
+        for fault in [f for f in faults for _ in range(repeat)]:
             with tempfile.TemporaryDirectory(prefix=f"abuse-{backend}-{fault}-") as tmp:
-                trials.append(trial(backend, fault, Path(tmp), posters=posters,
+                trials.append(trial(backend, fault, Path(tmp), nodes=nodes, posters=posters,
                                     messages=messages, duration_s=duration_s,
                                     kill_after=kill_after, cassandra=cassandra))
             log(json.dumps(trials[-1]))
@@ -451,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("sqlite", "scylla"), default="sqlite")
     parser.add_argument("--fault", choices=FAULTS, action="append",
                         help="repeatable; default: node and tree (and db on scylla)")
+    parser.add_argument("--nodes", type=int, default=1, help="node processes (1 or 2)")
+    parser.add_argument("--repeat", type=int, default=1, help="trials per fault")
     parser.add_argument("--posters", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3000, help="posts per trial, at most")
     parser.add_argument("--duration", type=float, default=60.0,
@@ -460,10 +469,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cassandra-port", type=int, default=None)
     args = parser.parse_args(argv)
     if not 1 <= args.posters <= 64 or not 1 <= args.messages <= 100_000 \
-            or not 0 < args.duration <= 600:
-        parser.error("--posters 1..64, --messages 1..100000, --duration (0, 600]")
+            or not 0 < args.duration <= 600 or not 1 <= args.nodes <= 4 \
+            or not 1 <= args.repeat <= 10:
+        parser.error("--posters 1..64, --messages 1..100000, --duration (0, 600], "
+                     "--nodes 1..4, --repeat 1..10")
     try:
         result = audit(args.backend, tuple(args.fault) if args.fault else None,
+                       nodes=args.nodes, repeat=args.repeat,
                        posters=args.posters, messages=args.messages,
                        duration_s=args.duration, kill_after=args.kill_after,
                        cassandra_port=args.cassandra_port)

@@ -144,3 +144,12 @@ def test_a_slow_cassandra_is_refused_as_503_with_retry_after_and_the_node_recove
         acked = set(warm.acked) | set(slow.acked) | set(after.acked)
         found = asyncio.run(read_history(tree.rest_url, seed))
         assert not acked - found, f"{len(acked - found)} acknowledged posts lost"
+
+
+def test_a_rest_ask_that_times_out_on_slow_storage_is_a_503_with_retry_after() -> None:
+    # the 15 s REST ask expiring (a database slower than that) is retryable too
+    from gateway.rest import error_response
+
+    response = error_response(TimeoutError())
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert response.content_type == "application/json"
