@@ -15,9 +15,10 @@ its processes, which inherit them):
   ``MAC = HMAC-SHA256(secret, header || pickle)``; the receiver checks the MAC with
   ``hmac.compare_digest`` before a byte is unpickled, refuses stale and replayed
   frames (``header``: sender instance, sequence number, time), and unpickles only
-  allowlisted classes (``RestrictedUnpickler``). A refused frame raises, which
-  Thespian answers with ``ACK+DATAERR`` and a closed socket. Thespian's two constant
-  acknowledgements are compared as bytes, never unpickled.
+  allowlisted classes (``RestrictedUnpickler``). Thespian answers a refused frame
+  with ``ACK+DATAERR`` and a closed socket. Thespian's two constant acknowledgements
+  are compared as bytes, never unpickled; a frame announced over ``MAX_FRAME`` is
+  refused before it is read.
 
 Replay, decided: within ``WINDOW`` seconds a frame is accepted once per receiving
 process (per-sender sliding window of sequence numbers, as IPsec's anti-replay);
@@ -46,7 +47,7 @@ from typing import Any
 
 from thespian.actors import Actor, ActorSystemMessage
 from thespian.system.transport import IPBase, TCPTransport
-from thespian.system.transport.streamBuffer import ackDataErrPacket, ackPacket
+from thespian.system.transport.streamBuffer import ReceiveBuffer, ackDataErrPacket, ackPacket
 
 from observability import counter
 
@@ -54,6 +55,8 @@ from observability import counter
 WINDOW = 300.0
 #: how far behind the newest sequence number of a sender a frame may still arrive
 REPLAY_WINDOW = 4096
+#: the largest frame read (Thespian's messages here are kilobytes)
+MAX_FRAME = 16 * 1024 * 1024
 
 _MAC = 32
 _HEADER = struct.Struct(">8sQd")  # sender instance, sequence number, time (epoch s)
@@ -181,6 +184,28 @@ class _Replays:
             return True
 
 
+class RefusedFrame:
+    """What ``SignedPickle.loads`` makes of a refused frame: Thespian unpacks a frame
+    as ``(sender, message)``, and this one raises the refusal when it is unpacked."""
+
+    def __init__(self, refusal: Refused) -> None:
+        self.refusal = refusal
+
+    def __iter__(self):
+        raise self.refusal
+
+
+class _BoundedReceiveBuffer(ReceiveBuffer):
+    """Thespian's receive buffer, which would read a frame of any announced length
+    before anything can be checked: one announced over ``MAX_FRAME`` ends at once, as
+    an empty (so refused) frame."""
+
+    def addMore(self, buf: bytes) -> None:  # noqa: N802 (Thespian's name)
+        super().addMore(buf)
+        if self._size is not None and self._size > MAX_FRAME:
+            self._buf, self._blen, self._size, self._extra = b"", 0, 0, b""
+
+
 class _Accepted(threading.local):
     data: bytes | None = None  # the frame last accepted by this thread
 
@@ -211,6 +236,18 @@ class SignedPickle:
         return self._mac(signed) + signed
 
     def loads(self, data: bytes) -> Any:
+        """Thespian's side: a refused frame comes back as a ``RefusedFrame``, which
+        Thespian's receive path fails on (ACK+DATAERR, socket closed) wherever it
+        decodes — also while it waits for an ACK, where an exception would escape its
+        loop."""
+        try:
+            return self.open(data)
+        except Refused as err:
+            return RefusedFrame(err)
+
+    def open(self, data: bytes) -> Any:
+        """The message in ``data``, if its MAC, time and sequence number are good and
+        it holds only allowlisted classes; ``Refused`` otherwise."""
         ack = _ACKS.get(data)
         if ack is not None:
             return ack
@@ -246,3 +283,4 @@ def authenticate_thespian(secret: bytes) -> None:
     """Sign every Thespian TCP frame of this process and of the processes it forks
     (they inherit the patch), and unpickle none that lacks the MAC."""
     TCPTransport.serializer = SignedPickle(secret)
+    TCPTransport.ReceiveBuffer = _BoundedReceiveBuffer
