@@ -17,7 +17,7 @@ class NodeConfig:
     """A node process's start-up arguments (its ChildSpec ``init``)."""
 
     name: str
-    secret: bytes
+    secret: bytes = field(repr=False)  # never in a log line (Thespian logs messages)
     host: str = "127.0.0.1"
     port: int = 0
     #: (global name, dotted actor class) started under the node's root supervisor
