@@ -207,6 +207,7 @@ class Posters:
         self.acked: dict[int, float] = {}  # message id -> when acknowledged
         self.answers: Counter[str] = Counter()
         self.improper: list[tuple[int, str | None, str]] = []
+        self.refusals: Counter[str] = Counter()  # proper refusals, by their message
         self.posted = 0
         self.stop = False
 
@@ -243,6 +244,7 @@ class Posters:
                 continue
             if (status in (429, 503) and retry_after is not None and retry_after.isdigit()
                     and isinstance(body, dict) and {"code", "message"} <= body.keys()):
+                self.refusals[str(body["message"])[:80]] += 1
                 pause = float(retry_after) if self.honour else 0.0
             else:
                 self.improper.append((status, retry_after, text[:200]))

@@ -134,6 +134,8 @@ def test_a_slow_cassandra_is_refused_as_503_with_retry_after_and_the_node_recove
         assert slow.answers["503"] > 0, slow.answers
         assert set(slow.answers) <= {"200", "503"}, slow.answers
         assert not slow.improper, slow.improper[:5]  # each 503: Retry-After and JSON
+        # ... and it is the storage actor's backpressure (Busy) that answered
+        assert any("storage is busy" in m for m in slow.refusals), slow.refusals
         growth = max(samples) - baseline
         assert growth < RSS_BOUND, f"node RSS grew {growth >> 20} MiB while Cassandra was slow"
 
