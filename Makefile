@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster load-gateway cassandra-jars
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse load-gateway cassandra-jars
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -48,6 +48,9 @@ bench-gateway: $(STAMP)
 bench-cluster: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) loadtest/bench_cluster.py $(ARGS)
+
+bench-abuse: $(STAMP)
+	$(PY) -m loadtest.bench_abuse $(ARGS)
 
 load-gateway: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
