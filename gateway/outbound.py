@@ -43,6 +43,11 @@ from typing import Any
 
 from aiohttp import web
 
+from observability import counter
+
+_response_timeouts = counter("http_response_write_timeouts_total",
+                             "REST/ingress connections reset: an answer not taken in time")
+
 
 @dataclass(frozen=True, slots=True)
 class WriteLimits:
@@ -131,6 +136,7 @@ def bounded_responses(limits: WriteLimits) -> Any:
                 await response.prepare(request)
                 await response.write_eof()
         except TimeoutError:
+            _response_timeouts.add()
             abort(transport)
         except ConnectionError:
             pass  # the client went away: aiohttp sees it too

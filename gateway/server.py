@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -60,6 +61,7 @@ from gateway.protocol import (
     Close,
     CloseCode,
     ConnectionState,
+    DispatchLog,
     Effect,
     GatewayConfig,
     GatewayConnection,
@@ -79,12 +81,16 @@ from gateway.session import SessionActor
 from gateway.sessions import node_of_session
 from gateway.timers import TimerWheel
 from gateway.ws_log import quiet_peer_protocol_errors
-from observability import inject_current, span_from
+from observability import counter, inject_current, span_from
 from storage.base import Storage
 from storage.snowflake import SnowflakeGenerator
 from supervision import Start, Started, Stop, Supervisor
 
 log = logging.getLogger("greenroom.gateway")
+
+_slow_closes = counter("gateway_slow_consumer_closes_total",
+                       "connections closed with 4000 for not reading, by reason "
+                       "(stalled, replay_limit)")
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -104,6 +110,8 @@ class Link(WSListener):
     _unsent: int | None = None
     #: while paused: the check that the client makes progress
     _stall: asyncio.TimerHandle | None = None
+    #: a RESUME's replay not written yet: (the seq of the first, its dispatches)
+    _replay: tuple[int, deque[PreparedDispatch]] | None = None
 
     def __init__(self, gateway: Gateway, path: str) -> None:
         self.gateway = gateway
@@ -257,22 +265,52 @@ class Link(WSListener):
                                                self._check_stall, self._queued())
 
     def resume_writing(self) -> None:
-        """picows: the transport drained below ``low_water``. Write the backlog held in
-        the log, in order, until the high-water mark again."""
-        self._paused = False
+        """picows: the transport drained below ``low_water``: write what waits."""
         stall, self._stall = self._stall, None
         if stall is not None:
             stall.cancel()
-        first, self._unsent = self._unsent, None
+        self._write_backlog()
+
+    def resume_ok(self, log: DispatchLog, *, intents: int, seq: int) -> None:
+        """Answer this connection's RESUME (the client's ``seq``) from the session's
+        ``log``: every dispatch after ``seq``, then RESUMED, written as the client
+        reads them, like any backlog; meanwhile they cost a pointer each, not a frame."""
+        conn = self.conn
+        replay = deque(dispatch for _, dispatch in log.after(seq))
+        effects = conn.resume_ok(log, intents=intents, replay=False)
+        self.execute(effects)  # a refusal (4007, INVALID_SESSION); nothing on success
+        if conn.log is not log:
+            return
+        replay.extend(dispatch for _, dispatch in log.after(log.seq - 1))  # RESUMED
+        self._replay = (seq + 1, replay)
+        self._write_backlog()
+
+    def _write_backlog(self) -> None:
+        """Write a RESUME's replay, then the dispatches held in the log, in order, until
+        the high-water mark again (``pause_writing`` runs inside ``send``)."""
+        self._paused = False
         conn, transport = self.conn, self.transport
         log = conn.log
-        if first is None or log is None or conn.state is not ConnectionState.READY \
+        if log is None or conn.state is not ConnectionState.READY \
                 or transport is None or transport.is_disconnected:
+            self._replay = self._unsent = None
             return
         kind = _TEXT if conn.text_frames else _BINARY
+        if self._replay is not None:
+            seq, replay = self._replay
+            while replay:
+                transport.send(kind, conn.logged_frame(seq, replay.popleft()))
+                seq += 1
+                if self._paused:  # over the mark again: the rest waits
+                    self._replay = (seq, replay) if replay else None
+                    return
+            self._replay = None
+        first, self._unsent = self._unsent, None
+        if first is None:
+            return
         for seq, dispatch in log.after(first - 1):
             transport.send(kind, conn.logged_frame(seq, dispatch))
-            if self._paused:  # over the mark again (pause_writing ran): the rest waits
+            if self._paused:
                 if seq < log.seq:
                     self._unsent = seq + 1
                 return
@@ -294,7 +332,7 @@ class Link(WSListener):
         log.append(dispatch)
         held = log.seq - self._unsent + 1
         if held >= log.max_entries:
-            self._slow(f"{held} dispatches held, the replay log's limit")
+            self._slow("replay_limit", f"{held} dispatches held, the replay log's limit")
 
     def _check_stall(self, queued_before: int) -> None:
         """Paused for ``stall_timeout_s``: a client that read something since gets
@@ -308,15 +346,16 @@ class Link(WSListener):
         if queued < queued_before:
             self._stall = self.loop.call_later(timeout, self._check_stall, queued)
         else:
-            self._slow(f"no progress for {timeout:g} s")
+            self._slow("stalled", f"no progress for {timeout:g} s")
 
-    def _slow(self, why: str) -> None:
+    def _slow(self, reason: str, why: str) -> None:
         """Close a connection whose client does not keep up: 4000, which keeps the
         session (and its log) for a RESUME; the session holds what comes meanwhile."""
         stall, self._stall = self._stall, None
         if stall is not None:
             stall.cancel()
         log.info("slow consumer %s closed: %s", self.conn.session_id, why)
+        _slow_closes.add(reason=reason)
         self.execute(self.conn.close(CloseCode.UNKNOWN_ERROR, f"slow consumer: {why}"))
 
     def _queued(self) -> int:

@@ -532,7 +532,7 @@ class SessionActor(Actor):
         self._take_over(msg.event.seq)
         self.link = link
         link.session = self.myAddress
-        link.execute(link.conn.resume_ok(self.log, intents=self.intents))
+        link.resume_ok(self.log, intents=self.intents, seq=msg.event.seq)
 
     # -- moving to another node (a RESUME that landed there) -------------------------------
 
@@ -809,7 +809,7 @@ class SessionActor(Actor):
         self._tell_home(self.myAddress.node)
         link = self.link
         if link is not None:
-            link.execute(link.conn.resume_ok(log, intents=self.intents))
+            link.resume_ok(log, intents=self.intents, seq=move.event.seq)
             if link.conn.log is not log:  # refused (seq out of range): kept for a RESUME
                 self.link = None
         if self.link is None:

@@ -75,9 +75,18 @@ async def _serve(pipe: Connection, workdir: str, config: GatewayConfig,
     gateway = Gateway(storage, config=config, limits=UNLIMITED, write_limits=limits,
                       ingress_secret=ingress_secret)
     await gateway.start()
+    from observability.metrics import snapshot
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_reader(pipe.fileno(), stop.set)
+
+    def asked() -> None:  # "metrics": the node's counters; anything else: stop
+        if pipe.recv() == "metrics":
+            pipe.send(snapshot())
+        else:
+            stop.set()
+
+    loop.add_reader(pipe.fileno(), asked)
     pipe.send({"ws": gateway.gateway_url, "rest": gateway.rest_url, "token": seeded.token,
                "channel_id": seeded.channel_id, "ingress": gateway.ingress_url})
     try:
@@ -92,6 +101,7 @@ async def _serve(pipe: Connection, workdir: str, config: GatewayConfig,
 class Node:
     """A running node process and what a client needs to reach it."""
 
+    pipe: Connection
     pid: int
     ws: str
     rest: str
@@ -106,6 +116,11 @@ class Node:
     def peak(self) -> int:
         """Peak resident set size since the last ``reset_peak``, bytes."""
         return _status_kib(self.pid, "VmHWM:") * 1024
+
+    async def metrics(self) -> dict[str, int]:
+        """The node's counters (``observability.metrics.snapshot``)."""
+        self.pipe.send("metrics")
+        return await asyncio.get_running_loop().run_in_executor(None, self.pipe.recv)
 
     def reset_peak(self) -> None:
         with open(f"/proc/{self.pid}/clear_refs", "w") as refs:
@@ -131,7 +146,7 @@ async def start_node(config: GatewayConfig | None = None, limits: WriteLimits | 
                 if not process.is_alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"the node did not start (exit {process.exitcode})")
             info = parent.recv()
-            yield Node(process.pid, info["ws"], info["rest"], info["token"],
+            yield Node(parent, process.pid, info["ws"], info["rest"], info["token"],
                        info["channel_id"], info["ingress"])
         finally:
             with contextlib.suppress(OSError):

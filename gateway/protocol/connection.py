@@ -409,7 +409,8 @@ class GatewayConnection:
         self._await_identify()
         return [self._frame(self._payloads["invalid_false"]), *self._arm()]
 
-    def resume_ok(self, log: DispatchLog, *, intents: int) -> list[Effect]:
+    def resume_ok(self, log: DispatchLog, *, intents: int, replay: bool = True
+                  ) -> list[Effect]:
         """The session of the pending RESUME exists and the token matches: replay every
         dispatch after the client's ``seq`` in order, then RESUMED. ``intents`` are the
         session's, from its IDENTIFY.
@@ -417,6 +418,11 @@ class GatewayConnection:
         A ``seq`` ahead of the log closes with 4007 (Invalid seq: start a new session);
         one older than what the log still holds, or a log of another encoding, cannot be
         replayed without a gap and gets op 9 d=false instead.
+
+        ``replay`` False: RESUMED is only numbered in the log, and no frame is made; the
+        caller sends ``log.after(seq)`` (taken before this call) then RESUMED through
+        ``logged_frame``, at the client's pace: a replay of thousands of frames made at
+        once would cost their bytes whether or not the client reads (``gateway.outbound``).
         """
         if self._answered_after_close(ConnectionState.RESUMING, "resume_ok"):
             return []
@@ -434,6 +440,10 @@ class GatewayConnection:
         self._intents = intents
         self.state = ConnectionState.READY
         self._resume = None
+        if not replay:
+            log.append(RESUMED)
+            log.ack(resume.seq)
+            return []
         encoding = self._encoding
         effects: list[Effect] = [
             self._frame(dispatch.frame(seq, encoding)) for seq, dispatch in log.after(resume.seq)

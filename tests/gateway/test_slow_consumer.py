@@ -21,6 +21,7 @@ from loadtest.abuse_slow import (
     Node,
     QueueSampler,
     RawClient,
+    kernel_send_queues,
     measure_slow_consumers,
     post_burst,
     read_messages,
@@ -78,6 +79,18 @@ async def resume(ws: str, token: str, client: RawClient) -> tuple[list[str], dic
         again.close()
 
 
+async def slow_closes(node: Node, reason: str, at_least: int, timeout: float = 20.0) -> int:
+    """Wait until the node has closed ``at_least`` slow consumers for ``reason`` (its
+    ``gateway_slow_consumer_closes_total`` counter); the count."""
+    key = f'gateway_slow_consumer_closes_total{{reason="{reason}"}}'
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (count := (await node.metrics()).get(key, 0)) < at_least:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{count} closes for {reason} within {timeout:g} s")
+        await asyncio.sleep(0.05)
+    return count
+
+
 def test_stuck_clients_cost_at_most_the_bound_and_are_disconnected() -> None:
     """The figure of ``make bench-abuse``: 10 clients that heartbeat and never read
     during a burst of 1,000 messages of ~2 KB. Before the bound each held the whole
@@ -93,10 +106,11 @@ def test_stuck_clients_cost_at_most_the_bound_and_are_disconnected() -> None:
 
 
 def test_a_client_that_stops_reading_gets_4000_and_resumes_without_a_gap() -> None:
-    """Closed at the high-water mark (no stall allowance) with 4000; reading again, the
-    client gets what was queued, the close, and after RESUME every later message in
-    the order the reading client saw; the reading client is never disconnected."""
-    limits = WriteLimits(stall_timeout_s=0.0, close_grace_s=60.0)
+    """Closed with 4000 once it made no progress above the high-water mark; reading
+    again, the client gets what was queued, the close, and after RESUME every later
+    message in the order the reading client saw (the replay paced like any backlog);
+    the reading client is never disconnected."""
+    limits = WriteLimits(stall_timeout_s=0.3, close_grace_s=60.0)
 
     async def main() -> None:
         async with start_node(limits=limits) as node:
@@ -106,6 +120,7 @@ def test_a_client_that_stops_reading_gets_4000_and_resumes_without_a_gap() -> No
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
             await post_burst(node, MESSAGES, CONTENT)
             order = await got  # the dispatch order every session sees
+            assert await slow_closes(node, "stalled", len(stuck)) == len(stuck)
             for client in stuck:
                 before, code = await read_until_closed(client)
                 assert code == 4000
@@ -146,6 +161,46 @@ def test_a_client_that_never_reads_is_reset_and_resumes_every_missed_dispatch() 
     run(main())
 
 
+def test_a_resume_replays_at_the_pace_the_client_reads() -> None:
+    """A RESUME that does not read its replay costs the node the high-water mark, not
+    the replay (before: 1,000 frames of ~2.3 KB made at once, ~2 MB beyond the kernel's
+    share); once read, the replay is complete, in order, RESUMED last."""
+    limits = WriteLimits(stall_timeout_s=30.0, close_grace_s=1.0)
+
+    async def main() -> None:
+        async with start_node(limits=limits) as node:
+            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            await reader.identify(node.token)
+            (gone,) = await stuck_clients(node.ws, node.token, 1)
+            gone.close()  # no close frame: the session stays resumable
+            got = asyncio.ensure_future(read_messages(reader, MESSAGES))
+            await post_burst(node, MESSAGES, CONTENT)
+            order = await got
+            again = await RawClient.connect(node.ws)
+            await again.recv()  # HELLO
+            before = node.rss()
+            node.reset_peak()
+            assert gone.session_id is not None
+            await again.send({"op": 6, "d": {"token": node.token, "seq": gone.seq,
+                                             "session_id": gone.session_id}})
+            port, mine = urlsplit(node.ws).port, again.sock.getsockname()[1]
+            await wait_until(lambda: kernel_send_queues(port or 0).get(mine, 0) > 0, 10,
+                             "the replay started")
+            await reader.heartbeat()  # answered after the node's turn that wrote it
+            while (await reader.recv()).get("op") != 11:
+                pass
+            assert node.peak() - before <= limits.high_water + (64 << 10)
+            replayed: list[str] = []
+            while (message := await again.recv()).get("t") != "RESUMED":
+                if message.get("t") == "MESSAGE_CREATE":
+                    replayed.append(message["d"]["content"].split(":", 1)[0])
+            assert replayed == order
+            again.close()
+            reader.close()
+
+    run(main())
+
+
 def test_beyond_the_replay_limit_resume_gets_invalid_session() -> None:
     """A stuck client whose backlog outgrew the replay log (64 entries here) is closed
     at once, and its RESUME is refused with op 9 d=false rather than replayed with a gap."""
@@ -160,6 +215,7 @@ def test_beyond_the_replay_limit_resume_gets_invalid_session() -> None:
             await post_burst(node, MESSAGES, CONTENT)
             await got
             # long before the 30 s stall allowance: the full log closed it
+            assert await slow_closes(node, "replay_limit", 1) == 1
             await wait_until(stuck.reset_by_peer, 10, "the stuck client reset")
             replayed, last = await resume(node.ws, node.token, stuck)
             assert (last.get("op"), last.get("d")) == (9, False), last
