@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import itertools
 import logging
@@ -256,6 +257,13 @@ class UvloopSystemBase:
         self._awaiting: dict[str, set[Cell]] = {}
         self._refs = itertools.count(1)
         self._running: Cell | None = None  # the cell whose turn _drain is running
+        # Drains run in the runtime's own context, never in a copy of whatever task or
+        # callback woke the run queue (call_soon's default): else a REST request's span
+        # would be "current" for every actor that drain runs, and its log lines and
+        # envelopes would name a trace that is not theirs. Actors carry their trace in
+        # their messages.
+        self._drain_context = contextvars.Context()
+        self._overload_logged = [float("-inf"), 0]  # [last written, held back since]
         self._thread: threading.Thread | None = None
         if loop is None:
             self.loop = _new_event_loop()
@@ -281,7 +289,7 @@ class UvloopSystemBase:
 
     def schedule_drain(self) -> None:
         self.drain_pending = True
-        self.loop.call_soon(self._drain)
+        self.loop.call_soon(self._drain, context=self._drain_context)
 
     def _drain(self) -> None:
         runq = self.runq
@@ -362,7 +370,7 @@ class UvloopSystemBase:
                 break
         del runq[:i]
         if runq:
-            self.loop.call_soon(self._drain)
+            self.loop.call_soon(self._drain, context=self._drain_context)
         else:
             self.drain_pending = False
 
@@ -417,14 +425,28 @@ class UvloopSystemBase:
         handler = self.dead_letter_handler
         if handler is not None and handler != target and not isinstance(msg, DeadEnvelope):
             self.deliver(handler, DeadEnvelope(target, msg), target)
-        else:
-            log.debug("dead letter to %s: %r", target, msg)
+        elif log.isEnabledFor(logging.DEBUG):
+            # the type, not the message (it may carry a token or content); the cluster's
+            # data plane reports a dead node's letters itself, at warning, rate-limited
+            log.debug("actor.dead_letter", extra={
+                "target": str(target), "msg_type": type(msg).__name__,
+                "trace": getattr(msg, "trace", None)})
 
     def overloaded(self, cell: Cell, msg: Any, sender: Address | None) -> None:
         self.stats["overloaded"] += 1
         if sender is None or sender == self.external_address:
             raise MailboxFull(f"mailbox of {cell.address} is full ({cell.capacity} messages)")
-        log.warning("mailbox full: %s bounced a message from %s", cell.address, sender)
+        # one line a second at most (an overload bounces thousands), with the count
+        now = self.loop.time()
+        logged = self._overload_logged
+        if now - logged[0] >= 1.0:
+            log.warning("actor.overloaded", extra={
+                "target": str(cell.address), "sender": str(sender),
+                "msg_type": type(msg).__name__, "capacity": cell.capacity,
+                "suppressed": logged[1], "trace": getattr(msg, "trace", None)})
+            logged[0], logged[1] = now, 0
+        else:
+            logged[1] += 1
         # Overloaded is a system message: it never bounces off the sender's own bound.
         self.deliver(sender, Overloaded(cell.address, msg, cell.capacity), cell.address)
 
@@ -438,7 +460,8 @@ class UvloopSystemBase:
             # message's type only, not its repr (it may carry a token or content).
             log.error("actor %s (%s) crashed on a %s: %r", cell.address,
                       type(inst).__name__, type(msg).__name__, err, exc_info=err,
-                      extra={"actor": type(inst).__name__, "reason": repr(err)})
+                      extra={"actor": type(inst).__name__, "reason": repr(err),
+                             "trace": getattr(msg, "trace", None)})
             self._poison(cell, msg, sender, details)
             self.kill(cell, ("error", repr(err)))
             return
@@ -448,7 +471,8 @@ class UvloopSystemBase:
             details = traceback.format_exc()
             log.error("actor %s (%s) failed twice on a %s", cell.address,
                       type(inst).__name__, type(msg).__name__, exc_info=True,
-                      extra={"actor": type(inst).__name__})
+                      extra={"actor": type(inst).__name__,
+                             "trace": getattr(msg, "trace", None)})
             self._poison(cell, msg, sender, details)
 
     def _poison(self, cell: Cell, msg: Any, sender: Address | None, details: str) -> None:

@@ -11,6 +11,13 @@ moment it is written); an exception arrives as ``exc_type``, ``exc_message`` and
 traceback (``exception`` in JSON, printed by the console renderer); values under keys
 that name a secret (``token``, ``secret``, ``authorization``, ...) are redacted, a
 safety net behind the rule that no call site logs one.
+
+Lines join traces (``trace_id``/``span_id``) three ways, cheapest first: an explicit
+``trace`` field (a message's W3C ``trace`` dict or a span, for a call site that has the
+message in hand: a dropped envelope, a crash), the span bound for logs by the hop that
+handles a message (``log_span``: actor hops start spans without making them current),
+and OpenTelemetry's current span (REST and ingress handlers). None of them costs
+anything until a line is actually written.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import MutableMapping
+import time
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -27,7 +37,8 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.trace import format_span_id, format_trace_id
 
-__all__ = ["add_trace_context", "configure_logging", "get_logger"]
+__all__ = ["LogThrottle", "add_trace_context", "bind_log_span", "configure_logging",
+           "get_logger", "log_span", "reset_log_span"]
 
 _NAME_TO_LEVEL = {
     "critical": logging.CRITICAL,
@@ -40,20 +51,121 @@ _NAME_TO_LEVEL = {
 }
 
 
+#: The span a hop is handling a message in, for log lines only (not OpenTelemetry's
+#: current context: making a span current costs an attach/detach per hop, and an
+#: actor's span often outlives its handler). A span, or a message's W3C ``trace`` dict.
+_LOG_SPAN: ContextVar[Any] = ContextVar("greenroom_log_span", default=None)
+
+
+def bind_log_span(span: Any) -> Token | None:
+    """Make *span* (a span or a W3C ``trace`` dict) the one log lines carry, until
+    ``reset_log_span`` with the token. None (untraced) binds nothing and costs nothing:
+    ``token = bind_log_span(span)`` ... ``reset_log_span(token)`` in a ``finally``."""
+    if span is None:
+        return None
+    return _LOG_SPAN.set(span)
+
+
+def reset_log_span(token: Token | None) -> None:
+    """Undo ``bind_log_span`` (a None token: nothing was bound)."""
+    if token is not None:
+        _LOG_SPAN.reset(token)
+
+
+@contextmanager
+def log_span(span: Any) -> Iterator[None]:
+    """``with log_span(span):`` every line logged inside carries *span*'s ids."""
+    token = bind_log_span(span)
+    try:
+        yield
+    finally:
+        reset_log_span(token)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _ids_of(value: Any) -> tuple[str, str] | None:
+    """(trace_id, span_id) of a span or of a W3C ``trace`` dict; None if not valid.
+
+    A message's ``trace`` names the span that sent it (the hop's parent): the closest
+    span known where no hop span exists. Parsed by slicing, for a log line only (the
+    propagator, with its regular expressions, is for making spans)."""
+    get_context = getattr(value, "get_span_context", None)
+    if get_context is not None:
+        ctx = get_context()
+        if ctx.is_valid:
+            return format_trace_id(ctx.trace_id), format_span_id(ctx.span_id)
+        return None
+    if isinstance(value, Mapping):
+        parent = value.get("traceparent")
+        if isinstance(parent, bytes | bytearray):
+            parent = bytes(parent).decode("ascii", "replace")
+        if isinstance(parent, str) and len(parent) >= 55 and parent[2] == "-" \
+                and parent[35] == "-" and parent[52] == "-":
+            trace_id, span_id = parent[3:35].lower(), parent[36:52].lower()
+            if (_HEX.issuperset(trace_id) and _HEX.issuperset(span_id)
+                    and trace_id.strip("0") and span_id.strip("0")):
+                return trace_id, span_id
+    return None
+
+
 def add_trace_context(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Add ``trace_id``/``span_id`` (W3C hex) of the active span, if there is one.
+    """Add ``trace_id``/``span_id`` (W3C hex) of the span the line was logged in.
 
-    This is what lets an SRE jump from a log line to its trace. Ids given explicitly in
-    the event are kept (``setdefault``); with no valid span nothing is added, so a line
-    never carries a misleading all-zero id.
+    This is what lets an SRE jump from a log line to its trace. First a ``trace`` field
+    (a message's ``trace`` dict or a span: the call site names it; the field itself is
+    replaced by the ids), then the span a hop bound for logs (``log_span``), then
+    OpenTelemetry's current span. Ids given explicitly in the event are kept
+    (``setdefault``); with no valid span nothing is added, so a line never carries a
+    misleading all-zero id.
     """
-    ctx = trace.get_current_span().get_span_context()
-    if ctx.is_valid:
-        event_dict.setdefault("trace_id", format_trace_id(ctx.trace_id))
-        event_dict.setdefault("span_id", format_span_id(ctx.span_id))
+    ids = None
+    if "trace" in event_dict and not isinstance(event_dict["trace"], str):
+        named = event_dict.pop("trace")  # a message's trace (None: untraced) or a span
+        if named is not None:
+            ids = _ids_of(named)
+    if ids is None:
+        bound = _LOG_SPAN.get()
+        if bound is not None:
+            ids = _ids_of(bound)
+    if ids is None:
+        ctx = trace.get_current_span().get_span_context()
+        if not ctx.is_valid:
+            return event_dict
+        ids = format_trace_id(ctx.trace_id), format_span_id(ctx.span_id)
+    event_dict.setdefault("trace_id", ids[0])
+    event_dict.setdefault("span_id", ids[1])
     return event_dict
+
+
+class LogThrottle:
+    """At most one line per ``interval`` seconds per key, for events that can flood
+    (a refused envelope per message while a peer is down, a 503 per request in an
+    outage). ``allow(key)`` answers None (say nothing) or how many lines of that key
+    were held back since the last one written, to log as ``suppressed``."""
+
+    def __init__(self, interval: float = 1.0, max_keys: int = 1024) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._keys: dict[Any, list[float | int]] = {}  # key -> [last written, held back]
+
+    def allow(self, key: Any, now: float | None = None) -> int | None:
+        now = time.monotonic() if now is None else now
+        entry = self._keys.get(key)
+        if entry is None:
+            if len(self._keys) >= self.max_keys:  # many keys (peers, routes): start over
+                self._keys.clear()
+            self._keys[key] = [now, 0]
+            return 0
+        if now - entry[0] < self.interval:
+            entry[1] += 1
+            return None
+        held = int(entry[1])
+        entry[0], entry[1] = now, 0
+        return held
 
 
 # Attributes every LogRecord has, plus those formatters add (``message``, ``asctime``):
@@ -174,17 +286,27 @@ def redact_secrets(
     return event_dict
 
 
-def _shared_processors() -> list[Any]:
-    """Processors every event goes through, structlog's and stdlib's alike."""
+def _shared_processors(*, foreign: bool = False) -> list[Any]:
+    """Processors every event goes through, structlog's and stdlib's alike (``foreign``:
+    a stdlib record's, whose ``extra=`` fields join the event before its trace ids are
+    resolved, so ``extra={"trace": msg.trace}`` works on both kinds of line)."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         add_timestamp,
+        *([_add_record_extras] if foreign else []),
         add_trace_context,
         structlog.processors.StackInfoRenderer(),
         add_exception_fields,
     ]
+
+
+def _level_from_env(level: str | int | None) -> str | int:
+    """*level*, else ``GREENROOM_LOG_LEVEL``, else INFO."""
+    if level is not None:
+        return level
+    return os.environ.get("GREENROOM_LOG_LEVEL", "").strip().upper() or "INFO"
 
 
 class _BoundLogger(structlog.stdlib.BoundLogger):
@@ -255,7 +377,7 @@ def _renderer_chain(json: bool, stream: TextIO | None) -> list[Any]:
     ]
 
 
-def log_defs(*, json: bool | None = None, level: str = "INFO") -> dict[str, Any]:
+def log_defs(*, json: bool | None = None, level: str | None = None) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for Thespian's ``logDefs``.
 
     In Thespian's actor processes the root logger forwards records to Thespian's
@@ -269,27 +391,29 @@ def log_defs(*, json: bool | None = None, level: str = "INFO") -> dict[str, Any]
         "disable_existing_loggers": False,
         "formatters": {"greenroom": {
             "()": structlog.stdlib.ProcessorFormatter,
-            "foreign_pre_chain": [*_shared_processors(), _add_record_extras],
+            "foreign_pre_chain": _shared_processors(foreign=True),
             "processors": _renderer_chain(use_json, None),
         }},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "greenroom"}},
-        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "root": {"handlers": ["stderr"], "level": str(_level_from_env(level)).upper()},
     }
 
 
 def configure_logging(
-    *, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None,
+    *, json: bool | None = None, level: str | None = None, stream: TextIO | None = None,
     install_handler: bool = True,
 ) -> None:
     """Configure structlog and stdlib logging for this process. Safe to call again.
 
     ``json`` picks the renderer (``None``: see ``GREENROOM_LOG_FORMAT``, else console when
-    stderr is a terminal, else JSON). ``stream`` defaults to the current ``sys.stderr``.
-    A second call with the same settings does nothing; with other settings it swaps the
-    renderer/level of the one handler this module owns (never stacking a second one), and
-    handlers others put on the root logger (pytest's, for instance) are left alone.
+    stderr is a terminal, else JSON); ``level`` (``None``: ``GREENROOM_LOG_LEVEL``, else
+    INFO). ``stream`` defaults to the current ``sys.stderr``. A second call with the
+    same settings does nothing; with other settings it swaps the renderer/level of the
+    one handler this module owns (never stacking a second one), and handlers others put
+    on the root logger (pytest's, for instance) are left alone.
     """
     use_json = _default_json() if json is None else json
+    level = _level_from_env(level)
     numeric_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric_level, int):
         raise ValueError(f"unknown log level: {level!r}")
@@ -302,7 +426,7 @@ def configure_logging(
             return
         shared = _shared_processors()
         formatter = structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, _add_record_extras],
+            foreign_pre_chain=_shared_processors(foreign=True),
             processors=_renderer_chain(use_json, stream),
         )
         handler: logging.Handler = (
