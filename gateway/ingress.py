@@ -72,8 +72,10 @@ from gateway.sessions import (
     node_of_session,
     sessions_address,
 )
+from gateway.tracing import fanout_attributes
 from gateway.validation import check_content
 from observability import counter, inject_current, span_from
+from observability.tracing import tracing_active
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -149,8 +151,12 @@ class Ingress:
         if problem is not None:
             _requests.add(op=op, outcome=BAD_MESSAGE)
             return _refuse(request_id, BAD_MESSAGE, f"{op}: {problem}")
-        with span_from(msg.trace, f"ingress.{op}",
-                       **{"greenroom.request_id": request_id}) as span:
+        attributes: dict[str, Any] = {"greenroom.request_id": request_id}
+        if tracing_active() and isinstance(msg, PostSystemMessage | BroadcastToGuild):
+            # the sampler decides here, once, by the guild's size (observability.sampling)
+            attributes = await fanout_attributes(self.ctx.identity,
+                                                 await self._guild_of(msg), attributes)
+        with span_from(msg.trace, f"ingress.{op}", **attributes) as span:
             try:
                 result = await self._serve(msg)
             except _Refused as refused:
@@ -173,6 +179,17 @@ class Ingress:
             log.info("ingress %s done", op)  # inside the span: the line carries trace_id
         _requests.add(op=op, outcome="ok")
         return _answer(IngressOk(request_id, result))
+
+    async def _guild_of(self, msg: PostSystemMessage | BroadcastToGuild) -> int | None:
+        """The guild a fan-out request reaches (None if unknown: checked again by
+        ``_serve``, which answers the error)."""
+        if isinstance(msg, BroadcastToGuild):
+            return msg.guild_id
+        try:
+            channel = await self.ctx.storage.get_channel(msg.channel_id)
+        except Exception:  # _serve meets the same trouble and reports it
+            return None
+        return channel.guild_id if channel is not None else None
 
     async def _ask(self, to: Any, message: Any) -> Any:
         return await self.gateway.base.ask_async(to, message, ASK_TIMEOUT_S)

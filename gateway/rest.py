@@ -38,6 +38,7 @@ from gateway.objects import (
 )
 from gateway.outbound import bounded_responses
 from gateway.rest_auth import Principals, bot_token
+from gateway.tracing import fanout_attributes
 from gateway.validation import FieldError, check_content, check_text
 from observability import inject_current, span_from
 from storage.applications import effective_flags
@@ -312,9 +313,12 @@ class Api:
             tts=bool(body.get("tts")),
         )
         # The message's trace starts here (or continues the caller's ``traceparent``).
+        # The sampler decides here, once, by the guild's size (observability.sampling).
         traceparent = request.headers.get("traceparent")
+        attributes = await fanout_attributes(self.ctx.identity, channel.guild_id,
+                                             {"greenroom.channel_id": channel.id})
         with span_from({"traceparent": traceparent} if traceparent else None,
-                       "rest.post_message", **{"greenroom.channel_id": channel.id}) as span:
+                       "rest.post_message", **attributes) as span:
             post.trace = inject_current()
             key = channel_key(channel.guild_id, channel.id)
             answer = await self.gateway.base.ask_async(

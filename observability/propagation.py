@@ -1,7 +1,8 @@
 """W3C trace context carried in the ``trace`` field of greenroom's msgpack envelopes.
 
 The field is a small dict, ``{"traceparent": "00-<trace>-<span>-<flags>"}`` plus
-``"tracestate"`` only when there is one, or absent (``None``) when no span is active.
+``"tracestate"`` only when there is one, or absent (``None``) when no span is active or
+the trace is not sampled (``observability.sampling``: decided once, at the entry).
 Parsing and formatting are OpenTelemetry's ``TraceContextTextMapPropagator``: the
 format is the W3C one, not ours to reinvent. A receiver makes the span from the message's
 context, never from whatever happens to be current in its own process: in an actor
@@ -41,8 +42,14 @@ def inject_current() -> dict[str, str] | None:
     """The current span's context as the envelope's ``trace`` dict, or ``None``.
 
     ``None`` (not ``{}``) when there is no valid span, so callers can omit the field and
-    save the bytes.
+    save the bytes, and also when the current trace is not sampled: the decision is taken
+    once at the message's entry, and "not sampled" travels as no context at all, so each
+    later hop (one per recipient in a fan-out) pays one ``is None`` test instead of a
+    ``traceparent`` parse and a span it would drop.
     """
+    context = otel_trace.get_current_span().get_span_context()
+    if not context.trace_flags.sampled or not context.is_valid:
+        return None
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier or None

@@ -1,10 +1,19 @@
 """OpenTelemetry tracing set up from the standard ``OTEL_*`` variables, in one call.
 
 ``configure_tracing`` builds the SDK ``TracerProvider`` (the SDK itself reads
-``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER[_ARG]``,
-``OTEL_SPAN_*_LIMIT``, ``OTEL_BSP_*`` and ``OTEL_SDK_DISABLED``) and picks the exporters:
-OTLP/HTTP behind a ``BatchSpanProcessor`` when an OTLP endpoint is configured, a JSON-lines
-file when ``GREENROOM_TRACE_FILE`` is set, plus an explicit one for tests.
+``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SPAN_*_LIMIT``, ``OTEL_BSP_*``
+and ``OTEL_SDK_DISABLED``), picks the sampler (``OTEL_TRACES_SAMPLER[_ARG]``, any
+``opentelemetry_traces_sampler`` entry point; greenroom's fan-out sampler,
+``observability.sampling``, when none is named) and the exporters: OTLP/HTTP behind a
+``BatchSpanProcessor`` when an OTLP endpoint is configured, a JSON-lines file when
+``GREENROOM_TRACE_FILE`` is set, plus an explicit one for tests.
+
+Tracing that keeps nothing costs nothing: with no exporter (what ``make run`` ships) or
+with ``OTEL_SDK_DISABLED=true`` no span is recorded, so tracers are OpenTelemetry's no-op
+tracer. A root span is then the shared invalid span, ``inject_current()`` gives None, and
+every later hop of the message pays one ``is None`` test (``gateway/tracing.py``). A
+context that arrives from outside is passed along by ``span_from`` (the no-op tracer's
+behaviour), but gateway hops do not parse it (``tracing_active()``).
 
 Tracers from ``get_tracer`` resolve the provider when a span starts, not when the tracer
 is made, so modules can take a tracer at import time (before ``configure_tracing`` runs)
@@ -21,6 +30,7 @@ import os
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import trace
@@ -33,15 +43,19 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import format_span_id, format_trace_id
 
 from . import _env
+from .sampling import fanout_sampler
 
 __all__ = [
     "JsonLinesSpanExporter",
     "configure_tracing",
     "get_tracer",
+    "sampler_from_env",
     "span_pipeline",
+    "tracing_active",
 ]
 
 _log = logging.getLogger(__name__)
@@ -117,6 +131,20 @@ class _State:
     provider: TracerProvider | None = None
     generation = 0
     pipeline: list[tuple[Any, SpanExporter]] = []
+    #: a span processor is installed: spans may be kept (else tracers are no-ops)
+    recording = False
+
+
+_NOOP = trace.NoOpTracer()
+
+
+def tracing_active() -> bool:
+    """Whether the configured provider can keep a span (an exporter is installed).
+
+    False before ``configure_tracing``, with no exporter and with ``OTEL_SDK_DISABLED``:
+    then every span is a no-op and hops that would only parse a context skip it.
+    """
+    return _State.recording
 
 
 class _Tracer(trace.Tracer):
@@ -140,6 +168,9 @@ class _Tracer(trace.Tracer):
                 # proxy that produces no-op spans). It cannot be our delegate, which is
                 # installed only after a provider exists.
                 delegate = trace.get_tracer(self._name, self._version)
+            elif not _State.recording:
+                # Nothing would be kept: no span object, no id generation, no sampler.
+                delegate = _NOOP
             else:
                 delegate = provider.get_tracer(self._name, self._version)
             self._delegate, self._generation = delegate, generation
@@ -224,6 +255,47 @@ def _exporters_from_env() -> list[tuple[Any, SpanExporter]]:
     return pipeline
 
 
+_SAMPLER_GROUP = "opentelemetry_traces_sampler"
+#: the SDK's samplers that take a float ratio as their argument
+_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+
+
+def sampler_from_env() -> Sampler:
+    """The sampler ``OTEL_TRACES_SAMPLER``/``_ARG`` name, or greenroom's fan-out sampler.
+
+    Any name in the ``opentelemetry_traces_sampler`` entry-point group works: the SDK's
+    (``always_on``, ``parentbased_traceidratio``, ...) and ``greenroom_fanout``. Unset,
+    unknown or failing: the fan-out sampler (``observability.sampling``), with a warning
+    for the last two: a typo must not stop the server, nor trace every fan-out.
+    """
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip()
+    arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG")
+    if not name or name.lower() == "greenroom_fanout":
+        return fanout_sampler(arg)
+    found = entry_points(group=_SAMPLER_GROUP, name=name.lower())
+    try:
+        if not found:
+            raise LookupError("no such sampler")
+        factory = next(iter(found)).load()
+        if isinstance(factory, Sampler):  # the SDK's fixed ones (always_on, ...)
+            return factory
+        if name.lower() in _RATIO_SAMPLERS:
+            try:
+                ratio = float(arg or "")
+            except ValueError:
+                _log.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a ratio; using 1.0", arg)
+                ratio = 1.0
+            sampler = factory(ratio)
+        else:
+            sampler = factory(arg)
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"{type(sampler).__name__} is not a Sampler")
+        return sampler
+    except Exception as exc:  # an operator's setting: say it, keep serving
+        _log.warning("OTEL_TRACES_SAMPLER=%r unusable (%s); using greenroom_fanout", name, exc)
+        return fanout_sampler(arg)
+
+
 def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None) -> TracerProvider:
     """Build and install the process's ``TracerProvider``; returns it.
 
@@ -232,15 +304,19 @@ def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None
     ``otlp``, ``console``, ``none``); a ``JsonLinesSpanExporter`` when
     ``GREENROOM_TRACE_FILE`` is set; and *exporter* if given. File, console and explicit
     exporters use a ``SimpleSpanProcessor`` so a span is written when it ends, even if the
-    process is killed right after. With ``OTEL_SDK_DISABLED=true`` the provider is a no-op
-    and nothing is exported (incoming trace context is still passed along).
+    process is killed right after. The sampler is ``sampler_from_env()``. With no exporter,
+    or with ``OTEL_SDK_DISABLED=true``, nothing can be kept: tracers are no-ops
+    (``tracing_active()`` is False; an incoming trace context is still passed along by
+    ``span_from``).
 
     Calling it again replaces the previous provider (which is shut down, flushing its
     spans). When an OTLP endpoint is configured the counter registry is mirrored to OTLP
     metrics with the same resource (see ``observability.metrics``).
     """
     resource = _resource(service_name)
-    provider = TracerProvider(resource=resource)
+    # Always given explicitly: the SDK's own reading of OTEL_TRACES_SAMPLER knows only
+    # its built-in samplers and would warn about greenroom's.
+    provider = TracerProvider(resource=resource, sampler=sampler_from_env())
     pipeline: list[tuple[Any, SpanExporter]] = []
     if not _env.sdk_disabled():
         pipeline = _exporters_from_env()
@@ -253,6 +329,7 @@ def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None
         old = _State.provider
         _State.provider = provider
         _State.pipeline = pipeline
+        _State.recording = bool(pipeline)
         _State.generation += 1
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(_GLOBAL)
@@ -268,6 +345,7 @@ def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None
             "service": resource.attributes.get(SERVICE_NAME),
             "exporters": [type(e).__name__ for _, e in pipeline],
             "sdk_disabled": _env.sdk_disabled(),
+            "sampler": provider.sampler.get_description() if pipeline else None,
         },
     )
     return provider
