@@ -30,6 +30,8 @@ def _untrace(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    # every IDENTIFY traced (the default keeps 1 %: observability/sampling.py)
+    monkeypatch.setenv("GREENROOM_TRACES_IDENTIFY_RATIO", "1")
     exporter = InMemorySpanExporter()
     configure_tracing("greenroom-test", exporter=exporter)
     yield exporter
