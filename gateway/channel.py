@@ -252,12 +252,15 @@ class ChannelActor(Actor):
         self._cache_writes[message_id] = message
         if key is not None:
             self._remember_nonce(key, message_id)
+        trace = None
         if msg.trace is not None:  # spans: channel.post, and its storage.write until durable
             span = start(msg.trace, "channel.post", {"greenroom.channel_id": self.channel_id,
                                                      "greenroom.message_id": message_id})
-            self._spans[message_id] = (span, child(span, "storage.write", {
-                "greenroom.channel_id": self.channel_id, "greenroom.message_id": message_id}))
-        self.send(self.ctx.storage_actor, Write(message_id, (write,)))
+            written = child(span, "storage.write", {
+                "greenroom.channel_id": self.channel_id, "greenroom.message_id": message_id})
+            self._spans[message_id] = (span, written)
+            trace = context_of(written)  # the storage actor's spans go under it
+        self.send(self.ctx.storage_actor, Write(message_id, (write,), trace))
 
     def _written(self, ref: int) -> None:
         self._cache_durable(ref)

@@ -25,6 +25,12 @@ Each ``Write`` is acknowledged (``Written``) only when every write in it is dura
 * Recovery: after repeated failing flushes the actor rebuilds the backend's connections
   (``Storage.reconnect``: a new CQL ``Cluster``), because the driver does not always
   recover on its own after the database restarts. The actor itself keeps running.
+* Tracing: a ``Write`` with a ``trace`` (its sender's ``storage.write`` span) gets, under
+  that span, a ``storage.queued`` span per write and attempt (accepted or failed ->
+  sent to the database) and a ``storage.db`` span per database call, and each
+  database call carrying traced writes is one ``storage.batch`` span (writes,
+  partitions, attempt, backend) linked to every traced write's span. Untraced writes
+  cost one ``is None`` test per ``Write`` and one per batch (``self.traced``).
 * Reads: identical in-flight ``History`` queries are coalesced into one database query
   (Discord's data services). A read issued after a write to that channel was
   acknowledged never joins a query that started before the acknowledgement, so a
@@ -46,6 +52,7 @@ from typing import Any
 from thespian.actors import ActorExitRequest
 
 from actors import Actor, IODone, Timeout
+from observability.spans import child, end, fail, link_to, start
 from storage.base import Storage
 from storage.messages import (
     Busy,
@@ -83,6 +90,7 @@ class _Request:
     error: str = ""
     rejected: bool = True  # every failure so far was a rejection
     transient: bool = False
+    trace: dict | None = None  # the sender's storage.write span (None: untraced)
 
 
 @dataclass(slots=True)
@@ -91,6 +99,7 @@ class _Entry:
     request: _Request
     accepted_at: float
     attempts: int = 0
+    queued: Any = None  # its open storage.queued span (traced writes only)
 
 
 @dataclass(slots=True)
@@ -133,6 +142,7 @@ class StorageActor(Actor):
         self.flush_seconds = 0.005  # moving average, for Busy's retry_after
         self.stats = StorageStats()
         self.opener: Any = None
+        self.traced = 0  # entries with an open storage.queued span (0: skip span work)
 
     # -- dispatch ------------------------------------------------------------------------
     def receiveMessage(self, msg: Any, sender: Any) -> None:
@@ -183,6 +193,8 @@ class StorageActor(Actor):
         self.queues.clear()
         self.retrying.clear()
         for entry in waiting:
+            if entry.queued is not None:
+                fail(entry.queued, "storage actor stopped")
             self._finish(entry, "storage actor stopped", transient=True)
 
     def _resume(self) -> None:
@@ -228,8 +240,13 @@ class StorageActor(Actor):
             return
         now = time.monotonic()
         request = _Request(msg.ref, sender, n)
-        for w in msg.writes:
-            self._enqueue(_Entry(w, request, now))
+        if msg.trace is None:
+            for w in msg.writes:
+                self._enqueue(_Entry(w, request, now))
+        else:
+            request.trace = msg.trace
+            for w in msg.writes:
+                self._enqueue(self._traced(_Entry(w, request, now)))
         if self.storage is None:
             return
         if self.waiting >= self.cfg.max_batch:
@@ -271,9 +288,10 @@ class StorageActor(Actor):
                 for p in partitions:
                     self.busy[p] = self.busy.get(p, 0) + 1
                 self.units_in_flight += 1
+                spans = self._batch_spans(entries, partitions) if self.traced else None
                 self.run_io(
                     self.storage.apply([writes[i] for i in unit]),
-                    ("unit", entries, partitions, time.monotonic()),
+                    ("unit", entries, partitions, time.monotonic(), spans),
                 )
 
     def _after_unit(
@@ -387,6 +405,86 @@ class StorageActor(Actor):
         )
         self.run_io(self.storage.reconnect(), ("reconnect",))
 
+    # -- spans (traced writes only) -------------------------------------------------------
+    def _traced(self, entry: _Entry) -> _Entry:
+        """Open ``entry``'s ``storage.queued`` span: from now (accepted, or its attempt
+        failed and waits for its backoff) until its batch goes to the database."""
+        entry.queued = start(entry.request.trace, "storage.queued",
+                             {"greenroom.attempt": entry.attempts + 1})
+        self.traced += 1
+        return entry
+
+    def _batch_spans(self, entries: list[_Entry],
+                     partitions: set[tuple[int, int]]) -> tuple[Any, list] | None:
+        """A database call is about to carry ``entries``: end the traced ones'
+        ``storage.queued``, open one ``storage.db`` per traced ``Write`` and the call's
+        ``storage.batch``, linked to each traced write's span.
+
+        The batch is also a child of the first ``storage.db``: a root span would face the
+        root sampler again, and could be dropped while the writes it carries are kept."""
+        traced: dict[int, tuple[_Request, list[_Entry]]] = {}
+        for e in entries:
+            if e.queued is not None:
+                e.queued.end()
+                e.queued = None
+                self.traced -= 1
+                group = traced.get(id(e.request))
+                if group is None:
+                    traced[id(e.request)] = (e.request, [e])
+                else:
+                    group[1].append(e)
+        if not traced:
+            return None
+        assert self.storage is not None
+        backend = self.storage.name
+        dbs = []
+        links = []
+        for request, mine in traced.values():
+            link = link_to(request.trace)
+            if link is not None:
+                links.append(link)
+            dbs.append((mine, start(request.trace, "storage.db", {
+                "greenroom.writes": len(mine), "greenroom.backend": backend,
+                "greenroom.attempt": 1 + max(e.attempts for e in mine)})))
+        batch = child(dbs[0][1], "storage.batch", {
+            "greenroom.writes": len(entries),
+            "greenroom.partitions": len(partitions),
+            "greenroom.attempt": 1 + max(e.attempts for e in entries),
+            "greenroom.backend": backend,
+            "greenroom.traced_writes": sum(len(mine) for mine, _ in dbs),
+        }, links=links)
+        if batch.is_recording():
+            here = batch.get_span_context()
+            for _, db in dbs[1:]:
+                db.add_link(here)
+        return batch, dbs
+
+    def _end_batch_spans(self, entries: list[_Entry], spans: tuple[Any, list],
+                         attempts: list[int], outcomes: Any,
+                         error: BaseException | None) -> None:
+        """The call is done (``_after_unit`` has acted on it): end its spans, failed with
+        the exception's type (never the database's own text) where a write failed; a
+        traced write that will be retried starts its next ``storage.queued``."""
+        batch, dbs = spans
+        if error is not None:
+            outcomes = [error] * len(entries)
+        outcome_of = {id(e): o for e, o in zip(entries, outcomes, strict=True)}
+        failures = [o for o in outcomes if o is not None]
+        batch.set_attribute("greenroom.failed_writes", len(failures))
+        if failures:
+            fail(batch, type(failures[0]).__name__)
+        else:
+            batch.end()  # before the storage.db spans: one of them is its parent
+        for mine, db in dbs:
+            failed = [outcome_of[id(e)] for e in mine if outcome_of[id(e)] is not None]
+            if failed:
+                fail(db, type(failed[0]).__name__)
+            else:
+                end(db)
+        for e, before in zip(entries, attempts, strict=True):
+            if e.attempts > before and e.request.trace is not None:
+                self._traced(e)  # retried: its backoff and queueing, up to its next call
+
     # -- reads -------------------------------------------------------------------------
     def _on_history(self, msg: History, sender: Any) -> None:
         self.stats.reads += 1
@@ -450,7 +548,12 @@ class StorageActor(Actor):
         tag = msg.tag
         what = tag[0]
         if what == "unit":
-            self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
+            if tag[4] is None:
+                self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
+            else:
+                attempts = [e.attempts for e in tag[1]]
+                self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
+                self._end_batch_spans(tag[1], tag[4], attempts, msg.result, msg.error)
         elif what == "read":
             self._after_read(tag[1], msg.result, msg.error)
         elif what == "nonce":

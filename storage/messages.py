@@ -58,8 +58,13 @@ class StorageFailed:
 
 @dataclass(slots=True)
 class Write:
+    """``trace``: the W3C context of the sender's span for this write (its
+    ``storage.write``), or None when untraced. The actor puts its queueing, the
+    database call and the batch it went out in under that span (storage/actor.py)."""
+
     ref: Any
     writes: tuple[MessageWrite, ...]
+    trace: dict | None = None
 
     def __post_init__(self) -> None:
         if not self.writes:
