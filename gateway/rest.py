@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from gateway.rest_auth import Principals, bot_token
 from gateway.tracing import fanout_attributes
 from gateway.validation import FieldError, check_content, check_text
 from observability import inject_current, span_from
+from observability.logging import LogThrottle
 from storage.applications import effective_flags
 from storage.history import HistoryQuery
 from storage.model import Channel, Message, User
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("greenroom.gateway.rest")
 #: the node's storage, for ``error_response`` to tell an outage from a bug
 STORAGE = web.AppKey("storage", Any)
+#: request keys: why a request was answered 5xx (``(detail, exception or None)``, set by
+#: ``error_response``) and the request's span (for its log lines' trace ids)
+FAILURE = web.RequestKey("greenroom.failure", tuple)
+SPAN = web.RequestKey("greenroom.span", Any)
 
 PREFIX = "/api/v10"
 ASK_TIMEOUT_S = 15.0
@@ -90,10 +96,15 @@ def error(status: int, code: int, message: str, **extra: Any) -> web.Response:
     return json_response({"code": code, "message": message, **extra}, status=status)
 
 
-def internal_error(detail: str, exc: BaseException | None = None) -> web.Response:
+def internal_error(detail: str, exc: BaseException | None = None,
+                   request: web.Request | None = None) -> web.Response:
     """Discord's generic 500: what went wrong goes to the log, never to the client (an
-    exception's type and text describe the server, and may quote another user's data)."""
-    log.error("REST request failed: %s", detail, exc_info=exc)
+    exception's type and text describe the server, and may quote another user's data).
+    With the ``request``, ``access_log`` writes that line (with the route); else here."""
+    if request is not None:
+        request[FAILURE] = (detail, exc)
+    else:
+        log.error("rest.failed", extra={"status": 500, "error": detail}, exc_info=exc)
     return error(500, 0, "500: Internal Server Error")
 
 
@@ -319,6 +330,7 @@ class Api:
                                              {"greenroom.channel_id": channel.id})
         with span_from({"traceparent": traceparent} if traceparent else None,
                        "rest.post_message", **attributes) as span:
+            request[SPAN] = span  # the access log's line joins the trace
             post.trace = inject_current()
             key = channel_key(channel.guild_id, channel.id)
             answer = await self.gateway.base.ask_async(
@@ -371,12 +383,14 @@ class Api:
 def error_response(exc: Exception, request: web.Request | None = None) -> web.Response:
     """Discord's JSON answer for an exception a handler raised (aiohttp's redirects and
     other non-errors are raised again). With the ``request``, a database that is down
-    or too slow (the node's storage calls it transient) is a retryable 503, not a 500."""
+    or too slow (the node's storage calls it transient) is a retryable 503, not a 500,
+    and why a 5xx was answered is noted on it for ``access_log``'s line."""
     if isinstance(exc, HTTPDiscordError):
         if exc.status == 503:
+            _note(request, exc.message, None)
             return unavailable(exc.message)
         if exc.status >= 500:
-            return internal_error(f"{exc.code}: {exc.message}")
+            return internal_error(f"{exc.code}: {exc.message}", None, request)
         if exc.errors is not None:
             return error(exc.status, exc.code, exc.message, errors=exc.errors)
         return error(exc.status, exc.code, exc.message)
@@ -386,16 +400,71 @@ def error_response(exc: Exception, request: web.Request | None = None) -> web.Re
         return error(exc.status, 0, f"{exc.status}: {exc.reason}")
     if isinstance(exc, NodeDownError):
         # the node that owned the request's entity died before answering: not acknowledged
+        _note(request, "node down", exc)
         return unavailable(f"503: Service Unavailable ({exc})")
     if isinstance(exc, TimeoutError):
+        _note(request, "upstream timed out", exc)
         return unavailable("upstream timed out")
     storage = request.app.get(STORAGE) if request is not None else None
     if storage is not None and storage.is_transient(exc):
-        # not a warning per request (thousands a second in an outage): the driver and the
-        # storage actor report the outage itself
-        log.debug("REST request failed: storage unavailable (%s)", type(exc).__name__)
+        # at warning, one line a second per route at most (thousands a second in an
+        # outage): the driver and the storage actor report the outage itself
+        _note(request, "storage unavailable", exc)
         return unavailable("503: storage unavailable; not done, retry")
-    return internal_error(f"{type(exc).__name__} in a handler", exc)
+    return internal_error(f"{type(exc).__name__} in a handler", exc, request)
+
+
+def _note(request: web.Request | None, detail: str, exc: BaseException | None) -> None:
+    if request is not None:
+        request[FAILURE] = (detail, exc)
+
+
+#: 503s come in floods (an outage, a node gone): one line a second per route and reason
+_unavailable_lines = LogThrottle(interval=1.0)
+
+
+def access_log(node: Any) -> Any:
+    """Middleware: the REST access log at debug (``rest.request``: method, route
+    template, status, duration, node; never a header, so never the token), and one line
+    for every answer 5xx (``rest.failed``: the error, with the traceback when an
+    exception caused it; a 503 at warning, at most one a second per route and reason,
+    with the count held back). ``node``: a callable naming this node. Costs one level
+    check per request when debug is off and the answer is not a 5xx."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        status = response.status
+        if status < 500 and not log.isEnabledFor(logging.DEBUG):
+            return response
+        resource = request.match_info.route.resource
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "route": resource.canonical if resource is not None else "<unmatched>",
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "node": node(),
+            "trace": request.get(SPAN),
+        }
+        if status < 500:
+            log.debug("rest.request", extra=fields)
+            return response
+        detail, exc = request.get(FAILURE) or (None, None)
+        fields["error"] = detail
+        if status != 503:
+            log.error("rest.failed", extra=fields, exc_info=exc)
+            return response
+        held = _unavailable_lines.allow((fields["route"], detail))
+        if held is not None:
+            fields["suppressed"] = held
+            if exc is not None:
+                fields["exc_type"] = type(exc).__name__
+                fields["exc_message"] = str(exc)
+            log.warning("rest.failed", extra=fields)
+        return response
+
+    return middleware
 
 
 @web.middleware
@@ -427,6 +496,7 @@ def make_app(gateway: Gateway) -> web.Application:
     # limiter turns its handler's errors into answers itself, to put its headers on them)
     app = web.Application(middlewares=[
         bounded_responses(gateway.write_limits),  # a client that never reads (outbound.py)
+        access_log(lambda: gateway.base.node),
         discord_errors, rate_limits(gateway.rest_limiter, Principals(gateway.storage))])
     app[STORAGE] = gateway.storage
 
