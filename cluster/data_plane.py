@@ -24,6 +24,13 @@ A link whose socket buffer passes ``HIGH_WATER`` stops flushing until it drains;
 past ``MAX_PENDING`` queued envelopes the sender gets its message back as
 ``Overloaded`` — nothing is dropped silently. A dropped link reconnects on the next
 send, with backoff.
+
+Tracing: an envelope with a ``trace`` gets a ``dataplane.send`` span on the sender (from
+encoding until its batch is written to the socket; peer, bytes, the queue it joined,
+the batch it left in) and a ``dataplane.receive`` span on the receiver (from the read
+that brought it until it is handed to its actor), both children of the sending actor's
+span: the receiving actor's span stays the child of the sender's, as without them.
+An envelope without one costs a test per envelope and per flush.
 """
 
 from __future__ import annotations
@@ -34,16 +41,19 @@ import hmac
 import logging
 import os
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import get_current as _otel_context
+from opentelemetry.trace import SpanKind
 
 from actors.address import Address
 from actors.messages import Overloaded
 from actors.system_base import UvloopSystemBase
 from actors.wire import MalformedEnvelope, envelope, packer, unpack_envelope
 from observability import counter, inject_current
+from observability.spans import fail, start
 
 log = logging.getLogger("greenroom.data_plane")
 
@@ -132,6 +142,7 @@ class _Inbound(asyncio.Protocol):
         deliver = base.deliver
         here = base.node
         cells = base.cells
+        arrived = time.time_ns()  # a traced envelope's dataplane.receive starts here
         pos = 0
         end = len(buf)
         delivered = 0
@@ -149,7 +160,7 @@ class _Inbound(asyncio.Protocol):
                 frame = buf[pos + 4:pos + 4 + size]  # one copy; msgpack reads a bytearray
                 pos += 4 + size
                 try:
-                    to, sender, message, _trace = unpack_envelope(frame)
+                    to, sender, message, trace = unpack_envelope(frame)
                 except MalformedEnvelope as err:
                     malformed.add(reason="envelope")
                     log.warning("data plane: malformed envelope from %s: %s", self.peer, err)
@@ -159,7 +170,17 @@ class _Inbound(asyncio.Protocol):
                     # deliver takes its fast path (a missing or dead one still falls back)
                     to._cell = cells.get(to.id)
                 delivered += 1
-                deliver(to, message, sender)
+                if trace is None:
+                    deliver(to, message, sender)
+                else:
+                    span = start(trace, "dataplane.receive", {
+                        "greenroom.peer": self.peer, "greenroom.node": here,
+                        "greenroom.message_type": type(message).__name__,
+                        "greenroom.bytes": size}, kind=SpanKind.CONSUMER, start_time=arrived)
+                    try:
+                        deliver(to, message, sender)
+                    finally:
+                        span.end()
         finally:
             if delivered:
                 received.add(delivered)
@@ -180,6 +201,7 @@ class _Link(asyncio.Protocol):
         self.plane = plane
         self.peer = peer
         self.pending: list[bytes] = []
+        self.spans: list[Any] = []  # dataplane.send spans of the traced envelopes pending
         self.transport: asyncio.Transport | None = None
         self.ready = False
         self.paused = False
@@ -190,11 +212,17 @@ class _Link(asyncio.Protocol):
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, frame: bytes, to: Address, message: Any, sender: Address | None) -> None:
+    def send(self, frame: bytes, to: Address, message: Any, sender: Address | None,
+             span: Any = None) -> None:
         if len(self.pending) >= MAX_PENDING:
+            if span is not None:
+                fail(span, "link overloaded")
             self.plane.bounce(to, message, sender)
             return
         self.pending.append(frame)
+        if span is not None:
+            span.set_attribute("greenroom.queued_envelopes", len(self.pending) - 1)
+            self.spans.append(span)
         if self.ready:
             if not self.flush_scheduled and not self.paused:
                 self.flush_scheduled = True
@@ -209,6 +237,11 @@ class _Link(asyncio.Protocol):
         frames, self.pending = self.pending, []
         self.transport.write(b"".join(frames))
         sent.add(len(frames))
+        if self.spans:
+            spans, self.spans = self.spans, []
+            for span in spans:
+                span.set_attribute("greenroom.batch_envelopes", len(frames))
+                span.end()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -270,6 +303,8 @@ class _Link(asyncio.Protocol):
             # actor message); those still queued go on over a new link.
             link = self.plane.link(self.peer)
             link.pending.extend(self.pending)
+            link.spans.extend(self.spans)
+            self.spans = []
             link.connecting = self.plane.loop.create_task(link.connect())
 
 
@@ -356,6 +391,11 @@ class DataPlane:
         trace = getattr(message, "trace", None)
         if not trace and _otel_context():
             trace = inject_current()  # an empty context has no span to inject
+        span = None
+        if trace:
+            span = start(trace, "dataplane.send", {
+                "greenroom.peer": to.node, "greenroom.node": self.node,
+                "greenroom.message_type": type(message).__name__}, kind=SpanKind.PRODUCER)
         try:
             frame = self._pack(envelope(to, sender, message, trace))
             if len(frame) > MAX_FRAME:
@@ -367,12 +407,15 @@ class DataPlane:
             # cannot leave this process; it is a dead letter, said loudly.
             unencodable.add()
             log.error("data plane: cannot send %s to %s: %s", type(message).__name__, to, err)
+            fail(span, "not encodable")
             self.base.dead_letter(to, message)
             return
         link = self.links.get(to.node)
         if link is None:
             link = self.link(to.node)
-        link.send(_LEN.pack(len(frame)) + frame, to, message, sender)
+        if span is not None:
+            span.set_attribute("greenroom.bytes", len(frame))
+        link.send(_LEN.pack(len(frame)) + frame, to, message, sender, span)
 
     def bounce(self, to: Address, message: Any, sender: Address | None) -> None:
         if sender is not None:
@@ -383,6 +426,9 @@ class DataPlane:
                   len(link.pending))
         self.links.pop(link.peer, None)
         link.pending.clear()
+        spans, link.spans = link.spans, []
+        for span in spans:
+            fail(span, "peer unreachable")
         # the asks whose requests were among them (or answered from there) fail now
         self.base.fail_asks_awaiting(link.peer)
         if self.on_unreachable is not None:

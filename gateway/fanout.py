@@ -18,6 +18,11 @@ JSON bytes of ``d``, encoded once — which the receiving node turns back into o
 Every dispatch from a guild to its sessions takes this path, guild events included, so
 a session sees one guild's dispatches in the order the guild sent them.
 
+A traced ``NodeFanout`` (its ``trace`` is the guild.fanout span's context) gets one
+``fanout.deliver`` span on the receiving node (recipients, node) around the decode and
+the per-recipient loop, and each session's ``socket.out`` is its child: that loop is
+where a large fan-out spends its time. An untraced one costs one ``is None`` test.
+
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
 guild subscription, sent by its client when the user opens the guild); a passive
@@ -39,6 +44,7 @@ from actors.wire import wire_type
 from gateway.messages import Cutover
 from gateway.protocol import PreparedDispatch
 from gateway.session import SessionActor
+from gateway.tracing import context_of, start
 
 log = logging.getLogger("greenroom.gateway.fanout")
 
@@ -94,9 +100,12 @@ class FanoutPoint(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, NodeFanout):
             cells = self._myRef.base.cells
-            self._deliver(cells, _dispatch_of(msg.payload), msg.to, msg.trace)
+            if msg.trace is not None:
+                self._deliver_traced(cells, msg)
+                return
+            self._deliver(cells, _dispatch_of(msg.payload), msg.to, None)
             if msg.redacted_to:
-                self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, msg.trace)
+                self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None)
         elif isinstance(msg, Cutover):
             # A guild swapped a session that moved to another node for its new address;
             # here, behind every NodeFanout that guild sent this node, the old session
@@ -104,6 +113,18 @@ class FanoutPoint(Actor):
             cell = self._myRef.base.cells.get(msg.session)
             if cell is not None and cell.alive and isinstance(cell.instance, SessionActor):
                 cell.instance.cutover(msg.guild_id)
+
+    def _deliver_traced(self, cells: dict[int, Any], msg: NodeFanout) -> None:
+        span = start(msg.trace, "fanout.deliver", {
+            "greenroom.recipients": len(msg.to) + len(msg.redacted_to or ()),
+            "greenroom.node": self.myAddress.node})
+        trace = context_of(span)  # each session's socket.out is fanout.deliver's child
+        try:
+            self._deliver(cells, _dispatch_of(msg.payload), msg.to, trace)
+            if msg.redacted_to:
+                self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, trace)
+        finally:
+            span.end()
 
     @staticmethod
     def _deliver(cells: dict[int, Any], dispatch: PreparedDispatch, to: Any,

@@ -389,6 +389,7 @@ class GuildActor(Actor):
                             redacted if hidden else None, hidden, trace, remote)
         if span is not None:
             span.set_attribute("greenroom.recipients", recipients)
+            span.set_attribute("greenroom.nodes", len(plan))  # one fanout.deliver each
             span.end()
 
     def _send_node(self, node: str, point: Any, here: str, dispatch: PreparedDispatch,

@@ -62,8 +62,10 @@ def _assert_message_trace(by_name: dict[str, list[Any]], root_name: str) -> None
     assert channel.parent.span_id == root.context.span_id
     assert storage.parent.span_id == channel.context.span_id
     assert fanout.parent.span_id == channel.context.span_id
+    deliver = one("fanout.deliver")  # the node's fan-out point, one node here
+    assert deliver.parent.span_id == fanout.context.span_id
     for out in outs:
-        assert out.parent.span_id == fanout.context.span_id
+        assert out.parent.span_id == deliver.context.span_id
     assert {o.attributes["greenroom.session_id"] for o in outs}.__len__() == 2
     assert fanout.attributes["greenroom.recipients"] == 2
     # the storage write ends when the write is durable, before the fan-out starts
