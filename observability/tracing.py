@@ -293,7 +293,7 @@ def sampler_from_env() -> Sampler:
         return sampler
     except Exception as exc:  # an operator's setting: say it, keep serving
         _log.warning("OTEL_TRACES_SAMPLER=%r unusable (%s); using greenroom_fanout", name, exc)
-        return fanout_sampler(arg)
+        return fanout_sampler(None)  # the argument was meant for another sampler
 
 
 def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None) -> TracerProvider:
