@@ -1,13 +1,18 @@
-"""The counter registry: cheap ints, a flat snapshot, an optional OTel bridge."""
+"""The metric registry: cheap ints, a flat snapshot, OpenTelemetry at collection time."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import logging
+import threading
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from observability import configure_metrics, counter, snapshot
+from observability.metrics import gauge, histogram, prometheus_text, push_exporters
 
 
 def test_counts_add_up_with_and_without_labels() -> None:
@@ -51,10 +56,6 @@ def test_counters_never_decrease() -> None:
         counter("test_monotonic_total").add(-1)
 
 
-def test_no_bridge_without_an_endpoint() -> None:
-    assert configure_metrics() is None
-
-
 def test_bridge_mirrors_counters_made_before_and_after() -> None:
     before = counter("test_bridge_before_total", "made before the bridge")
     before.add(2, reason="x")
@@ -78,37 +79,163 @@ def test_bridge_mirrors_counters_made_before_and_after() -> None:
         configure_metrics()  # replaces, and shuts down, the provider under test
 
 
-def test_otlp_endpoint_enables_the_bridge_and_sdk_disabled_does_not(monkeypatch) -> None:
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics.export import MetricExportResult
 
-    sent = []
-    # The final export at shutdown goes nowhere: no traffic, not even to loopback.
-    monkeypatch.setattr(
-        OTLPMetricExporter,
-        "export",
-        lambda self, data, **kw: sent.append(data) or MetricExportResult.SUCCESS,
-    )
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    assert configure_metrics() is None
-    monkeypatch.delenv("OTEL_SDK_DISABLED")
-    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
-    assert configure_metrics() is None
-    monkeypatch.delenv("OTEL_METRICS_EXPORTER")
+def test_gauges_keep_values_and_read_callbacks_until_stopped() -> None:
+    g = gauge("test_gauge_sessions", "sessions")
+    g.add(3, state="connected")
+    g.add(-1, state="connected")
+    g.set(7, state="detached")
+    stop = g.observe(lambda: [({"node": "n1"}, 42)])
+    assert g.value(state="connected") == 2
+    assert g.value(state="detached") == 7
+    assert g.value(node="n1") == 42
+    assert snapshot()['test_gauge_sessions{node="n1"}'] == 42
+    stop()
+    assert g.value(node="n1") == 0
 
-    counter("test_bridge_otlp_total").add(4)
-    provider = configure_metrics()
+
+def test_a_failing_callback_is_skipped_not_raised() -> None:
+    g = gauge("test_gauge_failing")
+
+    def broken() -> list:
+        raise RuntimeError("boom")
+
+    stop = g.observe(broken)
     try:
-        assert provider is not None
+        assert g.items() == []
+        prometheus_text()  # a scrape still answers
     finally:
-        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
-        configure_metrics()  # shuts the bridged provider down: its final export
-    names = {
-        metric.name
-        for data in sent
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-    }
-    assert "test_bridge_otlp_total" in names  # it went to the OTLP exporter
+        stop()
+
+
+def test_counter_reads_counts_kept_elsewhere() -> None:
+    stats = {"overloaded": 5}
+    c = counter("test_observed_total")
+    c.add(1, node="n1")
+    stop = c.observe(lambda: [({"node": "n1"}, stats["overloaded"])])
+    try:
+        assert c.value(node="n1") == 6
+    finally:
+        stop()
+
+
+def test_one_name_one_kind() -> None:
+    counter("test_kind_total")
+    with pytest.raises(TypeError):
+        gauge("test_kind_total")
+
+
+def test_histogram_buckets_weights_and_bounds() -> None:
+    h = histogram("test_latency", "a latency", "s", bounds=(0.01, 0.1, 1.0))
+    h.record(0.005)  # first bucket
+    h.record(0.01)  # bounds are inclusive upper bounds
+    h.record(0.5, n=10)  # a fan-out batch: ten deliveries at once
+    h.record(3.0, route="/x")  # another label set, above the last bound
+    [(labels, counts, total, low, high)] = [i for i in h.items() if not i[0]]
+    assert counts == [2, 0, 10, 0]
+    assert total == pytest.approx(0.005 + 0.01 + 5.0)
+    assert (low, high) == (0.005, 0.5)
+    assert h.count() == 12 and h.count(route="/x") == 1
+    snap = snapshot()
+    assert snap["test_latency_count"] == 12
+    assert snap['test_latency_count{route="/x"}'] == 1
+    with pytest.raises(ValueError):
+        histogram("test_bad_bounds", bounds=(1.0, 0.5))
+
+
+def test_prometheus_text_has_counters_gauges_and_histograms() -> None:
+    counter("test_prom_total", "a count").add(3, reason="x")
+    gauge("test_prom_gauge", "a level").set(4)
+    histogram("test_prom_latency", "a latency", "s", bounds=(0.1, 1.0)).record(0.2, n=5)
+    configure_metrics()
+    text, content_type = prometheus_text()
+    lines = text.decode().splitlines()
+    assert content_type.startswith("text/plain")
+    assert 'test_prom_total{reason="x"} 3.0' in lines
+    assert "test_prom_gauge 4.0" in lines
+    assert 'test_prom_latency_seconds_bucket{le="0.1"} 0.0' in lines
+    assert 'test_prom_latency_seconds_bucket{le="1.0"} 5.0' in lines
+    assert 'test_prom_latency_seconds_bucket{le="+Inf"} 5.0' in lines
+    assert "test_prom_latency_seconds_count 5.0" in lines
+
+
+class _TracesOnly(http.server.BaseHTTPRequestHandler):
+    """A traces-only OTLP backend: /v1/traces accepted, anything else 404 (Jaeger)."""
+
+    posts: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).posts.append(self.path)
+        self.send_response(200 if self.path == "/v1/traces" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def traces_only() -> Iterator[str]:
+    _TracesOnly.posts = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TracesOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_which_variables_turn_otlp_metrics_on(monkeypatch, traces_only: str) -> None:
+    configure_metrics()
+    assert push_exporters() == []  # nothing set: Prometheus only
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", traces_only)
+    configure_metrics()
+    assert push_exporters() == []  # the shared endpoint is the traces backend's
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
+    configure_metrics()
+    assert push_exporters() == ["otlp"]
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    configure_metrics()
+    assert push_exporters() == []
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    monkeypatch.delenv("OTEL_METRICS_EXPORTER")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{traces_only}/v1/metrics")
+    configure_metrics()
+    assert push_exporters() == ["otlp"]
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    configure_metrics()
+    assert push_exporters() == []
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    monkeypatch.delenv("OTEL_METRICS_EXPORTER")
+    configure_metrics()
+
+
+def test_a_traces_only_endpoint_gets_no_metrics_and_logs_nothing(
+        monkeypatch, traces_only: str, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", traces_only)
+    counter("test_traces_only_total").add()
+    with caplog.at_level(logging.DEBUG):
+        provider = configure_metrics()
+        assert provider.force_flush(5_000)
+        configure_metrics()  # shuts it down: a final export would happen now
+    assert _TracesOnly.posts == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_failing_metrics_endpoint_logs_one_warning(
+        monkeypatch, traces_only: str, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{traces_only}/v1/metrics")
+    counter("test_failing_export_total").add()
+    histogram("test_failing_export_latency").record(0.01)
+    with caplog.at_level(logging.DEBUG):
+        provider = configure_metrics()
+        for _ in range(3):
+            provider.force_flush(5_000)
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        configure_metrics()
+    assert _TracesOnly.posts.count("/v1/metrics") >= 3  # it was tried every time
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in loud] == [
+        "metrics export failing; retried every interval, logged again when it recovers"]
+    assert "404" in loud[0].error
