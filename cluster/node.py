@@ -138,7 +138,12 @@ class Node:
         ``StorageSettings``; the schema is migrated by whoever starts the nodes) and
         ``rate_limits`` (``"off"``: ``gateway.limits.UNLIMITED``, for load tests),
         ``max_connections`` (the node's cap) and ``connections_per_ip`` (new connections
-        per second per client address, bursts of twice that).
+        per second per client address, bursts of twice that); ``ingress`` (true: serve
+        the internal ingress on ``ingress_host``:``ingress_port``, loopback by default,
+        shared by the host's nodes like the gateway's ports). The ingress secret is read
+        here from the environment the node inherited (``GREENROOM_INGRESS_SECRET`` or
+        ``..._FILE``), never carried in ``options``: Thespian logs the messages it
+        retries, and a node's config is one.
         """
         from gateway.server import Gateway
         from storage import make_storage
@@ -159,6 +164,16 @@ class Node:
                                          connections_per_ip_burst=max(1, int(2 * rate)))
         if options.get("max_connections"):
             extra["max_connections"] = int(options["max_connections"])
+        if options.get("ingress"):
+            from gateway.ingress import secret_from_environment
+
+            secret = secret_from_environment()
+            if secret is None:
+                raise ValueError("the ingress is on but GREENROOM_INGRESS_SECRET(_FILE) "
+                                 "is not set in this node's environment")
+            extra.update(ingress_secret=secret,
+                         ingress_host=options.get("ingress_host", "127.0.0.1"),
+                         ingress_port=int(options.get("ingress_port", 8082)))
         # Every node of a host serves the same ports (SO_REUSEPORT: the kernel spreads
         # the connections); guilds and channels are placed over the nodes (``view``).
         gateway = Gateway(storage, host=options.get("host", self.config.host),
@@ -176,6 +191,8 @@ class Node:
             raise
         self.gateway, self._gateway_storage = gateway, storage
         self.info = {"gateway": gateway.gateway_url, "rest": gateway.rest_url}
+        if gateway.ingress_secret:
+            self.info["ingress"] = gateway.ingress_url
         log.info("node %s: gateway on %s, REST on %s", self.config.name,
                  gateway.gateway_url, gateway.rest_url)
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -75,6 +77,7 @@ from gateway.sessions import (
 from gateway.tracing import fanout_attributes
 from gateway.validation import check_content
 from observability import counter, inject_current, span_from
+from observability.logging import LogThrottle
 from observability.tracing import tracing_active
 
 if TYPE_CHECKING:
@@ -93,10 +96,64 @@ _STATUS = {UNAUTHENTICATED: 401, BAD_MESSAGE: 400, UNKNOWN_CHANNEL: 404, UNKNOWN
 _requests = counter("ingress_requests_total", "internal ingress requests, by op and outcome")
 
 
+#: 503s come in floods (a node gone, storage down): one line a second per op and reason
+_failure_lines = LogThrottle(interval=1.0)
+_unauthenticated_lines = LogThrottle(interval=1.0)
+
+
+def secret_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
+    """The ingress secret: ``GREENROOM_INGRESS_SECRET``, or the contents of the file
+    ``GREENROOM_INGRESS_SECRET_FILE`` names (a mounted secret; surrounding whitespace
+    dropped); None when neither is set (the ingress is then not served). ValueError,
+    naming the variable and never the secret, when both are set or the file cannot be
+    read or is empty."""
+    env = os.environ if environ is None else environ
+    value = env.get("GREENROOM_INGRESS_SECRET", "").strip()
+    path = env.get("GREENROOM_INGRESS_SECRET_FILE", "").strip()
+    if value and path:
+        raise ValueError("set GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE, "
+                         "not both")
+    if not path:
+        return value or None
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"GREENROOM_INGRESS_SECRET_FILE: cannot read {path}: {reason}"
+                         ) from None
+    if not value:
+        raise ValueError(f"GREENROOM_INGRESS_SECRET_FILE: {path} is empty")
+    return value
+
+
 class _Refused(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """An answer other than ok. ``detail``: what the log says beyond ``message`` (which
+    the caller gets); ``fault``: a server fault (error level), not an outage (503s)."""
+
+    def __init__(self, code: str, message: str, detail: str | None = None,
+                 fault: bool = False) -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.detail, self.fault = code, message, detail, fault
+
+
+def _log_failure(op: str, request_id: str, error: str, exc: BaseException | None = None,
+                 fault: bool = False) -> None:
+    """One ``ingress.failed`` line for an answer 503: at error with the traceback for a
+    fault of ours, else at warning, at most one a second per op and error."""
+    fields: dict[str, Any] = {"op": op, "status": 503, "code": FAILED, "error": error,
+                              "request_id": request_id}
+    if fault:
+        log.error("ingress.failed", extra=fields, exc_info=exc)
+        return
+    held = _failure_lines.allow((op, error))
+    if held is None:
+        return
+    fields["suppressed"] = held
+    if exc is not None:
+        fields["exc_type"] = type(exc).__name__
+        fields["exc_message"] = str(exc)
+    log.warning("ingress.failed", extra=fields)
 
 
 def _answer(answer: IngressOk | IngressError, status: int = 200) -> web.Response:
@@ -120,7 +177,10 @@ class Ingress:
         token = header[7:].strip().encode() if header.startswith("Bearer ") else b""
         if not hmac.compare_digest(token, self.secret):
             _requests.add(op="none", outcome=UNAUTHENTICATED)
-            log.warning("ingress: refused an unauthenticated request from %s", request.remote)
+            held = _unauthenticated_lines.allow(request.remote)
+            if held is not None:  # a scanner, a misconfigured client: not every request
+                log.warning("ingress.unauthenticated",
+                            extra={"remote": request.remote, "suppressed": held})
             return _refuse("", UNAUTHENTICATED, "missing or wrong Authorization: Bearer secret")
         if request.content_type != CONTENT_TYPE:
             return _refuse("", BAD_MESSAGE, f"Content-Type must be {CONTENT_TYPE}")
@@ -162,19 +222,26 @@ class Ingress:
             except _Refused as refused:
                 _requests.add(op=op, outcome=refused.code)
                 span.set_attribute("greenroom.ingress.error", refused.code)
-                log.info("ingress %s refused: %s", op, refused.message)
+                if refused.code == FAILED:
+                    _log_failure(op, request_id, refused.detail or refused.message,
+                                 fault=refused.fault)
+                else:
+                    log.info("ingress %s refused: %s", op, refused.message)
                 return _refuse(request_id, refused.code, refused.message)
             except NodeDownError as exc:
                 _requests.add(op=op, outcome=FAILED)
+                _log_failure(op, request_id, "node down", exc)
                 return _refuse(request_id, FAILED, f"{op}: not delivered, retry: {exc}")
-            except TimeoutError:
+            except TimeoutError as exc:
                 _requests.add(op=op, outcome=FAILED)
+                _log_failure(op, request_id, "the target did not answer in time", exc)
                 return _refuse(request_id, FAILED, f"{op}: the target did not answer in time")
-            except Exception:
+            except Exception as exc:
                 # a fault of ours (storage, a bug): logged with its traceback; the caller
                 # gets our error format, not the exception's text
                 _requests.add(op=op, outcome=FAILED)
-                log.exception("ingress %s failed", op)
+                _log_failure(op, request_id, f"{type(exc).__name__} in a handler", exc,
+                             fault=True)
                 return _refuse(request_id, FAILED, f"{op}: internal error")
             log.info("ingress %s done", op)  # inside the span: the line carries trace_id
         _requests.add(op=op, outcome="ok")
@@ -208,8 +275,9 @@ class Ingress:
                 return {"message": answer.message}
             if isinstance(answer, PostFailed):
                 if answer.status >= 500 and answer.status != 503:
-                    log.error("ingress: system message failed: %s", answer.message)
-                    raise _Refused(FAILED, f"post failed ({answer.status})")
+                    raise _Refused(FAILED, f"post failed ({answer.status})",
+                                   detail=f"post failed ({answer.status}): {answer.message}",
+                                   fault=True)
                 raise _Refused(FAILED, f"post failed ({answer.status}): {answer.message}")
             raise _Refused(FAILED, f"unexpected answer {type(answer).__name__}")
         if isinstance(msg, DisconnectSession):
@@ -251,7 +319,8 @@ async def start_ingress(gateway: Gateway, secret: str, host: str, port: int
     app.router.add_post(PATH, Ingress(gateway, secret).handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # several nodes of a host serve one ingress port, as they do the gateway's
+    site = web.TCPSite(runner, host, port, reuse_port=gateway.reuse_port or None)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, bound

@@ -1,7 +1,8 @@
 """Run the gateway and REST API in this process, and the operator's admin commands.
 
 ``greenroom gateway`` serves one process (uvloop, storage from the usual settings,
-schema migrated first); with ``--seed`` it creates a bot, a guild and a channel and
+schema migrated first), with logging, tracing and metrics configured as ``greenroom
+run`` configures its nodes (``GREENROOM_LOG_*``, ``OTEL_*``); with ``--seed`` it creates a bot, a guild and a channel and
 prints the bot token and the URLs, ready for a client library. ``greenroom admin ...``
 creates bots, users, guilds and channels in the configured storage.
 """
@@ -16,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from observability import configure_logging, configure_tracing, get_logger
 from storage import make_storage
 from storage.schema import migrate
 from storage.settings import StorageSettings, add_arguments, load_settings
@@ -36,7 +38,9 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
     migrate(settings)
     storage = make_storage(settings)
     await storage.open()
-    ingress_secret = os.environ.get("GREENROOM_INGRESS_SECRET", "").strip() or None
+    from gateway.ingress import secret_from_environment
+
+    ingress_secret = secret_from_environment()  # GREENROOM_INGRESS_SECRET(_FILE)
     gateway = Gateway(storage, host=host, port=port, rest_port=rest_port,
                       ingress_secret=ingress_secret, ingress_port=ingress_port)
     try:
@@ -45,6 +49,12 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
         print(f"REST      {gateway.rest_url}", flush=True)
         if ingress_secret:
             print(f"ingress   {gateway.ingress_url}", flush=True)
+        # never the token or a secret in a record (the token is printed above, to a
+        # terminal, with --seed only)
+        get_logger("greenroom.gateway").info(
+            "gateway serving", gateway_url=gateway.gateway_url, rest_url=gateway.rest_url,
+            ingress_url=gateway.ingress_url if ingress_secret else None,
+            storage=settings.backend)
         if seed_bot:
             seeded = await seed(storage, _ids(settings))
             print(f"bot token {seeded.token}", flush=True)
@@ -94,9 +104,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     gw.add_argument("--host", default="127.0.0.1")
     gw.add_argument("--port", type=int, default=8080, help="gateway WebSocket port")
     gw.add_argument("--rest-port", type=int, default=8081, help="REST API port")
-    gw.add_argument("--ingress-port", type=int, default=8082,
+    gw.add_argument("--ingress-port", type=int,
+                    default=int(os.environ.get("GREENROOM_INGRESS_PORT", "8082")),
                     help="internal ingress port on 127.0.0.1 (served when "
-                         "GREENROOM_INGRESS_SECRET is set)")
+                         "GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE is set) "
+                         "[$GREENROOM_INGRESS_PORT]")
     gw.add_argument("--seed", action="store_true",
                     help="create a bot, guild and channel and print the token")
     add_arguments(gw)
@@ -132,6 +144,17 @@ def run_command(args: argparse.Namespace) -> int:
     import uvloop
 
     if args.command == "gateway":
+        from gateway.ingress import secret_from_environment
+
+        # as greenroom run's node processes: structlog (GREENROOM_LOG_FORMAT/_LEVEL),
+        # OpenTelemetry from OTEL_* (traces and metrics)
+        configure_logging()
+        configure_tracing("greenroom-gateway")
+        try:
+            secret_from_environment()  # fail fast, with the variable named
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(serve(settings, args.host, args.port, args.rest_port, args.seed,
                              args.ingress_port))

@@ -2,8 +2,9 @@
 
     greenroom run [--nodes N] [--host 127.0.0.1] [--port 8080 --rest-port 8081]
                   [--join LEADER_HOST:ADMIN_PORT] [--name NAME] [--admin-port P]
-                  (every node serves the gateway on the same ports; prints the URLs and a
-                   seeded bot token)
+                  [--ingress-port 8082] (every node serves the gateway on the same ports,
+                   and the internal ingress when GREENROOM_INGRESS_SECRET(_FILE) is set;
+                   prints the URLs and a seeded bot token)
     greenroom storage migrate [...]
     greenroom gateway [--port 8080 --rest-port 8081 --seed]   (one process)
     greenroom admin create-bot NAME [--guild NAME] | create-user | create-guild | add-member
@@ -67,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvloop
 
     from cluster.launcher import Cluster
+    from gateway.ingress import secret_from_environment
     from storage.schema import migrate
     from storage.settings import load_settings
 
@@ -75,6 +77,11 @@ def _run(args: argparse.Namespace) -> int:
     log = get_logger("greenroom.run")
     try:
         settings = load_settings(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:  # read here to fail fast; each node reads it again from its environment
+        ingress_secret = secret_from_environment()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -91,13 +98,28 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"error: cannot listen on {args.host}:{port}: {exc.strerror}"
                       " (choose another with --port/--rest-port)", file=sys.stderr)
                 return 2
+    ingress: dict = {}
+    if ingress_secret:
+        # one port for the host's nodes (SO_REUSEPORT, as the gateway's), chosen once
+        from cluster.launcher import free_port
+
+        port = args.ingress_port or free_port(args.ingress_host)
+        try:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((args.ingress_host, port))
+        except OSError as exc:
+            print(f"error: cannot listen on {args.ingress_host}:{port}: {exc.strerror}"
+                  " (choose another with --ingress-port)", file=sys.stderr)
+            return 2
+        ingress = {"ingress": True, "ingress_host": args.ingress_host, "ingress_port": port}
     migrate(settings)  # before any node opens storage
     seeded = uvloop.run(_ensure_seeded(settings))
     gateway = {"host": args.host, "port": args.port, "rest_port": args.rest_port,
                "storage": dataclasses.asdict(settings),
                "rate_limits": "off" if args.no_rate_limits else "on",
                "max_connections": args.max_connections,
-               "connections_per_ip": args.connections_per_ip}
+               "connections_per_ip": args.connections_per_ip, **ingress}
     if args.no_rate_limits:
         log.warning("REST and IDENTIFY rate limits are off (--no-rate-limits: load tests)")
     if not os.environ.get("GREENROOM_CLUSTER_SECRET"):
@@ -130,13 +152,15 @@ def _run(args: argparse.Namespace) -> int:
     # Never the bot token in a log record (logs are shipped and kept): the banner below
     # shows it to the operator on a terminal, and the seed file (mode 0600) holds it.
     log.info("gateway serving", gateway_url=served.get("gateway"),
-             rest_url=served.get("rest"), seed_file=str(_seed_file(settings)),
+             rest_url=served.get("rest"), ingress_url=served.get("ingress"),
+             seed_file=str(_seed_file(settings)),
              guild_id=seeded["guild_id"], channel_id=seeded["channel_id"],
              storage=settings.backend)
     if os.environ.get("GREENROOM_LOG_FORMAT", "").lower() != "json":
         print(f"\n  gateway    {served.get('gateway')}/?v=10&encoding=json"
               f"\n  REST       {served.get('rest')}"
-              f"\n  bot token  {seeded['token']}"
+              + (f"\n  ingress    {served['ingress']}" if served.get("ingress") else "")
+              + f"\n  bot token  {seeded['token']}"
               f"\n  guild {seeded['guild_id']}  channel {seeded['channel_id']}"
               f"  (storage: {settings.backend})\n", flush=True)
     log.info("greenroom is running", nodes=len(members.nodes), supervisor_pid=os.getpid(),
@@ -200,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
                      help="new gateway connections per second per client address (IPv6: "
                           "per /64), bursts of twice that; over it a connection is closed "
                           "4008 before HELLO (default 60) [$GREENROOM_CONNECTIONS_PER_IP]")
+    run.add_argument("--ingress-port", type=int,
+                     default=int(os.environ.get("GREENROOM_INGRESS_PORT", "8082")),
+                     help="internal ingress port, shared by every node (default 8082; 0: any "
+                          "free); served only when GREENROOM_INGRESS_SECRET or "
+                          "GREENROOM_INGRESS_SECRET_FILE is set [$GREENROOM_INGRESS_PORT]")
+    run.add_argument("--ingress-host",
+                     default=os.environ.get("GREENROOM_INGRESS_HOST", "127.0.0.1"),
+                     help="interface of the internal ingress (default loopback, whatever "
+                          "--host is) [$GREENROOM_INGRESS_HOST]")
     run.add_argument("--service", action="append", default=[], metavar="NAME=MODULE.CLASS",
                      help="an actor every node starts under its root supervisor, at global "
                           "name NAME (repeatable)")
