@@ -53,9 +53,19 @@ from actors.messages import Overloaded
 from actors.system_base import UvloopSystemBase
 from actors.wire import MalformedEnvelope, envelope, packer, unpack_envelope
 from observability import counter, inject_current
+from observability.logging import LogThrottle
 from observability.spans import fail, start
 
 log = logging.getLogger("greenroom.data_plane")
+#: Drops and refusals can come per envelope (a peer gone, a link full, a bad peer):
+#: one line a second per reason and peer, with the count held back (``suppressed``).
+_drop_lines = LogThrottle(interval=1.0)
+
+
+def _log_drop(level: int, event: str, key: Any, **fields: Any) -> None:
+    held = _drop_lines.allow((event, key))
+    if held is not None:
+        log.log(level, event, extra={**fields, "suppressed": held})
 
 MAGIC = b"GRDP2"
 NONCE = 16
@@ -130,7 +140,9 @@ class _Inbound(asyncio.Protocol):
             host, _, port = hello[4 + n:].decode(errors="replace").rpartition(":")
             if (not hmac.compare_digest(mac, _mac(self.plane.secret, self.nonce, hello))
                     or not port.isdigit()):
-                log.warning("data plane: refused a link that failed authentication")
+                _log_drop(logging.WARNING, "dataplane.link_refused", None,
+                          remote=str(self.transport.get_extra_info("peername")),
+                          reason="authentication failed")
                 counter("links_refused_total", "links that failed authentication").add()
                 self.transport.close()
                 return
@@ -163,7 +175,8 @@ class _Inbound(asyncio.Protocol):
                     to, sender, message, trace = unpack_envelope(frame)
                 except MalformedEnvelope as err:
                     malformed.add(reason="envelope")
-                    log.warning("data plane: malformed envelope from %s: %s", self.peer, err)
+                    _log_drop(logging.WARNING, "dataplane.malformed_envelope", self.peer,
+                              peer=self.peer, error=str(err))
                     continue
                 if to.node == here:
                     # what send_slow would do first: resolve the local cell, so that
@@ -384,6 +397,10 @@ class DataPlane:
     def route(self, to: Address, message: Any, sender: Address | None) -> None:
         """``UvloopSystemBase.router``: send to an actor on another node."""
         if to.node not in self.peers:
+            # a node that left (or never was): what is sent to it meanwhile is dropped
+            _log_drop(logging.WARNING, "dataplane.dropped", to.node, peer=to.node,
+                      reason="not a live peer", target=str(to),
+                      msg_type=type(message).__name__, trace=getattr(message, "trace", None))
             self.base.dead_letter(to, message)
             if sender is not None:
                 self.base.fail_ask(sender, to.node)  # an ask's request: no answer will come
@@ -406,7 +423,9 @@ class DataPlane:
             # Not a wire type, or too big: the sender's bug, not the link's. The message
             # cannot leave this process; it is a dead letter, said loudly.
             unencodable.add()
-            log.error("data plane: cannot send %s to %s: %s", type(message).__name__, to, err)
+            _log_drop(logging.ERROR, "dataplane.unencodable", type(message).__name__,
+                      peer=to.node, target=str(to), msg_type=type(message).__name__,
+                      error=str(err), trace=getattr(message, "trace", None))
             fail(span, "not encodable")
             self.base.dead_letter(to, message)
             return
@@ -418,12 +437,17 @@ class DataPlane:
         link.send(_LEN.pack(len(frame)) + frame, to, message, sender, span)
 
     def bounce(self, to: Address, message: Any, sender: Address | None) -> None:
+        """The link to ``to``'s node holds ``MAX_PENDING`` envelopes: refused, and the
+        sender (if any) gets ``Overloaded``."""
+        _log_drop(logging.WARNING, "dataplane.refused", to.node, peer=to.node,
+                  reason="link full", pending=MAX_PENDING, msg_type=type(message).__name__,
+                  trace=getattr(message, "trace", None))
         if sender is not None:
             self.base.deliver(sender, Overloaded(to, message, MAX_PENDING), to)
 
     def give_up(self, link: _Link) -> None:
-        log.error("data plane: %s unreachable; %d envelopes are dead letters", link.peer,
-                  len(link.pending))
+        log.error("dataplane.peer_unreachable",
+                  extra={"peer": link.peer, "dropped": len(link.pending)})
         self.links.pop(link.peer, None)
         link.pending.clear()
         spans, link.spans = link.spans, []
