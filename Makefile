@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse load-gateway cassandra-jars
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse load-gateway cassandra-jars jaeger-bin
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -36,6 +36,11 @@ bench-storage: $(STAMP)
 
 cassandra-jars: $(STAMP)
 	$(PY) -m tests.services.cassandra fetch
+
+# Jaeger for the end-to-end tracing test, built from its Go module into .cache/jaeger
+# (`make test` builds it itself when missing; this target does it ahead of time).
+jaeger-bin: $(STAMP)
+	$(PY) -m tests.services.jaeger fetch
 
 bench-ws-libs: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'

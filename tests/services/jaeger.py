@@ -1,0 +1,498 @@
+"""A real Jaeger (v1 all-in-one, in-memory storage) for the end-to-end tracing test.
+
+There is no Docker and no Jaeger package here, but the Go module proxy serves Jaeger's
+module, so the binary is built from it (once per machine, like the Cassandra jars):
+``go mod download github.com/jaegertracing/jaeger@<version>`` and ``go build
+./cmd/all-in-one`` inside the downloaded module. ``go install module@version`` cannot
+do it: the module's go.mod has a ``replace`` line, which ``go install`` refuses. Module
+and build caches live under ``.cache/jaeger`` (GOMODCACHE, GOCACHE), so a second
+build is a link step and a cached binary is reused as is. The first build downloads
+~700 MB of modules and compiles for minutes on 2 cores.
+
+Why v1's all-in-one and not v2 (``cmd/jaeger``, same module): every listener is a flag,
+so each can be put on a free loopback port without writing a collector config, and
+its query API (``GET /api/traces?service=...``) returns spans with their process
+(service name and resource attributes as tags) and references (parent, links).
+
+Library use::
+
+    jaeger = JaegerServer.isolated("pytest-123")
+    jaeger.start()                   # builds the binary if missing, waits for the API
+    jaeger.otlp_http_url             # OTEL_EXPORTER_OTLP_ENDPOINT for the code under test
+    jaeger.traces("greenroom")       # what the query API holds for a service
+    jaeger.stop()
+
+Command line: ``python -m tests.services.jaeger fetch|start|stop|status`` (``fetch``
+builds the binary; ``start`` runs one on the default ports, 4318 and 16686).
+
+Environment: ``GREENROOM_JAEGER_VERSION`` (v1.76.0), ``GREENROOM_GO`` (a ``go``
+binary; else ``go`` on PATH or /usr/local/go/bin/go), ``GREENROOM_JAEGER_DIR``
+(``<repo>/.cache/jaeger``), ``GREENROOM_JAEGER_BIN`` (a prebuilt all-in-one to use
+instead of building one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.services.cassandra import _pid_alive, free_port, port_open
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE = "github.com/jaegertracing/jaeger"
+DEFAULT_VERSION = "v1.76.0"
+GO_CANDIDATES = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
+BUILD_TIMEOUT_S = 60 * 60  # a fresh machine downloads ~700 MB and compiles ~1,500 packages
+
+
+class JaegerError(RuntimeError):
+    """Jaeger could not be built, started or queried; the message says why."""
+
+
+def find_go() -> str:
+    explicit = os.environ.get("GREENROOM_GO")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise JaegerError(f"GREENROOM_GO={explicit!r} is not an executable")
+        return explicit
+    found = shutil.which("go")
+    if found:
+        return found
+    for candidate in GO_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise JaegerError(
+        "no Go toolchain found (go on PATH, /usr/local/go/bin/go): the end-to-end "
+        "tracing test builds Jaeger from its Go module; install Go >= 1.24 or set "
+        "GREENROOM_GO (or GREENROOM_JAEGER_BIN to a prebuilt jaeger all-in-one)"
+    )
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without OTEL_*: Jaeger traces itself from those variables, and
+    a test's exporter settings must not make it export to itself (or elsewhere)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+
+
+@dataclass
+class JaegerServer:
+    """One Jaeger all-in-one on 127.0.0.1, its binary and run dir under ``base``."""
+
+    base: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("GREENROOM_JAEGER_DIR", REPO_ROOT / ".cache" / "jaeger")
+        )
+    )
+    version: str = field(
+        default_factory=lambda: os.environ.get("GREENROOM_JAEGER_VERSION", DEFAULT_VERSION)
+    )
+    otlp_http_port: int = 4318
+    query_port: int = 16686
+    # Listeners we do not use still bind; each gets its own free loopback port.
+    other_ports: dict[str, int] = field(
+        default_factory=lambda: {
+            "collector.otlp.grpc.host-port": 4317,
+            "collector.http-server.host-port": 14268,
+            "collector.grpc-server.host-port": 14250,
+            "query.grpc-server.host-port": 16685,
+            "admin.http.host-port": 14269,
+        }
+    )
+    host: str = "127.0.0.1"
+    name: str = "default"
+
+    @classmethod
+    def isolated(cls, name: str) -> JaegerServer:
+        """A server with its own run dir and free ports (one per test run)."""
+        server = cls(name=name, otlp_http_port=free_port(), query_port=free_port())
+        server.other_ports = {flag: free_port() for flag in server.other_ports}
+        return server
+
+    # -- paths ---------------------------------------------------------------------
+    @property
+    def binary(self) -> Path:
+        explicit = os.environ.get("GREENROOM_JAEGER_BIN")
+        if explicit:
+            return Path(explicit)
+        return self.base / "bin" / f"jaeger-all-in-one-{self.version}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.base / f"run-{self.name}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "jaeger.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "jaeger.log"
+
+    @property
+    def otlp_http_url(self) -> str:
+        """The base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the SDK appends /v1/traces)."""
+        return f"http://{self.host}:{self.otlp_http_port}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://{self.host}:{self.query_port}"
+
+    # -- build ---------------------------------------------------------------------
+    def binary_ready(self) -> bool:
+        return os.access(self.binary, os.X_OK)
+
+    def build(self, quiet: bool = True) -> Path:
+        """Build the all-in-one binary from the Go module (cached by version)."""
+        if self.binary_ready():
+            return self.binary
+        if os.environ.get("GREENROOM_JAEGER_BIN"):
+            raise JaegerError(f"GREENROOM_JAEGER_BIN={self.binary} is not an executable")
+        self.base.mkdir(parents=True, exist_ok=True)
+        with open(self.base / "build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs: one builds, others wait
+            if self.binary_ready():
+                return self.binary
+            return self._build(quiet)
+
+    def go_env(self) -> dict[str, str]:
+        return {
+            **_clean_env(),
+            "GOMODCACHE": str(self.base / "gomod"),
+            "GOCACHE": str(self.base / "gocache"),
+            # -mod=mod: build with the module's own go.mod/go.sum as the proxy serves
+            # them, whatever GOFLAGS the machine has.
+            "GOFLAGS": "-mod=mod",
+            # the Go on this machine builds it (go.mod asks for 1.24+); never download
+            # a toolchain mid-test
+            "GOTOOLCHAIN": "local",
+        }
+
+    def _build(self, quiet: bool) -> Path:
+        go = find_go()
+        env = self.go_env()
+        log = self.base / "build.log"
+        with open(log, "w") as out:
+            out.write(f"building {MODULE}@{self.version} cmd/all-in-one with {go}\n")
+        if not quiet:
+            print(f"building Jaeger {self.version} (minutes on a fresh machine); log: {log}",
+                  flush=True)
+        t0 = time.monotonic()
+        download = self._run_go(
+            [go, "mod", "download", "-json", f"{MODULE}@{self.version}"],
+            cwd=self.base, env=env, log=log, timeout=BUILD_TIMEOUT_S,
+        )
+        try:
+            module_dir = Path(json.loads(download)["Dir"])
+        except (ValueError, KeyError) as exc:
+            raise JaegerError(
+                f"`go mod download {MODULE}@{self.version}` did not name the module's "
+                f"directory ({exc!r}); its output:\n{download[-2000:]}"
+            ) from None
+        target = self.binary
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        self._run_go(
+            [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "./cmd/all-in-one"],
+            cwd=module_dir, env=env, log=log,
+            timeout=max(60.0, BUILD_TIMEOUT_S - (time.monotonic() - t0)),
+        )
+        partial.rename(target)  # only a complete binary ever has the final name
+        return target
+
+    def _run_go(self, cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path,
+                timeout: float) -> str:
+        """Run one go command at low priority, its stderr appended to ``log``."""
+        with open(log, "a") as errors:
+            errors.write("$ " + " ".join(cmd) + "\n")
+            errors.flush()
+            try:
+                proc = subprocess.run(
+                    ["nice", "-n", "10", *cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                    stderr=errors, text=True, timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:
+                raise JaegerError(
+                    f"building Jaeger took over {timeout:.0f}s ({' '.join(cmd[:3])}); "
+                    f"see {log}"
+                ) from None
+        if proc.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            raise JaegerError(
+                f"building Jaeger {self.version} from the Go module failed at "
+                f"`{' '.join(cmd[:3])}` (exit {proc.returncode}); last lines of {log}:\n{tail}"
+            )
+        return proc.stdout
+
+    # -- process -------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The pid of the server this module started, if it is still alive."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def command(self) -> list[str]:
+        ports = {
+            "collector.otlp.http.host-port": self.otlp_http_port,
+            "query.http-server.host-port": self.query_port,
+            **self.other_ports,
+        }
+        return [
+            str(self.binary),
+            *(f"--{flag}={self.host}:{port}" for flag, port in ports.items()),
+            "--memory.max-traces=100000",
+            "--log-level=warn",
+        ]
+
+    def spawn(self) -> int:
+        """Start the server (without waiting); returns its pid. The binary must exist."""
+        if self.pid() is not None:
+            return self.pid()  # type: ignore[return-value]
+        if not self.binary_ready():
+            raise JaegerError(f"no Jaeger binary at {self.binary}: build it first")
+        for port in (self.otlp_http_port, self.query_port, *self.other_ports.values()):
+            if port_open(port, self.host):
+                raise JaegerError(
+                    f"{self.host}:{port} is already taken by a process this module did not start"
+                )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**_clean_env(), "SPAN_STORAGE_TYPE": "memory"}
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self.run_dir, env=env,
+            )
+        finally:
+            log.close()
+        self._proc = proc
+        self.pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def ready(self) -> bool:
+        """OTLP/HTTP accepts connections and the query API answers."""
+        if not port_open(self.otlp_http_port, self.host):
+            return False
+        try:
+            self.get("/api/services", timeout=2)
+        except (JaegerError, OSError):
+            return False
+        return True
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        t0 = time.monotonic()
+        while True:
+            if self.pid() is None:
+                raise JaegerError(
+                    f"Jaeger exited during start-up; last lines of {self.log_file}:\n"
+                    + self.log_tail()
+                )
+            if self.ready():
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise JaegerError(
+                    f"Jaeger's query API did not answer on {self.query_url} within "
+                    f"{timeout:.0f}s; last lines of {self.log_file}:\n" + self.log_tail()
+                )
+            time.sleep(0.1)
+
+    def start(self, timeout: float = 60.0) -> bool:
+        """Build if needed, start and wait until ready. False if it was already running."""
+        if self.pid() is not None and self.ready():
+            return False
+        self.build()
+        self.spawn()
+        self.wait_ready(timeout)
+        return True
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop the server by the pid it was started with. False if none was running."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                self._reap()
+                time.sleep(0.05)
+            if _pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                while _pid_alive(pid):
+                    self._reap()
+                    time.sleep(0.05)
+            self._reap()
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        if self.name != "default":
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return pid is not None
+
+    def remove_stale_runs(self) -> None:
+        """End servers of ``run-pytest-<pid>`` dirs whose pytest is gone; drop dead dirs."""
+        for run in self.base.glob("run-*"):
+            if run == self.run_dir or run.name == "run-default":
+                continue
+            try:
+                pid: int | None = int((run / "jaeger.pid").read_text().strip())
+            except (OSError, ValueError):
+                pid = None
+            owner = run.name.removeprefix("run-pytest-")
+            orphan = owner.isdigit() and not _pid_alive(int(owner))
+            if pid is not None and _pid_alive(pid) and orphan and self._is_ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+                while _pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            if pid is None or not _pid_alive(pid):
+                shutil.rmtree(run, ignore_errors=True)
+
+    def _is_ours(self, pid: int) -> bool:
+        """The pid runs a binary from our bin dir (not a recycled pid)."""
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return False
+        return exe.startswith(str(self.base / "bin"))
+
+    def _reap(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            proc.poll()
+
+    def status(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return f"stopped (binary {'built' if self.binary_ready() else 'not built'})"
+        return (f"running pid={pid} otlp_http={self.otlp_http_url} query={self.query_url} "
+                f"ready={self.ready()}")
+
+    # -- query API -----------------------------------------------------------------
+    def get(self, path: str, timeout: float = 10.0, **params: Any) -> Any:
+        """GET ``path`` on the query API; the decoded JSON body."""
+        url = self.query_url + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read()[:500].decode(errors="replace")
+            raise JaegerError(f"GET {url}: HTTP {exc.code}: {body}") from None
+
+    def services(self) -> list[str]:
+        return list(self.get("/api/services").get("data") or [])
+
+    def traces(self, service: str, limit: int = 1000, lookback: str = "1h") -> list[dict]:
+        """Every trace the server holds with a span of ``service`` (Jaeger's JSON model)."""
+        return list(self.get("/api/traces", service=service, limit=limit,
+                             lookback=lookback).get("data") or [])
+
+    def trace(self, trace_id: str) -> dict | None:
+        try:
+            found = self.get(f"/api/traces/{trace_id}").get("data") or []
+        except JaegerError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+        return found[0] if found else None
+
+
+class Boot:
+    """One server per test run, started in a background thread as soon as collection
+    shows a test needs it (a first build takes minutes: it overlaps the other tests);
+    ``wait`` returns the running server or raises why it could not start."""
+
+    #: the first test that waits may wait for a build from scratch
+    ALLOWANCE_S = BUILD_TIMEOUT_S + 120
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.server: JaegerServer | None = None
+        self.started_here = False
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def kick(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="jaeger-boot",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            server = JaegerServer.isolated(self.name)
+            server.remove_stale_runs()
+            self.server = server
+            self.started_here = server.start()
+        except BaseException as exc:  # reported to each test that needs the server
+            self.error = exc
+
+    def wait(self) -> JaegerServer:
+        self.kick()
+        assert self._thread is not None
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.server is not None
+        return self.server
+
+    def stop(self) -> None:
+        if self.started_here and self.server is not None:
+            self.server.stop()
+            self.started_here = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.services.jaeger")
+    parser.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    args = parser.parse_args(argv)
+    server = JaegerServer()
+    try:
+        if args.action == "fetch":
+            t0 = time.monotonic()
+            binary = server.build(quiet=False)
+            print(f"jaeger all-in-one at {binary} ({time.monotonic() - t0:.1f}s)")
+        elif args.action == "start":
+            t0 = time.monotonic()
+            started = server.start()
+            verb = "started" if started else "already running"
+            print(f"jaeger {verb}: {server.status()} ({time.monotonic() - t0:.1f}s)")
+        elif args.action == "stop":
+            print("stopped" if server.stop() else "was not running")
+        else:
+            print(server.status())
+    except JaegerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
