@@ -6,12 +6,17 @@
    REST at rising rates: the highest deliveries/s with everything delivered and p99
    send-to-deliver <= 50 ms, with p50/p99 there;
 3. the bare picows broadcast server (``loadtest/ws_baseline``), same receivers, same
-   rates, frames of the gateway's MESSAGE_CREATE size.
+   rates, frames of the gateway's MESSAGE_CREATE size;
+4. tracing's cost (``loadtest/tracing_cost.py``): the same 1,000 members at a fixed rate,
+   node CPU per delivery with no tracing variable (``make run``), with
+   ``OTEL_SDK_DISABLED=true`` and exporting over OTLP/HTTP to a local collector.
 
-Ends with one JSON line. Everything is ``loadtest/gateway_load.py``; this only picks the
-bench's settings (any of its flags may be given) and the JSON keys.
+The server runs as ``make run`` configures it: no tracing variable is set for it.
+Ends with one JSON line per part. Everything is ``loadtest/gateway_load.py``; this only
+picks the bench's settings (any of its flags may be given) and the JSON keys.
 
-    .venv/bin/python loadtest/bench_gateway.py          # < 6 min
+    .venv/bin/python loadtest/bench_gateway.py                  # < 9 min
+    .venv/bin/python loadtest/bench_gateway.py --only tracing   # part 4 alone, ~3 min
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from loadtest.gateway_load import (  # noqa: E402
     run,
     write_outputs,
 )
+from loadtest.tracing_cost import add_tracing_arguments, run_tracing  # noqa: E402
 
 TARGETS = {"rss_bytes_per_session": 16 * 1024, "ratio": 0.5, "p99_ms": 50.0,
            "identify_per_s": 1000}
@@ -42,10 +48,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
+    add_tracing_arguments(parser)
+    parser.add_argument("--only", choices=["tracing"],
+                        help="run one part alone (tracing: part 4, ~3 min)")
     parser.set_defaults(sessions=10_000, members=1000, budget=300.0, identify_budget=110.0,
                         out=str(ROOT / "loadtest" / "results" / "bench_gateway"))
     args = parser.parse_args()
     check_bounds(parser, args)
+    if args.only == "tracing":
+        args.budget = min(args.budget, 240.0)
+        tracing = uvloop.run(run_tracing(args, rising=True))
+        print_tracing(tracing, args.out)
+        return
     result = uvloop.run(run(args))
     print_summary(result)
     write_outputs(result, args.out, args.max_p99_ms)
@@ -86,6 +100,23 @@ def main() -> None:
         },
         "seconds": result["seconds"],
     }
+    print(json.dumps(line, separators=(",", ":")), flush=True)
+    if not args.identify_only:
+        # part 4; max_deliveries_per_s and p99_ms as shipped are part 2's (same server
+        # configuration), so no second rising-rate run here
+        args.budget = 240.0
+        tracing = uvloop.run(run_tracing(args, rising=False))
+        tracing["figures"].update(max_deliveries_per_s=g["max_deliveries_per_s"],
+                                  p99_ms=g["p99_ms"])
+        print_tracing(tracing, args.out)
+
+
+def print_tracing(tracing: dict, out: str) -> None:
+    """The tracing part's JSON line, and its details next to the bench's results."""
+    path = Path(out).with_name(Path(out).name + "_tracing.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tracing, indent=2))
+    line = {"bench": "gateway-tracing", **tracing["figures"], "seconds": tracing["seconds"]}
     print(json.dumps(line, separators=(",", ":")), flush=True)
 
 

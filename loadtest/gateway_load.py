@@ -144,13 +144,23 @@ class Server:
 
 
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
-                         port: int = 0, rest_port: int = 0) -> Server:
+                         port: int = 0, rest_port: int = 0,
+                         env_overrides: dict[str, str | None] | None = None) -> Server:
     """``greenroom run --nodes N`` on SQLite ``db``; waits for all ``nodes`` node processes
-    and the gateway. With several nodes give fixed ports: they share them (SO_REUSEPORT)."""
+    and the gateway. With several nodes give fixed ports: they share them (SO_REUSEPORT).
+
+    The environment is this process's, as ``make run`` inherits the shell's: tracing as
+    shipped (no OTEL_* variable: nothing recorded), not switched off for the bench.
+    ``env_overrides``: variables to set, or to remove where the value is None."""
     env = dict(os.environ, GREENROOM_LOG_FORMAT="json", GREENROOM_SQLITE_PATH=db,
                GREENROOM_SQLITE_SYNCHRONOUS=os.environ.get("GREENROOM_SQLITE_SYNCHRONOUS",
                                                            "NORMAL"),
-               PYTHONUNBUFFERED="1", OTEL_SDK_DISABLED="true")
+               PYTHONUNBUFFERED="1")
+    for name, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     log = open(log_path, "w")  # noqa: SIM115 - the server writes it until it stops
     process = subprocess.Popen(
         [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(nodes), "--port",
