@@ -361,3 +361,24 @@ def test_an_unsampled_message_costs_its_entry_only(
                 await ws.close()
 
     run(main)
+
+
+def test_ingress_entries_carry_the_guilds_size(tmp_path: Path) -> None:
+    """An ingress post and broadcast decide at their root, by the guild's member count."""
+    from gateway.ingress_client import IngressClient
+    from tests.gateway.test_ingress import SECRET
+
+    memory = InMemorySpanExporter()
+    configure_tracing("greenroom-test", exporter=memory)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path, ingress_secret=SECRET) as r, \
+                IngressClient(r.gateway.ingress_url, SECRET) as c:
+            await c.post_system_message(r.seeded.channel_id, "from a service")
+            await c.broadcast(r.seeded.guild_id, "SERVICE_EVENT", {"x": 1})
+            roots = {s.name: s for s in memory.get_finished_spans()
+                     if s.name.startswith("ingress.")}
+            for name in ("ingress.PostSystemMessage", "ingress.BroadcastToGuild"):
+                assert roots[name].attributes[FANOUT_RECIPIENTS] == 2  # bot and alice
+
+    run(main)
