@@ -52,6 +52,7 @@ from typing import Any
 from thespian.actors import ActorExitRequest
 
 from actors import Actor, IODone, Timeout
+from observability.logging import LogThrottle, log_span
 from observability.spans import child, end, fail, link_to, start
 from storage.base import Storage
 from storage.messages import (
@@ -74,6 +75,16 @@ from storage.model import MessageWrite
 from storage.settings import StorageSettings
 
 log = logging.getLogger("greenroom.storage")
+#: An outage fails every batch and read, again after each backoff: one line a second
+#: per event and error type, with the count held back (``suppressed``).
+_outage_lines = LogThrottle(interval=1.0)
+
+
+def _log_outage(level: int, event: str, error: BaseException, **fields: Any) -> None:
+    held = _outage_lines.allow((event, type(error)))
+    if held is not None:
+        log.log(level, event, extra={**fields, "exc_type": type(error).__name__,
+                                     "exc_message": str(error), "suppressed": held})
 
 BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
@@ -319,14 +330,21 @@ class StorageActor(Actor):
                 entry.attempts += 1
                 retry.append(entry)
             else:
-                log.warning("storage: write failed after its retry budget: %s: %s",
-                            type(outcome).__name__, outcome)
+                _log_outage(logging.ERROR, "storage.write_failed", outcome,
+                            channel_id=entry.write.channel_id, attempts=entry.attempts + 1,
+                            reason="retry budget exhausted",
+                            retry_budget_s=self.cfg.retry_budget_s)
                 self._finish(entry, "storage unavailable, retry later", transient=True)
         if retry:
             self.stats.retries += len(retry)
             attempts = max(e.attempts for e in retry)
             delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
             delay *= random.uniform(0.5, 1.0)
+            failed = next(o for o in outcomes if o is not None and self.storage.is_transient(o))
+            _log_outage(logging.WARNING, "storage.retry", failed, writes=len(retry),
+                        batch_writes=len(batch), partitions=len(partitions),
+                        attempt=attempts, delay_s=round(delay, 4),
+                        backend=self.storage.name)
             self.in_flight_writes += len(retry)  # still counted against the bound
             self.retrying[self.start_timer(delay, "retry")] = retry
             self.failed_flushes += 1
@@ -360,12 +378,14 @@ class StorageActor(Actor):
         assert self.storage is not None
         reason = self.storage.rejection(exc)
         if reason is not None:
-            log.info("storage: write to channel %s rejected: %s (%s: %s)",
-                     entry.write.channel_id, reason, type(exc).__name__, exc)
+            log.info("storage.write_rejected", extra={
+                "channel_id": entry.write.channel_id, "reason": reason,
+                "exc_type": type(exc).__name__, "exc_message": str(exc)})
             self._finish(entry, reason, rejected=True)
         else:
-            log.warning("storage: write to channel %s failed: %s: %s",
-                        entry.write.channel_id, type(exc).__name__, exc)
+            log.error("storage.write_failed", extra={
+                "channel_id": entry.write.channel_id, "reason": "not transient"},
+                exc_info=exc)
             self._finish(entry, "storage error")
 
     def _finish(self, entry: _Entry, error: str | None, *, rejected: bool = False,
@@ -400,9 +420,7 @@ class StorageActor(Actor):
             return
         self.reconnecting = True
         self.last_reconnect = now
-        log.warning(
-            "storage: %d failing flushes in a row, rebuilding connections", self.failed_flushes
-        )
+        log.warning("storage.reconnecting", extra={"failed_flushes": self.failed_flushes})
         self.run_io(self.storage.reconnect(), ("reconnect",))
 
     # -- spans (traced writes only) -------------------------------------------------------
@@ -539,7 +557,10 @@ class StorageActor(Actor):
 
     def _read_failed(self, ref: Any, error: BaseException) -> HistoryFailed:
         transient = self.storage is not None and self.storage.is_transient(error)
-        log.warning("storage: read failed: %s: %s", type(error).__name__, error)
+        if transient:
+            _log_outage(logging.WARNING, "storage.read_failed", error, transient=True)
+        else:
+            log.error("storage.read_failed", extra={"transient": False}, exc_info=error)
         return HistoryFailed(ref, "storage unavailable, retry later" if transient
                              else "storage error", transient)
 
@@ -552,7 +573,8 @@ class StorageActor(Actor):
                 self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
             else:
                 attempts = [e.attempts for e in tag[1]]
-                self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
+                with log_span(tag[4][0]):  # its lines (a retry) join the batch's trace
+                    self._after_unit(tag[1], tag[2], tag[3], msg.result, msg.error)
                 self._end_batch_spans(tag[1], tag[4], attempts, msg.result, msg.error)
         elif what == "read":
             self._after_read(tag[1], msg.result, msg.error)
@@ -563,9 +585,10 @@ class StorageActor(Actor):
             self.reconnecting = False
             if msg.error is None:
                 self.stats.reconnects += 1
-                log.warning("storage: connections rebuilt")
+                log.warning("storage.reconnected")
             else:
-                log.warning("storage: reconnect failed: %r", msg.error)
+                log.warning("storage.reconnect_failed", extra={
+                    "exc_type": type(msg.error).__name__, "exc_message": str(msg.error)})
         elif what == "open":
             if msg.error is None:
                 self.storage = tag[1]
