@@ -280,7 +280,10 @@ class Registry(Actor):
         elif isinstance(msg, ActorExitRequest):
             pass  # the base stops every entity (each gets ActorExitRequest), then us
         elif isinstance(msg, PoisonMessage):
-            log.warning("an entity failed on %r", msg.poisonMessage)  # e.g. on Activated
+            # e.g. on Activated; the type, not the message (it may carry a token)
+            failed = msg.poisonMessage
+            log.warning("registry.entity_failed", extra={
+                "msg_type": type(failed).__name__, "trace": getattr(failed, "trace", None)})
         else:
             self.receiveOther(msg, sender)
 
@@ -338,14 +341,17 @@ class Registry(Actor):
                 cell = address._cell
                 self.send(sender, Overloaded(address, message, cell.capacity))
             else:
-                log.warning("entity %s is overloaded; dropped a routed %s with no sender",
-                            address, type(message).__name__)
+                log.warning("registry.dropped", extra={
+                    "reason": "entity overloaded, no sender to tell", "target": str(address),
+                    "msg_type": type(message).__name__,
+                    "trace": getattr(message, "trace", None)})
 
     def _reply(self, to: Any, message: Any) -> None:
         if to is not None:
             self.send(to, message)
         else:
-            log.warning("registry: no one to tell %r", message)
+            log.warning("registry.dropped", extra={"reason": "no one to tell",
+                                                    "msg_type": type(message).__name__})
 
     # -- passivation ----------------------------------------------------------------------
 
