@@ -240,6 +240,8 @@ class UvloopSystemBase:
         self.router: Callable[[Address, Any, Address | None], None] | None = None
         self.capabilities: dict[str, Any] = {"Thespian ActorSystem Name": "greenroom.uvloop"}
         self.stats = {"dead_letters": 0, "overloaded": 0, "poison": 0, "delivered_remote": 0}
+        #: the longest mailbox at the start of a turn so far (read by /metrics)
+        self.mailbox_high_water = 0
         self._ids = itertools.count(1)
         self._monitor_refs: dict[int, Cell] = {}  # ref -> the monitored cell
         # watcher id -> its refs: an exiting watcher's monitors go with it. Kept here,
@@ -334,6 +336,8 @@ class UvloopSystemBase:
                 if budget <= 0:
                     break
                 continue
+            if len(mb) > self.mailbox_high_water:  # one compare a turn of 2+ messages
+                self.mailbox_high_water = len(mb)
             if len(mb) > per_turn:
                 cell.mailbox = mb[per_turn:]
                 mb = mb[:per_turn]

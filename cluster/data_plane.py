@@ -77,10 +77,13 @@ HANDSHAKE_TIMEOUT = 5.0
 _LEN = struct.Struct(">I")
 
 malformed = counter("envelopes_malformed_total", "envelopes that could not be decoded")
-received = counter("envelopes_received_total", "envelopes delivered from other nodes")
+received = counter("envelopes_received_total", "envelopes delivered from other nodes, "
+                   "by peer")
+received_bytes = counter("dataplane_received_bytes_total", "data-plane bytes read, by peer")
 unencodable = counter("envelopes_unencodable_total",
                       "messages that are not wire types or over the frame limit")
-sent = counter("envelopes_sent_total", "envelopes written to other nodes")
+sent = counter("envelopes_sent_total", "envelopes written to other nodes, by peer")
+sent_bytes = counter("dataplane_sent_bytes_total", "data-plane bytes written, by peer")
 handshake_timeouts = counter("links_handshake_timeout_total",
                              "inbound links closed for not authenticating in time")
 
@@ -196,7 +199,8 @@ class _Inbound(asyncio.Protocol):
                         span.end()
         finally:
             if delivered:
-                received.add(delivered)
+                received.add(delivered, peer=self.peer)
+                received_bytes.add(pos, peer=self.peer)
             del buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -248,8 +252,10 @@ class _Link(asyncio.Protocol):
         if not self.ready or self.paused or not self.pending:
             return
         frames, self.pending = self.pending, []
-        self.transport.write(b"".join(frames))
-        sent.add(len(frames))
+        data = b"".join(frames)
+        self.transport.write(data)
+        sent.add(len(frames), peer=self.peer)
+        sent_bytes.add(len(data), peer=self.peer)
         if self.spans:
             spans, self.spans = self.spans, []
             for span in spans:

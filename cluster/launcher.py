@@ -48,6 +48,10 @@ def _node_settings(index: int, settings: dict | None, gateway: dict | None) -> d
                                             + index - 1) % 32
             gateway["storage"] = storage
         merged["gateway"] = gateway
+    operator = merged.get("operator")
+    if operator and int(operator.get("port", 0)):
+        # one operator port per node (each has its own metrics): node i gets port + i - 1
+        merged["operator"] = {**operator, "port": int(operator["port"]) + index - 1}
     return merged
 
 

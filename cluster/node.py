@@ -40,10 +40,14 @@ from cluster.messages import (
     WhereIs,
 )
 from cluster.view import ClusterView
+from observability.metrics import counter
 from supervision import ChildSpec, Start, Stop, Supervisor, SupervisorFlags, SupervisorSpec
 from supervision.messages import SupervisorError
 
 log = logging.getLogger("greenroom.node")
+_membership_changes = counter("cluster_membership_changes_total",
+                              "nodes that joined, left (or were suspected) or came back as "
+                              "a new process (restarted), as this node saw them")
 
 
 class Directory(Actor):
@@ -104,6 +108,9 @@ class Node:
         #: which Thespian's node supervisor starts again; None (a node in a thread
         #: beside other code): the services stay down, logged.
         self.escalate: Any = None
+        #: the operator port (/metrics, /healthz, /readyz) when settings["operator"] asks
+        self.operator: Any = None
+        self._unwatch: list[Any] = []  # stops the gauges this node registered
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -128,6 +135,9 @@ class Node:
         gateway = self.config.settings.get("gateway")
         if gateway:
             await self._start_gateway(gateway)
+        operator = self.config.settings.get("operator")
+        if operator:
+            await self._start_operator(operator)
         log.info("node %s serving; data plane on %s:%d", self.config.name, *address)
         return address
 
@@ -196,6 +206,29 @@ class Node:
         log.info("node %s: gateway on %s, REST on %s", self.config.name,
                  gateway.gateway_url, gateway.rest_url)
 
+    async def _start_operator(self, options: dict[str, Any]) -> None:
+        """``/metrics``, ``/healthz`` and ``/readyz`` (observability/operator.py) on
+        ``options["host"]`` (loopback by default) and ``options["port"]`` (this node's:
+        the launcher gives node i the first port + i - 1). Ready: this node in the
+        cluster view, and with a gateway its storage reachable and its listener
+        accepting (gateway/observe.py)."""
+        from gateway.observe import watch_base, watch_gateway
+        from observability.metrics import gauge
+        from observability.operator import OperatorServer
+
+        server = OperatorServer(options.get("host", "127.0.0.1"), int(options.get("port", 0)))
+        name = self.config.name
+        server.add_check("cluster", lambda: None if name in self.members.nodes
+                         else "this node is not in the cluster view yet")
+        self._unwatch = (watch_gateway(self.gateway, server) if self.gateway is not None
+                         else watch_base(self.base))
+        self._unwatch.append(gauge("cluster_members", "live members in this node's view "
+                                   "(nodes heard from)", "{node}").observe(
+            lambda: [({"node": name}, len(self.members.nodes))]))
+        await server.start()
+        self.operator = server
+        self.info["operator"] = server.url
+
     def set_peers(self, peers: dict[str, tuple[str, int]]) -> None:
         self.plane.set_peers(peers)
 
@@ -218,12 +251,22 @@ class Node:
         this returns, so a session that re-subscribes to a guild whose node is gone
         routes by the new placement."""
         change = self.view.update(members)
+        for event, nodes in (("joined", change.joined), ("left", change.left),
+                             ("restarted", change.restarted)):
+            if nodes:
+                _membership_changes.add(len(nodes), event=event)
         for node in sorted(change.gone - {self.config.name}):
             log.info("node %s: %s %s", self.config.name, node,
                      "restarted" if node in change.restarted else "is gone")
             self.base.node_down(node)
 
     async def stop(self) -> None:
+        if self.operator is not None:
+            await self.operator.stop()
+            self.operator = None
+        for unwatch in self._unwatch:
+            unwatch()
+        self._unwatch = []
         if self.gateway is not None:
             try:
                 await self.gateway.stop()

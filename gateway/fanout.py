@@ -34,7 +34,9 @@ active for the rest of the session, across RESUMEs and guild restarts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +44,18 @@ from actors import Actor
 from actors.address import Address
 from actors.wire import wire_type
 from gateway.messages import Cutover
-from gateway.protocol import PreparedDispatch
+from gateway.protocol import Encoding, PreparedDispatch
 from gateway.session import SessionActor
 from gateway.tracing import context_of, start
+from observability.metrics import counter, histogram
+from storage.snowflake import snowflake_ms
 
 log = logging.getLogger("greenroom.gateway.fanout")
+_deliveries = counter("gateway_deliveries_total",
+                      "dispatches this node's fan-out point handed to its sessions")
+_latency = histogram("gateway_delivery_latency",
+                     "a MESSAGE_CREATE's creation (its snowflake, ms) to the end of the "
+                     "fan-out loop that wrote it to this node's sockets, per delivery", "s")
 
 #: The fan-out point's actor id on every node (negative: never an id the runtime hands
 #: out, which counts up from 1; the cluster directory is 0).
@@ -95,9 +104,41 @@ def _dispatch_of(payload: Any) -> PreparedDispatch:
 class FanoutPoint(Actor):
     """A node's fan-out point (``FANOUT_ID``): delivers each ``NodeFanout`` to the local
     sessions it names, by direct call on this loop thread. A session that ended in the
-    meantime is skipped (its guild forgets it when its monitor fires)."""
+    meantime is skipped (its guild forgets it when its monitor fires).
+
+    Its mailbox holds acknowledged messages on their way to the sessions, and nobody
+    sends them again: an incarnation that replaces one that died (``replaces_crashed``,
+    called by gateway/services.py) first has every local session catch up from storage
+    (``SessionActor.dispatches_lost``), before its own first delivery, so each session's
+    log still ends where the loss began."""
+
+    #: this incarnation replaced one that died; the sessions are not told yet
+    _lost_queue = False
+
+    def replaces_crashed(self) -> None:
+        """The fan-out point before this one died, with what was queued behind it: tell
+        the sessions, at this incarnation's first message or its first loop turn."""
+        self._lost_queue = True
+        asyncio.get_running_loop().call_soon(self._sessions_catch_up)
+
+    def _sessions_catch_up(self) -> None:
+        if not self._lost_queue or not self._myRef.alive:
+            return
+        self._lost_queue = False
+        told = 0
+        for cell in list(self._myRef.base.cells.values()):
+            session = cell.instance
+            if cell.alive and isinstance(session, SessionActor):
+                try:
+                    session.dispatches_lost()
+                    told += 1
+                except Exception:  # one broken session must not cost the others theirs
+                    log.exception("catch-up of session %s failed", cell.address.id)
+        log.warning("fan-out point restarted: %d local sessions catch up from storage", told)
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if self._lost_queue:
+            self._sessions_catch_up()
         if isinstance(msg, NodeFanout):
             cells = self._myRef.base.cells
             if msg.trace is not None:
@@ -140,6 +181,29 @@ class FanoutPoint(Actor):
                         session.deliver_dispatch(dispatch, trace)
                     except Exception:  # one broken session must not cost the others theirs
                         log.exception("fan-out to session %s failed", actor_id)
+        _deliveries.add(len(to))  # once per batch: metrics cost nothing per recipient
+        created_ms = _created_ms(dispatch)
+        if created_ms is not None:
+            _latency.record(time.time() - created_ms / 1000, len(to))
+
+
+#: ``,"op":0,"d":{"id":"`` ahead of a message object's id (gateway/objects.py: first key)
+_MESSAGE_ID_AT = b',"op":0,"d":{"id":"'
+
+
+def _created_ms(dispatch: PreparedDispatch) -> int | None:
+    """When a MESSAGE_CREATE's message was created (its snowflake's ms), read from the
+    JSON frame bytes the sessions use anyway (a remote payload is not decoded)."""
+    if dispatch.event != "MESSAGE_CREATE":
+        return None
+    encoded = dispatch.encoded(Encoding.JSON)
+    if not encoded.startswith(_MESSAGE_ID_AT):
+        return None
+    end = encoded.find(b'"', len(_MESSAGE_ID_AT))
+    try:
+        return snowflake_ms(int(encoded[len(_MESSAGE_ID_AT):end]))
+    except ValueError:
+        return None
 
 
 def start_fanout_point(base: Any) -> Address:

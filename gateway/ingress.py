@@ -77,6 +77,7 @@ from gateway.sessions import (
 from gateway.tracing import fanout_attributes
 from gateway.validation import check_content
 from observability import counter, inject_current, span_from
+from observability.http_metrics import server_metrics
 from observability.logging import LogThrottle
 from observability.tracing import tracing_active
 
@@ -315,7 +316,8 @@ async def start_ingress(gateway: Gateway, secret: str, host: str, port: int
                         ) -> tuple[web.AppRunner, int]:
     """Serve the ingress; answers the runner (to clean up) and the bound port."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES,
-                          middlewares=[bounded_responses(gateway.write_limits)])
+                          middlewares=[server_metrics(),
+                                       bounded_responses(gateway.write_limits)])
     app.router.add_post(PATH, Ingress(gateway, secret).handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()

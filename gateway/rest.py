@@ -42,6 +42,7 @@ from gateway.rest_auth import Principals, bot_token
 from gateway.tracing import fanout_attributes
 from gateway.validation import FieldError, check_content, check_text
 from observability import inject_current, span_from
+from observability.http_metrics import server_metrics
 from observability.logging import LogThrottle
 from storage.applications import effective_flags
 from storage.history import HistoryQuery
@@ -495,6 +496,7 @@ def make_app(gateway: Gateway) -> web.Application:
     # discord_errors outside: the limiter's own failures are Discord's JSON too (the
     # limiter turns its handler's errors into answers itself, to put its headers on them)
     app = web.Application(middlewares=[
+        server_metrics(),  # http.server.request.duration, with the status sent
         bounded_responses(gateway.write_limits),  # a client that never reads (outbound.py)
         access_log(lambda: gateway.base.node),
         discord_errors, rate_limits(gateway.rest_limiter, Principals(gateway.storage))])

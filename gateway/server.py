@@ -88,6 +88,11 @@ from supervision import Start, Started, Stop, Supervisor
 
 log = logging.getLogger("greenroom.gateway")
 
+_bytes_out = counter("gateway_out_bytes_total",
+                     "WebSocket frame payload bytes written to clients")
+_identifies = counter("gateway_identifies_total", "IDENTIFYs that passed the "
+                      "connection's checks (a session actor was started for each)")
+_resumes = counter("gateway_resumes_total", "RESUMEs that passed the connection's checks")
 _slow_closes = counter("gateway_slow_consumer_closes_total",
                        "connections closed with 4000 for not reading, by reason "
                        "(stalled, replay_limit)")
@@ -216,6 +221,7 @@ class Link(WSListener):
         transport = self.transport
         if data is not None and transport is not None and not transport.is_disconnected:
             transport.send(_TEXT if conn.text_frames else _BINARY, data)
+            _bytes_out.add(len(data))
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too)."""
@@ -224,6 +230,7 @@ class Link(WSListener):
             if isinstance(effect, SendFrame):
                 if transport is not None and not transport.is_disconnected:
                     transport.send(_TEXT if effect.text else _BINARY, effect.data)
+                    _bytes_out.add(len(effect.data))
             elif isinstance(effect, SetTimer):
                 # one shared timer for every link (gateway/timers.py), not a handle each
                 self.gateway.timers.schedule(self, effect.at)
@@ -631,6 +638,7 @@ class Gateway:
         return cell
 
     def identify(self, link: Link, event: IdentifyRequested) -> None:
+        _identifies.add()
         session = self.base.create_actor(self._host_cell(), self._session_class,
                                          None, None)
         with span_from(None, "socket.in", **{"greenroom.op": "IDENTIFY"}):
@@ -645,6 +653,7 @@ class Gateway:
         return session
 
     def resume(self, link: Link, event: ResumeRequested) -> None:
+        _resumes.add()
         session = self.ctx.sessions.get(event.session_id)
         if session is not None:
             self.base.tell_from_loop(session, Attach(link, event))

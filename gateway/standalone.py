@@ -29,11 +29,15 @@ def _ids(settings: StorageSettings) -> SnowflakeGenerator:
 
 
 async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
-                seed_bot: bool, ingress_port: int = 8082) -> None:
+                seed_bot: bool, ingress_port: int = 8082, operator_port: int = 9464,
+                operator_host: str = "127.0.0.1") -> None:
     """Serve until SIGINT/SIGTERM. The internal ingress runs (on loopback) when
-    ``GREENROOM_INGRESS_SECRET`` is set."""
+    ``GREENROOM_INGRESS_SECRET`` is set; the operator port (``/metrics``, ``/healthz``,
+    ``/readyz``) on ``operator_host:operator_port`` (a negative port: not at all)."""
+    from gateway.observe import watch_gateway
     from gateway.seed import seed
     from gateway.server import Gateway
+    from observability.operator import OperatorServer
 
     migrate(settings)
     storage = make_storage(settings)
@@ -43,12 +47,19 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
     ingress_secret = secret_from_environment()  # GREENROOM_INGRESS_SECRET(_FILE)
     gateway = Gateway(storage, host=host, port=port, rest_port=rest_port,
                       ingress_secret=ingress_secret, ingress_port=ingress_port)
+    operator = OperatorServer(operator_host, operator_port) if operator_port >= 0 else None
+    unwatch: list = []
     try:
         await gateway.start()
+        if operator is not None:
+            unwatch = watch_gateway(gateway, operator)
+            await operator.start()
         print(f"gateway   {gateway.gateway_url}/?v=10&encoding=json", flush=True)
         print(f"REST      {gateway.rest_url}", flush=True)
         if ingress_secret:
             print(f"ingress   {gateway.ingress_url}", flush=True)
+        if operator is not None:
+            print(f"operator  {operator.url}/metrics /healthz /readyz", flush=True)
         # never the token or a secret in a record (the token is printed above, to a
         # terminal, with --seed only)
         get_logger("greenroom.gateway").info(
@@ -65,6 +76,10 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
+        if operator is not None:
+            await operator.stop()
+        for stop_watching in unwatch:
+            stop_watching()
         await gateway.stop()
         await storage.close()
 
@@ -109,6 +124,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="internal ingress port on 127.0.0.1 (served when "
                          "GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE is set) "
                          "[$GREENROOM_INGRESS_PORT]")
+    gw.add_argument("--operator-port", type=int,
+                    default=int(os.environ.get("GREENROOM_OPERATOR_PORT", "9464")),
+                    help="operator port: /metrics, /healthz, /readyz (default 9464; 0: any "
+                         "free; -1: none) [$GREENROOM_OPERATOR_PORT]")
+    gw.add_argument("--operator-host",
+                    default=os.environ.get("GREENROOM_OPERATOR_HOST", "127.0.0.1"),
+                    help="interface of the operator port (default loopback) "
+                         "[$GREENROOM_OPERATOR_HOST]")
     gw.add_argument("--seed", action="store_true",
                     help="create a bot, guild and channel and print the token")
     add_arguments(gw)
@@ -157,7 +180,7 @@ def run_command(args: argparse.Namespace) -> int:
             return 2
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(serve(settings, args.host, args.port, args.rest_port, args.seed,
-                             args.ingress_port))
+                             args.ingress_port, args.operator_port, args.operator_host))
         return 0
     uvloop.run(_admin(args, settings))
     return 0

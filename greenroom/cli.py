@@ -88,15 +88,18 @@ def _run(args: argparse.Namespace) -> int:
     if settings.backend == "sqlite":  # node processes must open the same file
         Path(settings.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         settings = settings.with_(sqlite_path=str(Path(settings.sqlite_path).resolve()))
-    for port in (args.port, args.rest_port):  # fail fast, before any process starts
-        if port:
+    operator_ports = [(args.operator_host, args.operator_port + i, "--operator-port")
+                      for i in range(args.nodes)] if args.operator_port else []
+    for host, port, flag in [(args.host, args.port, "--port"),
+                             (args.host, args.rest_port, "--rest-port"), *operator_ports]:
+        if port:  # fail fast, before any process starts
             try:
                 with socket.socket() as probe:
                     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind((args.host, port))
+                    probe.bind((host, port))
             except OSError as exc:
-                print(f"error: cannot listen on {args.host}:{port}: {exc.strerror}"
-                      " (choose another with --port/--rest-port)", file=sys.stderr)
+                print(f"error: cannot listen on {host}:{port}: {exc.strerror}"
+                      f" (choose another with {flag})", file=sys.stderr)
                 return 2
     ingress: dict = {}
     if ingress_secret:
@@ -126,8 +129,11 @@ def _run(args: argparse.Namespace) -> int:
         # one per run; in the environment, so every process of the tree has it
         os.environ["GREENROOM_CLUSTER_SECRET"] = secrets.token_hex(32)
     secret = os.environ["GREENROOM_CLUSTER_SECRET"].encode()
+    # node i serves /metrics, /healthz, /readyz on operator_port + i - 1 (0: any free)
+    operator = {"host": args.operator_host, "port": args.operator_port}
     cluster = Cluster(args.nodes, secret, host=args.host,
                       admin_port=args.admin_port or None, gateway=gateway,
+                      settings={"operator": operator},
                       name=args.name, join=args.join or None, services=args.service)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -162,7 +168,12 @@ def _run(args: argparse.Namespace) -> int:
               + (f"\n  ingress    {served['ingress']}" if served.get("ingress") else "")
               + f"\n  bot token  {seeded['token']}"
               f"\n  guild {seeded['guild_id']}  channel {seeded['channel_id']}"
-              f"  (storage: {settings.backend})\n", flush=True)
+              f"  (storage: {settings.backend})", flush=True)
+        for name in cluster.node_names:
+            url = members.info.get(name, {}).get("operator")
+            if url:
+                print(f"  operator   {url}/metrics /healthz /readyz  ({name})", flush=True)
+        print(flush=True)
     log.info("greenroom is running", nodes=len(members.nodes), supervisor_pid=os.getpid(),
              admin_port=cluster.admin_port, stop="Ctrl-C")
     try:
@@ -224,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
                      help="new gateway connections per second per client address (IPv6: "
                           "per /64), bursts of twice that; over it a connection is closed "
                           "4008 before HELLO (default 60) [$GREENROOM_CONNECTIONS_PER_IP]")
+    run.add_argument("--operator-port", type=int,
+                     default=int(os.environ.get("GREENROOM_OPERATOR_PORT", "9464")),
+                     help="first node's operator port: /metrics (Prometheus), /healthz, "
+                          "/readyz; node i serves this + i - 1 (default 9464; 0: any free, "
+                          "printed) [$GREENROOM_OPERATOR_PORT]")
+    run.add_argument("--operator-host",
+                     default=os.environ.get("GREENROOM_OPERATOR_HOST", "127.0.0.1"),
+                     help="interface of the operator ports (default loopback: what they "
+                          "show is for the operator) [$GREENROOM_OPERATOR_HOST]")
     run.add_argument("--ingress-port", type=int,
                      default=int(os.environ.get("GREENROOM_INGRESS_PORT", "8082")),
                      help="internal ingress port, shared by every node (default 8082; 0: any "

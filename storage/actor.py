@@ -53,6 +53,7 @@ from thespian.actors import ActorExitRequest
 
 from actors import Actor, IODone, Timeout
 from observability.logging import LogThrottle, log_span
+from observability.metrics import SIZE_BUCKETS, histogram
 from observability.spans import child, end, fail, link_to, start
 from storage.base import Storage
 from storage.messages import (
@@ -85,6 +86,10 @@ def _log_outage(level: int, event: str, error: BaseException, **fields: Any) -> 
     if held is not None:
         log.log(level, event, extra={**fields, "exc_type": type(error).__name__,
                                      "exc_message": str(error), "suppressed": held})
+_batch_writes = histogram("storage_batch_writes", "writes per database call (a CQL "
+                          "batch, a SQLite transaction)", "{write}", SIZE_BUCKETS)
+_db_duration = histogram("storage_batch_duration", "one database call of a write batch, "
+                         "by outcome (ok, error: apply raised)", "s")
 
 BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
@@ -299,6 +304,7 @@ class StorageActor(Actor):
                 for p in partitions:
                     self.busy[p] = self.busy.get(p, 0) + 1
                 self.units_in_flight += 1
+                _batch_writes.record(len(entries))
                 spans = self._batch_spans(entries, partitions) if self.traced else None
                 self.run_io(
                     self.storage.apply([writes[i] for i in unit]),
@@ -317,6 +323,7 @@ class StorageActor(Actor):
         self.in_flight_writes -= len(batch)
         now = time.monotonic()
         self.flush_seconds = 0.9 * self.flush_seconds + 0.1 * (now - started)
+        _db_duration.record(now - started, outcome="error" if error is not None else "ok")
         if error is not None:  # apply itself raised: every write shares the outcome
             outcomes = [error] * len(batch)
         retry: list[_Entry] = []
