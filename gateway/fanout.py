@@ -47,10 +47,13 @@ from gateway.messages import Cutover
 from gateway.protocol import Encoding, PreparedDispatch
 from gateway.session import SessionActor
 from gateway.tracing import context_of, start
+from observability.logging import LogThrottle
 from observability.metrics import counter, histogram
 from storage.snowflake import snowflake_ms
 
 log = logging.getLogger("greenroom.gateway.fanout")
+#: a bug that fails every delivery would log each recipient: one line a second per error
+_failed_lines = LogThrottle(interval=1.0)
 _deliveries = counter("gateway_deliveries_total",
                       "dispatches this node's fan-out point handed to its sessions")
 _latency = histogram("gateway_delivery_latency",
@@ -179,8 +182,13 @@ class FanoutPoint(Actor):
                 if isinstance(session, session_class):
                     try:
                         session.deliver_dispatch(dispatch, trace)
-                    except Exception:  # one broken session must not cost the others theirs
-                        log.exception("fan-out to session %s failed", actor_id)
+                    except Exception as exc:  # one broken session must not cost the
+                        # others theirs; the line names the message's trace
+                        held = _failed_lines.allow(type(exc))
+                        if held is not None:
+                            log.exception("fanout.delivery_failed", extra={
+                                "session": actor_id, "event_name": dispatch.event,
+                                "trace": trace, "suppressed": held})
         _deliveries.add(len(to))  # once per batch: metrics cost nothing per recipient
         created_ms = _created_ms(dispatch)
         if created_ms is not None:

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from observability import configure_logging, configure_tracing
 from observability import logging as obs_logging
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_gateway_socket import identified
 from tests.gateway.test_ingress import next_dispatch
 
@@ -141,3 +142,40 @@ def test_the_access_log_is_at_debug_and_names_no_header(tmp_path: Path, json_log
     run(main)
     text = json_logs.text()
     assert "Bot " not in text and "Authorization" not in text
+
+
+def test_a_failed_delivery_logs_one_line_in_the_message_trace(tmp_path: Path,
+                                                              json_logs) -> None:
+    """A session that fails to take a dispatch (a fault injected into one session):
+    the fan-out point logs it once, structured, with the traceback and the trace of
+    the message; the other recipients still get it."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            bot, ready = await identified(http, r)
+            alice, _ = await identified(http, r, r.other_token)
+            await open_guild(alice, r.seeded.guild_id)  # a user: active once opened
+            session = r.gateway.ctx.sessions[ready["d"]["session_id"]]._cell.instance
+
+            def broken(dispatch: Any, trace: Any = None) -> None:
+                raise RuntimeError("injected")
+
+            session.deliver_dispatch = broken
+            await asyncio.sleep(0.05)
+            async with http.post(
+                    f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages",
+                    json={"content": "traced"},
+                    headers={"Authorization": f"Bot {r.seeded.token}",
+                             "traceparent": TRACEPARENT}) as resp:
+                assert resp.status == 200
+            await next_dispatch(alice, "MESSAGE_CREATE")
+            await asyncio.sleep(0.02)
+            await bot.close()
+            await alice.close()
+
+    run(main)
+    failed = [line for line in json_logs() if line["event"] == "fanout.delivery_failed"]
+    assert len(failed) == 1, failed
+    (line,) = failed
+    assert line["level"] == "error" and line["trace_id"] == TRACE_ID
+    assert line["exc_type"] == "RuntimeError" and "Traceback" in line["exception"]
+    assert line["event_name"] == "MESSAGE_CREATE" and "trace" not in line
