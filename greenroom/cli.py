@@ -2,9 +2,11 @@
 
     greenroom run [--nodes N] [--host 127.0.0.1] [--port 8080 --rest-port 8081]
                   [--join LEADER_HOST:ADMIN_PORT] [--name NAME] [--admin-port P]
-                  [--ingress-port 8082] (every node serves the gateway on the same ports,
-                   and the internal ingress when GREENROOM_INGRESS_SECRET(_FILE) is set;
-                   prints the URLs and a seeded bot token)
+                  [--ingress-port 8082] [--operator-port 9464 --operator-host 127.0.0.1]
+                  (every node serves the gateway on the same ports, and the internal
+                   ingress when GREENROOM_INGRESS_SECRET(_FILE) is set; node i serves
+                   /metrics, /healthz and /readyz on the operator port + i - 1; prints
+                   the URLs and a seeded bot token)
     greenroom storage migrate [...]
     greenroom gateway [--port 8080 --rest-port 8081 --seed]   (one process)
     greenroom admin create-bot NAME [--guild NAME] | create-user | create-guild | add-member
