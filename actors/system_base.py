@@ -462,10 +462,10 @@ class UvloopSystemBase:
             details = traceback.format_exc()
             # A server fault: one record with the error's type and traceback. The
             # message's type only, not its repr (it may carry a token or content).
-            log.error("actor %s (%s) crashed on a %s: %r", cell.address,
-                      type(inst).__name__, type(msg).__name__, err, exc_info=err,
-                      extra={"actor": type(inst).__name__, "reason": repr(err),
-                             "trace": getattr(msg, "trace", None)})
+            log.error("actor.crashed", exc_info=err, extra={
+                "actor": type(inst).__name__, "address": str(cell.address),
+                "msg_type": type(msg).__name__, "reason": repr(err),
+                "trace": getattr(msg, "trace", None)})
             self._poison(cell, msg, sender, details)
             self.kill(cell, ("error", repr(err)))
             return
@@ -473,10 +473,9 @@ class UvloopSystemBase:
             inst.receiveMessage(msg, sender)  # Thespian retries a failed message once
         except Exception:
             details = traceback.format_exc()
-            log.error("actor %s (%s) failed twice on a %s", cell.address,
-                      type(inst).__name__, type(msg).__name__, exc_info=True,
-                      extra={"actor": type(inst).__name__,
-                             "trace": getattr(msg, "trace", None)})
+            log.error("actor.poisoned", exc_info=True, extra={  # failed twice
+                "actor": type(inst).__name__, "address": str(cell.address),
+                "msg_type": type(msg).__name__, "trace": getattr(msg, "trace", None)})
             self._poison(cell, msg, sender, details)
 
     def _poison(self, cell: Cell, msg: Any, sender: Address | None, details: str) -> None:

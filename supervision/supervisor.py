@@ -187,7 +187,8 @@ class Supervisor(Actor):
             else:
                 child.address = self._create_at(spec)
         except Exception as err:  # e.g. an unimportable class: the base raises here
-            log.error("child %s failed to start: %r", spec.id, err)
+            log.error("supervisor.child_start_failed", exc_info=err, extra={
+                "supervisor": str(self.myAddress), "child": spec.id, "reason": repr(err)})
             self._start_failed(child, repr(err))
             return
         if spec.init is not None:
@@ -241,8 +242,9 @@ class Supervisor(Actor):
 
     def _on_shutdown_timeout(self, token: int) -> None:
         if self._awaiting is not None and token == self._awaiting_token:
-            log.warning("child %s did not stop within %s s: killing it",
-                        self._awaiting.spec.id, self._awaiting.spec.shutdown_timeout)
+            log.warning("supervisor.child_killed", extra={
+                "supervisor": str(self.myAddress), "child": self._awaiting.spec.id,
+                "shutdown_timeout_s": self._awaiting.spec.shutdown_timeout})
             self._kill_brutally(self._awaiting)
 
     def _kill_brutally(self, child: _Child) -> None:
@@ -296,25 +298,26 @@ class Supervisor(Actor):
     def _child_exited(self, child: _Child, reason: Any) -> None:
         spec = child.spec
         if spec.restart == TEMPORARY or (spec.restart == TRANSIENT and is_normal_exit(reason)):
-            log.info("child %s exited (%s); not restarted (%s)", spec.id, reason, spec.restart)
+            log.info("supervisor.child_exited", extra={
+                "supervisor": str(self.myAddress), "child": spec.id, "reason": repr(reason),
+                "restart": spec.restart, "restarted": False})
             if spec.restart == TEMPORARY:
                 self._children.remove(child)
             return
         if not self._restart_allowed():
             GAVE_UP.add(child=spec.id)
-            log.error("supervisor %s: more than %d restarts in %s s; shutting down",
-                      self.myAddress, self._flags.intensity, self._flags.period,
-                      extra={"child": spec.id, "reason": repr(reason)})
+            log.error("supervisor.gave_up", extra={
+                "supervisor": str(self.myAddress), "child": spec.id, "reason": repr(reason),
+                "intensity": self._flags.intensity, "period_s": self._flags.period})
             self._ops.extend(("terminate", c) for c in reversed(self._children))
             self._ops.append(("exit", SHUTDOWN))
             return
         RESTARTS.add(child=spec.id)
         # The crash itself (type, traceback) was logged where it happened (the base's
         # ``_failed``); this line says what the supervisor did about it.
-        log.warning("child %s exited (%r); restarting (%s)", spec.id, reason,
-                    self._flags.strategy,
-                    extra={"child": spec.id, "reason": repr(reason),
-                           "strategy": self._flags.strategy})
+        log.warning("supervisor.restarting", extra={
+            "supervisor": str(self.myAddress), "child": spec.id, "reason": repr(reason),
+            "strategy": self._flags.strategy})
         if self._flags.strategy == ONE_FOR_ONE:
             self._ops.append(("start", child))
             return
