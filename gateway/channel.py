@@ -24,6 +24,14 @@ becomes durable anyway, so a retry would store the message twice and the first c
 would never be fanned out (a stored message no session saw). Only when it must stop at
 once (``ActorExitRequest``: the node shuts down) or storage stays silent for
 ``HANDOFF_TIMEOUT_S`` does it answer its pending askers with a retryable 503.
+
+The storage actor dying. Its queued writes die with it unanswered (some may have
+reached the database). When its supervisor has started the next one
+(gateway/services.py), the channel hears ``StorageRestarted`` and sends that one
+everything it still waits for: each write again under its own snowflake (storage
+applies a create, edit, delete or nonce claim idempotently), each read and nonce
+lookup again. So a post is acknowledged once, when durable, and soon, not after
+REST's ask timeout; a second ``Written`` for the same write finds nothing pending.
 """
 
 from __future__ import annotations
@@ -72,6 +80,11 @@ HANDOFF_TIMEOUT_S = 10.0
 _HANDOFF = "channel-handoff"
 
 
+class StorageRestarted:
+    """The node's storage actor died and its next incarnation runs: send it again what
+    this channel still waits for (gateway/services.py sends this; never leaves a node)."""
+
+
 class ChannelActor(Actor):
     ctx: ClassVar[GatewayContext]
     #: the registry sends ``Handoff`` (not ``ActorExitRequest``): see the module docstring
@@ -100,6 +113,8 @@ class ChannelActor(Actor):
         #: write ref -> what the cache applies once it is durable (a create's Message,
         #: a MessageEdit, a MessageDelete)
         self._cache_writes: dict[Any, Message | MessageEdit | MessageDelete] = {}
+        #: write ref -> the Write sent, until answered (sent again if storage restarts)
+        self._sent: dict[Any, Write] = {}
         #: ("history", n) -> (sender, query): reads sent to storage
         self._reads: dict[tuple[str, int], tuple[Any, HistoryQuery]] = {}
         self._read_refs = 0
@@ -152,6 +167,31 @@ class ChannelActor(Actor):
             self._abandon("storage did not confirm the write in time")
         elif isinstance(msg, ActorExitRequest):
             self._abandon("the channel stopped")
+        elif isinstance(msg, StorageRestarted):
+            self._send_again()
+
+    def _write(self, write: Write) -> None:
+        self._sent[write.ref] = write
+        self.send(self.ctx.storage_actor, write)
+
+    def _send_again(self) -> None:
+        """The storage actor restarted: what the one before took and never answered
+        is sent to this one (see the module docstring)."""
+        storage = self.ctx.storage_actor
+        for write in list(self._sent.values()):
+            self.send(storage, write)
+        for ref, key in self._lookup_keys.items():
+            sender, msg = self._nonce_lookups[key][0]
+            self.send(storage, FindNonce(ref, self.channel_id, int(msg.author["id"]),
+                                         msg.nonce))
+        for ref, (_, query) in self._reads.items():
+            self.send(storage, History(ref, query))
+        if self._fill_ref is not None:  # the fill's query is the cache's: start again
+            self._fill_ref = None
+            self._recent.abort_fill()
+            waiters, self._fill_waiters = self._fill_waiters, []
+            for sender, query in waiters:
+                self._answer_history(sender, query)
 
     def _in_flight(self) -> bool:
         return bool(self._pending or self._changes or self._reads or self._fill_waiters
@@ -260,9 +300,10 @@ class ChannelActor(Actor):
                 "greenroom.channel_id": self.channel_id, "greenroom.message_id": message_id})
             self._spans[message_id] = (span, written)
             trace = context_of(written)  # the storage actor's spans go under it
-        self.send(self.ctx.storage_actor, Write(message_id, (write,), trace))
+        self._write(Write(message_id, (write,), trace))
 
     def _written(self, ref: int) -> None:
+        self._sent.pop(ref, None)
         self._cache_durable(ref)
         pending = self._pending.pop(ref, None)
         if pending is None:
@@ -287,6 +328,7 @@ class ChannelActor(Actor):
             self.send(waiter, Posted(reply))
 
     def _failed(self, ref: Any, failure: PostFailed) -> None:
+        self._sent.pop(ref, None)
         self._cache_writes.pop(ref, None)
         change = self._changes.pop(ref, None)
         if change is not None:
@@ -327,9 +369,10 @@ class ChannelActor(Actor):
         ref = ("change", self._change_refs)
         self._changes[ref] = (sender, msg)
         self._cache_writes[ref] = write
-        self.send(self.ctx.storage_actor, Write(ref, (write,)))
+        self._write(Write(ref, (write,)))
 
     def _changed(self, ref: tuple[str, int]) -> None:
+        self._sent.pop(ref, None)
         self._cache_durable(ref)
         sender, msg = self._changes.pop(ref)
         if msg.changes is None:

@@ -136,8 +136,8 @@ class FanoutPoint(Actor):
                     session.dispatches_lost()
                     told += 1
                 except Exception:  # one broken session must not cost the others theirs
-                    log.exception("catch-up of session %s failed", cell.address.id)
-        log.warning("fan-out point restarted: %d local sessions catch up from storage", told)
+                    log.exception("fanout.catch_up_failed", extra={"session": cell.address.id})
+        log.warning("fanout.restarted", extra={"sessions_catching_up": told})
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if self._lost_queue:

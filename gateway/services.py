@@ -26,15 +26,20 @@ session of the node for nothing. A session survives the crash of any sibling.
   the sender as ``PoisonMessage``, restarted at the same id.
 * storage actor — not: its queues hold writes not yet durable whose senders wait for
   ``Written``; a restart would drop them unanswered. Retry-then-``PoisonMessage`` costs
-  one message, not every queued write.
+  one message, not every queued write. (Killed anyway, each later incarnation has
+  every channel of the node send again what it still waits for — the same write
+  under the same snowflake, which storage applies idempotently — so a post is
+  acknowledged once, and at once, rather than failing after REST's ask timeout.)
 * registry, session host — not: their children are every guild and channel actor, and
   every session, of the node; a restart would end them all. (Killed anyway, the
   registry's entities come back on the next message and sessions subscribe to their
-  guilds again; the host's sessions are gone, so each restarted host has the edge
-  close the sockets left without a session, and their clients reconnect.)
+  guilds again, reading back from storage what the dead guild did not fan out; the
+  host's sessions are gone, so each restarted host has the edge close the sockets left
+  without a session, and their clients reconnect.)
 * fan-out point — not: stateless, but a restart loses every dispatch queued behind the
   crash, for every local session, with nobody to send them again; its retry is safe
-  (a bad payload fails before any delivery; one session's failure is caught).
+  (a bad payload fails before any delivery; one session's failure is caught). (Killed
+  anyway, each later incarnation has every local session catch up from storage.)
 
 All six are still ``permanent`` children: one that exits for any reason (killed, its
 exit handler failed) is restarted at its id, logged (``supervisor`` line with reason)
@@ -53,6 +58,7 @@ from typing import Any, ClassVar
 from actors import Actor, Down
 from actors.registry import Configure
 from cluster.routing import ENTITY_REGISTRY_ID
+from gateway.channel import ChannelActor, StorageRestarted
 from gateway.context import GatewayContext
 from gateway.fanout import FANOUT_ID, FanoutPoint
 from gateway.replica import REPLICAS_ID, ReplicaStore
@@ -113,6 +119,42 @@ def _with(cls: type, ctx: GatewayContext | None, exit_on_error: bool) -> type:
     return type(cls.__name__, (cls,), attrs)
 
 
+def _on_restart(cls: type, restarted: Callable[[Any], None]) -> type:
+    """``cls`` whose incarnations after the first call ``restarted(instance)`` as they
+    are created (in the supervisor's turn, on the loop): a restart, not a first start,
+    is when what died with the one before must be made good."""
+    incarnations = 0
+
+    def __init__(self: Any) -> None:
+        nonlocal incarnations
+        cls.__init__(self)
+        incarnations += 1
+        if incarnations > 1:
+            restarted(self)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__})
+
+
+def _fanout_restarted(fanout: FanoutPoint) -> None:
+    fanout.replaces_crashed()
+
+
+def _storage_restarted(storage: StorageActor) -> None:
+    """The storage actor before this one died with writes and reads it had not answered:
+    once this one exists (the next loop turn), every channel of the node sends again
+    what it still waits for."""
+    def tell_channels() -> None:
+        cell = storage._myRef
+        if not cell.alive:
+            return
+        base = cell.base
+        for other in list(base.cells.values()):
+            if other.alive and isinstance(other.instance, ChannelActor):
+                base.tell_from_loop(other.address, StorageRestarted())
+
+    asyncio.get_running_loop().call_soon(tell_channels)
+
+
 def node_services(ctx: GatewayContext, storage: Storage, registry: type,
                   configure: Configure,
                   host_started: Callable[[], None] | None = None) -> SupervisorSpec:
@@ -124,9 +166,11 @@ def node_services(ctx: GatewayContext, storage: Storage, registry: type,
     host = _with(_SessionHost, None, False)
     host.started = staticmethod(host_started) if host_started is not None else None
     return SupervisorSpec(SupervisorFlags(ONE_FOR_ONE, INTENSITY, PERIOD), (
-        ChildSpec("storage", _with(StorageActor, None, False), fixed_id=STORAGE_ID,
-                  init=start),
-        ChildSpec("fanout", _with(FanoutPoint, None, False), fixed_id=FANOUT_ID),
+        ChildSpec("storage", _on_restart(_with(StorageActor, None, False),
+                                         _storage_restarted),
+                  fixed_id=STORAGE_ID, init=start),
+        ChildSpec("fanout", _on_restart(_with(FanoutPoint, None, False), _fanout_restarted),
+                  fixed_id=FANOUT_ID),
         ChildSpec("registry", registry, fixed_id=ENTITY_REGISTRY_ID, init=configure),
         ChildSpec("session-host", host, fixed_id=SESSION_HOST_ID),
         ChildSpec("replicas", _with(ReplicaStore, ctx, True), fixed_id=REPLICAS_ID),

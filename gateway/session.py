@@ -13,11 +13,12 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import time
 from typing import Any, ClassVar
 
 from thespian.actors import ActorExitRequest, ChildActorExited
 
-from actors import Actor, Down, IODone, Timeout
+from actors import NORMAL, Actor, Down, IODone, Timeout
 from actors.registry import Route
 from gateway.context import GatewayContext
 from gateway.identity import member_chunks
@@ -86,9 +87,8 @@ MOVE_TIMEOUT_S = 5.0
 #: this often, until ``MOVE_TIMEOUT_S``.
 STANDBY_RETRY_S = 0.2
 
-#: After a promoted session's catch-up from storage, it keeps skipping live message
-#: creations it already delivered for this long (a read and the live fan-out may
-#: overlap).
+#: After a catch-up from storage, a session keeps skipping live message creations it
+#: already delivered for this long (a read and the live fan-out may overlap).
 CATCH_UP_DEDUP_S = 10.0
 
 
@@ -126,11 +126,19 @@ class SessionActor(Actor):
     _standby_key = b""
     #: made from a standby copy after its home died: a RESUME may be ahead of it
     _promoted = False
-    #: promoted, until its guilds answered: (newest message id by channel in its log,
-    #: the time to read back from) for the catch-up from storage
-    _catch_up: tuple[dict[int, int], float] | None = None
-    #: promoted: the MESSAGE_CREATE ids delivered since (None: not promoted)
+    # The catch-up from storage (``_plan_catch_up``): after a promotion, a guild's crash
+    # or the fan-out point's, as class defaults too (most sessions never need one).
+    #: a catch-up waiting for its guilds to answer: (newest message id by channel in the
+    #: log, the time to read back from where none, the guilds to read (None: all))
+    _catch_up: tuple[dict[int, int], float, frozenset[int] | None] | None = None
+    #: the MESSAGE_CREATE ids delivered since a catch-up was planned (None: none is)
     _delivered_ids: set[str] | None = None
+    #: a catch-up's read is in flight: the live dispatches meanwhile, delivered after
+    #: what it finds (None: no read in flight, or too many held: delivered live again)
+    _held: list[tuple[PreparedDispatch, dict | None]] | None = None
+    _reading = False
+    #: the timer that ends the dedup after a catch-up
+    _dedup_timer: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -215,6 +223,12 @@ class SessionActor(Actor):
                 return
             watched = self._guilds.pop(msg.address, None)
             if watched is not None and not self._ended:
+                if msg.reason != NORMAL:
+                    # It died (its registry, its node): what it was told to fan out
+                    # went with it. A guild handed over or passivated exits normally
+                    # after its last fan-out, and costs no read.
+                    self._plan_catch_up(frozenset((watched[0],)),
+                                        time.time() - CATCH_UP_MARGIN_S)
                 if self._unanswered is None:
                     self._unanswered = set()
                 self._unanswered.add(watched[0])
@@ -251,8 +265,10 @@ class SessionActor(Actor):
             if msg.payload == "move":
                 self._move_timed_out()
             elif msg.payload == "caught-up":
-                self._delivered_ids = None
-                self.__dict__.pop("deliver_dispatch", None)  # the class's, again
+                self._dedup_timer = None
+                if self._catch_up is None and not self._reading:
+                    self._delivered_ids = None
+                    self.__dict__.pop("deliver_dispatch", None)  # the class's, again
             elif msg.payload == "ask-standby":
                 if self._move is not None and self._move.target is None \
                         and self.log is None:
@@ -353,6 +369,10 @@ class SessionActor(Actor):
             return  # the guild answered
         if self._ended or guild_id not in self.guild_ids or self._move is not None:
             unanswered.discard(guild_id)
+            if not unanswered:  # none left to wait for
+                self._unanswered = None
+                if self._catch_up is not None:
+                    self._start_catch_up()
             return
         self._subscribe(guild_id)
         self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
@@ -749,18 +769,48 @@ class SessionActor(Actor):
             self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
         self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
         self.replicate_open()
-        assert self.log is not None
-        self._catch_up = (newest_message_ids(d for _, d in self.log.after(0)),
-                          msg.heard_at - CATCH_UP_MARGIN_S)
-        self._delivered_ids = set()
-        # only this session's deliveries note message ids (the class's stay as cheap)
-        self.deliver_dispatch = self._deliver_noting  # type: ignore[method-assign]
+        # what its home got and did not replicate in its last moments
+        self._plan_catch_up(None, msg.heard_at - CATCH_UP_MARGIN_S)
         if self._unanswered is None:
             self._start_catch_up()
 
+    # -- the catch-up from storage -----------------------------------------------------------
+
+    def dispatches_lost(self) -> None:
+        """Dispatches bound for this session were lost (the node's fan-out point died
+        with them queued): deliver from storage the messages of all its guilds it may
+        have missed. Called by the fan-out point's next incarnation on this loop thread
+        before its first delivery, so the log still ends where the loss began."""
+        if self.log is None or self._ended:
+            return
+        self._plan_catch_up(None, time.time() - CATCH_UP_MARGIN_S)
+        if not self._unanswered:
+            self._start_catch_up()
+
+    def _plan_catch_up(self, guilds: frozenset[int] | None, since_s: float) -> None:
+        """Note where a catch-up of ``guilds`` (None: all) reads from: in each channel,
+        after the newest message the log holds (what came before was delivered), else
+        after ``since_s``. From now on, deliveries note their message ids, so the
+        catch-up skips what arrives live meanwhile; it starts once every guild it waits
+        for has answered (``_start_catch_up``)."""
+        log = self.log
+        if log is None or self._ended:
+            return
+        pending = self._catch_up
+        if pending is None:
+            self._catch_up = (newest_message_ids(d for _, d in log.after(0)), since_s, guilds)
+        else:  # the earlier one's cursor is older: it covers this loss too
+            newest, earlier, planned = pending
+            self._catch_up = (newest, min(earlier, since_s),
+                              None if guilds is None or planned is None else planned | guilds)
+        if self._delivered_ids is None:
+            self._delivered_ids = set()
+            # only this session's deliveries note message ids (the class's stay as cheap)
+            self.deliver_dispatch = self._deliver_noting  # type: ignore[method-assign]
+
     def _deliver_noting(self, dispatch: PreparedDispatch, trace: dict | None = None) -> None:
-        """``deliver_dispatch`` of a promoted session: a MESSAGE_CREATE it delivered
-        already (from its catch-up, or live) is not delivered twice."""
+        """``deliver_dispatch`` around a catch-up: a MESSAGE_CREATE delivered already
+        (from the catch-up, or live) is not delivered twice."""
         delivered = self._delivered_ids
         if delivered is not None and dispatch.event == "MESSAGE_CREATE":
             try:
@@ -773,27 +823,64 @@ class SessionActor(Actor):
                 delivered.add(message_id)
         SessionActor.deliver_dispatch(self, dispatch, trace)
 
-    def _start_catch_up(self) -> None:
-        """Promoted, and every guild answered: read back from storage the messages the
-        home node may have got and not replicated in its last moments."""
-        catch_up, self._catch_up = self._catch_up, None
-        if catch_up is None or self._ended:
+    def _deliver_holding(self, dispatch: PreparedDispatch, trace: dict | None = None) -> None:
+        """``deliver_dispatch`` while a catch-up reads: held, so that the older messages
+        it finds come first (the channel's order). Past the log's size (a slow read)
+        they go live again, noted."""
+        held = self._held
+        if held is not None:
+            held.append((dispatch, trace))
+            log = self.log
+            if log is None or len(held) <= log.max_entries:
+                return
+            self._release()
+            self.deliver_dispatch = self._deliver_noting  # type: ignore[method-assign]
             return
-        newest, since_s = catch_up
+        self._deliver_noting(dispatch, trace)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        for dispatch, trace in held or ():
+            self._deliver_noting(dispatch, trace)
+
+    def _start_catch_up(self) -> None:
+        """Every guild answered: read back from storage the messages this session may
+        have missed (a promoted copy: what its home got and did not replicate; after a
+        crash: what went with the guild or the fan-out point) and deliver those not
+        delivered, in order, before what arrives live meanwhile."""
+        if self._reading or self._ended:
+            return  # the read in flight starts this one when it is done
+        catch_up, self._catch_up = self._catch_up, None
+        if catch_up is None:
+            return
+        newest, since_s, guilds = catch_up
+        if self._dedup_timer is not None:
+            self.cancel_timer(self._dedup_timer)
+            self._dedup_timer = None
+        self._reading = True
+        self._held = []
+        self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
         self.run_io(read_missed_messages(
             self.ctx, user_id=self.user_id, intents=self.intents,
             guild_ids=[g for g in self.guild_ids
-                       if self._opened is None or g in self._opened],
+                       if (guilds is None or g in guilds)
+                       and (self._opened is None or g in self._opened)],
             newest=newest, since_s=since_s), "catch-up")
 
     def _caught_up(self, msg: IODone) -> None:
+        self._reading = False
+        self.deliver_dispatch = self._deliver_noting  # type: ignore[method-assign]
         if msg.error is not None:
             log.warning("catch-up of %s from storage failed", self.session_id,
                         exc_info=msg.error)
         elif not self._ended:
             for payload in msg.result:
-                self.deliver_dispatch(PreparedDispatch("MESSAGE_CREATE", payload))
-        self.start_timer(CATCH_UP_DEDUP_S, "caught-up")
+                self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
+        self._release()
+        if self._catch_up is not None and not self._unanswered:
+            self._start_catch_up()  # planned while this one read
+        elif self._dedup_timer is None:
+            self._dedup_timer = self.start_timer(CATCH_UP_DEDUP_S, "caught-up")
 
     def _moved_in(self) -> None:
         """New side: every guild cut over (or the wait ran out). Record what the guilds
