@@ -140,6 +140,9 @@ def greenroom_run(tmp: Path, jaeger: JaegerServer, env: dict[str, str]) -> Itera
         "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_http_url,
         "OTEL_SERVICE_NAME": service,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # were metrics pushed to the (traces-only) OTLP endpoint, their 404s would show
+        # within the test, not a minute later
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
         **env,
     }
     proc = subprocess.Popen(
@@ -514,3 +517,90 @@ def test_an_ingress_post_is_one_trace(run: Run, client: Client, jaeger: JaegerSe
     # the socket is on the edge node, the channel on the guild's
     assert process_of(trace, out) != process_of(trace, post_span)
     assert len(traces_with(jaeger.traces(run.service), message_id)) == 1
+
+
+# -- metrics and health on the operator ports -------------------------------------------
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def scrape(url: str) -> Samples:
+    """``url``/metrics, parsed as Prometheus' text format (as a Prometheus server would)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return [(s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (a label given as
+    ``"*suffix"`` matches values ending in ``suffix``)."""
+
+    def match(have: dict[str, str]) -> bool:
+        for key, want in labels.items():
+            value = have.get(key)
+            if value is None:
+                return False
+            if want.startswith("*") and not value.endswith(want[1:]):
+                return False
+            if not want.startswith("*") and value != want:
+                return False
+        return True
+
+    return sum(v for n, have, v in samples if n == name and match(have))
+
+
+def test_metrics_and_health_on_each_nodes_operator_port(run: Run, client: Client) -> None:
+    """What the posts did, read where Prometheus would: REST requests by route and
+    status (``http.server.request.duration``), deliveries and their latency on the
+    session's node, durable writes and batch sizes on the channel's node, ingress
+    requests; ``/healthz`` and ``/readyz`` answer on every node."""
+    from gateway.ingress_client import IngressClient
+
+    operators = run.node_urls("operator")
+    assert set(operators) == set(NODES), run.nodes
+    for url in operators.values():
+        for path, status in (("/healthz", "ok"), ("/readyz", "ready")):
+            with urllib.request.urlopen(url + path, timeout=10) as response:
+                assert response.status == 200
+                assert json.loads(response.read())["status"] == status, (url, path)
+    before = {node: scrape(url) for node, url in operators.items()}
+    conn = rest_on(run, run.edge)
+    try:
+        ids = [post(conn, run, f"counted {i}")[0] for i in range(3)]
+    finally:
+        conn.close()
+
+    async def send() -> dict:
+        async with IngressClient(run.node_url("ingress_url", "ingress"),
+                                 run.ingress_secret) as ingress:
+            return await ingress.post_system_message(int(run.served["channel_id"]), "counted")
+
+    ids.append(str(asyncio.run(send())["id"]))
+    received(client, *ids)
+    after = {node: scrape(url) for node, url in operators.items()}
+
+    def delta(node: str, name: str, **labels: str) -> float:
+        return total(after[node], name, **labels) - total(before[node], name, **labels)
+
+    edge, owner = run.edge, run.owner
+    route = "*/channels/{channel_id}/messages"
+    assert delta(edge, "http_server_request_duration_seconds_count", http_route=route,
+                 http_request_method="POST", http_response_status_code="200") == 3
+    assert delta(edge, "http_server_request_duration_seconds_bucket", http_route=route,
+                 http_request_method="POST", http_response_status_code="200", le="+Inf") == 3
+    assert delta(owner, "http_server_request_duration_seconds_count", http_route=route) == 0
+    assert delta(edge, "gateway_deliveries_total") >= 4
+    assert delta(edge, "gateway_delivery_latency_seconds_count") >= 4
+    assert delta(edge, "gateway_out_bytes_total") > 0
+    assert delta(owner, "storage_writes_total", outcome="acked") == 4
+    assert delta(owner, "storage_batch_writes_sum") == 4
+    assert delta(owner, "storage_batch_writes_count") >= 1
+    assert delta(owner, "storage_batch_duration_seconds_count") >= 1
+    assert sum(delta(n, "ingress_requests_total") for n in NODES) == 1
+    # nothing was pushed to the traces-only OTLP endpoint, and nothing went wrong
+    errors = [line for line in run.lines if '"level": "error"' in line
+              or '"level": "critical"' in line or "Failed to export" in line]
+    assert errors == [], "".join(errors)
