@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -27,8 +28,13 @@ from actors.system_base import UvloopSystemBase
 from cluster.data_plane import DataPlane
 from cluster.detector import INTERVAL, TIMEOUT, FailureDetector
 from cluster.messages import DIRECTORY_ID, Heartbeat, Members, View
+from observability.metrics import histogram
 
 log = logging.getLogger("greenroom.heartbeat")
+_delay = histogram("dataplane_heartbeat_delay",
+                   "a peer's heartbeat from its send (the peer's clock) to its arrival at "
+                   "this node's directory, by peer: the data plane's one-way latency plus "
+                   "both event loops' lag (across hosts, plus their clocks' skew)", "s")
 
 _by_base: weakref.WeakKeyDictionary[UvloopSystemBase, Heartbeats] = \
     weakref.WeakKeyDictionary()
@@ -56,7 +62,7 @@ class Heartbeats:
         self.detector = FailureDetector(timeout)
         self.announced = Members({})
         self.live = Members({})
-        self._beat = Heartbeat(base.node, os.getpid())
+        self._pid = os.getpid()
         #: the latest changes of the live set: (seq, "joined" | "left", node, pid)
         self.events: deque[tuple[int, str, str, int]] = deque(maxlen=100)
         self._seq = itertools.count(1)
@@ -87,6 +93,8 @@ class Heartbeats:
         entry = self.announced.nodes.get(beat.node)
         if entry is None or entry[1] != beat.pid:
             return  # an unannounced node, or an older incarnation still talking
+        if beat.sent_at:
+            _delay.record(max(0.0, time.time() - beat.sent_at), peer=beat.node)
         if self.detector.heard(beat.node):
             log.info("node %s: %s is heard again", self.base.node, beat.node)
             self._publish()
@@ -100,8 +108,9 @@ class Heartbeats:
     def _tick(self) -> None:
         self._timer = self.base.loop.call_later(self.interval, self._tick)
         route = self.plane.route
+        beat = Heartbeat(self.base.node, self._pid, time.time())  # one for every peer
         for peer in self.detector.watched:
-            route(Address(peer, DIRECTORY_ID), self._beat, None)
+            route(Address(peer, DIRECTORY_ID), beat, None)
         newly = self.detector.check()
         if newly:
             log.warning("node %s: no heartbeat from %s for %.1f s; suspected", self.base.node,

@@ -122,6 +122,8 @@ class Heartbeat:
 
     node: str
     pid: int
+    #: the sender's ``time.time()``: the receiver's ``dataplane_heartbeat_delay_seconds``
+    sent_at: float = 0.0
 
 
 @wire_type("node.get_view")

@@ -147,50 +147,68 @@ def test_in_process_metrics_health_and_readiness(tmp_path: Path) -> None:
     run(main, timeout=60)
 
 
-def test_greenroom_run_serves_the_operator_port(tmp_path: Path) -> None:
-    """A real node tree: the operator URL is in the node's record; after an IDENTIFY
-    and a REST post its /metrics shows them; /readyz is 200 once the node is a member."""
+def test_greenroom_run_serves_an_operator_port_per_node(tmp_path: Path) -> None:
+    """A real tree of two node processes: each node's operator URL is in its record;
+    after an IDENTIFY and a REST post their /metrics show them (on whichever node the
+    kernel gave the connections); the nodes see each other on the data plane; /readyz
+    is 200 on both once they are members."""
     env = dict(os.environ, GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
                GREENROOM_SQLITE_PATH=str(tmp_path / "greenroom.db"),
                GREENROOM_SQLITE_SYNCHRONOUS="NORMAL")
     env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--port", "0",
-                             "--rest-port", "0", "--operator-port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--nodes", "2",
+                             "--port", "0", "--rest-port", "0", "--operator-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=ROOT)
     try:
         served, _, lines = read_until(proc, "gateway serving")
         assert served is not None, "".join(lines)
-        [node] = [json.loads(line) for line in lines if '"node serving"' in line]
-        operator = node["operator"]
-        assert operator.startswith("http://127.0.0.1:")
+        nodes = {r["node"]: r["operator"] for r in
+                 (json.loads(line) for line in lines if '"node serving"' in line)}
+        assert sorted(nodes) == ["n1", "n2"]
+        assert all(url.startswith("http://127.0.0.1:") for url in nodes.values())
+        assert len(set(nodes.values())) == 2  # one port each
 
-        async def main() -> dict[str, float]:
+        async def scrape(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+            status, text = await get(http, f"{url}/metrics")
+            assert status == 200
+            return parse_prometheus(text)
+
+        async def main() -> tuple[dict[str, float], dict[str, float]]:
             async with aiohttp.ClientSession() as http:
                 ws = await identify_and_post(http, served["gateway_url"], served["rest_url"],
                                              served["bot_token"], served["channel_id"])
-                status, body = await get(http, f"{operator}/readyz")
-                for _ in range(50):  # membership is announced just after the banner
-                    if status == 200:
-                        break
-                    await asyncio.sleep(0.1)
-                    status, body = await get(http, f"{operator}/readyz")
-                assert status == 200, body
-                assert set(body["checks"]) == {"storage", "gateway", "cluster"}
-                assert (await get(http, f"{operator}/healthz")) == (200, {"status": "ok"})
-                status, text = await get(http, f"{operator}/metrics")
+                for url in nodes.values():
+                    status, body = await get(http, f"{url}/readyz")
+                    for _ in range(50):  # membership is announced just after the banner
+                        if status == 200:
+                            break
+                        await asyncio.sleep(0.1)
+                        status, body = await get(http, f"{url}/readyz")
+                    assert status == 200, body
+                    assert set(body["checks"]) == {"storage", "gateway", "cluster"}
+                    assert (await get(http, f"{url}/healthz")) == (200, {"status": "ok"})
+                n1, n2 = await scrape(http, nodes["n1"]), await scrape(http, nodes["n2"])
                 await ws.close()
-                assert status == 200
-                return parse_prometheus(text)
+                return n1, n2
 
-        m = run(main, timeout=60)
-        assert sample(m, "gateway_identifies_total") >= 1
-        assert sample(m, "gateway_deliveries_total") >= 1
-        assert sample(m, "http_server_request_duration_seconds_count", http_route=POST_ROUTE,
-                      http_response_status_code="200") >= 1
-        assert sample(m, "gateway_sessions", node="n1", state="connected") == 1
-        assert sample(m, "cluster_members", node="n1") == 1
-        assert sample(m, "storage_writes_total", node="n1", outcome="acked") >= 1
+        n1, n2 = run(main, timeout=60)
+        both = {k: n1.get(k, 0) + n2.get(k, 0) for k in {*n1, *n2}}
+        assert sample(both, "gateway_identifies_total") >= 1
+        assert sample(both, "gateway_deliveries_total") >= 1
+        assert sample(both, "http_server_request_duration_seconds_count",
+                      http_route=POST_ROUTE, http_response_status_code="200") >= 1
+        assert sample(both, "gateway_sessions", state="connected") == 1
+        assert sample(both, "storage_writes_total", outcome="acked") >= 1
+        assert sample(n1, "cluster_members", node="n1") == 2
+        assert sample(n2, "cluster_members", node="n2") == 2
+        # the data plane, per peer: heartbeats at least, every 0.2 s
+        assert sample(n1, "envelopes_sent_total", peer="n2") >= 1
+        assert sample(n1, "dataplane_sent_bytes_total", peer="n2") > 0
+        assert sample(n2, "envelopes_received_total", peer="n1") >= 1
+        assert sample(n2, "dataplane_heartbeat_delay_seconds_count", peer="n1") >= 1
+        assert sample(n2, "dataplane_heartbeat_delay_seconds_bucket", peer="n1",
+                      le="+Inf") >= 1
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
