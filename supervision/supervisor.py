@@ -187,7 +187,9 @@ class Supervisor(Actor):
             else:
                 child.address = self._create_at(spec)
         except Exception as err:  # e.g. an unimportable class: the base raises here
-            log.error("supervisor.child_start_failed", exc_info=err, extra={
+            # no traceback: this is a configuration error (an unimportable class), and
+            # the reason names it
+            log.error("supervisor.child_start_failed", extra={
                 "supervisor": str(self.myAddress), "child": spec.id, "reason": repr(err)})
             self._start_failed(child, repr(err))
             return
