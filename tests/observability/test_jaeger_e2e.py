@@ -272,6 +272,26 @@ def complete_trace(message_id: str, session_id: str, entry: str = "rest.post_mes
     return found
 
 
+def wait_for_line(run: Run, match: Callable[[dict], bool], timeout: float = 10.0) -> dict:
+    """The first JSON line of the run's output that ``match``es (waiting for it to be
+    read: a line is written after the answer that the test has already seen)."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        lines = run.lines[seen:]
+        seen += len(lines)
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and match(event):
+                return event
+        if time.monotonic() > deadline:
+            raise AssertionError("no such line in the run's output:\n" + "".join(run.lines[-30:]))
+        time.sleep(0.05)
+
+
 # -- the run ----------------------------------------------------------------------------
 #: members of the second guild: the fan-out sampler keeps p = B / 50 = 0.2 of its
 #: messages at the default budget B = 10 (observability/sampling.py)
@@ -282,7 +302,8 @@ BIG_GUILD_MEMBERS = 50
 def run(jaeger: JaegerServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("jaeger-e2e")
     seeded = preseed(tmp / "greenroom.db", BIG_GUILD_MEMBERS)
-    with greenroom_run(tmp, jaeger, {}) as running:
+    # at debug: the REST access log, whose lines must carry the trace
+    with greenroom_run(tmp, jaeger, {"GREENROOM_LOG_LEVEL": "debug"}) as running:
         assert running.served["guild_id"] == seeded["guild_id"]  # the run took our seed
         running.served.update(big_guild_id=seeded["big_guild_id"],
                               big_channel_id=seeded["big_channel_id"])
@@ -385,6 +406,10 @@ def test_a_rest_post_is_one_trace_across_both_node_processes(run: Run, client: C
     assert process_of(trace, out) == edge
     assert process_of(trace, write) == process_of(trace, fanout) == owner
     assert edge[0] == owner[0] == run.service  # OTEL_SERVICE_NAME names the service
+    # Logs join traces: the REST access line of this post names its span.
+    access = wait_for_line(run, lambda e: e.get("event") == "rest.request"
+                           and e.get("method") == "POST" and e.get("span_id") == rest["spanID"])
+    assert access["trace_id"] == trace["traceID"] and access["node"] == run.edge
 
 
 def test_the_storage_batch_span_is_linked_to_the_write(run: Run, client: Client,
@@ -600,7 +625,15 @@ def test_metrics_and_health_on_each_nodes_operator_port(run: Run, client: Client
     assert delta(owner, "storage_batch_writes_count") >= 1
     assert delta(owner, "storage_batch_duration_seconds_count") >= 1
     assert sum(delta(n, "ingress_requests_total") for n in NODES) == 1
-    # nothing was pushed to the traces-only OTLP endpoint, and nothing went wrong
+
+
+def test_the_run_logged_no_error_and_no_secret(run: Run) -> None:
+    """After everything above (at debug): no metrics pushed to the traces-only OTLP
+    endpoint (its 404s), no error line, and neither the bot token nor the ingress
+    secret in any line."""
     errors = [line for line in run.lines if '"level": "error"' in line
               or '"level": "critical"' in line or "Failed to export" in line]
     assert errors == [], "".join(errors)
+    secrets_seen = [line for line in run.lines
+                    if run.served["bot_token"] in line or run.ingress_secret in line]
+    assert secrets_seen == [], "".join(secrets_seen)
