@@ -232,6 +232,8 @@ class JaegerServer:
                     f"see {log}"
                 ) from None
         if proc.returncode != 0:
+            with open(log, "a") as errors:  # `go mod download -json` says why on stdout
+                errors.write(proc.stdout)
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
             raise JaegerError(
                 f"building Jaeger {self.version} from the Go module failed at "
