@@ -10,20 +10,33 @@ socket it reached and to the database. So:
   starts its span from it (``span_from``), making one trace across actors and processes;
 - OpenTelemetry is set up from the standard ``OTEL_*`` variables, exporting over OTLP
   only when an endpoint is configured;
-- counters are plain ints (``counter(...).add()``), cheap on hot paths.
+- metrics are plain ints (``counter(...).add()``, ``gauge``, ``histogram``), cheap on hot
+  paths, read by OpenTelemetry when it collects: ``/metrics`` on the operator port
+  (``observability.operator``), OTLP when the metrics signal asks (``metrics``).
 
 A process calls ``configure_logging()`` and ``configure_tracing("greenroom-node")`` once at
 start; library code only calls ``get_logger``, ``get_tracer``, ``span_from``,
-``inject_current`` and ``counter``, which work (as no-ops where relevant) before that.
+``inject_current`` and ``counter``/``gauge``/``histogram``, which work (as no-ops where relevant) before that.
 """
 
 from .logging import add_trace_context, configure_logging, get_logger, log_defs
-from .metrics import Counter, configure_metrics, counter, snapshot
+from .metrics import (
+    Counter,
+    Gauge,
+    Histogram,
+    configure_metrics,
+    counter,
+    gauge,
+    histogram,
+    snapshot,
+)
 from .propagation import extract, inject_current, span_from
 from .tracing import JsonLinesSpanExporter, configure_tracing, get_tracer, span_pipeline
 
 __all__ = [
     "Counter",
+    "Gauge",
+    "Histogram",
     "JsonLinesSpanExporter",
     "add_trace_context",
     "configure_logging",
@@ -31,8 +44,10 @@ __all__ = [
     "configure_tracing",
     "counter",
     "extract",
+    "gauge",
     "get_logger",
     "get_tracer",
+    "histogram",
     "inject_current",
     "log_defs",
     "snapshot",

@@ -163,9 +163,10 @@ class _TracesOnly(http.server.BaseHTTPRequestHandler):
     """A traces-only OTLP backend: /v1/traces accepted, anything else 404 (Jaeger)."""
 
     posts: list[str] = []
+    bodies: list[bytes] = []
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         type(self).posts.append(self.path)
         self.send_response(200 if self.path == "/v1/traces" else 404)
         self.send_header("Content-Length", "0")
@@ -178,6 +179,7 @@ class _TracesOnly(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def traces_only() -> Iterator[str]:
     _TracesOnly.posts = []
+    _TracesOnly.bodies = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TracesOnly)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -235,6 +237,9 @@ def test_a_failing_metrics_endpoint_logs_one_warning(
         monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
         configure_metrics()
     assert _TracesOnly.posts.count("/v1/metrics") >= 3  # it was tried every time
+    # counters as observable instruments, histograms as data points, in one request
+    assert all(b"test_failing_export_total" in body and b"test_failing_export_latency" in body
+               for body in _TracesOnly.bodies)
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in loud] == [
         "metrics export failing; retried every interval, logged again when it recovers"]
