@@ -306,7 +306,9 @@ class Link(WSListener):
         if self._replay is not None:
             seq, replay = self._replay
             while replay:
-                transport.send(kind, conn.logged_frame(seq, replay.popleft()))
+                frame = conn.logged_frame(seq, replay.popleft())
+                transport.send(kind, frame)
+                _bytes_out.add(len(frame))
                 seq += 1
                 if self._paused:  # over the mark again: the rest waits
                     self._replay = (seq, replay) if replay else None
@@ -316,7 +318,9 @@ class Link(WSListener):
         if first is None:
             return
         for seq, dispatch in log.after(first - 1):
-            transport.send(kind, conn.logged_frame(seq, dispatch))
+            frame = conn.logged_frame(seq, dispatch)
+            transport.send(kind, frame)
+            _bytes_out.add(len(frame))
             if self._paused:
                 if seq < log.seq:
                     self._unsent = seq + 1
