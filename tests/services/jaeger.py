@@ -205,8 +205,11 @@ class JaegerServer:
             ) from None
         target = self.binary
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        partial.unlink(missing_ok=True)
+        # its own name per build: a build orphaned by an interrupted run may still be
+        # linking into its own file
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        for stale in target.parent.glob(f"{target.name}.partial-*"):
+            stale.unlink(missing_ok=True)
         self._run_go(
             [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "./cmd/all-in-one"],
             cwd=module_dir, env=env, log=log,
