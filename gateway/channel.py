@@ -32,6 +32,9 @@ everything it still waits for: each write again under its own snowflake (storage
 applies a create, edit, delete or nonce claim idempotently), each read and nonce
 lookup again. So a post is acknowledged once, when durable, and soon, not after
 REST's ask timeout; a second ``Written`` for the same write finds nothing pending.
+A create sent since, to the new incarnation, may be durable before an older one sent
+again: it is answered and fanned out after that one (``_durable``), in the channel's
+order, as storage's one batch in flight per partition orders them otherwise.
 """
 
 from __future__ import annotations
@@ -115,6 +118,9 @@ class ChannelActor(Actor):
         self._cache_writes: dict[Any, Message | MessageEdit | MessageDelete] = {}
         #: write ref -> the Write sent, until answered (sent again if storage restarts)
         self._sent: dict[Any, Write] = {}
+        #: creates durable while an older one in ``_pending`` is not: answered after it
+        #: (None: none, the usual case)
+        self._durable: set[int] | None = None
         #: ("history", n) -> (sender, query): reads sent to storage
         self._reads: dict[tuple[str, int], tuple[Any, HistoryQuery]] = {}
         self._read_refs = 0
@@ -178,8 +184,10 @@ class ChannelActor(Actor):
         """The storage actor restarted: what the one before took and never answered
         is sent to this one (see the module docstring)."""
         storage = self.ctx.storage_actor
-        for write in list(self._sent.values()):
-            self.send(storage, write)
+        durable = self._durable or ()
+        for ref, write in list(self._sent.items()):
+            if ref not in durable:
+                self.send(storage, write)
         for ref, key in self._lookup_keys.items():
             sender, msg = self._nonce_lookups[key][0]
             self.send(storage, FindNonce(ref, self.channel_id, int(msg.author["id"]),
@@ -303,6 +311,32 @@ class ChannelActor(Actor):
         self._write(Write(message_id, (write,), trace))
 
     def _written(self, ref: int) -> None:
+        pending = self._pending
+        if ref in pending and next(iter(pending)) != ref:
+            # an older create is unanswered (sent again to a restarted storage actor)
+            if self._durable is None:
+                self._durable = set()
+            self._durable.add(ref)
+            return
+        self._complete(ref)
+        if self._durable:
+            self._release_durable()
+
+    def _release_durable(self) -> None:
+        """Answer the durable creates whose older ones are answered now."""
+        durable = self._durable
+        while durable:
+            first = next(iter(self._pending), None)
+            if first not in durable:
+                break
+            durable.discard(first)
+            self._complete(first)
+        if not durable:
+            self._durable = None
+
+    def _complete(self, ref: int) -> None:
+        """A create is durable and every older one answered: answer its poster and
+        fan it out."""
         self._sent.pop(ref, None)
         self._cache_durable(ref)
         pending = self._pending.pop(ref, None)
@@ -328,6 +362,8 @@ class ChannelActor(Actor):
             self.send(waiter, Posted(reply))
 
     def _failed(self, ref: Any, failure: PostFailed) -> None:
+        if self._durable and ref in self._durable:
+            return  # durable already (a copy sent again failed): answered in its turn
         self._sent.pop(ref, None)
         self._cache_writes.pop(ref, None)
         change = self._changes.pop(ref, None)
@@ -347,6 +383,8 @@ class ChannelActor(Actor):
         self.send(sender, failure)
         for waiter in self._waiters.pop(ref, ()):
             self.send(waiter, failure)
+        if self._durable:
+            self._release_durable()
 
 
     # -- edits, deletes, typing -------------------------------------------------------------

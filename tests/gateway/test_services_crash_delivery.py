@@ -85,15 +85,23 @@ class Load:
 
     def __init__(self, http: aiohttp.ClientSession, r: Running) -> None:
         self.acked: list[str] = []
+        #: (status, seconds) of each post neither acknowledged nor refused with a 503
+        #: within 2 s
+        self.slow: list[tuple[int | None, float]] = []
+        self.contents: dict[str, str] = {}  # acknowledged id -> content
         self._stop = False
         self._tasks = [asyncio.ensure_future(self._poster(http, r, n)) for n in range(POSTERS)]
 
     async def _poster(self, http: aiohttp.ClientSession, r: Running, n: int) -> None:
         i = 0
         while not self._stop:
-            _, message_id, _ = await post(http, r, f"poster {n} post {i}")
+            content = f"poster {n} post {i}"
+            status, message_id, took = await post(http, r, content)
             if message_id is not None:
                 self.acked.append(message_id)
+                self.contents[message_id] = content
+            if took >= 2.0 or status not in (200, 503):
+                self.slow.append((status, took))
             i += 1
 
     async def until(self, count: int, timeout: float = 15.0) -> None:
@@ -200,5 +208,39 @@ def test_storage_killed_with_writes_queued_each_post_acked_once_or_refused_at_on
             # and the storage actor works on
             status, _, took = await post(http, r, "after the restart")
             assert status == 200 and took < 2.0
+
+    run(main, timeout=60)
+
+
+def test_storage_killed_under_load_every_acked_post_is_stored_and_delivered_once(
+        tmp_path: Path) -> None:
+    """Killed mid-stream: writes in its queue and in a flush go with it; each is written
+    again by the next incarnation under the same snowflake."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            base = r.gateway.base
+            reader = OrderedReader((await identified(http, r))[0])
+            load = Load(http, r)
+            await load.until(10)
+            before = base.cells[STORAGE_ID]
+            # mid-write: a batch at the database, or writes queued for one
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while not (before.instance.in_flight_writes or before.instance.waiting) \
+                    and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0)
+            assert before.instance.in_flight_writes or before.instance.waiting
+            base.kill_brutally(Address(base.node, STORAGE_ID))
+            assert await restarted(r, STORAGE_ID, before) is not None
+            await load.until(len(load.acked) + 20)
+            await load.stop()
+            assert not load.slow, load.slow
+            await delivered_once_in_order(http, r, reader, load.acked)
+            assert len(load.acked) == len(set(load.acked))
+            async with http.get(
+                    f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages",
+                    params={"limit": "100"},
+                    headers={"Authorization": f"Bot {r.seeded.token}"}) as resp:
+                contents = [m["content"] for m in await resp.json()]
+            assert len(contents) == len(set(contents))  # none stored twice
 
     run(main, timeout=60)
