@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from observability.actor_metrics import watch_base
 from observability.metrics import counter, gauge
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
     from observability.operator import OperatorServer
 
-__all__ = ["watch_base", "watch_gateway"]
+__all__ = ["watch_gateway"]
 
 _sessions = gauge("gateway_sessions", "sessions on this node: connected (a socket is "
                   "attached) or detached (kept for a RESUME)", "{session}")
@@ -34,35 +35,6 @@ _storage_retries = counter("storage_retries_total", "write attempts retried afte
                            "transient database error")
 _storage_busy = counter("storage_busy_total", "Write requests answered Busy (the queue was "
                         "full: the writer retries after retry_after_s)")
-_run_queue = gauge("actor_run_queue_length", "actors with messages waiting for a turn",
-                   "{actor}")
-_mailbox_high = gauge("actor_mailbox_high_water", "the longest mailbox an actor had at "
-                      "the start of a turn, since the node started", "{message}")
-_overloaded = counter("actor_overloaded_total", "messages refused by a full mailbox "
-                      "(the sender got Overloaded)")
-_dead_letters = counter("actor_dead_letters_total", "messages to an actor that is gone")
-_poison = counter("actor_poison_messages_total", "messages whose handler raised twice "
-                  "(the sender got PoisonMessage)")
-
-
-def watch_base(base: Any) -> list[Callable[[], None]]:
-    """Gauges of an actor system base (``UvloopSystemBase``); returns their stops."""
-    node = {"node": base.node}
-
-    def run_queue() -> Iterable[tuple[dict[str, Any], float]]:
-        yield node, len(base.runq)
-
-    def mailbox_high() -> Iterable[tuple[dict[str, Any], float]]:
-        yield node, getattr(base, "mailbox_high_water", 0)
-
-    def stat(key: str) -> Callable[[], Iterable[tuple[dict[str, Any], float]]]:
-        return lambda: [(node, base.stats.get(key, 0))]
-
-    return [_run_queue.observe(run_queue), _mailbox_high.observe(mailbox_high),
-            _overloaded.observe(stat("overloaded")), _dead_letters.observe(stat("dead_letters")),
-            _poison.observe(stat("poison"))]
-
-
 def _watch_storage_actor(base: Any) -> list[Callable[[], None]]:
     """The storage actor's queue and counts, read from whichever incarnation is live (a
     restart starts its counts again: Prometheus' ``rate`` takes that as a reset)."""
