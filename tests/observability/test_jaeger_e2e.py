@@ -406,6 +406,21 @@ def test_a_rest_post_is_one_trace_across_both_node_processes(run: Run, client: C
     assert process_of(trace, out) == edge
     assert process_of(trace, write) == process_of(trace, fanout) == owner
     assert edge[0] == owner[0] == run.service  # OTEL_SERVICE_NAME names the service
+    # Which process is which node: the fan-out point's and the data plane's spans name
+    # the node they run on. The hop between the nodes has a span on each side.
+    node_of: dict[tuple, set[str]] = {}
+    for span in trace["spans"]:
+        if "greenroom.node" in tags(span) and span["operationName"] in (
+                "fanout.deliver", "dataplane.send", "dataplane.receive"):
+            node_of.setdefault(process_of(trace, span), set()).add(tags(span)["greenroom.node"])
+    assert node_of == {edge: {run.edge}, owner: {run.owner}}, outline(trace)
+    (send,) = [s for s in named(trace, "dataplane.send")
+               if tags(s).get("greenroom.message_type") == "NodeFanout"]
+    (receive,) = [s for s in named(trace, "dataplane.receive")
+                  if tags(s).get("greenroom.message_type") == "NodeFanout"]
+    assert (process_of(trace, send), process_of(trace, receive)) == (owner, edge)
+    assert "guild.fanout" in ancestors(trace, send) and "guild.fanout" in ancestors(
+        trace, receive), outline(trace)
     # Logs join traces: the REST access line of this post names its span.
     access = wait_for_line(run, lambda e: e.get("event") == "rest.request"
                            and e.get("method") == "POST" and e.get("span_id") == rest["spanID"])
