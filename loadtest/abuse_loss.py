@@ -121,8 +121,9 @@ class Tree:
         """Start the tree and wait for its "gateway serving" event; returns the seed
         (token, guild and channel ids), read from the file kept beside the database."""
         self.events = []
+        # the operator port on a free port: a `make run` may hold the default one
         env = dict(os.environ, GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-                   **{TAG_VAR: self.tag})
+                   GREENROOM_OPERATOR_PORT="0", **{TAG_VAR: self.tag})
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(self.nodes),
