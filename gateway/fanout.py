@@ -45,7 +45,7 @@ from actors.address import Address
 from actors.wire import wire_type
 from gateway.messages import Cutover
 from gateway.protocol import Encoding, PreparedDispatch
-from gateway.session import SessionActor
+from gateway.session import SessionActor, catch_up_since
 from gateway.tracing import context_of, start
 from observability.logging import LogThrottle
 from observability.metrics import counter, histogram
@@ -129,11 +129,12 @@ class FanoutPoint(Actor):
             return
         self._lost_queue = False
         told = 0
+        since_s = catch_up_since()  # one for all: their reads are shared
         for cell in list(self._myRef.base.cells.values()):
             session = cell.instance
             if cell.alive and isinstance(session, SessionActor):
                 try:
-                    session.dispatches_lost()
+                    session.dispatches_lost(since_s)
                     told += 1
                 except Exception:  # one broken session must not cost the others theirs
                     log.exception("fanout.catch_up_failed", extra={"session": cell.address.id})

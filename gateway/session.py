@@ -92,6 +92,13 @@ STANDBY_RETRY_S = 0.2
 CATCH_UP_DEDUP_S = 10.0
 
 
+def catch_up_since() -> float:
+    """Where a catch-up reads from in a channel the log holds nothing of (Unix
+    seconds): a margin before now, in whole seconds, so that the sessions catching up
+    after one crash ask storage the same reads (``replica._shared`` makes them one)."""
+    return float(int(time.time())) - CATCH_UP_MARGIN_S
+
+
 class _Move:
     """A session moving between nodes (``Migrate``/``HandOver``), on either side: the
     other side's session, the guilds that have not cut over yet, and (new side) the
@@ -227,8 +234,7 @@ class SessionActor(Actor):
                     # It died (its registry, its node): what it was told to fan out
                     # went with it. A guild handed over or passivated exits normally
                     # after its last fan-out, and costs no read.
-                    self._plan_catch_up(frozenset((watched[0],)),
-                                        time.time() - CATCH_UP_MARGIN_S)
+                    self._plan_catch_up(frozenset((watched[0],)), catch_up_since())
                 if self._unanswered is None:
                     self._unanswered = set()
                 self._unanswered.add(watched[0])
@@ -776,14 +782,15 @@ class SessionActor(Actor):
 
     # -- the catch-up from storage -----------------------------------------------------------
 
-    def dispatches_lost(self) -> None:
+    def dispatches_lost(self, since_s: float) -> None:
         """Dispatches bound for this session were lost (the node's fan-out point died
         with them queued): deliver from storage the messages of all its guilds it may
-        have missed. Called by the fan-out point's next incarnation on this loop thread
-        before its first delivery, so the log still ends where the loss began."""
+        have missed (``since_s``: ``catch_up_since()``, where the log has none). Called
+        by the fan-out point's next incarnation on this loop thread before its first
+        delivery, so the log still ends where the loss began."""
         if self.log is None or self._ended:
             return
-        self._plan_catch_up(None, time.time() - CATCH_UP_MARGIN_S)
+        self._plan_catch_up(None, since_s)
         if not self._unanswered:
             self._start_catch_up()
 
