@@ -62,7 +62,7 @@ from gateway.channel import ChannelActor, StorageRestarted
 from gateway.context import GatewayContext
 from gateway.fanout import FANOUT_ID, FanoutPoint
 from gateway.replica import REPLICAS_ID, ReplicaStore
-from gateway.session import SessionHost
+from gateway.session import SessionActor, SessionHost
 from gateway.sessions import SESSIONS_ID, SessionDirectory
 from storage.actor import StorageActor
 from storage.base import Storage
@@ -155,6 +155,22 @@ def _storage_restarted(storage: StorageActor) -> None:
     asyncio.get_running_loop().call_soon(tell_channels)
 
 
+def _registry_restarted(registry: Any) -> None:
+    """The registry before this one died with its guilds: the node's sessions subscribe
+    again to them now (their first try may have reached the dead one), so what those
+    guilds missed is read back within a turn, not after a retry interval."""
+    def tell_sessions() -> None:
+        cell = registry._myRef
+        if not cell.alive:
+            return
+        for other in list(cell.base.cells.values()):
+            session = other.instance
+            if other.alive and isinstance(session, SessionActor):
+                session.registry_restarted()
+
+    asyncio.get_running_loop().call_soon(tell_sessions)
+
+
 def node_services(ctx: GatewayContext, storage: Storage, registry: type,
                   configure: Configure,
                   host_started: Callable[[], None] | None = None) -> SupervisorSpec:
@@ -171,7 +187,8 @@ def node_services(ctx: GatewayContext, storage: Storage, registry: type,
                   fixed_id=STORAGE_ID, init=start),
         ChildSpec("fanout", _on_restart(_with(FanoutPoint, None, False), _fanout_restarted),
                   fixed_id=FANOUT_ID),
-        ChildSpec("registry", registry, fixed_id=ENTITY_REGISTRY_ID, init=configure),
+        ChildSpec("registry", _on_restart(registry, _registry_restarted),
+                  fixed_id=ENTITY_REGISTRY_ID, init=configure),
         ChildSpec("session-host", host, fixed_id=SESSION_HOST_ID),
         ChildSpec("replicas", _with(ReplicaStore, ctx, True), fixed_id=REPLICAS_ID),
         ChildSpec("session-directory", _with(SessionDirectory, ctx, True),

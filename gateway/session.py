@@ -383,6 +383,14 @@ class SessionActor(Actor):
         self._subscribe(guild_id)
         self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
 
+    def registry_restarted(self) -> None:
+        """The node's registry restarted: subscribe again now to the guilds that have
+        not answered (the Subscribe sent at their Down may have reached the dead one),
+        not at the next retry. Called on this loop thread (gateway/services.py)."""
+        for guild_id in list(self._unanswered or ()):
+            if not self._ended and self._move is None:
+                self._subscribe(guild_id)
+
     def _presence(self) -> Presence:
         return Presence(self.myAddress, self.user_id, self.status, list(self.activities),
                         {"web": self.status} if self.status not in ("offline", "invisible")
