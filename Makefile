@@ -37,7 +37,7 @@ bench-storage: $(STAMP)
 cassandra-jars: $(STAMP)
 	$(PY) -m tests.services.cassandra fetch
 
-# Jaeger for the end-to-end tracing test, built from its Go module into .cache/jaeger
+# Jaeger for the end-to-end tracing test, built from its Go module into ~/.cache/greenroom/jaeger
 # (`make test` builds it itself when missing; this target does it ahead of time).
 jaeger-bin: $(STAMP)
 	$(PY) -m tests.services.jaeger fetch

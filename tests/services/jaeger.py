@@ -5,8 +5,9 @@ module, so the binary is built from it (once per machine, like the Cassandra jar
 ``go mod download github.com/jaegertracing/jaeger@<version>`` and ``go build
 ./cmd/all-in-one`` inside the downloaded module. ``go install module@version`` cannot
 do it: the module's go.mod has a ``replace`` line, which ``go install`` refuses. Module
-and build caches live under ``.cache/jaeger`` (GOMODCACHE, GOCACHE), so a second
-build is a link step and a cached binary is reused as is. The first build downloads
+and build caches live under ``~/.cache/greenroom/jaeger`` (GOMODCACHE, GOCACHE: per
+machine, outside the checkout, so CI's fresh clone reuses them), so a second build is a
+link step and a cached binary is reused as is. The first build downloads
 ~700 MB of modules and compiles for minutes on 2 cores.
 
 Why v1's all-in-one and not v2 (``cmd/jaeger``, same module): every listener is a flag,
@@ -27,7 +28,8 @@ builds the binary; ``start`` runs one on the default ports, 4318 and 16686).
 
 Environment: ``GREENROOM_JAEGER_VERSION`` (v1.76.0), ``GREENROOM_GO`` (a ``go``
 binary; else ``go`` on PATH or /usr/local/go/bin/go), ``GREENROOM_JAEGER_DIR``
-(``<repo>/.cache/jaeger``), ``GREENROOM_JAEGER_BIN`` (a prebuilt all-in-one to use
+(``$XDG_CACHE_HOME/greenroom/jaeger``, else ``~/.cache/greenroom/jaeger``),
+``GREENROOM_JAEGER_BIN`` (a prebuilt all-in-one to use
 instead of building one).
 """
 
@@ -95,7 +97,9 @@ class JaegerServer:
 
     base: Path = field(
         default_factory=lambda: Path(
-            os.environ.get("GREENROOM_JAEGER_DIR", REPO_ROOT / ".cache" / "jaeger")
+            os.environ.get("GREENROOM_JAEGER_DIR")
+            or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            / "greenroom" / "jaeger"
         )
     )
     version: str = field(
