@@ -50,8 +50,10 @@ from opentelemetry.trace import SpanKind
 
 from actors.address import Address
 from actors.messages import Overloaded
+from actors.registry import Route
 from actors.system_base import UvloopSystemBase
 from actors.wire import MalformedEnvelope, envelope, packer, unpack_envelope
+from cluster.routing import Placed
 from observability import counter, inject_current
 from observability.logging import LogThrottle
 from observability.spans import fail, start
@@ -412,6 +414,11 @@ class DataPlane:
                 self.base.fail_ask(sender, to.node)  # an ask's request: no answer will come
             return
         trace = getattr(message, "trace", None)
+        if trace is None and type(message) is Placed:
+            # a registry forward (REST -> channel on another node) carries its trace in
+            # the routed message; the envelope repeats it so the hop has its spans
+            routed = message.request
+            trace = getattr(routed.message if type(routed) is Route else routed, "trace", None)
         if not trace and _otel_context():
             trace = inject_current()  # an empty context has no span to inject
         span = None

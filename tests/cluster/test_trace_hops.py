@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cluster.placement import Placement
 from tests.cluster.test_scale_out import NODES, client_on, rest, running
 
 
@@ -21,7 +22,7 @@ def _spans(path: Path) -> list[dict[str, Any]]:
 
 
 def _trace_of_message(path: Path, message_id: str, want: set[str],
-                      timeout: float = 10.0) -> dict[str, list[dict[str, Any]]]:
+                      timeout: float = 10.0, delivers: int = 2) -> dict[str, list[dict[str, Any]]]:
     """The spans of the trace that wrote ``message_id``, by name, once the names in
     ``want`` are there (each process writes a span when it ends)."""
     deadline = time.monotonic() + timeout
@@ -35,7 +36,7 @@ def _trace_of_message(path: Path, message_id: str, want: set[str],
             for s in spans:
                 if s["trace_id"] == posts[0]["trace_id"]:
                     by_name.setdefault(s["name"], []).append(s)
-            if want <= set(by_name) and len(by_name.get("fanout.deliver", [])) >= 2:
+            if want <= set(by_name) and len(by_name.get("fanout.deliver", [])) >= delivers:
                 return by_name
         time.sleep(0.05)
     raise AssertionError(f"trace of {message_id} incomplete: "
@@ -104,3 +105,35 @@ def test_a_post_fanned_out_to_both_nodes_shows_the_hop_and_each_fanout_point(
         <= remote["start_time_unix_nano"]
     outs = by_name["socket.out"]
     assert {o["parent_span_id"] for o in outs} == {d["span_id"] for d in delivers}
+
+
+def test_a_post_served_by_the_other_node_shows_the_registry_hop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REST on one node, the channel on the other: the routed post (a registry ``Route``)
+    (a ``Placed`` between registries) crosses the data plane with its own ``dataplane.send``/``receive`` spans, children
+    of the REST span, so the hop REST -> channel is visible where it is spent."""
+    trace_file = tmp_path / "spans.jsonl"
+    monkeypatch.setenv("GREENROOM_TRACE_FILE", str(trace_file))
+    with running(tmp_path) as (served, _nodes):
+        owner = Placement(NODES).owner(int(served["guild_id"]))
+        for attempt in range(40):  # the kernel picks the node of each new connection
+            node, posted = rest(served, "POST", f"/channels/{served['channel_id']}/messages",
+                                {"content": f"routed {attempt}"})
+            if node != owner:
+                break
+        else:
+            raise AssertionError(f"40 posts and none was served by a node other than {owner}")
+        by_name = _trace_of_message(trace_file, posted["id"], {
+            "rest.post_message", "channel.post", "dataplane.send", "dataplane.receive"},
+            delivers=0)
+    (root,) = by_name["rest.post_message"]
+    routed = [s for s in by_name["dataplane.send"]
+              if s["attributes"]["greenroom.message_type"] == "Placed"]
+    assert len(routed) == 1, by_name["dataplane.send"]
+    (send,) = routed
+    (receive,) = [s for s in by_name["dataplane.receive"]
+                  if s["attributes"]["greenroom.message_type"] == "Placed"]
+    assert send["pid"] == root["pid"] != receive["pid"]
+    assert send["attributes"]["greenroom.peer"] == owner
+    (post,) = by_name["channel.post"]
+    assert post["pid"] == receive["pid"]
