@@ -9,7 +9,7 @@ membership actor, which tells every node where the others' data planes listen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import importlib
 import logging
 import os
 import threading
@@ -45,9 +45,17 @@ from supervision import ChildSpec, Start, Stop, Supervisor, SupervisorFlags, Sup
 from supervision.messages import SupervisorError
 
 log = logging.getLogger("greenroom.node")
+#: The ``serve`` hook a node with ``settings["gateway"]`` calls (``Node._start_gateway``).
+DEFAULT_SERVE = "gateway.serve.serve_from_options"
 _membership_changes = counter("cluster_membership_changes_total",
                               "nodes that joined, left (or were suspected) or came back as "
                               "a new process (restarted), as this node saw them")
+
+
+def _resolve(path: str) -> Any:
+    """The object a dotted ``module.name`` path names."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class Directory(Actor):
@@ -93,7 +101,7 @@ class Node:
         self.plane: DataPlane | None = None
         self.root: Address | None = None
         self.gateway: Any = None  # gateway.server.Gateway when settings["gateway"] asks
-        self._gateway_storage: Any = None
+        self._served: Any = None  # what the serve hook started (gateway/serve.py: Served)
         #: what this node serves besides its data plane (reported in ``NodeUp.info``)
         self.info: dict[str, Any] = {}
         self.heartbeats: Heartbeats | None = None
@@ -142,69 +150,22 @@ class Node:
         return address
 
     async def _start_gateway(self, options: dict[str, Any]) -> None:
-        """The gateway (WebSocket + REST) on this node's own base and loop.
-
-        ``options``: ``host``, ``port``, ``rest_port``, ``storage`` (the fields of a
-        ``StorageSettings``; the schema is migrated by whoever starts the nodes) and
-        ``rate_limits`` (``"off"``: ``gateway.limits.UNLIMITED``, for load tests),
-        ``max_connections`` (the node's cap) and ``connections_per_ip`` (new connections
-        per second per client address, bursts of twice that); ``ingress`` (true: serve
-        the internal ingress on ``ingress_host``:``ingress_port``, loopback by default,
-        shared by the host's nodes like the gateway's ports). The ingress secret is read
-        here from the environment the node inherited (``GREENROOM_INGRESS_SECRET`` or
-        ``..._FILE``), never carried in ``options``: Thespian logs the messages it
-        retries, and a node's config is one.
-        """
-        from gateway.server import Gateway
-        from storage import make_storage
-        from storage.settings import StorageSettings
-
-        storage = make_storage(StorageSettings(**options.get("storage", {})))
-        await storage.open()
-        extra: dict[str, Any] = {}
-        if options.get("rate_limits") == "off":  # load tests only
-            from gateway.limits import UNLIMITED
-
-            extra["limits"] = UNLIMITED
-        elif options.get("connections_per_ip"):
-            from gateway.limits import RateLimits
-
-            rate = float(options["connections_per_ip"])
-            extra["limits"] = RateLimits(connections_per_ip_per_s=rate,
-                                         connections_per_ip_burst=max(1, int(2 * rate)))
-        if options.get("max_connections"):
-            extra["max_connections"] = int(options["max_connections"])
-        if options.get("ingress"):
-            from gateway.ingress import secret_from_environment
-
-            secret = secret_from_environment()
-            if secret is None:
-                raise ValueError("the ingress is on but GREENROOM_INGRESS_SECRET(_FILE) "
-                                 "is not set in this node's environment")
-            extra.update(ingress_secret=secret,
-                         ingress_host=options.get("ingress_host", "127.0.0.1"),
-                         ingress_port=int(options.get("ingress_port", 8082)))
-        # Every node of a host serves the same ports (SO_REUSEPORT: the kernel spreads
-        # the connections); guilds and channels are placed over the nodes (``view``).
-        gateway = Gateway(storage, host=options.get("host", self.config.host),
-                          port=int(options.get("port", 8080)),
-                          rest_port=int(options.get("rest_port", 8081)),
-                          reuse_port=bool(options.get("reuse_port", False)),
-                          cluster=self.view, **extra)
-        gateway.on_services_down = self.escalate
-        try:
-            await gateway.start(base=self.base)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await gateway.stop()
-            await storage.close()
-            raise
-        self.gateway, self._gateway_storage = gateway, storage
-        self.info = {"gateway": gateway.gateway_url, "rest": gateway.rest_url}
-        if gateway.ingress_secret:
-            self.info["ingress"] = gateway.ingress_url
+        """The gateway (WebSocket + REST, and the internal ingress when asked) on this
+        node's own base and loop, started by the config's ``serve`` hook: a dotted path
+        to ``async (options, *, host, base, cluster, on_services_down) -> Served``,
+        ``gateway.serve.serve_from_options`` by default (greenroom's one composition
+        root, which ``greenroom gateway`` uses too; ``options`` are described by
+        ``gateway.serve.GatewaySettings.from_options``). Resolved when a node starts, so
+        this module does not import the layer above it. Every node of a host serves the
+        same ports (SO_REUSEPORT: the kernel spreads the connections); guilds and
+        channels are placed over the nodes (``view``)."""
+        serve = _resolve(self.config.settings.get("serve", DEFAULT_SERVE))
+        served = await serve(options, host=self.config.host, base=self.base,
+                             cluster=self.view, on_services_down=self.escalate)
+        self._served, self.gateway = served, served.gateway
+        self.info = dict(served.info)
         log.info("node %s: gateway on %s, REST on %s", self.config.name,
-                 gateway.gateway_url, gateway.rest_url)
+                 self.gateway.gateway_url, self.gateway.rest_url)
 
     async def _start_operator(self, options: dict[str, Any]) -> None:
         """``/metrics``, ``/healthz`` and ``/readyz`` (observability/operator.py) on
@@ -267,13 +228,9 @@ class Node:
         for unwatch in self._unwatch:
             unwatch()
         self._unwatch = []
-        if self.gateway is not None:
-            try:
-                await self.gateway.stop()
-                await asyncio.sleep(0.1)  # let the storage actor finish what was queued
-            finally:
-                self.gateway = None
-                await self._gateway_storage.close()
+        if self._served is not None:
+            served, self._served, self.gateway = self._served, None, None
+            await served.stop()
         if self.root is not None:
             try:
                 await self.base.ask_async(self.root, Stop(), 10)

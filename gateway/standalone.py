@@ -34,23 +34,22 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
     """Serve until SIGINT/SIGTERM. The internal ingress runs (on loopback) when
     ``GREENROOM_INGRESS_SECRET`` is set; the operator port (``/metrics``, ``/healthz``,
     ``/readyz``) on ``operator_host:operator_port`` (a negative port: not at all)."""
+    from gateway.ingress import secret_from_environment
     from gateway.observe import watch_gateway
     from gateway.seed import seed
-    from gateway.server import Gateway
+    from gateway.serve import GatewaySettings, start_gateway
     from observability.operator import OperatorServer
 
     migrate(settings)
-    storage = make_storage(settings)
-    await storage.open()
-    from gateway.ingress import secret_from_environment
-
     ingress_secret = secret_from_environment()  # GREENROOM_INGRESS_SECRET(_FILE)
-    gateway = Gateway(storage, host=host, port=port, rest_port=rest_port,
-                      ingress_secret=ingress_secret, ingress_port=ingress_port)
+    # the composition root greenroom run's nodes use too (gateway/serve.py)
+    served = await start_gateway(GatewaySettings(
+        storage=settings, host=host, port=port, rest_port=rest_port,
+        ingress=ingress_secret is not None, ingress_port=ingress_port))
+    gateway, storage = served.gateway, served.storage
     operator = OperatorServer(operator_host, operator_port) if operator_port >= 0 else None
     unwatch: list = []
     try:
-        await gateway.start()
         if operator is not None:
             unwatch = watch_gateway(gateway, operator)
             await operator.start()
@@ -80,8 +79,7 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
             await operator.stop()
         for stop_watching in unwatch:
             stop_watching()
-        await gateway.stop()
-        await storage.close()
+        await served.stop()
 
 
 async def _admin(args: argparse.Namespace, settings: StorageSettings) -> None:

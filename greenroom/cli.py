@@ -65,12 +65,11 @@ async def _ensure_seeded(settings) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import uvloop
 
     from cluster.launcher import Cluster
     from gateway.ingress import secret_from_environment
+    from gateway.serve import GatewaySettings
     from storage.schema import migrate
     from storage.settings import load_settings
 
@@ -103,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"error: cannot listen on {host}:{port}: {exc.strerror}"
                       f" (choose another with {flag})", file=sys.stderr)
                 return 2
-    ingress: dict = {}
+    ingress: dict = {}  # GatewaySettings' ingress fields
     if ingress_secret:
         # one port for the host's nodes (SO_REUSEPORT, as the gateway's), chosen once
         from cluster.launcher import free_port
@@ -120,11 +119,12 @@ def _run(args: argparse.Namespace) -> int:
         ingress = {"ingress": True, "ingress_host": args.ingress_host, "ingress_port": port}
     migrate(settings)  # before any node opens storage
     seeded = uvloop.run(_ensure_seeded(settings))
-    gateway = {"host": args.host, "port": args.port, "rest_port": args.rest_port,
-               "storage": dataclasses.asdict(settings),
-               "rate_limits": "off" if args.no_rate_limits else "on",
-               "max_connections": args.max_connections,
-               "connections_per_ip": args.connections_per_ip, **ingress}
+    # what every node serves: one typed settings object (gateway/serve.py, the
+    # composition root greenroom gateway uses too), as plain options for the nodes
+    gateway = GatewaySettings(
+        storage=settings, host=args.host, port=args.port, rest_port=args.rest_port,
+        rate_limits=not args.no_rate_limits, max_connections=args.max_connections,
+        connections_per_ip=args.connections_per_ip, **ingress).options()
     if args.no_rate_limits:
         log.warning("REST and IDENTIFY rate limits are off (--no-rate-limits: load tests)")
     if not os.environ.get("GREENROOM_CLUSTER_SECRET"):
