@@ -106,6 +106,9 @@ def test_a_pickle_sent_to_any_listener_of_the_tree_runs_nowhere(tmp_path, nodes)
         data_planes = {int(e["data_plane"].rsplit(":", 1)[1])
                        for e in events if e.get("event") == "node serving"}
         web = {urlsplit(served[k]).port for k in ("gateway_url", "rest_url")}
+        # each node's operator port (HTTP: /metrics, /healthz, /readyz)
+        web |= {urlsplit(e["operator"]).port for e in events
+                if e.get("event") == "node serving" and e.get("operator")}
         # The starter's own ActorSystem socket (inherited by every fork, so listed under
         # any pid) is read only while it asks something: when it stops the tree.
         starter = {port for _a, port, _p in listening_tcp({proc.pid})}
