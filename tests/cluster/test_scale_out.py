@@ -263,7 +263,15 @@ def test_a_session_follows_its_guild_when_the_guilds_node_is_killed(tmp_path):
             received_by_all([client], served, channel, attempts=200, owner=owner)
             posted = [rest(served, "POST", f"/channels/{channel}/messages",
                            {"content": f"after {i}"})[1]["id"] for i in range(20)]
-            assert client.message_ids(len(posted)) == posted
+            # A warm-up may still come: one lost with the guild reaches the session
+            # from storage (its catch-up), and one refused (503) while the node was
+            # gone may have been made after all. Those after it come, in order, all.
+            got: list[str] = []
+            while len(got) < len(posted):
+                message = client.next_dispatch("MESSAGE_CREATE")
+                if message["content"] != "warm-up":
+                    got.append(message["id"])
+            assert got == posted
             assert {made_on(m) for m in posted} == {owner}
         finally:
             client.close()
