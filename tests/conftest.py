@@ -9,8 +9,8 @@ import pytest
 from thespian.actors import ActorSystem
 
 from actors import UvloopSystemBase
-from tests.services.jaeger import Boot as JaegerBoot
-from tests.services.jaeger import JaegerError, JaegerServer
+from tests.services.jaeger import BOOT_ALLOWANCE_S, JaegerServer
+from tests.services.process import Boot
 
 # `greenroom run` and `greenroom gateway` serve an operator port (9464 by default): tests
 # that start them get a free one each, so that runs side by side never collide.
@@ -31,7 +31,7 @@ def asys(base):
 
 # -- a real Jaeger for the end-to-end tracing test (tests/services/jaeger.py) -----------
 JAEGER_FIXTURE = "jaeger"
-_jaeger = JaegerBoot(f"pytest-{os.getpid()}")
+_jaeger = Boot(JaegerServer, f"pytest-{os.getpid()}")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not needs or config.getoption("collectonly"):
         return
     items[:] = [item for item in items if item not in needs] + needs
-    needs[0].add_marker(pytest.mark.timeout(JaegerBoot.ALLOWANCE_S), append=False)
+    needs[0].add_marker(pytest.mark.timeout(BOOT_ALLOWANCE_S), append=False)
     _jaeger.kick()
 
 
@@ -56,10 +56,4 @@ def jaeger() -> JaegerServer:
     """A Jaeger all-in-one on free loopback ports, started once per run (built first if
     this machine has no binary yet). If it cannot be built or started, the tests that
     need it fail with the reason; they are never skipped."""
-    try:
-        return _jaeger.wait()
-    except JaegerError as exc:
-        reason = str(exc)
-    except Exception as exc:
-        reason = repr(exc)
-    pytest.fail(f"the Jaeger test server could not start: {reason}", pytrace=False)
+    return _jaeger.fixture("Jaeger test server")

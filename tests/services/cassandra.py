@@ -25,17 +25,28 @@ Environment: ``GREENROOM_CASSANDRA_VERSION`` (5.0.9), ``GREENROOM_CASSANDRA_PORT
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.services import process
+from tests.services.process import (
+    ProcessService,
+    ServiceError,
+    find_executable,
+    free_port,
+    port_open,
+)
+
+__all__ = ["CassandraError", "CassandraNode", "find_java", "free_port", "port_open",
+           "skip_driver_exit_wait"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VERSION = "5.0.9"
@@ -145,7 +156,7 @@ LOGBACK = """<configuration>
 """
 
 
-class CassandraError(RuntimeError):
+class CassandraError(ServiceError):
     """The test node could not be fetched, started or reached; the message says why."""
 
 
@@ -161,66 +172,30 @@ def _env_int(name: str, default: int) -> int:
 
 def find_java() -> str:
     """A Java 17 binary: Cassandra 5.0 runs on 11 or 17 only (the Temurin 25 here won't do)."""
-    explicit = os.environ.get("GREENROOM_JAVA")
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            raise CassandraError(f"GREENROOM_JAVA={explicit!r} is not an executable")
-        return explicit
-    for candidate in JAVA17_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    for candidate in sorted(Path("/usr/lib/jvm").glob("*17*/bin/java")):
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
+    found = find_executable(
+        "GREENROOM_JAVA",
+        itertools.chain(JAVA17_CANDIDATES, sorted(Path("/usr/lib/jvm").glob("*17*/bin/java"))),
+        CassandraError,
+    )
+    if found:
+        return found
     raise CassandraError(
         "no Java 17 found under /usr/lib/jvm (Cassandra 5.0 needs Java 11 or 17); "
         "install openjdk-17-jre-headless or set GREENROOM_JAVA"
     )
 
 
-def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
-    """True if something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (on 127.0.0.1)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _is_cassandra(pid: int, run_dir: Path) -> bool:
-    """The pid is a CassandraDaemon using ``run_dir`` (not a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return "CassandraDaemon" in cmdline and str(run_dir) in cmdline
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive: it is our child that has exited but was not reaped.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 @dataclass
-class CassandraNode:
+class CassandraNode(ProcessService):
     """One single-node Cassandra cluster on 127.0.0.1, managed through files under ``base``."""
+
+    label = "Cassandra"
+    error = CassandraError
+    pid_name = "cassandra.pid"
+    log_name = "cassandra.out"
+    poll_s = 0.25
+    start_timeout_s = 180.0
+    fetched = "jars in {path}"
 
     base: Path = field(
         default_factory=lambda: Path(
@@ -263,25 +238,16 @@ class CassandraNode:
         return cls(name=name, port=free_port(), storage_port=free_port(), **kw)  # type: ignore[arg-type]
 
     @property
-    def run_dir(self) -> Path:
-        return self.base / f"run-{self.name}"
-
-    @property
     def data_dir(self) -> Path:
         return self.run_dir / "data"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "cassandra.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.run_dir / "cassandra.out"
 
     # -- jars ----------------------------------------------------------------------
     def jars_ready(self) -> bool:
         marker = self.lib / ".complete"
         return marker.exists() and marker.read_text().strip() == self.version
+
+    def fetch(self, quiet: bool = True) -> Path:
+        return self.fetch_jars(quiet)
 
     def fetch_jars(self, quiet: bool = True) -> Path:
         """Resolve cassandra-all and its runtime classpath into ``lib`` (cached by version)."""
@@ -334,14 +300,6 @@ class CassandraNode:
         return found[-1]
 
     # -- process -------------------------------------------------------------------
-    def pid(self) -> int | None:
-        """The pid of the node this module started, if it is still alive."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
-
     def command(self) -> list[str]:
         yaml_path = self.run_dir / "cassandra.yaml"
         return [
@@ -390,36 +348,12 @@ class CassandraNode:
             return self.pid()  # type: ignore[return-value]
         if not self.jars_ready():
             raise CassandraError(f"jars for Cassandra {self.version} are not in {self.lib}")
-        for busy in (self.port, self.storage_port):
-            if port_open(busy, self.host):
-                raise CassandraError(
-                    f"127.0.0.1:{busy} is already taken by a process this module did not "
-                    f"start; stop it or set GREENROOM_CASSANDRA_PORT / _STORAGE_PORT"
-                )
+        self.check_ports_free((self.port, self.storage_port),
+                              "; stop it or set GREENROOM_CASSANDRA_PORT / _STORAGE_PORT")
         if not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         self._write_config()
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own session: a Ctrl-C in pytest won't hit it
-                cwd=self.run_dir,
-            )
-        finally:
-            log.close()
-        self._proc = proc
-        self.pid_file.write_text(str(proc.pid))
-        return proc.pid
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return self.popen()
 
     def ready(self) -> bool:
         """Port open and ``SELECT release_version FROM system.local`` answers."""
@@ -449,95 +383,34 @@ class CassandraNode:
         finally:
             cluster.shutdown()
 
-    def wait_ready(self, timeout: float = 180.0) -> float:
-        """Block until the node answers CQL; returns seconds waited. Raises if it died."""
-        t0 = time.monotonic()
-        while True:
-            pid = self.pid()
-            if pid is None:
-                raise CassandraError(
-                    f"Cassandra exited during start-up; last lines of {self.log_file}:\n"
-                    + self.log_tail()
-                )
-            if port_open(self.port, self.host) and self.ready():
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise CassandraError(
-                    f"Cassandra did not answer CQL on 127.0.0.1:{self.port} within "
-                    f"{timeout:.0f}s; last lines of {self.log_file}:\n" + self.log_tail()
-                )
-            time.sleep(0.25)
+    def not_answering(self) -> str:
+        return f"Cassandra did not answer CQL on 127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 180.0, keep_data: bool = False) -> bool:
+    def start(self, timeout: float | None = None, keep_data: bool = False) -> bool:
         """Fetch jars if needed, start and wait until ready. False if it was already running."""
-        if self.pid() is not None and self.ready():
-            return False
-        self.fetch_jars()
-        self.spawn(keep_data=keep_data)
-        self.wait_ready(timeout)
-        return True
+        return super().start(timeout, keep_data=keep_data)
 
     def stop(
         self, keep_data: bool = False, sig: int = signal.SIGTERM, timeout: float = 60.0
     ) -> bool:
         """Stop the node by the pid it was started with. False if none was running."""
-        pid = self.pid()
-        stopped = False
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                self._reap()
-                time.sleep(0.1)
-            if _pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                while _pid_alive(pid):
-                    self._reap()
-                    time.sleep(0.05)
-            self._reap()
-            stopped = True
+        stopped = self.end(sig, timeout, poll_s=0.1)
         # The port is released shortly after the process is gone.
         deadline = time.monotonic() + 10
         while port_open(self.port, self.host) and time.monotonic() < deadline:
             time.sleep(0.1)
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_file.unlink()
         if not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            if self.name != "default":
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.remove_run_dir()
         return stopped
 
-    def remove_stale_runs(self) -> None:
-        """Clean up after runs that died without stopping their node.
-
-        A ``run-pytest-<pid>`` node whose pytest process is gone is ended (it was started
-        by that run and nobody else uses it); dirs of nodes no longer running are removed.
-        """
-        for run in self.base.glob("run-*"):
-            if run == self.run_dir or run.name == "run-default":
-                continue
-            try:
-                pid: int | None = int((run / "cassandra.pid").read_text().strip())
-            except (OSError, ValueError):
-                pid = None
-            owner = run.name.removeprefix("run-pytest-")
-            orphan = owner.isdigit() and not _pid_alive(int(owner))
-            if pid is not None and _pid_alive(pid) and orphan and _is_cassandra(pid, run):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 10
-                while _pid_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            if pid is None or not _pid_alive(pid):
-                shutil.rmtree(run, ignore_errors=True)
-
-    def _reap(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None:
-            proc.poll()
+    def is_ours(self, pid: int, run_dir: Path) -> bool:
+        """The pid is a CassandraDaemon using ``run_dir`` (not a recycled pid)."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+        return "CassandraDaemon" in cmdline and str(run_dir) in cmdline
 
     def status(self) -> str:
         pid = self.pid()
@@ -547,31 +420,13 @@ class CassandraNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.services.cassandra")
-    parser.add_argument("action", choices=["start", "stop", "status", "fetch"])
-    parser.add_argument("--keep-data", action="store_true", help="keep/reuse the data dir")
-    args = parser.parse_args(argv)
-    node = CassandraNode()
+    def keep_data(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--keep-data", action="store_true", help="keep/reuse the data dir")
+
     try:
-        if args.action == "fetch":
-            t0 = time.monotonic()
-            lib = node.fetch_jars(quiet=False)
-            print(f"jars in {lib} ({time.monotonic() - t0:.1f}s)")
-        elif args.action == "start":
-            t0 = time.monotonic()
-            started = node.start(keep_data=args.keep_data)
-            verb = "started" if started else "already running"
-            print(f"cassandra {verb}: {node.status()} ({time.monotonic() - t0:.1f}s)")
-        elif args.action == "stop":
-            print("stopped" if node.stop(keep_data=args.keep_data) else "was not running")
-        else:
-            print(node.status())
-    except CassandraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return process.main(CassandraNode(), argv, keep_data)
     finally:
         skip_driver_exit_wait()
-    return 0
 
 
 def skip_driver_exit_wait() -> None:

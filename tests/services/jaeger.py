@@ -35,8 +35,6 @@ instead of building one).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import fcntl
 import json
 import os
@@ -44,7 +42,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -53,31 +50,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.services.cassandra import _pid_alive, free_port, port_open
+from tests.services import process
+from tests.services.process import (
+    ProcessService,
+    ServiceError,
+    find_executable,
+    free_port,
+    port_open,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE = "github.com/jaegertracing/jaeger"
 DEFAULT_VERSION = "v1.76.0"
 GO_CANDIDATES = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
 BUILD_TIMEOUT_S = 60 * 60  # a fresh machine downloads ~700 MB and compiles ~1,500 packages
+#: the first test that waits for the server may wait for a build from scratch
+BOOT_ALLOWANCE_S = BUILD_TIMEOUT_S + 120
 
 
-class JaegerError(RuntimeError):
+class JaegerError(ServiceError):
     """Jaeger could not be built, started or queried; the message says why."""
 
 
 def find_go() -> str:
-    explicit = os.environ.get("GREENROOM_GO")
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            raise JaegerError(f"GREENROOM_GO={explicit!r} is not an executable")
-        return explicit
-    found = shutil.which("go")
+    found = find_executable("GREENROOM_GO", (shutil.which("go") or "", *GO_CANDIDATES),
+                            JaegerError)
     if found:
         return found
-    for candidate in GO_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
     raise JaegerError(
         "no Go toolchain found (go on PATH, /usr/local/go/bin/go): the end-to-end "
         "tracing test builds Jaeger from its Go module; install Go >= 1.24 or set "
@@ -92,8 +91,14 @@ def _clean_env() -> dict[str, str]:
 
 
 @dataclass
-class JaegerServer:
+class JaegerServer(ProcessService):
     """One Jaeger all-in-one on 127.0.0.1, its binary and run dir under ``base``."""
+
+    label = "Jaeger"
+    error = JaegerError
+    pid_name = "jaeger.pid"
+    log_name = "jaeger.log"
+    fetched = "jaeger all-in-one at {path}"
 
     base: Path = field(
         default_factory=lambda: Path(
@@ -136,18 +141,6 @@ class JaegerServer:
         return self.base / "bin" / f"jaeger-all-in-one-{self.version}"
 
     @property
-    def run_dir(self) -> Path:
-        return self.base / f"run-{self.name}"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "jaeger.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.run_dir / "jaeger.log"
-
-    @property
     def otlp_http_url(self) -> str:
         """The base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the SDK appends /v1/traces)."""
         return f"http://{self.host}:{self.otlp_http_port}"
@@ -159,6 +152,9 @@ class JaegerServer:
     # -- build ---------------------------------------------------------------------
     def binary_ready(self) -> bool:
         return os.access(self.binary, os.X_OK)
+
+    def fetch(self, quiet: bool = True) -> Path:
+        return self.build(quiet)
 
     def build(self, quiet: bool = True) -> Path:
         """Build the all-in-one binary from the Go module (cached by version)."""
@@ -249,14 +245,6 @@ class JaegerServer:
         return proc.stdout
 
     # -- process -------------------------------------------------------------------
-    def pid(self) -> int | None:
-        """The pid of the server this module started, if it is still alive."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
-
     def command(self) -> list[str]:
         ports = {
             "collector.otlp.http.host-port": self.otlp_http_port,
@@ -276,30 +264,9 @@ class JaegerServer:
             return self.pid()  # type: ignore[return-value]
         if not self.binary_ready():
             raise JaegerError(f"no Jaeger binary at {self.binary}: build it first")
-        for port in (self.otlp_http_port, self.query_port, *self.other_ports.values()):
-            if port_open(port, self.host):
-                raise JaegerError(
-                    f"{self.host}:{port} is already taken by a process this module did not start"
-                )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**_clean_env(), "SPAN_STORAGE_TYPE": "memory"}
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.run_dir, env=env,
-            )
-        finally:
-            log.close()
-        self._proc = proc
-        self.pid_file.write_text(str(proc.pid))
-        return proc.pid
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        self.check_ports_free((self.otlp_http_port, self.query_port,
+                               *self.other_ports.values()))
+        return self.popen(env={**_clean_env(), "SPAN_STORAGE_TYPE": "memory"})
 
     def ready(self) -> bool:
         """OTLP/HTTP accepts connections and the query API answers."""
@@ -311,87 +278,22 @@ class JaegerServer:
             return False
         return True
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        t0 = time.monotonic()
-        while True:
-            if self.pid() is None:
-                raise JaegerError(
-                    f"Jaeger exited during start-up; last lines of {self.log_file}:\n"
-                    + self.log_tail()
-                )
-            if self.ready():
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise JaegerError(
-                    f"Jaeger's query API did not answer on {self.query_url} within "
-                    f"{timeout:.0f}s; last lines of {self.log_file}:\n" + self.log_tail()
-                )
-            time.sleep(0.1)
-
-    def start(self, timeout: float = 60.0) -> bool:
-        """Build if needed, start and wait until ready. False if it was already running."""
-        if self.pid() is not None and self.ready():
-            return False
-        self.build()
-        self.spawn()
-        self.wait_ready(timeout)
-        return True
+    def not_answering(self) -> str:
+        return f"Jaeger's query API did not answer on {self.query_url}"
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop the server by the pid it was started with. False if none was running."""
-        pid = self.pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                self._reap()
-                time.sleep(0.05)
-            if _pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                while _pid_alive(pid):
-                    self._reap()
-                    time.sleep(0.05)
-            self._reap()
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_file.unlink()
-        if self.name != "default":
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        return pid is not None
+        stopped = self.end(signal.SIGTERM, timeout, poll_s=0.05)
+        self.remove_run_dir()
+        return stopped
 
-    def remove_stale_runs(self) -> None:
-        """End servers of ``run-pytest-<pid>`` dirs whose pytest is gone; drop dead dirs."""
-        for run in self.base.glob("run-*"):
-            if run == self.run_dir or run.name == "run-default":
-                continue
-            try:
-                pid: int | None = int((run / "jaeger.pid").read_text().strip())
-            except (OSError, ValueError):
-                pid = None
-            owner = run.name.removeprefix("run-pytest-")
-            orphan = owner.isdigit() and not _pid_alive(int(owner))
-            if pid is not None and _pid_alive(pid) and orphan and self._is_ours(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 10
-                while _pid_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            if pid is None or not _pid_alive(pid):
-                shutil.rmtree(run, ignore_errors=True)
-
-    def _is_ours(self, pid: int) -> bool:
+    def is_ours(self, pid: int, run_dir: Path) -> bool:
         """The pid runs a binary from our bin dir (not a recycled pid)."""
         try:
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             return False
         return exe.startswith(str(self.base / "bin"))
-
-    def _reap(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None:
-            proc.poll()
 
     def status(self) -> str:
         pid = self.pid()
@@ -431,76 +333,8 @@ class JaegerServer:
         return found[0] if found else None
 
 
-class Boot:
-    """One server per test run, started in a background thread as soon as collection
-    shows a test needs it (a first build takes minutes: it overlaps the other tests);
-    ``wait`` returns the running server or raises why it could not start."""
-
-    #: the first test that waits may wait for a build from scratch
-    ALLOWANCE_S = BUILD_TIMEOUT_S + 120
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.server: JaegerServer | None = None
-        self.started_here = False
-        self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def kick(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="jaeger-boot",
-                                                daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            server = JaegerServer.isolated(self.name)
-            server.remove_stale_runs()
-            self.server = server
-            self.started_here = server.start()
-        except BaseException as exc:  # reported to each test that needs the server
-            self.error = exc
-
-    def wait(self) -> JaegerServer:
-        self.kick()
-        assert self._thread is not None
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        assert self.server is not None
-        return self.server
-
-    def stop(self) -> None:
-        if self.started_here and self.server is not None:
-            self.server.stop()
-            self.started_here = False
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.services.jaeger")
-    parser.add_argument("action", choices=["fetch", "start", "stop", "status"])
-    args = parser.parse_args(argv)
-    server = JaegerServer()
-    try:
-        if args.action == "fetch":
-            t0 = time.monotonic()
-            binary = server.build(quiet=False)
-            print(f"jaeger all-in-one at {binary} ({time.monotonic() - t0:.1f}s)")
-        elif args.action == "start":
-            t0 = time.monotonic()
-            started = server.start()
-            verb = "started" if started else "already running"
-            print(f"jaeger {verb}: {server.status()} ({time.monotonic() - t0:.1f}s)")
-        elif args.action == "stop":
-            print("stopped" if server.stop() else "was not running")
-        else:
-            print(server.status())
-    except JaegerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return process.main(JaegerServer(), argv)
 
 
 if __name__ == "__main__":

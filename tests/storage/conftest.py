@@ -32,52 +32,16 @@ import uvloop  # noqa: E402
 from storage.schema import migrate  # noqa: E402
 from storage.settings import StorageSettings  # noqa: E402
 from storage.snowflake import snowflake_at  # noqa: E402
-from tests.services.cassandra import CassandraError, CassandraNode, skip_driver_exit_wait  # noqa: E402
+from tests.services.cassandra import CassandraNode, skip_driver_exit_wait  # noqa: E402
+from tests.services.process import Boot  # noqa: E402
 
 BOOT_ALLOWANCE_S = 900  # first-ever run: Maven resolves ~100 jars, then the JVM boots
 CASSANDRA_FIXTURE = "cassandra_node"
 
 
-class _Boot:
-    """Starts the node in a thread; ``wait`` returns the node or raises the failure."""
-
-    def __init__(self) -> None:
-        # Its own node (own run dir, free ports): concurrent runs on one machine, and the
-        # fault test's kill, never touch another run's node.
-        self.node = CassandraNode.isolated(f"pytest-{os.getpid()}")
-        self.started_here = False
-        self.error: BaseException | None = None
-        self.seconds = 0.0
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def kick(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="cassandra-boot", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        t0 = time.monotonic()
-        try:
-            self.node.remove_stale_runs()
-            self.started_here = self.node.start(timeout=BOOT_ALLOWANCE_S - 60)
-        except BaseException as exc:  # reported to each test that needs the node
-            self.error = exc
-        self.seconds = time.monotonic() - t0
-
-    def wait(self) -> CassandraNode:
-        self.kick()
-        assert self._thread is not None
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.node
-
-
-_boot = _Boot()
+# Its own node (own run dir, free ports): concurrent runs on one machine, and the fault
+# test's kill, never touch another run's node.
+_boot = Boot(CassandraNode, f"pytest-{os.getpid()}", timeout=BOOT_ALLOWANCE_S - 60)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,22 +75,14 @@ def pytest_collection_modifyitems(
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _boot.started_here:
-        _boot.node.stop()
-        _boot.started_here = False
+    _boot.stop()
     skip_driver_exit_wait()
 
 
 @pytest.fixture(scope="session")
 def cassandra_node() -> CassandraNode:
     """The shared node (started once per run; stopped at the end if this run started it)."""
-    try:
-        return _boot.wait()
-    except CassandraError as exc:
-        reason = str(exc)
-    except Exception as exc:
-        reason = repr(exc)
-    pytest.fail(f"the Cassandra test node could not start: {reason}", pytrace=False)
+    return _boot.fixture("Cassandra test node")
 
 
 class Aio:
