@@ -12,11 +12,13 @@ retries and a node's config is one.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from gateway.server import Gateway
     from storage.base import Storage
 
-__all__ = ["GatewaySettings", "Served", "serve_from_options", "start_gateway"]
+__all__ = ["FLAGS", "GatewaySettings", "Served", "add_arguments", "serve_from_options",
+           "start_gateway"]
 
 log = logging.getLogger("greenroom.gateway")
 
@@ -77,11 +80,67 @@ class GatewaySettings:
             ingress_port=int(options.get("ingress_port", 8082)),
         )
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, storage: StorageSettings,
+                  **changes: Any) -> GatewaySettings:
+        """From the flags ``add_arguments`` declared (the fields among them that the
+        command has), then ``changes``."""
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                 if f.name in FLAGS and hasattr(args, f.name)}
+        return cls(storage=storage, **{**given, **changes})
+
     def options(self) -> dict[str, Any]:
         """The inverse of ``from_options``: plain values for a node's config."""
         out = dataclasses.asdict(self)
         out["rate_limits"] = "on" if self.rate_limits else "off"
         return out
+
+
+# What ``greenroom run`` and ``greenroom gateway`` serve, declared once (as
+# storage/settings.py declares the storage flags): name (GatewaySettings' field, or the
+# operator port's) -> (environment variable, flag, type, default, help). A help says what
+# the flag means for one process; ``add_arguments``' notes add what it means for a tree.
+FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str, str]] = {
+    "host": ("GREENROOM_HOST", "--host", str, "127.0.0.1",
+             "interface that every listener binds (default loopback)"),
+    "port": ("GREENROOM_GATEWAY_PORT", "--port", int, "8080",
+             "gateway WebSocket port (default 8080; 0: any free)"),
+    "rest_port": ("GREENROOM_REST_PORT", "--rest-port", int, "8081",
+                  "REST API port (default 8081; 0: any free)"),
+    "max_connections": ("GREENROOM_MAX_CONNECTIONS", "--max-connections", int, "50000",
+                        "open gateway connections per node; past it the WebSocket "
+                        "handshake is answered 503 (default 50000)"),
+    "connections_per_ip": ("GREENROOM_CONNECTIONS_PER_IP", "--connections-per-ip", float, "60",
+                           "new gateway connections per second per client address (IPv6: "
+                           "per /64), bursts of twice that; over it a connection is closed "
+                           "4008 before HELLO (default 60)"),
+    "operator_port": ("GREENROOM_OPERATOR_PORT", "--operator-port", int, "9464",
+                      "operator port: /metrics (Prometheus), /healthz, /readyz "
+                      "(default 9464; 0: any free, printed)"),
+    "operator_host": ("GREENROOM_OPERATOR_HOST", "--operator-host", str, "127.0.0.1",
+                      "interface of the operator port (default loopback: what it shows is "
+                      "for the operator)"),
+    "ingress_port": ("GREENROOM_INGRESS_PORT", "--ingress-port", int, "8082",
+                     "internal ingress port (default 8082; 0: any free); served only when "
+                     "GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE is set"),
+    "ingress_host": ("GREENROOM_INGRESS_HOST", "--ingress-host", str, "127.0.0.1",
+                     "interface of the internal ingress (default loopback, whatever --host "
+                     "is)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str], *,
+                  environment: bool = True, notes: Mapping[str, str] | None = None) -> None:
+    """Add these ``FLAGS`` to a parser, each with its default from its environment
+    variable (named in the help; ``environment`` False: the built-in default only) and
+    its ``notes`` after its help."""
+    for name in names:
+        env, flag, kind, default, text = FLAGS[name]
+        note = (notes or {}).get(name)
+        parser.add_argument(
+            flag, dest=name, type=kind,
+            default=kind(os.environ.get(env, default) if environment else default),
+            help=text + (f"; {note}" if note else "") + (f" [${env}]" if environment else ""))
 
 
 @dataclass

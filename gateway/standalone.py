@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import dataclasses
 import signal
 import sys
 from collections.abc import Sequence
 
+from gateway.serve import GatewaySettings
+from gateway.serve import add_arguments as add_serving_arguments
 from observability import configure_logging, configure_tracing, get_logger
 from storage import make_storage
 from storage.schema import migrate
@@ -28,8 +30,7 @@ def _ids(settings: StorageSettings) -> SnowflakeGenerator:
     return SnowflakeGenerator(settings.snowflake_worker, settings.snowflake_process)
 
 
-async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
-                seed_bot: bool, ingress_port: int = 8082, operator_port: int = 9464,
+async def serve(serving: GatewaySettings, seed_bot: bool, operator_port: int = 9464,
                 operator_host: str = "127.0.0.1") -> None:
     """Serve until SIGINT/SIGTERM. The internal ingress runs (on loopback) when
     ``GREENROOM_INGRESS_SECRET`` is set; the operator port (``/metrics``, ``/healthz``,
@@ -37,15 +38,15 @@ async def serve(settings: StorageSettings, host: str, port: int, rest_port: int,
     from gateway.ingress import secret_from_environment
     from gateway.observe import watch_gateway
     from gateway.seed import seed
-    from gateway.serve import GatewaySettings, start_gateway
+    from gateway.serve import start_gateway
     from observability.operator import OperatorServer
 
+    settings = serving.storage
     migrate(settings)
     ingress_secret = secret_from_environment()  # GREENROOM_INGRESS_SECRET(_FILE)
     # the composition root greenroom run's nodes use too (gateway/serve.py)
-    served = await start_gateway(GatewaySettings(
-        storage=settings, host=host, port=port, rest_port=rest_port,
-        ingress=ingress_secret is not None, ingress_port=ingress_port))
+    served = await start_gateway(dataclasses.replace(serving,
+                                                     ingress=ingress_secret is not None))
     gateway, storage = served.gateway, served.storage
     operator = OperatorServer(operator_host, operator_port) if operator_port >= 0 else None
     unwatch: list = []
@@ -114,22 +115,10 @@ async def _admin(args: argparse.Namespace, settings: StorageSettings) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``gateway`` and ``admin`` to the ``greenroom`` command."""
     gw = sub.add_parser("gateway", help="serve the gateway and REST API in this process")
-    gw.add_argument("--host", default="127.0.0.1")
-    gw.add_argument("--port", type=int, default=8080, help="gateway WebSocket port")
-    gw.add_argument("--rest-port", type=int, default=8081, help="REST API port")
-    gw.add_argument("--ingress-port", type=int,
-                    default=int(os.environ.get("GREENROOM_INGRESS_PORT", "8082")),
-                    help="internal ingress port on 127.0.0.1 (served when "
-                         "GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE is set) "
-                         "[$GREENROOM_INGRESS_PORT]")
-    gw.add_argument("--operator-port", type=int,
-                    default=int(os.environ.get("GREENROOM_OPERATOR_PORT", "9464")),
-                    help="operator port: /metrics, /healthz, /readyz (default 9464; 0: any "
-                         "free; -1: none) [$GREENROOM_OPERATOR_PORT]")
-    gw.add_argument("--operator-host",
-                    default=os.environ.get("GREENROOM_OPERATOR_HOST", "127.0.0.1"),
-                    help="interface of the operator port (default loopback) "
-                         "[$GREENROOM_OPERATOR_HOST]")
+    # as greenroom run's, but --host, --port and --rest-port read no environment
+    add_serving_arguments(gw, ("host", "port", "rest_port"), environment=False)
+    add_serving_arguments(gw, ("ingress_port", "operator_port", "operator_host"),
+                          notes={"ingress_port": "on 127.0.0.1", "operator_port": "-1: none"})
     gw.add_argument("--seed", action="store_true",
                     help="create a bot, guild and channel and print the token")
     add_arguments(gw)
@@ -177,8 +166,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(settings, args.host, args.port, args.rest_port, args.seed,
-                             args.ingress_port, args.operator_port, args.operator_host))
+            uvloop.run(serve(GatewaySettings.from_args(args, settings), args.seed,
+                             args.operator_port, args.operator_host))
         return 0
     uvloop.run(_admin(args, settings))
     return 0

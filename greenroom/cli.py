@@ -93,38 +93,23 @@ def _run(args: argparse.Namespace) -> int:
                       for i in range(args.nodes)] if args.operator_port else []
     for host, port, flag in [(args.host, args.port, "--port"),
                              (args.host, args.rest_port, "--rest-port"), *operator_ports]:
-        if port:  # fail fast, before any process starts
-            try:
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind((host, port))
-            except OSError as exc:
-                print(f"error: cannot listen on {host}:{port}: {exc.strerror}"
-                      f" (choose another with {flag})", file=sys.stderr)
-                return 2
+        if port and not _can_listen(host, port, flag):
+            return 2
     ingress: dict = {}  # GatewaySettings' ingress fields
     if ingress_secret:
         # one port for the host's nodes (SO_REUSEPORT, as the gateway's), chosen once
         from cluster.launcher import free_port
 
         port = args.ingress_port or free_port(args.ingress_host)
-        try:
-            with socket.socket() as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind((args.ingress_host, port))
-        except OSError as exc:
-            print(f"error: cannot listen on {args.ingress_host}:{port}: {exc.strerror}"
-                  " (choose another with --ingress-port)", file=sys.stderr)
+        if not _can_listen(args.ingress_host, port, "--ingress-port"):
             return 2
         ingress = {"ingress": True, "ingress_host": args.ingress_host, "ingress_port": port}
     migrate(settings)  # before any node opens storage
     seeded = uvloop.run(_ensure_seeded(settings))
     # what every node serves: one typed settings object (gateway/serve.py, the
     # composition root greenroom gateway uses too), as plain options for the nodes
-    gateway = GatewaySettings(
-        storage=settings, host=args.host, port=args.port, rest_port=args.rest_port,
-        rate_limits=not args.no_rate_limits, max_connections=args.max_connections,
-        connections_per_ip=args.connections_per_ip, **ingress).options()
+    gateway = GatewaySettings.from_args(args, settings, rate_limits=not args.no_rate_limits,
+                                        **ingress).options()
     if args.no_rate_limits:
         log.warning("REST and IDENTIFY rate limits are off (--no-rate-limits: load tests)")
     if not os.environ.get("GREENROOM_CLUSTER_SECRET"):
@@ -187,6 +172,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _can_listen(host: str, port: int, flag: str) -> bool:
+    """Whether ``host:port`` can be bound, asked before any process starts (so a taken
+    port is one clear line naming ``flag``, printed here, not a node's failure)."""
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror}"
+              f" (choose another with {flag})", file=sys.stderr)
+        return False
+    return True
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -205,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start a supervised tree of node processes")
     run.add_argument("--nodes", type=int, default=int(os.environ.get("GREENROOM_NODES", "1")),
                      help="node processes on this host (default 1)")
-    run.add_argument("--host", default=os.environ.get("GREENROOM_HOST", "127.0.0.1"),
-                     help="interface that every listener binds (default loopback)")
     run.add_argument("--admin-port", type=int, default=0,
                      help="Thespian's admin port (default: a free one)")
     run.add_argument("--join", default=os.environ.get("GREENROOM_JOIN", ""),
@@ -217,44 +214,17 @@ def main(argv: list[str] | None = None) -> int:
                      help="this host's name in the cluster, prefixed to its node names "
                           "(NAME-n1, ...); unique per host. Default: the --host address "
                           "when it is not loopback or --join is given, else none (n1, ...)")
-    run.add_argument("--port", type=int,
-                     default=int(os.environ.get("GREENROOM_GATEWAY_PORT", "8080")),
-                     help="gateway WebSocket port, shared by every node (default 8080; "
-                          "0: any free)")
-    run.add_argument("--rest-port", type=int,
-                     default=int(os.environ.get("GREENROOM_REST_PORT", "8081")),
-                     help="REST API port, shared by every node (default 8081; 0: any free)")
+    from gateway.serve import add_arguments as add_serving_arguments
+
+    shared = "shared by every node"
+    add_serving_arguments(run, ("host", "port", "rest_port", "max_connections",
+                                "connections_per_ip", "operator_port", "operator_host",
+                                "ingress_port", "ingress_host"),
+                          notes={"port": shared, "rest_port": shared, "ingress_port": shared,
+                                 "operator_port": "node i serves this + i - 1"})
     run.add_argument("--no-rate-limits", action="store_true",
                      help="turn the REST, IDENTIFY and per-address connection rate limits "
                           "off (load tests only)")
-    run.add_argument("--max-connections", type=int,
-                     default=int(os.environ.get("GREENROOM_MAX_CONNECTIONS", "50000")),
-                     help="open gateway connections per node; past it the WebSocket "
-                          "handshake is answered 503 (default 50000) "
-                          "[$GREENROOM_MAX_CONNECTIONS]")
-    run.add_argument("--connections-per-ip", type=float,
-                     default=float(os.environ.get("GREENROOM_CONNECTIONS_PER_IP", "60")),
-                     help="new gateway connections per second per client address (IPv6: "
-                          "per /64), bursts of twice that; over it a connection is closed "
-                          "4008 before HELLO (default 60) [$GREENROOM_CONNECTIONS_PER_IP]")
-    run.add_argument("--operator-port", type=int,
-                     default=int(os.environ.get("GREENROOM_OPERATOR_PORT", "9464")),
-                     help="first node's operator port: /metrics (Prometheus), /healthz, "
-                          "/readyz; node i serves this + i - 1 (default 9464; 0: any free, "
-                          "printed) [$GREENROOM_OPERATOR_PORT]")
-    run.add_argument("--operator-host",
-                     default=os.environ.get("GREENROOM_OPERATOR_HOST", "127.0.0.1"),
-                     help="interface of the operator ports (default loopback: what they "
-                          "show is for the operator) [$GREENROOM_OPERATOR_HOST]")
-    run.add_argument("--ingress-port", type=int,
-                     default=int(os.environ.get("GREENROOM_INGRESS_PORT", "8082")),
-                     help="internal ingress port, shared by every node (default 8082; 0: any "
-                          "free); served only when GREENROOM_INGRESS_SECRET or "
-                          "GREENROOM_INGRESS_SECRET_FILE is set [$GREENROOM_INGRESS_PORT]")
-    run.add_argument("--ingress-host",
-                     default=os.environ.get("GREENROOM_INGRESS_HOST", "127.0.0.1"),
-                     help="interface of the internal ingress (default loopback, whatever "
-                          "--host is) [$GREENROOM_INGRESS_HOST]")
     run.add_argument("--service", action="append", default=[], metavar="NAME=MODULE.CLASS",
                      help="an actor every node starts under its root supervisor, at global "
                           "name NAME (repeatable)")
