@@ -46,6 +46,8 @@ from typing import Any
 
 import aiohttp
 
+from loadtest.process_tree import alive, tagged
+
 REPO = Path(__file__).resolve().parents[1]
 TAG_VAR = "GREENROOM_ABUSE_TAG"
 FAULTS = ("node", "tree", "db")
@@ -59,29 +61,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def tagged(tag: str) -> set[int]:
-    """Pids whose environment carries ``TAG_VAR=tag``: the whole tree, since Thespian's
-    admin detaches from ``greenroom run`` (not a subtree) but inherits its environment."""
-    needle = f"{TAG_VAR}={tag}".encode()
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def rss_bytes(pid: int) -> int:
@@ -167,7 +146,7 @@ class Tree:
 
     def kill(self) -> set[int]:
         """kill -9 every process of the tree at once; waits until they are gone."""
-        pids = tagged(self.tag)
+        pids = tagged(TAG_VAR, self.tag)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -186,7 +165,7 @@ class Tree:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
         deadline = time.monotonic() + 10
-        while any(alive(p) for p in tagged(self.tag)) and time.monotonic() < deadline:
+        while any(alive(p) for p in tagged(TAG_VAR, self.tag)) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.kill()
 

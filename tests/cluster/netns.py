@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.test_nodes import alive, tagged
+from tests.cluster.run_log import alive, tagged
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

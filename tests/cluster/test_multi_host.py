@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import netns
-from tests.cluster.test_nodes import alive
+from tests.cluster.run_log import alive
 
 ROOT = Path(__file__).parents[2]
 HOSTS = 3

@@ -19,8 +19,7 @@ import pytest
 
 from cluster.placement import Placement
 from tests.cluster import netns
-from tests.cluster.run_log import read_until
-from tests.cluster.test_nodes import alive
+from tests.cluster.run_log import alive, read_until
 from tests.cluster.test_scale_out import Client, rest_request
 
 ROOT = Path(__file__).parents[2]

@@ -16,25 +16,7 @@ from actors.address import Address
 from cluster.messages import DIRECTORY_ID, Here, Pong, WhereIs
 from cluster.messages import Ping as NodePing
 from tests.cluster.hop import Relay
-from tests.cluster.run_log import read_until
-
-
-def tagged(tag: str) -> set[int]:
-    """Processes whose environment carries ``GREENROOM_TEST_TAG=tag``.
-
-    Thespian's admin process detaches from its starter, so the node tree is not a
-    process subtree of ``greenroom run``; forked processes do inherit its environment.
-    """
-    needle = f"GREENROOM_TEST_TAG={tag}".encode()
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
+from tests.cluster.run_log import alive, read_until, tagged
 
 
 def listening_tcp(pids: set[int]) -> list[tuple[str, int, int]]:
@@ -63,18 +45,6 @@ def listening_tcp(pids: set[int]) -> list[tuple[str, int, int]]:
                 addr = "::1" if hexaddr == "0" * 24 + "01000000" else hexaddr
             found.append((addr, int(hexport, 16), inodes[inode]))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_run_starts_nodes_listens_on_loopback_only_and_sigterm_leaves_no_orphans(tmp_path):

@@ -13,8 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,46 +20,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cluster.placement import Placement
-from tests.cluster.run_log import read_until
-from tests.cluster.test_nodes import alive, tagged
-from tests.cluster.test_scale_out import NODES, ROOT, rest, rest_request
+from tests.cluster.run_log import kill_tree, run_env, start_run
+from tests.cluster.test_scale_out import NODES, rest, rest_request
 
 RETRY_FOR_S = 45.0
 
 
 @contextlib.contextmanager
 def started(tmp: Path, tag: str) -> Iterator[tuple[dict, dict, subprocess.Popen]]:
-    """``greenroom run --nodes 2`` on the SQLite file in ``tmp``, its processes tagged."""
-    env = dict(os.environ, GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-               GREENROOM_TEST_TAG=tag, GREENROOM_SQLITE_PATH=str(tmp / "greenroom.db"),
-               GREENROOM_SQLITE_SYNCHRONOUS="NORMAL")
-    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--nodes", "2",
-                             "--port", "0", "--rest-port", "0", "--no-rate-limits"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=ROOT)
+    """``greenroom run --nodes 2`` on the SQLite file in ``tmp``, its processes tagged;
+    every process of it killed with SIGKILL after."""
+    run = start_run(run_env(tmp, tag), "--nodes", "2", "--port", "0", "--rest-port", "0",
+                    "--no-rate-limits", log=tmp / f"{tag}.log")
     try:
-        event, events, lines = read_until(proc, "gateway serving")
-        assert event is not None, "greenroom run did not serve:\n" + "".join(lines)
-        nodes = {e["node"]: e for e in events if e.get("event") == "node serving"}
-        # the log redacts the token; the seed file beside the database holds it
-        event["bot_token"] = json.loads((tmp / "greenroom.seed.json").read_text())["token"]
-        log = (tmp / f"{tag}.log").open("w")
-        log.writelines(lines)
-        threading.Thread(target=lambda: log.writelines(proc.stdout), daemon=True).start()
-        yield event, nodes, proc
+        yield run.served, run.nodes, run.proc
     finally:
-        kill_tree(tag)
-
-
-def kill_tree(tag: str) -> None:
-    """SIGKILL every process of the run (Thespian's admin detaches: found by its tag)."""
-    for pid in tagged(tag):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while (left := {p for p in tagged(tag) if alive(p)}) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"processes survived SIGKILL: {left}"
+        left = kill_tree(tag)
+        assert not left, f"processes survived SIGKILL: {left}"
 
 
 def post_until_served(served: dict, body: dict) -> dict:

@@ -4,8 +4,6 @@ gateway`` configured like it (JSON logs); the secret is in no log line."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,33 +16,14 @@ import uvloop
 from cluster.launcher import free_port
 from gateway.ingress import secret_from_environment
 from gateway.ingress_client import IngressClient
-from tests.cluster.run_log import read_until
-from tests.cluster.test_run_gateway import stop_run
+from tests.cluster.run_log import ROOT, read_until, run_env, start_run
 
-ROOT = Path(__file__).parents[2]
 SECRET = "ingress-secret-4f1d2c9b7e"
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GREENROOM_INGRESS") and not k.startswith("OTEL_")}
-    env.update(GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-               GREENROOM_SQLITE_PATH=str(tmp_path / "greenroom.db"),
-               GREENROOM_SQLITE_SYNCHRONOUS="NORMAL", GREENROOM_OPERATOR_PORT="0", **extra)
-    return env
-
-
-def _start(tmp_path: Path, env: dict[str, str], *args: str
-           ) -> tuple[subprocess.Popen, dict, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--port", "0",
-                             "--rest-port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=ROOT)
-    event, _, lines = read_until(proc, "gateway serving")
-    if event is None:
-        proc.kill()
-        raise AssertionError("greenroom run did not report the gateway:\n" + "".join(lines))
-    return proc, event, lines
+    return run_env(tmp_path, without=("GREENROOM_INGRESS", "OTEL_"),
+                   GREENROOM_OPERATOR_PORT="0", **extra)
 
 
 def _rest_of_output(proc: subprocess.Popen) -> str:
@@ -56,14 +35,13 @@ def test_run_serves_the_ingress_from_a_secret_file_on_one_port_for_its_nodes(
         tmp_path: Path) -> None:
     secret_file = tmp_path / "ingress.secret"
     secret_file.write_text(SECRET + "\n")
-    proc, served, lines = _start(tmp_path, _env(tmp_path,
-                                                GREENROOM_INGRESS_SECRET_FILE=str(secret_file)),
-                                 "--nodes", "2", "--ingress-port", "0")
+    run = start_run(_env(tmp_path, GREENROOM_INGRESS_SECRET_FILE=str(secret_file)),
+                    "--port", "0", "--rest-port", "0", "--nodes", "2", "--ingress-port", "0")
+    served = run.served
     try:
         url = served["ingress_url"]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/ingress/v1")
-        nodes = [json.loads(line) for line in lines if '"node serving"' in line]
-        assert {n["ingress"] for n in nodes} == {url}  # both nodes, one port
+        assert {n["ingress"] for n in run.nodes.values()} == {url}  # both nodes, one port
 
         async def post() -> None:
             async with IngressClient(url, SECRET) as client:
@@ -74,22 +52,22 @@ def test_run_serves_the_ingress_from_a_secret_file_on_one_port_for_its_nodes(
 
         uvloop.run(post())
     finally:
-        proc.send_signal(signal.SIGTERM)
-        rest = _rest_of_output(proc)
-    assert proc.returncode == 0
-    assert SECRET not in "".join(lines) + rest
+        code = run.stop()
+    assert code == 0
+    assert SECRET not in run.output
 
 
 def test_run_without_a_secret_does_not_listen(tmp_path: Path) -> None:
     port = free_port()
-    proc, served, lines = _start(tmp_path, _env(tmp_path), "--ingress-port", str(port))
+    run = start_run(_env(tmp_path), "--port", "0", "--rest-port", "0", "--ingress-port",
+                    str(port))
     try:
-        assert served["ingress_url"] is None
-        assert not [line for line in lines if '"ingress"' in line]
+        assert run.served["ingress_url"] is None
+        assert not [line for line in run.lines if '"ingress"' in line]
         with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
             probe.connect(("127.0.0.1", port))
     finally:
-        assert stop_run(proc) == 0
+        assert run.stop() == 0
 
 
 def test_run_refuses_an_unreadable_secret_file_naming_the_variable(tmp_path: Path) -> None:

@@ -9,9 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,10 +17,8 @@ from pathlib import Path
 import pytest
 
 from cluster.placement import Placement
-from tests.cluster.run_log import read_until
-from tests.cluster.test_nodes import alive, tagged
+from tests.cluster.run_log import run_env, serving
 
-ROOT = Path(__file__).parents[2]
 NODES = ("n1", "n2")
 INTENTS = 1 | 512 | 1 << 15  # GUILDS, GUILD_MESSAGES, MESSAGE_CONTENT
 
@@ -34,44 +29,10 @@ def running(tmp: Path):
     log event (URLs, token, ids) and its "node serving" events by node; stops it and
     checks that no process is left behind."""
     tag = f"scale-out-{os.getpid()}-{time.monotonic_ns()}"
-    env = dict(os.environ, GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-               GREENROOM_TEST_TAG=tag, GREENROOM_SQLITE_PATH=str(tmp / "greenroom.db"),
-               GREENROOM_SQLITE_SYNCHRONOUS="NORMAL")
-    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--nodes", "2",
-                             "--port", "0", "--rest-port", "0", "--no-rate-limits"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=ROOT)
-    event, events, lines = read_until(proc, "gateway serving")
-    nodes = {e["node"]: e for e in events if e.get("event") == "node serving"}
-    # keep reading its output (into run.log, to read when a test fails), so its pipe
-    # never fills
-    log_file = (tmp / "run.log").open("w")
-    log_file.writelines(lines)
-
-    def drain() -> None:
-        for line in proc.stdout:
-            log_file.write(line)
-            log_file.flush()
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        assert event is not None, "greenroom run did not serve:\n" + "".join(lines)
-        yield event, nodes
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            # Thespian's admin and logger detach: give them a moment to finish exiting
-            deadline = time.monotonic() + 10
-            while (left := {p for p in tagged(tag) if alive(p)}) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for pid in left:
-                os.kill(pid, signal.SIGKILL)
-            assert not left, f"processes left behind: {left}"
+    # its output goes on into run.log, to read when a test fails
+    with serving(run_env(tmp, tag), "--nodes", "2", "--port", "0", "--rest-port", "0",
+                 "--no-rate-limits", log=tmp / "run.log") as run:
+        yield run.served, run.nodes
 
 
 @pytest.fixture(scope="module")

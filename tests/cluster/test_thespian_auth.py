@@ -25,10 +25,8 @@ from cluster.messages import GetMembers, NodeConfig
 from cluster.node import NodeActor
 from cluster.thespian_tcp import WINDOW, Refused, SignedPickle, restricted_loads
 from supervision import ONE_FOR_ONE, ChildSpec, SupervisorFlags, SupervisorSpec
-from tests.cluster.run_log import read_until
-from tests.cluster.test_nodes import listening_tcp, tagged
-
-ROOT = Path(__file__).parents[2]
+from tests.cluster.run_log import ROOT, Run, kill_tree, run_env, start_run, tagged
+from tests.cluster.test_nodes import listening_tcp
 
 
 class _Open:
@@ -68,39 +66,26 @@ def send(address: str, port: int, data: bytes) -> bytes:
     return answer
 
 
-def start_run(tmp_path: Path, nodes: int, tag: str) -> tuple[subprocess.Popen, dict, list]:
-    env = dict(os.environ, GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-               GREENROOM_TEST_TAG=tag, GREENROOM_SQLITE_PATH=str(tmp_path / "g.db"),
-               GREENROOM_SQLITE_SYNCHRONOUS="NORMAL")
+def start_tree(tmp_path: Path, nodes: int, tag: str) -> Run:
+    env = run_env(tmp_path, tag)
     env.pop("GREENROOM_CLUSTER_SECRET", None)  # the per-run random secret
-    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--nodes",
-                             str(nodes), "--port", "0", "--rest-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=ROOT)
-    served, events, lines = read_until(proc, "gateway serving")
-    if served is None:
-        proc.kill()
-        raise AssertionError("greenroom run did not start:\n" + "".join(lines))
-    read_until(proc, "greenroom is running")
-    return proc, served, events
+    return start_run(env, "--nodes", str(nodes), "--port", "0", "--rest-port", "0",
+                     until="greenroom is running")
 
 
-def stop(proc: subprocess.Popen, tag: str) -> int | None:
-    proc.send_signal(signal.SIGTERM)
+def stop(run: Run) -> int | None:
     try:
-        return proc.wait(30)
+        return run.stop()
     finally:
-        for p in tagged(tag):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if run.tag:
+            kill_tree(run.tag)
 
 
 @pytest.mark.parametrize("nodes", [1, 2])
 def test_a_pickle_sent_to_any_listener_of_the_tree_runs_nowhere(tmp_path, nodes):
     tag = f"auth-{os.getpid()}-{time.monotonic_ns()}"
-    proc, served, events = start_run(tmp_path, nodes, tag)
+    run = start_tree(tmp_path, nodes, tag)
+    served, events, proc = run.served, run.events, run.proc
     try:
         sockets = listening_tcp(tagged(tag))
         data_planes = {int(e["data_plane"].rsplit(":", 1)[1])
@@ -130,7 +115,7 @@ def test_a_pickle_sent_to_any_listener_of_the_tree_runs_nowhere(tmp_path, nodes)
         with urllib.request.urlopen(f"{served['rest_url']}/gateway", timeout=10) as r:
             assert json.loads(r.read())["url"].startswith("ws://")
     finally:
-        assert stop(proc, tag) == 0  # through every Thespian process, the starter's too
+        assert stop(run) == 0  # through every Thespian process, the starter's too
     ran = sorted(int(m.name[4:]) for m in tmp_path.glob("ran-*"))
     assert not ran, f"the pickle ran behind {len(ran)} of {len(sockets)} listeners: {ran}"
 

@@ -17,10 +17,7 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import subprocess
-import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -32,8 +29,7 @@ from typing import Any
 import pytest
 
 from cluster.placement import Placement
-from tests.cluster.run_log import read_until
-from tests.cluster.test_nodes import alive, tagged
+from tests.cluster.run_log import run_env, serving
 from tests.cluster.test_scale_out import Client, client_on
 from tests.services.jaeger import JaegerServer
 
@@ -129,52 +125,21 @@ def greenroom_run(tmp: Path, jaeger: JaegerServer, env: dict[str, str]) -> Itera
     tag = f"jaeger-e2e-{os.getpid()}-{time.monotonic_ns()}"
     service = f"greenroom-e2e-{os.getpid()}-{secrets.token_hex(3)}"
     ingress_secret = secrets.token_urlsafe(24)
-    run_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-        "GREENROOM_LOG_FORMAT": "json",
-        "PYTHONUNBUFFERED": "1",
-        "GREENROOM_TEST_TAG": tag,
-        "GREENROOM_SQLITE_PATH": str(tmp / "greenroom.db"),
-        "GREENROOM_SQLITE_SYNCHRONOUS": "NORMAL",
-        "GREENROOM_INGRESS_SECRET": ingress_secret,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_http_url,
-        "OTEL_SERVICE_NAME": service,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    environment = run_env(
+        tmp, tag, without=("OTEL_",),
+        GREENROOM_INGRESS_SECRET=ingress_secret,
+        OTEL_EXPORTER_OTLP_ENDPOINT=jaeger.otlp_http_url,
+        OTEL_SERVICE_NAME=service,
+        OTEL_BSP_SCHEDULE_DELAY="100",
         # were metrics pushed to the (traces-only) OTLP endpoint, their 404s would show
         # within the test, not a minute later
-        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        OTEL_METRIC_EXPORT_INTERVAL="200",
         **env,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "greenroom.cli", "run", "--nodes", "2", "--port", "0",
-         "--rest-port", "0", "--ingress-port", "0", "--operator-port", "0",
-         "--no-rate-limits"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env, cwd=ROOT)
-    event, events, lines = read_until(proc, "gateway serving")
-    nodes = {e["node"]: e for e in events if e.get("event") == "node serving"}
-    run = Run(proc, event or {}, nodes, service, ingress_secret, list(lines))
-
-    def drain() -> None:  # its pipe must never fill; kept for failure messages
-        for line in proc.stdout:  # type: ignore[union-attr]
-            run.lines.append(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        assert event is not None, "greenroom run did not serve:\n" + "".join(lines)
-        yield run
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            deadline = time.monotonic() + 10
-            while (left := {p for p in tagged(tag) if alive(p)}) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for pid in left:
-                os.kill(pid, signal.SIGKILL)
-            assert not left, f"processes left behind: {left}"
+    )
+    with serving(environment, "--nodes", "2", "--port", "0", "--rest-port", "0", "--ingress-port",
+                 "0", "--operator-port", "0", "--no-rate-limits") as tree:
+        # the same list of lines: the run's output goes on into it
+        yield Run(tree.proc, tree.served, tree.nodes, service, ingress_secret, tree.lines)
 
 
 # -- Jaeger's JSON model ----------------------------------------------------------------

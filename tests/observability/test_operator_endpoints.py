@@ -10,9 +10,9 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,9 @@ import aiohttp
 
 from gateway.observe import watch_gateway
 from observability.operator import OperatorServer
-from tests.cluster.run_log import read_until
+from tests.cluster.run_log import ROOT, run_env, serving
 from tests.gateway.harness import run, running_gateway
 
-ROOT = Path(__file__).parents[2]
 POST_ROUTE = "/api/v10/channels/{channel_id}/messages"
 
 
@@ -152,19 +151,12 @@ def test_greenroom_run_serves_an_operator_port_per_node(tmp_path: Path) -> None:
     after an IDENTIFY and a REST post their /metrics show them (on whichever node the
     kernel gave the connections); the nodes see each other on the data plane; /readyz
     is 200 on both once they are members."""
-    env = dict(os.environ, GREENROOM_LOG_FORMAT="json", PYTHONUNBUFFERED="1",
-               GREENROOM_SQLITE_PATH=str(tmp_path / "greenroom.db"),
-               GREENROOM_SQLITE_SYNCHRONOUS="NORMAL")
-    env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "greenroom.cli", "run", "--nodes", "2",
-                             "--port", "0", "--rest-port", "0", "--operator-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=ROOT)
-    try:
-        served, _, lines = read_until(proc, "gateway serving")
-        assert served is not None, "".join(lines)
-        nodes = {r["node"]: r["operator"] for r in
-                 (json.loads(line) for line in lines if '"node serving"' in line)}
+    tag = f"operator-{os.getpid()}-{time.monotonic_ns()}"
+    env = run_env(tmp_path, tag, without=("OTEL_",))
+    with serving(env, "--nodes", "2", "--port", "0", "--rest-port", "0",
+                 "--operator-port", "0") as tree:
+        served = tree.served
+        nodes = {name: event["operator"] for name, event in tree.nodes.items()}
         assert sorted(nodes) == ["n1", "n2"]
         assert all(url.startswith("http://127.0.0.1:") for url in nodes.values())
         assert len(set(nodes.values())) == 2  # one port each
@@ -214,13 +206,6 @@ def test_greenroom_run_serves_an_operator_port_per_node(tmp_path: Path) -> None:
         assert sample(n2, "dataplane_heartbeat_delay_seconds_count", peer="n1") >= 1
         assert sample(n2, "dataplane_heartbeat_delay_seconds_bucket", peer="n1",
                       le="+Inf") >= 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
 
 
 def test_readyz_names_a_check_that_hangs_or_raises() -> None:
