@@ -25,7 +25,6 @@ Environment: ``GREENROOM_CASSANDRA_VERSION`` (5.0.9), ``GREENROOM_CASSANDRA_PORT
 from __future__ import annotations
 
 import argparse
-import fcntl
 import itertools
 import os
 import shutil
@@ -40,6 +39,7 @@ from tests.services import process
 from tests.services.process import (
     ProcessService,
     ServiceError,
+    fetch_once,
     find_executable,
     free_port,
     port_open,
@@ -251,14 +251,8 @@ class CassandraNode(ProcessService):
 
     def fetch_jars(self, quiet: bool = True) -> Path:
         """Resolve cassandra-all and its runtime classpath into ``lib`` (cached by version)."""
-        if self.jars_ready():
-            return self.lib
-        self.base.mkdir(parents=True, exist_ok=True)
-        with open(self.base / "fetch.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs: one resolves, others wait
-            if self.jars_ready():
-                return self.lib
-            return self._fetch_jars(quiet)
+        return fetch_once(self.base / "fetch.lock", self.jars_ready,
+                          lambda: self._fetch_jars(quiet), self.lib)
 
     def _fetch_jars(self, quiet: bool) -> Path:
         mvn = shutil.which("mvn")

@@ -35,7 +35,6 @@ instead of building one).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -54,6 +53,7 @@ from tests.services import process
 from tests.services.process import (
     ProcessService,
     ServiceError,
+    fetch_once,
     find_executable,
     free_port,
     port_open,
@@ -158,16 +158,10 @@ class JaegerServer(ProcessService):
 
     def build(self, quiet: bool = True) -> Path:
         """Build the all-in-one binary from the Go module (cached by version)."""
-        if self.binary_ready():
-            return self.binary
-        if os.environ.get("GREENROOM_JAEGER_BIN"):
+        if os.environ.get("GREENROOM_JAEGER_BIN") and not self.binary_ready():
             raise JaegerError(f"GREENROOM_JAEGER_BIN={self.binary} is not an executable")
-        self.base.mkdir(parents=True, exist_ok=True)
-        with open(self.base / "build.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs: one builds, others wait
-            if self.binary_ready():
-                return self.binary
-            return self._build(quiet)
+        return fetch_once(self.base / "build.lock", self.binary_ready,
+                          lambda: self._build(quiet), self.binary)
 
     def go_env(self) -> dict[str, str]:
         return {

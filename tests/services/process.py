@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -47,6 +48,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def fetch_once(lock: Path, ready: Callable[[], bool], fetch: Callable[[], Path],
+               fetched: Path) -> Path:
+    """``fetched`` if ``ready()``, else ``fetch()`` under an exclusive lock file: of
+    concurrent runs one fetches (or builds), the others wait and then find it ready."""
+    if ready():
+        return fetched
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if ready():
+            return fetched
+        return fetch()
 
 
 def find_executable(variable: str, candidates: Iterable[str | Path],
