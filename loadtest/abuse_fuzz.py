@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -31,13 +30,12 @@ import random
 import struct
 import tempfile
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
+from loadtest.raw_client import BINARY, CLOSE, CONT, PING, PONG, TEXT, Closed, RawClient
 
 #: RFC 6455 and Discord close codes a client may get for bad input. 1000: the server's
 #: answer to the client's own close frame.
@@ -45,147 +43,6 @@ ALLOWED_CLOSES = frozenset({1000, 1002, 1007, 1009, 4001, 4002, 4003, 4004, 4005
                             4010, 4012, 4013, 4014})
 
 ENCODINGS = (("json", False), ("msgpack", False), ("json", True))
-
-_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_ZLIB_SUFFIX = b"\x00\x00\xff\xff"
-
-
-class Closed(Exception):
-    """The server closed (``code`` None: the socket dropped without a close frame)."""
-
-    def __init__(self, code: int | None) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class RawClient:
-    """A minimal RFC 6455 client that sends whatever frame it is told to, however wrong."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 encoding: str, zlib_stream: bool) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.encoding = encoding
-        self.zlib_stream = zlib_stream
-        self._inflate = zlib.decompressobj()
-        self._buffer = bytearray()
-        self._fragments: list[bytes] = []
-
-    @classmethod
-    async def connect(cls, host: str, port: int, encoding: str = "json",
-                      zlib_stream: bool = False, timeout: float = 5.0,
-                      query: str | None = None) -> RawClient:
-        """Open the socket and upgrade; raises ``Closed`` with the HTTP status as code
-        if the handshake is refused (e.g. 503 at the connection cap)."""
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        if query is None:
-            query = f"v=10&encoding={encoding}" + ("&compress=zlib-stream" if zlib_stream
-                                                   else "")
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write((f"GET /?{query} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                      ).encode())
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            writer.close()
-            raise Closed(None) from exc
-        status = int(head.split(b" ", 2)[1])
-        if status != 101:
-            writer.close()
-            raise Closed(status)
-        return cls(reader, writer, encoding, zlib_stream)
-
-    # -- sending ---------------------------------------------------------------------------
-
-    def frame(self, opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
-              masked: bool = True) -> None:
-        """Queue one frame exactly as described (``rsv``: the three bits, 0..7)."""
-        head = bytearray([(0x80 if fin else 0) | (rsv & 7) << 4 | (opcode & 0xF)])
-        n = len(payload)
-        mask_bit = 0x80 if masked else 0
-        if n < 126:
-            head.append(mask_bit | n)
-        elif n < 1 << 16:
-            head.append(mask_bit | 126)
-            head += struct.pack("!H", n)
-        else:
-            head.append(mask_bit | 127)
-            head += struct.pack("!Q", n)
-        if masked:
-            mask = os.urandom(4)
-            head += mask
-            payload = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-        self.writer.write(bytes(head) + payload)
-
-    def encode(self, payload: Any) -> tuple[int, bytes]:
-        """A payload as this connection's encoding sends it: (opcode, bytes)."""
-        if self.encoding == "msgpack":
-            return _BINARY, msgpack.packb(payload, use_bin_type=True)
-        return _TEXT, json.dumps(payload, separators=(",", ":")).encode()
-
-    def send(self, payload: Any) -> None:
-        opcode, data = self.encode(payload)
-        self.frame(opcode, data)
-
-    async def drain(self) -> None:
-        try:
-            await self.writer.drain()
-        except ConnectionError as exc:
-            raise Closed(None) from exc
-
-    # -- receiving -------------------------------------------------------------------------
-
-    async def _read_frame(self) -> tuple[int, bool, bytes]:
-        try:
-            b0, b1 = await self.reader.readexactly(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", await self.reader.readexactly(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-            return b0 & 0xF, bool(b0 & 0x80), await self.reader.readexactly(n)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise Closed(None) from exc
-
-    async def receive(self) -> dict[str, Any] | None:
-        """The next whole payload from the server (None: a zlib-stream part); raises
-        ``Closed`` at a close frame or the end of the stream."""
-        while True:
-            opcode, fin, data = await self._read_frame()
-            if opcode == _CLOSE:
-                code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-                raise Closed(code)
-            if opcode in (_PING, _PONG):
-                continue
-            self._fragments.append(data)
-            if not fin:
-                continue
-            data = b"".join(self._fragments)
-            self._fragments.clear()
-            if self.zlib_stream:
-                self._buffer += data
-                if not data.endswith(_ZLIB_SUFFIX):
-                    return None
-                data = self._inflate.decompress(bytes(self._buffer))
-                self._buffer.clear()
-            if self.encoding == "msgpack":
-                return msgpack.unpackb(data, raw=False)
-            return json.loads(data)
-
-    async def receive_op(self, op: int, timeout: float) -> dict[str, Any]:
-        """Skip payloads until one with ``op`` (raises ``Closed`` or TimeoutError)."""
-        async def wait() -> dict[str, Any]:
-            while True:
-                payload = await self.receive()
-                if payload is not None and payload.get("op") == op:
-                    return payload
-
-        return await asyncio.wait_for(wait(), timeout)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 # -- payloads and mutations -----------------------------------------------------------------
@@ -280,47 +137,47 @@ def _send_mutated(client: RawClient, rng: random.Random, payload: dict[str, Any]
         bad = data[: len(data) // 2] + rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80",
                                                   b"\xf4\x90\x80\x80"]) + data[len(data) // 2:]
         if rng.random() < 0.5:
-            client.frame(_TEXT, bad)
+            client.frame(TEXT, bad)
             return 1, False
         cut = rng.randrange(1, len(bad))
-        client.frame(_TEXT, bad[:cut], fin=False)
-        client.frame(_CONT, bad[cut:])
+        client.frame(TEXT, bad[:cut], fin=False)
+        client.frame(CONT, bad[cut:])
         return 2, False
     if kind < 0.70:  # fragments: valid, or split oddly
         parts = rng.randint(2, 5)
         cuts = sorted(rng.sample(range(1, max(2, len(data))), min(parts - 1, max(1, len(data) - 1))))
         pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         for i, piece in enumerate(pieces):
-            client.frame(opcode if i == 0 else _CONT, piece, fin=i == len(pieces) - 1)
+            client.frame(opcode if i == 0 else CONT, piece, fin=i == len(pieces) - 1)
             if i == 0 and rng.random() < 0.2:
-                client.frame(_PING, b"mid")  # control frames may come between fragments
+                client.frame(PING, b"mid")  # control frames may come between fragments
         return len(pieces), False
     if kind < 0.74:  # an orphan continuation, or a new message inside a fragmented one
         if rng.random() < 0.5:
-            client.frame(_CONT, data, fin=rng.random() < 0.5)
+            client.frame(CONT, data, fin=rng.random() < 0.5)
             return 1, False
         client.frame(opcode, data[:1], fin=False)
         client.frame(opcode, data)
         return 2, False
     if kind < 0.80:  # reserved bits, on a data or a control frame
         if rng.random() < 0.25:
-            client.frame(_PING, data[:125], rsv=rng.randint(1, 7))
+            client.frame(PING, data[:125], rsv=rng.randint(1, 7))
         else:
             client.frame(opcode, data, rsv=rng.randint(1, 7))
         return 1, False
     if kind < 0.88:  # control frames
         which = rng.random()
         if which < 0.4:
-            client.frame(_PING, os.urandom(rng.randint(0, 125)))
+            client.frame(PING, os.urandom(rng.randint(0, 125)))
         elif which < 0.6:
-            client.frame(_PONG, os.urandom(rng.randint(0, 20)))
+            client.frame(PONG, os.urandom(rng.randint(0, 20)))
         elif which < 0.8:
             code = rng.choice([1000, 1001, 4000, 4999, 3000, 999, 1005, 1006, 2000, 5000])
             reason = rng.choice([b"", b"bye", b"\xff\xfe"])
-            client.frame(_CLOSE, struct.pack("!H", code) + reason)
+            client.frame(CLOSE, struct.pack("!H", code) + reason)
             return 1, True
         else:
-            client.frame(_CLOSE, rng.choice([b"", b"\x03"]))
+            client.frame(CLOSE, rng.choice([b"", b"\x03"]))
             return 1, True
         return 1, False
     if kind < 0.93:  # reserved opcodes
@@ -330,7 +187,7 @@ def _send_mutated(client: RawClient, rng: random.Random, payload: dict[str, Any]
         client.frame(opcode, data, masked=False)
         return 1, False
     # the other frame type for this encoding
-    client.frame(_BINARY if opcode == _TEXT else _TEXT, data)
+    client.frame(BINARY if opcode == TEXT else TEXT, data)
     return 1, False
 
 

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import multiprocessing
 import os
-import select
-import socket
-import struct
 import tempfile
 import time
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
@@ -33,9 +28,7 @@ import aiohttp
 
 from gateway.outbound import WriteLimits
 from gateway.protocol import GatewayConfig
-
-#: GUILDS | GUILD_MESSAGES: a bot sees the content of the messages it posted itself.
-INTENTS = (1 << 0) | (1 << 9)
+from loadtest.raw_client import RawClient
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -155,136 +148,6 @@ async def start_node(config: GatewayConfig | None = None, limits: WriteLimits | 
             if process.is_alive():
                 process.kill()
                 process.join()
-
-
-# -- a raw WebSocket client that reads only when asked ---------------------------------
-
-
-class Closed(Exception):
-    """The server closed the WebSocket (``code``) or the TCP connection (``code`` None)."""
-
-    def __init__(self, code: int | None) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class RawClient:
-    """A gateway client on a plain non-blocking socket: nothing is read from the socket
-    unless ``recv`` is awaited, so a client that stops calling it stops reading."""
-
-    def __init__(self, sock: socket.socket, compress: bool = False) -> None:
-        self.sock = sock
-        self._buffer = bytearray()
-        #: zlib-stream: one inflater for the connection, as client libraries do
-        self._inflate = zlib.decompressobj() if compress else None
-        self.seq: int | None = None
-        self.session_id: str | None = None
-
-    @classmethod
-    async def connect(cls, url: str, rcvbuf: int | None = 8192,
-                      compress: bool = False) -> RawClient:
-        """``rcvbuf``: the socket's receive buffer (None: the kernel's autotuning);
-        ``compress``: ask for zlib-stream."""
-        parts = urlsplit(url)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:  # before connect: what the server may fill unread
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, (parts.hostname, parts.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        await loop.sock_sendall(sock, (
-            f"GET /?v=10&encoding=json{'&compress=zlib-stream' if compress else ''} "
-            f"HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        client = cls(sock, compress)
-        head = await client._read_until(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(f"no upgrade: {head[:80]!r}")
-        return client
-
-    async def _fill(self) -> None:
-        data = await asyncio.get_running_loop().sock_recv(self.sock, 65536)
-        if not data:
-            raise Closed(None)
-        self._buffer += data
-
-    async def _read_until(self, marker: bytes) -> bytes:
-        while (end := self._buffer.find(marker)) < 0:
-            await self._fill()
-        head = bytes(self._buffer[:end + len(marker)])
-        del self._buffer[:end + len(marker)]
-        return head
-
-    async def _read(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            await self._fill()
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
-
-    async def recv(self) -> dict[str, Any]:
-        """The next payload (its ``s`` noted); ``Closed`` at a close frame or EOF."""
-        while True:
-            b0, b1 = await self._read(2)
-            size = b1 & 0x7F
-            if size == 126:
-                size = struct.unpack("!H", await self._read(2))[0]
-            elif size == 127:
-                size = struct.unpack("!Q", await self._read(8))[0]
-            payload = await self._read(size)
-            opcode = b0 & 0x0F
-            if opcode == 8:
-                raise Closed(struct.unpack("!H", payload[:2])[0] if len(payload) >= 2
-                             else None)
-            if opcode in (1, 2):
-                if self._inflate is not None:  # each message ends with 00 00 ff ff
-                    payload = self._inflate.decompress(payload)
-                message = json.loads(payload)
-                if message.get("s") is not None:
-                    self.seq = message["s"]
-                return message
-
-    async def send(self, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        mask = os.urandom(4)
-        size = len(data)
-        head = bytes([0x81]) + (bytes([0x80 | size]) if size < 126
-                                else bytes([0x80 | 126]) + struct.pack("!H", size))
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-        await asyncio.get_running_loop().sock_sendall(self.sock, head + mask + masked)
-
-    async def identify(self, token: str) -> None:
-        """HELLO, IDENTIFY, then read through READY and the GUILD_CREATE."""
-        await self.recv()  # HELLO
-        await self.send({"op": 2, "d": {"token": token, "intents": INTENTS,
-                                        "properties": {"os": "linux", "browser": "raw",
-                                                       "device": "raw"}}})
-        while True:
-            message = await self.recv()
-            if message.get("t") == "READY":
-                self.session_id = message["d"]["session_id"]
-            elif message.get("t") == "GUILD_CREATE":
-                return
-
-    async def heartbeat(self) -> None:
-        await self.send({"op": 1, "d": self.seq})
-
-    async def resume(self, token: str, session_id: str, seq: int | None) -> None:
-        await self.recv()  # HELLO
-        await self.send({"op": 6, "d": {"token": token, "session_id": session_id,
-                                        "seq": seq}})
-
-    def reset_by_peer(self) -> bool:
-        """Whether the server aborted the connection (RST), without reading any data."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLERR | select.POLLHUP)
-        return any(event & (select.POLLERR | select.POLLHUP)
-                   for _, event in poller.poll(0))
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 # -- posting and reading --------------------------------------------------------------------
@@ -419,7 +282,7 @@ async def measure_slow_consumers(sessions: int = 20, messages: int = 1000,
     client (``limits.stall_timeout_s + close_grace_s``)."""
     limits = limits or WriteLimits(stall_timeout_s=1.0, close_grace_s=1.0)
     async with start_node(config, limits) as node:
-        reader = await RawClient.connect(node.ws, rcvbuf=None)
+        reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
         await reader.identify(node.token)
         complete = True
 
@@ -438,7 +301,7 @@ async def measure_slow_consumers(sessions: int = 20, messages: int = 1000,
 
         await burst(-2 * messages)  # warm-up: caches, allocator pools, storage
         control = await burst(-messages)
-        stuck = [await RawClient.connect(node.ws) for _ in range(sessions)]
+        stuck = [await RawClient.connect_lazy(node.ws) for _ in range(sessions)]
         for client in stuck:
             await client.identify(node.token)
             await client.heartbeat()  # alive, acknowledging what it read; reads no more

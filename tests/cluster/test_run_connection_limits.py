@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from loadtest.abuse_fuzz import Closed, RawClient
+from loadtest.raw_client import Closed, RawClient
 from tests.cluster.run_log import read_until
 
 ROOT = Path(__file__).parents[2]

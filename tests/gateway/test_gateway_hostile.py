@@ -1,7 +1,7 @@
 """A hostile client over a real socket (issue 10, points 6 and 8): hand-built frames
 that break RFC 6455, sockets that never IDENTIFY, too many connections, and ids or
 tokens that must not leave a client hanging. The raw client is the fuzzer's
-(``loadtest.abuse_fuzz.RawClient``): it sends frames exactly as told."""
+(``loadtest.raw_client.RawClient``): it sends frames exactly as told."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from gateway.limits import RateLimits
 from gateway.protocol import GatewayConfig
-from loadtest.abuse_fuzz import Closed, RawClient
+from loadtest.raw_client import Closed, RawClient
 from tests.gateway.harness import Running, run, running_gateway
 
 TEXT, BINARY, CONT = 0x1, 0x2, 0x0

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.protocol import Intents
 from gateway.seed import add_member, create_user
-from loadtest.abuse_fuzz import Closed, RawClient
+from loadtest.raw_client import Closed, RawClient
 from storage.applications import (
     DEFAULT_BOT_FLAGS,
     GATEWAY_MESSAGE_CONTENT_LIMITED,

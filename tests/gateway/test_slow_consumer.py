@@ -17,10 +17,8 @@ from urllib.parse import urlsplit
 from gateway.outbound import WriteLimits
 from gateway.protocol import GatewayConfig
 from loadtest.abuse_slow import (
-    Closed,
     Node,
     QueueSampler,
-    RawClient,
     kernel_send_queues,
     measure_slow_consumers,
     post_burst,
@@ -28,6 +26,7 @@ from loadtest.abuse_slow import (
     start_node,
     wait_until,
 )
+from loadtest.raw_client import Closed, RawClient
 
 MESSAGES = 1000
 CONTENT = 1900  # ~2.3 KB a MESSAGE_CREATE frame
@@ -42,7 +41,7 @@ def run(main: Awaitable[Any], timeout: float = 90.0) -> Any:
 
 async def stuck_clients(ws: str, token: str, count: int) -> list[RawClient]:
     """Clients that IDENTIFY, read READY and the GUILD_CREATE, heartbeat, and stop reading."""
-    clients = [await RawClient.connect(ws) for _ in range(count)]
+    clients = [await RawClient.connect_lazy(ws) for _ in range(count)]
     for client in clients:
         await client.identify(token)
         await client.heartbeat()
@@ -64,7 +63,7 @@ async def read_until_closed(client: RawClient) -> tuple[list[str], int | None]:
 async def resume(ws: str, token: str, client: RawClient) -> tuple[list[str], dict[str, Any]]:
     """RESUME ``client``'s session on a new connection at the last seq it read: the
     replayed message numbers, and the payload that ended the replay (RESUMED or op 9)."""
-    again = await RawClient.connect(ws, rcvbuf=None)
+    again = await RawClient.connect_lazy(ws, rcvbuf=None)
     assert client.session_id is not None
     await again.resume(token, client.session_id, client.seq)
     numbers: list[str] = []
@@ -114,7 +113,7 @@ def test_a_client_that_stops_reading_gets_4000_and_resumes_without_a_gap() -> No
 
     async def main() -> None:
         async with start_node(limits=limits) as node:
-            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
             await reader.identify(node.token)
             stuck = await stuck_clients(node.ws, node.token, 3)
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
@@ -145,7 +144,7 @@ def test_a_client_that_never_reads_is_reset_and_resumes_every_missed_dispatch() 
 
     async def main() -> None:
         async with start_node(limits=limits) as node:
-            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
             await reader.identify(node.token)
             (stuck,) = await stuck_clients(node.ws, node.token, 1)
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
@@ -169,20 +168,21 @@ def test_a_resume_replays_at_the_pace_the_client_reads() -> None:
 
     async def main() -> None:
         async with start_node(limits=limits) as node:
-            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
             await reader.identify(node.token)
             (gone,) = await stuck_clients(node.ws, node.token, 1)
             gone.close()  # no close frame: the session stays resumable
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
             await post_burst(node, MESSAGES, CONTENT)
             order = await got
-            again = await RawClient.connect(node.ws)
+            again = await RawClient.connect_lazy(node.ws)
             await again.recv()  # HELLO
             before = node.rss()
             node.reset_peak()
             assert gone.session_id is not None
-            await again.send({"op": 6, "d": {"token": node.token, "seq": gone.seq,
-                                             "session_id": gone.session_id}})
+            again.send({"op": 6, "d": {"token": node.token, "seq": gone.seq,
+                                       "session_id": gone.session_id}})
+            await again.drain()
             port, mine = urlsplit(node.ws).port, again.sock.getsockname()[1]
             await wait_until(lambda: kernel_send_queues(port or 0).get(mine, 0) > 0, 10,
                              "the replay started")
@@ -208,7 +208,7 @@ def test_beyond_the_replay_limit_resume_gets_invalid_session() -> None:
 
     async def main() -> None:
         async with start_node(GatewayConfig(replay_max_entries=64), limits) as node:
-            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
             await reader.identify(node.token)
             (stuck,) = await stuck_clients(node.ws, node.token, 1)
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
@@ -236,9 +236,9 @@ def test_a_slow_reader_gets_everything_in_order_through_zlib_stream() -> None:
 
     async def main() -> None:
         async with start_node(limits=limits) as node:
-            reader = await RawClient.connect(node.ws, rcvbuf=None)
+            reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
             await reader.identify(node.token)
-            slow = await RawClient.connect(node.ws, compress=True)
+            slow = await RawClient.connect_lazy(node.ws, compress=True)
             await slow.identify(node.token)
             await slow.heartbeat()
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
@@ -263,7 +263,7 @@ def test_a_pause_does_not_close_a_client_whose_log_is_full_of_what_it_received()
 
     async def main() -> None:
         async with start_node(GatewayConfig(replay_max_entries=64), limits) as node:
-            client = await RawClient.connect(node.ws)
+            client = await RawClient.connect_lazy(node.ws)
             await client.identify(node.token)
             got = asyncio.ensure_future(read_messages(client, 200))
             await post_burst(node, 200, CONTENT)  # read, never acknowledged: a full log
