@@ -36,14 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.services import process
-from tests.services.process import (
-    ProcessService,
-    ServiceError,
-    fetch_once,
-    find_executable,
-    free_port,
-    port_open,
-)
+from tests.services.process import ProcessService, ServiceError, free_port, port_open
 
 __all__ = ["CassandraError", "CassandraNode", "find_java", "free_port", "port_open",
            "skip_driver_exit_wait"]
@@ -172,7 +165,7 @@ def _env_int(name: str, default: int) -> int:
 
 def find_java() -> str:
     """A Java 17 binary: Cassandra 5.0 runs on 11 or 17 only (the Temurin 25 here won't do)."""
-    found = find_executable(
+    found = process.find_executable(
         "GREENROOM_JAVA",
         itertools.chain(JAVA17_CANDIDATES, sorted(Path("/usr/lib/jvm").glob("*17*/bin/java"))),
         CassandraError,
@@ -251,7 +244,7 @@ class CassandraNode(ProcessService):
 
     def fetch_jars(self, quiet: bool = True) -> Path:
         """Resolve cassandra-all and its runtime classpath into ``lib`` (cached by version)."""
-        return fetch_once(self.base / "fetch.lock", self.jars_ready,
+        return process.fetch_once(self.base / "fetch.lock", self.jars_ready,
                           lambda: self._fetch_jars(quiet), self.lib)
 
     def _fetch_jars(self, quiet: bool) -> Path:

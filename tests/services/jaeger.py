@@ -50,14 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.services import process
-from tests.services.process import (
-    ProcessService,
-    ServiceError,
-    fetch_once,
-    find_executable,
-    free_port,
-    port_open,
-)
+from tests.services.process import ProcessService, ServiceError, free_port, port_open
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE = "github.com/jaegertracing/jaeger"
@@ -73,8 +66,8 @@ class JaegerError(ServiceError):
 
 
 def find_go() -> str:
-    found = find_executable("GREENROOM_GO", (shutil.which("go") or "", *GO_CANDIDATES),
-                            JaegerError)
+    found = process.find_executable(
+        "GREENROOM_GO", (shutil.which("go") or "", *GO_CANDIDATES), JaegerError)
     if found:
         return found
     raise JaegerError(
@@ -160,7 +153,7 @@ class JaegerServer(ProcessService):
         """Build the all-in-one binary from the Go module (cached by version)."""
         if os.environ.get("GREENROOM_JAEGER_BIN") and not self.binary_ready():
             raise JaegerError(f"GREENROOM_JAEGER_BIN={self.binary} is not an executable")
-        return fetch_once(self.base / "build.lock", self.binary_ready,
+        return process.fetch_once(self.base / "build.lock", self.binary_ready,
                           lambda: self._build(quiet), self.binary)
 
     def go_env(self) -> dict[str, str]:
