@@ -47,6 +47,8 @@ from supervision.messages import SupervisorError
 log = logging.getLogger("greenroom.node")
 #: The ``serve`` hook a node with ``settings["gateway"]`` calls (``Node._start_gateway``).
 DEFAULT_SERVE = "gateway.serve.serve_from_options"
+#: What registers a served gateway's gauges and readiness checks (``_start_operator``).
+DEFAULT_WATCH = "gateway.observe.watch_gateway"
 _membership_changes = counter("cluster_membership_changes_total",
                               "nodes that joined, left (or were suspected) or came back as "
                               "a new process (restarted), as this node saw them")
@@ -172,8 +174,9 @@ class Node:
         ``options["host"]`` (loopback by default) and ``options["port"]`` (this node's:
         the launcher gives node i the first port + i - 1). Ready: this node in the
         cluster view, and with a gateway its storage reachable and its listener
-        accepting (gateway/observe.py)."""
-        from gateway.observe import watch_base, watch_gateway
+        accepting: the config's ``watch`` hook, ``gateway.observe.watch_gateway`` by
+        default, resolved like ``serve`` (this module does not import the layer above)."""
+        from observability.actor_metrics import watch_base
         from observability.metrics import gauge
         from observability.operator import OperatorServer
 
@@ -181,8 +184,11 @@ class Node:
         name = self.config.name
         server.add_check("cluster", lambda: None if name in self.members.nodes
                          else "this node is not in the cluster view yet")
-        self._unwatch = (watch_gateway(self.gateway, server) if self.gateway is not None
-                         else watch_base(self.base))
+        if self.gateway is not None:
+            watch = _resolve(self.config.settings.get("watch", DEFAULT_WATCH))
+            self._unwatch = watch(self.gateway, server)
+        else:
+            self._unwatch = watch_base(self.base)
         self._unwatch.append(gauge("cluster_members", "live members in this node's view "
                                    "(nodes heard from)", "{node}").observe(
             lambda: [({"node": name}, len(self.members.nodes))]))
