@@ -100,12 +100,25 @@ class GatewaySettings:
 # storage/settings.py declares the storage flags): name (GatewaySettings' field, or the
 # operator port's) -> (environment variable, flag, type, default, help). A help says what
 # the flag means for one process; ``add_arguments``' notes add what it means for a tree.
+def port(text: str) -> int:
+    """A TCP port (0: any free one), as an argparse type: a bad one is a usage error."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a port (0..65535)")
+    return value
+
+
+def port_or_off(text: str) -> int:
+    """A port, or -1 for "do not serve it"."""
+    return -1 if int(text) == -1 else port(text)
+
+
 FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str, str]] = {
     "host": ("GREENROOM_HOST", "--host", str, "127.0.0.1",
              "interface that every listener binds (default loopback)"),
-    "port": ("GREENROOM_GATEWAY_PORT", "--port", int, "8080",
+    "port": ("GREENROOM_GATEWAY_PORT", "--port", port, "8080",
              "gateway WebSocket port (default 8080; 0: any free)"),
-    "rest_port": ("GREENROOM_REST_PORT", "--rest-port", int, "8081",
+    "rest_port": ("GREENROOM_REST_PORT", "--rest-port", port, "8081",
                   "REST API port (default 8081; 0: any free)"),
     "max_connections": ("GREENROOM_MAX_CONNECTIONS", "--max-connections", int, "50000",
                         "open gateway connections per node; past it the WebSocket "
@@ -114,13 +127,13 @@ FLAGS: dict[str, tuple[str, str, Callable[[str], Any], str, str]] = {
                            "new gateway connections per second per client address (IPv6: "
                            "per /64), bursts of twice that; over it a connection is closed "
                            "4008 before HELLO (default 60)"),
-    "operator_port": ("GREENROOM_OPERATOR_PORT", "--operator-port", int, "9464",
+    "operator_port": ("GREENROOM_OPERATOR_PORT", "--operator-port", port_or_off, "9464",
                       "operator port: /metrics (Prometheus), /healthz, /readyz "
-                      "(default 9464; 0: any free, printed)"),
+                      "(default 9464; 0: any free, printed; -1: none)"),
     "operator_host": ("GREENROOM_OPERATOR_HOST", "--operator-host", str, "127.0.0.1",
                       "interface of the operator port (default loopback: what it shows is "
                       "for the operator)"),
-    "ingress_port": ("GREENROOM_INGRESS_PORT", "--ingress-port", int, "8082",
+    "ingress_port": ("GREENROOM_INGRESS_PORT", "--ingress-port", port, "8082",
                      "internal ingress port (default 8082; 0: any free); served only when "
                      "GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE is set"),
     "ingress_host": ("GREENROOM_INGRESS_HOST", "--ingress-host", str, "127.0.0.1",
@@ -137,9 +150,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str], *,
     for name in names:
         env, flag, kind, default, text = FLAGS[name]
         note = (notes or {}).get(name)
+        try:
+            value = kind(os.environ.get(env, default) if environment else default)
+        except ValueError as exc:  # one line naming the variable, not a traceback
+            parser.error(f"${env}: {exc}")
         parser.add_argument(
-            flag, dest=name, type=kind,
-            default=kind(os.environ.get(env, default) if environment else default),
+            flag, dest=name, type=kind, default=value,
             help=text + (f"; {note}" if note else "") + (f" [${env}]" if environment else ""))
 
 

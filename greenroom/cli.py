@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         Path(settings.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         settings = settings.with_(sqlite_path=str(Path(settings.sqlite_path).resolve()))
     operator_ports = [(args.operator_host, args.operator_port + i, "--operator-port")
-                      for i in range(args.nodes)] if args.operator_port else []
+                      for i in range(args.nodes)] if args.operator_port > 0 else []
     for host, port, flag in [(args.host, args.port, "--port"),
                              (args.host, args.rest_port, "--rest-port"), *operator_ports]:
         if port and not _can_listen(host, port, flag):
@@ -117,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["GREENROOM_CLUSTER_SECRET"] = secrets.token_hex(32)
     secret = os.environ["GREENROOM_CLUSTER_SECRET"].encode()
     # node i serves /metrics, /healthz, /readyz on operator_port + i - 1 (0: any free)
-    operator = {"host": args.operator_host, "port": args.operator_port}
+    operator = ({"host": args.operator_host, "port": args.operator_port}
+                if args.operator_port >= 0 else None)  # -1: no operator port
     cluster = Cluster(args.nodes, secret, host=args.host,
                       admin_port=args.admin_port or None, gateway=gateway,
                       settings={"operator": operator},
