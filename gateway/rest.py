@@ -270,10 +270,14 @@ class Api:
         return json_response(user_object(await self.auth(request)))
 
     async def get_application(self, request: web.Request) -> web.Response:
+        """The bot's application (``/oauth2/applications/@me``, read by discord.py and
+        hikari, and ``/applications/@me``, read by discord.js): each bot is its own
+        application. hikari indexes the ``approximate_*`` counts without defaults."""
         user = await self.auth(request)
         # the privileged intents it may ask for (READY's application.flags too)
         flags = effective_flags(await self.storage.application_flags(user.id)) \
             if user.bot else 0
+        guild_count = len(await self.storage.guild_ids_for_user(user.id))
         return json_response({
             "id": str(user.id),
             "name": user.username,
@@ -288,6 +292,9 @@ class Api:
             "team": None,
             "flags": flags,
             "bot": user_object(user),
+            "approximate_guild_count": guild_count,
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
         })
 
     async def get_commands(self, request: web.Request) -> web.Response:
@@ -512,6 +519,7 @@ def make_app(gateway: Gateway) -> web.Application:
     r.add_get(f"{PREFIX}/gateway/bot", api.get_gateway_bot)
     r.add_get(f"{PREFIX}/users/@me", api.get_me)
     r.add_get(f"{PREFIX}/oauth2/applications/@me", api.get_application)
+    r.add_get(f"{PREFIX}/applications/@me", api.get_application)
     r.add_get(f"{PREFIX}/applications/{{app_id}}/commands", api.get_commands)
     r.add_get(f"{PREFIX}/applications/{{app_id}}/guilds/{{guild_id}}/commands",
               api.get_commands)
