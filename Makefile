@@ -15,10 +15,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# discord.js for the interop test (tests/gateway/test_discordjs.py), exactly as the
+# lockfile says; reinstalled when package.json or the lockfile changes.
+JS_DIR   := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.greenroom-installed
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "greenroom's tests need Node >= 18 and npm on PATH (the discord.js interop test)" >&2; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' || { \
+		echo "greenroom's tests need Node >= 18, found $$(node --version)" >&2; exit 1; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --fetch-retries=5
+	touch $(JS_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/greenroom run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(JS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -29,7 +42,7 @@ bench-runtime: $(STAMP)
 	$(PY) loadtest/bench_runtime.py
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache $(JS_DIR)/node_modules
 
 bench-storage: $(STAMP)
 	$(PY) loadtest/bench_storage.py $(ARGS)
