@@ -9,7 +9,7 @@ prepares each dispatch once (``PreparedDispatch``) and filters recipients with
 
 from .close_codes import WS_INVALID_DATA, WS_PROTOCOL_ERROR, CloseCode, reason_for
 from .codec import DecodeError, Encoding, decode_payload, encode_payload
-from .compression import ZlibStreamCompressor
+from .compression import ZlibStreamCompressor, ZstdStreamCompressor
 from .connection import (
     DEFAULT_CONFIG,
     ConnectionState,
@@ -75,6 +75,7 @@ __all__ = [
     "SoundboardSoundsRequested",
     "VoiceStateUpdateRequested",
     "ZlibStreamCompressor",
+    "ZstdStreamCompressor",
     "build_guild_create",
     "build_ready",
     "build_user",

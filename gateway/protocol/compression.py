@@ -1,26 +1,78 @@
-"""``zlib-stream`` transport compression: one deflate stream per connection.
+"""Transport compression: one compression stream per connection, flushed per payload.
 
-Every frame is the compressed bytes of one payload, ended by a Z_SYNC_FLUSH so it ends in
-``00 00 ff ff`` and a client can inflate it with the one ``zlib.decompressobj()`` it keeps
-for the connection. The stream carries a zlib header (first frame) and never ends.
+``zlib-stream``: every frame is the compressed bytes of one payload, ended by a
+Z_SYNC_FLUSH so it ends in ``00 00 ff ff`` and a client can inflate it with the one
+``zlib.decompressobj()`` it keeps for the connection. The stream carries a zlib header
+(first frame) and never ends.
 
-Memory and CPU are per connection and cannot be shared between recipients: the deflate
-state depends on everything sent before. Measured here (Python 3.11, ~600-byte
-MESSAGE_CREATE payloads): zlib's defaults (window 2^15, memLevel 8) hold ~262 KiB per
-connection; window 2^12 / memLevel 5 holds ~38 KiB and compresses to 16-19 % instead of
-14-17 %; level 1 costs ~11-14 µs a message, level 6 ~18-24 µs. The defaults below favour
-many connections; any window up to 2^15 inflates with a default ``decompressobj()``.
+``zstd-stream``: one zstd frame per connection that never ends; every WebSocket frame is
+the bytes of one payload up to a ZSTD_e_flush, so it ends on a complete block and the
+one streaming decompressor a client keeps (discord.py: ``zstandard``'s ``decompressobj``;
+hikari: ``compression.zstd``/``backports.zstd`` ``ZstdDecompressor``, one ``decompress``
+per WebSocket message) yields exactly that payload. The frame header goes out with the
+first frame (HELLO): window size, no content size, no checksum (a never-ending frame has
+no end to check). Ending the frame would break both libraries: their decompressor is
+done at a frame's end (hikari's raises on more data).
+
+Memory and CPU are per connection and cannot be shared between recipients: the stream
+state depends on everything sent before. Measured with ``loadtest/bench_compression.py``
+(Python 3.11, zstd 1.5.7, ~800-byte MESSAGE_CREATE payloads, a shared 2-core machine:
+µs are the fastest batch's; RSS per connection over 1,000 connections whose window is
+full and that each then sent one 64 KB payload):
+
+==========================================  ========  ==========  ==========
+stream                                      RSS/conn  compressed  µs/message
+==========================================  ========  ==========  ==========
+zlib  wbits 15, memLevel 8 (zlib default)   ~229 KiB  ~16 %       ~10-15
+zlib  wbits 12, memLevel 5 (default here)    ~38 KiB  ~19 %       ~12-18
+zstd  level 1, window 2^17, hash 2^15       ~385 KiB  ~13 %       ~4-6
+zstd  level 1, window 2^15, hash 2^12       ~145 KiB  ~13.5 %     ~4-6
+zstd  level 3, window 2^15, hash 2^12       ~161 KiB  ~13.5 %     ~4-7
+zstd  level 1, window 2^12, hash 2^10 (*)    ~57 KiB  ~15 %       ~4-6
+zstd  level 1, window 2^12, hash 2^8         ~54 KiB  ~17 %       ~4-6
+zstd  (*) through ``compressobj()``          ~68 KiB  ~15 %       ~4-6
+==========================================  ========  ==========  ==========
+
+(*) the default here. zstd's own level-1 parameters (window 2^19, hash 2^14) hold
+~1.3 MiB a connection (``ZstdCompressor.memory_size()``). At the 4 KiB window zlib-stream
+uses, zstd compresses better in a third of the time for ~1.5x the memory; most of that is
+zstd's fixed per-context state (entropy tables, block and sequence buffers) that a
+smaller window cannot shrink (a 2^10 window, barely one payload, compresses to ~36 %). A level
+above 1 buys nothing at these sizes. ``zstandard``'s ``compressobj`` writes into a
+128 KiB output buffer that stays resident as far as a large payload (READY, a
+GUILD_CREATE) has filled it, so the chunker is used, with 4 KiB chunks. Every client's
+default decompressor accepts any window up to 2^27.
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Protocol
+
+import zstandard
 
 SYNC_FLUSH_SUFFIX = b"\x00\x00\xff\xff"
+
+ZLIB_STREAM = "zlib-stream"
+ZSTD_STREAM = "zstd-stream"
+#: The ``compress`` values of a gateway URL served here.
+TRANSPORT_COMPRESSIONS = (ZLIB_STREAM, ZSTD_STREAM)
 
 DEFAULT_LEVEL = 1
 DEFAULT_WBITS = 12
 DEFAULT_MEM_LEVEL = 5
+
+DEFAULT_ZSTD_LEVEL = 1
+DEFAULT_ZSTD_WINDOW_LOG = 12
+DEFAULT_ZSTD_HASH_LOG = 10
+#: The chunker's output buffer: bounds what a large payload leaves resident.
+ZSTD_CHUNK_SIZE = 4096
+
+
+class StreamCompressor(Protocol):
+    """One connection's transport compression: one payload in, one frame's bytes out."""
+
+    def compress(self, payload: bytes) -> bytes: ...
 
 
 class ZlibStreamCompressor:
@@ -40,3 +92,30 @@ class ZlibStreamCompressor:
         """Compress one payload into one frame ending in ``00 00 ff ff``."""
         deflate = self._deflate
         return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+class ZstdStreamCompressor:
+    """The server side of one connection's zstd-stream."""
+
+    __slots__ = ("_cctx", "_chunker")
+
+    def __init__(
+        self,
+        level: int = DEFAULT_ZSTD_LEVEL,
+        window_log: int = DEFAULT_ZSTD_WINDOW_LOG,
+        hash_log: int = DEFAULT_ZSTD_HASH_LOG,
+    ) -> None:
+        # chain_log is unused by level 1-2's "fast" strategy; bounded all the same for
+        # higher levels.
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, window_log=window_log, hash_log=hash_log, chain_log=hash_log
+        )
+        # the chunker drives this context (kept referenced: it owns the ZSTD_CCtx)
+        self._cctx = zstandard.ZstdCompressor(compression_params=params)
+        self._chunker = self._cctx.chunker(chunk_size=ZSTD_CHUNK_SIZE)
+
+    def compress(self, payload: bytes) -> bytes:
+        """Compress one payload into one frame: the stream up to a ZSTD_e_flush."""
+        chunker = self._chunker
+        chunks = [*chunker.compress(payload), *chunker.flush()]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -57,7 +57,14 @@ from .compression import (
     DEFAULT_LEVEL,
     DEFAULT_MEM_LEVEL,
     DEFAULT_WBITS,
+    DEFAULT_ZSTD_HASH_LOG,
+    DEFAULT_ZSTD_LEVEL,
+    DEFAULT_ZSTD_WINDOW_LOG,
+    ZLIB_STREAM,
+    ZSTD_STREAM,
+    StreamCompressor,
     ZlibStreamCompressor,
+    ZstdStreamCompressor,
 )
 from .dispatch import PreparedDispatch
 from .events import (
@@ -108,6 +115,9 @@ class GatewayConfig:
     zlib_level: int = DEFAULT_LEVEL
     zlib_wbits: int = DEFAULT_WBITS
     zlib_mem_level: int = DEFAULT_MEM_LEVEL
+    zstd_level: int = DEFAULT_ZSTD_LEVEL
+    zstd_window_log: int = DEFAULT_ZSTD_WINDOW_LOG
+    zstd_hash_log: int = DEFAULT_ZSTD_HASH_LOG
     #: Sent in HELLO's ``_trace`` as Discord does ("" sends none): the node that serves
     #: the connection, so a client (or test) knows where the kernel put it.
     trace: str = ""
@@ -156,14 +166,20 @@ class GatewayConnection:
         self._session_resumable = False
         self._encoding = params.encoding
         self._payloads = _CONSTANT_PAYLOADS[params.encoding]
-        #: Whether frames go out as WebSocket text (JSON without zlib-stream); binary
-        #: otherwise. Read-only.
-        self.text_frames = params.encoding is Encoding.JSON and not params.zlib_stream
-        self._zlib: ZlibStreamCompressor | None = None
-        if params.zlib_stream and params.close_code is None:
-            self._zlib = ZlibStreamCompressor(
-                config.zlib_level, config.zlib_wbits, config.zlib_mem_level
-            )
+        #: Whether frames go out as WebSocket text (JSON without transport compression);
+        #: binary otherwise. Read-only.
+        self.text_frames = params.encoding is Encoding.JSON and params.compress is None
+        #: One compression stream for the connection's life (never one per recipient).
+        self._compressor: StreamCompressor | None = None
+        if params.close_code is None:
+            if params.compress == ZLIB_STREAM:
+                self._compressor = ZlibStreamCompressor(
+                    config.zlib_level, config.zlib_wbits, config.zlib_mem_level
+                )
+            elif params.compress == ZSTD_STREAM:
+                self._compressor = ZstdStreamCompressor(
+                    config.zstd_level, config.zstd_window_log, config.zstd_hash_log
+                )
         self._interval_s = config.heartbeat_interval_ms / 1000.0
         self._heartbeat_deadline = 0.0
         self._close_at: float | None = None
@@ -491,7 +507,7 @@ class GatewayConnection:
             else:
                 entries.append(dispatch)
             data = dispatch.frame(seq, self._encoding)
-            return data if self._zlib is None else self._zlib.compress(data)
+            return data if self._compressor is None else self._compressor.compress(data)
         if self.state is ConnectionState.CLOSED:
             if self._session_resumable and log is not None:
                 log.append(dispatch)
@@ -501,9 +517,9 @@ class GatewayConnection:
     def logged_frame(self, seq: int, dispatch: PreparedDispatch) -> bytes:
         """The frame of ``dispatch``, already numbered ``seq`` in the log and not sent:
         a socket that paused writing sends its backlog from the log (``gateway.outbound``).
-        Through the zlib stream, so call it in seq order, for frames that are written."""
+        Through the compression stream, so call it in seq order, for frames that are written."""
         data = dispatch.frame(seq, self._encoding)
-        return data if self._zlib is None else self._zlib.compress(data)
+        return data if self._compressor is None else self._compressor.compress(data)
 
     def dispatch_event(self, event: str, data: Any) -> list[Effect]:
         """``dispatch`` for a payload only this session receives."""
@@ -584,8 +600,8 @@ class GatewayConnection:
         return len(data)
 
     def _frame(self, payload: bytes) -> SendFrame:
-        if self._zlib is not None:
-            return SendFrame(self._zlib.compress(payload), False)
+        if self._compressor is not None:
+            return SendFrame(self._compressor.compress(payload), False)
         return SendFrame(payload, self.text_frames)
 
     def _send(self, dispatch: PreparedDispatch) -> SendFrame:

@@ -8,9 +8,11 @@ Where the docs are silent:
 - ``v`` missing means 10 (the only version served); any other value closes with 4012.
 - ``encoding`` missing means json; a value other than json/msgpack (e.g. Discord's
   ``etf``) cannot be decoded here and closes with 4002.
-- ``compress`` other than ``zlib-stream`` (e.g. ``zstd-stream``) is served uncompressed
-  rather than refused: discord.py asks for zstd-stream whenever ``zstandard`` is
-  importable and reads uncompressed text frames all the same.
+- ``compress`` is ``zlib-stream`` or ``zstd-stream`` (``compression.py``); any other value
+  (e.g. ``lz4``) is served uncompressed rather than refused, as before zstd-stream was
+  served: a client that cannot be answered in its compression gets plain frames, which
+  discord.py (and hikari without transport compression) read all the same, instead of a
+  close it would retry forever.
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ from urllib.parse import parse_qs, urlsplit
 
 from .close_codes import CloseCode
 from .codec import Encoding
+from .compression import TRANSPORT_COMPRESSIONS, ZLIB_STREAM
 
 API_VERSION = 10
-ZLIB_STREAM = "zlib-stream"
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionParams:
     version: int = API_VERSION
     encoding: Encoding = Encoding.JSON
-    zlib_stream: bool = False
+    #: The transport compression served (``zlib-stream``/``zstd-stream``), None: none.
+    compress: str | None = None
     #: Set when the URL cannot be served; the connection closes with it right away.
     close_code: int | None = None
+
+    @property
+    def zlib_stream(self) -> bool:
+        return self.compress == ZLIB_STREAM
 
 
 def parse_connection_url(url: str) -> ConnectionParams:
@@ -45,18 +52,20 @@ def parse_connection_url(url: str) -> ConnectionParams:
 
     version_text = first("v")
     encoding_text = first("encoding")
-    zlib_stream = first("compress") == ZLIB_STREAM
+    compress = first("compress")
+    if compress not in TRANSPORT_COMPRESSIONS:
+        compress = None
 
     encoding = Encoding.JSON
     if encoding_text is not None:
         try:
             encoding = Encoding(encoding_text)
         except ValueError:
-            return ConnectionParams(API_VERSION, Encoding.JSON, zlib_stream, CloseCode.DECODE_ERROR)
+            return ConnectionParams(API_VERSION, Encoding.JSON, compress, CloseCode.DECODE_ERROR)
 
     if version_text is None:
-        return ConnectionParams(API_VERSION, encoding, zlib_stream)
+        return ConnectionParams(API_VERSION, encoding, compress)
     if version_text != str(API_VERSION):
         version = int(version_text) if version_text.isascii() and version_text.isdigit() else -1
-        return ConnectionParams(version, encoding, zlib_stream, CloseCode.INVALID_API_VERSION)
-    return ConnectionParams(API_VERSION, encoding, zlib_stream)
+        return ConnectionParams(version, encoding, compress, CloseCode.INVALID_API_VERSION)
+    return ConnectionParams(API_VERSION, encoding, compress)
