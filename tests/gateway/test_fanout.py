@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from actors import UvloopSystemBase
 from actors.address import Address
@@ -20,6 +21,7 @@ from gateway.guild import GuildActor, _Sub
 from gateway.messages import Fanout
 from gateway.objects import VIEW_CHANNEL
 from gateway.protocol import GatewayConfig, Intents, PreparedDispatch, SendFrame
+from observability import configure_tracing
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.scripted_client import ScriptedClient
@@ -243,7 +245,11 @@ class _Guild(GuildActor):
 
 
 @pytest.mark.parametrize("traced", [False, True])
-def test_guild_sends_one_node_fanout_per_node(traced: bool) -> None:
+def test_guild_sends_one_node_fanout_per_node(traced: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    if traced:  # a trace is carried on only where spans can be kept (an exporter)
+        configure_tracing("greenroom-test", exporter=InMemorySpanExporter())
+
     async def main() -> None:
         base = UvloopSystemBase(loop=asyncio.get_running_loop(), node="here")
         capture = _Capture()
@@ -293,4 +299,10 @@ def test_guild_sends_one_node_fanout_per_node(traced: bool) -> None:
         assert (remote.trace is not None) == traced
         base.shutdown_in_loop()
 
-    run(main)
+    try:
+        run(main)
+    finally:
+        if traced:  # tracing off again, as in production without OTEL_*
+            monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+            configure_tracing("greenroom-test")
+            monkeypatch.delenv("OTEL_SDK_DISABLED")
