@@ -477,6 +477,9 @@ class DataPlane:
             link.flush()
             if link.transport is not None:
                 link.transport.close()
+            if link.connecting is not None:  # a (re)connect still under way: it ends here
+                link.connecting.cancel()
+                link.connecting = None
         for proto in list(self.inbound):
             proto.transport.close()
         if self.server is not None:
