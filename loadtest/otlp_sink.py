@@ -24,6 +24,8 @@ class OtlpSink:
     requests: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
     spans: int = 0
+    #: spans by name (``rest.post_message``: one per traced message)
+    names: dict[str, int] = field(default_factory=dict)
     bad: int = 0
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -69,9 +71,12 @@ class OtlpSink:
         except Exception:  # not ours to judge; counted, never fatal
             self.bad += 1
             return
-        self.spans += sum(len(scope.spans) for resource in message.resource_spans
-                          for scope in resource.scope_spans)
+        for resource in message.resource_spans:
+            for scope in resource.scope_spans:
+                self.spans += len(scope.spans)
+                for span in scope.spans:
+                    self.names[span.name] = self.names.get(span.name, 0) + 1
 
     def snapshot(self) -> dict[str, object]:
         return {"requests": dict(self.requests), "bytes": dict(self.bytes),
-                "spans": self.spans, "undecodable": self.bad}
+                "spans": self.spans, "names": dict(self.names), "undecodable": self.bad}
