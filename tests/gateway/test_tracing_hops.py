@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from actors import UvloopSystemBase
 from cluster.data_plane import DataPlane
-from gateway.fanout import NodeFanout, fanout_address, payload_for
+from gateway.fanout import SOCKET_OUT_SPANS, NodeFanout, fanout_address, payload_for
 from gateway.protocol import PreparedDispatch
 from observability import configure_tracing, get_tracer
 from observability.spans import context_of
@@ -82,10 +82,12 @@ def test_a_rest_post_shows_its_storage_batch_queueing_and_db_call(
     run(main)
 
 
+@pytest.mark.parametrize("n", [4, SOCKET_OUT_SPANS + 4])
 def test_a_fanout_to_n_local_sessions_is_one_fanout_deliver_span(
-        tmp_path: Path, spans: InMemorySpanExporter) -> None:
-    n = 4
-
+        tmp_path: Path, spans: InMemorySpanExporter, n: int) -> None:
+    """One fanout.deliver for the node's loop; a socket.out for each of the first
+    SOCKET_OUT_SPANS recipients only (a span per recipient of a big fan-out cost the
+    loop more than the delivery), every recipient delivered."""
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             sockets = [(await identified(http, r))[0] for _ in range(n)]  # bot sessions
@@ -100,10 +102,11 @@ def test_a_fanout_to_n_local_sessions_is_one_fanout_deliver_span(
             fanout, deliver = _one(by_name, "guild.fanout"), _one(by_name, "fanout.deliver")
             assert deliver.parent.span_id == fanout.context.span_id
             assert deliver.attributes["greenroom.recipients"] == n
+            assert deliver.attributes["greenroom.socket_out_spans"] == min(n, SOCKET_OUT_SPANS)
             assert deliver.attributes["greenroom.node"] == r.gateway.base.node
             assert fanout.attributes["greenroom.nodes"] == 1
             outs = by_name.get("socket.out", [])
-            assert len(outs) == n
+            assert len(outs) == min(n, SOCKET_OUT_SPANS)
             for out in outs:  # each delivery inside the fan-out point's loop
                 assert out.parent.span_id == deliver.context.span_id
                 assert deliver.start_time <= out.start_time <= out.end_time <= deliver.end_time
