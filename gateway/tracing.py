@@ -15,66 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import trace as otel_trace
-from opentelemetry.context import Context
-from opentelemetry.trace import INVALID_SPAN
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-from observability import extract, get_tracer
 from observability.sampling import FANOUT_RECIPIENTS
+from observability.spans import child, context_of, fail, start
 from observability.tracing import tracing_active
 
-TRACER = get_tracer("greenroom.gateway")
-_PROPAGATOR = TraceContextTextMapPropagator()
-#: the last ``trace`` parsed and its context: a traced fan-out hands the same dict to
-#: each of its recipients' ``socket.out``, so it is parsed once, not once per recipient
-#: (a ~9 us parse of a ~45 us span). Replaced as a whole tuple: safe across threads.
-_last: tuple[Any, Context] = (None, Context())
-
-
-def start(trace: dict | None, name: str, attributes: dict[str, Any] | None = None) -> Any:
-    """A span ``name`` that is a child of ``trace`` (not made current), or None when
-    ``trace`` is None. End it with ``span.end()``; for spans that outlive one handler
-    (a storage write waits for its acknowledgement). Not None for a ``trace``, but
-    possibly a non-recording span (nothing is kept here, or the trace is not sampled):
-    ``set_attribute``/``end`` on it cost nothing and ``context_of`` gives None."""
-    if trace is None:
-        return None
-    if not tracing_active():
-        return INVALID_SPAN
-    global _last
-    last = _last
-    if last[0] is trace:  # the dicts are never changed once sent
-        context = last[1]
-    else:
-        context = extract(trace)
-        _last = (trace, context)
-    return TRACER.start_span(name, context=context, attributes=attributes)
-
-
-def child(span: Any, name: str, attributes: dict[str, Any] | None = None) -> Any:
-    """A span ``name`` whose parent is ``span`` (None if ``span`` is None; ``span``
-    itself if it is not recording: its children would not be kept either)."""
-    if span is None or not span.is_recording():
-        return span
-    return TRACER.start_span(name, context=otel_trace.set_span_in_context(span),
-                             attributes=attributes)
-
-
-def context_of(span: Any) -> dict | None:
-    """``span``'s W3C context as a message's ``trace`` field; None if there is none or
-    its trace is not sampled (the next hop then does no tracing work)."""
-    if span is None or not span.get_span_context().trace_flags.sampled:
-        return None
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=otel_trace.set_span_in_context(span))
-    return carrier or None
-
-
-def fail(span: Any, description: str) -> None:
-    if span is not None:
-        span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, description))
-        span.end()
+__all__ = ["child", "context_of", "fail", "fanout_attributes", "start"]
 
 
 async def fanout_attributes(identity: Any, guild_id: int | None,
