@@ -71,6 +71,9 @@ class IdentityCache:
         self._secret = secrets.token_bytes(32)
         self._guilds: dict[int, GuildShell] = {}
         self._loading: dict[int, asyncio.Future[GuildShell | None]] = {}
+        #: application id -> (its effective flags, expiry): like the guild shells, so a
+        #: bot's IDENTIFY stays one storage call (flags change only by an operator)
+        self._app_flags: dict[int, tuple[int, float]] = {}
 
     def token_key(self, token: str) -> bytes:
         """The keyed digest of ``token`` (compare with ``hmac.compare_digest``)."""
@@ -110,6 +113,19 @@ class IdentityCache:
                 del self._guilds[next(iter(self._guilds))]
             self._guilds[guild_id] = shell
         return shell
+
+    async def application_flags(self, application_id: int) -> int:
+        """A bot application's effective flags (``storage.applications``), cached for
+        ``GUILD_TTL_S``: an operator's change reaches IDENTIFY within that."""
+        cached = self._app_flags.get(application_id)
+        now = self.clock()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        flags = effective_flags(await self.storage.application_flags(application_id))
+        if len(self._app_flags) >= MAX_GUILDS and application_id not in self._app_flags:
+            del self._app_flags[next(iter(self._app_flags))]
+        self._app_flags[application_id] = (flags, now + GUILD_TTL_S)
+        return flags
 
     def _loaded(self, guild_id: int, done: asyncio.Future[GuildShell | None]) -> None:
         if self._loading.get(guild_id) is done:
@@ -159,10 +175,10 @@ class IdentityCache:
         user, mine = account
         lookups: list[Awaitable[Any]] = [self.guild_shell(m.guild_id) for m in mine]
         if user.bot:  # its application's flags: which privileged intents it may ask for
-            lookups.append(self.storage.application_flags(user.id))
+            lookups.append(self.application_flags(user.id))
         found = await asyncio.gather(*lookups)
         shells = found[:len(mine)]
-        flags = effective_flags(found[-1]) if user.bot else 0
+        flags = found[-1] if user.bot else 0
         guilds, members = [], {}
         for me, shell in zip(mine, shells, strict=True):
             if shell is not None:

@@ -143,3 +143,25 @@ def test_admin_create_bot_without_privileged_intents(tmp_path: Path) -> None:
             await storage.close()
 
     assert run(read) == {"plain": DEFAULT_BOT_FLAGS, "strict": 0}
+
+
+def test_a_bots_application_flags_are_read_once_per_ttl_not_per_identify(
+        tmp_path: Path) -> None:
+    """IDENTIFY stays one storage call: the flags are cached like the guild shells."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r:
+            storage = r.gateway.storage
+            reads: list[int] = []
+            read = storage.application_flags
+
+            async def counted(application_id: int) -> int | None:
+                reads.append(application_id)
+                return await read(application_id)
+
+            storage.application_flags = counted  # type: ignore[method-assign]
+            for _ in range(3):
+                ready = await identify(r, r.seeded.token, BASE)
+                assert isinstance(ready, dict), ready
+            assert len(reads) == 1, reads
+
+    run(main)
