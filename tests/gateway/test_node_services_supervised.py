@@ -61,11 +61,13 @@ def restarts(child: str) -> int:
 
 
 class Reader:
-    """Collects the MESSAGE_CREATE ids a WebSocket client gets, and how it ended."""
+    """Collects the MESSAGE_CREATE ids a WebSocket client gets (``ids``; ``order``: as
+    they came, repeats included), and how it ended."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.ids: set[str] = set()
+        self.order: list[str] = []
         self.closed: Any = None
         self.ops: list[tuple[int, Any]] = []  # (op, t) of every event
         self.task = asyncio.ensure_future(self._read())
@@ -80,6 +82,7 @@ class Reader:
             self.ops.append((event["op"], event.get("t")))
             if event.get("t") == "MESSAGE_CREATE":
                 self.ids.add(event["d"]["id"])
+                self.order.append(event["d"]["id"])
 
     async def wait_op(self, op: int, t: str | None = None, timeout: float = 5.0) -> bool:
         deadline = asyncio.get_running_loop().time() + timeout

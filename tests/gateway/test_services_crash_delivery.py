@@ -14,7 +14,6 @@ sockets: a client stays connected while posts flow and the service dies.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,39 +26,13 @@ from gateway.fanout import FANOUT_ID
 from gateway.services import STORAGE_ID
 from tests.gateway.harness import Running, run, running_gateway
 from tests.gateway.test_gateway_socket import identified
-from tests.gateway.test_node_services_supervised import history, restarted
+from tests.gateway.test_node_services_supervised import Reader, history, restarted
 
 #: concurrent posters, so that the services' mailboxes are never empty
 POSTERS = 3
 #: a post not answered within this long counts as not acknowledged (REST's own ask
 #: timeout is 15 s: a post that waits for it is what the storage case must not do)
 POST_TIMEOUT_S = 5.0
-
-
-class OrderedReader:
-    """The MESSAGE_CREATE ids a WebSocket client gets, in the order it gets them."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ids: list[str] = []
-        self.closed: Any = None
-        self.task = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        while True:
-            msg = await self.ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                self.closed = (msg.type, msg.data)
-                return
-            event = json.loads(msg.data)
-            if event.get("t") == "MESSAGE_CREATE":
-                self.ids.append(event["d"]["id"])
-
-    async def wait_for(self, ids: set[str], timeout: float = 10.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not ids <= set(self.ids) and self.closed is None \
-                and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
 
 
 async def post(http: aiohttp.ClientSession, r: Running, content: str
@@ -116,13 +89,13 @@ class Load:
 
 
 async def delivered_once_in_order(http: aiohttp.ClientSession, r: Running,
-                                  reader: OrderedReader, acked: list[str]) -> None:
+                                  reader: Reader, acked: list[str]) -> None:
     await reader.wait_for(set(acked))
     assert reader.closed is None, reader.closed
-    missing = set(acked) - set(reader.ids)
+    missing = set(acked) - reader.ids
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged posts never delivered"
-    assert len(reader.ids) == len(set(reader.ids)), "a post was delivered twice"
-    assert reader.ids == sorted(reader.ids, key=int), "delivered out of the channel's order"
+    assert len(reader.order) == len(reader.ids), "a post was delivered twice"
+    assert reader.order == sorted(reader.order, key=int), "delivered out of the channel's order"
     assert set(acked) <= await history(http, r)
 
 
@@ -141,7 +114,7 @@ def test_registry_killed_under_load_every_acked_post_is_delivered_once(
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             base = r.gateway.base
-            reader = OrderedReader((await identified(http, r))[0])
+            reader = Reader((await identified(http, r))[0])
             load = Load(http, r)
             await load.until(10)
             before = base.cells[ENTITY_REGISTRY_ID]
@@ -159,7 +132,7 @@ def test_fanout_point_killed_with_a_backlog_every_acked_post_is_delivered_once(
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             base = r.gateway.base
-            reader = OrderedReader((await identified(http, r))[0])
+            reader = Reader((await identified(http, r))[0])
             load = Load(http, r)
             await load.until(10)
             before = base.cells[FANOUT_ID]
@@ -180,7 +153,7 @@ def test_storage_killed_with_writes_queued_each_post_acked_once_or_refused_at_on
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             base = r.gateway.base
-            reader = OrderedReader((await identified(http, r))[0])
+            reader = Reader((await identified(http, r))[0])
             before = base.cells[STORAGE_ID]
             before.scheduled = True  # its writes queue up unanswered
             posts = [asyncio.ensure_future(post(http, r, f"queued {i}"))
@@ -203,8 +176,8 @@ def test_storage_killed_with_writes_queued_each_post_acked_once_or_refused_at_on
                 contents = [m["content"] for m in await resp.json()]
             assert len(contents) == len(set(contents))
             await reader.wait_for(set(acked))
-            assert set(acked) <= set(reader.ids)
-            assert len(reader.ids) == len(set(reader.ids))
+            assert set(acked) <= reader.ids
+            assert len(reader.order) == len(reader.ids)
             # and the storage actor works on
             status, _, took = await post(http, r, "after the restart")
             assert status == 200 and took < 2.0
@@ -219,7 +192,7 @@ def test_storage_killed_under_load_every_acked_post_is_stored_and_delivered_once
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             base = r.gateway.base
-            reader = OrderedReader((await identified(http, r))[0])
+            reader = Reader((await identified(http, r))[0])
             load = Load(http, r)
             await load.until(10)
             before = base.cells[STORAGE_ID]
