@@ -4,6 +4,8 @@ node, across the data plane too; passive sessions (op 14) over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,24 @@ def test_node_fanout_envelope_round_trip() -> None:
     assert payload_for(dispatch, True) is dispatch  # within a node: the object itself
 
 
+@contextlib.asynccontextmanager
+async def far_node(here: UvloopSystemBase) -> AsyncIterator[UvloopSystemBase]:
+    """A second node ``far`` (its own base and data plane) linked to ``here`` over
+    loopback TCP, as another node process would be; closed after."""
+    plane = DataPlane(here, SECRET)
+    other = UvloopSystemBase(loop=asyncio.get_running_loop(), node="far")
+    far_plane = DataPlane(other, SECRET)
+    peers = {here.node: await plane.start(), "far": await far_plane.start()}
+    plane.set_peers(peers)
+    far_plane.set_peers(peers)
+    try:
+        yield other
+    finally:
+        await far_plane.close()
+        await plane.close()
+        other.shutdown_in_loop()
+
+
 def test_node_fanout_from_another_node_reaches_local_sockets(tmp_path: Path) -> None:
     """A second node (its own base and data plane, over loopback TCP) sends the gateway
     node's fan-out point one NodeFanout for two sessions: the full payload to one, the
@@ -186,13 +206,7 @@ def test_node_fanout_from_another_node_reaches_local_sockets(tmp_path: Path) -> 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             here = r.gateway.base
-            plane = DataPlane(here, SECRET)
-            other = UvloopSystemBase(loop=asyncio.get_running_loop(), node="far")
-            far_plane = DataPlane(other, SECRET)
-            peers = {here.node: await plane.start(), "far": await far_plane.start()}
-            plane.set_peers(peers)
-            far_plane.set_peers(peers)
-            try:
+            async with far_node(here) as other:
                 full, ready_full = await identified(http, r)
                 ws_nc = await session(http, r, r.seeded.token, NO_CONTENT)
                 assert (await recv(ws_nc))["t"] == "GUILD_CREATE"
@@ -214,10 +228,6 @@ def test_node_fanout_from_another_node_reaches_local_sockets(tmp_path: Path) -> 
                 assert got == {"t": "MESSAGE_CREATE", "s": 3, "op": 0, "d": redacted}
                 await full.close()
                 await ws_nc.close()
-            finally:
-                await far_plane.close()
-                await plane.close()
-                other.shutdown_in_loop()
 
     run(main)
 

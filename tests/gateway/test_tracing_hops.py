@@ -13,17 +13,14 @@ import aiohttp
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors import UvloopSystemBase
-from cluster.data_plane import DataPlane
 from gateway.fanout import SOCKET_OUT_SPANS, NodeFanout, fanout_address, payload_for
 from gateway.protocol import PreparedDispatch
 from observability import configure_tracing, get_tracer
 from observability.spans import context_of
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.test_fanout import far_node
 from tests.gateway.test_gateway_socket import identified, post, recv
 from tests.gateway.test_ingress import next_dispatch
-
-SECRET = b"tracing-hops-secret"
 
 
 @pytest.fixture
@@ -123,13 +120,7 @@ def test_a_node_fanout_over_the_data_plane_has_a_span_on_each_side(
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             here = r.gateway.base
-            plane = DataPlane(here, SECRET)
-            other = UvloopSystemBase(loop=asyncio.get_running_loop(), node="far")
-            far_plane = DataPlane(other, SECRET)
-            peers = {here.node: await plane.start(), "far": await far_plane.start()}
-            plane.set_peers(peers)
-            far_plane.set_peers(peers)
-            try:
+            async with far_node(here) as other:
                 ws, ready = await identified(http, r)
                 sid = r.gateway.ctx.sessions[ready["d"]["session_id"]].id
                 spans.clear()
@@ -165,9 +156,5 @@ def test_a_node_fanout_over_the_data_plane_has_a_span_on_each_side(
                 assert send.start_time <= send.end_time <= receive.end_time
                 assert receive.end_time <= deliver.start_time <= out.start_time
                 await ws.close()
-            finally:
-                await far_plane.close()
-                await plane.close()
-                other.shutdown_in_loop()
 
     run(main)
