@@ -86,6 +86,9 @@ class Tree:
     storage_args: list[str]
     nodes: int = 1
     extra_args: list[str] = field(default_factory=list)
+    #: as ``make run`` ships it (True) or ``--no-rate-limits`` (False: many posts a second
+    #: from one bot, which the default's 5 per 5 s per channel would refuse)
+    rate_limits: bool = False
     port: int = field(default_factory=free_port)
     rest_port: int = field(default_factory=free_port)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -107,7 +110,8 @@ class Tree:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(self.nodes),
              "--port", str(self.port), "--rest-port", str(self.rest_port),
-             "--no-rate-limits", *self.storage_args, *self.extra_args],
+             *([] if self.rate_limits else ["--no-rate-limits"]),
+             *self.storage_args, *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             cwd=self.workdir, start_new_session=True)
         served = threading.Event()
@@ -222,8 +226,10 @@ class Posters:
             if status == 200 and isinstance(body, dict) and "id" in body:
                 self.acked[int(body["id"])] = time.monotonic()
                 continue
+            # Discord's bodies: a 503 {code, message}; a 429 {message, retry_after, global}
+            needs = {"message", "retry_after"} if status == 429 else {"code", "message"}
             if (status in (429, 503) and retry_after is not None and retry_after.isdigit()
-                    and isinstance(body, dict) and {"code", "message"} <= body.keys()):
+                    and isinstance(body, dict) and needs <= body.keys()):
                 self.refusals[str(body["message"])[:80]] += 1
                 pause = float(retry_after) if self.honour else 0.0
             else:
@@ -286,7 +292,8 @@ def _storage_args(backend: str, workdir: Path, cassandra_port: int | None,
 
 def trial(backend: str, fault: str, workdir: Path, *, nodes: int = 1, posters: int = 8,
           messages: int = 3000, duration_s: float = 60.0, kill_after: int = 300,
-          acks_after: int = 100, cassandra: Any = None) -> dict[str, Any]:
+          acks_after: int = 100, cassandra: Any = None,
+          rate_limits: bool = False) -> dict[str, Any]:
     """One fault injected into one stream of posts; the loss figures (see module doc).
     With several nodes, ``node`` kills the one that owns the seeded guild (the one
     whose channel actor acknowledges the posts)."""
@@ -295,10 +302,12 @@ def trial(backend: str, fault: str, workdir: Path, *, nodes: int = 1, posters: i
     kill_after = max(1, min(kill_after, messages // 3))
     keyspace = f"greenroom_abuse_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     port = cassandra.port if cassandra is not None else None
-    tree = Tree(workdir, _storage_args(backend, workdir, port, keyspace), nodes=nodes)
+    tree = Tree(workdir, _storage_args(backend, workdir, port, keyspace), nodes=nodes,
+                rate_limits=rate_limits)
     t0 = time.monotonic()
     seed = tree.start()
-    result: dict[str, Any] = {"backend": backend, "fault": fault, "nodes": nodes}
+    result: dict[str, Any] = {"backend": backend, "fault": fault, "nodes": nodes,
+                              "rate_limits": "on" if rate_limits else "off"}
     try:
         feed = Posters(tree.rest_url, seed, posters)
         deadline = time.monotonic() + duration_s
@@ -403,10 +412,11 @@ def cassandra_node(port: int | None = None):
 
 def audit(backend: str, faults: tuple[str, ...] | None = None, *, nodes: int = 1,
           repeat: int = 1, posters: int = 8, messages: int = 3000, duration_s: float = 60.0,
-          kill_after: int = 300, cassandra_port: int | None = None,
-          cassandra: Any = None) -> dict[str, Any]:
+          kill_after: int = 300, acks_after: int = 100, cassandra_port: int | None = None,
+          cassandra: Any = None, rate_limits: bool = False) -> dict[str, Any]:
     """Run each fault ``repeat`` times against ``backend`` on a tree of ``nodes`` node
-    processes; the totals and each trial's figures.
+    processes; the totals and each trial's figures. ``rate_limits``: the tree as
+    ``make run`` ships it, else ``--no-rate-limits`` (the ``rate_limits`` key says which).
 
     ``cassandra``: a started ``tests.services.cassandra.CassandraNode`` to use (else the
     one on ``cassandra_port``, else one started and stopped here).
@@ -426,11 +436,12 @@ def audit(backend: str, faults: tuple[str, ...] | None = None, *, nodes: int = 1
             with tempfile.TemporaryDirectory(prefix=f"abuse-{backend}-{fault}-") as tmp:
                 trials.append(trial(backend, fault, Path(tmp), nodes=nodes, posters=posters,
                                     messages=messages, duration_s=duration_s,
-                                    kill_after=kill_after, cassandra=cassandra))
+                                    kill_after=kill_after, acks_after=acks_after,
+                                    cassandra=cassandra, rate_limits=rate_limits))
             log(json.dumps(trials[-1]))
     return {"backend": backend, "acked": sum(t["acked"] for t in trials),
             "found": sum(t["found"] for t in trials), "lost": sum(t["lost"] for t in trials),
-            "trials": trials}
+            "rate_limits": "on" if rate_limits else "off", "trials": trials}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,11 @@
 2. **Slow consumers** (``loadtest.abuse_slow``): clients that heartbeat but never read,
    a burst of 1,000 messages of ~2 KB: RSS growth per non-reading session against the
    configured per-connection bound + 64 KiB (target: below it).
-3. **Loss audit** (``loadtest.abuse_loss``): ``greenroom run`` as ``make run`` starts
-   it, concurrent REST posters, kill -9 of a node process and of the whole tree (and of
-   Cassandra itself), restart, read back: acknowledged but lost (target 0) on SQLite and
-   on a real Cassandra node.
+3. **Loss audit** (``loadtest.abuse_loss``): ``greenroom run``, concurrent REST
+   posters, kill -9 of a node process and of the whole tree (and of Cassandra itself),
+   restart, read back: acknowledged but lost (target 0) on SQLite and on a real
+   Cassandra node; first with ``--no-rate-limits`` (many posts a second), then as
+   ``make run`` ships it (rate limits on: few posts), each figure named by its setting.
 
     .venv/bin/python -m loadtest.bench_abuse                # about 4-6 minutes
     .venv/bin/python -m loadtest.bench_abuse --only fuzz    # (or slow, loss-sqlite, loss-cassandra)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from typing import Any
@@ -55,34 +57,61 @@ def fuzz(frames: int, seed: int) -> dict[str, Any]:
 
 
 def slow(sessions: int, messages: int) -> dict[str, Any]:
+    from gateway.outbound import WriteLimits
     from loadtest.abuse_slow import measure_slow_consumers
 
-    progress(f"slow consumers: {sessions} non-reading sessions, {messages} messages of ~2 KB")
-    figures = asyncio.run(measure_slow_consumers(sessions, messages))
-    bound = figures.high_water + 64 * 1024
-    progress(f"  RSS growth per non-reading session {figures.growth_per_session:,} B "
-             f"(bound {figures.high_water:,} B + 64 KiB = {bound:,} B); "
-             f"{figures.disconnected}/{sessions} disconnected; "
-             f"reader complete: {figures.reader_complete}")
-    return {"slow_rss_growth_per_session_bytes": figures.growth_per_session,
-            "slow_bound_bytes": bound,
-            "slow_within_bound": figures.growth_per_session <= bound,
-            "slow_disconnected": figures.disconnected, "slow_sessions": sessions,
-            "slow_kernel_queue_peak_bytes": figures.kernel_queue_peak,
-            "slow_reader_complete": figures.reader_complete}
+    # Both runs post with REST rate limits off (1,000 posts from one bot). The first
+    # waits 1 s + 1 s before it disconnects a stuck client (a quicker bench); the second
+    # runs the shipped WriteLimits (10 s + 5 s): the bound is the same high-water mark.
+    runs = (("slow", "rate limits off; stall 1 s, close grace 1 s",
+             WriteLimits(stall_timeout_s=1.0, close_grace_s=1.0)),
+            ("slow_default", "rate limits off; WriteLimits as shipped", WriteLimits()))
+    out: dict[str, Any] = {}
+    for key, setting, limits in runs:
+        progress(f"slow consumers ({setting}): {sessions} non-reading sessions, "
+                 f"{messages} messages of ~2 KB")
+        figures = asyncio.run(measure_slow_consumers(sessions, messages, limits=limits))
+        bound = figures.high_water + 64 * 1024
+        progress(f"  RSS growth per non-reading session {figures.growth_per_session:,} B "
+                 f"(bound {figures.high_water:,} B + 64 KiB = {bound:,} B); "
+                 f"{figures.disconnected}/{sessions} disconnected; "
+                 f"reader complete: {figures.reader_complete}")
+        out.update({f"{key}_rss_growth_per_session_bytes": figures.growth_per_session,
+                    f"{key}_bound_bytes": bound,
+                    f"{key}_within_bound": figures.growth_per_session <= bound,
+                    f"{key}_disconnected": figures.disconnected, f"{key}_sessions": sessions,
+                    f"{key}_kernel_queue_peak_bytes": figures.kernel_queue_peak,
+                    f"{key}_reader_complete": figures.reader_complete,
+                    f"{key}_settings": setting})
+    return out
 
 
 def loss(backend: str, repeat: int) -> dict[str, Any]:
-    from loadtest.abuse_loss import audit
+    from loadtest.abuse_loss import audit, cassandra_node
 
-    progress(f"loss audit on {backend}: kill -9 of a node, the tree"
-             f"{' and Cassandra' if backend == 'scylla' else ''}, x{repeat}")
-    result = audit(backend, repeat=repeat, messages=1500, duration_s=30.0)
     name = "sqlite" if backend == "sqlite" else "cassandra"
-    progress(f"  {name}: acked {result['acked']}, found {result['found']}, "
-             f"lost {result['lost']}")
-    return {f"{name}_acked": result["acked"], f"{name}_acked_lost": result["lost"],
-            f"{name}_faults": [t.get("fault") for t in result["trials"]]}
+    faults = ("node", "tree", "db") if backend == "scylla" else ("node", "tree")
+    figures: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        node = stack.enter_context(cassandra_node()) if backend == "scylla" else None
+        # --no-rate-limits: many posts a second from one bot (the default allows 5 per
+        # 5 s per channel); then the same faults as make run ships it, fewer posts
+        for key, limited, sizes in (
+                (f"{name}", False, {"messages": 1500, "duration_s": 30.0}),
+                (f"{name}_default", True, {"messages": 200, "duration_s": 60.0,
+                                           "kill_after": 10, "acks_after": 5})):
+            setting = "rate limits on (as make run)" if limited else "--no-rate-limits"
+            progress(f"loss audit on {backend}, {setting}: kill -9 of "
+                     f"{', '.join(faults)}, x{repeat}")
+            result = audit(backend, faults, repeat=repeat, cassandra=node,
+                           rate_limits=limited, **sizes)
+            progress(f"  {key}: acked {result['acked']}, found {result['found']}, "
+                     f"lost {result['lost']}")
+            figures.update({f"{key}_acked": result["acked"],
+                            f"{key}_acked_lost": result["lost"],
+                            f"{key}_settings": setting})
+    figures[f"{name}_faults"] = list(faults)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             skip_driver_exit_wait()
     ok = (not failed
           and line.get("fuzz_unexpected_closes", 0) == 0 and line.get("fuzz_error_records", 0) == 0
-          and line.get("slow_within_bound", True)
-          and line.get("sqlite_acked_lost", 0) == 0 and line.get("cassandra_acked_lost", 0) == 0)
+          and all(v for k, v in line.items() if k.endswith("_within_bound"))
+          and all(v == 0 for k, v in line.items() if k.endswith("_acked_lost")))
     line["ok"] = ok
     print(json.dumps(line), flush=True)
     return 0 if ok else 1
