@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from cluster.launcher import free_port  # noqa: F401 - re-exported for the services
 from loadtest.process_tree import alive as pid_alive
 
 
@@ -41,13 +42,6 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (on 127.0.0.1)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fetch_once(lock: Path, ready: Callable[[], bool], fetch: Callable[[], Path],
