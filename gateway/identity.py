@@ -32,6 +32,7 @@ from typing import Any
 
 from gateway.objects import guild_object, iso, member_object, user_object
 from gateway.protocol import GuildMembersRequested
+from gateway.ttl_map import TtlMap
 from storage.applications import effective_flags
 from storage.base import Storage
 from storage.model import Member, User
@@ -71,9 +72,9 @@ class IdentityCache:
         self._secret = secrets.token_bytes(32)
         self._guilds: dict[int, GuildShell] = {}
         self._loading: dict[int, asyncio.Future[GuildShell | None]] = {}
-        #: application id -> (its effective flags, expiry): like the guild shells, so a
+        #: application id -> its effective flags: cached like the guild shells, so a
         #: bot's IDENTIFY stays one storage call (flags change only by an operator)
-        self._app_flags: dict[int, tuple[int, float]] = {}
+        self._app_flags: TtlMap[int, int] = TtlMap(GUILD_TTL_S, MAX_GUILDS, clock)
 
     def token_key(self, token: str) -> bytes:
         """The keyed digest of ``token`` (compare with ``hmac.compare_digest``)."""
@@ -117,14 +118,10 @@ class IdentityCache:
     async def application_flags(self, application_id: int) -> int:
         """A bot application's effective flags (``storage.applications``), cached for
         ``GUILD_TTL_S``: an operator's change reaches IDENTIFY within that."""
-        cached = self._app_flags.get(application_id)
-        now = self.clock()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        flags = effective_flags(await self.storage.application_flags(application_id))
-        if len(self._app_flags) >= MAX_GUILDS and application_id not in self._app_flags:
-            del self._app_flags[next(iter(self._app_flags))]
-        self._app_flags[application_id] = (flags, now + GUILD_TTL_S)
+        flags = self._app_flags.get(application_id)
+        if flags is None:
+            flags = effective_flags(await self.storage.application_flags(application_id))
+            self._app_flags.put(application_id, flags)
         return flags
 
     def _loaded(self, guild_id: int, done: asyncio.Future[GuildShell | None]) -> None:

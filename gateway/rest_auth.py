@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gateway.ttl_map import TtlMap
+
 if TYPE_CHECKING:
     from storage.base import Storage
 
@@ -43,24 +45,17 @@ class Principals:
 
     def __init__(self, storage: Storage, clock: Callable[[], float] = time.monotonic) -> None:
         self.storage = storage
-        self.clock = clock
         self._secret = secrets.token_bytes(32)
-        self._known: dict[bytes, tuple[int, float]] = {}
+        self._known: TtlMap[bytes, int] = TtlMap(self.TTL_S, self.MAX, clock)
 
     async def user_id(self, token: str) -> int | None:
         key = hashlib.blake2b(token.encode(), key=self._secret, digest_size=16).digest()
-        now = self.clock()
-        hit = self._known.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        user_id = self._known.get(key)
+        if user_id is not None:
+            return user_id
         user_id = await self.storage.user_id_for_token(token)
         if user_id is None:
-            self._known.pop(key, None)
+            self._known.pop(key)
             return None
-        if len(self._known) >= self.MAX:
-            for stale in [k for k, (_, until) in self._known.items() if until <= now]:
-                del self._known[stale]
-            if len(self._known) >= self.MAX:
-                del self._known[next(iter(self._known))]  # the oldest
-        self._known[key] = (user_id, now + self.TTL_S)
+        self._known.put(key, user_id)
         return user_id
