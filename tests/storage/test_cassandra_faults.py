@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from delay_proxy import DelayProxy
 
-from loadtest.abuse_loss import Posters, Tree, alive, drop_keyspace, read_history, rss_bytes
+from loadtest.abuse_loss import Posters, Tree, alive, drop_keyspace, read_history
+from loadtest.ws_baseline.load import rss_bytes
 from tests.services.cassandra import CassandraNode
 
 #: acknowledged posts before Cassandra is killed, and after it is back
