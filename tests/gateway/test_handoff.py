@@ -5,6 +5,7 @@ stopped at once, it answers a retryable 503 — an asker is never left hanging."
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def test_a_channel_handed_over_mid_write_finishes_it_answers_and_then_exits(tmp_
             base, seeded = r.gateway.base, r.seeded
             view.me, view.placement = base.node, Placement([base.node])  # its name now
             channel, poster, collected, _ = await started(r)
-            other = next(n for n in (f"n{i}" for i in range(2, 100))
+            # a node the guild would move to: unbounded, since a fixed list of names
+            # all lose to this node's weight with probability 1/(len + 1)
+            other = next(n for n in (f"n{i}" for i in itertools.count(2))
                          if Placement([base.node, n]).owner(seeded.guild_id) == n)
             # In one loop turn: the post reaches the channel, then the guild moves to
             # another node, so the registry hands the channel over while its write is
