@@ -89,7 +89,7 @@ class Refused(Exception):
 
 #: the packages whose message types travel through Thespian (supervision, membership,
 #: node configuration), found by running the tree with every find_class recorded
-PROJECT_PACKAGES = ("actors", "cluster", "supervision", "gateway", "storage",
+PROJECT_PACKAGES = ("actors", "cluster", "supervision", "chat", "gateway", "storage",
                     "observability", "greenroom")
 #: Thespian's classes that travel and are not ``ActorSystemMessage``s: addresses and
 #: the routing wrapper

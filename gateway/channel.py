@@ -47,6 +47,7 @@ from thespian.actors import ActorExitRequest
 
 from actors import NORMAL, Activated, Actor, Handoff, Timeout
 from actors.registry import Route
+from chat.objects import iso, message_object
 from gateway.context import GatewayContext
 from gateway.messages import (
     ChangeMessage,
@@ -58,7 +59,6 @@ from gateway.messages import (
     ReadHistory,
     Typing,
 )
-from gateway.objects import iso, message_object
 from gateway.protocol import PreparedDispatch
 from gateway.recent_messages import RecentMessages
 from gateway.tracing import child, context_of, fail, start

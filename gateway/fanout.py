@@ -210,7 +210,7 @@ class FanoutPoint(Actor):
             _latency.record(time.time() - created_ms / 1000, len(to))
 
 
-#: ``,"op":0,"d":{"id":"`` ahead of a message object's id (gateway/objects.py: first key)
+#: ``,"op":0,"d":{"id":"`` ahead of a message object's id (chat/objects.py: first key)
 _MESSAGE_ID_AT = b',"op":0,"d":{"id":"'
 
 

@@ -31,6 +31,7 @@ from thespian.actors import ActorExitRequest
 
 from actors import Activated, Actor, Down, IODone, Timeout
 from actors.registry import Route
+from chat.permissions import VIEW_CHANNEL, base_permissions
 from gateway.context import GatewayContext
 from gateway.fanout import NodeFanout, fanout_address, payload_for
 from gateway.messages import (
@@ -45,7 +46,6 @@ from gateway.messages import (
     Subscribed,
     Unsubscribe,
 )
-from gateway.objects import VIEW_CHANNEL, base_permissions
 from gateway.protocol import (
     PreparedDispatch,
     event_allowed,

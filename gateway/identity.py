@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.objects import guild_object, iso, member_object, user_object
+from chat.objects import guild_object, iso, member_object, user_object
 from gateway.protocol import GuildMembersRequested
 from gateway.ttl_map import TtlMap
 from storage.applications import effective_flags

@@ -39,6 +39,7 @@ from aiohttp import web
 from actors.messages import NodeDownError
 from actors.registry import Route
 from actors.wire import MalformedEnvelope, pack, unpack
+from chat.validation import check_content
 from gateway.channel import channel_key
 from gateway.ingress_messages import (
     BAD_MESSAGE,
@@ -75,7 +76,6 @@ from gateway.sessions import (
     sessions_address,
 )
 from gateway.tracing import fanout_attributes
-from gateway.validation import check_content
 from observability import counter, inject_current, span_from
 from observability.http_metrics import server_metrics
 from observability.logging import LogThrottle

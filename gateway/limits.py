@@ -2,8 +2,8 @@
 
 REST (Discord's model, simplified): every request counts against one bucket, keyed by
 the caller (the user its token authenticates, or its IP without a valid token: see
-``gateway.rest_auth``), the route template and the route's canonical major parameter
-(``channel_id`` or ``guild_id``); the middleware in ``gateway.rest_guilds`` builds the
+``gateway.rest.auth``), the route template and the route's canonical major parameter
+(``channel_id`` or ``guild_id``); the middleware in ``gateway.rest.ratelimit`` builds the
 key, so no spelling of a header or of an id opens a fresh bucket. A bucket allows
 ``limit`` requests per fixed window of ``per_s`` seconds that starts with its first
 request; an exhausted bucket answers 429 until the window ends. Every answer carries ``X-RateLimit-*`` headers.

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors import Actor
 from actors.address import Address
+from chat.objects import message_object, user_object
+from chat.permissions import VIEW_CHANNEL, base_permissions
 from cluster.placement import owner
 from gateway.context import GatewayContext
 from gateway.messages import (
@@ -50,7 +52,6 @@ from gateway.messages import (
     Replicate,
     SessionState,
 )
-from gateway.objects import VIEW_CHANNEL, base_permissions, message_object, user_object
 from gateway.protocol import Encoding, PreparedDispatch
 from gateway.protocol.intents import (
     event_allowed,

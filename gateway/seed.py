@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.objects import DEFAULT_EVERYONE
+from chat.permissions import DEFAULT_EVERYONE
 from storage.applications import DEFAULT_BOT_FLAGS
 from storage.base import Storage
 from storage.model import Channel, Guild, Member, Role, User

@@ -476,7 +476,7 @@ class Gateway:
 
     async def start(self, base: UvloopSystemBase | None = None) -> None:
         """Start actors, then the sockets; ``base`` defaults to a new one on this loop."""
-        from gateway.rest import start_rest
+        from gateway.rest.app import start_rest
 
         self.loop = asyncio.get_running_loop()
         self.timers = TimerWheel(self.loop)

@@ -41,7 +41,7 @@ def _rss_kib() -> int:
 
 
 def message_creates(count: int, seed: int = 1) -> list[bytes]:
-    """MESSAGE_CREATE frames shaped like ``gateway.objects.message_object``'s, with
+    """MESSAGE_CREATE frames shaped like ``chat.objects.message_object``'s, with
     varied content from a 3,000-word made-up vocabulary and increasing snowflakes."""
     rng = random.Random(seed)
     letters = "etaoinshrdlucmfwypvbgkqjxz"

@@ -24,11 +24,11 @@ from typing import Any
 import uvloop
 
 from actors import UvloopSystemBase
+from chat.permissions import VIEW_CHANNEL
 from gateway.context import GatewayContext, bind
 from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor, _Sub
 from gateway.messages import Deliver, Fanout
-from gateway.objects import VIEW_CHANNEL
 from gateway.protocol import GatewayConfig, Intents, PreparedDispatch, event_allowed
 from gateway.session import SessionActor
 from storage.snowflake import SnowflakeGenerator

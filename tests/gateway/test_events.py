@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.objects import ADMINISTRATOR, READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL
+from chat.permissions import ADMINISTRATOR, READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL
 from gateway.protocol import Intents
 from gateway.seed import add_member, create_user
 from storage.model import Member, Role

@@ -16,12 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from actors import UvloopSystemBase
 from actors.address import Address
 from actors.wire import envelope, open_envelope, pack, unpack
+from chat.permissions import VIEW_CHANNEL
 from cluster.data_plane import DataPlane
 from gateway.context import GatewayContext, bind
 from gateway.fanout import FANOUT_ID, NodeFanout, fanout_address, payload_for
 from gateway.guild import GuildActor, _Sub
 from gateway.messages import Fanout
-from gateway.objects import VIEW_CHANNEL
 from gateway.protocol import GatewayConfig, Intents, PreparedDispatch, SendFrame
 from observability import configure_tracing
 from storage.snowflake import SnowflakeGenerator

@@ -151,7 +151,7 @@ def test_a_slow_cassandra_is_refused_as_503_with_retry_after_and_the_node_recove
 
 def test_a_rest_ask_that_times_out_on_slow_storage_is_a_503_with_retry_after() -> None:
     # the 15 s REST ask expiring (a database slower than that) is retryable too
-    from gateway.rest import error_response
+    from gateway.rest.errors import error_response
 
     response = error_response(TimeoutError())
     assert response.status == 503 and response.headers["Retry-After"] == "1"

@@ -1,5 +1,5 @@
 """Discord JSON objects built from storage models (user, member, role, channel, guild,
-message), and the guild permission arithmetic the gateway needs."""
+message)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from chat.permissions import DEFAULT_EVERYONE
 from gateway.protocol import build_user
 from storage.model import Channel, Guild, Member, Message, Role, User
 from storage.snowflake import snowflake_ms
-
-ADMINISTRATOR = 1 << 3
-VIEW_CHANNEL = 1 << 10
-SEND_MESSAGES = 1 << 11
-MANAGE_MESSAGES = 1 << 13
-READ_MESSAGE_HISTORY = 1 << 16
-ALL_PERMISSIONS = (1 << 51) - 1
-#: What @everyone gets when a guild has no @everyone role stored (Discord's defaults).
-DEFAULT_EVERYONE = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | (1 << 6) | (1 << 14)
 
 
 def iso(ms: int | None) -> str | None:
@@ -154,18 +146,3 @@ def message_object(
     if member is not None:
         out["member"] = {k: v for k, v in member.items() if k != "user"}
     return out
-
-
-def base_permissions(guild: Guild, roles: dict[int, Role], member: Member) -> int:
-    """Guild-level permissions of ``member`` (no channel overwrites in this model)."""
-    if member.user_id == guild.owner_id:
-        return ALL_PERMISSIONS
-    everyone = roles.get(guild.id)
-    perms = DEFAULT_EVERYONE if everyone is None else everyone.permissions
-    for role_id in member.roles:
-        role = roles.get(role_id)
-        if role is not None:
-            perms |= role.permissions
-    if perms & ADMINISTRATOR:
-        return ALL_PERMISSIONS
-    return perms

@@ -5,7 +5,7 @@ owner lets) creates an invite to a channel (``POST /channels/{id}/invites``); an
 may look it up (``GET /invites/{code}``); a user accepts it with their own token
 (``POST /invites/{code}``, the call Discord's own client makes) and becomes a member.
 The other consent path is the OAuth2 grant for ``PUT /guilds/{g}/members/{u}``
-(``gateway.rest_guilds``); an operator adds members directly with ``greenroom admin
+(``gateway.rest.guilds``); an operator adds members directly with ``greenroom admin
 add-member``.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.objects import iso, user_object
-from gateway.rest import (
+from chat.objects import iso, user_object
+from gateway.rest.errors import (
     INVALID_FORM_BODY,
     PREFIX,
     UNKNOWN_GUILD,
@@ -29,7 +29,7 @@ from gateway.rest import (
     json_response,
     request_token,
 )
-from gateway.rest_guilds import CREATE_INSTANT_INVITE, MoreApi
+from gateway.rest.guilds import CREATE_INSTANT_INVITE, MoreApi
 from storage.invites import Invite
 from storage.model import Channel, Guild, User
 

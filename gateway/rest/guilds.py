@@ -1,5 +1,5 @@
 """More of the REST API: message edit/delete, typing, guilds, channels and members, and
-the rate-limit middleware (``gateway.limits``). Registered by ``gateway.rest.make_app``.
+the rate-limit middleware (``gateway.limits``). Registered by ``gateway.rest.app.make_app``.
 
 Writes are durable before the answer: message edits and deletes go through the channel
 actor (ordered behind the channel's sends, answered once the storage actor says
@@ -13,7 +13,6 @@ not a member answers 403 50001 Missing Access, a missing permission 403 50013.
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from actors.registry import Route
+from chat.objects import channel_object, member_object, message_object, role_object, user_object
+from chat.permissions import MANAGE_MESSAGES, SEND_MESSAGES, VIEW_CHANNEL, base_permissions
+from chat.validation import FieldError, check_content, check_text
 from gateway.channel import channel_key
-from gateway.limits import RestRateLimiter, headers_for
 from gateway.messages import (
     ChangeMessage,
     GuildBroadcast,
@@ -32,18 +33,7 @@ from gateway.messages import (
     PostFailed,
     Typing,
 )
-from gateway.objects import (
-    MANAGE_MESSAGES,
-    SEND_MESSAGES,
-    VIEW_CHANNEL,
-    base_permissions,
-    channel_object,
-    member_object,
-    message_object,
-    role_object,
-    user_object,
-)
-from gateway.rest import (
+from gateway.rest.errors import (
     ASK_TIMEOUT_S,
     INVALID_FORM_BODY,
     MISSING_ACCESS,
@@ -54,25 +44,21 @@ from gateway.rest import (
     UNKNOWN_MESSAGE,
     HTTPDiscordError,
     error,
-    error_response,
     invalid_form,
     json_body,
     json_response,
     path_id,
     query_id,
     query_int,
-    request_token,
 )
-from gateway.rest_auth import Principals
 from gateway.seed import create_guild
 from gateway.sessions import ToUserSessions, gateway_nodes, sessions_address
-from gateway.validation import FieldError, check_content, check_text
 from storage.grants import OAuth2Grant
 from storage.model import Channel, Guild, Member, User
 from storage.snowflake import parse_snowflake
 
 if TYPE_CHECKING:
-    from gateway.rest import Api
+    from gateway.rest.api import Api
 
 CREATE_INSTANT_INVITE = 1 << 0
 KICK_MEMBERS = 1 << 1
@@ -372,48 +358,7 @@ def add_routes(app: web.Application, api: Api) -> None:
     r.add_get(f"{PREFIX}/guilds/{{guild_id}}/members", more.get_members)
     r.add_put(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.put_member)
     r.add_post(f"{PREFIX}/oauth2/authorize", more.post_authorize)
-    from gateway.rest_invites import add_invite_routes  # it builds on this module
+    from gateway.rest.invites import add_invite_routes  # it builds on this module
 
     add_invite_routes(app, more)
     r.add_delete(f"{PREFIX}/guilds/{{guild_id}}/members/{{user_id}}", more.delete_member)
-
-
-def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
-    """Middleware: count the request against its bucket; 429 when it is exhausted;
-    ``X-RateLimit-*`` headers on every answer (errors included).
-
-    A bucket is keyed by the principal (the user behind the token; the IP without a
-    valid one) and the canonical major id: neither another spelling of the header nor
-    ``0<id>`` opens a fresh bucket (every non-canonical id shares one, answered 404)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        template = resource.canonical if resource is not None else request.path
-        if template.startswith(PREFIX):
-            template = template[len(PREFIX):]
-        info = request.match_info
-        raw = info.get("channel_id") or info.get("guild_id")
-        major = "" if raw is None else str(parse_snowflake(raw))
-        token = request_token(request)
-        user_id = await principals.user_id(token) if token else None
-        caller = f"user:{user_id}" if user_id is not None else f"ip:{request.remote}"
-        verdict = limiter.hit(caller, request.method, template, major)
-        headers = headers_for(verdict)
-        if not verdict.allowed:
-            retry = round(verdict.reset_after, 3)
-            refusal = {**headers, "Retry-After": str(max(1, math.ceil(retry))),
-                       "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
-            if verdict.global_:
-                refusal["X-RateLimit-Global"] = "true"
-            return json_response(
-                {"message": "You are being rate limited.", "retry_after": retry,
-                 "global": verdict.global_}, status=429, headers=refusal)
-        try:
-            response = await handler(request)
-        except Exception as exc:
-            response = error_response(exc, request)
-        response.headers.update(headers)
-        return response
-
-    return middleware

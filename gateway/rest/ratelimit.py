@@ -1,0 +1,55 @@
+"""The rate-limit middleware: Discord's buckets (``gateway.limits``) applied to every
+REST request, with Discord's ``X-RateLimit-*`` headers and 429 body."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aiohttp import web
+
+from gateway.limits import RestRateLimiter, headers_for
+from gateway.rest.auth import Principals
+from gateway.rest.errors import PREFIX, error_response, json_response, request_token
+from storage.snowflake import parse_snowflake
+
+
+def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
+    """Middleware: count the request against its bucket; 429 when it is exhausted;
+    ``X-RateLimit-*`` headers on every answer (errors included).
+
+    A bucket is keyed by the principal (the user behind the token; the IP without a
+    valid one) and the canonical major id: neither another spelling of the header nor
+    ``0<id>`` opens a fresh bucket (every non-canonical id shares one, answered 404)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        template = resource.canonical if resource is not None else request.path
+        if template.startswith(PREFIX):
+            template = template[len(PREFIX):]
+        info = request.match_info
+        raw = info.get("channel_id") or info.get("guild_id")
+        major = "" if raw is None else str(parse_snowflake(raw))
+        token = request_token(request)
+        user_id = await principals.user_id(token) if token else None
+        caller = f"user:{user_id}" if user_id is not None else f"ip:{request.remote}"
+        verdict = limiter.hit(caller, request.method, template, major)
+        headers = headers_for(verdict)
+        if not verdict.allowed:
+            retry = round(verdict.reset_after, 3)
+            refusal = {**headers, "Retry-After": str(max(1, math.ceil(retry))),
+                       "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
+            if verdict.global_:
+                refusal["X-RateLimit-Global"] = "true"
+            return json_response(
+                {"message": "You are being rate limited.", "retry_after": retry,
+                 "global": verdict.global_}, status=429, headers=refusal)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            response = error_response(exc, request)
+        response.headers.update(headers)
+        return response
+
+    return middleware
