@@ -145,4 +145,6 @@ def message_object(
         out["nonce"] = message.nonce
     if member is not None:
         out["member"] = {k: v for k, v in member.items() if k != "user"}
+    if message.extra:
+        out.update(message.extra)
     return out

@@ -83,6 +83,11 @@ HANDOFF_TIMEOUT_S = 10.0
 _HANDOFF = "channel-handoff"
 
 
+#: the ``Message`` fields a ``PostMessage`` may set beyond its own (``PostMessage.fields``)
+POST_FIELDS = frozenset({"embeds", "attachments", "flags", "mentions", "mention_roles",
+                         "mention_everyone", "extra"})
+
+
 class StorageRestarted:
     """The node's storage actor died and its next incarnation runs: send it again what
     this channel still waits for (gateway/services.py sends this; never leaves a node)."""
@@ -291,6 +296,10 @@ class ChannelActor(Actor):
             type=msg.type,
         )
         try:
+            for name, value in msg.fields.items():
+                if name not in POST_FIELDS:
+                    raise ValueError(f"a post cannot set {name!r}")
+                setattr(message, name, value)
             write = MessageCreate(message, claim_nonce=key is not None)
         except (TypeError, ValueError) as exc:
             self.send(sender, PostFailed(400, 50035, f"Invalid Form Body: {exc}"))

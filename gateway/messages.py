@@ -203,7 +203,10 @@ class PostMessage:
     nonce: str | None = None
     enforce_nonce: bool = False
     tts: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: more ``storage.model.Message`` fields, set at creation, checked by whoever built
+    #: the post (``embeds``, ``attachments``, ``flags``, ``mentions``, ``mention_roles``,
+    #: ``mention_everyone``, ``extra``): REST, a webhook, an interaction's response
+    fields: dict[str, Any] = field(default_factory=dict)
     type: int = 0  # Discord's message type
     trace: dict | None = None  # the poster's span context (W3C), None when not traced
 

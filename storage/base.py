@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery
@@ -216,6 +217,36 @@ class Storage(abc.ABC):
     async def use_invite(self, code: str, now_ms: int) -> Invite | None:
         """Count one use of a usable invite, atomically; the invite after it, or None
         (unknown, expired or used up)."""
+        raise NotImplementedError
+
+    # -- records (storage.records) --------------------------------------------------
+    async def put_record(self, kind: str, scope: int, key: str, value: dict[str, Any],
+                         ttl_s: int | None = None) -> None:
+        """Write (or replace) one record; with ``ttl_s`` it expires that many seconds on."""
+        raise NotImplementedError
+
+    async def get_record(self, kind: str, scope: int, key: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def insert_record_if_absent(self, kind: str, scope: int, key: str,
+                                      value: dict[str, Any], ttl_s: int | None = None
+                                      ) -> tuple[bool, dict[str, Any]]:
+        """Atomically write ``value`` unless the key holds a live record: ``(True,
+        value)`` if written, else ``(False, the record there)``."""
+        raise NotImplementedError
+
+    async def delete_record(self, kind: str, scope: int, key: str) -> None:
+        raise NotImplementedError
+
+    async def list_records(self, kind: str, scope: int, *, prefix: str = "",
+                           after: str | None = None, limit: int = 100
+                           ) -> list[tuple[str, dict[str, Any]]]:
+        """Live records of ``(kind, scope)`` whose key starts with ``prefix`` (and sorts
+        after ``after``), in key order, at most ``limit`` (``records.MAX_LIST``)."""
+        raise NotImplementedError
+
+    async def delete_records(self, kind: str, scope: int, prefix: str = "") -> None:
+        """Delete every record of ``(kind, scope)`` whose key starts with ``prefix``."""
         raise NotImplementedError
 
     # -- guilds --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from storage.model import EDITABLE_FIELDS, Message
 
 IMMUTABLE_COLUMNS = ("author_id", "guild_id", "type", "tts", "nonce")
 EDITABLE_COLUMNS = EDITABLE_FIELDS
-JSON_COLUMNS = frozenset({"embeds", "attachments"})
+JSON_COLUMNS = frozenset({"embeds", "attachments", "extra"})
 LIST_COLUMNS = frozenset({"mentions", "mention_roles"})
 BOOL_COLUMNS = frozenset({"tts", "pinned", "mention_everyone"})
 READ_COLUMNS = ("message_id", *IMMUTABLE_COLUMNS, *EDITABLE_COLUMNS)
@@ -28,7 +28,7 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def dump_json(value: list[dict[str, Any]]) -> str:
+def dump_json(value: list[dict[str, Any]] | dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
@@ -44,7 +44,7 @@ def creation_values(message: Message) -> dict[str, Any]:
         values["guild_id"] = message.guild_id
     if message.nonce is not None:
         values["nonce"] = message.nonce
-    for name in ("embeds", "attachments"):
+    for name in ("embeds", "attachments", "extra"):
         if getattr(message, name):
             values[name] = dump_json(getattr(message, name))
     for name in ("mentions", "mention_roles"):
@@ -77,6 +77,7 @@ def message_from_columns(channel_id: int, row: dict[str, Any] | Any) -> Message:
     get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
     embeds = get("embeds")
     attachments = get("attachments")
+    extra = get("extra")
     return Message(
         channel_id=channel_id,
         id=get("message_id"),
@@ -94,4 +95,5 @@ def message_from_columns(channel_id: int, row: dict[str, Any] | Any) -> Message:
         nonce=get("nonce"),
         pinned=bool(get("pinned")),
         edited_at_ms=get("edited_at_ms"),
+        extra=json.loads(extra) if extra else {},
     )

@@ -35,6 +35,7 @@ EDITABLE_FIELDS = (
     "mention_roles",
     "mention_everyone",
     "edited_at_ms",
+    "extra",
 )
 MAX_CONTENT_LENGTH = 4000  # Discord's limit for messages (2000, or 4000 with Nitro)
 MAX_SNOWFLAKE = (1 << 63) - 1
@@ -127,6 +128,10 @@ class Message:
     nonce: str | None = None
     pinned: bool = False
     edited_at_ms: int | None = None
+    #: message fields without a column of their own (``message_reference``,
+    #: ``webhook_id``, ``components``, ``interaction_metadata``...), one JSON cell:
+    #: merged into the message object as they are (``chat.objects.message_object``)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timestamp_ms(self) -> int:

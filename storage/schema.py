@@ -21,8 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.model import EDITABLE_FIELDS
 from storage.settings import StorageSettings, replication_options
+
+#: the messages table's editable columns as version 1 created them (later versions add
+#: columns with ALTER TABLE: ``storage.model.EDITABLE_FIELDS`` is the current list)
+V1_EDITABLE_FIELDS = ("content", "embeds", "attachments", "flags", "pinned", "mentions",
+                      "mention_roles", "mention_everyone", "edited_at_ms")
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 create_ts INTEGER, tomb_ts INTEGER NOT NULL DEFAULT 0,
                 author_id INTEGER, guild_id INTEGER, type INTEGER, tts INTEGER, nonce TEXT,
                 """
-            + ",\n".join(f"{c}, {c}_ts INTEGER" for c in EDITABLE_FIELDS)
+            + ",\n".join(f"{c}, {c}_ts INTEGER" for c in V1_EDITABLE_FIELDS)
             + """,
                 PRIMARY KEY (channel_id, message_id)) WITHOUT ROWID""",
         ),
@@ -168,6 +172,25 @@ MIGRATIONS: tuple[Migration, ...] = (
                 inviter_id INTEGER NOT NULL, created_at_ms INTEGER NOT NULL,
                 max_age_s INTEGER NOT NULL, max_uses INTEGER NOT NULL,
                 uses INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        6,
+        "messages.extra (fields without a column of their own, JSON); records: small "
+        "keyed tables of the chat features (storage.records)",
+        cql=(
+            "ALTER TABLE {ks}.messages ADD extra text",
+            """CREATE TABLE IF NOT EXISTS {ks}.records (
+                kind text, scope bigint, key text, value blob,
+                PRIMARY KEY ((kind, scope), key))""",
+        ),
+        sqlite=(
+            "ALTER TABLE messages ADD COLUMN extra",
+            "ALTER TABLE messages ADD COLUMN extra_ts INTEGER",
+            """CREATE TABLE IF NOT EXISTS records (
+                kind TEXT NOT NULL, scope INTEGER NOT NULL, key TEXT NOT NULL,
+                value BLOB NOT NULL, expires_at_ms INTEGER,
+                PRIMARY KEY (kind, scope, key)) WITHOUT ROWID""",
         ),
     ),
 )
@@ -243,7 +266,7 @@ def migrate_cql(session: object, keyspace: str, replication: str) -> list[int]:
         if migration.version in done:
             continue
         for statement in migration.cql:
-            execute(statement.format(ks=keyspace))
+            _execute_cql(execute, statement.format(ks=keyspace))
         execute(
             f"INSERT INTO {keyspace}.schema_migrations (version, description, applied_at_ms) "
             "VALUES (%s, %s, %s)",
@@ -251,6 +274,18 @@ def migrate_cql(session: object, keyspace: str, replication: str) -> list[int]:
         )
         applied.append(migration.version)
     return applied
+
+
+def _execute_cql(execute: object, statement: str) -> None:
+    """Run one migration statement. CQL's ``ALTER TABLE ... ADD`` has no ``IF NOT
+    EXISTS``: a column added by an earlier, interrupted run (or a racing process) is
+    the wanted schema, not an error."""
+    try:
+        execute(statement)  # type: ignore[operator]
+    except Exception as exc:
+        adding = statement.lstrip().upper().startswith("ALTER TABLE") and " ADD " in statement.upper()
+        if not (adding and "conflicts with an existing column" in str(exc)):
+            raise
 
 
 def applied_versions(settings: StorageSettings) -> list[int]:

@@ -94,6 +94,7 @@ from storage.model import (
     User,
     check_id,
 )
+from storage.records import MAX_LIST, check_record, key_range, pack, unpack
 from storage.settings import StorageSettings
 from storage.snowflake import snowflake_ms
 
@@ -221,6 +222,7 @@ def _batch_size(write: MessageWrite) -> int:
             + _text_bytes(m.content) * 2
             + (len(json.dumps(m.embeds)) if m.embeds else 0)
             + (len(json.dumps(m.attachments)) if m.attachments else 0)
+            + (len(json.dumps(m.extra)) if m.extra else 0)
         )
     if isinstance(write, MessageEdit):
         return 96 + sum(len(str(v)) for v in write.changes.values())
@@ -392,6 +394,7 @@ class ScyllaStorage(Storage):
                 or m.mention_roles
                 or m.mention_everyone
                 or m.edited_at_ms is not None
+                or m.extra
             ):
                 return self._ps["insert_plain_message"].bind(
                     (
@@ -763,6 +766,80 @@ class ScyllaStorage(Storage):
         for user_id, application_id, scopes, expires_at_ms in rows:
             return OAuth2Grant(user_id, application_id, tuple(scopes.split()), expires_at_ms)
         return None
+
+    # -- records (storage.records): expiry is CQL's TTL ---------------------------------
+    async def put_record(self, kind: str, scope: int, key: str, value: dict[str, Any],
+                         ttl_s: int | None = None) -> None:
+        check_record(kind, scope, key)
+        ttl = f" USING TTL {max(1, int(ttl_s))}" if ttl_s is not None else ""
+        await self._send(
+            f"INSERT INTO {self.settings.keyspace}.records (kind, scope, key, value) "
+            f"VALUES (%s, %s, %s, %s){ttl}", (kind, scope, key, pack(value)))
+
+    async def get_record(self, kind: str, scope: int, key: str) -> dict[str, Any] | None:
+        check_record(kind, scope, key)
+        rows = await self._send(
+            f"SELECT value FROM {self.settings.keyspace}.records "
+            "WHERE kind = %s AND scope = %s AND key = %s", (kind, scope, key))
+        for (raw,) in rows:
+            return unpack(raw)
+        return None
+
+    async def insert_record_if_absent(self, kind: str, scope: int, key: str,
+                                      value: dict[str, Any], ttl_s: int | None = None
+                                      ) -> tuple[bool, dict[str, Any]]:
+        # A lightweight transaction: of two nodes inserting at once, one wins and the
+        # other reads the winner's value in the same answer.
+        check_record(kind, scope, key)
+        ttl = f" USING TTL {max(1, int(ttl_s))}" if ttl_s is not None else ""
+        rows = await self._send(
+            f"INSERT INTO {self.settings.keyspace}.records (kind, scope, key, value) "
+            f"VALUES (%s, %s, %s, %s) IF NOT EXISTS{ttl}", (kind, scope, key, pack(value)))
+        row = rows[0]
+        if row[0]:  # [applied]
+            return True, value
+        # not applied: the row there comes back as [applied], kind, scope, key, value
+        existing = row[-1] if len(row) > 1 else None
+        if existing is None:  # expired between the check and the read: answer as found
+            found = await self.get_record(kind, scope, key)
+            if found is None:
+                raise StorageError(f"record {kind}/{key}: no answer from its LWT",
+                                   transient=True)
+            return False, found
+        return False, unpack(existing)
+
+    async def delete_record(self, kind: str, scope: int, key: str) -> None:
+        check_record(kind, scope, key)
+        await self._send(
+            f"DELETE FROM {self.settings.keyspace}.records "
+            "WHERE kind = %s AND scope = %s AND key = %s", (kind, scope, key))
+
+    async def list_records(self, kind: str, scope: int, *, prefix: str = "",
+                           after: str | None = None, limit: int = 100
+                           ) -> list[tuple[str, dict[str, Any]]]:
+        check_record(kind, scope, prefix)
+        low, inclusive, high = key_range(prefix, after)
+        cql = (f"SELECT key, value FROM {self.settings.keyspace}.records "
+               f"WHERE kind = %s AND scope = %s AND key {'>=' if inclusive else '>'} %s")
+        params: list[Any] = [kind, scope, low]
+        if high is not None:
+            cql += " AND key < %s"
+            params.append(high)
+        cql += f" LIMIT {max(1, min(limit, MAX_LIST))}"
+        if limit <= 0:
+            return []
+        return [(k, unpack(v)) for k, v in await self._send(cql, tuple(params))]
+
+    async def delete_records(self, kind: str, scope: int, prefix: str = "") -> None:
+        check_record(kind, scope, prefix)
+        table = f"{self.settings.keyspace}.records"
+        if prefix:  # a range tombstone
+            await self._send(f"DELETE FROM {table} WHERE kind = %s AND scope = %s "
+                             "AND key >= %s AND key < %s",
+                             (kind, scope, prefix, key_range(prefix, None)[2]))
+        else:  # a partition tombstone
+            await self._send(f"DELETE FROM {table} WHERE kind = %s AND scope = %s",
+                             (kind, scope))
 
     _INVITE_COLS = ("code, guild_id, channel_id, inviter_id, created_at_ms, max_age_s, "
                     "max_uses, uses")

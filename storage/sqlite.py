@@ -52,6 +52,7 @@ from storage.model import (
     User,
     check_id,
 )
+from storage.records import MAX_LIST, check_record, key_range, pack, unpack
 from storage.schema import open_sqlite
 from storage.settings import StorageSettings
 
@@ -162,6 +163,7 @@ _CREATE_ORDER = (
     "mention_roles",
     "mention_everyone",
     "edited_at_ms",
+    "extra",
 )
 assert _CREATE_ORDER == EDITABLE_COLUMNS, "keep _create_params in step with the schema"
 
@@ -174,6 +176,7 @@ def _create_params(write: MessageCreate) -> tuple[Any, ...]:
     attachments = dump_json(m.attachments) if m.attachments else None
     mentions = json.dumps(list(m.mentions)) if m.mentions else None
     roles = json.dumps(list(m.mention_roles)) if m.mention_roles else None
+    extra = dump_json(m.extra) if m.extra else None
     return (
         m.channel_id,
         m.id,
@@ -201,6 +204,8 @@ def _create_params(write: MessageCreate) -> tuple[Any, ...]:
         ts if m.mention_everyone else None,
         m.edited_at_ms,
         ts if m.edited_at_ms is not None else None,
+        extra,
+        ts if extra is not None else None,
     )
 
 
@@ -526,6 +531,80 @@ class SqliteStorage(Storage):
             return None
         user_id, application_id, scopes, expires_at_ms = rows[0]
         return OAuth2Grant(user_id, application_id, tuple(scopes.split()), expires_at_ms)
+
+    # -- records (storage.records): expiry is a column, filtered on read ------------------
+    @staticmethod
+    def _expiry(ttl_s: int | None) -> int | None:
+        return None if ttl_s is None else int(time.time() * 1000) + int(ttl_s) * 1000
+
+    async def put_record(self, kind: str, scope: int, key: str, value: dict[str, Any],
+                         ttl_s: int | None = None) -> None:
+        check_record(kind, scope, key)
+        await self._exec(
+            "INSERT OR REPLACE INTO records (kind, scope, key, value, expires_at_ms) "
+            "VALUES (?, ?, ?, ?, ?)", (kind, scope, key, pack(value), self._expiry(ttl_s)))
+
+    async def get_record(self, kind: str, scope: int, key: str) -> dict[str, Any] | None:
+        check_record(kind, scope, key)
+        rows = await self._rows(
+            "SELECT value FROM records WHERE kind = ? AND scope = ? AND key = ? "
+            "AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+            (kind, scope, key, int(time.time() * 1000)))
+        return unpack(rows[0][0]) if rows else None
+
+    async def insert_record_if_absent(self, kind: str, scope: int, key: str,
+                                      value: dict[str, Any], ttl_s: int | None = None
+                                      ) -> tuple[bool, dict[str, Any]]:
+        check_record(kind, scope, key)
+        return await self._call(self._insert_record_sync, kind, scope, key, pack(value),
+                                self._expiry(ttl_s), value)
+
+    def _insert_record_sync(self, kind: str, scope: int, key: str, raw: bytes,
+                            expires: int | None, value: dict[str, Any]
+                            ) -> tuple[bool, dict[str, Any]]:
+        # One statement: an expired record there is replaced, a live one kept. Atomic
+        # against every other process on the file.
+        cursor = self._db().execute(
+            "INSERT INTO records (kind, scope, key, value, expires_at_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, scope, key) DO UPDATE SET "
+            "value = excluded.value, expires_at_ms = excluded.expires_at_ms "
+            "WHERE records.expires_at_ms IS NOT NULL AND records.expires_at_ms <= ?",
+            (kind, scope, key, raw, expires, int(time.time() * 1000)))
+        self.queries += 1
+        if cursor.rowcount == 1:
+            return True, value
+        rows = self._query("SELECT value FROM records WHERE kind = ? AND scope = ? AND key = ?",
+                           (kind, scope, key))
+        return False, unpack(rows[0][0])
+
+    async def delete_record(self, kind: str, scope: int, key: str) -> None:
+        check_record(kind, scope, key)
+        await self._exec("DELETE FROM records WHERE kind = ? AND scope = ? AND key = ?",
+                         (kind, scope, key))
+
+    async def list_records(self, kind: str, scope: int, *, prefix: str = "",
+                           after: str | None = None, limit: int = 100
+                           ) -> list[tuple[str, dict[str, Any]]]:
+        check_record(kind, scope, prefix)
+        low, inclusive, high = key_range(prefix, after)
+        sql = (f"SELECT key, value FROM records WHERE kind = ? AND scope = ? "
+               f"AND key {'>=' if inclusive else '>'} ? "
+               "AND (expires_at_ms IS NULL OR expires_at_ms > ?)")
+        params: list[Any] = [kind, scope, low, int(time.time() * 1000)]
+        if high is not None:
+            sql += " AND key < ?"
+            params.append(high)
+        sql += " ORDER BY key LIMIT ?"
+        params.append(max(0, min(limit, MAX_LIST)))
+        return [(k, unpack(v)) for k, v in await self._rows(sql, params)]
+
+    async def delete_records(self, kind: str, scope: int, prefix: str = "") -> None:
+        check_record(kind, scope, prefix)
+        if prefix:
+            await self._exec("DELETE FROM records WHERE kind = ? AND scope = ? AND key >= ? "
+                             "AND key < ?", (kind, scope, prefix, key_range(prefix, None)[2]))
+        else:
+            await self._exec("DELETE FROM records WHERE kind = ? AND scope = ?", (kind, scope))
 
     _INVITE_COLS = ("code, guild_id, channel_id, inviter_id, created_at_ms, max_age_s, "
                     "max_uses, uses")

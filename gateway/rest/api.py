@@ -46,6 +46,7 @@ from gateway.rest.errors import (
     path_id,
     query_id,
     query_int,
+    rate_limited,
     request_token,
 )
 from gateway.tracing import fanout_attributes
@@ -231,10 +232,7 @@ class Api:
             return json_response(answer.message)
         if isinstance(answer, PostFailed):
             if answer.status == 429:
-                return json_response(
-                    {"message": answer.message, "retry_after": answer.retry_after or 1.0,
-                     "global": False}, status=429,
-                    headers={"Retry-After": str(answer.retry_after or 1.0)})
+                return rate_limited(answer.message, answer.retry_after or 1.0)
             raise HTTPDiscordError(answer.status, answer.code, answer.message)
         raise HTTPDiscordError(500, 0, f"post: unexpected answer {type(answer).__name__}")
 

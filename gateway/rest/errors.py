@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -80,6 +81,17 @@ def unavailable(message: str) -> web.Response:
     retries it, after ``RETRY_AFTER_S``."""
     return json_response({"code": 0, "message": message, "retry_after": RETRY_AFTER_S},
                          status=503, headers={"Retry-After": str(int(RETRY_AFTER_S))})
+
+
+def rate_limited(message: str, retry_after: float, *, global_: bool = False,
+                 headers: dict[str, str] | None = None) -> web.Response:
+    """Discord's 429: the body clients wait by, ``Retry-After`` in whole seconds, and
+    ``Via`` (discord.py takes a 429 without it for a Cloudflare ban and raises instead
+    of waiting; Discord's own answers pass through Google's front end)."""
+    refusal = {**(headers or {}), "Retry-After": str(max(1, math.ceil(retry_after))),
+               "Via": "1.1 google"}
+    return json_response({"message": message, "retry_after": retry_after, "global": global_},
+                         status=429, headers=refusal)
 
 
 def request_token(request: web.Request) -> str | None:

@@ -3,14 +3,13 @@ REST request, with Discord's ``X-RateLimit-*`` headers and 429 body."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from aiohttp import web
 
 from gateway.limits import RestRateLimiter, headers_for
 from gateway.rest.auth import Principals
-from gateway.rest.errors import PREFIX, error_response, json_response, request_token
+from gateway.rest.errors import PREFIX, error_response, rate_limited, request_token
 from storage.snowflake import parse_snowflake
 
 
@@ -37,14 +36,11 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         verdict = limiter.hit(caller, request.method, template, major)
         headers = headers_for(verdict)
         if not verdict.allowed:
-            retry = round(verdict.reset_after, 3)
-            refusal = {**headers, "Retry-After": str(max(1, math.ceil(retry))),
-                       "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
+            refusal = {**headers, "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
             if verdict.global_:
                 refusal["X-RateLimit-Global"] = "true"
-            return json_response(
-                {"message": "You are being rate limited.", "retry_after": retry,
-                 "global": verdict.global_}, status=429, headers=refusal)
+            return rate_limited("You are being rate limited.", round(verdict.reset_after, 3),
+                                global_=verdict.global_, headers=refusal)
         try:
             response = await handler(request)
         except Exception as exc:

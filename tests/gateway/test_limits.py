@@ -74,6 +74,8 @@ def test_rest_rate_limit_headers_and_429(tmp_path: Path) -> None:
                 assert body["message"]
                 assert int(resp.headers["Retry-After"]) >= 1
                 assert resp.headers["X-RateLimit-Remaining"] == "0"
+                # without Via, discord.py takes a 429 for a Cloudflare ban and raises
+                assert resp.headers["Via"]
             # Another token has its own bucket; reads have theirs.
             async with http.post(url, json={"content": "alice"},
                                  headers={"Authorization": f"Bot {r.other_token}"}) as resp:

@@ -82,6 +82,7 @@ def test_all_fields_round_trip(aio, storage: Storage, ids) -> None:  # type: ign
         nonce="abc",
         pinned=True,
         edited_at_ms=None,
+        extra={"message_reference": {"message_id": "7"}, "webhook_id": "8"},
     )
     bare = msg(channel, ids.now(), "")
 
@@ -90,6 +91,10 @@ def test_all_fields_round_trip(aio, storage: Storage, ids) -> None:  # type: ign
         assert await storage.get_message(channel, m.id) == m
         got = await storage.get_message(channel, bare.id)
         assert got == bare and got.mentions == [] and got.embeds == [] and not got.pinned
+        assert got.extra == {}
+        await storage.apply([MessageEdit.now(channel, m.id, extra={"components": []})])
+        edited = await storage.get_message(channel, m.id)
+        assert edited is not None and edited.extra == {"components": []}
         assert await storage.get_message(channel, ids.now()) is None
         assert await storage.get_message(ids.now(), m.id) is None
 
