@@ -3,11 +3,11 @@ message)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from chat.permissions import DEFAULT_EVERYONE
+from chat.permissions import DEFAULT_EVERYONE, Overwrite
 from gateway.protocol import build_user
 from storage.model import Channel, Guild, Member, Message, Role, User
 from storage.snowflake import snowflake_ms
@@ -69,7 +69,8 @@ def role_object(role: Role) -> dict[str, Any]:
     }
 
 
-def channel_object(channel: Channel) -> dict[str, Any]:
+def channel_object(channel: Channel, overwrites: Iterable[Overwrite] = ()) -> dict[str, Any]:
+    """A guild channel's object; ``overwrites`` its permission overwrites (``chat.overwrites``)."""
     return {
         "id": str(channel.id),
         "type": channel.type,
@@ -79,7 +80,7 @@ def channel_object(channel: Channel) -> dict[str, Any]:
         "topic": channel.topic,
         "nsfw": channel.nsfw,
         "parent_id": None if channel.parent_id is None else str(channel.parent_id),
-        "permission_overwrites": [],
+        "permission_overwrites": [o.to_json() for o in overwrites],
         "last_message_id": None,
         "rate_limit_per_user": 0,
         "flags": 0,
@@ -93,8 +94,10 @@ def guild_object(
     members: Iterable[tuple[Member, User | None]],
     *,
     joined_at_ms: int | None = None,
+    overwrites: Mapping[int, Mapping[int, Overwrite]] | None = None,
 ) -> dict[str, Any]:
-    """The full guild of GUILD_CREATE (``gateway.protocol.build_guild_create`` fills the rest)."""
+    """The full guild of GUILD_CREATE (``gateway.protocol.build_guild_create`` fills the rest);
+    ``overwrites`` by channel id, then target id (``chat.overwrites.guild_overwrites``)."""
     member_list = [member_object(m, u) for m, u in members]
     role_list = [role_object(r) for r in roles]
     if not any(r["id"] == str(guild.id) for r in role_list):
@@ -110,7 +113,8 @@ def guild_object(
         "joined_at": iso(joined_at_ms),
         "member_count": len(member_list),
         "members": member_list,
-        "channels": [channel_object(c) for c in channels],
+        "channels": [channel_object(c, (overwrites or {}).get(c.id, {}).values())
+                     for c in channels],
         "roles": role_list,
     }
 

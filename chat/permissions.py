@@ -56,6 +56,11 @@ class Overwrite:
     allow: int = 0
     deny: int = 0
 
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Overwrite:
+        """From ``to_json``'s form (as it crosses nodes)."""
+        return cls(int(obj["id"]), int(obj["type"]), int(obj["allow"]), int(obj["deny"]))
+
     def to_json(self) -> dict[str, Any]:
         """Discord's overwrite object (``permission_overwrites`` of a channel)."""
         return {"id": str(self.id), "type": self.type, "allow": str(self.allow),
