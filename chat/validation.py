@@ -30,8 +30,12 @@ class FieldError:
     empty: bool = False
 
     def tree(self) -> dict[str, Any]:
-        """Discord's ``errors`` object for this field."""
-        return {self.field: {"_errors": [{"code": self.code, "message": self.message}]}}
+        """Discord's ``errors`` object for this field. A dotted path nests, as Discord's
+        trees do: ``embeds.0.title`` -> ``{"embeds": {"0": {"title": {"_errors": …}}}}``."""
+        tree: dict[str, Any] = {"_errors": [{"code": self.code, "message": self.message}]}
+        for part in reversed(self.field.split(".")):
+            tree = {part: tree}
+        return tree
 
 
 def unstorable(value: str) -> str | None:
