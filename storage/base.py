@@ -27,6 +27,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from storage.blobs import BlobHead
 from storage.grants import OAuth2Grant
 from storage.history import HistoryQuery
 from storage.invites import Invite
@@ -247,6 +248,32 @@ class Storage(abc.ABC):
 
     async def delete_records(self, kind: str, scope: int, prefix: str = "") -> None:
         """Delete every record of ``(kind, scope)`` whose key starts with ``prefix``."""
+        raise NotImplementedError
+
+    # -- blobs (storage.blobs: use its ``Blobs``, not these) ---------------------------
+    async def put_blob_chunk(self, channel_id: int, blob_id: int, index: int,
+                             data: bytes) -> None:
+        """Write chunk ``index`` (at most ``storage.blobs.CHUNK_BYTES``) of a blob."""
+        raise NotImplementedError
+
+    async def put_blob_head(self, channel_id: int, blob_id: int, head: BlobHead) -> None:
+        """Write a blob's head (size, type, ETag, chunking; ``message_id`` 0: pending)."""
+        raise NotImplementedError
+
+    async def get_blob_head(self, channel_id: int, blob_id: int) -> BlobHead | None:
+        raise NotImplementedError
+
+    async def set_blob_message(self, channel_id: int, blob_id: int, message_id: int
+                               ) -> None:
+        """Record the message that holds the blob (its commit)."""
+        raise NotImplementedError
+
+    async def get_blob_chunk(self, channel_id: int, blob_id: int, index: int
+                             ) -> bytes | None:
+        raise NotImplementedError
+
+    async def delete_blob(self, channel_id: int, blob_id: int) -> None:
+        """Delete the blob's head and chunks (idempotent)."""
         raise NotImplementedError
 
     # -- guilds --------------------------------------------------------------------

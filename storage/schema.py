@@ -193,6 +193,29 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (kind, scope, key)) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        7,
+        "blobs: attachment bytes in chunks of at most 1 MiB, a partition per blob with its "
+        "head (storage.blobs)",
+        cql=(
+            """CREATE TABLE IF NOT EXISTS {ks}.blobs (
+                channel_id bigint, blob_id bigint, chunk int, data blob,
+                size bigint static, content_type text static, etag text static,
+                chunk_size int static, message_id bigint static,
+                PRIMARY KEY ((channel_id, blob_id), chunk))""",
+        ),
+        sqlite=(
+            """CREATE TABLE IF NOT EXISTS blobs (
+                channel_id INTEGER NOT NULL, blob_id INTEGER NOT NULL, size INTEGER NOT NULL,
+                content_type TEXT, etag TEXT NOT NULL, chunk_size INTEGER NOT NULL,
+                message_id INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (channel_id, blob_id)) WITHOUT ROWID""",
+            # a rowid table: SQLite advises against WITHOUT ROWID for large rows
+            """CREATE TABLE IF NOT EXISTS blob_chunks (
+                channel_id INTEGER NOT NULL, blob_id INTEGER NOT NULL, chunk INTEGER NOT NULL,
+                data BLOB NOT NULL, UNIQUE (channel_id, blob_id, chunk))""",
+        ),
+    ),
 )
 
 

@@ -67,6 +67,7 @@ from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessa
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, tuple_factory
 
 from storage.base import Storage, StorageError, rejection_reason
+from storage.blobs import BlobHead
 from storage.buckets import bucket_of
 from storage.codec import (
     EDITABLE_COLUMNS,
@@ -879,6 +880,64 @@ class ScyllaStorage(Storage):
             if rows and rows[0][0]:  # [applied]
                 return replace(invite, uses=invite.uses + 1)
         raise StorageError(f"invite {code!r}: too much contention", transient=True)
+
+    # -- blobs (storage.blobs): a partition per blob, the head in static columns ------
+    async def _blob_statement(self, key: str, cql: str) -> Any:
+        """Prepared on first use (blobs are rare next to messages), once per session."""
+        prepared, session = self._ps, self.session
+        statement = prepared.get(key)
+        if statement is None:
+            statement = await asyncio.to_thread(
+                session.prepare, cql.format(table=f"{self.settings.keyspace}.blobs"))
+            statement.is_idempotent = True
+            prepared[key] = statement
+        return statement
+
+    async def put_blob_chunk(self, channel_id: int, blob_id: int, index: int,
+                             data: bytes) -> None:
+        statement = await self._blob_statement(
+            "put_blob_chunk", "INSERT INTO {table} (channel_id, blob_id, chunk, data) "
+            "VALUES (?, ?, ?, ?)")
+        await self._send(statement.bind((channel_id, blob_id, index, data)))
+
+    async def put_blob_head(self, channel_id: int, blob_id: int, head: BlobHead) -> None:
+        statement = await self._blob_statement(
+            "put_blob_head", "INSERT INTO {table} (channel_id, blob_id, size, content_type, "
+            "etag, chunk_size, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        await self._send(statement.bind((channel_id, blob_id, head.size,
+                                         self._opt(head.content_type), head.etag,
+                                         head.chunk_size, head.message_id)))
+
+    async def get_blob_head(self, channel_id: int, blob_id: int) -> BlobHead | None:
+        statement = await self._blob_statement(
+            "get_blob_head", "SELECT size, content_type, etag, chunk_size, message_id "
+            "FROM {table} WHERE channel_id = ? AND blob_id = ? LIMIT 1")
+        for size, content_type, etag, chunk_size, message_id in await self._send(
+                statement.bind((channel_id, blob_id))):
+            if size is not None:
+                return BlobHead(size, content_type, etag, chunk_size, message_id or 0)
+        return None
+
+    async def set_blob_message(self, channel_id: int, blob_id: int, message_id: int
+                               ) -> None:
+        statement = await self._blob_statement(
+            "set_blob_message", "UPDATE {table} SET message_id = ? "
+            "WHERE channel_id = ? AND blob_id = ?")
+        await self._send(statement.bind((message_id, channel_id, blob_id)))
+
+    async def get_blob_chunk(self, channel_id: int, blob_id: int, index: int
+                             ) -> bytes | None:
+        statement = await self._blob_statement(
+            "get_blob_chunk", "SELECT data FROM {table} WHERE channel_id = ? "
+            "AND blob_id = ? AND chunk = ?")
+        for (data,) in await self._send(statement.bind((channel_id, blob_id, index))):
+            return data
+        return None
+
+    async def delete_blob(self, channel_id: int, blob_id: int) -> None:
+        statement = await self._blob_statement(
+            "delete_blob", "DELETE FROM {table} WHERE channel_id = ? AND blob_id = ?")
+        await self._send(statement.bind((channel_id, blob_id)))  # a partition tombstone
 
     async def put_guild(self, guild: Guild) -> None:
         check_id("guild id", guild.id)

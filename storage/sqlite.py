@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from storage.base import Storage, rejection_reason
+from storage.blobs import BlobHead
 from storage.codec import (
     BOOL_COLUMNS,
     EDITABLE_COLUMNS,
@@ -638,6 +639,44 @@ class SqliteStorage(Storage):
             return None
         rows = self._query(f"SELECT {self._INVITE_COLS} FROM invites WHERE code = ?", (code,))
         return Invite(*rows[0]) if rows else None
+
+    # -- blobs (storage.blobs) --------------------------------------------------------
+    async def put_blob_chunk(self, channel_id: int, blob_id: int, index: int,
+                             data: bytes) -> None:
+        await self._exec("INSERT OR REPLACE INTO blob_chunks (channel_id, blob_id, chunk, "
+                         "data) VALUES (?, ?, ?, ?)", (channel_id, blob_id, index, data))
+
+    async def put_blob_head(self, channel_id: int, blob_id: int, head: BlobHead) -> None:
+        await self._exec(
+            "INSERT OR REPLACE INTO blobs (channel_id, blob_id, size, content_type, etag, "
+            "chunk_size, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (channel_id, blob_id, head.size, head.content_type, head.etag, head.chunk_size,
+             head.message_id))
+
+    async def get_blob_head(self, channel_id: int, blob_id: int) -> BlobHead | None:
+        rows = await self._rows("SELECT size, content_type, etag, chunk_size, message_id "
+                                "FROM blobs WHERE channel_id = ? AND blob_id = ?",
+                                (channel_id, blob_id))
+        return BlobHead(*rows[0]) if rows else None
+
+    async def set_blob_message(self, channel_id: int, blob_id: int, message_id: int
+                               ) -> None:
+        await self._exec("UPDATE blobs SET message_id = ? WHERE channel_id = ? "
+                         "AND blob_id = ?", (message_id, channel_id, blob_id))
+
+    async def get_blob_chunk(self, channel_id: int, blob_id: int, index: int
+                             ) -> bytes | None:
+        rows = await self._rows("SELECT data FROM blob_chunks WHERE channel_id = ? "
+                                "AND blob_id = ? AND chunk = ?", (channel_id, blob_id, index))
+        return bytes(rows[0][0]) if rows else None
+
+    async def delete_blob(self, channel_id: int, blob_id: int) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            for table in ("blobs", "blob_chunks"):
+                db.execute(f"DELETE FROM {table} WHERE channel_id = ? AND blob_id = ?",
+                           (channel_id, blob_id))
+
+        await self._call(self._transaction, delete)
 
     async def put_guild(self, guild: Guild) -> None:
         check_id("guild id", guild.id)
