@@ -25,10 +25,14 @@ import hmac
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chat.validation import FieldError, check_text
 from storage.codec import token_hash
+from storage.records import MAX_LIST, key_of
+
+if TYPE_CHECKING:
+    from storage.base import Storage
 
 #: Discord's webhook type for channel webhooks that post with a token.
 INCOMING = 1
@@ -186,6 +190,50 @@ def webhook_message_extra(webhook: Webhook, author: dict[str, Any]) -> dict[str,
     return out
 
 
-def record_key(webhook_id: int) -> str:
-    """The records store's key for a webhook id (zero-padded: byte order is id order)."""
-    return f"{webhook_id:020d}"
+
+# -- storage: the records store (``storage.records``) ------------------------------------
+#: a webhook by id (scope 0); and its id listed under its channel and under its guild
+KIND = "webhook"
+BY_CHANNEL = "webhook_by_channel"
+BY_GUILD = "webhook_by_guild"
+
+
+async def load_webhook(storage: Storage, webhook_id: int) -> Webhook | None:
+    value = await storage.get_record(KIND, 0, key_of(webhook_id))
+    return None if value is None else Webhook.from_record(value)
+
+
+async def save_webhook(storage: Storage, webhook: Webhook,
+                       moved_from: int | None = None) -> None:
+    """Write ``webhook`` and its listings (``moved_from``: the channel it left). The
+    listings go first: a listing without its webhook is skipped by readers, while a
+    webhook no listing names could never be found by its channel or guild."""
+    await storage.put_record(BY_CHANNEL, webhook.channel_id, key_of(webhook.id), {})
+    await storage.put_record(BY_GUILD, webhook.guild_id, key_of(webhook.id), {})
+    await storage.put_record(KIND, 0, key_of(webhook.id), webhook.record())
+    if moved_from is not None and moved_from != webhook.channel_id:
+        await storage.delete_record(BY_CHANNEL, moved_from, key_of(webhook.id))
+
+
+async def delete_webhook(storage: Storage, webhook: Webhook) -> None:
+    """The webhook first (its token stops working at once), then its listings."""
+    await storage.delete_record(KIND, 0, key_of(webhook.id))
+    await storage.delete_record(BY_CHANNEL, webhook.channel_id, key_of(webhook.id))
+    await storage.delete_record(BY_GUILD, webhook.guild_id, key_of(webhook.id))
+
+
+async def listed_webhooks(storage: Storage, kind: str, scope: int) -> list[Webhook]:
+    """The webhooks listed under a channel (``BY_CHANNEL``) or a guild (``BY_GUILD``),
+    oldest first; listings whose webhook is gone or elsewhere are skipped."""
+    out: list[Webhook] = []
+    after: str | None = None
+    while True:
+        page = await storage.list_records(kind, scope, after=after, limit=MAX_LIST)
+        for key, _ in page:
+            webhook = await load_webhook(storage, int(key))
+            if webhook is not None and scope == (
+                    webhook.channel_id if kind == BY_CHANNEL else webhook.guild_id):
+                out.append(webhook)
+        if len(page) < MAX_LIST:
+            return out
+        after = page[-1][0]

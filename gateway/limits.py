@@ -3,8 +3,9 @@
 REST (Discord's model, simplified): every request counts against one bucket, keyed by
 the caller (the user its token authenticates, or its IP without a valid token: see
 ``gateway.rest.auth``), the route template and the route's canonical major parameter
-(``channel_id`` or ``guild_id``); the middleware in ``gateway.rest.ratelimit`` builds the
-key, so no spelling of a header or of an id opens a fresh bucket. A bucket allows
+(``channel_id`` or ``guild_id``, a webhook's id on its routes); the middleware in
+``gateway.rest.ratelimit`` builds the key, so no spelling of a header or of an id opens a
+fresh bucket. A bucket allows
 ``limit`` requests per fixed window of ``per_s`` seconds that starts with its first
 request; an exhausted bucket answers 429 until the window ends. Every answer carries ``X-RateLimit-*`` headers.
 
@@ -48,6 +49,8 @@ def _default_routes() -> dict[tuple[str, str], Bucket]:
         ("POST", "/channels/{channel_id}/typing"): Bucket(5, 5.0),
         ("DELETE", "/channels/{channel_id}/messages/{message_id}"): Bucket(5, 1.0),
         ("PATCH", "/channels/{channel_id}/messages/{message_id}"): Bucket(5, 5.0),
+        # Discord: a webhook executes 5 times per 2 s (its bucket's major is its id)
+        ("POST", "/webhooks/{webhook_id}/{token}"): Bucket(5, 2.0),
     }
 
 

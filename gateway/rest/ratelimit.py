@@ -28,7 +28,8 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         if template.startswith(PREFIX):
             template = template[len(PREFIX):]
         info = request.match_info
-        raw = info.get("channel_id") or info.get("guild_id")
+        # a webhook's routes (executing it above all) count per webhook, as Discord's do
+        raw = info.get("channel_id") or info.get("guild_id") or info.get("webhook_id")
         major = "" if raw is None else str(parse_snowflake(raw))
         token = request_token(request)
         user_id = await principals.user_id(token) if token else None
