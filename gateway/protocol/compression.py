@@ -15,7 +15,16 @@ no end to check). Ending the frame would break both libraries: their decompresso
 done at a frame's end (hikari's raises on more data).
 
 Memory and CPU are per connection and cannot be shared between recipients: the stream
-state depends on everything sent before. Measured with ``loadtest/bench_compression.py``
+state depends on everything sent before. An idle zlib-stream, though, needs none: after a
+sync flush the stream is byte-aligned and no later block has to refer back, so
+``ZlibStreamCompressor.rest`` drops the deflater (its ~38 KiB) and the next payload starts a
+fresh raw one (no second zlib header) whose blocks continue the same stream — a client's
+one inflater cannot tell. While resting, a heartbeat ACK goes out as a stored block, so a
+connection that only heartbeats holds no compressor at all. The gateway rests a
+connection's deflater at a heartbeat when nothing was compressed since the heartbeat
+before (``GatewayConnection``), so an idle session's deflater lives one or two heartbeat
+intervals. zstd-stream cannot rest: its one frame must never end (see above) and a frame
+cannot be continued by a new context. Measured with ``loadtest/bench_compression.py``
 (Python 3.11, zstd 1.5.7, ~800-byte MESSAGE_CREATE payloads, a shared 2-core machine:
 µs are the fastest batch's; RSS per connection over 1,000 connections whose window is
 full and that each then sent one 64 KB payload):
@@ -47,7 +56,7 @@ default decompressor accepts any window up to 2^27.
 from __future__ import annotations
 
 import zlib
-from typing import Protocol
+from typing import Any, Protocol
 
 import zstandard
 
@@ -74,11 +83,34 @@ class StreamCompressor(Protocol):
 
     def compress(self, payload: bytes) -> bytes: ...
 
+    def compress_control(self, payload: bytes) -> bytes:
+        """``compress`` for a small control payload (a heartbeat ACK), which need not
+        wake a resting stream."""
+        ...
+
+    def heartbeat(self) -> None:
+        """A heartbeat interval has passed: rest if nothing was compressed during it."""
+        ...
+
+
+def stored_block(payload: bytes) -> bytes:
+    """``payload`` as deflate stored blocks (uncompressed, at most 65,535 bytes each,
+    never final) ending in a sync-flush marker: a valid continuation of a byte-aligned
+    deflate stream that needs no compressor state."""
+    out = bytearray()
+    for start in range(0, len(payload), 0xFFFF):
+        chunk = payload[start:start + 0xFFFF]
+        size = len(chunk)
+        out += bytes((0, size & 0xFF, size >> 8, ~size & 0xFF, (~size >> 8) & 0xFF))
+        out += chunk
+    out += b"\x00" + SYNC_FLUSH_SUFFIX  # an empty stored block: what Z_SYNC_FLUSH writes
+    return bytes(out)
+
 
 class ZlibStreamCompressor:
-    """The server side of one connection's zlib-stream."""
+    """The server side of one connection's zlib-stream; rests when idle (module doc)."""
 
-    __slots__ = ("_deflate",)
+    __slots__ = ("_deflate", "_level", "_wbits", "_mem_level", "_busy")
 
     def __init__(
         self,
@@ -86,12 +118,43 @@ class ZlibStreamCompressor:
         wbits: int = DEFAULT_WBITS,
         mem_level: int = DEFAULT_MEM_LEVEL,
     ) -> None:
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level)
+        self._level, self._wbits, self._mem_level = level, wbits, mem_level
+        # the first deflater writes the stream's zlib header; later ones are raw
+        self._deflate: Any = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level)
+        #: whether a payload was compressed since the last ``heartbeat``
+        self._busy = False
+
+    @property
+    def resting(self) -> bool:
+        """No deflater held: the next payload starts a fresh one."""
+        return self._deflate is None
 
     def compress(self, payload: bytes) -> bytes:
         """Compress one payload into one frame ending in ``00 00 ff ff``."""
         deflate = self._deflate
+        if deflate is None:
+            deflate = self._deflate = zlib.compressobj(
+                self._level, zlib.DEFLATED, -self._wbits, self._mem_level)
+        self._busy = True
         return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def compress_control(self, payload: bytes) -> bytes:
+        deflate = self._deflate
+        if deflate is None:
+            return stored_block(payload)
+        # through the deflater that is there (it must see every byte of the stream),
+        # without counting as activity: ACKs alone let a connection rest
+        return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def heartbeat(self) -> None:
+        if not self._busy:
+            self.rest()
+        self._busy = False
+
+    def rest(self) -> None:
+        """Drop the deflater: the stream is byte-aligned after every frame (sync flush),
+        and the next deflater refers to nothing before it."""
+        self._deflate = None
 
 
 class ZstdStreamCompressor:
@@ -119,3 +182,8 @@ class ZstdStreamCompressor:
         chunker = self._chunker
         chunks = [*chunker.compress(payload), *chunker.flush()]
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    compress_control = compress
+
+    def heartbeat(self) -> None:
+        """zstd-stream cannot rest (module doc)."""

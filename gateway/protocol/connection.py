@@ -276,7 +276,11 @@ class GatewayConnection:
                 if acked is not None and self.log is not None and state is ConnectionState.READY:
                     self.log.ack(acked)  # the client has these: no RESUME can ask for them
                 self._heartbeat_deadline = now + self._interval_s + self.config.heartbeat_grace_s
-                return [self._frame(self._payloads["ack"])]
+                compressor = self._compressor
+                if compressor is None:
+                    return [self._frame(self._payloads["ack"])]
+                compressor.heartbeat()  # an idle zlib-stream rests (compression.py)
+                return [SendFrame(compressor.compress_control(self._payloads["ack"]), False)]
             if op == Opcode.IDENTIFY:
                 if state is not ConnectionState.AWAITING_IDENTIFY:
                     return self._close(

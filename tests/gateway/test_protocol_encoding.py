@@ -191,3 +191,98 @@ def test_unknown_compress_value_is_served_uncompressed():
     client = ScriptedClient("/?v=10&encoding=json&compress=lz4")
     [hello] = client.start_payloads
     assert hello["op"] == 10 and client.text_frames == [True]
+
+
+# -- a resting zlib-stream ----------------------------------------------------------------
+
+# one step of a connection's life: a payload compressed, a heartbeat ACK, a heartbeat
+steps = st.lists(st.one_of(
+    st.tuples(st.just("payload"), st.binary(max_size=3000)),
+    st.tuples(st.just("ack"), st.just(b'{"op":11,"d":null}')),
+    st.tuples(st.just("heartbeat"), st.just(b"")),
+), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps)
+def test_a_resting_zlib_stream_is_one_stream_to_a_clients_inflater(script):
+    compressor = ZlibStreamCompressor()
+    inflate = zlib.decompressobj()  # discord.py's and hikari's decoder: one per connection
+    first = compressor.compress(b"hello")
+    assert inflate.decompress(first) == b"hello"
+    for kind, payload in script:
+        if kind == "heartbeat":
+            compressor.heartbeat()
+            continue
+        if kind == "ack":
+            frame = compressor.compress_control(payload)
+        else:
+            frame = compressor.compress(payload)
+        assert frame.endswith(ZLIB_SUFFIX)
+        assert inflate.decompress(frame) == payload
+
+
+def test_a_stored_frame_longer_than_a_block_is_split_into_blocks():
+    compressor = ZlibStreamCompressor()
+    inflate = zlib.decompressobj()
+    inflate.decompress(compressor.compress(b"x"))
+    compressor.rest()
+    payload = bytes(range(256)) * 300  # 76,800 bytes: two stored blocks
+    assert inflate.decompress(compressor.compress_control(payload)) == payload
+    assert inflate.decompress(compressor.compress(b"awake")) == b"awake"
+
+
+def test_an_idle_zlib_stream_rests_after_a_quiet_heartbeat_interval():
+    compressor = ZlibStreamCompressor()
+    compressor.compress(b"HELLO")
+    compressor.heartbeat()  # something was compressed in this interval: keep the deflater
+    assert not compressor.resting
+    compressor.heartbeat()  # a whole interval without a payload
+    assert compressor.resting
+    ack = compressor.compress_control(b'{"op":11,"d":null}')
+    assert compressor.resting and ack[:1] == b"\x00"  # a stored block: no deflater woken
+    compressor.compress(b"MESSAGE_CREATE")
+    assert not compressor.resting
+
+
+def test_a_heartbeating_idle_zlib_session_holds_no_deflater():
+    client = ScriptedClient("/?v=10&encoding=json&compress=zlib-stream")
+    client.ready()
+    compressor = client.conn._compressor
+    for at in (2.0, 3.0):  # READY went out in the first interval; the second is quiet
+        [ack] = client.payloads(client.send({"op": 1, "d": 2}, at=at))
+        assert ack["op"] == 11
+    assert compressor.resting
+    [message] = client.payloads(client.conn.dispatch_event("MESSAGE_CREATE", {"n": 1}))
+    assert message["d"] == {"n": 1} and not compressor.resting
+
+
+def test_a_resting_zlib_stream_inflates_in_nodes_zlib(tmp_path):
+    """discord.js inflates zlib-stream with zlib-sync (zlib's own inflate, as Node's zlib
+    is): Node inflates a stream that rested and woke, frame by frame."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH (the discord.js tests need it too)")
+    compressor = ZlibStreamCompressor()
+    payloads = [b'{"op":10}', b"x" * 500, b'{"op":11,"d":null}', b"after rest " * 40]
+    frames = [compressor.compress(payloads[0]), compressor.compress(payloads[1])]
+    compressor.heartbeat()
+    compressor.heartbeat()
+    frames.append(compressor.compress_control(payloads[2]))
+    frames.append(compressor.compress(payloads[3]))
+    script = tmp_path / "inflate.cjs"
+    script.write_text(
+        "const zlib = require('node:zlib');\n"
+        "const frames = JSON.parse(process.argv[2]).map(h => Buffer.from(h, 'hex'));\n"
+        "const inflate = zlib.createInflate({finishFlush: zlib.constants.Z_SYNC_FLUSH});\n"
+        "const out = []; inflate.on('data', d => out.push(d.toString('hex')));\n"
+        "(async () => { for (const f of frames) { await new Promise(r => inflate.write(f, () =>"
+        " inflate.flush(zlib.constants.Z_SYNC_FLUSH, r))); out.push('|'); }\n"
+        "  console.log(out.join('')); })();\n")
+    done = subprocess.run([node, str(script), json.dumps([f.hex() for f in frames])],
+                          capture_output=True, text=True, timeout=30, check=True)
+    got = [bytes.fromhex(part) for part in done.stdout.strip().split("|")[:-1]]
+    assert got == payloads
