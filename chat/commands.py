@@ -227,7 +227,7 @@ class _Checker:
             return None
         out: list[int] = []
         for i, item in enumerate(items):
-            if isinstance(item, bool) or item not in allowed:
+            if not isinstance(item, int) or isinstance(item, bool) or item not in allowed:
                 self.add((*path, i), "ENUM_TYPE_COERCE",
                          f"Value \"{str(item)[:32]}\" is not a valid enum value.")
             elif item not in out:
@@ -355,7 +355,8 @@ def _check_options(c: _Checker, value: Any, path: Path) -> list[dict[str, Any]]:
     if options is None:
         return []
     out = [_check_option(c, option, (*path, i)) for i, option in enumerate(options)]
-    kinds = [o.get("type") for o in options if isinstance(o, dict)]
+    kinds = [o.get("type") for o in options
+             if isinstance(o, dict) and isinstance(o.get("type"), int)]
     if any(k in (SUB_COMMAND, SUB_COMMAND_GROUP) for k in kinds) and \
             any(k in VALUE_TYPES for k in kinds):
         c.add(path, "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
