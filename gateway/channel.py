@@ -49,6 +49,7 @@ from actors import NORMAL, Activated, Actor, Handoff, Timeout
 from actors.registry import Route
 from chat.objects import iso, message_object
 from gateway.context import GatewayContext
+from gateway.direct import DirectEvent, send_to_users
 from gateway.messages import (
     ChangeMessage,
     Fanout,
@@ -153,6 +154,9 @@ class ChannelActor(Actor):
             self._change(msg, sender)
         elif isinstance(msg, Typing):
             self._typing(msg)
+        elif isinstance(msg, DirectEvent):  # a DM's event for its users, in order
+            send_to_users(self, self.ctx.cluster, msg.users,
+                          PreparedDispatch(msg.event, msg.data))
         elif isinstance(msg, ReadHistory):
             self._read_history(msg, sender)
         elif isinstance(msg, NonceFound):
@@ -363,6 +367,9 @@ class ChannelActor(Actor):
             if spans is not None:
                 fanout.trace = context_of(spans[0])  # guild.fanout is channel.post's child
             self.send(self.ctx.registry, Route("guild", msg.guild_id, fanout))
+        elif msg.recipients:  # a DM: its two users' sessions (gateway/direct.py)
+            send_to_users(self, self.ctx.cluster, msg.recipients,
+                          PreparedDispatch("MESSAGE_CREATE", payload))
         if spans is not None:
             spans[0].end()
         reply = _rest_view(payload)
@@ -437,6 +444,8 @@ class ChannelActor(Actor):
         if msg.guild_id is not None:
             self.send(self.ctx.registry,
                       Route("guild", msg.guild_id, Fanout(self.channel_id, dispatch, content)))
+        elif msg.recipients:  # a DM
+            send_to_users(self, self.ctx.cluster, msg.recipients, dispatch)
         self.send(sender, Posted(reply))
 
     # -- the cache of recent messages, and history reads --------------------------------
@@ -499,6 +508,13 @@ class ChannelActor(Actor):
             self._answer_history(sender, query)
 
     def _typing(self, msg: Typing) -> None:
+        if msg.guild_id is None:  # a DM: no guild, no member
+            if msg.recipients:
+                send_to_users(self, self.ctx.cluster, msg.recipients, PreparedDispatch(
+                    "TYPING_START", {"channel_id": str(self.channel_id),
+                                     "user_id": str(msg.user_id),
+                                     "timestamp": int(time.time())}))
+            return
         data: dict[str, Any] = {"channel_id": str(self.channel_id),
                                 "guild_id": str(msg.guild_id),
                                 "user_id": str(msg.user_id),

@@ -208,6 +208,9 @@ class PostMessage:
     #: ``mention_everyone``, ``extra``): REST, a webhook, an interaction's response
     fields: dict[str, Any] = field(default_factory=dict)
     type: int = 0  # Discord's message type
+    #: a DM's two users (``guild_id`` None): the channel tells their sessions
+    #: (gateway/direct.py); None in a guild, whose actor fans out
+    recipients: list[int] | None = None
     trace: dict | None = None  # the poster's span context (W3C), None when not traced
 
 
@@ -237,6 +240,7 @@ class ChangeMessage:
     message_id: int
     changes: dict[str, Any] | None
     message: dict[str, Any] | None = None
+    recipients: list[int] | None = None  # a DM's two users (see ``PostMessage``)
 
 
 @wire_type("gateway.read_history")
@@ -265,9 +269,10 @@ class HistoryPage:
 class Typing:
     """REST -> channel actor: ``user_id`` started typing (TYPING_START, not stored)."""
 
-    guild_id: int
+    guild_id: int | None
     user_id: int
     member: dict[str, Any] | None
+    recipients: list[int] | None = None  # a DM's two users (see ``PostMessage``)
 
 
 @wire_type("gateway.guild_broadcast")

@@ -21,6 +21,7 @@ from thespian.actors import ActorExitRequest, ChildActorExited
 from actors import NORMAL, Actor, Down, IODone, Timeout
 from actors.registry import Route
 from gateway.context import GatewayContext
+from gateway.direct import DirectDispatch
 from gateway.identity import member_chunks
 from gateway.messages import (
     Activate,
@@ -206,6 +207,11 @@ class SessionActor(Actor):
         elif isinstance(msg, (JoinedGuild, LeftGuild)):
             # Only sessions past READY are in ``ctx.user_sessions``, so only they get these.
             self._membership(msg)
+        elif isinstance(msg, DirectDispatch):
+            # a DM channel's event (gateway/direct.py), kept if asked for by a DM intent
+            dispatch = msg.dispatch()
+            if event_allowed(self.intents, dispatch.event, direct_message=True):
+                self.deliver_dispatch(dispatch)
         elif isinstance(msg, Subscribed):
             # ``member`` False while the guild is still ours (a LeftGuild removes it):
             # the guild could not load (storage), so the retries go on

@@ -33,6 +33,7 @@ from gateway.messages import (
     PostFailed,
     Typing,
 )
+from gateway.rest.dms import dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
     INVALID_FORM_BODY,
@@ -169,9 +170,11 @@ class MoreApi:
         if problem is not None:
             raise invalid_form(problem)
         message.content = content
-        payload = message_object(message, user_object(user), member_object(member))
+        payload = message_object(message, user_object(user),
+                                 member_object(member) if member is not None else None)
         out = await self.ask_channel(channel, ChangeMessage(
-            channel.guild_id, message_id, {"content": content}, payload))
+            channel.guild_id, message_id, {"content": content}, payload,
+            recipients=dm_recipients(channel)))
         return json_response(out)
 
     async def delete_message(self, request: web.Request) -> web.Response:
@@ -183,7 +186,8 @@ class MoreApi:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
         if message.author_id != user.id:
             await self.api.channel_for(request, user, MANAGE_MESSAGES)
-        await self.ask_channel(channel, ChangeMessage(channel.guild_id, message_id, None))
+        await self.ask_channel(channel, ChangeMessage(channel.guild_id, message_id, None,
+                                                      recipients=dm_recipients(channel)))
         return web.Response(status=204)
 
     async def post_typing(self, request: web.Request) -> web.Response:
@@ -191,7 +195,9 @@ class MoreApi:
         channel, member = await self.api.channel_for(request, user, SEND_MESSAGES)
         key = channel_key(channel.guild_id, channel.id)
         self.tell(self.ctx.registry, Route("channel", key, Typing(
-            channel.guild_id, user.id, {**member_object(member), "user": user_object(user)})))
+            channel.guild_id, user.id,
+            {**member_object(member), "user": user_object(user)} if member is not None else None,
+            recipients=dm_recipients(channel))))
         return web.Response(status=204)
 
     # -- guilds ---------------------------------------------------------------------------
