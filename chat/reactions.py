@@ -26,6 +26,7 @@ as a ``MessageReactions`` and writes both kinds.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 
 from emoji import EMOJI_DATA
 
-from storage.records import key_of
+from storage.records import MAX_LIST, key_of
 from storage.snowflake import parse_snowflake
 
 #: Distinct emoji on one message (Discord: 30010 "Maximum number of reactions reached").
@@ -300,3 +301,46 @@ def reaction_remove_emoji_event(channel_id: int, message_id: int, guild_id: int 
                                 emoji: Emoji) -> dict[str, Any]:
     """MESSAGE_REACTION_REMOVE_EMOJI's data."""
     return {**_where(channel_id, message_id, guild_id), "emoji": emoji.partial()}
+
+
+# -- reading, for message objects ----------------------------------------------------
+
+
+async def reactions_of(storage: Any, channel_id: int, message_ids: Iterable[int],
+                       viewer_id: int | None = None) -> dict[int, list[dict[str, Any]]]:
+    """The ``reactions`` of a channel's messages (message id -> reaction objects; only
+    the reacted ones), with ``me`` for ``viewer_id``: one range read of the channel's
+    counts records over the messages' ids, and one key read per emoji on a reacted
+    message for ``me``."""
+    ids = set(message_ids)
+    if not ids:
+        return {}
+    low, high = min(ids), max(ids)
+    after: str | None = message_key(low - 1) if low > 0 else None
+    counts: dict[int, list[list[Any]]] = {}
+    while True:
+        page = await storage.list_records(COUNTS_KIND, channel_id, after=after,
+                                          limit=MAX_LIST)
+        for key, value in page:
+            message_id = int(key)
+            if message_id > high:
+                break
+            if message_id in ids:
+                counts[message_id] = value.get("r") or []
+        else:
+            if len(page) == MAX_LIST:
+                after = page[-1][0]
+                continue
+        break
+    mine: dict[int, set[str]] = {}
+    if viewer_id is not None and counts:
+        checks = [(message_id, Emoji.from_list(raw))
+                  for message_id, rows in counts.items() for raw, normal, _ in rows if normal]
+        found = await asyncio.gather(*(
+            storage.get_record(REACTION_KIND, message_id, user_key(emoji, NORMAL, viewer_id))
+            for message_id, emoji in checks))
+        for (message_id, emoji), record in zip(checks, found, strict=True):
+            if record is not None:
+                mine.setdefault(message_id, set()).add(emoji.key)
+    return {message_id: reaction_objects(rows, mine.get(message_id, ()))
+            for message_id, rows in counts.items() if rows}

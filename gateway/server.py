@@ -75,6 +75,7 @@ from gateway.protocol import (
     SetTimer,
     parse_connection_url,
 )
+from gateway.reactions import ReactionsActor, reactions_placement
 from gateway.replica import REPLICAS_ID, ReplicaFeed
 from gateway.services import SESSION_HOST_ID, STORAGE_ID, node_services, services_watch
 from gateway.session import SessionActor
@@ -495,13 +496,15 @@ class Gateway:
         # standby copies of other nodes' sessions (gateway/replica.py).
         registry = bind(PlacedRegistry, ctx)
         registry.view = self.cluster
-        registry.placed = {"guild": int_key_of("guild"), "channel": int_key_of("channel")}
+        registry.placed = {"guild": int_key_of("guild"), "channel": int_key_of("channel"),
+                           "reactions": reactions_placement}
         ctx.cluster = self.cluster
         ctx.spawn_session = self._spawn_session
         self._services = base.create_actor(None, Supervisor, None, None)
         started = await base.ask_async(self._services, Start(node_services(
             ctx, self.storage, registry, Configure(
-                kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx)},
+                kinds={"guild": bind(GuildActor, ctx), "channel": bind(ChannelActor, ctx),
+                       "reactions": bind(ReactionsActor, ctx)},
                 idle_timeout=self.entity_idle_timeout_s),
             host_started=self._session_host_started)), 10)
         if not isinstance(started, Started):

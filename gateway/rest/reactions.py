@@ -1,14 +1,185 @@
-"""REST routes for reactions (being built; see the issue)."""
+"""REST routes for reactions (Discord's "Create Reaction" ... "Delete All Reactions for
+Emoji"): checked here (the caller, the channel, the emoji, the message), then changed
+by the message's reactions actor (``gateway.reactions``: one writer per message, off
+the channel actor's path) and answered 204 once durable. Listing reactors reads the
+records directly.
+
+Permissions as Discord's: reading the message (READ_MESSAGE_HISTORY) to react or list;
+ADD_REACTIONS only for an emoji nobody has used on the message yet (the actor decides
+that, atomically); MANAGE_MESSAGES to remove another's reactions or all of them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from actors.registry import Route
+from chat.objects import member_object, user_object
+from chat.permissions import ADD_REACTIONS, MANAGE_MESSAGES, READ_MESSAGE_HISTORY
+from chat.reactions import (
+    NORMAL,
+    REACTION_KIND,
+    REACTION_TYPES,
+    Emoji,
+    emoji_prefix,
+    parse_emoji,
+    user_key,
+    user_of,
+)
+from gateway.messages import Posted, PostFailed
+from gateway.reactions import ADD, REMOVE, REMOVE_ALL, REMOVE_EMOJI, React, reactions_key
+from gateway.rest.errors import (
+    ASK_TIMEOUT_S,
+    MISSING_PERMISSIONS,
+    PREFIX,
+    UNKNOWN_MESSAGE,
+    HTTPDiscordError,
+    json_response,
+    path_id,
+    query_id,
+    query_int,
+)
+from storage.model import Channel, Message, User
 
 if TYPE_CHECKING:
     from gateway.rest.api import Api
 
+UNKNOWN_USER = 10013
+UNKNOWN_EMOJI = 10014
+#: ``GET .../reactions/{emoji}``: Discord's default and largest page
+DEFAULT_USERS = 25
+MAX_USERS = 100
+
+
+class ReactionsApi:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.storage = api.storage
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _message(self, request: web.Request, user: User, channel: Channel
+                       ) -> tuple[Message, Emoji | None]:
+        """The emoji in the URL (if the route has one: 400 10014 when it names none) and
+        the message (404 10008 unless it is in this channel)."""
+        emoji = None
+        if "emoji" in request.match_info:
+            emoji = parse_emoji(request.match_info["emoji"])
+            if emoji is None:
+                raise HTTPDiscordError(400, UNKNOWN_EMOJI, "Unknown Emoji")
+        message_id = path_id(request, "message_id", UNKNOWN_MESSAGE, "Unknown Message")
+        message = await self.storage.get_message(channel.id, message_id)
+        if message is None:
+            raise HTTPDiscordError(404, UNKNOWN_MESSAGE, "Unknown Message")
+        return message, emoji
+
+    async def _recipients(self, channel: Channel) -> list[int] | None:
+        """A DM's two users (its reaction events go to their sessions); None in a guild."""
+        if channel.guild_id is not None:
+            return None
+        from chat.dms import CHANNEL_KIND
+
+        record = await self.storage.get_record(CHANNEL_KIND, channel.id, "")
+        return list(record.get("recipients") or ()) if record else None
+
+    async def _change(self, channel: Channel, message: Message, react: React) -> web.Response:
+        """Hand ``react`` to the message's reactions actor; 204 once durable."""
+        api = self.api
+        answer = await api.gateway.base.ask_async(
+            api.ctx.registry,
+            Route("reactions", reactions_key(channel.guild_id, channel.id, message.id), react),
+            ASK_TIMEOUT_S)
+        if isinstance(answer, Posted):
+            return web.Response(status=204)
+        if isinstance(answer, PostFailed):
+            raise HTTPDiscordError(answer.status, answer.code, answer.message)
+        raise HTTPDiscordError(500, 0, f"reaction: unexpected answer {type(answer).__name__}")
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def put_own(self, request: web.Request) -> web.Response:
+        """Create Reaction: READ_MESSAGE_HISTORY, and ADD_REACTIONS for a new emoji."""
+        api = self.api
+        try:
+            user, channel, member = await api.authorised_channel(
+                request, READ_MESSAGE_HISTORY | ADD_REACTIONS)
+            may_add_new = True
+        except HTTPDiscordError as exc:
+            if exc.code != MISSING_PERMISSIONS:
+                raise
+            # without ADD_REACTIONS one may still add to an emoji already there
+            user, channel, member = await api.authorised_channel(request, READ_MESSAGE_HISTORY)
+            may_add_new = False
+        message, emoji = await self._message(request, user, channel)
+        assert emoji is not None
+        return await self._change(channel, message, React(
+            ADD, emoji.to_list(), user.id, may_add_new,
+            member=member_object(member, user) if channel.guild_id is not None
+            and member is not None else None,
+            message_author_id=message.author_id,
+            recipients=await self._recipients(channel)))
+
+    async def delete_own(self, request: web.Request) -> web.Response:
+        """Delete Own Reaction."""
+        user, channel, _ = await self.api.authorised_channel(request, 0)
+        message, emoji = await self._message(request, user, channel)
+        assert emoji is not None
+        return await self._change(channel, message, React(
+            REMOVE, emoji.to_list(), user.id, recipients=await self._recipients(channel)))
+
+    async def delete_user(self, request: web.Request) -> web.Response:
+        """Delete User Reaction: MANAGE_MESSAGES."""
+        user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
+        message, emoji = await self._message(request, user, channel)
+        assert emoji is not None
+        target = path_id(request, "user_id", UNKNOWN_USER, "Unknown User")
+        return await self._change(channel, message, React(
+            REMOVE, emoji.to_list(), target, recipients=await self._recipients(channel)))
+
+    async def delete_emoji(self, request: web.Request) -> web.Response:
+        """Delete All Reactions for Emoji: MANAGE_MESSAGES."""
+        user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
+        message, emoji = await self._message(request, user, channel)
+        assert emoji is not None
+        return await self._change(channel, message, React(
+            REMOVE_EMOJI, emoji.to_list(), recipients=await self._recipients(channel)))
+
+    async def delete_all(self, request: web.Request) -> web.Response:
+        """Delete All Reactions: MANAGE_MESSAGES."""
+        user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
+        message, _ = await self._message(request, user, channel)
+        return await self._change(channel, message, React(
+            REMOVE_ALL, recipients=await self._recipients(channel)))
+
+    async def get_users(self, request: web.Request) -> web.Response:
+        """Get Reactions: the users who reacted with the emoji, by user id, ``after``
+        one, at most ``limit`` (1-100, 25), of ``type`` (0 normal, 1 super: none here)."""
+        user, channel, _ = await self.api.authorised_channel(request, READ_MESSAGE_HISTORY)
+        message, emoji = await self._message(request, user, channel)
+        assert emoji is not None
+        limit = query_int(request, "limit", DEFAULT_USERS, 1, MAX_USERS)
+        after = query_id(request, "after")
+        reaction_type = query_int(request, "type", NORMAL, 0, max(REACTION_TYPES))
+        records = await self.storage.list_records(
+            REACTION_KIND, message.id, prefix=emoji_prefix(emoji, reaction_type),
+            after=None if after is None else user_key(emoji, reaction_type, after),
+            limit=limit)
+        ids = [user_of(key) for key, _ in records]
+        users = await self.storage.get_users(set(ids)) if ids else {}
+        out: list[dict[str, Any]] = [user_object(users[i]) for i in ids if i in users]
+        return json_response(out)
+
 
 def add_routes(app: web.Application, api: Api) -> None:
-    """Register this module's routes."""
+    """Register this module's routes (``@me`` before ``{user_id}``: both match it)."""
+    reactions = ReactionsApi(api)
+    r = app.router
+    base = f"{PREFIX}/channels/{{channel_id}}/messages/{{message_id}}/reactions"
+    r.add_put(f"{base}/{{emoji}}/@me", reactions.put_own)
+    r.add_delete(f"{base}/{{emoji}}/@me", reactions.delete_own)
+    r.add_delete(f"{base}/{{emoji}}/{{user_id}}", reactions.delete_user)
+    r.add_get(f"{base}/{{emoji}}", reactions.get_users)
+    r.add_delete(f"{base}/{{emoji}}", reactions.delete_emoji)
+    r.add_delete(base, reactions.delete_all)
