@@ -69,6 +69,7 @@ from gateway.sessions import (
     NoSuchSession,
     SessionMoved,
     ToSession,
+    UserDispatch,
     node_of_session,
     sessions_address,
 )
@@ -212,6 +213,10 @@ class SessionActor(Actor):
             dispatch = msg.dispatch()
             if event_allowed(self.intents, dispatch.event, direct_message=True):
                 self.deliver_dispatch(dispatch)
+        elif isinstance(msg, UserDispatch):
+            # meant for this user alone (an interaction's events: gateway/sessions.py)
+            if self.log is not None and event_allowed(self.intents, msg.event):
+                self.deliver_dispatch(PreparedDispatch(msg.event, msg.data))
         elif isinstance(msg, Subscribed):
             # ``member`` False while the guild is still ours (a LeftGuild removes it):
             # the guild could not load (storage), so the retries go on

@@ -43,6 +43,19 @@ class ToUserSessions:
     message: Any
 
 
+@wire_type("gateway.user_dispatch")
+@dataclass(slots=True)
+class UserDispatch:
+    """-> one user's sessions (inside ``ToUserSessions``): a guild event meant for that
+    user alone, which no guild fans out: INTERACTION_CREATE to an application's bot, an
+    ephemeral message or a modal to the user who invoked the interaction. Each session
+    encodes it (few recipients) and keeps it if its intents ask for ``event`` (guild
+    masks; INTERACTION_CREATE needs none)."""
+
+    event: str
+    data: Any
+
+
 @wire_type("gateway.session_moved")
 @dataclass(slots=True)
 class SessionMoved:
