@@ -42,6 +42,9 @@ class Bucket:
     per_s: float
 
 
+_OWN_REACTION = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
+
+
 def _default_routes() -> dict[tuple[str, str], Bucket]:
     # Discord: 5 messages per 5 s per channel; typing shares a similar budget.
     return {
@@ -51,6 +54,9 @@ def _default_routes() -> dict[tuple[str, str], Bucket]:
         ("PATCH", "/channels/{channel_id}/messages/{message_id}"): Bucket(5, 5.0),
         # Discord: a webhook executes 5 times per 2 s (its bucket's major is its id)
         ("POST", "/webhooks/{webhook_id}/{token}"): Bucket(5, 2.0),
+        # Discord: one reaction of one's own per 0.25 s per channel (add or remove)
+        ("PUT", _OWN_REACTION): Bucket(1, 0.25),
+        ("DELETE", _OWN_REACTION): Bucket(1, 0.25),
     }
 
 
