@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from actors.registry import Route
+from chat.compose import ComposeContext, ComposeError, compose_edit
 from chat.objects import channel_object, member_object, message_object, role_object, user_object
+from chat.overwrites import guild_overwrites
 from chat.permissions import MANAGE_MESSAGES, SEND_MESSAGES, VIEW_CHANNEL, base_permissions
-from chat.validation import FieldError, check_content, check_text
+from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
 from gateway.messages import (
     ChangeMessage,
@@ -33,6 +35,8 @@ from gateway.messages import (
     PostFailed,
     Typing,
 )
+from gateway.protocol.ready import GUILD_DEFAULTS
+from gateway.rest.attachments import attachments_of, read_message_body
 from gateway.rest.dms import dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
@@ -44,6 +48,7 @@ from gateway.rest.errors import (
     UNKNOWN_GUILD,
     UNKNOWN_MESSAGE,
     HTTPDiscordError,
+    compose_failure,
     error,
     invalid_form,
     json_body,
@@ -76,8 +81,22 @@ GUILDS_JOIN = "guilds.join"
 GRANT_TTL_S = 604_800
 
 
+#: The REST guild's fields beyond those built in ``_rest_guild``: GUILD_CREATE's defaults
+#: (less the gateway-only ``joined_at``) and the limits hikari indexes without defaults.
+_REST_GUILD_DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in GUILD_DEFAULTS.items() if k != "joined_at"},
+    "max_members": 500_000,
+    "max_presences": None,
+    "max_video_channel_users": 25,
+    "max_stage_video_channel_users": 50,
+    "widget_enabled": False,
+    "widget_channel_id": None,
+}
+
+
 def _rest_guild(guild: Guild, roles: list[Any]) -> dict[str, Any]:
     return {
+        **_REST_GUILD_DEFAULTS,
         "id": str(guild.id),
         "name": guild.name,
         "owner_id": str(guild.owner_id),
@@ -155,26 +174,48 @@ class MoreApi:
     # -- messages -----------------------------------------------------------------------
 
     async def patch_message(self, request: web.Request) -> web.Response:
-        user = await self.api.auth(request)
-        channel, member = await self.api.channel_for(request, user, 0)
+        access = await self.api.channel_access(request, 0)
+        user, channel, member = access.user, access.channel, access.member
         message_id = path_id(request, "message_id", UNKNOWN_MESSAGE, "Unknown Message")
-        body = await json_body(request)
+        body, files = await read_message_body(request)
         message = await self.storage.get_message(channel.id, message_id)
         if message is None:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
         if message.author_id != user.id:
             return error(403, CANNOT_EDIT_OTHERS,
                          "Cannot edit a message authored by another user")
-        content = body.get("content")
-        problem = check_content(content)
-        if problem is not None:
-            raise invalid_form(problem)
-        message.content = content
+        attaching = "attachments" in body or bool(files)
+        try:  # content (mentions parsed again), embeds replaced, flags (chat/compose.py)
+            changes = await compose_edit(body, ctx=ComposeContext(
+                channel.id, channel.guild_id, user.id, access.permissions),
+                storage=self.storage, message=message,
+                attachments=bool(files or body.get("attachments")) if attaching else None)
+        except ComposeError as exc:
+            raise compose_failure(exc) from None
+        for name, value in changes.items():
+            setattr(message, name, value)
+        # attachments: the ones ``attachments`` keeps, and the new files (stored pending);
+        # the ones dropped are journalled now and deleted once the edit is durable
+        service = attachments_of(request)
+        staged = await service.stage(request, channel.id, body, files, existing=message)
+        retired = []
+        if staged.given:
+            kept = {str(a["id"]) for a in staged.objects}
+            retired = await service.retire(message, keep=kept)
+            message.attachments = changes["attachments"] = staged.objects
         payload = message_object(message, user_object(user),
                                  member_object(member) if member is not None else None)
-        out = await self.ask_channel(channel, ChangeMessage(
-            channel.guild_id, message_id, {"content": content}, payload,
-            recipients=dm_recipients(channel)))
+        try:
+            out = await self.ask_channel(channel, ChangeMessage(
+                channel.guild_id, message_id, changes, payload,
+                recipients=dm_recipients(channel)))
+        except HTTPDiscordError as exc:
+            if 400 <= exc.status < 500:
+                await staged.discard()
+            raise
+        if staged.given:
+            await staged.settle(out)
+            await service.forget(channel.id, retired)
         return json_response(out)
 
     async def delete_message(self, request: web.Request) -> web.Response:
@@ -186,8 +227,12 @@ class MoreApi:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
         if message.author_id != user.id:
             await self.api.channel_for(request, user, MANAGE_MESSAGES)
+        # its files: journalled before, deleted once the delete is durable
+        service = attachments_of(request)
+        retired = await service.retire(message) if message.attachments else []
         await self.ask_channel(channel, ChangeMessage(channel.guild_id, message_id, None,
                                                       recipients=dm_recipients(channel)))
+        await service.forget(channel.id, retired)
         return web.Response(status=204)
 
     async def post_typing(self, request: web.Request) -> web.Response:
@@ -228,7 +273,9 @@ class MoreApi:
         channels = await self.storage.channels_for_guild(guild.id) \
             if perms & VIEW_CHANNEL else []
         channels.sort(key=lambda c: (c.position, c.id))
-        return json_response([channel_object(c) for c in channels])
+        overwrites = await guild_overwrites(self.storage, guild.id) if channels else {}
+        return json_response([channel_object(c, overwrites.get(c.id, {}).values())
+                              for c in channels])
 
     async def post_channel(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
