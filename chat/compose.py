@@ -17,17 +17,18 @@ Both raise ``ComposeError``: ``InvalidBody`` (its ``problem``, a ``FieldError``,
 answered by ``gateway.rest.errors.invalid_form``: 400 50035 with Discord's field path,
 or 50006 for an empty message) or ``ComposeRefused`` (Discord's status and JSON code,
 e.g. 403 160002: a reply without READ_MESSAGE_HISTORY);
-``gateway.rest.api.compose_failure`` turns either into the REST answer. ``nonce`` and ``enforce_nonce`` are the REST post's own.
+``gateway.rest.errors.compose_failure`` turns either into the REST answer. ``nonce`` and
+``enforce_nonce`` are the REST post's own, files the attachments' (``files=True``).
 
 ``fields`` holds ``PostMessage.fields``: ``embeds``, ``flags``, ``mentions`` (user
-ids), ``mention_roles``, ``mention_everyone``, ``attachments`` (as given) and
-``extra`` — the rendered ``mentions`` (user objects, each with its ``member`` in a
-guild, which the message object shows in place of the ids), ``message_reference``
-and ``referenced_message`` for a reply. A caller adds its own keys to
-``fields["extra"]`` (``webhook_id``, ``interaction_metadata``...). The mentioned users
-are stored as they were when the message was sent, as is the message replied to: a
-read needs no lookup per message, and the MESSAGE_CONTENT rule sees who is mentioned
-in the payload itself.
+ids), ``mention_roles``, ``mention_everyone`` and ``extra``: the rendered ``mentions``
+(user objects, each with its ``member`` in a guild, which the message object shows in
+place of the ids), and for a reply ``message_reference`` and ``referenced_message``.
+A caller adds its own keys to ``fields["extra"]`` (``webhook_id``,
+``interaction_metadata``...) and ``fields["attachments"]``. The mentioned users are
+stored as they were when the message was sent, as is the message replied to: a read
+needs no lookup per message, and the MESSAGE_CONTENT rule finds who is mentioned in
+the payload itself.
 """
 
 from __future__ import annotations
@@ -132,15 +133,14 @@ class Draft:
     reply: ReplyTo | None
 
 
-def check_body(body: dict[str, Any], *, ctx: ComposeContext,
-               attachments: bool = False) -> Draft:
-    """The form of a message body to create (pure); ``attachments``: files come with
-    it, so it may have no content nor embeds. Raises ``InvalidBody``."""
+def check_body(body: dict[str, Any], *, ctx: ComposeContext, files: bool = False) -> Draft:
+    """The form of a message body to create (pure); ``files``: files come with it, so
+    it may have no content nor embeds. Raises ``InvalidBody``."""
     embeds, problem = check_embeds(body.get("embeds"))
     if problem is not None:
         raise InvalidBody(problem)
     assert embeds is not None
-    content = _content(body.get("content"), required=not (embeds or attachments))
+    content = _content(body.get("content"), required=not (embeds or files))
     tts = _bool(body, "tts")
     flags = _flags(body.get("flags")) & ctx.allowed_flags
     allowed, problem = check_allowed_mentions(body.get("allowed_mentions"))
@@ -154,11 +154,12 @@ def check_body(body: dict[str, Any], *, ctx: ComposeContext,
 
 
 async def compose(body: dict[str, Any], *, ctx: ComposeContext, storage: Storage,
-                  attachments: list[dict[str, Any]] | None = None) -> Composed:
+                  files: bool = False) -> Composed:
     """The message ``body`` asks for, checked and resolved: ``(body, ctx, storage) ->
-    Composed``; raises ``InvalidBody`` or ``ComposeRefused``. ``attachments``: the
-    message's attachment objects, if files came with it (stored as given)."""
-    draft = check_body(body, ctx=ctx, attachments=bool(attachments))
+    Composed``; raises ``InvalidBody`` or ``ComposeRefused``. ``files``: files come with
+    the body (then it needs no content nor embeds; the caller sets
+    ``fields["attachments"]``)."""
+    draft = check_body(body, ctx=ctx, files=files)
     replied: Message | None = None
     if draft.reply is not None:
         if not ctx.permissions & READ_MESSAGE_HISTORY:
@@ -187,8 +188,6 @@ async def compose(body: dict[str, Any], *, ctx: ComposeContext, storage: Storage
         "mention_roles": list(mentions.roles),
         "mention_everyone": mentions.everyone,
     }
-    if attachments:
-        fields["attachments"] = attachments
     if extra:
         fields["extra"] = extra
     tts = draft.tts and bool(ctx.permissions & SEND_TTS_MESSAGES)
@@ -196,13 +195,15 @@ async def compose(body: dict[str, Any], *, ctx: ComposeContext, storage: Storage
 
 
 async def compose_edit(body: dict[str, Any], *, ctx: ComposeContext, storage: Storage,
-                       message: Message) -> dict[str, Any]:
+                       message: Message, attachments: bool | None = None) -> dict[str, Any]:
     """The changes an edit ``body`` makes to the stored ``message``, as
     ``MessageEdit.now`` keywords: ``content`` (its mentions parsed again, with the
     edit's ``allowed_mentions`` or the defaults), ``embeds`` (replaced; null clears
     them), ``flags`` (only SUPPRESS_EMBEDS changes) and ``extra`` (the rendered
     mentions). A field absent from the body is unchanged; a message left with no
-    content, embeds nor attachments is 50006. Raises ``InvalidBody``."""
+    content, embeds nor attachments is 50006 (``attachments``: whether it has some after
+    the edit, when the edit changes them; None: it keeps its own). Raises
+    ``InvalidBody``."""
     changes: dict[str, Any] = {}
     if "embeds" in body:
         embeds, problem = check_embeds(body["embeds"])
@@ -219,7 +220,8 @@ async def compose_edit(body: dict[str, Any], *, ctx: ComposeContext, storage: St
         raise InvalidBody(problem)
     content = changes.get("content", message.content)
     embeds_after = changes.get("embeds", message.embeds)
-    if not content and not embeds_after and not message.attachments:
+    has_files = bool(message.attachments) if attachments is None else attachments
+    if not content and not embeds_after and not has_files:
         raise InvalidBody(FieldError("content", "BASE_TYPE_REQUIRED",
                                      "Cannot send an empty message", empty=True))
     if "content" in changes:

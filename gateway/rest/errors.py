@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.messages import NodeDownError
+from chat.compose import ComposeError, ComposeRefused, InvalidBody
 from chat.validation import FieldError
 from gateway.rest.auth import bot_token
 from storage.snowflake import parse_snowflake
@@ -113,6 +114,15 @@ def invalid_form(problem: FieldError) -> HTTPDiscordError:
     if problem.empty:
         return HTTPDiscordError(400, EMPTY_MESSAGE, "Cannot send an empty message")
     return HTTPDiscordError(400, INVALID_FORM_BODY, "Invalid Form Body", problem.tree())
+
+
+def compose_failure(exc: ComposeError) -> HTTPDiscordError:
+    """The answer to a message body ``chat.compose`` refused (every route that creates
+    or edits a message: posts, edits, webhooks, interactions)."""
+    if isinstance(exc, InvalidBody):
+        return invalid_form(exc.problem)
+    assert isinstance(exc, ComposeRefused)
+    return HTTPDiscordError(exc.status, exc.code, exc.message)
 
 
 def query_id(request: web.Request, name: str) -> int | None:

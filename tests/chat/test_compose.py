@@ -86,7 +86,7 @@ def test_check_body_form() -> None:
     # embed-only (and white space only content beside an embed) is a message
     assert check_body({"embeds": [{"title": "t"}]}, ctx=ctx()).content == ""
     assert check_body({"content": "  ", "embeds": [{"title": "t"}]}, ctx=ctx()).content == ""
-    assert check_body({}, ctx=ctx(), attachments=True).content == ""
+    assert check_body({}, ctx=ctx(), files=True).content == ""
 
 
 @pytest.mark.parametrize(("body", "field", "code"), [
@@ -236,6 +236,8 @@ def test_edit(tmp_path: Path) -> None:
         with pytest.raises(InvalidBody) as caught:
             await compose_edit({"content": ""}, ctx=ctx(), storage=storage, message=message)
         assert caught.value.problem.empty
+        assert (await compose_edit({"content": ""}, ctx=ctx(), storage=storage,
+                                   message=message, attachments=True))["content"] == ""
         with pytest.raises(InvalidBody) as caught:
             await compose_edit({"embeds": [{"title": "x" * 300}]}, ctx=ctx(),
                                storage=storage, message=message)
