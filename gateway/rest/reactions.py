@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from actors.registry import Route
+from chat.dms import DMChannel
 from chat.objects import member_object, user_object
 from chat.permissions import ADD_REACTIONS, MANAGE_MESSAGES, READ_MESSAGE_HISTORY
 from chat.reactions import (
@@ -30,9 +31,9 @@ from chat.reactions import (
 )
 from gateway.messages import Posted, PostFailed
 from gateway.reactions import ADD, REMOVE, REMOVE_ALL, REMOVE_EMOJI, React, reactions_key
+from gateway.rest.dms import dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
-    MISSING_PERMISSIONS,
     PREFIX,
     UNKNOWN_MESSAGE,
     HTTPDiscordError,
@@ -60,7 +61,7 @@ class ReactionsApi:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _message(self, request: web.Request, user: User, channel: Channel
+    async def _message(self, request: web.Request, user: User, channel: Channel | DMChannel
                        ) -> tuple[Message, Emoji | None]:
         """The emoji in the URL (if the route has one: 400 10014 when it names none) and
         the message (404 10008 unless it is in this channel)."""
@@ -75,16 +76,8 @@ class ReactionsApi:
             raise HTTPDiscordError(404, UNKNOWN_MESSAGE, "Unknown Message")
         return message, emoji
 
-    async def _recipients(self, channel: Channel) -> list[int] | None:
-        """A DM's two users (its reaction events go to their sessions); None in a guild."""
-        if channel.guild_id is not None:
-            return None
-        from chat.dms import CHANNEL_KIND
-
-        record = await self.storage.get_record(CHANNEL_KIND, channel.id, "")
-        return list(record.get("recipients") or ()) if record else None
-
-    async def _change(self, channel: Channel, message: Message, react: React) -> web.Response:
+    async def _change(self, channel: Channel | DMChannel, message: Message, react: React
+                      ) -> web.Response:
         """Hand ``react`` to the message's reactions actor; 204 once durable."""
         api = self.api
         answer = await api.gateway.base.ask_async(
@@ -101,25 +94,16 @@ class ReactionsApi:
 
     async def put_own(self, request: web.Request) -> web.Response:
         """Create Reaction: READ_MESSAGE_HISTORY, and ADD_REACTIONS for a new emoji."""
-        api = self.api
-        try:
-            user, channel, member = await api.authorised_channel(
-                request, READ_MESSAGE_HISTORY | ADD_REACTIONS)
-            may_add_new = True
-        except HTTPDiscordError as exc:
-            if exc.code != MISSING_PERMISSIONS:
-                raise
-            # without ADD_REACTIONS one may still add to an emoji already there
-            user, channel, member = await api.authorised_channel(request, READ_MESSAGE_HISTORY)
-            may_add_new = False
+        access = await self.api.channel_access(request, READ_MESSAGE_HISTORY)
+        user, channel, member = access.user, access.channel, access.member
         message, emoji = await self._message(request, user, channel)
         assert emoji is not None
+        # without ADD_REACTIONS one may still add to an emoji already there
+        may_add_new = bool(access.permissions & ADD_REACTIONS)
         return await self._change(channel, message, React(
             ADD, emoji.to_list(), user.id, may_add_new,
-            member=member_object(member, user) if channel.guild_id is not None
-            and member is not None else None,
-            message_author_id=message.author_id,
-            recipients=await self._recipients(channel)))
+            member=member_object(member, user) if member is not None else None,
+            message_author_id=message.author_id, recipients=dm_recipients(channel)))
 
     async def delete_own(self, request: web.Request) -> web.Response:
         """Delete Own Reaction."""
@@ -127,7 +111,7 @@ class ReactionsApi:
         message, emoji = await self._message(request, user, channel)
         assert emoji is not None
         return await self._change(channel, message, React(
-            REMOVE, emoji.to_list(), user.id, recipients=await self._recipients(channel)))
+            REMOVE, emoji.to_list(), user.id, recipients=dm_recipients(channel)))
 
     async def delete_user(self, request: web.Request) -> web.Response:
         """Delete User Reaction: MANAGE_MESSAGES."""
@@ -136,7 +120,7 @@ class ReactionsApi:
         assert emoji is not None
         target = path_id(request, "user_id", UNKNOWN_USER, "Unknown User")
         return await self._change(channel, message, React(
-            REMOVE, emoji.to_list(), target, recipients=await self._recipients(channel)))
+            REMOVE, emoji.to_list(), target, recipients=dm_recipients(channel)))
 
     async def delete_emoji(self, request: web.Request) -> web.Response:
         """Delete All Reactions for Emoji: MANAGE_MESSAGES."""
@@ -144,14 +128,14 @@ class ReactionsApi:
         message, emoji = await self._message(request, user, channel)
         assert emoji is not None
         return await self._change(channel, message, React(
-            REMOVE_EMOJI, emoji.to_list(), recipients=await self._recipients(channel)))
+            REMOVE_EMOJI, emoji.to_list(), recipients=dm_recipients(channel)))
 
     async def delete_all(self, request: web.Request) -> web.Response:
         """Delete All Reactions: MANAGE_MESSAGES."""
         user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
         message, _ = await self._message(request, user, channel)
         return await self._change(channel, message, React(
-            REMOVE_ALL, recipients=await self._recipients(channel)))
+            REMOVE_ALL, recipients=dm_recipients(channel)))
 
     async def get_users(self, request: web.Request) -> web.Response:
         """Get Reactions: the users who reacted with the emoji, by user id, ``after``

@@ -236,6 +236,47 @@ def test_errors(tmp_path: Path) -> None:
     run(main, timeout=40)
 
 
+def test_reactions_in_a_dm(tmp_path: Path) -> None:
+    """A DM's reaction events reach both users' sessions that asked for
+    DIRECT_MESSAGE_REACTIONS (without guild_id or member); removing another's is
+    beyond what a DM allows (50003)."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            bot, alice = r.seeded.token, r.other_token
+            dm_reactions = int(Intents.DIRECT_MESSAGES | Intents.DIRECT_MESSAGE_REACTIONS)
+            ws_bot = await session(http, r, bot, dm_reactions)
+            ws_alice = await session(http, r, alice, int(Intents.DIRECT_MESSAGES))
+            ws_guild = await session(http, r, bot, REACTIONS)
+            status, dm, _ = await call(http, r, "POST", "/users/@me/channels", alice,
+                                       json={"recipient_id": str(r.seeded.user_id)})
+            assert status == 200, dm
+            _, sent, _ = await call(http, r, "POST", f"/channels/{dm['id']}/messages", bot,
+                                    json={"content": "hi"})
+            path = f"/channels/{dm['id']}/messages/{sent['id']}/reactions"
+            status, _, _ = await call(http, r, "PUT", f"{path}/{THUMBS}/@me", alice)
+            assert status == 204
+            add = await next_event(ws_bot, "MESSAGE_REACTION_ADD")
+            assert add == {"user_id": str(r.other_id), "channel_id": dm["id"],
+                           "message_id": sent["id"], "emoji": {"id": None, "name": "👍"},
+                           "burst": False, "burst_colors": [], "type": 0,
+                           "message_author_id": str(r.seeded.user_id)}
+            status, body, _ = await call(http, r, "DELETE", f"{path}/{THUMBS}/{r.other_id}",
+                                         bot)
+            assert (status, body["code"]) == (403, 50003)
+            status, message, _ = await call(http, r, "GET",
+                                            f"/channels/{dm['id']}/messages/{sent['id']}",
+                                            alice)
+            assert message["reactions"][0]["me"] is True
+            status, _, _ = await call(http, r, "DELETE", f"{path}/{THUMBS}/@me", alice)
+            assert status == 204
+            remove = await next_event(ws_bot, "MESSAGE_REACTION_REMOVE")
+            assert "guild_id" not in remove and remove["user_id"] == str(r.other_id)
+            await quiet(ws_alice, *EVENTS)  # DIRECT_MESSAGES alone: no reaction events
+            await quiet(ws_guild, *EVENTS)  # guild intents: nothing of a DM
+
+    run(main, timeout=30)
+
+
 def test_concurrent_reactors_are_all_counted_and_heard(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
