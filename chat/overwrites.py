@@ -1,6 +1,7 @@
-"""Channels' permission overwrites in storage: records of kind ``"overwrite"`` scoped by
-guild, keyed ``channel:target`` (zero-padded), so one listing reads a whole guild's (a
-guild actor's load, GUILD_CREATE) and a prefix one channel's (a REST call's check).
+"""Channels' permission overwrites: what a REST body may set (``overwrite_from_body``)
+and where they are stored: records of kind ``"overwrite"`` scoped by guild, keyed
+``channel:target`` (zero-padded), so one listing reads a whole guild's (a guild actor's
+load, GUILD_CREATE) and a prefix one channel's (a REST call's check).
 
 Each overwrite is its own record, so two editors of different targets of one channel
 never overwrite each other's change; the same target is last write wins, as on Discord.
@@ -8,7 +9,10 @@ never overwrite each other's change; the same target is last write wins, as on D
 
 from __future__ import annotations
 
-from chat.permissions import ALL_PERMISSIONS, Overwrite
+from typing import Any
+
+from chat.permissions import ALL_PERMISSIONS, MEMBER_OVERWRITE, ROLE_OVERWRITE, Overwrite
+from chat.validation import FieldError
 from storage.base import Storage
 from storage.records import MAX_LIST, key_of
 
@@ -16,6 +20,45 @@ KIND = "overwrite"
 
 #: by channel id, then by target id
 GuildOverwrites = dict[int, dict[int, Overwrite]]
+
+
+#: the largest permission value a body may carry (Discord's 64-bit field); bits past
+#: the known permissions are dropped
+MAX_BITS = (1 << 64) - 1
+
+
+def _bits(name: str, value: Any) -> int | FieldError:
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return FieldError(name, "NUMBER_TYPE_COERCE",
+                          f"Value \"{str(value)[:32]}\" is not int.")
+    if value > MAX_BITS:
+        return FieldError(name, "NUMBER_TYPE_MAX",
+                          f"int value should be less than or equal to {MAX_BITS}.")
+    return value & ALL_PERMISSIONS
+
+
+def overwrite_from_body(target_id: int, body: dict[str, Any]) -> Overwrite | FieldError:
+    """The overwrite a ``PUT /channels/{id}/permissions/{target_id}`` body describes:
+    ``type`` 0 (role) or 1 (member), required; ``allow`` and ``deny`` permission
+    integers as strings (or numbers), ``"0"`` when absent; else the field at fault."""
+    kind = body.get("type")
+    if kind is None:
+        return FieldError("type", "BASE_TYPE_REQUIRED", "This field is required")
+    if isinstance(kind, str) and kind in ("0", "1"):
+        kind = int(kind)
+    if isinstance(kind, bool) or kind not in (ROLE_OVERWRITE, MEMBER_OVERWRITE):
+        return FieldError("type", "BASE_TYPE_CHOICES", "Value must be one of {0, 1}.")
+    allow = _bits("allow", body.get("allow"))
+    if isinstance(allow, FieldError):
+        return allow
+    deny = _bits("deny", body.get("deny"))
+    if isinstance(deny, FieldError):
+        return deny
+    return Overwrite(target_id, kind, allow, deny)
 
 
 def _overwrite(key: str, value: dict) -> tuple[int, Overwrite]:

@@ -4,7 +4,8 @@ It loads the guild's channels, roles and members from storage when activated, ke
 the sessions subscribed to the guild, and fans dispatches out: the payload arrives
 encoded once (``PreparedDispatch``) and goes, as one ``NodeFanout`` per node that hosts
 recipients (gateway/fanout.py), to every session that may see the channel
-(VIEW_CHANNEL) and asked for the event by intent; sessions that may not see the content
+(VIEW_CHANNEL, the channel's permission overwrites applied) and asked for the event by
+intent; sessions that may not see the content
 (MESSAGE_CONTENT rule) share one redacted copy, also encoded once. Who gets a message
 event is computed once per event name and cached until the subscriptions change;
 passive sessions (gateway/fanout.py) get no message events.
@@ -24,14 +25,16 @@ their member — back through the registry, to the guild's new home.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from thespian.actors import ActorExitRequest
 
 from actors import Activated, Actor, Down, IODone, Timeout
 from actors.registry import Route
-from chat.permissions import VIEW_CHANNEL, base_permissions
+from chat.objects import channel_object
+from chat.overwrites import GuildOverwrites, guild_overwrites
+from chat.permissions import VIEW_CHANNEL, Overwrite, base_permissions, in_channel
 from gateway.context import GatewayContext
 from gateway.fanout import NodeFanout, fanout_address, payload_for
 from gateway.messages import (
@@ -40,6 +43,7 @@ from gateway.messages import (
     Cutover,
     Fanout,
     GuildBroadcast,
+    OverwriteChanged,
     Presence,
     ServiceBroadcast,
     Subscribe,
@@ -76,6 +80,8 @@ class _Sub:
     monitor: int
     #: False: a passive session (gateway/fanout.py): no message events.
     active: bool = True
+    #: the member's roles (whose overwrites apply to it in a channel)
+    roles: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -98,6 +104,8 @@ class _State:
     guild: Guild
     channels: dict[int, Channel]
     roles: dict[int, Role]
+    #: the channels' permission overwrites (channels without any absent)
+    overwrites: GuildOverwrites = field(default_factory=dict)
 
 
 class GuildActor(Actor):
@@ -120,10 +128,10 @@ class GuildActor(Actor):
         #: user id -> the (status, activities, client_status) last dispatched.
         self._shown: dict[int, tuple[str, list[Any], dict[str, str]]] = {}
         self._presence_order = 0
-        #: event name -> its recipients by node (``_plan``); cleared whenever ``subs``
-        #: changes (no channel overwrites in this model: VIEW_CHANNEL is guild-wide,
-        #: so a plan holds for every channel)
-        self._plans: dict[str, list[_NodePlan]] = {}
+        #: event name -> its recipients by node (``_plan``), for every channel without
+        #: permission overwrites; (channel id, event name) -> those of a channel with
+        #: some. Cleared whenever ``subs`` or an overwrite changes.
+        self._plans: dict[Any, list[_NodePlan]] = {}
         #: sessions whose op 14 came while their Subscribe was in flight
         self._early_active: set[Any] = set()
         #: session -> (its Subscribe, sender, position in ``_missed``) while the
@@ -185,6 +193,8 @@ class GuildActor(Actor):
                 self._early[msg.session] = msg
         elif isinstance(msg, GuildBroadcast):
             self._broadcast(msg)
+        elif isinstance(msg, OverwriteChanged):
+            self._overwrite_changed(msg)
         elif isinstance(msg, ServiceBroadcast):
             self._service_broadcast(msg, sender)
 
@@ -199,13 +209,14 @@ class GuildActor(Actor):
         for msg, sender in held:
             self.forward(registry, Route("guild", self.guild_id, msg), sender)
 
-    async def _load(self) -> tuple[Guild | None, list[Channel], list[Role]]:
+    async def _load(self) -> tuple[Guild | None, list[Channel], list[Role], GuildOverwrites]:
         storage = self.ctx.storage
         guild = await storage.get_guild(self.guild_id)
         if guild is None:
-            return None, [], []
+            return None, [], [], {}
         return guild, await storage.channels_for_guild(self.guild_id), \
-            await storage.roles_for_guild(self.guild_id)
+            await storage.roles_for_guild(self.guild_id), \
+            await guild_overwrites(storage, self.guild_id)
 
     def _on_io(self, msg: IODone) -> None:
         tag = msg.tag
@@ -225,8 +236,9 @@ class GuildActor(Actor):
                         self.send(s, Subscribed(self.guild_id, False))
                 self.exit("normal")
                 return
-            guild, channels, roles = msg.result
-            self.state = _State(guild, {c.id: c for c in channels}, {r.id: r for r in roles})
+            guild, channels, roles, overwrites = msg.result
+            self.state = _State(guild, {c.id: c for c in channels}, {r.id: r for r in roles},
+                                overwrites)
             stash, self._stash = self._stash or [], None
             for m, s in stash:
                 self._handle(m, s)
@@ -269,7 +281,7 @@ class GuildActor(Actor):
         active = msg.active or msg.session in self._early_active
         self._early_active.discard(msg.session)
         self.subs[msg.session] = _Sub(msg.user_id, msg.intents, perms, self.monitor(msg.session),
-                                      active)
+                                      active, tuple(member.roles))
         self._plans.clear()
         self.send(sender, Subscribed(self.guild_id, True))
         if event_allowed(msg.intents, "PRESENCE_UPDATE"):
@@ -315,7 +327,8 @@ class GuildActor(Actor):
         remote: dict[PreparedDispatch, Any] = {}
         for fanout in missed:
             dispatch = fanout.dispatch
-            if not _receives(sub, dispatch.event):
+            if not _receives(sub, dispatch.event) \
+                    or not self._sees(sub, self._overwrites(fanout.channel_id)):
                 continue
             message = fanout.message
             if message is not None and not sub.intents & MESSAGE_CONTENT \
@@ -327,12 +340,27 @@ class GuildActor(Actor):
                 self._send_node(session.node, point, here, dispatch, (session.id,), None,
                                 (), None, remote)
 
-    def _plan(self, event: str) -> list[_NodePlan]:
-        """The recipients of message event ``event``, by node: active sessions with
-        VIEW_CHANNEL that asked for it by intent."""
+    def _overwrites(self, channel_id: int) -> dict[int, Overwrite]:
+        """``channel_id``'s permission overwrites (empty: none, or not loaded)."""
+        state = self.state
+        return state.overwrites.get(channel_id, _NONE) if state is not None else _NONE
+
+    def _sees(self, sub: _Sub, overwrites: dict[int, Overwrite]) -> bool:
+        """Whether ``sub``'s member may view a channel with ``overwrites``."""
+        if not overwrites:
+            return bool(sub.permissions & VIEW_CHANNEL)
+        return bool(in_channel(sub.permissions, self.guild_id, sub.user_id, sub.roles,
+                               overwrites) & VIEW_CHANNEL)
+
+    def _plan(self, event: str, channel_id: int) -> list[_NodePlan]:
+        """The recipients of message event ``event`` in ``channel_id``, by node: active
+        sessions that may view the channel (its overwrites applied) and asked for the
+        event by intent. Kept per event for the channels without overwrites (the
+        guild-wide VIEW_CHANNEL decides), per channel and event for the others."""
+        overwrites = self._overwrites(channel_id)
         by_node: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
         for session, sub in self.subs.items():
-            if not _receives(sub, event):
+            if not _receives(sub, event) or not self._sees(sub, overwrites):
                 continue
             always, check = by_node.get(session.node) or by_node.setdefault(session.node,
                                                                              ([], []))
@@ -343,7 +371,7 @@ class GuildActor(Actor):
         plan = [_NodePlan(node, fanout_address(node), tuple(always), tuple(check),
                           (*always, *(sid for sid, _ in check)))
                 for node, (always, check) in by_node.items()]
-        self._plans[event] = plan
+        self._plans[(channel_id, event) if overwrites else event] = plan
         return plan
 
     def _fanout(self, msg: Fanout) -> None:
@@ -356,9 +384,10 @@ class GuildActor(Actor):
                 self._missed_base += 1
         dispatch = msg.dispatch
         event = dispatch.event
-        plan = self._plans.get(event)
+        plan = self._plans.get((msg.channel_id, event) if self._overwrites(msg.channel_id)
+                               else event)
         if plan is None:
-            plan = self._plan(event)
+            plan = self._plan(event, msg.channel_id)
         span = trace = None
         if msg.trace is not None:  # traced: guild.fanout, and each NodeFanout carries it
             span = start(msg.trace, "guild.fanout", {"greenroom.guild_id": self.guild_id,
@@ -459,10 +488,39 @@ class GuildActor(Actor):
         dispatch = msg.dispatch
         event = dispatch.event
         need_view = msg.channel is not None
+        overwrites = self._overwrites(msg.channel.id) if msg.channel is not None else _NONE
         self._send_to(dispatch, [
             session for session, sub in self.subs.items()
-            if (not need_view or sub.permissions & VIEW_CHANNEL)
+            if (not need_view or self._sees(sub, overwrites))
             and event_allowed(sub.intents, event)])
+
+    def _overwrite_changed(self, msg: OverwriteChanged) -> None:
+        """A channel's overwrite was stored: apply it (who gets the channel's events
+        from now), then CHANNEL_UPDATE with the overwrites this guild now holds to the
+        sessions that may view the channel, and to those that could until now (so a
+        bot learns why the channel went quiet, as its library computes permissions
+        from the overwrites)."""
+        state = self.state
+        if state is None:
+            return
+        channel = msg.channel
+        state.channels[channel.id] = channel
+        before = state.overwrites.get(channel.id, _NONE)
+        after = dict(before)
+        if msg.overwrite is None:
+            after.pop(msg.target_id, None)
+        else:
+            after[msg.target_id] = Overwrite.from_json(msg.overwrite)
+        if after:
+            state.overwrites[channel.id] = after
+        else:
+            state.overwrites.pop(channel.id, None)
+        self._plans.clear()
+        dispatch = PreparedDispatch("CHANNEL_UPDATE", channel_object(channel, after.values()))
+        self._send_to(dispatch, [
+            session for session, sub in self.subs.items()
+            if event_allowed(sub.intents, "CHANNEL_UPDATE")
+            and (self._sees(sub, before) or self._sees(sub, after))])
 
     # -- presence -------------------------------------------------------------------------
 
@@ -513,11 +571,15 @@ class GuildActor(Actor):
                                  if session in self.subs])
 
 
+#: a channel without permission overwrites (shared: never written to)
+_NONE: dict[int, Overwrite] = {}
+
+
 def _receives(sub: _Sub, event: str) -> bool:
-    """Whether a subscriber gets message event ``event``: an active session with
-    VIEW_CHANNEL that asked for it by intent (live fan-out and replay alike)."""
-    return bool(sub.active and sub.permissions & VIEW_CHANNEL
-                and event_allowed(sub.intents, event))
+    """Whether a subscriber gets message event ``event`` in a channel it may view
+    (``GuildActor._sees``): an active session that asked for it by intent (live
+    fan-out and replay alike)."""
+    return bool(sub.active and event_allowed(sub.intents, event))
 
 
 def _content_readers(message: dict[str, Any]) -> set[int]:

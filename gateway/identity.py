@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.objects import guild_object, iso, member_object, user_object
+from chat.overwrites import guild_overwrites
 from gateway.protocol import GuildMembersRequested
 from gateway.ttl_map import TtlMap
 from storage.applications import effective_flags
@@ -102,10 +103,10 @@ class IdentityCache:
         if guild is None:
             self._guilds.pop(guild_id, None)
             return None
-        channels, roles, count = await asyncio.gather(
+        channels, roles, count, overwrites = await asyncio.gather(
             storage.channels_for_guild(guild_id), storage.roles_for_guild(guild_id),
-            storage.member_count(guild_id))
-        fields = guild_object(guild, channels, roles, ())
+            storage.member_count(guild_id), guild_overwrites(storage, guild_id))
+        fields = guild_object(guild, channels, roles, (), overwrites=overwrites)
         del fields["members"], fields["joined_at"], fields["member_count"]
         shell = GuildShell(fields, count, self.clock() + GUILD_TTL_S)
         if self._loading.get(guild_id) is asyncio.current_task():  # not forgotten since

@@ -296,6 +296,20 @@ class GuildBroadcast:
         return PreparedDispatch(self.event, self.data)
 
 
+@wire_type("gateway.overwrite_changed")
+@dataclass(slots=True)
+class OverwriteChanged:
+    """REST -> guild actor, once stored: ``channel``'s permission overwrite for
+    ``target_id`` is now ``overwrite`` (``Overwrite.to_json``'s form; None: deleted).
+    The guild applies it to its state (who sees the channel's events) and dispatches
+    CHANNEL_UPDATE with the channel's overwrites as it then holds them — one change per
+    target, so two editors' changes arrive in any order and both hold."""
+
+    channel: Channel
+    target_id: int
+    overwrite: dict[str, Any] | None
+
+
 @wire_type("gateway.presence")
 @dataclass(slots=True)
 class Presence:

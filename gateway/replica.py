@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from actors import Actor
 from actors.address import Address
 from chat.objects import message_object, user_object
-from chat.permissions import VIEW_CHANNEL, base_permissions
+from chat.overwrites import guild_overwrites
+from chat.permissions import VIEW_CHANNEL, channel_permissions
 from cluster.placement import owner
 from gateway.context import GatewayContext
 from gateway.messages import (
@@ -424,18 +425,20 @@ async def read_missed_messages(ctx: GatewayContext, *, user_id: int, intents: in
 
     async def guild_of(guild_id: int) -> Any:
         return (await storage.get_guild(guild_id), await storage.roles_for_guild(guild_id),
-                await storage.channels_for_guild(guild_id))
+                await storage.channels_for_guild(guild_id),
+                await guild_overwrites(storage, guild_id))
 
     found: list[Message] = []
     for guild_id in guild_ids:
-        guild, roles, channels = await _shared(ctx, ("guild", guild_id),
-                                               lambda g=guild_id: guild_of(g))
+        guild, roles, channels, overwrites = await _shared(ctx, ("guild", guild_id),
+                                                           lambda g=guild_id: guild_of(g))
         member = await storage.get_member(guild_id, user_id)
-        if guild is None or member is None \
-                or not base_permissions(guild, {r.id: r for r in roles}, member) & VIEW_CHANNEL:
+        if guild is None or member is None:
             continue
+        by_id = {r.id: r for r in roles}
         for channel in channels:
-            if channel.type not in _TEXT_CHANNELS:
+            if channel.type not in _TEXT_CHANNELS or not channel_permissions(
+                    guild, by_id, member, overwrites.get(channel.id, {})) & VIEW_CHANNEL:
                 continue
             query = HistoryQuery(channel.id, after=newest.get(channel.id, default_after),
                                  limit=CATCH_UP_LIMIT)
