@@ -201,10 +201,15 @@ def message_content_visible(
 
 
 def redact_message_content(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a message object with its content fields emptied (and any poll removed)."""
+    """A copy of a message object with its content fields emptied (and any poll
+    removed), those of the message it replies to (``referenced_message``) too: a reply
+    must not show a session the content it may not read."""
     redacted = dict(message)
     for field, empty in CONTENT_FIELDS.items():
         if field in redacted:
             redacted[field] = empty()
     redacted.pop("poll", None)
+    referenced = redacted.get("referenced_message")
+    if isinstance(referenced, Mapping):
+        redacted["referenced_message"] = redact_message_content(referenced)
     return redacted

@@ -87,6 +87,8 @@ def test_embed_mention_reply_end_to_end(tmp_path: Path) -> None:
                 assert event["type"] == 19 and event["message_reference"]["message_id"] == \
                     question["id"]
                 assert event["referenced_message"]["id"] == question["id"]
+                # nor the content of the message replied to, without the intent
+                assert event["referenced_message"]["content"] == (content and "question?")
                 assert [m["id"] for m in event["mentions"]] == [str(reader_id),
                                                                str(r.seeded.user_id)]
                 assert "joined_at" in event["mentions"][0]["member"]
