@@ -1,0 +1,99 @@
+"""Webhooks with hikari (from PyPI), unmodified but for ``rest_url``: the bot creates a
+channel webhook (``rest.create_webhook``), lists and fetches it; the webhook posts with
+``rest.execute_webhook`` (no bot token) and the bot receives the message with
+``webhook_id`` and WEBHOOKS_UPDATE; the webhook's message is fetched, edited and deleted
+by token; the webhook is renamed and deleted, and then refused with Discord's errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import hikari
+import pytest
+
+from tests.gateway.harness import run, running_gateway
+
+
+def test_hikari_webhooks(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r:
+            bot = hikari.GatewayBot(
+                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
+                suppress_optimization_warning=True,
+                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
+            events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+            def on(kind: str) -> Any:
+                async def listener(event: Any) -> None:
+                    await events.put((kind, event))
+                return listener
+
+            bot.subscribe(hikari.ShardReadyEvent, on("ready"))
+            bot.subscribe(hikari.GuildMessageCreateEvent, on("message"))
+            bot.subscribe(hikari.GuildMessageUpdateEvent, on("edit"))
+            bot.subscribe(hikari.GuildMessageDeleteEvent, on("delete"))
+            bot.subscribe(hikari.WebhookUpdateEvent, on("webhooks_update"))
+
+            async def expect(kind: str) -> Any:
+                while True:
+                    got, event = await asyncio.wait_for(events.get(), 10)
+                    if got == kind:
+                        return event
+
+            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            try:
+                await expect("ready")
+                rest = bot.rest
+                webhook = await rest.create_webhook(r.seeded.channel_id, "ci")
+                assert isinstance(webhook, hikari.IncomingWebhook)
+                assert webhook.name == "ci" and webhook.token is not None
+                assert webhook.channel_id == r.seeded.channel_id
+                assert webhook.author is not None and webhook.author.id == r.seeded.user_id
+                update = await expect("webhooks_update")
+                assert update.channel_id == r.seeded.channel_id
+                assert [w.id for w in await rest.fetch_channel_webhooks(r.seeded.channel_id)] \
+                    == [webhook.id]
+                assert [w.id for w in await rest.fetch_guild_webhooks(r.seeded.guild_id)] \
+                    == [webhook.id]
+                by_token = await rest.fetch_webhook(webhook.id, token=webhook.token)
+                assert by_token.name == "ci" and by_token.author is None
+
+                message = await rest.execute_webhook(webhook.id, webhook.token, "build 9 passed",
+                                                     username="deploy")
+                assert message.webhook_id == webhook.id and message.content == "build 9 passed"
+                assert message.author.username == "deploy" and message.author.is_bot
+                got = await expect("message")
+                assert got.message_id == message.id and got.message.webhook_id == webhook.id
+                assert got.author_id == webhook.id and got.content == "build 9 passed"
+                assert got.is_webhook
+
+                fetched = await rest.fetch_webhook_message(webhook.id, webhook.token, message.id)
+                assert fetched.content == "build 9 passed"
+                edited = await rest.edit_webhook_message(webhook.id, webhook.token, message.id,
+                                                         "build 9 fixed")
+                assert edited.content == "build 9 fixed" and edited.edited_timestamp is not None
+                assert (await expect("edit")).content == "build 9 fixed"
+                await rest.delete_webhook_message(webhook.id, webhook.token, message.id)
+                assert (await expect("delete")).message_id == message.id
+
+                with pytest.raises(hikari.UnauthorizedError) as invalid:
+                    await rest.execute_webhook(webhook.id, "x" * 68, "x")
+                assert invalid.value.code == 50027
+                with pytest.raises(hikari.BadRequestError) as thread:
+                    await rest.execute_webhook(webhook.id, webhook.token, "x", thread=1)
+                assert thread.value.code == 50035 and "thread_id" in thread.value.errors
+
+                renamed = await rest.edit_webhook(webhook.id, name="ci-2")
+                assert renamed.name == "ci-2"
+                await expect("webhooks_update")
+                await rest.delete_webhook(webhook.id)
+                await expect("webhooks_update")
+                with pytest.raises(hikari.NotFoundError) as gone:
+                    await rest.execute_webhook(webhook.id, webhook.token, "after")
+                assert gone.value.code == 10015
+            finally:
+                await bot.close()
+
+    run(main, timeout=30)
