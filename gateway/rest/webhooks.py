@@ -115,8 +115,9 @@ class WebhookApi:
         member = await self.storage.get_member(channel.guild_id, user.id)
         if guild is None or member is None:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        check_channel_access(guild, await self.storage.roles_for_guild(guild.id), member,
-                             need)
+        roles = await self.storage.roles_for_guild(guild.id)
+        check_channel_access(guild, roles, member, need,
+                             await self.api.overwrites_that_matter(guild, roles, member, channel))
 
     async def managed(self, request: web.Request, need: int = MANAGE_WEBHOOKS
                       ) -> tuple[User, Webhook, Channel]:
