@@ -45,6 +45,7 @@ from chat.dms import (
     refusal,
     shares_guild,
 )
+from chat.objects import user_object
 from gateway.channel import channel_key
 from gateway.direct import DirectEvent
 from gateway.rest.errors import (
@@ -55,6 +56,7 @@ from gateway.rest.errors import (
     invalid_form,
     json_body,
     json_response,
+    path_id,
 )
 from storage.history import HistoryQuery
 from storage.model import User
@@ -188,6 +190,16 @@ class DMs:
                 "channel", key, DirectEvent([user_id], "CHANNEL_CREATE",
                                             dm_channel_object(channel, user_id, users))))
 
+    async def get_user(self, request: web.Request) -> web.Response:
+        """``GET /users/{user_id}``: a user object, as bots read it before a DM
+        (discord.js ``users.fetch``, hikari ``fetch_user``, discord.py ``fetch_user``)."""
+        await self.api.auth(request)
+        user_id = path_id(request, "user_id", UNKNOWN_USER, "Unknown User")
+        user = await self.storage.get_user(user_id)
+        if user is None:
+            raise HTTPDiscordError(404, UNKNOWN_USER, "Unknown User")
+        return json_response(user_object(user))
+
     async def list_dms(self, request: web.Request) -> web.Response:
         """``GET /users/@me/channels``: ``[]`` (Discord's answer to bots; DMs reach a
         client as they are used)."""
@@ -200,3 +212,4 @@ def add_routes(app: web.Application, api: Api) -> None:
     dms = DMs(api)
     app.router.add_post(f"{PREFIX}/users/@me/channels", dms.open_dm)
     app.router.add_get(f"{PREFIX}/users/@me/channels", dms.list_dms)
+    app.router.add_get(f"{PREFIX}/users/{{user_id}}", dms.get_user)

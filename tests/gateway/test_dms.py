@@ -82,6 +82,15 @@ def test_open_is_idempotent_and_refuses_whom_discord_refuses(tmp_path: Path) -> 
             assert status == 401
             status, body, _ = await call(http, r, "GET", "/users/@me/channels", bot)
             assert (status, body) == (200, [])
+            # the user a bot looks up before a DM
+            status, body, _ = await call(http, r, "GET", f"/users/{r.other_id}", bot)
+            assert status == 200 and body["id"] == str(r.other_id)
+            assert body["username"] == "alice" and body["bot"] is False
+            for missing in ("12345", "x", "0123"):
+                status, body, _ = await call(http, r, "GET", f"/users/{missing}", bot)
+                assert (status, body["code"]) == (404, 10013)
+            status, body, _ = await call(http, r, "GET", f"/users/{r.other_id}", None)
+            assert status == 401
 
     run(main)
 
