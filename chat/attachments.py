@@ -32,6 +32,8 @@ MAX_FILENAME = 1024
 REQUEST_TOO_LARGE = 40005
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: Python's own extension table, not the host's mime.types: every node answers alike
+_TYPES = mimetypes.MimeTypes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ def sniff(data: bytes, filename: str, declared: str | None = None) -> Sniffed:
     found = _jpeg(data[:65536])  # EXIF/ICC segments may come before the frame header
     if found is not None:
         return found
-    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    guessed, _ = _TYPES.guess_type(filename, strict=False)
     if guessed is None and declared and declared.split(";")[0].strip() not in (
             "", "application/octet-stream"):
         guessed = declared.split(";")[0].strip().lower()
