@@ -215,9 +215,9 @@ def attachment_path(channel_id: int, attachment_id: int, filename: str) -> str:
 def attachment_object(*, attachment_id: int, channel_id: int, filename: str, size: int,
                       sniffed: Sniffed, origin: str, description: str | None = None,
                       title: str | None = None) -> dict[str, Any]:
-    """Discord's attachment object; ``origin`` is the REST server's scheme and host the
-    file was sent to (``url`` and ``proxy_url`` must be absolute: libraries download
-    them as they are)."""
+    """Discord's attachment object; ``origin`` is the REST server's advertised scheme
+    and host (``url`` and ``proxy_url`` must be absolute: libraries download them as
+    they are)."""
     url = origin.rstrip("/") + attachment_path(channel_id, attachment_id, filename)
     out: dict[str, Any] = {"id": str(attachment_id), "filename": filename, "size": size,
                            "url": url, "proxy_url": url}

@@ -13,6 +13,11 @@ outage, a timeout: the message may yet be written) leaves them journalled, and
 deletes them once the grace is over. A blob is served only while its message exists
 and lists it, so nothing half-written is ever downloadable.
 
+``url`` (and ``proxy_url``, the same) is absolute, on the node's advertised REST
+address (``Gateway.rest_url``, as ``GET /gateway`` advertises its own), never on the
+request's ``Host``: that would let a poster point every reader's download anywhere (a
+server-side request forgery against bots that fetch attachments).
+
 Downloads need no token, as on Discord's CDN: every library fetches ``url`` with a
 plain GET (discord.py's ``Attachment.read``, discord.js and hikari alike). The URL is
 unguessable only as far as a snowflake is; signing it (Discord's ``ex``/``is``/``hm``
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import BodyPartReader, web
+from yarl import URL
 
 from chat.attachments import (
     MAX_FILE_BYTES,
@@ -243,7 +249,7 @@ class Attachments:
                                        editing=existing is not None, existing=set(kept))
         if isinstance(specs, FieldError):
             raise invalid_form(specs)
-        origin = f"{request.scheme}://{request.host}"
+        origin = str(URL(self.api.gateway.rest_url).origin())
         uploads = []
         for spec in specs:
             if spec.index is None:
