@@ -1,0 +1,76 @@
+// A discord.js 14 bot that talks in DMs, unmodified but for its base URL, driven by
+// tests/gateway/test_dms_discordjs.py against a greenroom gateway.
+//
+//   GREENROOM_TOKEN=<token> node dms.mjs <rest api base> <user id to DM>
+//
+// On ready it fetches the user (users.fetch), opens the DM (createDM) and sends into it
+// (user.send). It receives DMs as discord.js bots do, with Partials.Channel (the DM
+// channel is not cached until a message makes it), answers "ping" with "pong" in the
+// same channel and reads the DM's history. Everything it sees and does is one JSON line
+// on stdout; it exits when stdin closes.
+
+import { ChannelType, Client, Events, GatewayIntentBits, Partials } from 'discord.js';
+
+const [api, userId] = process.argv.slice(2);
+const token = process.env.GREENROOM_TOKEN;
+if (!api || !userId || !token) {
+  console.error('usage: GREENROOM_TOKEN=<token> node dms.mjs <rest api base> <user id>');
+  process.exit(2);
+}
+
+const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
+const fail = where => error => say('error', { message: `${where}: ${error?.stack ?? error}` });
+
+const client = new Client({
+  intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent,
+    GatewayIntentBits.DirectMessages, GatewayIntentBits.DirectMessageTyping],
+  partials: [Partials.Channel],
+  rest: { api },
+});
+client.on(Events.Error, fail('client'));
+
+client.once(Events.ClientReady, async () => {
+  try {
+    const user = await client.users.fetch(userId);
+    const dm = await user.createDM();
+    say('dm', { id: dm.id, type: dm.type, recipient: dm.recipientId, username: user.username });
+    const again = await client.users.createDM(userId, { force: true });
+    const sent = await user.send('hello from discord.js');
+    say('sent', { id: sent.id, channel: sent.channelId, dm: sent.channel.type === ChannelType.DM,
+      again: again.id, content: sent.content });
+  } catch (error) {
+    fail('ready')(error);
+  }
+});
+
+client.on(Events.MessageCreate, async message => {
+  say('message', {
+    id: message.id, content: message.content, author: message.author.id, channel: message.channelId,
+    guild: message.guildId, dm: message.channel.type === ChannelType.DM,
+    recipient: message.channel.recipientId ?? null,
+  });
+  if (message.author.id === client.user.id || message.content !== 'ping') return;
+  try {
+    const pong = await message.channel.send('pong');
+    say('pong', { id: pong.id, channel: pong.channelId });
+    const history = await message.channel.messages.fetch({ limit: 10, cache: false });
+    say('history', { messages: [...history.values()].map(m => m.content) });
+  } catch (error) {
+    fail('reply')(error);
+  }
+});
+
+client.on(Events.TypingStart, typing => say('typing', {
+  user: typing.user.id, channel: typing.channel.id, dm: typing.channel.type === ChannelType.DM,
+}));
+
+process.stdin.on('end', async () => {
+  await client.destroy();
+  process.exit(0);
+});
+process.stdin.resume();
+
+client.login(token).catch(error => {
+  fail('login')(error);
+  process.exit(1);
+});
