@@ -618,12 +618,23 @@ def build_command(definition: dict[str, Any], *, command_id: int, application_id
     return command
 
 
-def command_object(command: dict[str, Any]) -> dict[str, Any]:
+def command_object(command: dict[str, Any], *, localizations: bool = True) -> dict[str, Any]:
     """A stored command as the REST API answers it: Discord leaves ``guild_id`` out of a
-    global command."""
-    if command.get("guild_id") is None:
-        return {k: v for k, v in command.items() if k != "guild_id"}
-    return command
+    global command. Without ``localizations`` (a list read without
+    ``with_localizations=true``) the ``*_localizations`` dictionaries are left out at
+    every level, as Discord does (it answers ``*_localized`` for the caller's locale
+    instead, and a bot has none)."""
+    out = {k: v for k, v in command.items() if k != "guild_id" or v is not None}
+    return out if localizations else _without_localizations(out)
+
+
+def _without_localizations(obj: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in obj.items()
+           if k not in ("name_localizations", "description_localizations")}
+    for field in ("options", "choices"):
+        if isinstance(out.get(field), list):
+            out[field] = [_without_localizations(o) for o in out[field]]
+    return out
 
 
 # -- storage ------------------------------------------------------------------------

@@ -115,7 +115,9 @@ class CommandsApi:
     async def get_commands(self, request: web.Request) -> web.Response:
         application_id, guild_id = await self.scope(request)
         commands = await list_commands(self.storage, application_id, guild_id)
-        return json_response([command_object(c) for c in commands])
+        # Discord's boolean query string; only a list read takes it
+        full = request.query.get("with_localizations", "").lower() in ("true", "1")
+        return json_response([command_object(c, localizations=full) for c in commands])
 
     async def post_command(self, request: web.Request) -> web.Response:
         application_id, guild_id = await self.scope(request)

@@ -151,6 +151,19 @@ def test_permissions_and_contexts_are_normalised() -> None:
     assert codes(slash(integration_types=[2])) == {("integration_types", 0): "ENUM_TYPE_COERCE"}
 
 
+def test_a_list_read_leaves_localizations_out_at_every_level() -> None:
+    definition = defined(slash(name_localizations={"fr": "b"}, options=[
+        opt(3, "s", name_localizations={"fr": "t"}, description_localizations={"fr": "u"},
+            choices=[{"name": "a", "value": "a", "name_localizations": {"fr": "v"}}])]))
+    full = command_object_of(definition)
+    assert full["name_localizations"] == {"fr": "b"}
+    from chat.commands import build_command
+    bare = command_object(build_command(definition, command_id=1, application_id=APP,
+                                        guild_id=None, version=1), localizations=False)
+    assert "localizations" not in str(bare) and bare["options"][0]["choices"] == [
+        {"name": "a", "value": "a"}]
+
+
 def test_localizations_are_kept_and_follow_the_fields_rules() -> None:
     definition, problems = check_command(slash(
         name_localizations={"fr": "blep-fr", "de": "blep"},

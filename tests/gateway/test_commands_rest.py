@@ -87,7 +87,8 @@ def test_create_upsert_get_edit_delete_in_both_scopes(tmp_path: Path) -> None:
             assert made["options"][0]["choices"] == [{"name": "Dog", "value": "dog"}]
             # the same type and name again: the same command, updated (200, a new version)
             status, again = await call(http, r, "POST", base, token,
-                                       json=slash("blep", description="changed"))
+                                       json=slash("blep", description="changed",
+                                                  name_localizations={"de": "blep-de"}))
             assert status == 200 and again["id"] == made["id"]
             assert again["description"] == "changed" and again["options"] == []
             assert int(again["version"]) > int(made["version"])
@@ -99,6 +100,10 @@ def test_create_upsert_get_edit_delete_in_both_scopes(tmp_path: Path) -> None:
             assert in_guild["id"] != made["id"]
             status, listed = await call(http, r, "GET", base, token)
             assert [c["id"] for c in listed] == [made["id"], user_cmd["id"]]
+            # a list read has the localization dictionaries only when asked for (Discord)
+            assert "name_localizations" not in listed[0]
+            status, full = await call(http, r, "GET", f"{base}?with_localizations=true", token)
+            assert full[0]["name_localizations"] == {"de": "blep-de"}  # the upsert replaced all
             assert [c["id"] for c in (await call(http, r, "GET", guild, token))[1]] == [
                 in_guild["id"]]
             assert (await call(http, r, "GET", f"{base}/{made['id']}", token)) == (200, again)
