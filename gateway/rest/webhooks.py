@@ -21,9 +21,16 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from actors.registry import Route
+from chat.compose import ComposeContext, ComposeError, compose, compose_edit
+from chat.mentions import PARSE_USERS
 from chat.objects import message_object, user_object
-from chat.permissions import MANAGE_WEBHOOKS, base_permissions
-from chat.validation import FieldError, check_content
+from chat.permissions import (
+    ALL_PERMISSIONS,
+    MANAGE_WEBHOOKS,
+    READ_MESSAGE_HISTORY,
+    base_permissions,
+)
+from chat.validation import FieldError
 from chat.webhooks import (
     BY_CHANNEL,
     BY_GUILD,
@@ -44,6 +51,7 @@ from chat.webhooks import (
 from gateway.channel import channel_key
 from gateway.messages import ChangeMessage, GuildBroadcast, Posted, PostFailed, PostMessage
 from gateway.rest.api import check_channel_access
+from gateway.rest.attachments import attachments_of, read_message_body
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
     MISSING_ACCESS,
@@ -53,6 +61,7 @@ from gateway.rest.errors import (
     UNKNOWN_GUILD,
     UNKNOWN_MESSAGE,
     HTTPDiscordError,
+    compose_failure,
     invalid_form,
     json_body,
     json_response,
@@ -69,6 +78,10 @@ if TYPE_CHECKING:
 UNKNOWN_WEBHOOK = 10015
 MAX_WEBHOOKS = 30007
 INVALID_WEBHOOK_TOKEN = 50027
+#: What a webhook may do in its channel when it posts: anything a message can carry
+#: (embeds, files, @everyone, tts), but not reply (Discord ignores a webhook's
+#: ``message_reference``, so it is dropped before the body is composed).
+WEBHOOK_PERMISSIONS = ALL_PERMISSIONS & ~READ_MESSAGE_HISTORY
 #: Discord's boolean query strings
 _TRUE, _FALSE = ("true", "True", "1"), ("false", "False", "0")
 
@@ -156,9 +169,13 @@ class WebhookApi:
     async def ask_channel(self, guild_id: int, channel_id: int, msg: Any) -> web.Response:
         """A post, edit or delete through the channel actor, answered as REST answers
         a message's (the message object; ``{}`` for a delete)."""
-        answer = await self.gateway.base.ask_async(
+        return self.answered(await self.gateway.base.ask_async(
             self.ctx.registry, Route("channel", channel_key(guild_id, channel_id), msg),
-            ASK_TIMEOUT_S)
+            ASK_TIMEOUT_S))
+
+    @staticmethod
+    def answered(answer: Any) -> web.Response:
+        """The channel actor's answer as REST's."""
         if isinstance(answer, Posted):
             return json_response(answer.message)
         if isinstance(answer, PostFailed):
@@ -297,30 +314,49 @@ class WebhookApi:
         self.webhooks_update(webhook.guild_id, webhook.channel_id)
         return web.Response(status=204)
 
+    def compose_context(self, webhook: Webhook) -> ComposeContext:
+        """Mentions in a webhook's message: users pinged by default (as Discord does for
+        webhooks), everything else only through ``allowed_mentions``."""
+        return ComposeContext(webhook.channel_id, webhook.guild_id, webhook.id,
+                              WEBHOOK_PERMISSIONS, default_parse=PARSE_USERS)
+
     async def execute(self, request: web.Request) -> web.StreamResponse:
         """Post as the webhook: the message object with ``?wait=true``, else 204 (once
-        the message is durable either way: a 204 means it was stored)."""
+        the message is durable either way: a 204 means it was stored). The body is a
+        message's (``chat.compose``: content, embeds, allowed_mentions, tts, flags;
+        files as multipart) plus ``username`` and ``avatar_url``."""
         answer = await answer_as_interaction(self.api, request)
         if answer is not None:
             return answer
         webhook = await self.by_token(request)
         wait = _flag(request, "wait")
-        body = await json_body(request)
+        body, files = await read_message_body(request)
         _no_threads(request, body)
         username = body.get("username")
         problem = check_name("username", username, required=False) \
             or check_avatar_url(body.get("avatar_url"))
         if problem is not None:
             raise invalid_form(problem)
-        content = body.get("content")
-        problem = check_content(content)
-        if problem is not None:
-            raise invalid_form(problem)
+        body.pop("message_reference", None)
+        try:
+            composed = await compose(body, ctx=self.compose_context(webhook),
+                                     storage=self.storage, files=bool(files))
+        except ComposeError as exc:
+            raise compose_failure(exc) from None
         author = webhook_author(webhook, username, body.get("avatar_url"))
+        fields = composed.fields
+        fields["extra"] = {**fields.get("extra", {}), **webhook_message_extra(webhook, author)}
         post = PostMessage(guild_id=webhook.guild_id, author=author, member=None,
-                           content=content, tts=body.get("tts") is True,
-                           fields={"extra": webhook_message_extra(webhook, author)})
-        response = await self.ask_channel(webhook.guild_id, webhook.channel_id, post)
+                           content=composed.content, tts=composed.tts, type=composed.type,
+                           fields=fields)
+        staged = await attachments_of(request).stage(request, webhook.channel_id, body, files)
+        if staged.objects:
+            fields["attachments"] = staged.objects
+        answer = await staged.posting(self.gateway.base.ask_async(
+            self.ctx.registry, Route("channel", channel_key(webhook.guild_id,
+                                                            webhook.channel_id), post),
+            ASK_TIMEOUT_S))
+        response = self.answered(answer)
         return response if wait else web.Response(status=204)
 
     async def own_message(self, request: web.Request, webhook: Webhook) -> Message:
@@ -341,23 +377,43 @@ class WebhookApi:
         return json_response(message_object(message, webhook_author(webhook)))
 
     async def edit_message(self, request: web.Request) -> web.StreamResponse:
+        """Edit the webhook's message as a message is edited (``compose_edit``: content
+        with its mentions parsed again, embeds, flags; ``attachments`` kept or dropped,
+        new files added); the author and ``webhook_id`` stay."""
         answer = await answer_as_interaction(self.api, request)
         if answer is not None:
             return answer
         webhook = await self.by_token(request)
         message = await self.own_message(request, webhook)
-        body = await json_body(request)
-        changes: dict[str, Any] = {}
-        if body.get("content") is not None:
-            problem = check_content(body["content"])
-            if problem is not None:
-                raise invalid_form(problem)
-            changes["content"] = body["content"]
+        body, files = await read_message_body(request)
+        attaching = "attachments" in body or bool(files)
+        try:
+            changes = await compose_edit(
+                body, ctx=self.compose_context(webhook), storage=self.storage,
+                message=message,
+                attachments=bool(files or body.get("attachments")) if attaching else None)
+        except ComposeError as exc:
+            raise compose_failure(exc) from None
         for name, value in changes.items():
             setattr(message, name, value)
+        service = attachments_of(request)
+        staged = await service.stage(request, webhook.channel_id, body, files,
+                                     existing=message)
+        retired = []
+        if staged.given:
+            retired = await service.retire(message, keep={str(a["id"]) for a in staged.objects})
+            message.attachments = changes["attachments"] = staged.objects
         payload = message_object(message, webhook_author(webhook))
-        return await self.ask_channel(webhook.guild_id, webhook.channel_id, ChangeMessage(
-            webhook.guild_id, message.id, changes, payload))
+        answer = await staged.posting(self.gateway.base.ask_async(
+            self.ctx.registry, Route("channel", channel_key(webhook.guild_id,
+                                                            webhook.channel_id),
+                                     ChangeMessage(webhook.guild_id, message.id, changes,
+                                                   payload)),
+            ASK_TIMEOUT_S))
+        response = self.answered(answer)
+        if staged.given:
+            await service.forget(webhook.channel_id, retired)
+        return response
 
     async def delete_message(self, request: web.Request) -> web.StreamResponse:
         answer = await answer_as_interaction(self.api, request)
@@ -365,8 +421,11 @@ class WebhookApi:
             return answer
         webhook = await self.by_token(request)
         message = await self.own_message(request, webhook)
+        service = attachments_of(request)
+        retired = await service.retire(message) if message.attachments else []
         await self.ask_channel(webhook.guild_id, webhook.channel_id,
                                ChangeMessage(webhook.guild_id, message.id, None))
+        await service.forget(webhook.channel_id, retired)
         return web.Response(status=204)
 
 

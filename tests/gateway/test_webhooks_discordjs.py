@@ -38,10 +38,10 @@ def test_discordjs_webhooks(tmp_path: Path) -> None:
 
                 sent = await bot.expect("sent")
                 assert sent["webhookId"] == hook and sent["author"] == "deploy"
-                assert sent["content"] == "build 3 passed"
+                assert sent["content"] == "build 3 passed" and sent["embed"] == "Build 3"
                 message = await bot.expect("message")
                 assert message == {"event": "message", "id": sent["id"], "webhookId": hook,
-                                   "content": "build 3 passed",
+                                   "content": "build 3 passed", "embeds": ["Build 3"],
                                    "author": {"id": hook, "username": "deploy", "bot": True}}
                 assert (await bot.expect("edited")) == {"event": "edited",
                                                         "content": "build 3 fixed",

@@ -80,14 +80,16 @@ def test_discordpy_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
                 # the CI job: the URL alone, no bot token
                 job = discord.Webhook.from_url(webhook.url, session=http)
-                sent = await job.send("build 7 passed", username="deploy", wait=True)
+                sent = await job.send("build 7 passed", username="deploy", wait=True,
+                                      embed=discord.Embed(title="Build 7", color=0x2ECC71))
                 assert isinstance(sent, discord.WebhookMessage)
                 assert sent.webhook_id == webhook.id and sent.content == "build 7 passed"
                 assert sent.author.name == "deploy" and sent.author.bot
+                assert sent.embeds[0].title == "Build 7"
                 got = await expect("message")
                 assert got.id == sent.id and got.webhook_id == webhook.id
                 assert got.author.id == webhook.id and got.author.name == "deploy"
-                assert got.content == "build 7 passed"
+                assert got.content == "build 7 passed" and got.embeds[0].title == "Build 7"
 
                 edited = await sent.edit(content="build 7 fixed")
                 assert edited.content == "build 7 fixed" and edited.edited_at is not None

@@ -61,13 +61,15 @@ def test_hikari_webhooks(tmp_path: Path) -> None:
                 assert by_token.name == "ci" and by_token.author is None
 
                 message = await rest.execute_webhook(webhook.id, webhook.token, "build 9 passed",
-                                                     username="deploy")
+                                                     username="deploy",
+                                                     embed=hikari.Embed(title="Build 9"))
                 assert message.webhook_id == webhook.id and message.content == "build 9 passed"
                 assert message.author.username == "deploy" and message.author.is_bot
+                assert message.embeds[0].title == "Build 9"
                 got = await expect("message")
                 assert got.message_id == message.id and got.message.webhook_id == webhook.id
                 assert got.author_id == webhook.id and got.content == "build 9 passed"
-                assert got.is_webhook
+                assert got.is_webhook and got.embeds[0].title == "Build 9"
 
                 fetched = await rest.fetch_webhook_message(webhook.id, webhook.token, message.id)
                 assert fetched.content == "build 9 passed"

@@ -376,3 +376,63 @@ def test_concurrent_executes(tmp_path: Path) -> None:
             assert {m["webhook_id"] for m in history} == {hook["id"]}
 
     run(main)
+
+
+def test_execute_composes_a_message_like_a_post(tmp_path: Path) -> None:
+    """Embeds, mentions (users pinged by default; @everyone only when allowed), files,
+    and edits that replace embeds and parse mentions again: ``chat.compose``'s rules."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c = Client(http, r)
+            hook = await c.create()
+            embed = {"title": "Build 12", "description": "passed", "color": 0x2ECC71,
+                     "fields": [{"name": "branch", "value": "main", "inline": True}]}
+            status, message = await c.execute(hook, {"embeds": [embed]})
+            assert status == 200, message
+            assert message["content"] == "" and message["embeds"][0]["title"] == "Build 12"
+            assert message["embeds"][0]["fields"] == embed["fields"]
+            refused(await c.execute(hook, {"embeds": [{"title": "x" * 257}]}),
+                    400, 50035, "embeds")
+            refused(await c.execute(hook, {"embeds": [{}] * 11}), 400, 50035, "embeds")
+
+            alice = f"<@{r.other_id}>"
+            status, message = await c.execute(hook, {"content": f"{alice} @everyone"})
+            assert [u["id"] for u in message["mentions"]] == [str(r.other_id)]
+            assert message["mention_everyone"] is False  # users only, by default
+            status, message = await c.execute(hook, {"content": f"{alice} @everyone",
+                                                     "allowed_mentions": {"parse": ["everyone"]}})
+            assert message["mentions"] == [] and message["mention_everyone"] is True
+            # a webhook cannot reply: Discord ignores the reference
+            status, plain = await c.execute(hook, {"content": "re", "message_reference": {
+                "message_id": message["id"]}})
+            assert status == 200 and plain["type"] == 0 and "message_reference" not in plain
+
+            # files, as multipart (payload_json + files[0])
+            form = aiohttp.FormData()
+            form.add_field("payload_json", json.dumps({"content": "log attached"}))
+            form.add_field("files[0]", b"line 1\nline 2\n", filename="build.log",
+                           content_type="text/plain")
+            async with http.post(f"{c.base}/webhooks/{hook['id']}/{hook['token']}?wait=true",
+                                 data=form) as resp:
+                assert resp.status == 200, await resp.text()
+                with_file = await resp.json()
+            [attachment] = with_file["attachments"]
+            assert attachment["filename"] == "build.log" and attachment["size"] == 14
+            async with http.get(attachment["url"]) as resp:
+                assert resp.status == 200 and await resp.read() == b"line 1\nline 2\n"
+
+            # edits: embeds replaced, mentions parsed again, files dropped
+            mine = f"/webhooks/{hook['id']}/{hook['token']}/messages/{with_file['id']}"
+            status, edited = await c.call("PATCH", mine, json={
+                "content": f"{alice} log replaced", "embeds": [{"title": "Build 13"}],
+                "attachments": []})
+            assert status == 200, edited
+            assert edited["embeds"][0]["title"] == "Build 13" and edited["attachments"] == []
+            assert [u["id"] for u in edited["mentions"]] == [str(r.other_id)]
+            assert edited["webhook_id"] == hook["id"] and edited["author"]["id"] == hook["id"]
+            refused(await c.call("PATCH", mine, json={"embeds": [{"title": "x" * 257}]}),
+                    400, 50035, "embeds")
+            status, got = await c.call("GET", mine)
+            assert got["embeds"][0]["title"] == "Build 13"
+
+    run(main)

@@ -42,7 +42,7 @@ const next = (kind) => {
 };
 
 const seen = (m) => ({ id: m.id, webhookId: m.webhookId, content: m.content,
-  author: { id: m.author?.id, username: m.author?.username, bot: m.author?.bot } });
+  embeds: m.embeds.map(e => e.title), author: { id: m.author?.id, username: m.author?.username, bot: m.author?.bot } });
 client.on(Events.MessageCreate, m => arrived('message', seen(m)));
 client.on(Events.MessageUpdate, (_, m) => arrived('update', seen(m)));
 client.on(Events.MessageDelete, m => arrived('delete', { id: m.id }));
@@ -69,9 +69,10 @@ async function steps() {
 
   const url = `https://discord.com/api/webhooks/${webhook.id}/${webhook.token}`;
   const hook = new WebhookClient({ url }, { rest: { api } });
-  const sent = await hook.send({ content: 'build 3 passed', username: 'deploy' });
+  const sent = await hook.send({ content: 'build 3 passed', username: 'deploy',
+    embeds: [{ title: 'Build 3', color: 0x2ecc71 }] });
   say('sent', { id: sent.id, webhookId: sent.webhook_id, content: sent.content,
-    author: sent.author.username });
+    author: sent.author.username, embed: sent.embeds[0]?.title });
   say('message', await next('message'));
 
   const edited = await hook.editMessage(sent.id, { content: 'build 3 fixed' });
