@@ -62,6 +62,7 @@ from gateway.rest.errors import (
     rate_limited,
     request_token,
 )
+from gateway.rest.interactions import message_components
 from gateway.tracing import fanout_attributes
 from observability import inject_current, span_from
 from storage.applications import effective_flags
@@ -255,12 +256,16 @@ class Api:
         if channel.guild_id is None:  # a DM: may the two still talk?
             await check_send(self.storage, user, channel)
         body, files = await read_message_body(request)
+        components = message_components(body, user)  # a bot's buttons and selects
         try:  # content, embeds, mentions, a reply (chat/compose.py); files alone: a message
             composed = await compose(body, ctx=ComposeContext(
                 channel.id, channel.guild_id, user.id, access.permissions),
-                storage=self.storage, files=bool(files))
+                storage=self.storage, files=bool(files or components))
         except ComposeError as exc:
             raise compose_failure(exc) from None
+        if components:
+            composed.fields["extra"] = {**composed.fields.get("extra", {}),
+                                        "components": components}
         nonce = body.get("nonce")
         if nonce is not None:
             if isinstance(nonce, int) and not isinstance(nonce, bool):

@@ -57,6 +57,7 @@ from gateway.rest.errors import (
     query_id,
     query_int,
 )
+from gateway.rest.interactions import message_components
 from gateway.seed import create_guild
 from gateway.sessions import ToUserSessions, gateway_nodes, sessions_address
 from storage.grants import OAuth2Grant
@@ -192,6 +193,10 @@ class MoreApi:
                 attachments=bool(files or body.get("attachments")) if attaching else None)
         except ComposeError as exc:
             raise compose_failure(exc) from None
+        components = message_components(body, user)  # replaced when given
+        if components is not None:
+            changes["extra"] = {**changes.get("extra", message.extra),
+                                "components": components}
         for name, value in changes.items():
             setattr(message, name, value)
         # attachments: the ones ``attachments`` keeps, and the new files (stored pending);

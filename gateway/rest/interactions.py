@@ -846,6 +846,21 @@ def _rest_view(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k != "member"}
 
 
+def message_components(body: dict[str, Any], author: User) -> list[dict[str, Any]] | None:
+    """The ``components`` of a message body sent to a channel's routes (a post or an
+    edit), checked (``chat.components``); None when the body has none. Only an
+    application's bot may send them (a user's are refused, 50035)."""
+    if "components" not in body:
+        return None
+    if body["components"] and not author.bot:
+        raise _form(FieldError("components", "COMPONENT_AUTHOR_NOT_APPLICATION",
+                               "Only applications can send components."))
+    try:
+        return comps.check_message_components(body["components"])
+    except comps.InvalidComponents as exc:
+        raise _form(exc.problem) from None
+
+
 def interactions_of(app: web.Application) -> Interactions:
     return app[_INTERACTIONS]
 

@@ -551,3 +551,52 @@ def test_callback_and_follow_up_refusals(tmp_path: Path) -> None:
                                  json={"content": "x"}), 404, 10015)
 
     run(main, timeout=30)
+
+
+def test_components_on_channel_messages(tmp_path: Path) -> None:
+    """A bot's POST/PATCH /channels/{id}/messages carry components (stored with the
+    message, edited with it); a click on them is an interaction like any other."""
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c, bot, alice = await setup(http, r)
+            channel = f"/channels/{r.seeded.channel_id}/messages"
+            pick = {"type": 1, "components": [{
+                "type": 3, "custom_id": "pick", "max_values": 2,
+                "options": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}]}]}
+            members = {"type": 1, "components": [{"type": 5, "custom_id": "who"}]}
+            status, posted = await c.call("POST", channel, c.bot, json={
+                "components": [pick, members]})  # components alone make a message
+            assert status == 200, posted
+            assert posted["components"][0]["components"][0]["options"][1]["value"] == "b"
+            status, read = await c.call("GET", f"{channel}/{posted['id']}", c.alice)
+            assert read["components"] == posted["components"]
+            refused(await c.call("POST", channel, c.alice, json={
+                "content": "x", "components": [pick]}), 400, 50035, "components")
+            refused(await c.call("POST", channel, c.bot, json={
+                "content": "x", "components": [pick] * 6}), 400, 50035, "components")
+
+            click = {"type": 3, "application_id": str(c.app), "message_id": posted["id"],
+                     "channel_id": str(r.seeded.channel_id),
+                     "data": {"component_type": 3, "custom_id": "pick", "values": ["b", "a"]}}
+            assert (await c.invoke(click))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert got["data"] == {"custom_id": "pick", "component_type": 3,
+                                   "values": ["b", "a"]}
+            assert (await c.answer(got, {"type": 6}))[0] == 204
+            refused(await c.invoke({**click, "data": {**click["data"], "values": ["c"]}}),
+                    400, 50035, "data.values.0")
+            user_click = {**click, "data": {"component_type": 5, "custom_id": "who",
+                                            "values": [str(r.other_id)]}}
+            assert (await c.invoke(user_click))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert got["data"]["resolved"]["users"][str(r.other_id)]["username"] == "alice"
+            assert str(r.other_id) in got["data"]["resolved"]["members"]
+
+            status, edited = await c.call("PATCH", f"{channel}/{posted['id']}", c.bot,
+                                          json={"content": "gone", "components": []})
+            assert status == 200 and edited["components"] == [], edited
+            assert (await next_event(alice, "MESSAGE_UPDATE"))["components"] == []
+            refused(await c.invoke(click), 400, 50035, "data.custom_id")
+
+    run(main, timeout=30)
