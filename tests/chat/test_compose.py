@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chat.compose import (
     EPHEMERAL,
@@ -264,3 +266,34 @@ def test_a_message_with_everyone_mentions_for_the_permitted(tmp_path: Path) -> N
                               storage=storage)).fields["mention_everyone"] is False
 
     run_with_storage(tmp_path, main)
+
+
+# -- whatever arrives: an answer in Discord's form, never an exception of another kind ---
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.floats(allow_nan=False)
+    | st.text(max_size=30) | st.sampled_from(["https://x.y/z", "attachment://a.png",
+                                              "2026-12-07T02:00:00Z", "12345", "users"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["title", "description", "url", "timestamp", "color", "footer",
+                         "text", "image", "author", "name", "value", "inline", "fields",
+                         "parse", "users", "roles", "replied_user", "message_id",
+                         "channel_id", "fail_if_not_exists", "type", "icon_url"]),
+        inner, max_size=5),
+    max_leaves=20)
+_BODIES = st.dictionaries(
+    st.sampled_from(["content", "embeds", "allowed_mentions", "message_reference", "flags",
+                     "tts"]), _JSON, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_BODIES)
+def test_any_body_is_a_draft_or_a_field_error(body: dict[str, Any]) -> None:
+    try:
+        draft = check_body(body, ctx=ctx())
+    except InvalidBody as exc:
+        tree = exc.problem.tree()  # Discord's errors tree for the named field
+        assert exc.problem.code and exc.problem.field.split(".")[0] in tree
+        return
+    assert isinstance(draft.content, str) and draft.embeds is not None
+    assert draft.content or draft.embeds
