@@ -124,7 +124,10 @@ def message_object(
     author: dict[str, Any],
     member: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A message object; ``member`` (without ``user``) is added for MESSAGE_CREATE."""
+    """A message object; ``member`` (without ``user``) is added for MESSAGE_CREATE.
+    ``message.extra`` overrides: there a message keeps its ``mentions`` as user objects
+    (each with its ``member`` in a guild, as MESSAGE_CREATE has them), its reply's
+    ``message_reference`` and ``referenced_message`` (chat/compose.py)."""
     out: dict[str, Any] = {
         "id": str(message.id),
         "channel_id": str(message.channel_id),
@@ -134,7 +137,7 @@ def message_object(
         "edited_timestamp": iso(message.edited_at_ms),
         "tts": message.tts,
         "mention_everyone": message.mention_everyone,
-        "mentions": [],
+        "mentions": [],  # the user objects are in ``extra`` (``message.mentions``: ids)
         "mention_roles": [str(r) for r in message.mention_roles],
         "attachments": list(message.attachments),
         "embeds": list(message.embeds),
