@@ -22,14 +22,17 @@ message, pinning is allowed) is 50003 "Cannot execute action on a DM channel".
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chat.objects import user_object
 from chat.validation import FieldError
 from gateway.protocol import build_user
 from storage.model import MAX_SNOWFLAKE, User
+
+if TYPE_CHECKING:
+    from storage.base import Storage
 
 #: Discord's channel type of a DM between two users.
 DM = 1
@@ -185,3 +188,34 @@ def dm_channel_object(channel: DMChannel, viewer_id: int, users: Mapping[int, Us
         "recipients": [recipient],
         "flags": 0,
     }
+
+
+async def load_channel(storage: Storage, channel_id: int) -> DMChannel | None:
+    """The DM channel ``channel_id`` (None: no such DM)."""
+    return channel_from_value(channel_id, await storage.get_record(*channel_record(channel_id)))
+
+
+async def open_channel(storage: Storage, next_id: Callable[[], int], a: int, b: int
+                       ) -> tuple[DMChannel, bool]:
+    """The one DM channel of users ``a`` and ``b``, made if they have none; and whether
+    this call made it. The channel's record is written before the pair's claim, so a
+    claim read anywhere names a channel that exists; an open that loses the claim to a
+    concurrent one deletes the record it wrote (its id was never told)."""
+    kind, scope, key = pair_record(a, b)
+    channel_id = claimed_channel_id(await storage.get_record(kind, scope, key))
+    if channel_id is None:
+        mine = DMChannel(next_id(), pair(a, b))
+        await storage.put_record(*channel_record(mine.id), channel_value(mine))
+        inserted, claim = await storage.insert_record_if_absent(
+            kind, scope, key, {"channel_id": mine.id})
+        if inserted:
+            return mine, True
+        await storage.delete_record(*channel_record(mine.id))
+        channel_id = claimed_channel_id(claim)
+        if channel_id is None:
+            raise ValueError(f"DM claim {scope}/{key} holds no channel id")
+    channel = await load_channel(storage, channel_id)
+    if channel is None:  # the record was lost: the claim says all it held
+        channel = DMChannel(channel_id, pair(a, b))
+        await storage.put_record(*channel_record(channel_id), channel_value(channel))
+    return channel, False

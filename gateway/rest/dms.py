@@ -34,13 +34,9 @@ from chat.dms import (
     DMChannel,
     Refusal,
     beyond_dm,
-    channel_from_value,
-    channel_record,
-    channel_value,
-    claimed_channel_id,
     dm_channel_object,
-    pair,
-    pair_record,
+    load_channel,
+    open_channel,
     parse_recipient_id,
     refusal,
     shares_guild,
@@ -64,7 +60,6 @@ from storage.model import User
 if TYPE_CHECKING:
     from gateway.rest.api import Api
     from storage.base import Storage
-    from storage.snowflake import SnowflakeGenerator
 
 # Discord's JSON error codes for DMs.
 UNKNOWN_USER = 10013
@@ -72,39 +67,11 @@ CANNOT_EXECUTE_IN_DM = 50003
 CANNOT_MESSAGE_USER = 50007
 
 
-async def open_channel(storage: Storage, snowflakes: SnowflakeGenerator, a: int, b: int
-                       ) -> tuple[DMChannel, bool]:
-    """The one DM channel of users ``a`` and ``b``, made if they have none; and whether
-    this call made it. The channel's record is written before the pair's claim, so a
-    claim read anywhere names a channel that exists; an open that loses the claim to a
-    concurrent one deletes the record it wrote (its id was never told)."""
-    kind, scope, key = pair_record(a, b)
-    channel_id = claimed_channel_id(await storage.get_record(kind, scope, key))
-    if channel_id is None:
-        mine = DMChannel(snowflakes.next_id(), pair(a, b))
-        await storage.put_record(*channel_record(mine.id), channel_value(mine))
-        inserted, claim = await storage.insert_record_if_absent(
-            kind, scope, key, {"channel_id": mine.id})
-        if inserted:
-            return mine, True
-        await storage.delete_record(*channel_record(mine.id))
-        channel_id = claimed_channel_id(claim)
-        if channel_id is None:
-            raise HTTPDiscordError(500, 0, f"DM claim {scope}/{key} holds no channel id")
-    channel = channel_from_value(channel_id,
-                                 await storage.get_record(*channel_record(channel_id)))
-    if channel is None:  # the record was lost: the claim says all it held
-        channel = DMChannel(channel_id, pair(a, b))
-        await storage.put_record(*channel_record(channel_id), channel_value(channel))
-    return channel, False
-
-
 async def dm_access(storage: Storage, channel_id: int, user: User, need: int) -> DMChannel:
     """The DM channel ``channel_id`` for one of its two users: 404 10003 if there is no
     such channel, 403 50001 for anyone else (Discord's answer for a channel one cannot
     see), 403 50003 for what no one may do in a DM (``need`` beyond ``DM_PERMISSIONS``)."""
-    channel = channel_from_value(channel_id,
-                                 await storage.get_record(*channel_record(channel_id)))
+    channel = await load_channel(storage, channel_id)
     if channel is None:
         raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
     if not channel.has(user.id):
@@ -170,8 +137,8 @@ class DMs:
             raise HTTPDiscordError(404, UNKNOWN_USER, "Unknown User")
         if why is not None:
             raise HTTPDiscordError(400, CANNOT_MESSAGE_USER, "Cannot send messages to this user")
-        channel, created = await open_channel(self.storage, self.ctx.snowflakes, user.id,
-                                              recipient.id)
+        channel, created = await open_channel(self.storage, self.ctx.snowflakes.next_id,
+                                              user.id, recipient.id)
         last = None if created else await last_message_id(self.storage, channel.id)
         users = {user.id: user, recipient.id: recipient}
         if created:
