@@ -2,9 +2,10 @@
 parser, as those libraries would load it from Discord.
 
 One greenroom run collects the real answers and events (READY, GUILD_CREATE, message
-create/update/delete, channel create, member add, typing, WEBHOOKS_UPDATE; REST user,
-guild, channels, channel, members, roles, messages, application, invites, webhooks and
-a webhook's message); then discord.py (``ConnectionState``'s parsers and its models),
+create/update/delete with mentions, embeds, a reply and a file, a reaction, channel
+create/update (an overwrite), members joining and leaving, typing, a DM, WEBHOOKS_UPDATE;
+REST user, guild, channels, channel, members, roles, messages, application, invites, DM
+channel, webhooks and a webhook's message); then discord.py (``ConnectionState``'s parsers and its models),
 hikari (its ``EntityFactoryImpl`` and ``EventFactoryImpl``) and discord.js (its gateway
 packet handlers and structures, in ``tests/js/fields.mjs``) each load all of them. A
 field one of them indexes without a default and greenroom leaves out fails here with
@@ -24,6 +25,8 @@ import aiohttp
 import pytest
 
 from gateway.protocol.intents import ALL_INTENTS
+from gateway.seed import create_user
+from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.test_discordjs import JS_DIR, node_or_fail
 
@@ -88,6 +91,53 @@ async def _collect(tmp_path: Path) -> Payloads:
             json={"content": "build passed", "username": "deploy"})
         out["WEBHOOK_MESSAGE_CREATE"] = await _next_event(ws, "MESSAGE_CREATE")
 
+        # what the bot API adds to messages: a mention and an embed, a reply, a
+        # reaction, a file; a channel with an overwrite; a DM; members joining, leaving
+        messages = f"/channels/{channel_id}/messages"
+        out["rich_message"] = await call("POST", messages, alice, json={
+            "content": f"<@{r.seeded.user_id}> look", "embeds": [{
+                "title": "Build 12", "description": "passed", "url": "https://ci.example/12",
+                "color": 0x2ECC71, "timestamp": "2026-12-07T02:00:00+00:00",
+                "footer": {"text": "ci"}, "author": {"name": "ci"},
+                "image": {"url": "https://ci.example/a.png"},
+                "fields": [{"name": "branch", "value": "main", "inline": True}]}]})
+        out["RICH_MESSAGE_CREATE"] = await _next_event(ws, "MESSAGE_CREATE")
+        rich_id = out["rich_message"]["id"]
+        out["reply_message"] = await call("POST", messages, json={
+            "content": "noted", "message_reference": {"message_id": rich_id}})
+        out["REPLY_MESSAGE_CREATE"] = await _next_event(ws, "MESSAGE_CREATE")
+        async with http.put(f"{base}{messages}/{rich_id}/reactions/%F0%9F%91%8D/@me",
+                            headers=bot) as resp:
+            assert resp.status == 204, await resp.text()
+        out["MESSAGE_REACTION_ADD"] = await _next_event(ws, "MESSAGE_REACTION_ADD")
+        out["reacted_message"] = await call("GET", f"{messages}/{rich_id}")
+        form = aiohttp.FormData()
+        form.add_field("payload_json", json.dumps({"content": "log"}))
+        form.add_field("files[0]", b"ok\n", filename="build.log", content_type="text/plain")
+        out["file_message"] = await call("POST", messages, alice, data=form)
+        out["FILE_MESSAGE_CREATE"] = await _next_event(ws, "MESSAGE_CREATE")
+        builds = out["channel_post"]["id"]
+        async with http.put(f"{base}/channels/{builds}/permissions/{r.other_id}", headers=bot,
+                            json={"type": 1, "allow": "1024", "deny": "2048"}) as resp:
+            assert resp.status == 204, await resp.text()
+        out["CHANNEL_UPDATE"] = await _next_event(ws, "CHANNEL_UPDATE")
+        out["channel_with_overwrites"] = await call("GET", f"/channels/{builds}")
+        out["dm_channel"] = await call("POST", "/users/@me/channels",
+                                       json={"recipient_id": str(r.other_id)})
+        out["dm_message"] = await call("POST", f"/channels/{out['dm_channel']['id']}/messages",
+                                       json={"content": "a DM"})
+        out["DM_MESSAGE_CREATE"] = await _next_event(ws, "MESSAGE_CREATE")
+        out["other_user"] = await call("GET", f"/users/{r.other_id}")
+        carol_id, carol_token = await create_user(r.gateway.storage, SnowflakeGenerator(worker=2),
+                                                  "carol", bot=False)
+        await call("POST", f"/invites/{out['invite_created']['code']}",
+                   {"Authorization": f"Bot {carol_token}"})
+        out["GUILD_MEMBER_ADD"] = await _next_event(ws, "GUILD_MEMBER_ADD")
+        async with http.delete(f"{base}/guilds/{guild_id}/members/{carol_id}",
+                               headers=bot) as resp:
+            assert resp.status == 204
+        out["GUILD_MEMBER_REMOVE"] = await _next_event(ws, "GUILD_MEMBER_REMOVE")
+
         out["user"] = await call("GET", "/users/@me")
         out["guild"] = await call("GET", f"/guilds/{guild_id}")
         out["channels"] = await call("GET", f"/guilds/{guild_id}/channels")
@@ -142,6 +192,25 @@ def test_discordpy_loads_every_object(served: Payloads) -> None:
             hooked = state._get_message(int(served["webhook_message"]["id"]))
             assert hooked.webhook_id == int(served["webhook_created"]["id"])
             assert hooked.author.name == "deploy" and hooked.author.bot
+            for name in ("RICH_MESSAGE_CREATE", "REPLY_MESSAGE_CREATE",
+                         "FILE_MESSAGE_CREATE"):
+                state.parse_message_create(served[name])
+            rich = state._get_message(int(served["rich_message"]["id"]))
+            assert rich.mentions[0].id == client.user.id and rich.embeds[0].title == "Build 12"
+            reply = state._get_message(int(served["reply_message"]["id"]))
+            assert reply.reference.message_id == rich.id and reply.type.value == 19
+            assert reply.reference.resolved.id == rich.id
+            state.parse_message_reaction_add(served["MESSAGE_REACTION_ADD"])
+            assert rich.reactions[0].emoji == "\N{THUMBS UP SIGN}" and rich.reactions[0].me
+            attached = state._get_message(int(served["file_message"]["id"]))
+            assert attached.attachments[0].filename == "build.log"
+            state.parse_channel_update(served["CHANNEL_UPDATE"])
+            builds = guild.get_channel(int(served["channel_post"]["id"]))
+            assert builds.overwrites_for(discord.Object(int(served["other_user"]["id"]))) \
+                .view_channel is True
+            state.parse_message_create(served["DM_MESSAGE_CREATE"])
+            state.parse_guild_member_add(served["GUILD_MEMBER_ADD"])
+            state.parse_guild_member_remove(served["GUILD_MEMBER_REMOVE"])
             state.parse_message_delete(served["MESSAGE_DELETE"])
 
             assert discord.ClientUser(state=state, data=served["user"]).bot
@@ -153,8 +222,17 @@ def test_discordpy_loads_every_object(served: Payloads) -> None:
             for data in served["guild"]["roles"]:
                 discord.Role(guild=guild, state=state, data=data)
             for data in [served["message_post"], served["message_patch"],
-                         served["webhook_message"], *served["messages"]]:
+                         served["webhook_message"], served["rich_message"],
+                         served["reply_message"], served["reacted_message"],
+                         served["file_message"], *served["messages"]]:
                 discord.Message(state=state, channel=channel, data=data)
+            builds = discord.TextChannel(state=state, guild=guild,
+                                         data=served["channel_with_overwrites"])
+            assert len(builds.overwrites) == 1
+            dm = discord.DMChannel(me=client.user, state=state, data=served["dm_channel"])
+            assert dm.recipient is not None and dm.recipient.id == int(served["other_user"]["id"])
+            assert discord.Message(state=state, channel=dm, data=served["dm_message"]).content
+            assert discord.User(state=state, data=served["other_user"]).name == "alice"
             app = discord.AppInfo(state, served["oauth2_application"])
             assert app.id == client.user.id
             for data in (served["invite_created"], served["invite"]):
@@ -193,6 +271,20 @@ def test_hikari_loads_every_object(served: Payloads) -> None:
     hooked = entities.deserialize_message(served["WEBHOOK_MESSAGE_CREATE"])
     assert hooked.webhook_id == int(served["webhook_created"]["id"])
     assert hooked.author.username == "deploy" and hooked.author.is_bot
+    for name in ("RICH_MESSAGE_CREATE", "REPLY_MESSAGE_CREATE", "FILE_MESSAGE_CREATE",
+                 "DM_MESSAGE_CREATE"):
+        events.deserialize_message_create_event(shard, served[name])
+    rich = entities.deserialize_message(served["reacted_message"])
+    assert rich.user_mentions_ids == [user_id] and rich.embeds[0].title == "Build 12"
+    assert rich.reactions[0].emoji == "\N{THUMBS UP SIGN}" and rich.reactions[0].is_me
+    reply = entities.deserialize_message(served["reply_message"])
+    assert reply.referenced_message is not None and reply.referenced_message.id == rich.id
+    assert entities.deserialize_message(served["file_message"]).attachments[0].filename \
+        == "build.log"
+    events.deserialize_message_reaction_add_event(shard, served["MESSAGE_REACTION_ADD"])
+    events.deserialize_guild_channel_update_event(shard, served["CHANNEL_UPDATE"])
+    events.deserialize_guild_member_add_event(shard, served["GUILD_MEMBER_ADD"])
+    events.deserialize_guild_member_remove_event(shard, served["GUILD_MEMBER_REMOVE"])
     events.deserialize_message_update_event(shard, served["MESSAGE_UPDATE"])
     events.deserialize_message_delete_event(shard, served["MESSAGE_DELETE"])
     events.deserialize_typing_start_event(shard, served["TYPING_START"])
@@ -208,8 +300,14 @@ def test_hikari_loads_every_object(served: Payloads) -> None:
     for data in served["guild"]["roles"]:
         entities.deserialize_role(data, guild_id=guild_id)
     for data in [served["message_post"], served["message_patch"], served["webhook_message"],
-                 *served["messages"]]:
+                 served["rich_message"], served["reply_message"], served["file_message"],
+                 served["dm_message"], *served["messages"]]:
         entities.deserialize_message(data)
+    builds = entities.deserialize_channel(served["channel_with_overwrites"])
+    assert len(builds.permission_overwrites) == 1
+    dm = entities.deserialize_channel(served["dm_channel"])
+    assert dm.recipient.id == int(served["other_user"]["id"])
+    assert entities.deserialize_user(served["other_user"]).username == "alice"
     assert entities.deserialize_application(served["application"]).id == user_id
     entities.deserialize_invite_with_metadata(served["invite_created"])
     entities.deserialize_invite(served["invite"])
@@ -226,4 +324,7 @@ def test_discordjs_loads_every_object(served: Payloads) -> None:
     failed = {name: why for name, why in results.items() if why != "ok"}
     assert not failed, failed
     assert set(results) >= {"READY", "GUILD_CREATE", "MESSAGE_CREATE", "webhook_message",
-                            "WEBHOOK_MESSAGE_CREATE", "webhook_created", "guild"}
+                            "WEBHOOK_MESSAGE_CREATE", "webhook_created", "guild",
+                            "RICH_MESSAGE_CREATE", "REPLY_MESSAGE_CREATE",
+                            "MESSAGE_REACTION_ADD", "CHANNEL_UPDATE", "DM_MESSAGE_CREATE",
+                            "GUILD_MEMBER_ADD", "GUILD_MEMBER_REMOVE", "dm_channel"}

@@ -32,7 +32,9 @@ function expect(condition, what) {
   if (!condition) throw new Error(`unexpected: ${what}`);
 }
 
-const packet = (name) => handlers[name.replace(/^WEBHOOK_/, '')](client, { d: structuredClone(p[name]) }, shard);
+// RICH_MESSAGE_CREATE, DM_MESSAGE_CREATE...: MESSAGE_CREATEs of the kind named
+const packet = (name) => handlers[name.endsWith('_MESSAGE_CREATE') ? 'MESSAGE_CREATE' : name](
+  client, { d: structuredClone(p[name]) }, shard);
 
 check('READY', () => {
   packet('READY');
@@ -71,12 +73,60 @@ check('WEBHOOK_MESSAGE_CREATE', () => {
   expect(m.webhookId === p.webhook_created.id && m.author.id === p.webhook_created.id, 'webhook ids');
   expect(m.author.username === 'deploy' && m.author.bot, 'webhook author');
 });
+check('RICH_MESSAGE_CREATE', () => {
+  packet('RICH_MESSAGE_CREATE');
+  const m = channel().messages.cache.get(p.rich_message.id);
+  expect(m.mentions.users.has(p.READY.user.id) && m.embeds[0].title === 'Build 12', 'rich message');
+  expect(m.embeds[0].fields[0].name === 'branch' && m.embeds[0].footer.text === 'ci', 'embed parts');
+});
+check('REPLY_MESSAGE_CREATE', () => {
+  packet('REPLY_MESSAGE_CREATE');
+  const m = channel().messages.cache.get(p.reply_message.id);
+  expect(m.reference?.messageId === p.rich_message.id && m.type === 19, 'reply');
+});
+check('MESSAGE_REACTION_ADD', () => {
+  packet('MESSAGE_REACTION_ADD');
+  const reaction = channel().messages.cache.get(p.rich_message.id).reactions.cache.get('👍');
+  expect(reaction?.count === 1 && reaction.me, 'reaction');
+});
+check('FILE_MESSAGE_CREATE', () => {
+  packet('FILE_MESSAGE_CREATE');
+  const m = channel().messages.cache.get(p.file_message.id);
+  expect(m.attachments.first()?.name === 'build.log', 'attachment');
+});
+check('CHANNEL_UPDATE', () => {
+  packet('CHANNEL_UPDATE');
+  const builds = guild().channels.cache.get(p.channel_post.id);
+  expect(builds.permissionOverwrites.cache.get(p.other_user.id)?.allow.has('ViewChannel'), 'overwrite');
+});
+check('GUILD_MEMBER_ADD', () => {
+  const before = guild().memberCount;
+  packet('GUILD_MEMBER_ADD');
+  expect(guild().memberCount === before + 1 && guild().members.cache.get(p.GUILD_MEMBER_ADD.user.id), 'member added');
+});
+check('GUILD_MEMBER_REMOVE', () => {
+  packet('GUILD_MEMBER_REMOVE');
+  expect(!guild().members.cache.has(p.GUILD_MEMBER_REMOVE.user.id), 'member removed');
+});
+check('dm_channel', () => {
+  const dm = client.channels._add(p.dm_channel);
+  expect(dm.isDMBased() && dm.recipientId === p.other_user.id, 'DM channel');
+});
+check('DM_MESSAGE_CREATE', () => {
+  packet('DM_MESSAGE_CREATE');
+  expect(client.channels.cache.get(p.dm_channel.id).messages.cache.get(p.dm_message.id)?.content === 'a DM', 'DM message');
+});
 check('MESSAGE_DELETE', () => {
   packet('MESSAGE_DELETE');
   expect(!channel().messages.cache.has(p.MESSAGE_DELETE.id), 'deleted');
 });
 
 check('user', () => expect(client.users._add(p.user, false).username === p.user.username, 'user'));
+check('other_user', () => expect(client.users._add(p.other_user, false).username === 'alice', 'user'));
+check('channel_with_overwrites', () => {
+  const builds = client.channels._add(p.channel_with_overwrites, guild(), { cache: false });
+  expect(builds.permissionOverwrites.cache.size === 1, 'overwrites');
+});
 check('guild', () => expect(client.guilds._add(p.guild, false).name === p.guild.name, 'guild'));
 check('channels', () => {
   for (const data of [...p.channels, p.channel, p.channel_post]) {
@@ -90,7 +140,8 @@ check('roles', () => {
   for (const data of p.guild.roles) expect(guild().roles._add(data, false).name === data.name, 'role');
 });
 check('messages', () => {
-  for (const data of [p.message_post, p.message_patch, ...p.messages]) {
+  for (const data of [p.message_post, p.message_patch, p.rich_message, p.reply_message,
+    p.reacted_message, p.file_message, ...p.messages]) {
     expect(channel().messages._add(data, false).author.username, 'message author');
   }
 });
