@@ -338,10 +338,13 @@ class Attachments:
             headers["Content-Range"] = f"bytes {start}-{end}/{head.size}"
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = max(0, end - start + 1)
-        await response.prepare(request)
-        if request.method != "HEAD" and head.size:
-            await self._send(request, response, channel_id, blob_id, head, start, end)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            if request.method != "HEAD" and head.size:
+                await self._send(request, response, channel_id, blob_id, head, start, end)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away (or was reset for not reading): nothing to answer
         return response
 
     async def _send(self, request: web.Request, response: web.StreamResponse,
@@ -357,7 +360,7 @@ class Attachments:
             except TimeoutError:
                 if request.transport is not None:
                     abort(request.transport)
-                return
+                raise ConnectionResetError("the client stopped reading") from None
 
 
 #: the node's ``Attachments``, on the REST application

@@ -6,11 +6,14 @@ files are not kept."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from chat.attachments import MAX_FILE_BYTES
 from storage.blobs import JOURNAL, Blobs
@@ -208,3 +211,24 @@ def test_edits_and_deletes_remove_blobs_and_retries_keep_none(tmp_path: Path) ->
                 assert resp.status == 404
 
     run(main)
+
+
+def test_a_download_cut_short_is_not_a_server_error(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            status, sent = await _send(http, r, "POST", f"/channels/{r.seeded.channel_id}/messages",
+                                       data=_form({}, ("big.bin", b"\x07" * MAX_FILE_BYTES)))
+            url = URL(sent["attachments"][0]["url"])
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection(url.host, url.port)
+                writer.write(f"GET {url.raw_path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+                await reader.read(65536)
+                writer.transport.abort()  # gone mid-body
+                await asyncio.sleep(0.2)
+            async with http.get(str(url)) as resp:  # the node still serves it whole
+                assert len(await resp.read()) == MAX_FILE_BYTES
+
+    with caplog.at_level(logging.WARNING, logger="greenroom"):
+        run(main, timeout=30)
+    assert not [rec for rec in caplog.records if rec.getMessage() == "rest.failed"]
