@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import aiohttp
 from yarl import URL
 
 from chat.attachments import MAX_FILE_BYTES
-from storage.blobs import JOURNAL, Blobs
+from gateway.messages import PostFailed, PostMessage
+from gateway.rest.attachments import ATTACHMENTS
+from storage.blobs import CHUNK_BYTES, JOURNAL, Blobs
 from tests.chat.images import png
 from tests.gateway.harness import Running, run, running_gateway
 
@@ -232,3 +235,61 @@ def test_a_download_cut_short_is_not_a_server_error(tmp_path: Path, caplog) -> N
     with caplog.at_level(logging.WARNING, logger="greenroom"):
         run(main, timeout=30)
     assert not [rec for rec in caplog.records if rec.getMessage() == "rest.failed"]
+
+
+def test_failures_leave_no_message_and_nothing_reachable(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            cid = r.seeded.channel_id
+            messages = f"/channels/{cid}/messages"
+            storage = r.gateway.storage
+            put_chunk = storage.put_blob_chunk
+            calls = 0
+
+            async def second_chunk_fails(*args: Any) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 2:
+                    raise sqlite3.OperationalError("database is locked")
+                await put_chunk(*args)
+
+            # the upload fails half-way: a retryable 503, no message, no blob
+            storage.put_blob_chunk = second_chunk_fails
+            status, answer = await _send(http, r, "POST", messages, data=_form(
+                {"content": "never"}, ("two-chunks.bin", b"\x01" * (CHUNK_BYTES + 1))))
+            assert status == 503, answer
+            del storage.put_blob_chunk
+            assert await storage.messages(cid) == []
+            assert await _leftovers(r) == (set(), 0, 0)
+
+            # the post fails where the message may yet be written (an outage): the blob
+            # stays journalled and unreachable, and collect deletes it once no message
+            # lists it
+            base = r.gateway.base
+            ask = base.ask_async
+
+            async def channel_unavailable(address: Any, msg: Any, timeout: float) -> Any:
+                if isinstance(getattr(msg, "message", None), PostMessage):
+                    return PostFailed(503, 0, "the channel stopped; not acknowledged, retry")
+                return await ask(address, msg, timeout)
+
+            base.ask_async = channel_unavailable
+            status, answer = await _send(http, r, "POST", messages, data=_form(
+                {"content": "maybe"}, ("f.txt", b"f")))
+            assert status == 503, answer
+            del base.ask_async
+            assert await storage.messages(cid) == []
+            (blob_id,), chunks, journal = await _leftovers(r)
+            assert (chunks, journal) == (1, 1)
+            blobs = attachments_of_app(r).blobs
+            assert await blobs.reachable(cid, blob_id, "f.txt") is None
+            assert await blobs.collect(grace_s=0) == (0, 1)
+            assert await _leftovers(r) == (set(), 0, 0)
+
+    run(main)
+
+
+def attachments_of_app(r: Running) -> Any:
+    """The node's attachment service, as the routes see it."""
+    runner = r.gateway._rest_runner  # type: ignore[attr-defined]
+    return runner.app[ATTACHMENTS]
