@@ -436,3 +436,29 @@ def test_execute_composes_a_message_like_a_post(tmp_path: Path) -> None:
             assert got["embeds"][0]["title"] == "Build 13"
 
     run(main)
+
+
+def test_tokens_never_reach_the_logs(tmp_path: Path) -> None:
+    """Every webhook route, answered and refused, with the log at debug: the access log
+    names the route's template, never the URL, so no token is written."""
+    from tests.log_capture import json_logs
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c = Client(http, r)
+            hook = await c.create()
+            by_token = f"/webhooks/{hook['id']}/{hook['token']}"
+            _, message = await c.execute(hook, {"content": "x"})
+            await c.execute(hook, {"content": ""})
+            await c.call("GET", by_token)
+            await c.call("PATCH", f"{by_token}/messages/{message['id']}", json={"content": "y"})
+            await c.call("GET", f"/webhooks/{hook['id']}/{hook['token']}x")
+            await c.call("DELETE", by_token)
+            await c.execute(hook, {"content": "gone"})
+            return hook["token"]
+
+    with json_logs("DEBUG") as logs:
+        token = run(main)
+    routes = {line.get("route") for line in logs.events("rest.request")}
+    assert "/api/v10/webhooks/{webhook_id}/{token}" in routes
+    assert token not in logs.text()
