@@ -358,10 +358,23 @@ class GuildActor(Actor):
         event by intent. Kept per event for the channels without overwrites (the
         guild-wide VIEW_CHANNEL decides), per channel and event for the others."""
         overwrites = self._overwrites(channel_id)
+        # members without an overwrite of their own see the channel alike when their
+        # guild permissions and roles are alike: one computation per such group
+        seen: dict[tuple[int, tuple[int, ...]], bool] = {}
         by_node: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
         for session, sub in self.subs.items():
-            if not _receives(sub, event) or not self._sees(sub, overwrites):
+            if not _receives(sub, event):
                 continue
+            if not overwrites or sub.user_id in overwrites:
+                if not self._sees(sub, overwrites):
+                    continue
+            else:
+                group = (sub.permissions, sub.roles)
+                sees = seen.get(group)
+                if sees is None:
+                    sees = seen[group] = self._sees(sub, overwrites)
+                if not sees:
+                    continue
             always, check = by_node.get(session.node) or by_node.setdefault(session.node,
                                                                              ([], []))
             if sub.intents & MESSAGE_CONTENT:
