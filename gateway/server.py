@@ -462,6 +462,7 @@ class Gateway:
         self.reuse_port = reuse_port
         self.cluster = cluster
         self._replica_store: Any = None
+        self._rest_compression: asyncio.TimerHandle | None = None
 
     @property
     def gateway_url(self) -> str:
@@ -481,6 +482,8 @@ class Gateway:
 
         self.loop = asyncio.get_running_loop()
         self.timers = TimerWheel(self.loop)
+        self._rest_compression = self.loop.call_later(self.config.compression_rest_s,
+                                                      self._rest_idle_compression)
         if base is None:
             base = UvloopSystemBase(loop=self.loop)
             self._owns_base = True
@@ -590,6 +593,9 @@ class Gateway:
             self._ws_server = None
         if self.timers is not None:
             self.timers.close()
+        if self._rest_compression is not None:
+            self._rest_compression.cancel()
+            self._rest_compression = None
         if self.base is None:
             return
         # The supervisor stops its services in reverse start order: sessions first,
@@ -605,6 +611,14 @@ class Gateway:
         await asyncio.sleep(0.01)
         if self._owns_base:
             self.base.shutdown_in_loop()
+
+    def _rest_idle_compression(self) -> None:
+        """Every ``compression_rest_s``: idle zlib-streams drop their deflater
+        (``gateway.protocol.compression``), so idle sessions hold none."""
+        for link in self.links:
+            link.conn.rest_idle_compression()
+        self._rest_compression = self.loop.call_later(self.config.compression_rest_s,
+                                                      self._rest_idle_compression)
 
     # -- called by links ----------------------------------------------------------------------
 

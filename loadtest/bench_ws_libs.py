@@ -54,9 +54,10 @@ DEFAULT_RATES = [50, 75, 100, 125, 150, 200, 250, 300, 400, 500, 600]
 DEFAULT_LIBS = ["picows", "websockets", "aiohttp"]
 
 
-def start_server(library: str) -> tuple[subprocess.Popen, int]:
+def start_server(library: str, compress: str | None = None) -> tuple[subprocess.Popen, int]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.ws_baseline", "--lib", library, "--port", "0"],
+        [sys.executable, "-m", "loadtest.ws_baseline", "--lib", library, "--port", "0",
+         *(["--compress", compress] if compress else [])],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -78,13 +79,15 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait()
 
 
-async def start_workers(url: str, clients: int, processes: int) -> Workers:
+async def start_workers(url: str, clients: int, processes: int,
+                        compress: str | None = None) -> Workers:
     context = multiprocessing.get_context("spawn")
     workers = Workers()
     share = [clients // processes + (i < clients % processes) for i in range(processes)]
     for count in share:
         parent, child = context.Pipe()
-        process = context.Process(target=receiver_worker, args=(url, count, child), daemon=True)
+        process = context.Process(target=receiver_worker, args=(url, count, child, compress),
+                                  daemon=True)
         process.start()
         workers.processes.append(process)
         workers.pipes.append(parent)

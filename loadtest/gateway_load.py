@@ -52,8 +52,10 @@ if str(ROOT) not in sys.path:
 from loadtest.ws_baseline.load import (  # noqa: E402
     BUCKET_US,
     BUCKETS,
+    COMPRESSIONS,
     MAX_STEPS,
     StepResult,
+    make_inflater,
     Workers,
     call,
     cpu_seconds,
@@ -145,13 +147,15 @@ class Server:
 
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
                          port: int = 0, rest_port: int = 0,
-                         env_overrides: dict[str, str | None] | None = None) -> Server:
+                         env_overrides: dict[str, str | None] | None = None,
+                         rate_limits: bool = False) -> Server:
     """``greenroom run --nodes N`` on SQLite ``db``; waits for all ``nodes`` node processes
     and the gateway. With several nodes give fixed ports: they share them (SO_REUSEPORT).
 
     The environment is this process's, as ``make run`` inherits the shell's: tracing as
     shipped (no OTEL_* variable: nothing recorded), not switched off for the bench.
-    ``env_overrides``: variables to set, or to remove where the value is None."""
+    ``env_overrides``: variables to set, or to remove where the value is None.
+    ``rate_limits``: the shipped limits, as ``make run`` has them (else ``--no-rate-limits``)."""
     env = dict(os.environ, GREENROOM_LOG_FORMAT="json", GREENROOM_SQLITE_PATH=db,
                GREENROOM_SQLITE_SYNCHRONOUS=os.environ.get("GREENROOM_SQLITE_SYNCHRONOUS",
                                                            "NORMAL"),
@@ -164,7 +168,8 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
     log = open(log_path, "w")  # noqa: SIM115 - the server writes it until it stops
     process = subprocess.Popen(
         [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(nodes), "--port",
-         str(port), "--rest-port", str(rest_port), "--no-rate-limits"], stdout=log,
+         str(port), "--rest-port", str(rest_port),
+         *(() if rate_limits else ("--no-rate-limits",))], stdout=log,
         stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
@@ -197,19 +202,26 @@ def stop_gateway_server(server: Server) -> None:
 
 
 def gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
-                   budget_s: float, conn: Connection, resume: bool = False) -> None:
+                   budget_s: float, conn: Connection, resume: bool = False,
+                   compress: str | None = None) -> None:
     """Process entry point: identify ``tokens`` on ``url`` (starting no new connection
     after ``budget_s``), then answer the pipe. ``resume``: a connection that drops
-    reconnects to ``url`` and RESUMEs its session, as a Discord client does."""
+    reconnects to ``url`` and RESUMEs its session, as a Discord client does.
+    ``compress``: ask for that transport compression and inflate every frame."""
     import uvloop
 
-    uvloop.run(_gateway_worker(index, url, tokens, members_share, budget_s, conn, resume))
+    uvloop.run(_gateway_worker(index, url, tokens, members_share, budget_s, conn, resume,
+                               compress))
 
 
 async def _gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
-                          budget_s: float, conn: Connection, resume: bool = False) -> None:
+                          budget_s: float, conn: Connection, resume: bool = False,
+                          compress: str | None = None) -> None:
     from picows import WSError, WSListener, WSMsgType, ws_connect
 
+    if compress is not None:
+        url += ("&" if "?" in url else "/?v=10&encoding=json&") + f"compress={compress}"
+    binary = WSMsgType.BINARY
     loop = asyncio.get_running_loop()
     counts = [0] * MAX_STEPS
     scratch = [0] * BUCKETS
@@ -234,16 +246,21 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             self.stopping = False
             self.reconnecting = False  # one reconnect loop at a time
             self.live = False  # a socket is open now
+            self.inflate = None
 
         def on_ws_connected(self, transport) -> None:
             self.transport = transport
             self.live = True
+            self.inflate = make_inflater(compress)  # one stream per connection
 
         def on_ws_frame(self, transport, frame) -> None:
             now = clock()
-            if frame.msg_type is not text:
+            if frame.msg_type is text:
+                payload = frame.get_payload_as_bytes()
+            elif frame.msg_type is binary and self.inflate is not None:
+                payload = self.inflate(frame.get_payload_as_bytes())
+            else:
                 return
-            payload = frame.get_payload_as_bytes()
             if payload.startswith(head):
                 self.seq = int(payload[seq_at:payload.index(b",", seq_at)])
                 i = payload.find(MARK)
@@ -440,7 +457,8 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
 
 async def start_gateway_workers(url: str, tokens: list[str], members: int,
                                 processes: int, budget_s: float = 120.0,
-                                resume: bool = False) -> tuple[Workers, float, float, int]:
+                                resume: bool = False, compress: str | None = None
+                                ) -> tuple[Workers, float, float, int]:
     """Workers holding every token's session; each gets an equal share of the first
     ``members`` tokens first. Answers (workers, identifies/s overall, identifies/s of
     the guild members alone, failures)."""
@@ -455,7 +473,7 @@ async def start_gateway_workers(url: str, tokens: list[str], members: int,
     for index, share in enumerate(shares):
         parent, child = context.Pipe()
         process = context.Process(target=gateway_worker, daemon=True, args=(
-            index, url, share, shares_members[index], budget_s, child, resume))
+            index, url, share, shares_members[index], budget_s, child, resume, compress))
         process.start()
         workers.processes.append(process)
         workers.pipes.append(parent)
@@ -713,12 +731,12 @@ async def run_baseline(args: argparse.Namespace, frame_bytes: int,
     from loadtest.bench_ws_libs import start_server, start_workers, stop_server
     from loadtest.ws_baseline.load import connect_sender, run_step
 
-    server, port = start_server("picows")
+    server, port = start_server("picows", args.compress)
     url = f"ws://127.0.0.1:{port}/"
     workers = None
     try:
         started = time.monotonic()
-        workers = await start_workers(url, args.members, args.processes)
+        workers = await start_workers(url, args.members, args.processes, args.compress)
         print(f"baseline: {workers.connected} clients connected in "
               f"{time.monotonic() - started:.1f} s; {frame_bytes}-byte frames", flush=True)
         sender = await connect_sender(url + "send")
@@ -753,7 +771,8 @@ async def run(args: argparse.Namespace) -> dict:
           flush=True)
     workers = None
     sender = None
-    result: dict = {"sessions_requested": sessions, "members": args.members}
+    result: dict = {"sessions_requested": sessions, "members": args.members,
+                    "compress": args.compress}
     try:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)
@@ -761,11 +780,14 @@ async def run(args: argparse.Namespace) -> dict:
         cpu0 = cpu_seconds(server.pid)
         workers, identify_rate, members_rate, failed = await start_gateway_workers(
             server.gateway_url, seeded.tokens, args.members, args.processes,
-            args.identify_budget)
+            args.identify_budget, compress=args.compress)
         # the node's CPU per IDENTIFY: its ceiling is 1000 / this identifies/s on one core,
         # a figure other work on the host disturbs less than identify_per_s
         cpu_ms = (cpu_seconds(server.pid) - cpu0) * 1000 / max(1, workers.connected)
         await asyncio.sleep(2.0)  # let the server settle (guild subscriptions, GC)
+        if args.idle_wait:
+            print(f"  idling {args.idle_wait:g} s (heartbeats only)", flush=True)
+            await asyncio.sleep(args.idle_wait)
         rss1 = rss_bytes(server.pid)
         identified = workers.connected
         per_session = (rss1 - rss0) / identified if identified else None
@@ -851,6 +873,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identify-only", action="store_true",
                         help="only the identify and idle-session phases (no fan-out, "
                              "no baseline)")
+    parser.add_argument("--compress", choices=COMPRESSIONS, default=None,
+                        help="every client asks for this transport compression and "
+                             "inflates every frame; the baseline compresses each "
+                             "receiver's stream with the gateway's compressor")
+    parser.add_argument("--idle-wait", type=float, default=0.0,
+                        help="seconds the identified sessions idle (heartbeating) before "
+                             "the server's RSS is read (an idle zlib-stream rests at a "
+                             "quiet heartbeat interval: the workers beat every "
+                             f"{HEARTBEAT_EVERY_S:g} s)")
     parser.add_argument("--out", default=str(ROOT / "loadtest" / "results" / "gateway_load"),
                         help="write OUT.json and OUT.png")
 

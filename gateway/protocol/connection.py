@@ -118,6 +118,9 @@ class GatewayConfig:
     zstd_level: int = DEFAULT_ZSTD_LEVEL
     zstd_window_log: int = DEFAULT_ZSTD_WINDOW_LOG
     zstd_hash_log: int = DEFAULT_ZSTD_HASH_LOG
+    #: How often the socket layer offers each connection's transport compression a rest
+    #: (``rest_idle_compression``): an idle zlib-stream holds no deflater (compression.py)
+    compression_rest_s: float = 0.5
     #: Sent in HELLO's ``_trace`` as Discord does ("" sends none): the node that serves
     #: the connection, so a client (or test) knows where the kernel put it.
     trace: str = ""
@@ -279,7 +282,7 @@ class GatewayConnection:
                 compressor = self._compressor
                 if compressor is None:
                     return [self._frame(self._payloads["ack"])]
-                compressor.heartbeat()  # an idle zlib-stream rests (compression.py)
+                # an ACK does not wake a resting zlib-stream (compression.py)
                 return [SendFrame(compressor.compress_control(self._payloads["ack"]), False)]
             if op == Opcode.IDENTIFY:
                 if state is not ConnectionState.AWAITING_IDENTIFY:
@@ -524,6 +527,13 @@ class GatewayConnection:
         Through the compression stream, so call it in seq order, for frames that are written."""
         data = dispatch.frame(seq, self._encoding)
         return data if self._compressor is None else self._compressor.compress(data)
+
+    def rest_idle_compression(self) -> None:
+        """Drop the transport compressor's state if it compressed nothing since the last
+        call (``compression.ZlibStreamCompressor.rest_if_idle``); the socket layer calls
+        this every ``GatewayConfig.compression_rest_s``. Writes nothing."""
+        if self._compressor is not None:
+            self._compressor.rest_if_idle()
 
     def dispatch_event(self, event: str, data: Any) -> list[Effect]:
         """``dispatch`` for a payload only this session receives."""

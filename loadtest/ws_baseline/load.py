@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -24,6 +24,28 @@ MAX_STEPS = 128
 _HEAD = b'{"ts":%019d,"k":%03d,"n":%09d,"pad":"'
 TS = slice(6, 25)
 STEP = slice(30, 33)
+
+
+#: transport compressions the load clients speak, as greenroom's gateway serves them
+COMPRESSIONS = ("zlib-stream", "zstd-stream")
+
+
+def make_inflater(compress: str | None) -> Callable[[bytes], bytes] | None:
+    """One connection's decoder for ``compress``, as client libraries keep one: a zlib
+    ``decompressobj`` (discord.py, hikari; discord.js's zlib-sync is zlib too) or a
+    zstandard ``decompressobj`` (discord.py's zstd-stream); None without compression.
+    Every frame is inflated, as a client must, whatever it then reads of it."""
+    if compress is None:
+        return None
+    if compress == "zlib-stream":
+        import zlib
+
+        return zlib.decompressobj().decompress
+    if compress == "zstd-stream":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj().decompress
+    raise ValueError(f"unknown transport compression {compress!r}")
 
 
 def make_message(sent_ns: int, step: int, n: int, size: int) -> bytes:
@@ -118,14 +140,17 @@ async def call(conn: Connection, message: tuple, timeout: float = 30.0) -> objec
 # ------------------------------------------------------------------- receiving workers
 
 
-def receiver_worker(url: str, count: int, conn: Connection) -> None:
-    """Process entry point: hold ``count`` connections to ``url`` and answer the pipe."""
+def receiver_worker(url: str, count: int, conn: Connection, compress: str | None = None
+                    ) -> None:
+    """Process entry point: hold ``count`` connections to ``url`` and answer the pipe;
+    ``compress``: the server compresses each connection's stream (binary frames)."""
     import uvloop
 
-    uvloop.run(_receiver_main(url, count, conn))
+    uvloop.run(_receiver_main(url, count, conn, compress))
 
 
-async def _receiver_main(url: str, count: int, conn: Connection) -> None:
+async def _receiver_main(url: str, count: int, conn: Connection,
+                         compress: str | None = None) -> None:
     from picows import WSListener, WSMsgType, ws_connect
 
     counts = [0] * MAX_STEPS
@@ -137,12 +162,20 @@ async def _receiver_main(url: str, count: int, conn: Connection) -> None:
     clock = time.monotonic_ns
     last_bucket = BUCKETS - 1
 
+    binary = WSMsgType.BINARY
+
     class Receiver(WSListener):
+        def __init__(self) -> None:
+            self.inflate = make_inflater(compress)
+
         def on_ws_frame(self, transport, frame) -> None:
             now = clock()
-            if frame.msg_type is not text:
+            if frame.msg_type is text:
+                payload = frame.get_payload_as_bytes()
+            elif frame.msg_type is binary and self.inflate is not None:
+                payload = self.inflate(frame.get_payload_as_bytes())
+            else:
                 return
-            payload = frame.get_payload_as_bytes()
             step = int(payload[STEP])
             bucket = (now - int(payload[TS])) // (BUCKET_US * 1000)
             histograms[step][bucket if bucket < last_bucket else last_bucket] += 1

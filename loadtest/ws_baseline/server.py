@@ -23,20 +23,30 @@ LIBRARIES = ("picows", "picows-uvloop", "websockets", "picows-websockets", "aioh
 Server = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
 
 
-async def serve_picows(host: str, port: int, use_aiofastnet: bool | None = None):
+async def serve_picows(host: str, port: int, use_aiofastnet: bool | None = None,
+                       compress: str | None = None):
     """picows 2.3 runs on aiofastnet's transports when that (a picows dependency) is
-    installed; ``use_aiofastnet=False`` puts it on uvloop's own transports instead."""
+    installed; ``use_aiofastnet=False`` puts it on uvloop's own transports instead.
+    ``compress``: every receiver gets its own stream of the gateway's transport
+    compression, with the gateway's own compressor and settings
+    (``gateway.protocol.compression``), so a compressed ratio is like for like."""
     from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
     receivers: set[WSTransport] = set()
-    text = WSMsgType.TEXT
+    compressed: dict[WSTransport, Callable[[bytes], bytes]] = {}
+    text, binary = WSMsgType.TEXT, WSMsgType.BINARY
+    new_stream = _compressor_factory(compress)
 
     class Receiver(WSListener):
         def on_ws_connected(self, transport: WSTransport) -> None:
-            receivers.add(transport)
+            if new_stream is None:
+                receivers.add(transport)
+            else:
+                compressed[transport] = new_stream().compress
 
         def on_ws_disconnected(self, transport: WSTransport) -> None:
             receivers.discard(transport)
+            compressed.pop(transport, None)
 
     class Sender(WSListener):
         def on_ws_frame(self, transport: WSTransport, frame) -> None:
@@ -44,6 +54,8 @@ async def serve_picows(host: str, port: int, use_aiofastnet: bool | None = None)
                 payload = frame.get_payload_as_bytes()
                 for receiver in receivers:
                     receiver.send(text, payload)
+                for receiver, compress_frame in compressed.items():
+                    receiver.send(binary, compress_frame(payload))
 
     def route(request):
         return Sender() if request.path == b"/send" else Receiver()
@@ -57,6 +69,14 @@ async def serve_picows(host: str, port: int, use_aiofastnet: bool | None = None)
         server.close()
 
     return bound, stop
+
+
+def _compressor_factory(compress: str | None) -> Callable[[], object] | None:
+    if compress is None:
+        return None
+    from gateway.protocol.compression import ZlibStreamCompressor, ZstdStreamCompressor
+
+    return {"zlib-stream": ZlibStreamCompressor, "zstd-stream": ZstdStreamCompressor}[compress]
 
 
 def _websockets_like(serve, broadcast, closed_error: type[Exception]):
@@ -155,12 +175,16 @@ SERVERS: dict[str, Server] = {
 }
 
 
-async def run_until_stdin_closes(library: str, host: str, port: int) -> None:
+async def run_until_stdin_closes(library: str, host: str, port: int,
+                                 compress: str | None = None) -> None:
     # A server still working through a backlog when its clients leave would log one
     # "write() called after connection lost" per dropped message.
     for name in ("asyncio", "aiofastnet"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    bound, stop = await SERVERS[library](host, port)
+    if compress is not None and library != "picows":
+        raise SystemExit("--compress is served by the picows baseline only")
+    serve = SERVERS[library]
+    bound, stop = await (serve(host, port, compress=compress) if compress else serve(host, port))
     print(f"LISTENING {bound}", flush=True)
     loop = asyncio.get_running_loop()
     closed = loop.create_future()

@@ -199,7 +199,7 @@ def test_unknown_compress_value_is_served_uncompressed():
 steps = st.lists(st.one_of(
     st.tuples(st.just("payload"), st.binary(max_size=3000)),
     st.tuples(st.just("ack"), st.just(b'{"op":11,"d":null}')),
-    st.tuples(st.just("heartbeat"), st.just(b"")),
+    st.tuples(st.just("check"), st.just(b"")),
 ), max_size=30)
 
 
@@ -211,8 +211,8 @@ def test_a_resting_zlib_stream_is_one_stream_to_a_clients_inflater(script):
     first = compressor.compress(b"hello")
     assert inflate.decompress(first) == b"hello"
     for kind, payload in script:
-        if kind == "heartbeat":
-            compressor.heartbeat()
+        if kind == "check":
+            compressor.rest_if_idle()
             continue
         if kind == "ack":
             frame = compressor.compress_control(payload)
@@ -232,12 +232,12 @@ def test_a_stored_frame_longer_than_a_block_is_split_into_blocks():
     assert inflate.decompress(compressor.compress(b"awake")) == b"awake"
 
 
-def test_an_idle_zlib_stream_rests_after_a_quiet_heartbeat_interval():
+def test_an_idle_zlib_stream_rests_after_a_quiet_check_interval():
     compressor = ZlibStreamCompressor()
     compressor.compress(b"HELLO")
-    compressor.heartbeat()  # something was compressed in this interval: keep the deflater
+    compressor.rest_if_idle()  # something was compressed since the last check: keep it
     assert not compressor.resting
-    compressor.heartbeat()  # a whole interval without a payload
+    compressor.rest_if_idle()  # a whole interval without a payload
     assert compressor.resting
     ack = compressor.compress_control(b'{"op":11,"d":null}')
     assert compressor.resting and ack[:1] == b"\x00"  # a stored block: no deflater woken
@@ -249,10 +249,14 @@ def test_a_heartbeating_idle_zlib_session_holds_no_deflater():
     client = ScriptedClient("/?v=10&encoding=json&compress=zlib-stream")
     client.ready()
     compressor = client.conn._compressor
-    for at in (2.0, 3.0):  # READY went out in the first interval; the second is quiet
-        [ack] = client.payloads(client.send({"op": 1, "d": 2}, at=at))
-        assert ack["op"] == 11
+    client.conn.rest_idle_compression()  # READY went out in the first interval
+    assert not compressor.resting
+    [ack] = client.payloads(client.send({"op": 1, "d": 2}, at=2.0))
+    assert ack["op"] == 11
+    client.conn.rest_idle_compression()  # the second held only an ACK
     assert compressor.resting
+    [ack] = client.payloads(client.send({"op": 1, "d": 2}, at=3.0))
+    assert ack["op"] == 11 and compressor.resting  # an ACK does not wake it
     [message] = client.payloads(client.conn.dispatch_event("MESSAGE_CREATE", {"n": 1}))
     assert message["d"] == {"n": 1} and not compressor.resting
 
@@ -269,8 +273,8 @@ def test_a_resting_zlib_stream_inflates_in_nodes_zlib(tmp_path):
     compressor = ZlibStreamCompressor()
     payloads = [b'{"op":10}', b"x" * 500, b'{"op":11,"d":null}', b"after rest " * 40]
     frames = [compressor.compress(payloads[0]), compressor.compress(payloads[1])]
-    compressor.heartbeat()
-    compressor.heartbeat()
+    compressor.rest_if_idle()
+    compressor.rest_if_idle()
     frames.append(compressor.compress_control(payloads[2]))
     frames.append(compressor.compress(payloads[3]))
     script = tmp_path / "inflate.cjs"

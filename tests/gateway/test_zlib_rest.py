@@ -1,6 +1,7 @@
 """A resting zlib-stream with a real client: hikari (zlib-stream, ``zlib.decompressobj``
 as discord.py's decoder too) keeps reading a connection whose server deflater rested
-between messages (``gateway.protocol.compression``: an idle connection holds none)."""
+between messages (``gateway.protocol.compression``: an idle connection holds none),
+including after heartbeat ACKs sent while it rested."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from gateway.protocol import GatewayConfig
 from tests.gateway.harness import run, running_gateway
 
 #: short enough that a test sees two quiet intervals quickly
-HEARTBEAT_MS = 400
+REST_S = 0.1
 
 
 def test_hikari_reads_a_zlib_stream_that_rests_and_wakes(tmp_path: Path,
@@ -28,7 +29,7 @@ def test_hikari_reads_a_zlib_stream_that_rests_and_wakes(tmp_path: Path,
                         GatewayCompression("transport_zlib_stream"))
 
     async def main() -> None:
-        config = GatewayConfig(heartbeat_interval_ms=HEARTBEAT_MS)
+        config = GatewayConfig(compression_rest_s=REST_S, heartbeat_interval_ms=300)
         async with running_gateway(tmp_path, config) as r, aiohttp.ClientSession() as http:
             bot = hikari.GatewayBot(
                 r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
@@ -52,6 +53,7 @@ def test_hikari_reads_a_zlib_stream_that_rests_and_wakes(tmp_path: Path,
                 compressor = link.conn._compressor
                 assert link.conn.params.compress == "zlib-stream"
                 for n in range(3):
+                    await asyncio.sleep(0.7)  # heartbeats (every 0.3 s) and ACKs, resting
                     deadline = asyncio.get_running_loop().time() + 10
                     while not compressor.resting:  # idle: heartbeats and ACKs only
                         assert asyncio.get_running_loop().time() < deadline, \
