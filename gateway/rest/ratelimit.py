@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from chat.interactions import token_interaction_id
 from gateway.limits import RestRateLimiter, headers_for
 from gateway.rest.auth import Principals
 from gateway.rest.errors import PREFIX, error_response, rate_limited, request_token
@@ -31,6 +32,10 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         # a webhook's routes (executing it above all) count per webhook, as Discord's do
         raw = info.get("channel_id") or info.get("guild_id") or info.get("webhook_id")
         major = "" if raw is None else str(parse_snowflake(raw))
+        if "token" in info:  # an interaction's follow-ups count per interaction, not per
+            interaction_id = token_interaction_id(info["token"])  # application
+            if interaction_id is not None:
+                major += f":{interaction_id}"
         token = request_token(request)
         user_id = await principals.user_id(token) if token else None
         caller = f"user:{user_id}" if user_id is not None else f"ip:{request.remote}"

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from chat.interactions import new_token as new_interaction_token
 from gateway.limits import RateLimits
 from gateway.protocol.intents import Intents
 from storage.codec import token_hash
@@ -323,6 +324,18 @@ def test_execute_has_a_bucket_per_webhook(tmp_path: Path) -> None:
                 body = await resp.json()
                 assert 0 < body["retry_after"] <= 2 and body["global"] is False
             assert (await c.execute(second, {"content": "other"}, ""))[0] == 204
+            # interaction follow-ups share the path (the application's id in the
+            # webhook's place): each interaction has its own bucket, not the application
+            app = r.seeded.user_id
+            for n in range(7):
+                token = new_interaction_token(1000 + n)
+                status, body = await c.call("POST", f"/webhooks/{app}/{token}",
+                                            json={"content": "x"})
+                assert status != 429, body
+            token = new_interaction_token(999)
+            statuses = [(await c.call("POST", f"/webhooks/{app}/{token}", json={}))[0]
+                        for _ in range(6)]
+            assert statuses[-1] == 429 and 429 not in statuses[:5]
 
     run(main)
 
