@@ -40,8 +40,10 @@ DM = 1
 PAIR_KIND = "dm"
 CHANNEL_KIND = "dm_channel"
 
-#: What a recipient may do in a DM (Discord's, as discord.py's ``_dm_permissions``):
-#: the text permissions without SEND_TTS_MESSAGES, MANAGE_MESSAGES and the thread ones.
+#: What a recipient may do in a DM (as discord.py's ``_dm_permissions``): the text
+#: permissions without SEND_TTS_MESSAGES, MANAGE_MESSAGES and the thread ones; and
+#: without MENTION_EVERYONE, so that "@everyone" in a DM pings no one
+#: (``mention_everyone`` false, as on Discord).
 DM_PERMISSIONS = (
     (1 << 6)     # ADD_REACTIONS
     | (1 << 10)  # VIEW_CHANNEL
@@ -49,7 +51,6 @@ DM_PERMISSIONS = (
     | (1 << 14)  # EMBED_LINKS
     | (1 << 15)  # ATTACH_FILES
     | (1 << 16)  # READ_MESSAGE_HISTORY
-    | (1 << 17)  # MENTION_EVERYONE (no one to ping beyond the two)
     | (1 << 18)  # USE_EXTERNAL_EMOJIS
     | (1 << 31)  # USE_APPLICATION_COMMANDS
     | (1 << 37)  # USE_EXTERNAL_STICKERS

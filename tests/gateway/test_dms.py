@@ -108,6 +108,18 @@ def test_dm_messages_history_edit_delete_typing_and_access(tmp_path: Path) -> No
             status, hello, _ = await call(http, r, "POST", path, alice,
                                           json={"content": "hello bot"})
             assert status == 200, hello
+            # the message features work in a DM: a mention, an embed, a reply; and
+            # "@everyone" pings no one there
+            status, rich, _ = await call(http, r, "POST", path, alice, json={
+                "content": f"<@{r.seeded.user_id}> @everyone", "embeds": [{"title": "t"}],
+                "message_reference": {"message_id": hi["id"]}})
+            assert status == 200, rich
+            assert [u["id"] for u in rich["mentions"]] == [str(r.seeded.user_id)]
+            assert rich["mention_everyone"] is False and rich["embeds"][0]["title"] == "t"
+            assert rich["type"] == 19 and rich["referenced_message"]["id"] == hi["id"]
+            async with http.delete(f"{r.gateway.rest_url}{path}/{rich['id']}",
+                                   headers={"Authorization": f"Bot {alice}"}) as resp:
+                assert resp.status == 204
             for token in (bot, alice):
                 status, history, _ = await call(http, r, "GET", f"{path}?limit=10", token)
                 assert status == 200
