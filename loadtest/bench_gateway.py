@@ -9,7 +9,12 @@
    rates, frames of the gateway's MESSAGE_CREATE size;
 4. tracing's cost (``loadtest/tracing_cost.py``): the same 1,000 members at a fixed rate,
    node CPU per delivery with no tracing variable (``make run``), with
-   ``OTEL_SDK_DISABLED=true`` and exporting over OTLP/HTTP to a local collector.
+   ``OTEL_SDK_DISABLED=true`` and exporting over OTLP/HTTP to a local collector;
+5. and 6. parts 1-3 again with every client on zlib-stream, then zstd-stream, as
+   discord.py and hikari connect (each client inflates every frame), against the
+   baseline compressing each receiver's stream with the gateway's own compressor and
+   settings; the idle sessions' RSS is read after they idle ``COMPRESSED_IDLE_S``
+   (an idle zlib-stream rests: ``gateway/protocol/compression.py``).
 
 The server runs as ``make run`` configures it: no tracing variable is set for it.
 Ends with one JSON line per part. Everything is ``loadtest/gateway_load.py``; this only
@@ -17,6 +22,7 @@ picks the bench's settings (any of its flags may be given) and the JSON keys.
 
     .venv/bin/python loadtest/bench_gateway.py                  # < 9 min
     .venv/bin/python loadtest/bench_gateway.py --only tracing   # part 4 alone, ~3 min
+    .venv/bin/python loadtest/bench_gateway.py --only zlib      # part 5 alone, ~6 min
 """
 
 from __future__ import annotations
@@ -38,8 +44,12 @@ from loadtest.gateway_load import (  # noqa: E402
 )
 from loadtest.tracing_cost import add_tracing_arguments, run_tracing  # noqa: E402
 
-TARGETS = {"rss_bytes_per_session": 16 * 1024, "ratio": 0.5, "p99_ms": 50.0,
-           "identify_per_s": 1000}
+TARGETS = {"rss_bytes_per_session": 16 * 1024, "ratio": 0.8, "p99_ms": 50.0,
+           "identify_per_s": 1000, "p50_ms_at_10_minus_baseline": 5.0}
+#: seconds the compressed parts' idle sessions idle before their RSS is read: a few
+#: rest sweeps (``GatewayConfig.compression_rest_s``) and a settled heap
+COMPRESSED_IDLE_S = 5.0
+COMPRESSIONS = {"zlib": "zlib-stream", "zstd": "zstd-stream"}
 
 
 #: What the server runs with besides make run's configuration, named in every JSON line:
@@ -55,8 +65,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     add_tracing_arguments(parser)
-    parser.add_argument("--only", choices=["tracing"],
-                        help="run one part alone (tracing: part 4, ~3 min)")
+    parser.add_argument("--only", choices=["tracing", "plain", *COMPRESSIONS],
+                        help="run one part alone (tracing: part 4, ~3 min; plain: parts "
+                             "1-3; zlib, zstd: part 5 or 6, ~6 min each)")
     parser.set_defaults(sessions=10_000, members=1000, budget=300.0, identify_budget=110.0,
                         out=str(ROOT / "loadtest" / "results" / "bench_gateway"))
     args = parser.parse_args()
@@ -65,6 +76,9 @@ def main() -> None:
         args.budget = min(args.budget, 240.0)
         tracing = uvloop.run(run_tracing(args, rising=True))
         print_tracing(tracing, args.out)
+        return
+    if args.only in COMPRESSIONS:
+        run_compressed(args, args.only)
         return
     result = uvloop.run(run(args))
     print_summary(result)
@@ -82,6 +96,7 @@ def main() -> None:
     g, b = result["gateway"], result.get("baseline", {})
     base = b.get("max_deliveries_per_s") or 0
     ratio = round(g["max_deliveries_per_s"] / base, 3) if base else None
+    p50_gap = p50_at_first_rate_gap(g, b)
     line = {
         "bench": "gateway",
         "settings": SETTINGS,
@@ -98,8 +113,13 @@ def main() -> None:
         "baseline_p50_ms": b.get("p50_ms"),
         "baseline_p99_ms": b.get("p99_ms"),
         "ratio": ratio,
+        "p50_ms_at_10": first_step(g).get("p50_ms"),
+        "baseline_p50_ms_at_10": first_step(b).get("p50_ms"),
+        "p50_ms_at_10_minus_baseline": p50_gap,
         "dispatch_frame_bytes": g["dispatch_frame_bytes"],
         "targets_met": {
+            "p50_ms_at_10_minus_baseline": p50_gap is not None
+            and p50_gap <= TARGETS["p50_ms_at_10_minus_baseline"],
             "rss_bytes_per_session": (result["rss_bytes_per_session"] or 1 << 40)
             <= TARGETS["rss_bytes_per_session"],
             "ratio": ratio is not None and ratio >= TARGETS["ratio"],
@@ -109,14 +129,75 @@ def main() -> None:
         "seconds": result["seconds"],
     }
     print(json.dumps(line, separators=(",", ":")), flush=True)
+    if args.only == "plain":
+        return
     if not args.identify_only:
         # part 4; max_deliveries_per_s and p99_ms as shipped are part 2's (same server
         # configuration), so no second rising-rate run here
+        budget = args.budget
         args.budget = 240.0
         tracing = uvloop.run(run_tracing(args, rising=False))
         tracing["figures"].update(max_deliveries_per_s=g["max_deliveries_per_s"],
                                   p99_ms=g["p99_ms"])
         print_tracing(tracing, args.out)
+        args.budget = budget
+        for name in COMPRESSIONS:  # parts 5 and 6
+            run_compressed(args, name)
+
+
+def first_step(summary: dict) -> dict:
+    """The lowest rate's step (10 msg/s with the bench's rates), or {}."""
+    steps = summary.get("steps") or []
+    return steps[0] if steps else {}
+
+
+def p50_at_first_rate_gap(gateway: dict, baseline: dict) -> float | None:
+    """p50 send->deliver at the lowest rate, gateway minus baseline (ms): what the send
+    path (REST, the durable write, fan-out) adds to a bare broadcast."""
+    g, b = first_step(gateway), first_step(baseline)
+    if g.get("p50_ms") is None or b.get("p50_ms") is None or g.get("rate") != b.get("rate"):
+        return None
+    return round(g["p50_ms"] - b["p50_ms"], 2)
+
+
+def run_compressed(args: argparse.Namespace, name: str) -> None:
+    """Parts 5/6: parts 1-3 with every client on ``name``'s transport compression; one
+    JSON line whose keys carry the ``name`` prefix (``zlib_max_deliveries_per_s``...)."""
+    import uvloop
+
+    compressed = argparse.Namespace(**vars(args))
+    compressed.compress = COMPRESSIONS[name]
+    compressed.idle_wait = max(args.idle_wait, COMPRESSED_IDLE_S)
+    compressed.out = args.out + f"_{name}"
+    result = uvloop.run(run(compressed))
+    print_summary(result)
+    g, b = result.get("gateway", {}), result.get("baseline", {})
+    base = b.get("max_deliveries_per_s") or 0
+    ratio = round(g["max_deliveries_per_s"] / base, 3) if base and g else None
+    rss = result["rss_bytes_per_session"]
+    line = {
+        "bench": f"gateway-{name}",
+        "settings": SETTINGS,
+        "compress": compressed.compress,
+        "sessions": result["sessions"],
+        f"rss_bytes_per_session_{name}": rss,
+        f"identify_per_s_{name}": result["identify_per_s"],
+        "members_online": g.get("clients"),
+        f"{name}_max_deliveries_per_s": g.get("max_deliveries_per_s"),
+        f"{name}_p50_ms": g.get("p50_ms"),
+        f"{name}_p99_ms": g.get("p99_ms"),
+        f"baseline_{name}_max_deliveries_per_s": base,
+        f"baseline_{name}_p99_ms": b.get("p99_ms"),
+        f"{name}_ratio": ratio,
+        f"{name}_p50_ms_at_10_minus_baseline": p50_at_first_rate_gap(g, b),
+        "targets_met": {
+            f"rss_bytes_per_session_{name}": (rss or 1 << 40)
+            <= TARGETS["rss_bytes_per_session"],
+            f"{name}_ratio": ratio is not None and ratio >= TARGETS["ratio"],
+        },
+        "seconds": result["seconds"],
+    }
+    print(json.dumps(line, separators=(",", ":")), flush=True)
 
 
 def print_tracing(tracing: dict, out: str) -> None:

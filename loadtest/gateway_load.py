@@ -878,10 +878,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inflates every frame; the baseline compresses each "
                              "receiver's stream with the gateway's compressor")
     parser.add_argument("--idle-wait", type=float, default=0.0,
-                        help="seconds the identified sessions idle (heartbeating) before "
-                             "the server's RSS is read (an idle zlib-stream rests at a "
-                             "quiet heartbeat interval: the workers beat every "
-                             f"{HEARTBEAT_EVERY_S:g} s)")
+                        help="seconds the identified sessions idle before the server's "
+                             "RSS is read (an idle zlib-stream rests within two "
+                             "GatewayConfig.compression_rest_s sweeps)")
     parser.add_argument("--out", default=str(ROOT / "loadtest" / "results" / "gateway_load"),
                         help="write OUT.json and OUT.png")
 
