@@ -69,6 +69,13 @@ COLLECT_EVERY_S = 300.0
 MAX_JSON_BYTES = 1024 * 1024
 #: Multipart framing allowed beyond the files' bytes (boundaries, part headers, JSON).
 REQUEST_OVERHEAD = MAX_JSON_BYTES
+#: The most a multipart body may hold in memory (the files and a request's slack).
+MAX_BUFFERED = MAX_REQUEST_BYTES + 2 * REQUEST_OVERHEAD
+#: Bytes of multipart bodies a node holds at once (about nine of the largest sends); a
+#: send that finds no room waits ``UPLOAD_WAIT_S`` (its socket unread: TCP backpressure
+#: on the sender), then is answered 503 with Retry-After.
+UPLOAD_BUFFER_BYTES = 256 * 1024 * 1024
+UPLOAD_WAIT_S = 10.0
 _FILE_PART = re.compile(r"files\[(\d{1,2})\]")
 _READ_CHUNK = 64 * 1024
 
@@ -91,14 +98,65 @@ class UploadedFile:
     data: bytes
 
 
+class UploadBudget:
+    """The bytes of multipart bodies a node may hold in memory at once. A request
+    reserves what it may hold before it reads (its Content-Length, else the most a body
+    may be), so no reader ever waits holding part of the budget (no deadlock), and gives
+    it back when its handler ends (``release_uploads``, a middleware)."""
+
+    def __init__(self, capacity: int = UPLOAD_BUFFER_BYTES,
+                 wait_s: float = UPLOAD_WAIT_S) -> None:
+        self.capacity = capacity
+        self.wait_s = wait_s
+        self.held = 0
+        self._freed = asyncio.Condition()
+
+    async def reserve(self, request: web.Request, size: int) -> None:
+        """Hold ``size`` bytes for ``request`` (503 if there is no room in ``wait_s``)."""
+        size = min(size, self.capacity)
+        async with self._freed:
+            try:
+                async with asyncio.timeout(self.wait_s):
+                    await self._freed.wait_for(lambda: self.held + size <= self.capacity)
+            except TimeoutError:
+                raise HTTPDiscordError(503, 0, "too many uploads in progress; retry") from None
+            self.held += size
+            request[_RESERVED] = request.get(_RESERVED, 0) + size
+
+    async def release(self, request: web.Request) -> None:
+        size = request.pop(_RESERVED, 0)
+        if size:
+            async with self._freed:
+                self.held -= size
+                self._freed.notify_all()
+
+
+_RESERVED = web.RequestKey("greenroom.upload_reserved", int)
+
+
+@web.middleware
+async def release_uploads(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Give back a request's ``UploadBudget`` reservation when its handler ends (however
+    it ends: an answer, an error, a cancelled handler)."""
+    try:
+        return await handler(request)
+    finally:
+        if _RESERVED in request:
+            await request.app[ATTACHMENTS].budget.release(request)
+
+
 async def read_message_body(request: web.Request) -> tuple[dict[str, Any], list[UploadedFile]]:
     """A message request's body: JSON (no files), or ``multipart/form-data`` with its
     JSON in ``payload_json`` (plain text parts are read as string fields) and its files
-    in ``files[n]`` parts. 413 40005 past the limits, 400 50035 for a malformed body."""
+    in ``files[n]`` parts. 413 40005 past the limits, 400 50035 for a malformed body,
+    503 when the node holds too many uploads already (``UploadBudget``)."""
     if request.content_type != "multipart/form-data":
         return await json_body(request), []
     if (request.content_length or 0) > MAX_REQUEST_BYTES + REQUEST_OVERHEAD:
         raise too_large()
+    service = request.app.get(ATTACHMENTS)
+    if service is not None:
+        await service.budget.reserve(request, request.content_length or MAX_BUFFERED)
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, KeyError) as exc:
@@ -124,7 +182,7 @@ async def read_message_body(request: web.Request) -> tuple[dict[str, Any], list[
         if size > limit or total > MAX_REQUEST_BYTES + REQUEST_OVERHEAD:
             # keep reading (bounded) so the client, still sending, reads the answer
             oversized = True
-            if total > MAX_REQUEST_BYTES + 2 * REQUEST_OVERHEAD:
+            if total > MAX_BUFFERED:
                 raise too_large()
             continue
         if oversized:
@@ -172,7 +230,7 @@ async def _read_part(part: BodyPartReader, limit: int, discard: bool) -> tuple[b
             size += len(chunk)
             if not discard and size <= limit:
                 chunks.append(chunk)
-            elif size > MAX_REQUEST_BYTES + 2 * REQUEST_OVERHEAD:
+            elif size > MAX_BUFFERED:
                 break
     except (ValueError, AssertionError) as exc:
         raise _bad_form(part.name or "files", f"Malformed part: {exc}") from None
@@ -232,6 +290,7 @@ class Attachments:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.blobs = Blobs(api.storage)
+        self.budget = UploadBudget()
         self._collected = time.monotonic()
         self._collecting: asyncio.Task[Any] | None = None
 
@@ -412,5 +471,6 @@ def add_routes(app: web.Application, api: Api) -> None:
     """Register this module's routes."""
     service = Attachments(api)
     app[ATTACHMENTS] = service
+    app.middlewares.append(release_uploads)  # innermost: released before the answer goes
     app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}",
                        service.get_attachment)

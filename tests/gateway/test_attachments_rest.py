@@ -18,7 +18,7 @@ from yarl import URL
 
 from chat.attachments import MAX_FILE_BYTES
 from gateway.messages import PostFailed, PostMessage
-from gateway.rest.attachments import ATTACHMENTS
+from gateway.rest.attachments import ATTACHMENTS, UploadBudget
 from storage.blobs import CHUNK_BYTES, JOURNAL, Blobs
 from tests.chat.images import png
 from tests.gateway.harness import Running, run, running_gateway
@@ -293,3 +293,40 @@ def attachments_of_app(r: Running) -> Any:
     """The node's attachment service, as the routes see it."""
     runner = r.gateway._rest_runner  # type: ignore[attr-defined]
     return runner.app[ATTACHMENTS]
+
+
+def test_uploads_wait_for_room_in_the_nodes_budget(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            service = attachments_of_app(r)
+            service.budget = budget = UploadBudget(capacity=3 * 1024 * 1024, wait_s=0.3)
+            url = URL(r.gateway.rest_url)
+            path = f"{url.path}/channels/{r.seeded.channel_id}/messages"
+            two_mib = ("a.bin", b"\x02" * (2 * 1024 * 1024))
+            # a sender that stalls half-way holds its Content-Length of the budget
+            reader, writer = await asyncio.open_connection(url.host, url.port)
+            writer.write((f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bot "
+                          f"{r.seeded.token}\r\nContent-Type: multipart/form-data; "
+                          f"boundary=b\r\nContent-Length: {2 * 1024 * 1024}\r\n\r\n"
+                          "--b\r\nContent-Disposition: form-data; name=\"files[0]\"; "
+                          "filename=\"s.bin\"\r\n\r\n").encode() + b"\x00" * 1000)
+            for _ in range(100):
+                if budget.held:
+                    break
+                await asyncio.sleep(0.01)
+            assert budget.held == 2 * 1024 * 1024
+            status, answer = await _send(http, r, "POST", path.removeprefix(url.path),
+                                         data=_form({}, two_mib))
+            assert status == 503 and answer["message"] == "too many uploads in progress; retry"
+            writer.transport.abort()  # the stalled sender goes: its share comes back
+            for _ in range(100):
+                if not budget.held:
+                    break
+                await asyncio.sleep(0.01)
+            status, answer = await _send(http, r, "POST", path.removeprefix(url.path),
+                                         data=_form({}, two_mib))
+            assert status == 200, answer
+            assert budget.held == 0
+            del reader
+
+    run(main)
