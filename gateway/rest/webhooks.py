@@ -132,10 +132,11 @@ class WebhookApi:
         check_channel_access(guild, roles, member, need,
                              await self.api.overwrites_that_matter(guild, roles, member, channel))
 
-    async def managed(self, request: web.Request, need: int = MANAGE_WEBHOOKS
-                      ) -> tuple[User, Webhook, Channel]:
+    async def managed(self, request: web.Request, need: int = MANAGE_WEBHOOKS, *,
+                      owner_reads: bool = False) -> tuple[User, Webhook, Channel]:
         """``/webhooks/{id}`` with a bot's token: the webhook, its channel (``need``
-        checked there for the caller) and the caller."""
+        checked there for the caller) and the caller. ``owner_reads``: the application
+        that created it needs no permission (Discord's rule for reading one)."""
         user = await self.api.auth(request)
         webhook_id = path_id(request, "webhook_id", UNKNOWN_WEBHOOK, "Unknown Webhook")
         webhook = await load_webhook(self.storage, webhook_id)
@@ -143,7 +144,8 @@ class WebhookApi:
             webhook.channel_id)
         if webhook is None or channel is None:
             raise _unknown_webhook()
-        await self.require(user, channel, need)
+        if not (owner_reads and webhook.application_id == user.id):
+            await self.require(user, channel, need)
         return user, webhook, channel
 
     async def by_token(self, request: web.Request) -> Webhook:
@@ -246,7 +248,7 @@ class WebhookApi:
                                if w.user_id in users else None) for w in webhooks]
 
     async def get(self, request: web.Request) -> web.Response:
-        _, webhook, _ = await self.managed(request)
+        _, webhook, _ = await self.managed(request, owner_reads=True)
         return json_response(webhook_object(webhook, creator=await self.creator(webhook)))
 
     async def modify(self, request: web.Request) -> web.Response:

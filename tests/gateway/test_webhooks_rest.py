@@ -16,7 +16,9 @@ from aiohttp import web
 from chat.interactions import new_token as new_interaction_token
 from gateway.limits import RateLimits
 from gateway.protocol.intents import Intents
+from gateway.seed import add_member, create_user
 from storage.codec import token_hash
+from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, run, running_gateway
 
 GUILDS, GUILD_MESSAGES = int(Intents.GUILDS), int(Intents.GUILD_MESSAGES)
@@ -475,3 +477,40 @@ def test_tokens_never_reach_the_logs(tmp_path: Path) -> None:
     routes = {line.get("route") for line in logs.events("rest.request")}
     assert "/api/v10/webhooks/{webhook_id}/{token}" in routes
     assert token not in logs.text()
+
+
+def test_the_creating_application_reads_its_webhook_without_the_permission(
+        tmp_path: Path) -> None:
+    """Discord's rule: reading a webhook needs MANAGE_WEBHOOKS unless the caller's
+    application created it; changing or deleting it always does. No webhooks in DMs."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c = Client(http, r)
+            storage = r.gateway.storage
+            helper_id, helper_token = await create_user(storage, SnowflakeGenerator(worker=3),
+                                                        "helper")
+            await add_member(storage, r.seeded.guild_id, helper_id)
+            helper = {"Authorization": f"Bot {helper_token}"}
+            grant = f"/channels/{r.seeded.channel_id}/permissions/{helper_id}"
+            status, _ = await c.call("PUT", grant, c.bot,
+                                     json={"type": 1, "allow": str(1 << 29), "deny": "0"})
+            assert status == 204
+            status, hook = await c.call("POST", f"/channels/{r.seeded.channel_id}/webhooks",
+                                        helper, json={"name": "helper's"})
+            assert status == 200 and hook["application_id"] == str(helper_id)
+            status, _ = await c.call("DELETE", grant, c.bot)
+            assert status == 204
+            status, got = await c.call("GET", f"/webhooks/{hook['id']}", helper)
+            assert status == 200 and got["id"] == hook["id"]
+            refused(await c.call("PATCH", f"/webhooks/{hook['id']}", helper,
+                                 json={"name": "x"}), 403, 50013)
+            refused(await c.call("DELETE", f"/webhooks/{hook['id']}", helper), 403, 50013)
+            refused(await c.call("GET", f"/webhooks/{hook['id']}", c.alice), 403, 50013)
+
+            status, dm = await c.call("POST", "/users/@me/channels", c.bot,
+                                      json={"recipient_id": str(r.other_id)})
+            assert status == 200
+            refused(await c.call("POST", f"/channels/{dm['id']}/webhooks", c.bot,
+                                 json={"name": "x"}), 403, 50003)
+
+    run(main)
