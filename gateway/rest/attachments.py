@@ -3,7 +3,8 @@
 serving them at ``/attachments/{channel}/{attachment}/{filename}``.
 
 A send with files: the body is read under Discord's limits (413 40005 past 10 MiB a
-file or 25 MiB a request, before the rest is read), the ``attachments`` metadata
+file or 25 MiB a request, before the rest is read) and the node's memory budget for
+bodies being read (``UploadBudget``: 503 when full), the ``attachments`` metadata
 checked (50035), each file stored as a pending blob (``storage.blobs``), then the
 message posted through its channel actor with the attachment objects in it. The
 post's answer settles the blobs: the message that lists them is durable, so they are
