@@ -680,7 +680,12 @@ async def scope_lease(storage: Any, application_id: int, guild_id: int | None
     """Hold the scope's write lease (an ``insert_record_if_absent`` with a TTL, so a
     node that dies holding it frees it in ``LEASE_S``); writers on this node queue on a
     local lock first rather than poll the store. ``CommandError("busy")`` if it is not
-    obtained within ``LEASE_WAIT_S``."""
+    obtained within ``LEASE_WAIT_S``.
+
+    On Cassandra the release is a plain DELETE after an LWT insert: with clocks skewed
+    by more than the time the lease was held, the delete can lose to the insert's Paxos
+    timestamp and the lease lasts its TTL (writes to the scope wait up to ``LEASE_S``).
+    A conditional delete in the records API would close that; none exists yet."""
     scope = (application_id, guild_id or 0)
     local = _local_locks.get(scope)
     if local is None:

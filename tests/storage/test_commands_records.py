@@ -1,0 +1,62 @@
+"""Application commands' storage (``chat.commands``) on both backends, with writers that
+do not share a node's local lock (as REST requests landing on different nodes): the
+scope's lease (an insert-if-absent with a TTL, released by a delete, taken again at
+once) keeps one command per name and the type's limit under contention."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+import chat.commands as commands
+from chat.commands import USER, CommandError, check_command, create_command, list_commands
+from storage.base import Storage
+
+
+class NoSharedLock(dict):  # type: ignore[type-arg]
+    """``_local_locks`` as if each writer ran on its own node: a fresh lock each time."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def test_writers_on_different_nodes_keep_names_unique_and_limits(  # type: ignore[no-untyped-def]
+        aio, storage: Storage, ids, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "_local_locks", NoSharedLock())
+    # a lower USER limit: the same contention for a third of the round trips (an LWT on a
+    # busy test Cassandra takes ~0.1 s)
+    monkeypatch.setitem(commands.MAX_COMMANDS, USER, 4)
+    app, guild = ids.now(), ids.now()
+    counter = itertools.count(ids.now())
+
+    def next_id() -> int:
+        return next(counter)
+
+    def user_command(name: str) -> dict[str, Any]:
+        definition, problems = check_command({"type": USER, "name": name})
+        assert definition is not None, problems
+        return definition
+
+    async def attempt(name: str) -> str:
+        try:
+            _, created = await create_command(storage, next_id, app, guild, user_command(name))
+        except CommandError as exc:
+            return exc.reason
+        return "created" if created else "updated"
+
+    async def go() -> None:
+        same = await asyncio.gather(*(attempt("Same") for _ in range(4)))
+        assert sorted(same) == ["created"] + ["updated"] * 3
+        assert await attempt("Other") == "created"
+        outcomes = await asyncio.gather(*(attempt(f"V{i}") for i in range(4)))
+        assert sorted(outcomes) == ["created"] * 2 + ["limit"] * 2  # 2 exist, 4 fit
+        assert len(await list_commands(storage, app, guild)) == 4
+        assert await storage.get_record(commands.LOCK_KIND, app, f"{guild:020d}") is None
+
+    aio.run(go(), 120)
