@@ -3,7 +3,9 @@
 It orders the channel's writes: it assigns each message its snowflake (once, at
 ingress, so a retried write keeps its key), hands the write to the storage actor, and
 only when the storage actor answers ``Written`` (durable) does it answer the poster
-and ask the guild actor to fan MESSAGE_CREATE out — encoded once, here.
+and ask the guild actor to fan MESSAGE_CREATE out — encoded once, here. A DM's channel
+(no guild: keyed ``(None, id)``, placed by its own id) tells its two users' sessions
+itself, on every gateway node (gateway/direct.py), in the same order.
 
 ``enforce_nonce`` sends (Discord: the same author and nonce within a few minutes get the
 first message back) hold across restarts, passivation and moves: the create claims the

@@ -16,7 +16,7 @@ from gateway.seed import add_member, create_user
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, run, running_gateway
 from tests.gateway.test_events import next_event, quiet, session, third_member
-from tests.gateway.test_gateway_socket import recv
+from tests.gateway.test_gateway_socket import connect, identify, recv
 from tests.gateway.test_rest import call
 
 DMS = int(Intents.DIRECT_MESSAGES)
@@ -238,3 +238,35 @@ def test_dm_events_reach_both_users_sessions_by_dm_intent(tmp_path: Path) -> Non
                 await ws.close()
 
     run(main)
+
+
+def test_a_dm_sent_while_away_is_replayed_on_resume(tmp_path: Path) -> None:
+    """A DM's events are in the session's log like a guild's: a session whose socket
+    closed gets the DM posted meanwhile when it RESUMEs, and the READY of a bot keeps
+    ``private_channels`` empty (DMs reach bots as they are used)."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            ws = await connect(http, r)
+            await ws.send_json(identify(r.seeded.token, DMS))
+            ready = await recv(ws)
+            assert ready["t"] == "READY" and ready["d"]["private_channels"] == []
+            _, dm = await open_dm(http, r, r.other_token, str(r.seeded.user_id))
+            path = f"/channels/{dm['id']}/messages"
+            await call(http, r, "POST", path, r.other_token, json={"content": "first"})
+            first = await recv(ws)
+            assert first["t"] == "MESSAGE_CREATE" and first["d"]["content"] == "first"
+            seq = first["s"]
+            await ws.close(code=4000)
+            _, missed, _ = await call(http, r, "POST", path, r.other_token,
+                                      json={"content": "while away"})
+            ws = await connect(http, r)
+            await ws.send_json({"op": 6, "d": {"token": r.seeded.token, "seq": seq,
+                                               "session_id": ready["d"]["session_id"]}})
+            replayed = await recv(ws)
+            assert replayed["t"] == "MESSAGE_CREATE" and replayed["s"] == seq + 1
+            assert replayed["d"]["id"] == missed["id"]
+            assert (await recv(ws))["t"] == "RESUMED"
+            await ws.close()
+
+    run(main)
+
