@@ -229,6 +229,52 @@ def _select(path: str, raw: dict[str, Any], ids: _Ids, kind: int) -> dict[str, A
     return out
 
 
+MAX_COMPONENT_ID = (1 << 31) - 1
+
+
+def _children(item: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*item.get("components", ()), *([item["component"]] if "component" in item else ())]
+
+
+def _number(items: list[dict[str, Any]], raw: list[Any], field: str) -> None:
+    """Give every component its ``id``, as Discord does (libraries read it: hikari
+    requires it): the one the bot gave (unique in the message or modal), else the next
+    unused number counting from 1 in reading order."""
+    used: set[int] = set()
+
+    def given(item: dict[str, Any], source: Any, path: str) -> None:
+        if isinstance(source, dict) and source.get("id") is not None:
+            number = _int(f"{path}.id", source["id"], 1, MAX_COMPONENT_ID)
+            if number in used:
+                raise _fail(f"{path}.id", "COMPONENT_ID_DUPLICATED",
+                            "Component ids must be unique.")
+            used.add(number)
+            item["id"] = number
+        sources = source.get("components") if isinstance(source, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("component"), dict):
+            given(item["component"], source["component"], f"{path}.component")
+        for i, child in enumerate(item.get("components", ())):
+            if isinstance(sources, list) and i < len(sources):
+                given(child, sources[i], f"{path}.components.{i}")
+
+    for i, item in enumerate(items):
+        given(item, raw[i] if i < len(raw) else None, f"{field}.{i}")
+    counter = 0
+
+    def assign(item: dict[str, Any]) -> None:
+        nonlocal counter
+        if "id" not in item:
+            counter += 1
+            while counter in used:
+                counter += 1
+            item["id"] = counter
+        for child in _children(item):
+            assign(child)
+
+    for item in items:
+        assign(item)
+
+
 def check_message_components(value: Any, *, field: str = "components") -> list[dict[str, Any]]:
     """A message's ``components``: up to 5 action rows, each of up to 5 buttons or one
     select menu; custom ids 1-100 characters and unique in the message."""
@@ -261,6 +307,7 @@ def check_message_components(value: Any, *, field: str = "components") -> list[d
                 raise _fail(f"{path}.type", "COMPONENT_TYPE_INVALID",
                             f"Component type {kind!r} is not allowed in a message's action row.")
         out.append({"type": ACTION_ROW, "components": cleaned})
+    _number(out, rows, field)
     return out
 
 
@@ -335,6 +382,7 @@ def check_modal(value: Any, *, field: str = "data") -> dict[str, Any]:
         else:
             raise _fail(f"{here}.type", "COMPONENT_TYPE_INVALID",
                         f"Component type {kind!r} is not allowed in a modal.")
+    _number(cleaned, items, f"{field}.components")
     out["components"] = cleaned
     return out
 
@@ -430,16 +478,17 @@ def check_submission(modal: dict[str, Any], data: Any) -> list[dict[str, Any]]:
             else:
                 _text(f"{path}.value", value, min_len=spec.get("min_length", 0),
                       max_len=spec.get("max_length", MAX_TEXT_INPUT))
-            answer: dict[str, Any] = {"type": TEXT_INPUT, "custom_id": spec["custom_id"],
-                                      "value": value}
+            answer: dict[str, Any] = {"type": TEXT_INPUT, "id": spec.get("id"),
+                                      "custom_id": spec["custom_id"], "value": value}
         else:  # a select in a label
             values = child.get("values", []) if child is not None else []
             fake = {"custom_id": spec["custom_id"], "component_type": spec["type"],
                     "values": values}
             _, values = check_click([{"components": [spec]}], fake)
-            answer = {"type": spec["type"], "custom_id": spec["custom_id"], "values": values}
+            answer = {"type": spec["type"], "id": spec.get("id"), "custom_id": spec["custom_id"],
+                      "values": values}
         if item["type"] == ACTION_ROW:
-            out.append({"type": ACTION_ROW, "components": [answer]})
+            out.append({"type": ACTION_ROW, "id": item.get("id"), "components": [answer]})
         else:
-            out.append({"type": LABEL, "component": answer})
+            out.append({"type": LABEL, "id": item.get("id"), "component": answer})
     return out

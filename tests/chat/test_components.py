@@ -36,7 +36,8 @@ def test_valid_message_components_are_cleaned() -> None:
             row({"type": 5, "custom_id": "who", "default_values": [{"id": "1", "type": "user"}]}),
             row({"type": 8, "custom_id": "where", "channel_types": [0, 2]})]
     out = c.check_message_components(rows)
-    assert out[0]["components"][0] == {"type": 2, "style": 1, "custom_id": "a", "label": "OK"}
+    assert out[0]["components"][0] == {"type": 2, "style": 1, "custom_id": "a", "label": "OK",
+                                       "id": 2}  # numbered: the row is 1
     assert out[0]["components"][2]["url"] == "https://example.com"
     assert out[1]["components"][0]["max_values"] == 2
     assert out[3]["components"][0]["channel_types"] == [0, 2]
@@ -99,9 +100,11 @@ def test_modal_checked_and_submission_answered_in_its_layout() -> None:
         {"type": 18, "component": {"type": 3, "custom_id": "colour", "values": ["v1"]}}]}
     out = c.check_submission(modal, submitted)
     assert out == [
-        row({"type": 4, "custom_id": "name", "value": "alice"}),
-        {"type": 18, "component": {"type": 4, "custom_id": "why", "value": ""}},
-        {"type": 18, "component": {"type": 3, "custom_id": "colour", "values": ["v1"]}},
+        {"type": 1, "id": 1, "components": [
+            {"type": 4, "id": 2, "custom_id": "name", "value": "alice"}]},
+        {"type": 18, "id": 3, "component": {"type": 4, "id": 4, "custom_id": "why", "value": ""}},
+        {"type": 18, "id": 5, "component": {"type": 3, "id": 6, "custom_id": "colour",
+                                            "values": ["v1"]}},
     ]
 
 
@@ -179,3 +182,14 @@ def test_clicks() -> None:
         == "data.values.1"
     assert refused({"custom_id": "who", "component_type": 5, "values": ["bob"]}) \
         == "data.values.0"
+
+
+def test_components_are_numbered_as_discord_does() -> None:
+    """Every component gets an ``id`` (hikari requires it): the bot's own, unique, else
+    the next unused number in reading order."""
+    out = c.check_message_components([row(button("a"), button("b", id=2)), row(select())])
+    assert [out[0]["id"], *(b["id"] for b in out[0]["components"])] == [1, 3, 2]
+    assert [out[1]["id"], out[1]["components"][0]["id"]] == [4, 5]
+    assert field_of([row(button("a", id=7), button("b", id=7))]) == "components.0.components.1.id"
+    assert field_of([row(button("a", id=0))]) == "components.0.components.0.id"
+    assert field_of([row(button("a", id="1"))]) == "components.0.components.0.id"

@@ -361,8 +361,8 @@ def test_deferred_ephemeral_modal_and_autocomplete(tmp_path: Path) -> None:
             assert (await c.invoke(submit))[0] == 204
             submitted = await next_event(bot, "INTERACTION_CREATE")
             assert submitted["type"] == 5 and submitted["data"]["custom_id"] == "form"
-            assert submitted["data"]["components"] == [{"type": 1, "components": [
-                {"type": 4, "custom_id": "name", "value": "alice"}]}]
+            assert submitted["data"]["components"] == [{"type": 1, "id": 1, "components": [
+                {"type": 4, "id": 2, "custom_id": "name", "value": "alice"}]}]
             refused(await c.invoke(submit), 400, 40060)  # submitted already
             refused(await c.answer(submitted, {"type": 9, "data": modal}), 400, 50035, "type")
             refused(await c.answer(submitted, {"type": 7, "data": {"content": "x"}}),
