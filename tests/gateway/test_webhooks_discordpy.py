@@ -33,7 +33,8 @@ def test_discordpy_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
                                 yarl.URL(r.gateway.gateway_url))
             intents = discord.Intents.default()  # GUILD_WEBHOOKS among them
             intents.message_content = True
-            client = discord.Client(intents=intents)
+            # guild_ready_timeout: on_ready 0.1 s after the last GUILD_CREATE, not 2 s
+            client = discord.Client(intents=intents, guild_ready_timeout=0.1)
             ready = asyncio.Event()
             events: asyncio.Queue = asyncio.Queue()
 
