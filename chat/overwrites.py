@@ -15,6 +15,7 @@ from chat.permissions import ALL_PERMISSIONS, MEMBER_OVERWRITE, ROLE_OVERWRITE, 
 from chat.validation import FieldError
 from storage.base import Storage
 from storage.records import MAX_LIST, key_of
+from storage.snowflake import parse_snowflake
 
 KIND = "overwrite"
 
@@ -59,6 +60,40 @@ def overwrite_from_body(target_id: int, body: dict[str, Any]) -> Overwrite | Fie
     if isinstance(deny, FieldError):
         return deny
     return Overwrite(target_id, kind, allow, deny)
+
+
+#: most overwrites a channel may be created with (``overwrites_from_body``)
+MAX_CREATE_OVERWRITES = 100
+
+
+def overwrites_from_body(raw: Any, field: str = "permission_overwrites"
+                         ) -> list[Overwrite] | FieldError:
+    """A channel creation's ``permission_overwrites``: a list of overwrite objects (``id``
+    a snowflake, then as ``overwrite_from_body``), each target once; else the field at
+    fault with its path (``permission_overwrites.2.allow``)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return FieldError(field, "BASE_TYPE_ARRAY", "Could not interpret the value as a list.")
+    if len(raw) > MAX_CREATE_OVERWRITES:
+        return FieldError(field, "BASE_TYPE_MAX_LENGTH",
+                          f"Must be {MAX_CREATE_OVERWRITES} or fewer in length.")
+    out: dict[int, Overwrite] = {}
+    for i, item in enumerate(raw):
+        path = f"{field}.{i}"
+        if not isinstance(item, dict):
+            return FieldError(path, "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a "
+                                                          "ModelType")
+        target = item.get("id")
+        target_id = None if isinstance(target, bool) else parse_snowflake(target)
+        if target_id is None:
+            return FieldError(f"{path}.id", "NUMBER_TYPE_COERCE",
+                              f"Value \"{str(target)[:32]}\" is not snowflake.")
+        parsed = overwrite_from_body(target_id, item)
+        if isinstance(parsed, FieldError):
+            return FieldError(f"{path}.{parsed.field}", parsed.code, parsed.message)
+        out[target_id] = parsed  # a target named twice: the later wins, as in a PUT
+    return list(out.values())
 
 
 def _overwrite(key: str, value: dict) -> tuple[int, Overwrite]:

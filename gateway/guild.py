@@ -487,6 +487,14 @@ class GuildActor(Actor):
             return
         if msg.channel is not None:
             state.channels[msg.channel.id] = msg.channel
+            # the channel's object carries its overwrites (CHANNEL_CREATE with some)
+            listed = msg.data.get("permission_overwrites") if isinstance(msg.data, dict) else None
+            if listed:
+                state.overwrites[msg.channel.id] = {int(o["id"]): Overwrite.from_json(o)
+                                                    for o in listed}
+            elif listed is not None:
+                state.overwrites.pop(msg.channel.id, None)
+            self._plans.clear()
         if msg.member_removed is not None:
             # The removed user's sessions stop getting the guild's events at once (they
             # are told GUILD_DELETE by the REST handler, and unsubscribe).

@@ -58,6 +58,7 @@ from gateway.rest.errors import (
     query_int,
 )
 from gateway.rest.interactions import message_components
+from gateway.rest.permissions import creation_overwrites, store_overwrites
 from gateway.seed import create_guild
 from gateway.sessions import ToUserSessions, gateway_nodes, sessions_address
 from storage.grants import OAuth2Grant
@@ -284,7 +285,7 @@ class MoreApi:
 
     async def post_channel(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
-        guild, _, _ = await self.guild_for(request, user, MANAGE_CHANNELS)
+        guild, _, perms = await self.guild_for(request, user, MANAGE_CHANNELS)
         body = await json_body(request)
         name = body.get("name")
         kind = body.get("type", 0)
@@ -297,10 +298,13 @@ class MoreApi:
         if kind not in (0, None) or not isinstance(position, int) or isinstance(position, bool) \
                 or not -(1 << 31) <= position < 1 << 31:  # CQL's int
             return error(400, INVALID_FORM_BODY, "Invalid Form Body")
+        overwrites = await creation_overwrites(self.storage, guild, perms,
+                                               body.get("permission_overwrites"))
         channel = Channel(self.ctx.snowflakes.next_id(), guild.id, name, 0, position, topic)
+        await store_overwrites(self.storage, guild.id, channel.id, overwrites)
         await self.storage.put_channel(channel)
         self.ctx.identity.forget_guild(guild.id)  # GUILD_CREATE lists the channel from now
-        obj = channel_object(channel)
+        obj = channel_object(channel, overwrites)
         self.tell_guild(guild.id, GuildBroadcast("CHANNEL_CREATE", obj, channel=channel))
         return json_response(obj, status=201)
 

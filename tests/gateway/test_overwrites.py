@@ -221,3 +221,62 @@ def test_a_member_denied_view_gets_nothing_of_the_channel(tmp_path: Path) -> Non
                 await ws.close()
 
     run(main)
+
+
+def test_a_channel_created_with_overwrites(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            storage = r.gateway.storage
+            gid, owner, alice = r.seeded.guild_id, r.seeded.token, r.other_token
+            create = f"/guilds/{gid}/channels"
+            mine = await session(http, r, owner, INTENTS)
+            hers = await user_session(http, r, alice)
+
+            async def refused(token: str, overwrites: Any) -> tuple[int, Any]:
+                status, body, _ = await call(http, r, "POST", create, token, json={
+                    "name": "private", "permission_overwrites": overwrites})
+                return status, body
+
+            assert _errors((await refused(owner, {"id": "1"}))[1],
+                           "permission_overwrites") == "BASE_TYPE_ARRAY"
+            body = (await refused(owner, [{"id": str(gid), "type": 0}, {"id": "x", "type": 0}]))[1]
+            assert body["errors"]["permission_overwrites"]["1"]["id"]["_errors"][0]["code"] \
+                == "NUMBER_TYPE_COERCE"
+            body = (await refused(owner, [{"id": str(gid), "type": 0, "allow": "no"}]))[1]
+            assert body["errors"]["permission_overwrites"]["0"]["allow"]["_errors"][0]["code"] \
+                == "NUMBER_TYPE_COERCE"
+            status, body = await refused(owner, [{"id": "5", "type": 0}])
+            assert status == 404 and body["code"] == 10011
+            # A channel manager without ADMINISTRATOR: only what it holds, never MANAGE_ROLES.
+            manager = 1_000_006
+            await storage.put_role(Role(gid, manager, "manager", permissions=(1 << 4) | (
+                MANAGE_ROLES | VIEW_CHANNEL | SEND_MESSAGES)))
+            await storage.put_member(Member(gid, r.other_id, 1, roles=[manager]))
+            for bits in (MANAGE_MESSAGES, MANAGE_ROLES):
+                status, body = await refused(alice, [{"id": str(gid), "type": 0,
+                                                      "deny": str(bits)}])
+                assert status == 403 and body["code"] == 50013
+            status, body, _ = await call(http, r, "GET", f"/guilds/{gid}/channels", owner)
+            assert [c["name"] for c in body] == ["general"]  # nothing half-made
+
+            # The owner's private channel: @everyone may not view it.
+            status, private = await refused(owner, [
+                {"id": str(gid), "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)},
+                {"id": str(r.seeded.user_id), "type": 1, "allow": str(VIEW_CHANNEL)}])
+            assert status == 201
+            assert sorted(o["id"] for o in private["permission_overwrites"]) \
+                == sorted([str(gid), str(r.seeded.user_id)])
+            created = await next_event(mine, "CHANNEL_CREATE")
+            assert created["permission_overwrites"] == private["permission_overwrites"]
+            await quiet(hers, "CHANNEL_CREATE")
+            status, body, _ = await call(http, r, "GET", f"/channels/{private['id']}", alice)
+            assert status == 403 and body["code"] == 50001
+            await call(http, r, "POST", f"/channels/{private['id']}/messages", owner,
+                       json={"content": "secret"})
+            await call(http, r, "POST", f"/channels/{r.seeded.channel_id}/messages", owner,
+                       json={"content": "public"})
+            assert (await next_event(hers, "MESSAGE_CREATE"))["content"] == "public"
+            for ws in (mine, hers):
+                await ws.close()
+
+    run(main)
