@@ -65,6 +65,11 @@ def test_open_is_idempotent_and_refuses_whom_discord_refuses(tmp_path: Path) -> 
             assert body["errors"]["recipient_id"]["_errors"][0]["code"] == "NUMBER_TYPE_COERCE"
             status, body, _ = await call(http, r, "POST", "/users/@me/channels", bot, json={})
             assert (status, body["code"]) == (400, 50035) and "recipient_id" in body["errors"]
+            for bad in ([], "x", 5, {"recipient_id": None}, {"recipient_id": {}},
+                        {"recipient_id": "9" * 30}, {"recipients": [str(r.other_id)]}):
+                status, body, _ = await call(http, r, "POST", "/users/@me/channels", bot,
+                                             json=bad)
+                assert (status, body["code"]) == (400, 50035), (bad, body)
             assert (await open_dm(http, r, bot, "12345"))[1]["code"] == 10013
             assert (await open_dm(http, r, bot, "12345"))[0] == 404
             status, body = await open_dm(http, r, bot, str(r.seeded.user_id))  # oneself
