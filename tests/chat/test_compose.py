@@ -280,13 +280,13 @@ _JSON = st.recursive(
                          "parse", "users", "roles", "replied_user", "message_id",
                          "channel_id", "fail_if_not_exists", "type", "icon_url"]),
         inner, max_size=5),
-    max_leaves=20)
+    max_leaves=12)
 _BODIES = st.dictionaries(
     st.sampled_from(["content", "embeds", "allowed_mentions", "message_reference", "flags",
                      "tts"]), _JSON, max_size=6)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_BODIES)
 def test_any_body_is_a_draft_or_a_field_error(body: dict[str, Any]) -> None:
     try:
