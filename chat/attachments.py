@@ -86,11 +86,20 @@ def _gif(head: bytes) -> Sniffed | None:
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
+#: How far (bytes, steps) a JPEG's segments are followed to its frame header: past any
+#: real file's metadata, and a bound on the work a crafted one can ask for
+_JPEG_SCAN_BYTES = 1024 * 1024
+_JPEG_SCAN_STEPS = 1024
+
+
 def _jpeg(data: bytes) -> Sniffed | None:
     if data[:3] != b"\xff\xd8\xff":
         return None
     at = 2
-    while at + 4 <= len(data):
+    end = min(len(data), _JPEG_SCAN_BYTES)
+    for _ in range(_JPEG_SCAN_STEPS):
+        if at + 4 > end:
+            break
         if data[at] != 0xFF:
             return Sniffed("image/jpeg")  # not a marker where one must be: size unknown
         marker = data[at + 1]
@@ -135,7 +144,7 @@ def sniff(data: bytes, filename: str, declared: str | None = None) -> Sniffed:
         found = probe(data[:64])
         if found is not None:
             return found
-    found = _jpeg(data[:65536])  # EXIF/ICC segments may come before the frame header
+    found = _jpeg(data)  # segment to segment: EXIF/ICC may fill 100s of KiB before it
     if found is not None:
         return found
     guessed, _ = _TYPES.guess_type(filename, strict=False)

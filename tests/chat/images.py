@@ -26,13 +26,15 @@ def gif(width: int, height: int) -> bytes:
 
 
 def jpeg(width: int, height: int) -> bytes:
-    """A JPEG's markers up to its frame header, after a JFIF APP0 and an EXIF-sized APP1
-    segment (the frame header is not in the first bytes, as in camera files)."""
+    """A JPEG's markers up to its frame header, after a JFIF APP0, an EXIF APP1 and two
+    ICC APP2 segments (the frame header ~180 KiB in, as in camera files)."""
     app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    exif = b"Exif\x00\x00" + b"\x00" * 3000
+    exif = b"Exif\x00\x00" + b"\x00" * 60000
     app1 = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    icc = b"ICC_PROFILE\x00" + b"\x00" * 60000
+    app2 = (b"\xff\xe2" + struct.pack(">H", len(icc) + 2) + icc) * 2  # 180 KiB of segments
     sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
-    return b"\xff\xd8" + app0 + app1 + sof0 + b"\xff\xda\x00\x02" + b"\x00" * 16 + b"\xff\xd9"
+    return b"\xff\xd8" + app0 + app1 + app2 + sof0 + b"\xff\xda\x00\x02" + b"\x00" * 16 + b"\xff\xd9"
 
 
 def webp_vp8x(width: int, height: int) -> bytes:

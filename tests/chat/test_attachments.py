@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chat.attachments import (
@@ -104,3 +106,11 @@ def test_the_object_has_what_the_libraries_read() -> None:
     plain = attachment_object(attachment_id=1, channel_id=2, filename="f", size=0,
                               sniffed=Sniffed(None), origin="http://h")
     assert "content_type" not in plain and "width" not in plain
+
+
+def test_a_crafted_jpeg_costs_a_bounded_scan() -> None:
+    # ten million fill bytes, then a frame header: not followed (the scan stops early)
+    crafted = b"\xff\xd8" + b"\xff" * 10_000_000 + images.jpeg(5, 5)[2:]
+    started = time.perf_counter()
+    assert sniff(crafted, "x.jpg") == Sniffed("image/jpeg")
+    assert time.perf_counter() - started < 0.05
