@@ -3,7 +3,8 @@ URLs: the owner's bot denies @everyone a permission and a second bot VIEW_CHANNE
 (``TextChannel.set_permissions``); both bots see CHANNEL_UPDATE, ``channel.overwrites``
 and ``permissions_for`` agree with the server; the second bot stops receiving the
 channel's messages (another channel's still reach it) and is refused read, history and
-send with 403 50001; removing its overwrite gives the channel back."""
+send with 403 50001; a channel created private (``create_text_channel(overwrites=)``)
+stays silent for it too; removing its overwrite gives the channel back."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class _Bot:
         intents.message_content = True
         intents.members = True  # the member cache (chunked at start-up) for set_permissions
         self.client = discord.Client(intents=intents)
+        self.runner: asyncio.Task | None = None
         self.ready = asyncio.Event()
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         client = self.client
@@ -51,11 +53,16 @@ class _Bot:
             if got == kind:
                 return value
 
-    async def start(self, token: str) -> asyncio.Task:
+    async def start(self, token: str) -> None:
         await self.client.login(token)
-        runner = asyncio.create_task(self.client.connect(reconnect=False))
+        self.runner = asyncio.create_task(self.client.connect(reconnect=False))
         await asyncio.wait_for(self.ready.wait(), 10)
-        return runner
+
+    async def stop(self) -> None:
+        await self.client.close()
+        if self.runner is not None:
+            self.runner.cancel()
+            await asyncio.gather(self.runner, return_exceptions=True)
 
 
 def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,8 +79,8 @@ def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 storage, SnowflakeGenerator(worker=5), "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
             owner, helper = _Bot(), _Bot()
-            runners = [await owner.start(r.seeded.token), await helper.start(helper_token)]
             try:
+                await asyncio.gather(owner.start(r.seeded.token), helper.start(helper_token))
                 channel = owner.client.get_channel(r.seeded.channel_id)
                 guild = channel.guild
                 member = guild.get_member(helper_id)
@@ -100,7 +107,13 @@ def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 # The fan-out: the hidden channel's messages do not reach the helper,
                 # another channel's do.
                 other = await guild.create_text_channel("open")
+                tickets = await guild.create_text_channel("tickets", overwrites={
+                    guild.default_role: discord.PermissionOverwrite(view_channel=False),
+                    guild.me: discord.PermissionOverwrite(view_channel=True)})
+                assert tickets.overwrites_for(guild.default_role).view_channel is False
+                assert not tickets.permissions_for(member).view_channel
                 await channel.send("hidden")
+                await tickets.send("ticket")
                 await other.send("open")
                 assert (await owner.expect("message")).content == "hidden"
                 seen = await helper.expect("message")
@@ -123,10 +136,7 @@ def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 assert (await helper.expect("message")).content == "back"
                 assert [m.content async for m in theirs.history(limit=1)] == ["back"]
             finally:
-                for bot in (owner, helper):
-                    await bot.client.close()
-                for runner in runners:
-                    runner.cancel()
-                await asyncio.gather(*runners, return_exceptions=True)
+                await owner.stop()
+                await helper.stop()
 
     run(main, timeout=40)
