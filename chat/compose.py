@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from chat.embeds import check_embeds
 from chat.mentions import PARSE_ALL, AllowedMentions, check_allowed_mentions, pinged, written
 from chat.objects import member_object, message_object, user_object
-from chat.permissions import READ_MESSAGE_HISTORY, SEND_TTS_MESSAGES
+from chat.permissions import EMBED_LINKS, READ_MESSAGE_HISTORY, SEND_TTS_MESSAGES
 from chat.replies import (
     CANNOT_REPLY_WITHOUT_HISTORY,
     REPLY,
@@ -66,6 +66,7 @@ SUPPRESS_NOTIFICATIONS = 1 << 12
 CREATE_FLAGS = SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS
 #: what an edit may change (the rest of a message's flags stay as they are)
 EDIT_FLAGS = SUPPRESS_EMBEDS
+MISSING_PERMISSIONS = 50013  # Discord's JSON error code
 MAX_FLAGS = (1 << 53) - 1
 
 
@@ -78,7 +79,10 @@ class ComposeContext:
     SEND_TTS_MESSAGES for ``tts``); ``default_parse``: what is pinged without
     ``allowed_mentions`` (``chat.mentions.PARSE_USERS`` for webhooks and
     interactions); ``allowed_flags``: the flags this path lets a client set (an
-    interaction adds EPHEMERAL).
+    interaction adds EPHEMERAL); ``needs_embed_links``: embeds need EMBED_LINKS, as a
+    user's or bot's own message does on Discord (webhooks and interaction responses do
+    not): without it an embed-only message is 403 50013 and embeds beside content or
+    files are dropped.
     """
 
     channel_id: int
@@ -87,6 +91,7 @@ class ComposeContext:
     permissions: int
     default_parse: frozenset[str] = PARSE_ALL
     allowed_flags: int = CREATE_FLAGS
+    needs_embed_links: bool = False
 
 
 class ComposeError(Exception):
@@ -160,6 +165,11 @@ async def compose(body: dict[str, Any], *, ctx: ComposeContext, storage: Storage
     the body (then it needs no content nor embeds; the caller sets
     ``fields["attachments"]``)."""
     draft = check_body(body, ctx=ctx, files=files)
+    embeds = draft.embeds
+    if embeds and not _may_embed(ctx):
+        if not draft.content and not files:
+            raise ComposeRefused(403, MISSING_PERMISSIONS, "Missing Permissions")
+        embeds = []
     replied: Message | None = None
     if draft.reply is not None:
         if not ctx.permissions & READ_MESSAGE_HISTORY:
@@ -182,7 +192,7 @@ async def compose(body: dict[str, Any], *, ctx: ComposeContext, storage: Storage
         extra["referenced_message"] = referenced_snapshot(
             message_object(replied, _author_object(author, replied.author_id)))
     fields: dict[str, Any] = {
-        "embeds": draft.embeds,
+        "embeds": embeds,
         "flags": draft.flags,
         "mentions": mentions.ids,
         "mention_roles": list(mentions.roles),
@@ -209,7 +219,7 @@ async def compose_edit(body: dict[str, Any], *, ctx: ComposeContext, storage: St
         embeds, problem = check_embeds(body["embeds"])
         if problem is not None:
             raise InvalidBody(problem)
-        changes["embeds"] = embeds
+        changes["embeds"] = embeds if _may_embed(ctx) else []  # Discord ignores them
     if "content" in body:
         changes["content"] = _content(body["content"], required=False)
     if body.get("flags") is not None:
@@ -285,6 +295,10 @@ async def _mentions(content: str, allowed: AllowedMentions | None, ctx: ComposeC
             obj["member"] = member_object(member)
         objects.append(obj)
     return _Mentions(ids, objects, ping.roles, ping.everyone, users)
+
+
+def _may_embed(ctx: ComposeContext) -> bool:
+    return not ctx.needs_embed_links or bool(ctx.permissions & EMBED_LINKS)
 
 
 def _author_object(user: User | None, user_id: int) -> dict[str, Any]:

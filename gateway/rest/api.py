@@ -259,7 +259,8 @@ class Api:
         components = message_components(body, user)  # a bot's buttons and selects
         try:  # content, embeds, mentions, a reply (chat/compose.py); files alone: a message
             composed = await compose(body, ctx=ComposeContext(
-                channel.id, channel.guild_id, user.id, access.permissions),
+                channel.id, channel.guild_id, user.id, access.permissions,
+                needs_embed_links=True),
                 storage=self.storage, files=bool(files or components))
         except ComposeError as exc:
             raise compose_failure(exc) from None

@@ -189,7 +189,8 @@ class MoreApi:
         attaching = "attachments" in body or bool(files)
         try:  # content (mentions parsed again), embeds replaced, flags (chat/compose.py)
             changes = await compose_edit(body, ctx=ComposeContext(
-                channel.id, channel.guild_id, user.id, access.permissions),
+                channel.id, channel.guild_id, user.id, access.permissions,
+                needs_embed_links=True),
                 storage=self.storage, message=message,
                 attachments=bool(files or body.get("attachments")) if attaching else None)
         except ComposeError as exc:

@@ -143,6 +143,35 @@ def test_mentions_resolved_to_users_with_members(tmp_path: Path) -> None:
     run_with_storage(tmp_path, main)
 
 
+def test_embeds_need_embed_links_where_the_path_says_so(tmp_path: Path) -> None:
+    async def main(storage: SqliteStorage, ids: SnowflakeGenerator) -> None:
+        without = VIEW_CHANNEL | SEND_MESSAGES
+        embed_only = {"embeds": [{"title": "t"}]}
+        with pytest.raises(ComposeRefused) as refused:
+            await compose(embed_only, ctx=ctx(without, needs_embed_links=True),
+                          storage=storage)
+        assert (refused.value.status, refused.value.code) == (403, 50013)
+        dropped = await compose({**embed_only, "content": "text"},
+                                ctx=ctx(without, needs_embed_links=True), storage=storage)
+        assert dropped.fields["embeds"] == [] and dropped.content == "text"
+        files = await compose(embed_only, ctx=ctx(without, needs_embed_links=True),
+                              storage=storage, files=True)
+        assert files.fields["embeds"] == []
+        # webhooks and interaction responses need no EMBED_LINKS (the default)
+        kept = await compose(embed_only, ctx=ctx(without), storage=storage)
+        assert kept.fields["embeds"] == [{"type": "rich", "title": "t"}]
+        message = await stored(storage, ids, AUTHOR, "text")
+        with pytest.raises(InvalidBody) as caught:  # ignored: the message would be empty
+            await compose_edit({"content": None, **embed_only},
+                               ctx=ctx(without, needs_embed_links=True), storage=storage,
+                               message=message)
+        assert caught.value.problem.empty
+        assert (await compose_edit(embed_only, ctx=ctx(without, needs_embed_links=True),
+                                   storage=storage, message=message))["embeds"] == []
+
+    run_with_storage(tmp_path, main)
+
+
 def test_tts_needs_its_permission(tmp_path: Path) -> None:
     async def main(storage: SqliteStorage, ids: SnowflakeGenerator) -> None:
         body = {"content": "say it", "tts": True}

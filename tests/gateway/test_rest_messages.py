@@ -261,5 +261,10 @@ def test_limits_and_error_codes(tmp_path: Path) -> None:
                 "message_id": sent["id"]}}, alice)
             assert (status, answer["code"]) == (403, 160002), answer
             assert (await post({"content": "still may send"}, alice))[0] == 200
+            # embeds need EMBED_LINKS: embed-only is 403 50013, beside content dropped
+            assert await post({"embeds": [{"title": "t"}]}, alice) == (
+                403, {"code": 50013, "message": "Missing Permissions"})
+            status, sent = await post({"content": "c", "embeds": [{"title": "t"}]}, alice)
+            assert status == 200 and sent["embeds"] == []
 
     run(main, timeout=30)
