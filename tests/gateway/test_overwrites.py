@@ -98,6 +98,13 @@ def test_overwrite_refusals(tmp_path: Path) -> None:
             assert status == 403 and body["code"] == 50013
             nothing = await call(http, r, "GET", f"/channels/{cid}", owner)
             assert nothing[1]["permission_overwrites"] == []  # nothing half-written
+            # A DM has no overwrites.
+            status, dm, _ = await call(http, r, "POST", "/users/@me/channels", owner,
+                                       json={"recipient_id": str(r.other_id)})
+            assert status == 200, dm
+            status, body = await put(owner, f"/channels/{dm['id']}/permissions/{r.other_id}",
+                                     {"type": MEMBER})
+            assert status == 403 and body["code"] == 50003
 
             # A moderator (MANAGE_ROLES from a role) may allow or deny only what it holds
             # in the guild...
