@@ -306,8 +306,8 @@ def _check_command(c: _Checker, body: Any, path: Path) -> dict[str, Any] | None:
             c, options, (*path, "options"))
     else:
         if description not in (None, ""):
-            c.add((*path, "description"), "BASE_TYPE_BAD_LENGTH",
-                  "Must be 0 in length: context menu commands have no description.")
+            c.add((*path, "description"), "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION_INVALID",
+                  "Context menu commands cannot have description")
         out["description"] = ""
         out["description_localizations"] = None
         if body.get("options"):

@@ -124,7 +124,7 @@ def test_name_and_description_are_required_for_slash_commands() -> None:
 
 def test_context_menu_commands_have_no_description_nor_options() -> None:
     assert codes({"type": MESSAGE, "name": "Quote", "description": "no"}) == {
-        ("description",): "BASE_TYPE_BAD_LENGTH"}
+        ("description",): "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION_INVALID"}
     assert codes({"type": USER, "name": "Hug", "options": [opt(3, "a")]}) == {
         ("options",): "BASE_TYPE_MAX_LENGTH"}
     assert codes({"type": USER, "name": ""}) == {("name",): "BASE_TYPE_BAD_LENGTH"}
