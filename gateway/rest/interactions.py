@@ -469,9 +469,8 @@ class Interactions:
         if data is not None and not isinstance(data, dict):
             raise _form(FieldError("data", "MODEL_TYPE_CONVERT", "Only dictionaries may be used."))
         data = data or {}
-        ctx = await self._compose_context(record)
         # Check the whole body before the answer is spent (a 50035 leaves it unanswered).
-        prepared = await self._prepare(record, callback_type, data, ctx)
+        prepared = await self._prepare(record, callback_type, data)
         created = snowflake_ms(interaction_id)
         refusal = ix.callback_refusal(created, now_ms(), None)
         if refusal is not None:
@@ -514,17 +513,18 @@ class Interactions:
                               allowed_flags=CREATE_FLAGS | ix.EPHEMERAL)
 
     async def _prepare(self, record: dict[str, Any], callback_type: int,
-                       data: dict[str, Any], ctx: ComposeContext) -> Any:
+                       data: dict[str, Any]) -> Any:
         """What a callback will do, checked (raises its 50035); nothing done yet."""
         if callback_type == ix.CHANNEL_MESSAGE_WITH_SOURCE:
-            return await self._new_message(data, ctx)
+            return await self._new_message(data, await self._compose_context(record))
         if callback_type == ix.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE:
             problem = ix.check_flags(data.get("flags"), field="data.flags")
             if problem is not None:
                 raise _form(problem)
             return (data.get("flags") or 0) & ix.EPHEMERAL
         if callback_type == ix.UPDATE_MESSAGE:
-            return await self._edit_of(record, record["message"], data, ctx)
+            return await self._edit_of(record, record["message"], data,
+                                       await self._compose_context(record))
         if callback_type == ix.AUTOCOMPLETE_RESULT:
             problem = ix.check_autocomplete_choices(data, record.get("focused_type") or ix.STRING)
             if problem is not None:

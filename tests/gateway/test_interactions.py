@@ -33,6 +33,8 @@ ROLL = {"name": "roll", "type": 1, "description": "roll a die", "options": [
      "choices": [{"name": "Red", "value": "red"}, {"name": "Blue", "value": "blue"}]},
     {"type": 3, "name": "search", "description": "search", "autocomplete": True},
 ]}
+WAVE = {"name": "Wave", "type": 2}
+QUOTE = {"name": "Quote", "type": 3}
 ADMIN = {"name": "purge", "type": 1, "description": "mods only",
          "default_member_permissions": str(1 << 13)}
 BUTTONS = [{"type": 1, "components": [
@@ -134,7 +136,7 @@ INTENTS = GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT
 async def setup(http: aiohttp.ClientSession, r: Running
                 ) -> tuple[Client, aiohttp.ClientWebSocketResponse, aiohttp.ClientWebSocketResponse]:
     c = Client(http, r)
-    await c.register(ROLL, ADMIN)
+    await c.register(ROLL, ADMIN, WAVE, QUOTE)
     bot = await identified(http, r, r.seeded.token, INTENTS)
     alice = await identified(http, r, r.other_token, INTENTS)
     await alice.send_json({"op": 14, "d": {"guild_id": str(r.seeded.guild_id)}})
@@ -370,6 +372,28 @@ def test_deferred_ephemeral_modal_and_autocomplete(tmp_path: Path) -> None:
             assert (await c.answer(submitted, {"type": 4, "data": {"content": "hi alice"}})
                     )[0] == 204
             assert (await next_event(alice, "MESSAGE_CREATE"))["content"] == "hi alice"
+
+            # context menu commands: the target resolved
+            wave = {**c.invocation("Wave"), "data": {
+                "id": c.commands["Wave"]["id"], "name": "Wave", "type": 2,
+                "target_id": str(r.seeded.user_id)}}
+            assert (await c.invoke(wave))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert got["data"]["target_id"] == str(r.seeded.user_id)
+            assert got["data"]["resolved"]["users"][str(r.seeded.user_id)]["bot"] is True
+            assert (await c.answer(got, {"type": 4, "data": {"content": "o/"}}))[0] == 204
+            waved = await next_event(alice, "MESSAGE_CREATE")
+            assert waved["type"] == 23 and waved["interaction_metadata"]["command_type"] == 2
+            quote = {**c.invocation("Quote"), "data": {
+                "id": c.commands["Quote"]["id"], "name": "Quote", "type": 3,
+                "target_id": waved["id"]}}
+            assert (await c.invoke(quote))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert got["data"]["resolved"]["messages"][waved["id"]]["content"] == "o/"
+            refused(await c.invoke({**quote, "data": {**quote["data"], "target_id": "1"}}),
+                    400, 50035, "data.target_id")
+            refused(await c.invoke({**wave, "data": {**wave["data"], "target_id": None}}),
+                    400, 50035, "data.target_id")
 
             # autocomplete: partial input, the focused option; choices to the invoker
             auto = c.invocation("roll", [{"type": 3, "name": "search", "value": "ab",
