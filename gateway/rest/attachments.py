@@ -10,8 +10,8 @@ message posted through its channel actor with the attachment objects in it. The
 post's answer settles the blobs: the message that lists them is durable, so they are
 committed to it; a refusal (4xx: nothing was written) deletes them; anything else (an
 outage, a timeout: the message may yet be written) leaves them journalled, and
-``Blobs.collect`` (run here every ``COLLECT_EVERY_S`` while uploads come) commits or
-deletes them once the grace is over. A blob is served only while its message exists
+``Blobs.collect`` (run by every node every ``COLLECT_EVERY_S``) commits or deletes them
+once the grace is over. A blob is served only while its message exists
 and lists it, so nothing half-written is ever downloadable.
 
 ``url`` (and ``proxy_url``, the same) is absolute, on the node's advertised REST
@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("greenroom.gateway.rest.attachments")
 T = TypeVar("T")
 
-#: How often a node that takes uploads settles the blob journal (``Blobs.collect``).
+#: How often each node settles the blob journal (``Blobs.collect``).
 COLLECT_EVERY_S = 300.0
 #: Largest ``payload_json`` (or other text part) read; the rest of the request is files.
 MAX_JSON_BYTES = 1024 * 1024
@@ -292,8 +292,7 @@ class Attachments:
         self.api = api
         self.blobs = Blobs(api.storage)
         self.budget = UploadBudget()
-        self._collected = time.monotonic()
-        self._collecting: asyncio.Task[Any] | None = None
+        self._collector: asyncio.Task[None] | None = None
 
     async def stage(self, request: web.Request, channel_id: int, body: dict[str, Any],
                     files: list[UploadedFile], existing: Message | None = None) -> Staged:
@@ -326,8 +325,6 @@ class Attachments:
                 description=spec.description, title=spec.title))
             uploads.append((blob_id, upload.data, sniffed.content_type))
         staged.written = [blob_id for blob_id, _, _ in uploads]
-        if uploads:
-            self.maybe_collect()
         try:
             await asyncio.gather(*(self.blobs.put(channel_id, blob_id, data, content_type)
                                    for blob_id, data, content_type in uploads))
@@ -355,23 +352,28 @@ class Attachments:
             log.warning("attachments.delete_failed", exc_info=True,
                         extra={"channel_id": channel_id})
 
-    def maybe_collect(self) -> None:
-        """Settle the blob journal in the background, at most every ``COLLECT_EVERY_S``."""
-        now = time.monotonic()
-        if now - self._collected < COLLECT_EVERY_S or (
-                self._collecting is not None and not self._collecting.done()):
-            return
-        self._collected = now
-        self._collecting = asyncio.get_running_loop().create_task(self._collect())
+    async def start_collector(self, app: web.Application) -> None:
+        """``on_startup``: settle the blob journal every ``COLLECT_EVERY_S`` (the first
+        after a random part of it, so the nodes of a cluster do not run in step)."""
+        self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
 
-    async def _collect(self) -> None:
-        try:
-            committed, deleted = await self.blobs.collect()
-            if committed or deleted:
-                log.info("attachments.collected",
-                         extra={"committed": committed, "deleted": deleted})
-        except Exception:
-            log.warning("attachments.collect_failed", exc_info=True)
+    async def stop_collector(self, app: web.Application) -> None:
+        task, self._collector = self._collector, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _collect_forever(self) -> None:
+        await asyncio.sleep(COLLECT_EVERY_S * random.uniform(0.5, 1.0))
+        while True:
+            try:
+                committed, deleted = await self.blobs.collect()
+                if committed or deleted:
+                    log.info("attachments.collected",
+                             extra={"committed": committed, "deleted": deleted})
+            except Exception:
+                log.warning("attachments.collect_failed", exc_info=True)
+            await asyncio.sleep(COLLECT_EVERY_S)
 
     # -- downloads ----------------------------------------------------------------------
     async def get_attachment(self, request: web.Request) -> web.StreamResponse:
@@ -473,5 +475,7 @@ def add_routes(app: web.Application, api: Api) -> None:
     service = Attachments(api)
     app[ATTACHMENTS] = service
     app.middlewares.append(release_uploads)  # innermost: released before the answer goes
+    app.on_startup.append(service.start_collector)
+    app.on_cleanup.append(service.stop_collector)
     app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}",
                        service.get_attachment)

@@ -330,3 +330,28 @@ def test_uploads_wait_for_room_in_the_nodes_budget(tmp_path: Path) -> None:
             del reader
 
     run(main)
+
+
+def test_every_node_settles_the_journal_periodically(tmp_path: Path,
+                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gateway.rest.attachments as module
+
+    monkeypatch.setattr(module, "COLLECT_EVERY_S", 0.05)
+    runs: list[float] = []
+    collect = Blobs.collect
+
+    async def counted(self: Blobs, **kwargs: Any) -> tuple[int, int]:
+        runs.append(asyncio.get_running_loop().time())
+        return await collect(self, **kwargs)
+
+    monkeypatch.setattr(Blobs, "collect", counted)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path):
+            await asyncio.sleep(0.4)
+        stopped = len(runs)
+        assert stopped >= 3
+        await asyncio.sleep(0.2)
+        assert len(runs) == stopped  # the node stopped: so did its collector
+
+    run(main)
