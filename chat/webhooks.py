@@ -18,6 +18,7 @@ event show the same author without a user record behind it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -229,8 +230,8 @@ async def listed_webhooks(storage: Storage, kind: str, scope: int) -> list[Webho
     after: str | None = None
     while True:
         page = await storage.list_records(kind, scope, after=after, limit=MAX_LIST)
-        for key, _ in page:
-            webhook = await load_webhook(storage, int(key))
+        for webhook in await asyncio.gather(*(load_webhook(storage, int(key))
+                                              for key, _ in page)):
             if webhook is not None and scope == (
                     webhook.channel_id if kind == BY_CHANNEL else webhook.guild_id):
                 out.append(webhook)
