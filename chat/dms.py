@@ -16,7 +16,8 @@ Who may DM whom is Discord's rule for bots: the two share a guild, neither is th
 other, and not both are bots; otherwise 50007 "Cannot send messages to this user"
 (400 when opening, 403 when sending — membership can change in between, so both check).
 In a DM each recipient holds ``DM_PERMISSIONS``; anything beyond (deleting the other's
-message, pinning is allowed) is 50003 "Cannot execute action on a DM channel".
+message, webhooks, permission overwrites) is 50003 "Cannot execute action on a DM
+channel".
 """
 
 from __future__ import annotations
