@@ -16,6 +16,12 @@ user costs little next to the storage write before it. One sender per channel (i
 actor) and one path (directory, then session) keep a channel's events in order: the
 CHANNEL_CREATE of a new DM (``DirectEvent``, sent through the channel actor for that
 reason) comes before its first MESSAGE_CREATE.
+
+Not covered yet: a session reachable by user on no node for a moment misses what is
+sent meanwhile — between its hand-over and its arrival when a RESUME moves it to
+another node, and what was in flight when its node died (a promoted standby catches up
+its guilds' channels from storage, ``gateway.replica.read_missed_messages``, not its
+DMs, whose channels no per-user index lists).
 """
 
 from __future__ import annotations
