@@ -415,6 +415,9 @@ def _check_option(c: _Checker, body: Any, path: Path) -> dict[str, Any]:
         out["description_localizations"] = localized
 
     if kind in (SUB_COMMAND, SUB_COMMAND_GROUP):
+        if body.get("required") is True:  # false is accepted (hikari sends it)
+            c.add((*path, "required"), "APPLICATION_COMMAND_REQUIRED_INVALID",
+                  "Required cannot be configured for this type of option")
         sub = body.get("options")
         if kind == SUB_COMMAND_GROUP:
             if not sub:
@@ -447,9 +450,12 @@ def _check_option(c: _Checker, body: Any, path: Path) -> dict[str, Any]:
     choices = body.get("choices") if kind in CHOICE_TYPES else None
     if choices:
         out["choices"] = _check_choices(c, choices, (*path, "choices"), kind)
-    autocomplete = body.get("autocomplete") if kind in CHOICE_TYPES else None
+    autocomplete = body.get("autocomplete")
     if autocomplete is not None and c.boolean((*path, "autocomplete"), autocomplete):
-        if choices:
+        if kind not in CHOICE_TYPES:  # refused, not dropped (discord-api-docs#4319)
+            c.add((*path, "autocomplete"), "APPLICATION_COMMAND_AUTOCOMPLETE_INVALID",
+                  "Autocomplete cannot be configured for this type of option")
+        elif choices:
             c.add((*path, "autocomplete"), "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_CHOICES",
                   "Autocomplete cannot be set if choices are present.")
         out["autocomplete"] = True

@@ -208,7 +208,7 @@ def test_options_of_every_value_type_round_trip() -> None:
 def test_fields_for_other_option_types_are_dropped() -> None:
     definition, problems = check_command(slash(options=[
         opt(5, "flag", min_value=1, choices=[{"name": "a", "value": "a"}],
-            channel_types=[0], min_length=1, autocomplete=True)]))
+            channel_types=[0], min_length=1, autocomplete=False)]))
     assert problems == []
     assert definition is not None
     assert definition["options"][0] == {"type": 5, "name": "flag", "description": "the flag"}
@@ -270,6 +270,8 @@ def test_autocomplete_is_not_allowed_with_choices() -> None:
     assert codes(slash(options=[opt(3, "s", autocomplete=True,
                                     choices=[{"name": "a", "value": "a"}])])) == {
         ("options", 0, "autocomplete"): "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_CHOICES"}
+    assert codes(slash(options=[opt(8, "r", autocomplete=True)])) == {
+        ("options", 0, "autocomplete"): "APPLICATION_COMMAND_AUTOCOMPLETE_INVALID"}
     definition, _ = check_command(slash(options=[opt(4, "i", autocomplete=True)]))
     assert definition is not None
     assert definition["options"][0]["autocomplete"] is True
@@ -308,6 +310,10 @@ def test_subcommands_and_groups_nest_as_discord_allows() -> None:
     assert codes(slash(options=[opt(1, "s", options=[opt(1, "s2")])])) == {
         ("options", 0, "options", 0, "type"): "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID"}
     assert codes(slash(options=[opt(2, "g")])) == {("options", 0, "options"): "BASE_TYPE_MIN_LENGTH"}
+    assert codes(slash(options=[opt(1, "s", required=True)])) == {
+        ("options", 0, "required"): "APPLICATION_COMMAND_REQUIRED_INVALID"}
+    definition, _ = check_command(slash(options=[opt(1, "s", required=False)]))
+    assert definition is not None and "required" not in definition["options"][0]
     assert codes(slash(options=[opt(3, "v", options=[opt(3, "w")])])) == {
         ("options", 0, "options"): "BASE_TYPE_MAX_LENGTH"}
 
