@@ -11,7 +11,8 @@ import pytest
 
 from actors.address import Address
 from actors.wire import pack, unpack
-from gateway.direct import DirectDispatch, send_to_users
+from gateway.direct import DirectDispatch, DirectEvent, send_to_users
+from gateway.messages import ChangeMessage, PostMessage, Typing
 from gateway.protocol import PreparedDispatch, event_allowed
 from gateway.protocol.intents import Intents
 from gateway.sessions import SESSIONS_ID, ToUserSessions
@@ -72,3 +73,14 @@ def test_sessions_keep_a_dm_event_by_the_dm_intents() -> None:
     assert event_allowed(typing, "TYPING_START", direct_message=True)
     assert not event_allowed(dms | guild, "TYPING_START", direct_message=True)
     assert event_allowed(guild, "CHANNEL_CREATE")  # a guild's channel: GUILDS
+
+
+def test_what_rest_sends_a_dm_channel_crosses_nodes() -> None:
+    for message in (
+        DirectEvent([1], "CHANNEL_CREATE", {"id": "9", "type": 1, "recipients": []}),
+        PostMessage(None, {"id": "1"}, None, "hi", recipients=[1, 2]),
+        ChangeMessage(None, 5, {"content": "x"}, {"id": "5"}, recipients=[1, 2]),
+        ChangeMessage(None, 5, None, recipients=[1, 2]),
+        Typing(None, 1, None, recipients=[1, 2]),
+    ):
+        assert unpack(pack(message)) == message
