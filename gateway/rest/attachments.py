@@ -23,8 +23,9 @@ Downloads need no token, as on Discord's CDN: every library fetches ``url`` with
 plain GET (discord.py's ``Attachment.read``, discord.js and hikari alike). The URL is
 unguessable only as far as a snowflake is; signing it (Discord's ``ex``/``is``/``hm``
 and its refresh endpoint) is left for later. Answers carry a strong ``ETag`` (the
-SHA-256 of the bytes: 304 on ``If-None-Match``) and honour one byte ``Range`` (206,
-or 416 past the end).
+SHA-256 of the bytes: 304 on ``If-None-Match``), ``Cache-Control: public, no-cache``
+(caches keep the bytes but ask each time, so a deletion takes effect at once, at the
+cost of a 304) and honour one byte ``Range`` (206, or 416 past the end).
 """
 
 from __future__ import annotations
@@ -387,7 +388,9 @@ class Attachments:
             return error(404, 0, "404: Not Found")
         etag = f'"{head.etag}"'
         headers = {"ETag": etag, "Accept-Ranges": "bytes",
-                   "Cache-Control": "public, max-age=31536000, immutable",
+                   # stored, but asked again each time (a 304, no bytes): a deleted
+                   # message's files are gone from caches too
+                   "Cache-Control": "public, no-cache",
                    "Content-Type": head.content_type or "application/octet-stream"}
         if _matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers=headers)

@@ -80,6 +80,7 @@ def test_a_send_with_files_is_listed_and_downloadable(tmp_path: Path) -> None:
                 assert resp.status == 200 and await resp.read() == IMAGE
                 assert resp.headers["Content-Type"] == "image/png"
                 assert resp.headers["Accept-Ranges"] == "bytes"
+                assert resp.headers["Cache-Control"] == "public, no-cache"
                 etag = resp.headers["ETag"]
             async with http.get(pic["url"], headers={"If-None-Match": etag}) as resp:
                 assert resp.status == 304 and await resp.read() == b""
