@@ -344,3 +344,9 @@ async def reactions_of(storage: Any, channel_id: int, message_ids: Iterable[int]
                 mine.setdefault(message_id, set()).add(emoji.key)
     return {message_id: reaction_objects(rows, mine.get(message_id, ()))
             for message_id, rows in counts.items() if rows}
+
+
+async def forget_reactions(storage: Any, channel_id: int, message_id: int) -> None:
+    """Delete a deleted message's reactions (its reactors' partition and its counts)."""
+    await storage.delete_records(REACTION_KIND, message_id)
+    await storage.delete_record(COUNTS_KIND, channel_id, message_key(message_id))

@@ -24,6 +24,7 @@ from chat.compose import ComposeContext, ComposeError, compose_edit
 from chat.objects import channel_object, member_object, message_object, role_object, user_object
 from chat.overwrites import guild_overwrites
 from chat.permissions import MANAGE_MESSAGES, SEND_MESSAGES, VIEW_CHANNEL, base_permissions
+from chat.reactions import forget_reactions
 from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
 from gateway.messages import (
@@ -240,6 +241,7 @@ class MoreApi:
         await self.ask_channel(channel, ChangeMessage(channel.guild_id, message_id, None,
                                                       recipients=dm_recipients(channel)))
         await service.forget(channel.id, retired)
+        await forget_reactions(self.storage, channel.id, message_id)
         return web.Response(status=204)
 
     async def post_typing(self, request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 
 from chat.permissions import ADD_REACTIONS, READ_MESSAGE_HISTORY, VIEW_CHANNEL
-from chat.reactions import REACTION_KIND
+from chat.reactions import COUNTS_KIND, REACTION_KIND, message_key
 from gateway.protocol import Intents
 from gateway.seed import add_member, create_user
 from storage.model import Role
@@ -232,6 +232,16 @@ def test_errors(tmp_path: Path) -> None:
             for method, path in routes:
                 status, body, _ = await call(http, r, method, path.format(e=THUMBS), alice)
                 assert (status, body["code"]) == (403, 50001), method
+
+            # a deleted message takes its reactions with it
+            status, _, _ = await call(http, r, "DELETE",
+                                      f"/channels/{r.seeded.channel_id}/messages/{other}", bot)
+            assert status == 204
+            assert await storage.list_records(REACTION_KIND, int(other)) == []
+            assert await storage.get_record(COUNTS_KIND, r.seeded.channel_id,
+                                            message_key(int(other))) is None
+            status, body, _ = await call(http, r, "PUT", react_path(r, other, THUMBS, "@me"), bot)
+            assert (status, body["code"]) == (404, 10008)
 
     run(main, timeout=40)
 
