@@ -35,7 +35,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -334,7 +334,7 @@ class Attachments:
             raise
         return staged
 
-    async def retire(self, message: Message, keep: set[str] = frozenset()  # type: ignore[assignment]
+    async def retire(self, message: Message, keep: Collection[str] = ()
                      ) -> list[tuple[int, int]]:
         """Journal the message's blobs (but ``keep``) before it is deleted or edited
         without them: ``(blob_id, journal bucket)`` for ``forget``."""
