@@ -336,6 +336,11 @@ class GuildActor(Actor):
                 redacted = PreparedDispatch(dispatch.event, redact_message_content(message))
                 self._send_node(session.node, point, here, dispatch, (), redacted,
                                 (session.id,), None, remote)
+            elif message is not None and not sub.intents & MESSAGE_CONTENT \
+                    and _replied_hidden_from(message, sub.user_id):
+                partial = PreparedDispatch(dispatch.event, _replied_redacted(message))
+                self._send_node(session.node, point, here, partial, (session.id,), None,
+                                (), None, remote)
             else:
                 self._send_node(session.node, point, here, dispatch, (session.id,), None,
                                 (), None, remote)
@@ -411,6 +416,9 @@ class GuildActor(Actor):
         here = self.myAddress.node
         redacted: PreparedDispatch | None = None
         readers: set[int] | None = None  # users who see the content without the intent
+        #: of those, the ones who also see a replied-to message's (None: not a reply)
+        replied_readers: set[int] | None = None
+        partial: PreparedDispatch | None = None  # the content, the replied-to's hidden
         remote: dict[PreparedDispatch, Any] = {}  # each payload encoded once for the wire
         recipients = 0
         for node in plan:
@@ -420,12 +428,25 @@ class GuildActor(Actor):
             else:
                 if readers is None:
                     readers = _content_readers(message)
+                    replied_readers = _replied_readers(message)
                 to = list(node.always)
                 hidden = []
+                half: list[int] = []  # mentioned in a reply to a message it may not read
                 for sid, user_id in node.check:
-                    (to if user_id in readers else hidden).append(sid)
+                    if user_id not in readers:
+                        hidden.append(sid)
+                    elif replied_readers is None or user_id in replied_readers:
+                        to.append(sid)
+                    else:
+                        half.append(sid)
                 if hidden and redacted is None:
                     redacted = PreparedDispatch(event, redact_message_content(message))
+                if half:
+                    if partial is None:
+                        partial = PreparedDispatch(event, _replied_redacted(message))
+                    recipients += len(half)
+                    self._send_node(node.node, node.point, here, partial, half, None, (),
+                                    trace, remote)
             recipients += len(to) + len(hidden)
             self._send_node(node.node, node.point, here, dispatch, to,
                             redacted if hidden else None, hidden, trace, remote)
@@ -601,6 +622,26 @@ def _receives(sub: _Sub, event: str) -> bool:
     (``GuildActor._sees``): an active session that asked for it by intent (live
     fan-out and replay alike)."""
     return bool(sub.active and event_allowed(sub.intents, event))
+
+
+def _replied_readers(message: dict[str, Any]) -> set[int] | None:
+    """Who may read the content of the message ``message`` replies to (its
+    ``referenced_message``) without MESSAGE_CONTENT; None if it is not a reply."""
+    replied = message.get("referenced_message")
+    return _content_readers(replied) if isinstance(replied, dict) else None
+
+
+def _replied_hidden_from(message: dict[str, Any], user_id: int) -> bool:
+    """Whether ``message`` replies to a message whose content ``user_id`` may not read."""
+    readers = _replied_readers(message)
+    return readers is not None and user_id not in readers
+
+
+def _replied_redacted(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with the content of the message it replies to emptied (for a session
+    mentioned in the reply but not in what it replies to)."""
+    return {**message,
+            "referenced_message": redact_message_content(message["referenced_message"])}
 
 
 def _content_readers(message: dict[str, Any]) -> set[int]:

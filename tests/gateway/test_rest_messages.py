@@ -80,18 +80,29 @@ def test_embed_mention_reply_end_to_end(tmp_path: Path) -> None:
 
             # MESSAGE_CREATE: the mentioned bot reads the content without the intent,
             # the other one sees it redacted; mentions carry their member
-            for ws, content, embeds in ((ws_reader, f"<@{reader_id}> look", 1),
-                                        (ws_bystander, "", 0), (ws_owner, reply["content"], 1)):
+            # (and the message replied to only to whom may read that one: the owner)
+            for ws, content, embeds, replied in (
+                    (ws_reader, f"<@{reader_id}> look", 1, ""), (ws_bystander, "", 0, ""),
+                    (ws_owner, reply["content"], 1, "question?")):
                 event = await next_event(ws, "MESSAGE_CREATE", lambda d: d["id"] == reply["id"])
                 assert (event["content"], len(event["embeds"])) == (content, embeds)
                 assert event["type"] == 19 and event["message_reference"]["message_id"] == \
                     question["id"]
                 assert event["referenced_message"]["id"] == question["id"]
-                # nor the content of the message replied to, without the intent
-                assert event["referenced_message"]["content"] == (content and "question?")
+                assert event["referenced_message"]["content"] == replied
                 assert [m["id"] for m in event["mentions"]] == [str(reader_id),
                                                                str(r.seeded.user_id)]
                 assert "joined_at" in event["mentions"][0]["member"]
+
+            # a reply to the reader's own message: it reads both
+            _, own, _ = await call(http, r, "POST", path, reader, json={"content": "mine"})
+            status, answer, _ = await call(http, r, "POST", path, alice, json={
+                "content": "about yours", "message_reference": {"message_id": own["id"]}})
+            assert status == 200 and [m["id"] for m in answer["mentions"]] == [str(reader_id)]
+            event = await next_event(ws_reader, "MESSAGE_CREATE",
+                                     lambda d: d["id"] == answer["id"])
+            assert (event["content"], event["referenced_message"]["content"]) == (
+                "about yours", "mine")
 
             # history and a single read show the same
             status, one, _ = await call(http, r, "GET", f"{path}/{reply['id']}", owner)
@@ -101,7 +112,8 @@ def test_embed_mention_reply_end_to_end(tmp_path: Path) -> None:
             assert [m["id"] for m in one["mentions"]] == [str(reader_id),
                                                          str(r.seeded.user_id)]
             status, history, _ = await call(http, r, "GET", path, owner)
-            assert history[0]["id"] == reply["id"] and history[0]["embeds"] == reply["embeds"]
+            [listed] = [m for m in history if m["id"] == reply["id"]]
+            assert listed["embeds"] == reply["embeds"] and listed["type"] == 19
 
             # an edit replaces the embeds and parses the mentions again
             status, edited, _ = await call(http, r, "PATCH", f"{path}/{reply['id']}", alice,
