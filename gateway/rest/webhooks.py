@@ -290,7 +290,11 @@ class WebhookApi:
         answer = await answer_as_interaction(self.api, request)
         if answer is not None:
             return answer
-        return json_response(webhook_object(await self.by_token(request)))
+        # with the token its caller gave (as Discord answers): a client that refetches
+        # a webhook by token keeps a usable one (discord.py's and hikari's take it from
+        # the answer)
+        return json_response(webhook_object(await self.by_token(request),
+                                            token=request.match_info["token"]))
 
     async def modify_by_token(self, request: web.Request) -> web.StreamResponse:
         answer = await answer_as_interaction(self.api, request)
@@ -305,7 +309,7 @@ class WebhookApi:
         webhook = await self.changes(body, webhook)
         await save_webhook(self.storage, webhook)
         self.webhooks_update(webhook.guild_id, webhook.channel_id)
-        return json_response(webhook_object(webhook))
+        return json_response(webhook_object(webhook, token=request.match_info["token"]))
 
     async def delete_by_token(self, request: web.Request) -> web.StreamResponse:
         answer = await answer_as_interaction(self.api, request)

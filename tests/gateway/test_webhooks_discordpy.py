@@ -81,6 +81,8 @@ def test_discordpy_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
                 # the CI job: the URL alone, no bot token
                 job = discord.Webhook.from_url(webhook.url, session=http)
+                again = await job.fetch()  # by token: still usable (its token in the answer)
+                assert again.name == "ci" and again.token == webhook.token
                 sent = await job.send("build 7 passed", username="deploy", wait=True,
                                       embed=discord.Embed(title="Build 7", color=0x2ECC71))
                 assert isinstance(sent, discord.WebhookMessage)

@@ -199,10 +199,10 @@ def test_use_a_webhook_with_its_token(tmp_path: Path) -> None:
             by_token = f"/webhooks/{hook['id']}/{hook['token']}"
             ws = await identified(http, r, GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT)
 
-            # read, without a user
+            # read, without a user (with the token the caller gave, as Discord answers)
             status, got = await c.call("GET", by_token)
             assert status == 200 and got["id"] == hook["id"] and "user" not in got
-            assert "token" not in got
+            assert got["token"] == hook["token"]
 
             # execute: ?wait=true answers the message; the bot gets MESSAGE_CREATE
             status, message = await c.execute(hook, {"content": "build 12 passed",
@@ -258,6 +258,7 @@ def test_use_a_webhook_with_its_token(tmp_path: Path) -> None:
             # modify by token: rename (a WEBHOOKS_UPDATE), never move
             status, renamed = await c.call("PATCH", by_token, json={"name": "ci-2"})
             assert status == 200 and renamed["name"] == "ci-2" and "user" not in renamed
+            assert renamed["token"] == hook["token"]
             refused(await c.call("PATCH", by_token, json={"channel_id": str(r.seeded.channel_id)}),
                     400, 50035, "channel_id")
             status, message = await c.execute(hook, {"content": "named"})
