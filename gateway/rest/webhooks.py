@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 UNKNOWN_WEBHOOK = 10015
 MAX_WEBHOOKS = 30007
 INVALID_WEBHOOK_TOKEN = 50027
+THREADS_ONLY_IN_FORUMS = 220003
 #: What a webhook may do in its channel when it posts: anything a message can carry
 #: (embeds, files, @everyone, tts), but not reply (Discord ignores a webhook's
 #: ``message_reference``, so it is dropped before the body is composed).
@@ -109,7 +110,7 @@ def _no_threads(request: web.Request, body: dict[str, Any] | None = None) -> Non
             "thread_id", "THREADS_UNSUPPORTED",
             "This server has no threads: send without thread_id."))
     if body is not None and body.get("thread_name") is not None:
-        raise HTTPDiscordError(400, 220003,
+        raise HTTPDiscordError(400, THREADS_ONLY_IN_FORUMS,
                                "Webhooks can only create threads in forum channels")
 
 
