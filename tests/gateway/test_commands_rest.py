@@ -5,6 +5,7 @@ refusal of a bot token for their edit; and random bodies never answered 500."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.gateway.harness import Running, run, running_gateway
 async def call(http: aiohttp.ClientSession, r: Running, method: str, path: str,
                token: str | None = None, **kwargs: Any) -> tuple[int, Any]:
     headers = {"Authorization": f"Bot {token}"} if token else {}
+    headers.update(kwargs.pop("headers", {}))
     async with http.request(method, f"{r.gateway.rest_url}{path}", headers=headers,
                             **kwargs) as resp:
         if resp.status == 204:
@@ -177,6 +179,36 @@ def test_bulk_overwrite_and_the_limits(tmp_path: Path) -> None:
             status, _ = await call(http, r, "POST", guild, token, json={"type": 3, "name": "M"})
             assert status == 201
             assert (await call(http, r, "PUT", guild, token, json=[]))[1] == []
+
+    run(main)
+
+
+def test_a_large_localised_bulk_overwrite_fits_and_past_the_limit_is_413(tmp_path: Path) -> None:
+    locales = ["fr", "de", "es-ES", "ja", "pt-BR"]
+
+    def option(i: int) -> dict[str, Any]:
+        return {"type": 3, "name": f"option_{i:02d}", "description": "d" * 90,
+                "name_localizations": {loc: f"option_{i:02d}" for loc in locales},
+                "description_localizations": {loc: "é" * 90 for loc in locales}}
+
+    commands = [{**slash(f"command_{n:03d}", description="x" * 90),
+                 "description_localizations": {loc: "ü" * 90 for loc in locales},
+                 "options": [option(i) for i in range(10)]} for n in range(100)]
+    # as discord.py sends JSON: ASCII-escaped, ~3.4 MB (aiohttp's default cap is 1 MiB)
+    body = json.dumps(commands, separators=(",", ":"), ensure_ascii=True).encode()
+    assert len(body) > 3_000_000
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            base = f"/applications/{r.seeded.user_id}/commands"
+            headers = {"Content-Type": "application/json"}
+            status, out = await call(http, r, "PUT", base, r.seeded.token, data=body,
+                                     headers=headers)
+            assert status == 200 and len(out) == 100
+            assert out[99]["options"][9]["description_localizations"]["ja"] == "é" * 90
+            status, answer = await call(http, r, "PUT", base, r.seeded.token,
+                                        data=b" " * (16 * 1024 * 1024 + 1), headers=headers)
+            assert (status, answer["code"]) == (413, 40005)
 
     run(main)
 
