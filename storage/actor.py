@@ -1,7 +1,9 @@
 """The storage actor: one per node process, in front of a storage backend.
 
-Writes (``Write``) wait in one queue per partition ``(channel_id, bucket)`` and go out
-when ``max_batch`` writes are waiting or ``flush_window_ms`` after the first one arrived.
+Writes (``Write``) wait in one queue per partition ``(channel_id, bucket)``. A write that
+finds no batch in flight goes out at once (group commit: a write waits for the next
+commit, not for a timer); otherwise writes gather until ``max_batch`` are waiting, a
+batch completes, or ``flush_window_ms`` after the first one arrived.
 A partition has at most one batch in flight - concurrent batches to one hot partition
 contend inside Cassandra - and whatever arrives for it meanwhile goes out in its next
 batch, so batches grow with load (group commit) instead of multiplying. When a batch
@@ -265,7 +267,10 @@ class StorageActor(Actor):
                 self._enqueue(self._traced(_Entry(w, request, now)))
         if self.storage is None:
             return
-        if self.waiting >= self.cfg.max_batch:
+        if self.waiting >= self.cfg.max_batch or self.units_in_flight == 0:
+            # group commit: nothing is being written, so nothing is gained by waiting;
+            # while a batch is out, what arrives gathers for the next one (sent when a
+            # batch completes, or after the window if others are still out)
             self._flush()
         elif self.flush_timer is None:
             self.flush_timer = self.start_timer(self.cfg.flush_window_ms / 1000.0, "flush")

@@ -59,17 +59,21 @@ def test_a_batch_is_one_span_linked_to_each_traced_write(
     traced = [Write(f"t{i}", (create(channels[i % 2], ids.now()),), trace)
               for i, (_, trace) in enumerate(parents)]
     untraced = [Write(f"u{i}", (create(channels[i % 2], ids.now()),)) for i in range(5)]
+    # group commit: the first write finds nothing in flight and goes at once; the rest
+    # arrive while it is written and go together in the next batch
+    leader = Write("lead", (create(channels[0], ids.now()),))
 
     async def go() -> list[Any]:
         return await asyncio.gather(*(rt.base.ask_async(addr, w, 30)
-                                      for w in [*traced, *untraced]))
+                                      for w in [leader, *traced, *untraced]))
 
     assert all(isinstance(a, Written) for a in rt.run(go()))
     for span, _ in parents:
         span.end()
 
     batches = _named(spans, "storage.batch")
-    assert len(batches) == 1, [b.attributes for b in batches]  # SQLite: one transaction
+    # SQLite: one transaction for the eight (the untraced leader's made no span)
+    assert len(batches) == 1, [b.attributes for b in batches]
     batch = batches[0]
     assert dict(batch.attributes) == {
         "greenroom.writes": 8, "greenroom.partitions": 2, "greenroom.attempt": 1,
