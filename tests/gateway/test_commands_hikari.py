@@ -96,6 +96,14 @@ def test_hikari_sets_creates_fetches_edits_deletes_commands(tmp_path: Path) -> N
                     raise AssertionError("permissions of a command without any were found")
                 except hikari.NotFoundError as exc:
                     assert exc.code == 10066
+                assert await rest.fetch_application_guild_commands_permissions(app, gid) == []
+                try:  # Discord takes a user's Bearer token here, never a bot's
+                    await rest.set_application_command_permissions(app, gid, made[0].id, [
+                        hikari.CommandPermission(id=gid, type=hikari.CommandPermissionType.ROLE,
+                                                 has_access=False)])
+                    raise AssertionError("a bot edited command permissions")
+                except hikari.ForbiddenError as exc:
+                    assert exc.code == 20001
                 try:  # a bad name: 50035 naming the field, as hikari reports it
                     await rest.create_slash_command(app, "Bad Name", "x")
                     raise AssertionError("an invalid name was accepted")
