@@ -116,6 +116,22 @@ async def _listing(storage: Storage, guild_id: int, prefix: str
         after = page[-1][0]
 
 
+def channel_records(channel_id: int) -> tuple[str, str]:
+    """A channel's overwrites as ``Storage.channel_access``'s ``guild_records`` (kind and
+    key prefix in the guild's scope): read in the same round trip as the rest of a
+    channel call's check."""
+    return KIND, key_of(channel_id) + ":"
+
+
+async def from_records(storage: Storage, guild_id: int, channel_id: int,
+                       records: list[tuple[str, dict]]) -> dict[int, Overwrite]:
+    """The channel's overwrites from ``channel_access``'s records (read again, in pages,
+    in the unlikely case they filled the page)."""
+    if len(records) >= MAX_LIST:
+        return await channel_overwrites(storage, guild_id, channel_id)
+    return {o.id: o for _, o in (_overwrite(key, value) for key, value in records)}
+
+
 async def channel_overwrites(storage: Storage, guild_id: int, channel_id: int
                              ) -> dict[int, Overwrite]:
     """One channel's overwrites, by target id."""

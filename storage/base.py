@@ -43,6 +43,11 @@ from storage.model import (
     Role,
     User,
 )
+from storage.records import MAX_LIST
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 class StorageError(Exception):
@@ -345,19 +350,27 @@ class Storage(abc.ABC):
                                              self.members_of_user(user_id))
         return None if user is None else (user, members)
 
-    async def channel_access(self, token: str, channel_id: int
+    async def channel_access(self, token: str, channel_id: int,
+                             guild_records: tuple[str, str] | None = None
                              ) -> tuple[User | None, Channel | None, Guild | None,
-                                        Member | None, list[Role]]:
+                                        Member | None, list[Role],
+                                        list[tuple[str, dict[str, Any]]]]:
         """What a REST call on a channel reads to authorise it: the token's user, the
-        channel, its guild, the user's member there and the guild's roles (None where
-        missing; nothing past the first miss). A backend may answer in one round trip
-        (SQLite: one hop to its thread instead of six, the bulk of a post's CPU)."""
+        channel, its guild, the user's member there, the guild's roles and, with
+        ``guild_records`` ``(kind, prefix)``, the first ``records.MAX_LIST`` records of
+        that kind under that prefix in the guild's scope (a channel's permission
+        overwrites) (None where missing; nothing past the first miss). A backend may
+        answer in one round trip (SQLite: one hop to its thread instead of seven, the
+        bulk of a post's CPU)."""
         user_id = await self.user_id_for_token(token)
         user = await self.get_user(user_id) if user_id is not None else None
         channel = await self.get_channel(channel_id) if user is not None else None
         if user is None or channel is None:
-            return user, channel, None, None, []
-        guild, member, roles = await asyncio.gather(
-            self.get_guild(channel.guild_id), self.get_member(channel.guild_id, user.id),
-            self.roles_for_guild(channel.guild_id))
-        return user, channel, guild, member, roles
+            return user, channel, None, None, [], []
+        guild_id = channel.guild_id
+        guild, member, roles, records = await asyncio.gather(
+            self.get_guild(guild_id), self.get_member(guild_id, user.id),
+            self.roles_for_guild(guild_id),
+            self.list_records(guild_records[0], guild_id, prefix=guild_records[1],
+                              limit=MAX_LIST) if guild_records else _nothing())
+        return user, channel, guild, member, roles, records

@@ -586,6 +586,13 @@ class SqliteStorage(Storage):
     async def list_records(self, kind: str, scope: int, *, prefix: str = "",
                            after: str | None = None, limit: int = 100
                            ) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, unpack(v)) for k, v in await self._rows(
+            *self._records_query(kind, scope, prefix, after, limit))]
+
+    @staticmethod
+    def _records_query(kind: str, scope: int, prefix: str, after: str | None, limit: int
+                       ) -> tuple[str, list[Any]]:
+        """``list_records``' statement and parameters."""
         check_record(kind, scope, prefix)
         low, inclusive, high = key_range(prefix, after)
         sql = (f"SELECT key, value FROM records WHERE kind = ? AND scope = ? "
@@ -597,7 +604,7 @@ class SqliteStorage(Storage):
             params.append(high)
         sql += " ORDER BY key LIMIT ?"
         params.append(max(0, min(limit, MAX_LIST)))
-        return [(k, unpack(v)) for k, v in await self._rows(sql, params)]
+        return sql, params
 
     async def delete_records(self, kind: str, scope: int, prefix: str = "") -> None:
         check_record(kind, scope, prefix)
@@ -880,21 +887,23 @@ class SqliteStorage(Storage):
     async def account_for_token(self, token: str) -> tuple[User, list[Member]] | None:
         return await self._call(self._account_sync, token_hash(token))
 
-    def _channel_access_sync(self, digest: bytes, channel_id: int
+    def _channel_access_sync(self, digest: bytes, channel_id: int,
+                             guild_records: tuple[str, str] | None
                              ) -> tuple[User | None, Channel | None, Guild | None,
-                                        Member | None, list[Role]]:
+                                        Member | None, list[Role],
+                                        list[tuple[str, dict[str, Any]]]]:
         found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,))
         rows = self._query(
             "SELECT id, username, discriminator, global_name, avatar, bot, flags "
             "FROM users WHERE id = ?", (found[0][0],)) if found else []
         if not rows:
-            return None, None, None, None, []
+            return None, None, None, None, [], []
         r = rows[0]
         user = User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
         rows = self._query(f"SELECT {self._CHANNEL_COLS} FROM channels WHERE id = ?",
                            (channel_id,))
         if not rows:
-            return user, None, None, None, []
+            return user, None, None, None, [], []
         channel = self._channel(rows[0])
         rows = self._query(
             "SELECT id, name, owner_id, icon, description, features FROM guilds WHERE id = ?",
@@ -911,13 +920,18 @@ class SqliteStorage(Storage):
                      "SELECT guild_id, id, name, color, hoist, position, permissions, "
                      "managed, mentionable FROM roles WHERE guild_id = ? ORDER BY id",
                      (channel.guild_id,))]
-        return user, channel, guild, member, roles
+        records = [(k, unpack(v)) for k, v in self._query(*self._records_query(
+            guild_records[0], channel.guild_id, guild_records[1], None, MAX_LIST))] \
+            if guild_records else []
+        return user, channel, guild, member, roles, records
 
-    async def channel_access(self, token: str, channel_id: int
+    async def channel_access(self, token: str, channel_id: int,
+                             guild_records: tuple[str, str] | None = None
                              ) -> tuple[User | None, Channel | None, Guild | None,
-                                        Member | None, list[Role]]:
+                                        Member | None, list[Role],
+                                        list[tuple[str, dict[str, Any]]]]:
         return await self._call(self._channel_access_sync, token_hash(token),
-                                check_id("channel_id", channel_id))
+                                check_id("channel_id", channel_id), guild_records)
 
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         rows = await self._rows(

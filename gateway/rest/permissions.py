@@ -18,7 +18,6 @@ from aiohttp import web
 
 from actors.registry import Route
 from chat.overwrites import (
-    channel_overwrites,
     delete_overwrite,
     overwrite_from_body,
     overwrites_from_body,
@@ -93,10 +92,7 @@ class OverwritesApi:
         access, guild, _ = await self.access(request)
         target_id = path_id(request, "overwrite_id", UNKNOWN_OVERWRITE, "Unknown Overwrite")
         channel = access.channel
-        # (the owner's and administrators' checks read no overwrites)
-        overwrites = access.overwrites or await channel_overwrites(self.storage, guild.id,
-                                                                   channel.id)
-        if target_id not in overwrites:
+        if target_id not in access.overwrites:
             raise HTTPDiscordError(404, UNKNOWN_OVERWRITE, "Unknown Overwrite")
         await delete_overwrite(self.storage, guild.id, channel.id, target_id)
         self._changed(access, target_id, None)
