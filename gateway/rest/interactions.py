@@ -63,6 +63,7 @@ from gateway.rest.errors import (
     ASK_TIMEOUT_S,
     MISSING_ACCESS,
     PREFIX,
+    UNAUTHORIZED,
     UNKNOWN_APPLICATION,
     UNKNOWN_CHANNEL,
     UNKNOWN_MESSAGE,
@@ -71,6 +72,7 @@ from gateway.rest.errors import (
     invalid_form,
     json_body,
     json_response,
+    request_token,
 )
 from gateway.sessions import ToUserSessions, UserDispatch, gateway_nodes, sessions_address
 from storage.model import Channel, Guild, Member, Message, Role, User
@@ -188,6 +190,8 @@ class Interactions:
         due = snowflake_ms(interaction_id) + ix.RESPONSE_WINDOW_MS + EXPIRY_MARGIN_MS
         await asyncio.sleep(max(0.0, (due - now_ms()) / 1000))
         try:
+            if await self.storage.get_record(KIND, interaction_id, "answer") is not None:
+                return  # answered (a read: cheaper than the conditional insert)
             expired, _ = await self.storage.insert_record_if_absent(
                 KIND, interaction_id, "answer", {"expired": True}, ttl_s=RECORD_TTL_S)
         except Exception:  # storage down: the clock still closes the window
@@ -256,18 +260,31 @@ class Interactions:
     # -- POST /interactions ---------------------------------------------------------------
 
     async def invoke(self, request: web.Request) -> web.Response:
-        user = await self.api.auth(request)
+        token = request_token(request)
+        if not token:
+            raise HTTPDiscordError(401, UNAUTHORIZED, "401: Unauthorized")
+        try:
+            body = await json_body(request)
+            channel_id = _snowflake_field(body, "channel_id")
+        except HTTPDiscordError:
+            await self.api.auth(request)  # a bad token is 401 before a bad body is 400
+            raise
+        assert channel_id is not None
+        # the caller, the channel, its guild, the caller's member and the roles: one call
+        found = await self.storage.channel_access(token, channel_id)
+        user, channel, guild, member, roles = found[:5]
+        if user is None:
+            raise HTTPDiscordError(401, UNAUTHORIZED, "401: Unauthorized")
         if user.bot:
             raise HTTPDiscordError(403, BOTS_CANNOT_USE, "Bots cannot use this endpoint")
-        body = await json_body(request)
         kind = body.get("type")
         if kind not in (ix.APPLICATION_COMMAND, ix.MESSAGE_COMPONENT, ix.AUTOCOMPLETE,
                         ix.MODAL_SUBMIT):
-            raise _form(FieldError("type", "BASE_TYPE_CHOICES", "Value must be one of (2, 3, 4, 5)."))
+            raise _form(FieldError("type", "BASE_TYPE_CHOICES",
+                                   "Value must be one of (2, 3, 4, 5)."))
         application_id = _snowflake_field(body, "application_id")
-        channel_id = _snowflake_field(body, "channel_id")
         guild_id = _snowflake_field(body, "guild_id", required=False)
-        assert application_id is not None and channel_id is not None
+        assert application_id is not None
         nonce = body.get("nonce")
         if nonce is not None:
             problem = check_text("nonce", nonce if not isinstance(nonce, int) else str(nonce),
@@ -282,14 +299,14 @@ class Interactions:
         data = body.get("data")
         if not isinstance(data, dict):
             raise _form(FieldError("data", "MODEL_TYPE_CONVERT", "Only dictionaries may be used."))
-        channel = await self.storage.get_channel(channel_id)
-        if channel is None or (guild_id is not None and channel.guild_id != guild_id):
+        if channel is None or guild is None or channel.guild_id is None \
+                or (guild_id is not None and channel.guild_id != guild_id):
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-        where = await self.where(channel.guild_id, channel_id)
-        member, bot_member, bot = await asyncio.gather(
-            self.storage.get_member(where.guild.id, user.id),
-            self.storage.get_member(where.guild.id, application_id),
+        overwrites, bot_member, bot = await asyncio.gather(
+            channel_overwrites(self.storage, guild.id, channel_id),
+            self.storage.get_member(guild.id, application_id),
             self.storage.get_user(application_id))
+        where = Where(channel, guild, {r.id: r for r in roles}, overwrites)
         if member is None:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
         perms = where.permissions(member)
@@ -298,11 +315,16 @@ class Interactions:
         if bot is None or not bot.bot or bot_member is None:
             # each bot is its application; it must be in the guild to be invoked there
             raise HTTPDiscordError(404, UNKNOWN_APPLICATION, "Unknown Application")
+        bot_perms = where.permissions(bot_member)
         interaction_id = self.ctx.snowflakes.next_id()
         record: dict[str, Any] = {
             "app": application_id, "type": kind, "user": user.id, "guild": where.guild.id,
             "channel": channel_id, "nonce": nonce, "session": session_id,
             "user_object": user_object(user), "member_object": member_object(member),
+            # what the answer needs, so that it reads nothing more: the bot as author,
+            # and what it may do in the channel (mentions, tts)
+            "bot_object": user_object(bot), "bot_member": member_object(bot_member),
+            "app_permissions": bot_perms,
         }
         message: dict[str, Any] | None = None
         if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE):
@@ -316,7 +338,6 @@ class Interactions:
         token = ix.new_token(interaction_id)
         record["digest"] = ix.token_digest(token)
         await self.storage.put_record(KIND, interaction_id, "i", record, ttl_s=RECORD_TTL_S)
-        bot_perms = where.permissions(bot_member)
         channel_payload = {**channel_object(where.channel), "permissions": str(perms)}
         channel_payload.pop("permission_overwrites", None)
         payload = ix.interaction_object(
@@ -505,11 +526,10 @@ class Interactions:
         return json_response(out)
 
     async def _compose_context(self, record: dict[str, Any]) -> ComposeContext:
-        where = await self.where(record["guild"], record["channel"])
-        bot_member = await self.storage.get_member(record["guild"], record["app"])
-        perms = where.permissions(bot_member) if bot_member is not None else 0
-        return ComposeContext(record["channel"], record["guild"], record["app"], perms,
-                              default_parse=PARSE_USERS,
+        """Who writes the interaction's messages: its bot, with the permissions it had in
+        the channel when the interaction was created (mentions, tts)."""
+        return ComposeContext(record["channel"], record["guild"], record["app"],
+                              record["app_permissions"], default_parse=PARSE_USERS,
                               allowed_flags=CREATE_FLAGS | ix.EPHEMERAL)
 
     async def _prepare(self, record: dict[str, Any], callback_type: int,
@@ -559,12 +579,11 @@ class Interactions:
         if callback_type == ix.MODAL:
             await self.storage.put_record(KIND, interaction_id, "modal", prepared,
                                           ttl_s=RECORD_TTL_S)
-            bot = await self.storage.get_user(record["app"])
             self.tell_user(user_id, "INTERACTION_MODAL_CREATE", {
                 "id": str(interaction_id), "nonce": record.get("nonce"),
                 "channel_id": str(record["channel"]),
                 "application": {"id": str(record["app"]),
-                                "name": bot.username if bot else "", "icon": None},
+                                "name": record["bot_object"]["username"], "icon": None},
                 **prepared})
             return None
         return None
@@ -597,12 +616,7 @@ class Interactions:
         """Create a message of the interaction: in the channel (its actor writes it and
         fans MESSAGE_CREATE out), or, ephemeral, for the invoker's sessions only."""
         app_id, guild_id, channel_id = record["app"], record["guild"], record["channel"]
-        bot, bot_member = await asyncio.gather(self.storage.get_user(app_id),
-                                               self.storage.get_member(guild_id, app_id))
-        if bot is None:
-            raise HTTPDiscordError(404, UNKNOWN_APPLICATION, "Unknown Application")
-        author = user_object(bot)
-        member = member_object(bot_member) if bot_member is not None else None
+        author, member = record["bot_object"], record["bot_member"]
         kind = record["type"]
         meta = ix.interaction_metadata(
             interaction_id=interaction_id, interaction_type=kind,
@@ -689,8 +703,7 @@ class Interactions:
         message, kept, changes = edit.message, edit.kept, edit.changes
         for name, value in changes.items():
             setattr(message, name, value)
-        bot = await self.storage.get_user(record["app"])
-        author = user_object(bot) if bot else {"id": str(record["app"])}
+        author = record["bot_object"]
         if kept is not None:  # ephemeral: the invoker's sessions only
             if changes:
                 message.edited_at_ms = now_ms()
@@ -702,9 +715,7 @@ class Interactions:
             return _rest_view(payload)
         if not changes:
             return (await self.api.messages_out([message]))[0]
-        bot_member = await self.storage.get_member(record["guild"], record["app"])
-        payload = message_object(message, author,
-                                 member_object(bot_member) if bot_member else None)
+        payload = message_object(message, author, record["bot_member"])
         return await self.ask_channel(record["guild"], record["channel"], ChangeMessage(
             record["guild"], message_id, changes, payload))
 
