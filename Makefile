@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse load-gateway cassandra-jars jaeger-bin
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse bench-reactions load-gateway cassandra-jars jaeger-bin
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -69,6 +69,10 @@ bench-cluster: $(STAMP)
 
 bench-abuse: $(STAMP)
 	$(PY) -m loadtest.bench_abuse $(ARGS)
+
+# a reaction storm on one message while the channel's messages flow (rate limits on)
+bench-reactions: $(STAMP)
+	$(PY) -m loadtest.bench_reactions $(ARGS)
 
 load-gateway: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
