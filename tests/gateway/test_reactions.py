@@ -346,3 +346,36 @@ def test_a_slow_reaction_write_holds_up_no_message(tmp_path: Path) -> None:
             assert status == 204
 
     run(main, timeout=30)
+
+
+def test_a_failed_write_is_answered_503_and_forgotten(tmp_path: Path) -> None:
+    """Storage refusing a batch: its askers get a retryable 503, no event goes out, and
+    the actor takes its state from storage again (the next add is a fresh one)."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            storage = r.gateway.storage
+            listening = await session(http, r, r.seeded.token, REACTIONS)
+            mid = await posted(http, r, r.seeded.token, "flaky")
+            put_record = storage.put_record
+            failures = [OSError("disk on fire")]
+
+            async def flaky_put(kind: str, *args: Any, **kwargs: Any) -> None:
+                if kind == REACTION_KIND and failures:
+                    raise failures.pop()
+                await put_record(kind, *args, **kwargs)
+
+            storage.put_record = flaky_put  # type: ignore[method-assign]
+            path = react_path(r, mid, THUMBS, "@me")
+            status, body, _ = await call(http, r, "PUT", path, r.other_token)
+            assert status == 503, body
+            await quiet(listening, *EVENTS)
+            status, _, _ = await call(http, r, "PUT", path, r.other_token)
+            assert status == 204
+            add = await next_event(listening, "MESSAGE_REACTION_ADD")
+            assert add["user_id"] == str(r.other_id)
+            status, message, _ = await call(
+                http, r, "GET", f"/channels/{r.seeded.channel_id}/messages/{mid}",
+                r.other_token)
+            assert [(x["count"], x["me"]) for x in message["reactions"]] == [(1, True)]
+
+    run(main, timeout=30)
