@@ -227,7 +227,7 @@ class _Checker:
             return None
         out: list[int] = []
         for i, item in enumerate(items):
-            if not isinstance(item, int) or isinstance(item, bool) or item not in allowed:
+            if not _is_int(item) or item not in allowed:
                 self.add((*path, i), "ENUM_TYPE_COERCE",
                          f"Value \"{str(item)[:32]}\" is not a valid enum value.")
             elif item not in out:
@@ -255,6 +255,11 @@ class _Checker:
         return out
 
 
+def _is_int(value: Any) -> bool:
+    """A JSON integer (not a bool, not 1.0: an enum is stored as the int it is)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _given(body: dict[str, Any], field: str) -> bool:
     """A field counts as given unless absent or null (discord.js sends some as null)."""
     return body.get(field) is not None
@@ -276,7 +281,7 @@ def _check_command(c: _Checker, body: Any, path: Path) -> dict[str, Any] | None:
     kind = body.get("type", CHAT_INPUT)
     if kind is None:
         kind = CHAT_INPUT
-    if isinstance(kind, bool) or kind not in COMMAND_TYPES:
+    if not _is_int(kind) or kind not in COMMAND_TYPES:
         # 4 (PRIMARY_ENTRY_POINT) launches an Activity: greenroom has none
         c.add((*path, "type"), "ENUM_TYPE_COERCE",
               f"Value \"{str(kind)[:32]}\" is not a valid enum value.")
@@ -355,8 +360,7 @@ def _check_options(c: _Checker, value: Any, path: Path) -> list[dict[str, Any]]:
     if options is None:
         return []
     out = [_check_option(c, option, (*path, i)) for i, option in enumerate(options)]
-    kinds = [o.get("type") for o in options
-             if isinstance(o, dict) and isinstance(o.get("type"), int)]
+    kinds = [o.get("type") for o in options if isinstance(o, dict) and _is_int(o.get("type"))]
     if any(k in (SUB_COMMAND, SUB_COMMAND_GROUP) for k in kinds) and \
             any(k in VALUE_TYPES for k in kinds):
         c.add(path, "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
@@ -389,7 +393,7 @@ def _check_option(c: _Checker, body: Any, path: Path) -> dict[str, Any]:
     if kind is None:
         c.required((*path, "type"))
         return {}
-    if isinstance(kind, bool) or kind not in OPTION_TYPES:
+    if not _is_int(kind) or kind not in OPTION_TYPES:
         c.add((*path, "type"), "ENUM_TYPE_COERCE",
               f"Value \"{str(kind)[:32]}\" is not a valid enum value.")
         return {}

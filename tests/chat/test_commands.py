@@ -130,7 +130,7 @@ def test_context_menu_commands_have_no_description_nor_options() -> None:
     assert codes({"type": USER, "name": ""}) == {("name",): "BASE_TYPE_BAD_LENGTH"}
 
 
-@pytest.mark.parametrize("kind", [0, 4, 5, "1", True])
+@pytest.mark.parametrize("kind", [0, 4, 5, "1", True, 1.0])
 def test_unknown_command_types_are_refused(kind: object) -> None:
     assert codes(slash(type=kind)) == {("type",): "ENUM_TYPE_COERCE"}
 
@@ -238,6 +238,7 @@ def test_option_names_are_unique_and_follow_the_slash_rule() -> None:
     assert codes(slash(options=[opt(3, "Upper")])) == {
         ("options", 0, "name"): "APPLICATION_COMMAND_INVALID_NAME"}
     assert codes(slash(options=[opt(12, "a")])) == {("options", 0, "type"): "ENUM_TYPE_COERCE"}
+    assert codes(slash(options=[opt(3.0, "a")])) == {("options", 0, "type"): "ENUM_TYPE_COERCE"}
     assert codes(slash(options=[{"name": "a", "description": "b"}])) == {
         ("options", 0, "type"): "BASE_TYPE_REQUIRED"}
 
