@@ -499,10 +499,10 @@ def test_guild_channels_roles_members(aio, storage: Storage, ids) -> None:  # ty
         await storage.put_user(boss)
         await storage.remove_member(guild.id, owner)
         for access in (storage.channel_access, lambda *a: Storage.channel_access(storage, *a)):
-            assert await access(f"t.{other}", general.id) == (bob, general, guild, m2, roles)
-            assert await access(f"t.{other}x", general.id) == (None, None, None, None, [])
-            assert await access(f"t.{other}", ids.now()) == (bob, None, None, None, [])
-            assert await access(f"t.{owner}", general.id) == (boss, general, guild, None, roles)
+            assert await access(f"t.{other}", general.id) == (bob, general, guild, m2, roles, [])
+            assert await access(f"t.{other}x", general.id) == (None, None, None, None, [], [])
+            assert await access(f"t.{other}", ids.now()) == (bob, None, None, None, [], [])
+            assert await access(f"t.{owner}", general.id) == (boss, general, guild, None, roles, [])
         await storage.put_member(m1)
         assert await storage.members_of_user(ids.now()) == []
         # Updates and removals.
