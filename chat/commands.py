@@ -551,9 +551,14 @@ def command_size(definition: dict[str, Any]) -> int:
 
 def check_bulk(body: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
     """PUT's list: every item checked (paths start with its index), names unique per
-    type, each type within its limit. Items may name the ``id`` of a command to keep."""
+    type (the limits per type are ``overwrite_commands``'s, 30032). Items may name the
+    ``id`` of a command to keep. A list longer than every limit together is refused
+    before its items are read (it cannot be stored, and checking costs CPU)."""
     if not isinstance(body, list):
         return [], [Problem((), "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")]
+    most = sum(MAX_COMMANDS.values())
+    if len(body) > most:
+        return [], [Problem((), "BASE_TYPE_MAX_LENGTH", f"Must be {most} or fewer in length.")]
     c = _Checker()
     out: list[dict[str, Any]] = []
     seen: set[tuple[int, str]] = set()

@@ -337,6 +337,8 @@ def test_bulk_names_each_items_problems_by_index_and_refuses_duplicates() -> Non
         (2,): "APPLICATION_COMMANDS_DUPLICATE_NAME",
         (4, "id"): "NUMBER_TYPE_COERCE"}
     assert check_bulk({"a": 1})[1][0].code == "LIST_TYPE_CONVERT"
+    assert check_bulk([{}] * 131)[1] == [Problem((), "BASE_TYPE_MAX_LENGTH",
+                                                  "Must be 130 or fewer in length.")]
     definitions, problems = check_bulk([slash("a", id="123"), {"type": USER, "name": "a"}])
     assert problems == [] and definitions[0]["id"] == 123
 
