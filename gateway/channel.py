@@ -64,6 +64,7 @@ from gateway.messages import (
 )
 from gateway.protocol import PreparedDispatch
 from gateway.recent_messages import RecentMessages
+from gateway.stages import record_stage
 from gateway.tracing import child, context_of, fail, start
 from storage.history import HistoryQuery
 from storage.messages import (
@@ -116,6 +117,8 @@ class ChannelActor(Actor):
         self._lookup_refs = 0
         #: message id -> (channel.post span, storage.write span), only for traced posts
         self._spans: dict[int, tuple[Any, Any]] = {}
+        #: creates in flight: when each was created (perf_counter), for gateway.stages
+        self._created_at: dict[int, float] = {}
         #: ("change", n) -> (sender, the edit or delete) while its write is in flight
         self._changes: dict[tuple[str, int], tuple[Any, ChangeMessage]] = {}
         self._change_refs = 0
@@ -312,6 +315,9 @@ class ChannelActor(Actor):
             return
         payload = message_object(message, msg.author, msg.member)
         self._pending[message_id] = (sender, msg, payload)
+        self._created_at[message_id] = time.perf_counter()
+        if msg.received_s is not None:
+            record_stage("rest_to_channel", time.time() - msg.received_s)
         self._cache_writes[message_id] = message
         if key is not None:
             self._remember_nonce(key, message_id)
@@ -358,6 +364,10 @@ class ChannelActor(Actor):
         if pending is None:
             return
         sender, msg, payload = pending
+        now = time.perf_counter()
+        created = self._created_at.pop(ref, None)
+        if created is not None:
+            record_stage("durable", now - created)
         if msg.enforce_nonce and msg.nonce:
             self._nonces[(str(msg.author["id"]), msg.nonce)] = payload
         spans = self._spans.pop(ref, None) if self._spans else None
@@ -365,7 +375,7 @@ class ChannelActor(Actor):
             spans[1].end()  # storage.write: durable now
         if msg.guild_id is not None:
             dispatch = PreparedDispatch("MESSAGE_CREATE", payload)
-            fanout = Fanout(self.channel_id, dispatch, payload)
+            fanout = Fanout(self.channel_id, dispatch, payload, sent_at=now)
             if spans is not None:
                 fanout.trace = context_of(spans[0])  # guild.fanout is channel.post's child
             self.send(self.ctx.registry, Route("guild", msg.guild_id, fanout))
@@ -391,6 +401,7 @@ class ChannelActor(Actor):
         pending = self._pending.pop(ref, None)
         if pending is None:
             return
+        self._created_at.pop(ref, None)
         sender, msg, _ = pending
         spans = self._spans.pop(ref, None) if self._spans else None
         if spans is not None:

@@ -46,6 +46,7 @@ from actors.wire import wire_type
 from gateway.messages import Cutover
 from gateway.protocol import Encoding, PreparedDispatch
 from gateway.session import SessionActor, catch_up_since
+from gateway.stages import record_stage
 from gateway.tracing import context_of, start
 from observability.logging import LogThrottle
 from observability.metrics import counter, histogram
@@ -146,13 +147,18 @@ class FanoutPoint(Actor):
         if self._lost_queue:
             self._sessions_catch_up()
         if isinstance(msg, NodeFanout):
+            started = time.perf_counter()
             cells = self._myRef.base.cells
             if msg.trace is not None:
                 self._deliver_traced(cells, msg)
-                return
-            self._deliver(cells, _dispatch_of(msg.payload), msg.to, None)
-            if msg.redacted_to:
-                self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None)
+            else:
+                self._deliver(cells, _dispatch_of(msg.payload), msg.to, None)
+                if msg.redacted_to:
+                    self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None)
+            payload = msg.payload
+            if (payload.event if payload.__class__ is PreparedDispatch
+                    else payload[0]) == "MESSAGE_CREATE":
+                record_stage("fanout_loop", time.perf_counter() - started)
         elif isinstance(msg, Cutover):
             # A guild swapped a session that moved to another node for its new address;
             # here, behind every NodeFanout that guild sent this node, the old session

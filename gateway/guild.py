@@ -25,6 +25,7 @@ their member — back through the registry, to the guild's new home.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -56,6 +57,7 @@ from gateway.protocol import (
     redact_message_content,
 )
 from gateway.protocol.intents import MESSAGE_CONTENT
+from gateway.stages import record_stage
 from gateway.tracing import context_of, start
 from storage.model import Channel, Guild, Member, Role
 
@@ -168,7 +170,13 @@ class GuildActor(Actor):
 
     def _handle(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Fanout):
+            if msg.sent_at is None:  # an edit, a delete...: not a timed create
+                self._fanout(msg)
+                return
+            started = time.perf_counter()
+            record_stage("channel_to_guild", started - msg.sent_at)
             self._fanout(msg)
+            record_stage("guild_fanout", time.perf_counter() - started)
         elif isinstance(msg, Subscribe):
             self._subscribe(msg, sender)
         elif isinstance(msg, Unsubscribe):

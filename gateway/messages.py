@@ -188,6 +188,8 @@ class Fanout:
     dispatch: PreparedDispatch
     message: dict[str, Any] | None = None
     trace: dict | None = None  # the channel span's context (W3C), None when not traced
+    #: when the channel sent it (``time.perf_counter()``, same process), for ``gateway.stages``
+    sent_at: float | None = None
 
 
 @wire_type("gateway.post_message")
@@ -212,6 +214,8 @@ class PostMessage:
     #: (gateway/direct.py); None in a guild, whose actor fans out
     recipients: list[int] | None = None
     trace: dict | None = None  # the poster's span context (W3C), None when not traced
+    #: when REST took the post (``time.time()``), for ``gateway.stages``; None: not timed
+    received_s: float | None = None
 
 
 @wire_type("gateway.posted")

@@ -15,6 +15,7 @@ and text storage cannot hold is refused with the field named (``validation``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -246,6 +247,7 @@ class Api:
         return json_response(channel_object(access.channel, access.overwrites.values()))
 
     async def post_message(self, request: web.Request) -> web.Response:
+        received_s = time.time()  # gateway.stages: rest_to_channel starts here
         access = await self.channel_access(request, SEND_MESSAGES)
         user, channel, member = access.user, access.channel, access.member
         if channel.guild_id is None:  # a DM: may the two still talk?
@@ -280,6 +282,7 @@ class Api:
             type=composed.type,
             fields=composed.fields,
             recipients=dm_recipients(channel),
+            received_s=received_s,
         )
         # files are stored (pending) only once the rest of the body is valid
         staged = await attachments_of(request).stage(request, channel.id, body, files)
