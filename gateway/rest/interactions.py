@@ -302,10 +302,14 @@ class Interactions:
         if channel is None or guild is None or channel.guild_id is None \
                 or (guild_id is not None and channel.guild_id != guild_id):
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-        overwrites, bot_member, bot = await asyncio.gather(
+        command_id = parse_snowflake(str(data.get("id"))) \
+            if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE) else None
+        overwrites, bot_member, bot, command = await asyncio.gather(
             channel_overwrites(self.storage, guild.id, channel_id),
             self.storage.get_member(guild.id, application_id),
-            self.storage.get_user(application_id))
+            self.storage.get_user(application_id),
+            command_store.get_command(self.storage, application_id, command_id)
+            if command_id is not None else _nothing())
         where = Where(channel, guild, {r.id: r for r in roles}, overwrites)
         if member is None:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
@@ -328,7 +332,7 @@ class Interactions:
         }
         message: dict[str, Any] | None = None
         if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE):
-            out_data = await self._command_data(data, application_id, where, perms, record)
+            out_data = await self._command_data(data, command, where, perms, record)
         elif kind == ix.MESSAGE_COMPONENT:
             out_data, message = await self._click_data(body, data, application_id, where,
                                                        user, record)
@@ -352,11 +356,12 @@ class Interactions:
         self.expire_later(interaction_id, user.id, nonce)
         return web.Response(status=204)
 
-    async def _command_data(self, data: dict[str, Any], application_id: int, where: Where,
-                            perms: int, record: dict[str, Any]) -> dict[str, Any]:
+    async def _command_data(self, data: dict[str, Any], command: dict[str, Any] | None,
+                            where: Where, perms: int, record: dict[str, Any]
+                            ) -> dict[str, Any]:
+        """``data`` of a command's invocation (``command``: the registered one its id
+        names, read beside the rest, or None), checked against it and resolved."""
         command_id = _snowflake_field(data, "id")
-        assert command_id is not None
-        command = await command_store.get_command(self.storage, application_id, command_id)
         if command is None or command.get("guild_id") not in (None, str(where.guild.id)):
             raise HTTPDiscordError(404, ix.UNKNOWN_COMMAND, "Unknown application command")
         contexts = command.get("contexts")
@@ -847,6 +852,10 @@ def _compose_failure(exc: ComposeError, field_prefix: str) -> HTTPDiscordError:
         return _form(FieldError(f"{field_prefix}{problem.field}", problem.code,
                                 problem.message))
     return compose_failure(exc)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _message_fields(message: Message) -> dict[str, Any]:
