@@ -117,6 +117,10 @@ def main() -> None:
         "baseline_p50_ms_at_10": first_step(b).get("p50_ms"),
         "p50_ms_at_10_minus_baseline": p50_gap,
         "dispatch_frame_bytes": g["dispatch_frame_bytes"],
+        # where the tail comes from: p99 per stage (gateway/stages.py) at the top rate
+        # that held, and at the first rate that did not
+        "stage_p99_ms_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),
+        "stage_p99_ms_past_max": step_after(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),
         "targets_met": {
             "p50_ms_at_10_minus_baseline": p50_gap is not None
             and p50_gap <= TARGETS["p50_ms_at_10_minus_baseline"],
@@ -143,6 +147,16 @@ def main() -> None:
         args.budget = budget
         for name in COMPRESSIONS:  # parts 5 and 6
             run_compressed(args, name)
+
+
+def step_at(summary: dict, rate: float) -> dict:
+    """The step at ``rate``, or {}."""
+    return next((s for s in summary.get("steps") or [] if s["rate"] == rate), {})
+
+
+def step_after(summary: dict, rate: float) -> dict:
+    """The first step above ``rate`` (where the bound broke), or {}."""
+    return next((s for s in summary.get("steps") or [] if s["rate"] > rate), {})
 
 
 def first_step(summary: dict) -> dict:

@@ -35,6 +35,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -143,6 +144,8 @@ class Server:
     log_path: Path
     #: every node process by name (``--nodes``), from the ``node serving`` log events
     node_pids: dict[str, int] = field(default_factory=dict)
+    #: node n1's Prometheus text (the operator port's ``/metrics``)
+    metrics_url: str | None = None
 
 
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
@@ -166,9 +169,12 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
         else:
             env[name] = value
     log = open(log_path, "w")  # noqa: SIM115 - the server writes it until it stops
+    from cluster.launcher import free_port
+
+    operator_port = free_port()  # node i serves it + i - 1: n1's is read per rate
     process = subprocess.Popen(
         [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(nodes), "--port",
-         str(port), "--rest-port", str(rest_port),
+         str(port), "--rest-port", str(rest_port), "--operator-port", str(operator_port),
          *(() if rate_limits else ("--no-rate-limits",))], stdout=log,
         stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -183,7 +189,8 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
                 pids[event["node"]] = event["pid"]
             if event.get("event") == "gateway serving" and len(pids) >= nodes:
                 return Server(process, pids["n1"], event["gateway_url"], event["rest_url"],
-                              log_path, pids)
+                              log_path, pids,
+                              f"http://127.0.0.1:{operator_port}/metrics")
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("greenroom run did not serve the gateway:\n" + log_path.read_text())
@@ -612,6 +619,52 @@ async def run_gateway_step(sender: RestSender, workers: Workers, server_pid: int
                               server_pid, step, rate, drain_s, max_p99_ms)
 
 
+#: ``gateway.stages``' histogram as the operator port renders it
+STAGE_BUCKET = re.compile(
+    r'^gateway_message_stage_seconds_bucket\{(?P<labels>[^}]*)\} (?P<count>[0-9.e+]+)$')
+
+
+async def read_stages(sender: RestSender, metrics_url: str | None) -> dict[str, dict[float, float]]:
+    """The node's ``gateway_message_stage_seconds`` buckets: stage -> {le: count}
+    (cumulative, as Prometheus gives them); {} if the operator port did not answer."""
+    if metrics_url is None or sender.session is None:
+        return {}
+    import aiohttp
+
+    try:
+        async with sender.session.get(metrics_url) as resp:
+            text = await resp.text()
+    except (OSError, TimeoutError, aiohttp.ClientError):
+        return {}
+    stages: dict[str, dict[float, float]] = {}
+    for line in text.splitlines():
+        found = STAGE_BUCKET.match(line)
+        if found is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
+        le = float("inf") if labels.get("le") == "+Inf" else float(labels.get("le", "nan"))
+        stages.setdefault(labels.get("stage", "?"), {})[le] = float(found["count"])
+    return stages
+
+
+def stage_p99_ms(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+                 ) -> dict[str, float | None]:
+    """Per stage, the p99 of what was recorded between two readings, as the upper bound
+    of the bucket it falls in (ms; None above the last bound)."""
+    out: dict[str, float | None] = {}
+    for stage, buckets in sorted(after.items()):
+        old = before.get(stage, {})
+        bounds = sorted(buckets)
+        deltas = [buckets[b] - old.get(b, 0.0) for b in bounds]
+        total = deltas[-1] if deltas else 0.0
+        if total <= 0:
+            continue
+        want = total * 0.99
+        out[stage] = next((None if b == float("inf") else round(b * 1000, 2)
+                           for b, c in zip(bounds, deltas, strict=True) if c >= want), None)
+    return out
+
+
 # ------------------------------------------------------------------ rising rates
 
 
@@ -818,9 +871,18 @@ async def run(args: argparse.Namespace) -> dict:
         print(f"gateway fan-out: 1 sender -> {workers.connected:,} online members, "
               f"{args.duration:g} s per rate", flush=True)
 
+        stage_tails: dict[float, dict[str, float | None]] = {}
+
         async def step(n: int, rate: float) -> StepResult:
-            return await run_gateway_step(sender, workers, server.pid, n, rate,
-                                          args.duration, args.drain, args.max_p99_ms)
+            before = await read_stages(sender, server.metrics_url)
+            result = await run_gateway_step(sender, workers, server.pid, n, rate,
+                                            args.duration, args.drain, args.max_p99_ms)
+            stage_tails[rate] = stage_p99_ms(before, await read_stages(sender,
+                                                                       server.metrics_url))
+            if stage_tails[rate]:
+                print("      p99 by stage (ms, bucket bound): " + ", ".join(
+                    f"{k} {fmt_ms(v)}" for k, v in stage_tails[rate].items()), flush=True)
+            return result
 
         gateway_deadline = started + args.budget * 0.75 if args.baseline else deadline
         steps = await rising_rates(step, args.rates, args.wait_quiet, gateway_deadline)
@@ -832,6 +894,8 @@ async def run(args: argparse.Namespace) -> dict:
             "post_p50_ms": round(posts[len(posts) // 2], 2) if posts else None,
             "post_p99_ms": round(posts[int(len(posts) * 0.99)], 2) if posts else None,
             "server_rss_bytes": rss_bytes(server.pid), **summarize(steps)}
+        for entry in result["gateway"]["steps"]:
+            entry["stage_p99_ms"] = stage_tails.get(entry["rate"], {})
     finally:
         if sender is not None:
             await sender.close()
