@@ -32,7 +32,7 @@ import time
 import unicodedata
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -849,10 +849,8 @@ async def overwrite_commands(storage: Any, next_id: Callable[[], int], applicati
             if match is not None:
                 kept.add(int(match["id"]))
             plan.append((definition, match))
-        for command in existing:
-            if int(command["id"]) not in kept:
-                await _remove(storage, command)
-        out = []
+        await _bounded([_remove(storage, c) for c in existing if int(c["id"]) not in kept])
+        out, writes = [], []
         for definition, match in plan:
             if match is not None and not _changed(match, definition):
                 out.append(match)
@@ -861,6 +859,27 @@ async def overwrite_commands(storage: Any, next_id: Callable[[], int], applicati
             command = build_command(definition, command_id=command_id,
                                     application_id=application_id, guild_id=guild_id,
                                     version=command_id if match is None else next_id())
-            await _store(storage, command, new=match is None)
+            writes.append(_store(storage, command, new=match is None))
             out.append(command)
+        await _bounded(writes)
         return out
+
+
+#: commands written (or removed) at once by a bulk overwrite: 130 one after the other
+#: are 260 round trips, which on Cassandra could outlast the lease (``LEASE_S``)
+WRITE_CONCURRENCY = 16
+
+
+async def _bounded(writes: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``writes`` (each a command's own ordered writes) ``WRITE_CONCURRENCY`` at a
+    time; the first failure is raised once all have ended."""
+    gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def one(write: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await write
+
+    results = await asyncio.gather(*(one(w) for w in writes), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

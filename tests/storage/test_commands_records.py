@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 import chat.commands as commands
-from chat.commands import USER, CommandError, check_command, create_command, list_commands
+from chat.commands import (
+    USER,
+    CommandError,
+    check_bulk,
+    check_command,
+    create_command,
+    get_command,
+    list_commands,
+    overwrite_commands,
+)
 from storage.base import Storage
 
 
@@ -58,5 +67,14 @@ def test_writers_on_different_nodes_keep_names_unique_and_limits(  # type: ignor
         assert sorted(outcomes) == ["created"] * 2 + ["limit"] * 2  # 2 exist, 4 fit
         assert len(await list_commands(storage, app, guild)) == 4
         assert await storage.get_record(commands.LOCK_KIND, app, f"{guild:020d}") is None
+        # a bulk overwrite's writes run concurrently: all land, the rest are removed
+        definitions, problems = check_bulk([{"name": f"s{i}", "description": "d"}
+                                            for i in range(20)] + [{"type": USER, "name": "V0"}])
+        assert problems == []
+        out = await overwrite_commands(storage, next_id, app, guild, definitions)
+        listed = await list_commands(storage, app, guild)
+        assert sorted(c["id"] for c in listed) == sorted(c["id"] for c in out)
+        assert len(listed) == 21
+        assert all([await get_command(storage, app, int(c["id"])) for c in out])
 
     aio.run(go(), 120)
