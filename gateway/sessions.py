@@ -50,10 +50,12 @@ class UserDispatch:
     user alone, which no guild fans out: INTERACTION_CREATE to an application's bot, an
     ephemeral message or a modal to the user who invoked the interaction. Each session
     encodes it (few recipients) and keeps it if its intents ask for ``event`` (guild
-    masks; INTERACTION_CREATE needs none)."""
+    masks; INTERACTION_CREATE needs none). ``user_id``: sent to one session by its id
+    (``ToSession``), kept only if the session is that user's (the id came from a client)."""
 
     event: str
     data: Any
+    user_id: int | None = None
 
 
 @wire_type("gateway.session_moved")

@@ -74,7 +74,14 @@ from gateway.rest.errors import (
     json_response,
     request_token,
 )
-from gateway.sessions import ToUserSessions, UserDispatch, gateway_nodes, sessions_address
+from gateway.sessions import (
+    ToSession,
+    ToUserSessions,
+    UserDispatch,
+    gateway_nodes,
+    node_of_session,
+    sessions_address,
+)
 from storage.model import Channel, Guild, Member, Message, Role, User
 from storage.snowflake import parse_snowflake, snowflake_ms
 
@@ -157,6 +164,18 @@ class Interactions:
             else:
                 base.tell_from_loop(sessions_address(node), ToUserSessions(user_id, dispatch))
 
+    def tell_invoker(self, record: dict[str, Any], event: str, data: Any) -> None:
+        """``event`` to the session the invocation named (``session_id``, as Discord's
+        client sends it: the modal opens there), if it is the invoker's; to all the
+        invoker's sessions when it named none."""
+        session_id = record.get("session")
+        node = node_of_session(session_id) if isinstance(session_id, str) else None
+        if node is None:
+            self.tell_user(record["user"], event, data)
+            return
+        self.gateway.base.tell_from_loop(sessions_address(node), ToSession(
+            session_id, UserDispatch(event, data, record["user"])))
+
     async def ask_channel(self, guild_id: int, channel_id: int, msg: Any) -> dict[str, Any]:
         answer = await self.gateway.base.ask_async(
             self.ctx.registry, Route("channel", channel_key(guild_id, channel_id), msg),
@@ -178,13 +197,12 @@ class Interactions:
             raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
         return Where(channel, guild, {r.id: r for r in roles}, overwrites)
 
-    def expire_later(self, interaction_id: int, user_id: int, nonce: Any) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._expire(interaction_id, user_id, nonce))
+    def expire_later(self, interaction_id: int, record: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._expire(interaction_id, record))
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
-    async def _expire(self, interaction_id: int, user_id: int, nonce: Any) -> None:
+    async def _expire(self, interaction_id: int, record: dict[str, Any]) -> None:
         """Close the answer window of an interaction this node took: claim it expired
         unless the bot answered, and tell the invoker it failed."""
         due = snowflake_ms(interaction_id) + ix.RESPONSE_WINDOW_MS + EXPIRY_MARGIN_MS
@@ -197,8 +215,8 @@ class Interactions:
         except Exception:  # storage down: the clock still closes the window
             return
         if expired:
-            self.tell_user(user_id, "INTERACTION_FAILURE",
-                           {"id": str(interaction_id), "nonce": nonce})
+            self.tell_invoker(record, "INTERACTION_FAILURE",
+                              {"id": str(interaction_id), "nonce": record.get("nonce")})
 
     async def close(self) -> None:
         for task in list(self._timers):
@@ -351,9 +369,9 @@ class Interactions:
             member={**member_object(member, user), "permissions": str(perms)},
             app_permissions=bot_perms, message=message)
         self.tell_user(application_id, "INTERACTION_CREATE", payload)
-        self.tell_user(user.id, "INTERACTION_CREATE", {"id": str(interaction_id),
-                                                       "nonce": nonce})
-        self.expire_later(interaction_id, user.id, nonce)
+        self.tell_invoker(record, "INTERACTION_CREATE", {"id": str(interaction_id),
+                                                         "nonce": nonce})
+        self.expire_later(interaction_id, record)
         return web.Response(status=204)
 
     async def _command_data(self, data: dict[str, Any], command: dict[str, Any] | None,
@@ -514,7 +532,7 @@ class Interactions:
             # nothing was shown: the bot may answer again within the window
             await self.storage.delete_record(KIND, interaction_id, "answer")
             raise
-        self.tell_user(record["user"], "INTERACTION_SUCCESS",
+        self.tell_invoker(record, "INTERACTION_SUCCESS",
                        {"id": str(interaction_id), "nonce": record.get("nonce")})
         if request.query.get("with_response", "").lower() not in ("true", "1"):
             return web.Response(status=204)
@@ -565,7 +583,6 @@ class Interactions:
     async def _act(self, interaction_id: int, record: dict[str, Any], callback_type: int,
                    prepared: Any) -> dict[str, Any] | None:
         """Do what the claimed answer says; the message it made or changed, if any."""
-        user_id = record["user"]
         if callback_type == ix.CHANNEL_MESSAGE_WITH_SOURCE:
             message = await self._create(interaction_id, record, prepared)
             await self._remember(interaction_id, "original", message)
@@ -578,13 +595,13 @@ class Interactions:
         if callback_type == ix.UPDATE_MESSAGE:
             return await self._apply_edit(record, record["message"], prepared)
         if callback_type == ix.AUTOCOMPLETE_RESULT:
-            self.tell_user(user_id, "APPLICATION_COMMAND_AUTOCOMPLETE_RESPONSE",
-                           {"nonce": record.get("nonce"), "choices": prepared})
+            self.tell_invoker(record, "APPLICATION_COMMAND_AUTOCOMPLETE_RESPONSE",
+                              {"nonce": record.get("nonce"), "choices": prepared})
             return None
         if callback_type == ix.MODAL:
             await self.storage.put_record(KIND, interaction_id, "modal", prepared,
                                           ttl_s=RECORD_TTL_S)
-            self.tell_user(user_id, "INTERACTION_MODAL_CREATE", {
+            self.tell_invoker(record, "INTERACTION_MODAL_CREATE", {
                 "id": str(interaction_id), "nonce": record.get("nonce"),
                 "channel_id": str(record["channel"]),
                 "application": {"id": str(record["app"]),

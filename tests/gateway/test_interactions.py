@@ -109,9 +109,13 @@ async def identified(http: aiohttp.ClientSession, r: Running, token: str, intent
     await ws.receive(5)
     await ws.send_json({"op": 2, "d": {"token": token, "intents": intents,
                                        "properties": {"os": "l", "browser": "t", "device": "t"}}})
-    for name in ("READY", "GUILD_CREATE"):
-        await next_event(ws, name)
+    SESSION_IDS[id(ws)] = (await next_event(ws, "READY"))["session_id"]
+    await next_event(ws, "GUILD_CREATE")
     return ws
+
+
+#: a socket's session id (from its READY), by ``id(ws)``
+SESSION_IDS: dict[int, str] = {}
 
 
 async def next_event(ws: aiohttp.ClientWebSocketResponse, *names: str,
@@ -342,14 +346,27 @@ def test_deferred_ephemeral_modal_and_autocomplete(tmp_path: Path) -> None:
             assert (await next_event(alice, "MESSAGE_CREATE"))["content"] == "psst"
             await nothing_more(bot, "MESSAGE_CREATE")
 
-            # a modal: shown to alice, submitted once, answered
-            assert (await c.invoke(c.invocation("roll", sides)))[0] == 204
+            # a modal: shown to alice's session that invoked (named by session_id), not to
+            # her other one; a session id that is not hers names nothing
+            alice2 = await identified(http, r, r.other_token, INTENTS)
+            stolen = c.invocation("roll", sides, session_id=SESSION_IDS[id(bot)])
+            assert (await c.invoke(stolen))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert (await c.answer(got, {"type": 4, "data": {"content": "hers",
+                                                              "flags": 64}}))[0] == 204
+            for ws in (alice, alice2):  # an ephemeral message: every session of hers
+                assert (await next_event(ws, "MESSAGE_CREATE"))["content"] == "hers"
+            await nothing_more(bot, "INTERACTION_SUCCESS", "INTERACTION_CREATE")
+            await nothing_more(alice2, "INTERACTION_SUCCESS")
+            assert (await c.invoke(c.invocation("roll", sides,
+                                                session_id=SESSION_IDS[id(alice)])))[0] == 204
             got = await next_event(bot, "INTERACTION_CREATE")
             modal = {"custom_id": "form", "title": "Tell me", "components": [
                 {"type": 1, "components": [{"type": 4, "custom_id": "name", "style": 1,
                                             "label": "Name", "max_length": 10}]}]}
             assert (await c.answer(got, {"type": 9, "data": modal}))[0] == 204
             shown = await next_event(alice, "INTERACTION_MODAL_CREATE")
+            await nothing_more(alice2, "INTERACTION_MODAL_CREATE", "INTERACTION_CREATE")
             assert shown["custom_id"] == "form" and shown["title"] == "Tell me"
             assert shown["components"][0]["components"][0]["custom_id"] == "name"
             submit = {"type": 5, "application_id": str(c.app), "nonce": "n3",
