@@ -16,6 +16,7 @@ import pytest
 
 from chat import interactions as ix
 from gateway.protocol.intents import Intents
+from gateway.rest.interactions import interactions_of
 from gateway.seed import add_member, create_user
 from storage.model import Channel, Role
 from tests.gateway.harness import Running, run, running_gateway
@@ -455,6 +456,16 @@ def test_three_seconds_fifteen_minutes_and_one_answer_under_a_race(
             assert all(a[1]["code"] == 40060 for a in answers if a[0] == 400)
             assert (await next_event(alice, "MESSAGE_CREATE"))["content"].startswith("answer")
             await nothing_more(alice, "MESSAGE_CREATE", "INTERACTION_FAILURE", wait=0.6)
+
+            # the node that took an invocation dies before the window closes (its expiry
+            # never runs): the clock still closes it, and nothing was answered
+            assert (await c.invoke(c.invocation("roll", sides)))[0] == 204
+            orphan = await next_event(bot, "INTERACTION_CREATE")
+            await interactions_of(r.gateway._rest_runner.app).close()  # its timers: gone
+            await asyncio.sleep(ix.RESPONSE_WINDOW_MS / 1000 + 0.05)
+            refused(await c.answer(orphan, {"type": 4, "data": {"content": "x"}}), 404, 10062)
+            refused(await c.call("POST", c.hook(orphan), json={"content": "x"}), 404, 10015)
+            await nothing_more(alice, "MESSAGE_CREATE", "INTERACTION_SUCCESS")
 
             # the token serves follow-ups for 15 minutes, then 10015
             monkeypatch.setattr(ix, "TOKEN_WINDOW_MS", 0)
