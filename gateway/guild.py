@@ -516,14 +516,16 @@ class GuildActor(Actor):
             return
         if msg.channel is not None:
             state.channels[msg.channel.id] = msg.channel
-            # the channel's object carries its overwrites (CHANNEL_CREATE with some)
-            listed = msg.data.get("permission_overwrites") if isinstance(msg.data, dict) else None
-            if listed:
-                state.overwrites[msg.channel.id] = {int(o["id"]): Overwrite.from_json(o)
-                                                    for o in listed}
-            elif listed is not None:
-                state.overwrites.pop(msg.channel.id, None)
-            self._plans.clear()
+            if msg.event == "CHANNEL_CREATE" and isinstance(msg.data, dict):
+                # a new channel's object carries the overwrites it was created with
+                # (later changes come as ``OverwriteChanged``)
+                listed = msg.data.get("permission_overwrites")
+                if listed:
+                    state.overwrites[msg.channel.id] = {int(o["id"]): Overwrite.from_json(o)
+                                                        for o in listed}
+                else:
+                    state.overwrites.pop(msg.channel.id, None)
+                self._plans.clear()
         if msg.member_removed is not None:
             # The removed user's sessions stop getting the guild's events at once (they
             # are told GUILD_DELETE by the REST handler, and unsubscribe).
