@@ -186,17 +186,6 @@ class Interactions:
             raise HTTPDiscordError(500, 0, f"unexpected answer: {type(answer).__name__}")
         return answer.message
 
-    async def where(self, guild_id: int, channel_id: int) -> Where:
-        channel = await self.storage.get_channel(channel_id)
-        if channel is None or channel.guild_id != guild_id:
-            raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-        guild, roles, overwrites = await asyncio.gather(
-            self.storage.get_guild(guild_id), self.storage.roles_for_guild(guild_id),
-            channel_overwrites(self.storage, guild_id, channel_id))
-        if guild is None:
-            raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-        return Where(channel, guild, {r.id: r for r in roles}, overwrites)
-
     def expire_later(self, interaction_id: int, record: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._expire(interaction_id, record))
         self._timers.add(task)
