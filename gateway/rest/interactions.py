@@ -54,7 +54,7 @@ from chat.compose import (
 )
 from chat.mentions import PARSE_USERS
 from chat.objects import channel_object, member_object, message_object, role_object, user_object
-from chat.overwrites import channel_overwrites
+from chat.overwrites import channel_records, from_records
 from chat.permissions import ADMINISTRATOR, VIEW_CHANNEL, channel_permissions
 from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
@@ -277,9 +277,10 @@ class Interactions:
             await self.api.auth(request)  # a bad token is 401 before a bad body is 400
             raise
         assert channel_id is not None
-        # the caller, the channel, its guild, the caller's member and the roles: one call
-        found = await self.storage.channel_access(token, channel_id)
-        user, channel, guild, member, roles = found[:5]
+        # the caller, the channel, its guild, the caller's member, the roles and the
+        # channel's overwrites: one storage call
+        user, channel, guild, member, roles, records = await self.storage.channel_access(
+            token, channel_id, channel_records(channel_id))
         if user is None:
             raise HTTPDiscordError(401, UNAUTHORIZED, "401: Unauthorized")
         if user.bot:
@@ -312,7 +313,7 @@ class Interactions:
         command_id = parse_snowflake(str(data.get("id"))) \
             if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE) else None
         overwrites, bot_member, bot, command = await asyncio.gather(
-            channel_overwrites(self.storage, guild.id, channel_id),
+            from_records(self.storage, guild.id, channel_id, records),
             self.storage.get_member(guild.id, application_id),
             self.storage.get_user(application_id),
             command_store.get_command(self.storage, application_id, command_id)

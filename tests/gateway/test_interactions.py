@@ -527,6 +527,13 @@ def test_invocation_refusals(tmp_path: Path) -> None:
             member.roles = [moderator]
             await storage.put_member(member)
             assert (await c.invoke(c.invocation("purge")))[0] == 204
+            # a channel alice may not view (a member overwrite): not hers to invoke in
+            overwrite = f"/channels/{r.seeded.channel_id}/permissions/{r.other_id}"
+            status, _ = await c.call("PUT", overwrite, c.bot,
+                                     json={"type": 1, "allow": "0", "deny": str(1 << 10)})
+            assert status == 204
+            refused(await c.invoke(c.invocation("purge")), 403, 50001)
+            assert (await c.call("DELETE", overwrite, c.bot))[0] == 204
             # a user outside the guild
             bob_id, bob_token = await create_user(storage, ids, "bob", bot=False)
             refused(await c.invoke(good, {"Authorization": f"Bot {bob_token}"}), 403, 50001)
