@@ -24,7 +24,6 @@ from chat.compose import ComposeContext, ComposeError, compose_edit
 from chat.objects import channel_object, member_object, message_object, role_object, user_object
 from chat.overwrites import guild_overwrites
 from chat.permissions import MANAGE_MESSAGES, SEND_MESSAGES, VIEW_CHANNEL, base_permissions
-from chat.reactions import forget_reactions
 from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
 from gateway.messages import (
@@ -60,6 +59,7 @@ from gateway.rest.errors import (
 )
 from gateway.rest.interactions import message_components
 from gateway.rest.permissions import creation_overwrites, store_overwrites
+from gateway.rest.reactions import forget_message_reactions
 from gateway.seed import create_guild
 from gateway.sessions import ToUserSessions, gateway_nodes, sessions_address
 from storage.grants import OAuth2Grant
@@ -241,7 +241,7 @@ class MoreApi:
         await self.ask_channel(channel, ChangeMessage(channel.guild_id, message_id, None,
                                                       recipients=dm_recipients(channel)))
         await service.forget(channel.id, retired)
-        await forget_reactions(self.storage, channel.id, message_id)
+        await forget_message_reactions(request, channel, message_id)
         return web.Response(status=204)
 
     async def post_typing(self, request: web.Request) -> web.Response:

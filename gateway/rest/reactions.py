@@ -25,12 +25,20 @@ from chat.reactions import (
     REACTION_TYPES,
     Emoji,
     emoji_prefix,
+    forget_reactions,
     parse_emoji,
     user_key,
     user_of,
 )
 from gateway.messages import Posted, PostFailed
-from gateway.reactions import ADD, REMOVE, REMOVE_ALL, REMOVE_EMOJI, React, reactions_key
+from gateway.reactions import (
+    ADD,
+    REMOVE,
+    REMOVE_ALL,
+    REMOVE_EMOJI,
+    React,
+    reactions_key,
+)
 from gateway.rest.dms import dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
@@ -42,13 +50,20 @@ from gateway.rest.errors import (
     query_id,
     query_int,
 )
-from storage.model import Channel, Message, User
+from gateway.ttl_map import TtlMap
+from storage.model import Channel
 
 if TYPE_CHECKING:
     from gateway.rest.api import Api
 
+#: the app's ``ReactionsApi`` (``forget_message_reactions`` reaches it from a request)
+REACTIONS = web.AppKey("reactions", Any)
+
 UNKNOWN_USER = 10013
 UNKNOWN_EMOJI = 10014
+#: How long a message found stays known (``ReactionsApi._target``), and how many
+KNOWN_TTL_S = 1.0
+KNOWN_MAX = 10_000
 #: ``GET .../reactions/{emoji}``: Discord's default and largest page
 DEFAULT_USERS = 25
 MAX_USERS = 100
@@ -58,31 +73,43 @@ class ReactionsApi:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.storage = api.storage
+        #: (channel id, message id) -> author id, of messages found lately
+        self.known: TtlMap[tuple[int, int], int] = TtlMap(KNOWN_TTL_S, KNOWN_MAX)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _message(self, request: web.Request, user: User, channel: Channel | DMChannel
-                       ) -> tuple[Message, Emoji | None]:
-        """The emoji in the URL (if the route has one: 400 10014 when it names none) and
-        the message (404 10008 unless it is in this channel)."""
+    async def _target(self, request: web.Request, channel: Channel | DMChannel
+                      ) -> tuple[int, int, Emoji | None]:
+        """The message in the URL (404 10008 unless it is in ``channel``), its author,
+        and the emoji in the URL if the route has one (400 10014 if it names none).
+
+        A message found within ``KNOWN_TTL_S`` is not read again: under a storm the
+        check costs one read a second, not one a reaction. A delete over REST forgets
+        it here at once (``forget_message_reactions``); one on another node or path is
+        seen within ``KNOWN_TTL_S``."""
         emoji = None
         if "emoji" in request.match_info:
             emoji = parse_emoji(request.match_info["emoji"])
             if emoji is None:
                 raise HTTPDiscordError(400, UNKNOWN_EMOJI, "Unknown Emoji")
         message_id = path_id(request, "message_id", UNKNOWN_MESSAGE, "Unknown Message")
-        message = await self.storage.get_message(channel.id, message_id)
-        if message is None:
-            raise HTTPDiscordError(404, UNKNOWN_MESSAGE, "Unknown Message")
-        return message, emoji
+        key = (channel.id, message_id)
+        author_id = self.known.get(key)
+        if author_id is None:
+            message = await self.storage.get_message(channel.id, message_id)
+            if message is None:
+                raise HTTPDiscordError(404, UNKNOWN_MESSAGE, "Unknown Message")
+            author_id = message.author_id
+            self.known.put(key, author_id)
+        return message_id, author_id, emoji
 
-    async def _change(self, channel: Channel | DMChannel, message: Message, react: React
+    async def _change(self, channel: Channel | DMChannel, message_id: int, react: React
                       ) -> web.Response:
         """Hand ``react`` to the message's reactions actor; 204 once durable."""
         api = self.api
         answer = await api.gateway.base.ask_async(
             api.ctx.registry,
-            Route("reactions", reactions_key(channel.guild_id, channel.id, message.id), react),
+            Route("reactions", reactions_key(channel.guild_id, channel.id, message_id), react),
             ASK_TIMEOUT_S)
         if isinstance(answer, Posted):
             return web.Response(status=204)
@@ -96,58 +123,58 @@ class ReactionsApi:
         """Create Reaction: READ_MESSAGE_HISTORY, and ADD_REACTIONS for a new emoji."""
         access = await self.api.channel_access(request, READ_MESSAGE_HISTORY)
         user, channel, member = access.user, access.channel, access.member
-        message, emoji = await self._message(request, user, channel)
+        message_id, author_id, emoji = await self._target(request, channel)
         assert emoji is not None
         # without ADD_REACTIONS one may still add to an emoji already there
         may_add_new = bool(access.permissions & ADD_REACTIONS)
-        return await self._change(channel, message, React(
+        return await self._change(channel, message_id, React(
             ADD, emoji.to_list(), user.id, may_add_new,
             member=member_object(member, user) if member is not None else None,
-            message_author_id=message.author_id, recipients=dm_recipients(channel)))
+            message_author_id=author_id, recipients=dm_recipients(channel)))
 
     async def delete_own(self, request: web.Request) -> web.Response:
         """Delete Own Reaction."""
         user, channel, _ = await self.api.authorised_channel(request, 0)
-        message, emoji = await self._message(request, user, channel)
+        message_id, _, emoji = await self._target(request, channel)
         assert emoji is not None
-        return await self._change(channel, message, React(
+        return await self._change(channel, message_id, React(
             REMOVE, emoji.to_list(), user.id, recipients=dm_recipients(channel)))
 
     async def delete_user(self, request: web.Request) -> web.Response:
         """Delete User Reaction: MANAGE_MESSAGES."""
-        user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
-        message, emoji = await self._message(request, user, channel)
+        _, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
+        message_id, _, emoji = await self._target(request, channel)
         assert emoji is not None
         target = path_id(request, "user_id", UNKNOWN_USER, "Unknown User")
-        return await self._change(channel, message, React(
+        return await self._change(channel, message_id, React(
             REMOVE, emoji.to_list(), target, recipients=dm_recipients(channel)))
 
     async def delete_emoji(self, request: web.Request) -> web.Response:
         """Delete All Reactions for Emoji: MANAGE_MESSAGES."""
-        user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
-        message, emoji = await self._message(request, user, channel)
+        _, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
+        message_id, _, emoji = await self._target(request, channel)
         assert emoji is not None
-        return await self._change(channel, message, React(
+        return await self._change(channel, message_id, React(
             REMOVE_EMOJI, emoji.to_list(), recipients=dm_recipients(channel)))
 
     async def delete_all(self, request: web.Request) -> web.Response:
         """Delete All Reactions: MANAGE_MESSAGES."""
-        user, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
-        message, _ = await self._message(request, user, channel)
-        return await self._change(channel, message, React(
+        _, channel, _ = await self.api.authorised_channel(request, MANAGE_MESSAGES)
+        message_id, _, _ = await self._target(request, channel)
+        return await self._change(channel, message_id, React(
             REMOVE_ALL, recipients=dm_recipients(channel)))
 
     async def get_users(self, request: web.Request) -> web.Response:
         """Get Reactions: the users who reacted with the emoji, by user id, ``after``
         one, at most ``limit`` (1-100, 25), of ``type`` (0 normal, 1 super: none here)."""
-        user, channel, _ = await self.api.authorised_channel(request, READ_MESSAGE_HISTORY)
-        message, emoji = await self._message(request, user, channel)
+        _, channel, _ = await self.api.authorised_channel(request, READ_MESSAGE_HISTORY)
+        message_id, _, emoji = await self._target(request, channel)
         assert emoji is not None
         limit = query_int(request, "limit", DEFAULT_USERS, 1, MAX_USERS)
         after = query_id(request, "after")
         reaction_type = query_int(request, "type", NORMAL, 0, max(REACTION_TYPES))
         records = await self.storage.list_records(
-            REACTION_KIND, message.id, prefix=emoji_prefix(emoji, reaction_type),
+            REACTION_KIND, message_id, prefix=emoji_prefix(emoji, reaction_type),
             after=None if after is None else user_key(emoji, reaction_type, after),
             limit=limit)
         ids = [user_of(key) for key, _ in records]
@@ -156,9 +183,18 @@ class ReactionsApi:
         return json_response(out)
 
 
+async def forget_message_reactions(request: web.Request, channel: Channel | DMChannel,
+                                   message_id: int) -> None:
+    """A message's delete is durable: its reactions go, and this node stops taking
+    reactions to it at once (``ReactionsApi._target``)."""
+    reactions = request.app[REACTIONS]
+    reactions.known.pop((channel.id, message_id))
+    await forget_reactions(reactions.storage, channel.id, message_id)
+
+
 def add_routes(app: web.Application, api: Api) -> None:
     """Register this module's routes (``@me`` before ``{user_id}``: both match it)."""
-    reactions = ReactionsApi(api)
+    reactions = app[REACTIONS] = ReactionsApi(api)
     r = app.router
     base = f"{PREFIX}/channels/{{channel_id}}/messages/{{message_id}}/reactions"
     r.add_put(f"{base}/{{emoji}}/@me", reactions.put_own)

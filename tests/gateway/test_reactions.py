@@ -14,8 +14,9 @@ import aiohttp
 from chat.permissions import ADD_REACTIONS, READ_MESSAGE_HISTORY, VIEW_CHANNEL
 from chat.reactions import COUNTS_KIND, REACTION_KIND, message_key
 from gateway.protocol import Intents
+from gateway.rest.reactions import KNOWN_TTL_S
 from gateway.seed import add_member, create_user
-from storage.model import Role
+from storage.model import MessageDelete, Role
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, run, running_gateway
 from tests.gateway.test_events import next_event, quiet, session
@@ -244,6 +245,26 @@ def test_errors(tmp_path: Path) -> None:
             assert (status, body["code"]) == (404, 10008)
 
     run(main, timeout=40)
+
+
+def test_a_message_deleted_elsewhere_is_refused_within_a_second(tmp_path: Path) -> None:
+    """REST knows a message it found for KNOWN_TTL_S (a storm's checks cost one read a
+    second); a delete on a path that does not tell it is refused (10008) after that."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            storage = r.gateway.storage
+            mid = await posted(http, r, r.seeded.token, "doomed")
+            status, _, _ = await call(http, r, "PUT", react_path(r, mid, THUMBS, "@me"),
+                                      r.other_token)
+            assert status == 204
+            await storage.delete_message(MessageDelete.now(r.seeded.channel_id, int(mid)))
+            await asyncio.sleep(KNOWN_TTL_S + 0.1)
+            for method in ("PUT", "DELETE"):
+                status, body, _ = await call(http, r, method,
+                                             react_path(r, mid, THUMBS, "@me"), r.other_token)
+                assert (status, body["code"]) == (404, 10008), method
+
+    run(main, timeout=30)
 
 
 def test_reactions_in_a_dm(tmp_path: Path) -> None:
