@@ -11,6 +11,10 @@ directory. Prints progress, then ONE JSON line with:
   sqlite_history_p99_ms             1,000,000 messages spread over a year
   cassandra_ack_p99_ms              write -> Written through the storage actor, offered
                                     at half the actor's measured maximum throughput
+  cassandra_ack_database_p99_ms     the database requests alone that carried those writes
+  cassandra_ack_p99_ratio           the two p99s' ratio: what the actor adds (also measured
+                                    at the same rate in the same run with one batch in
+                                    flight per partition: the ..._one_per_partition keys)
   coalesced_reads_ratio             database queries per 100 identical concurrent reads
 
 Usage: python loadtest/bench_storage.py [--quick] [--only write|history|ack|sqlite ...]
@@ -288,6 +292,7 @@ class _Load:
         self.refill_until = 0.0  # closed loop: each ack sends a new write until then
         self.acked = 0
         self.failed: list[Any] = []
+        self.stages: Stages | None = None
 
 
 class _Writer(Actor):
@@ -304,8 +309,10 @@ class _Writer(Actor):
     def write(self, write: Write) -> None:
         load = self.load
         assert load is not None
-        load.sent_at[write.ref] = time.perf_counter()
+        load.sent_at[write.ref] = now = time.perf_counter()
         load.writes[write.ref] = write
+        if load.stages is not None and load.stages.on:
+            load.stages.sent[write.writes[0].message.id] = now
         self.send(load.storage_actor, write)
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
@@ -314,9 +321,11 @@ class _Writer(Actor):
         if kind is Written:
             assert load is not None
             t0 = load.sent_at.pop(msg.ref)
-            del load.writes[msg.ref]
+            write = load.writes.pop(msg.ref)
             load.acked += 1
             now = time.perf_counter()
+            if load.stages is not None and load.stages.on:
+                load.stages.acked[write.writes[0].message.id] = now
             if load.latencies is not None:
                 load.latencies.append((now - t0) * 1000)
             if now < load.refill_until:
@@ -339,11 +348,117 @@ class _Writer(Actor):
             load.failed.append(msg)
 
 
+class Stages:
+    """Per-write timestamps along the ack path (``--stages``), to say which stage owns
+    the ack's tail: the writer sends -> the actor accepts (``_on_write``) -> the actor
+    calls ``storage.apply`` (queued) -> the call starts running on the loop -> the
+    driver's thread has the answer (``_Request._done``) -> the loop settles the future ->
+    the actor handles the outcome (``_after_unit``) -> the writer has ``Written``."""
+
+    NAMES = ("accept", "queue", "start", "database", "handoff", "return", "reply")
+
+    def __init__(self) -> None:
+        self.on = False
+        self.sent: dict[int, float] = {}  # message id -> writer sent
+        self.accepted: dict[int, float] = {}
+        self.called: dict[int, float] = {}
+        self.started: dict[int, float] = {}
+        self.answered: dict[int, float] = {}  # driver thread
+        self.settled: dict[int, float] = {}
+        self.handled: dict[int, float] = {}
+        self.acked: dict[int, float] = {}
+        self.unit: Any = None  # contextvar: the message ids of the running apply
+
+    def reset(self) -> None:
+        for marks in (self.sent, self.accepted, self.called, self.started, self.answered,
+                      self.settled, self.handled, self.acked):
+            marks.clear()
+
+    def install(self, storage: Storage) -> Any:
+        """Patch ``storage._send`` (Cassandra only) to time its requests; returns the
+        actor class that times its own steps."""
+        import contextvars
+
+        from storage import scylla
+
+        stages = self
+        self.unit = contextvars.ContextVar("bench_unit", default=())
+
+        class TimedRequest(scylla._Request):
+            __slots__ = ("ids",)
+
+            def _done(self, value: Any, exc: BaseException | None) -> None:
+                answered = time.perf_counter()
+                rf, self.rf = self.rf, None
+                if rf is not None:
+                    rf._timer = None
+                ids = self.ids
+
+                def settle(fut: asyncio.Future, value: Any, exc: Any) -> None:
+                    now = time.perf_counter()
+                    if stages.on:
+                        for i in ids:
+                            stages.answered[i] = answered
+                            stages.settled[i] = now
+                    scylla._settle(fut, value, exc)
+
+                self.loop.call_soon_threadsafe(settle, self.fut, value, exc)
+
+        if isinstance(storage, ScyllaStorage):
+            def send(statement: Any, params: Any = None) -> asyncio.Future:
+                storage.queries += 1
+                request = TimedRequest.__new__(TimedRequest)
+                request.ids = stages.unit.get()
+                scylla._Request.__init__(request, asyncio.get_running_loop(),
+                                         storage.session.execute_async(statement, params))
+                return request.fut
+
+            storage._send = send  # type: ignore[method-assign]
+
+        class TimedStorageActor(StorageActor):
+            def _on_write(self, msg: Write, sender: Any) -> None:
+                if stages.on:
+                    now = time.perf_counter()
+                    for w in msg.writes:
+                        stages.accepted[w.message.id] = now
+                super()._on_write(msg, sender)
+
+            def _after_unit(self, batch: Any, *args: Any) -> None:
+                if stages.on:
+                    now = time.perf_counter()
+                    for e in batch:
+                        stages.handled[e.write.message.id] = now
+                super()._after_unit(batch, *args)
+
+        return TimedStorageActor
+
+    def report(self) -> str:
+        marks = (self.sent, self.accepted, self.called, self.started, self.answered,
+                 self.settled, self.handled, self.acked)
+        ids = [i for i in self.acked if all(i in m for m in marks)]
+        ids = ids[len(ids) // 10:]  # the first tenth warms up
+        if not ids:
+            return "stages: no complete samples"
+        parts = []
+        for name, a, b in zip(self.NAMES, marks, marks[1:], strict=False):
+            ms = [(b[i] - a[i]) * 1000 for i in ids]
+            parts.append(f"{name} {statistics.median(ms):.2f}/{p99(ms):.2f}")
+        total = [(self.acked[i] - self.sent[i]) * 1000 for i in ids]
+        tail = sorted(ids, key=lambda i: self.acked[i] - self.sent[i])[-max(1, len(ids) // 100):]
+        share = []
+        for name, a, b in zip(self.NAMES, marks, marks[1:], strict=False):
+            share.append(f"{name} {statistics.mean((b[i] - a[i]) * 1000 for i in tail):.1f}")
+        return (f"stages p50/p99 ms ({len(ids):,} writes, total p99 {p99(total):.2f}): "
+                + ", ".join(parts) + "; the slowest 1% on average: " + ", ".join(share))
+
+
 async def actor_bench(
-    storage: Storage, settings: StorageSettings, seconds: float, n_channels: int, usage: Usage
-) -> tuple[float, float, float, float, float]:
-    """(max acked/s, ack p50 ms, ack p99 ms at half that rate, queries per 100 reads, p99
-    ms of the database requests alone that carried those writes, per write).
+    storage: Storage, settings: StorageSettings, seconds: float, n_channels: int, usage: Usage,
+    variants: list[tuple[str, StorageSettings]], stages: Stages | None = None,
+) -> tuple[float, dict[str, tuple[float, float, float]], float]:
+    """(max acked/s with ``settings``; per variant: ack p50 ms, ack p99 ms at half that
+    rate, p99 ms of the database requests alone that carried those writes, per write;
+    queries per 100 identical reads).
 
     One writer actor sends ``Write``s (one message each, as channel actors send them) to
     the storage actor and records each one's time to ``Written``: first closed loop,
@@ -353,9 +468,6 @@ async def actor_bench(
     loop = asyncio.get_running_loop()
     base = UvloopSystemBase(loop=loop)
     asys = ActorSystem(systemBase=base, transientUnique=True)
-    addr = asys.createActor(StorageActor)
-    ready = await base.ask_async(addr, StorageStart(settings=settings, storage=storage), 10)
-    assert isinstance(ready, StorageReady), ready
     ids = Ids()
     channels = [ids.at(int(time.time() * 1000) - 3_600_000) for _ in range(n_channels)]
     counter = 0
@@ -369,7 +481,15 @@ async def actor_bench(
         )
         return Write(counter, (MessageCreate(msg),))
 
+    async def start_actor(variant: StorageSettings) -> Any:
+        actor = asys.createActor(StorageActor if stages is None else stages.install(storage))
+        ready = await base.ask_async(actor, StorageStart(settings=variant, storage=storage), 10)
+        assert isinstance(ready, StorageReady), ready
+        return actor
+
+    addr = await start_actor(settings)
     load = _Load(addr, next_write)
+    load.stages = stages
     writer = asys.createActor(_Writer)
     base.tell_from_loop(writer, load)
     # As a node does once started (cluster/node.py): start-up objects leave the GC's way.
@@ -385,6 +505,70 @@ async def actor_bench(
                 f"{len(load.sent_at)} writes unanswered, failures: {load.failed[:3]}"
             )
 
+    async def half_rate(name: str, variant: StorageSettings, rate: float
+                        ) -> tuple[float, float, float]:
+        """(ack p50, ack p99, p99 of the database requests that carried the writes), ms."""
+        latencies: list[float] = []
+        load.latencies = latencies
+        # Each write's database request alone (the batch it rode in, from the start of
+        # storage.apply to its result): an ack can never be faster than that.
+        requests: list[tuple[float, float, int]] = []  # (started, ms, writes)
+
+        async def timed_apply(writes: Any, batched: bool = True) -> Any:
+            started = time.perf_counter()
+            try:
+                return await apply(writes, batched)
+            finally:
+                requests.append((started, (time.perf_counter() - started) * 1000, len(writes)))
+
+        async def staged_apply(writes: Any, batched: bool = True) -> Any:
+            assert stages is not None
+            ids = tuple(w.message.id for w in writes)
+            stages.unit.set(ids)
+            now = time.perf_counter()
+            for i in ids:
+                stages.started[i] = now
+            return await timed_apply(writes, batched)
+
+        def call_apply(writes: Any, batched: bool = True) -> Any:
+            now = time.perf_counter()
+            for w in writes:
+                stages.called[w.message.id] = now  # type: ignore[union-attr]
+            return staged_apply(writes, batched)
+
+        storage.apply = timed_apply if stages is None else call_apply  # type: ignore[method-assign]
+        if stages is not None:
+            stages.reset()
+            stages.on = True
+        await asyncio.to_thread(usage.start)
+        t0 = time.perf_counter()
+        sent = 0
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                base.tell_from_loop(writer, due)
+                sent += due
+            await asyncio.sleep(0.001)
+        await drain()
+        del storage.apply
+        load.latencies = None
+        if stages is not None:
+            stages.on = False
+            log(f"actor ({name}): {stages.report()}")
+        used = await asyncio.to_thread(usage.stop)
+        steady = latencies[len(latencies) // 10 :]
+        skip_until = t0 + seconds / 10  # as for the acks: the first tenth warms up
+        per_write = [ms for started, ms, n in requests if started >= skip_until for _ in range(n)]
+        log(
+            f"actor ({name}, max {variant.max_partition_in_flight} batches in flight per "
+            f"partition): {sent:,} writes at {rate:,.0f}/s: ack p50 "
+            f"{statistics.median(steady):.2f} ms, p99 {p99(steady):.2f} ms; their database "
+            f"requests alone: p50 {statistics.median(per_write):.2f} ms, p99 "
+            f"{p99(per_write):.2f} ms ({len(requests):,} requests); ratio of the p99s "
+            f"{p99(steady) / p99(per_write):.2f}; {used}"
+        )
+        return statistics.median(steady), p99(steady), p99(per_write)
+
     # 1. Maximum: closed loop, `window` writes outstanding, for `seconds`.
     window = 2_000
     await asyncio.to_thread(usage.start)  # jstat starts a JVM: never on the loop
@@ -396,44 +580,16 @@ async def actor_bench(
     await drain()
     log(f"actor: max {max_rate:,.0f} acked writes/s ({window:,} outstanding); {usage.stop()}")
 
-    # 2. Half that rate, open loop (paced every 1 ms), measuring each write's ack.
+    # 2. Half that rate, open loop (paced every 1 ms), measuring each write's ack: for
+    # each variant of the settings in turn (a storage actor each), at the same rate.
     rate = max_rate / 2
-    latencies: list[float] = []
-    load.latencies = latencies
-    # Each write's database request alone (the batch it rode in, from the actor's call
-    # of storage.apply to its result): an ack can never be faster than that.
-    requests: list[tuple[float, float, int]] = []  # (started, ms, writes)
     apply = storage.apply
-
-    async def timed_apply(writes: Any, batched: bool = True) -> Any:
-        started = time.perf_counter()
-        try:
-            return await apply(writes, batched)
-        finally:
-            requests.append((started, (time.perf_counter() - started) * 1000, len(writes)))
-
-    storage.apply = timed_apply  # type: ignore[method-assign]
-    await asyncio.to_thread(usage.start)
-    t0 = time.perf_counter()
-    sent = 0
-    while (elapsed := time.perf_counter() - t0) < seconds:
-        due = int(elapsed * rate) - sent
-        if due > 0:
-            base.tell_from_loop(writer, due)
-            sent += due
-        await asyncio.sleep(0.001)
-    await drain()
-    del storage.apply
-    used = await asyncio.to_thread(usage.stop)
-    steady = latencies[len(latencies) // 10 :]
-    skip_until = t0 + seconds / 10  # as for the acks: the first tenth warms up
-    per_write = [ms for started, ms, n in requests if started >= skip_until for _ in range(n)]
-    log(
-        f"actor: {sent:,} writes at {rate:,.0f}/s: ack p50 {statistics.median(steady):.2f} ms, "
-        f"p99 {p99(steady):.2f} ms; their database requests alone: p50 "
-        f"{statistics.median(per_write):.2f} ms, p99 {p99(per_write):.2f} ms "
-        f"({len(requests):,} requests); {used}"
-    )
+    figures: dict[str, tuple[float, float, float]] = {}
+    for name, variant in variants:
+        actor = addr if variant == settings else await start_actor(variant)
+        load.storage_actor = actor
+        figures[name] = await half_rate(name, variant, rate)
+    load.storage_actor = addr
 
     # 3. Coalescing: 100 identical concurrent 'latest 50' reads, ten times over.
     query = HistoryQuery(channels[1], limit=50)
@@ -448,13 +604,7 @@ async def actor_bench(
     asys.shutdown()
     gc.unfreeze()
     gc.set_threshold(*gc_before)
-    return (
-        max_rate,
-        statistics.median(steady),
-        p99(steady),
-        statistics.mean(per_100),
-        p99(per_write),
-    )
+    return max_rate, figures, statistics.mean(per_100)
 
 
 async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]:
@@ -493,18 +643,32 @@ async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]
                 f"{settings.max_batch}, max in flight {settings.max_in_flight}, max pending "
                 f"{settings.max_pending}; {args.ack_channels} channels"
             )
-            max_rate, p50_ack, p99_ack, per_100, db_p99 = await actor_bench(
+            # The same rate, in the same run, with one batch in flight per partition (as
+            # the actor was until the ratio was brought down) and as deployed.
+            strict = ("one_per_partition", settings.with_(max_partition_in_flight=1))
+            variants = [strict, ("deployed", settings)]
+            if args.ack_order == "deployed-first":
+                variants.reverse()
+            max_rate, figures, per_100 = await actor_bench(
                 cass,
                 actor_settings,
                 5.0 if args.quick else 8.0,
                 args.ack_channels,
                 Usage(node.pid()),
+                variants,
+                Stages() if args.stages else None,
             )
+            p50_ack, p99_ack, db_p99 = figures["deployed"]
             results["cassandra_ack_p99_ms"] = round(p99_ack, 2)
+            results["cassandra_ack_database_p99_ms"] = round(db_p99, 2)
+            results["cassandra_ack_p99_ratio"] = round(p99_ack / db_p99, 2)
             results["coalesced_reads_ratio"] = round(per_100, 2)
             results["cassandra_actor_max_writes_per_s"] = round(max_rate)
             results["cassandra_ack_p50_ms"] = round(p50_ack, 2)
-            results["cassandra_ack_database_p99_ms"] = round(db_p99, 2)
+            _, p99_one, db_one = figures["one_per_partition"]
+            results["cassandra_ack_p99_ms_one_per_partition"] = round(p99_one, 2)
+            results["cassandra_ack_database_p99_ms_one_per_partition"] = round(db_one, 2)
+            results["cassandra_ack_p99_ratio_one_per_partition"] = round(p99_one / db_one, 2)
             results["ack_channels"] = args.ack_channels
     finally:
         await cass.close()
@@ -587,6 +751,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this part (repeatable); the JSON line then holds only its figures",
     )
     parser.add_argument(
+        "--ack-order",
+        choices=["strict-first", "deployed-first"],
+        default="strict-first",
+        help="which settings the half-rate ack phase measures first",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="time each write's stages along the ack path (actor, database, handoffs)",
+    )
+    parser.add_argument(
         "--port",
         type=int,
         help="use the Cassandra node already answering on this port (e.g. one started "
@@ -618,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
         "cassandra_history_p99_ms",
         "sqlite_history_p99_ms",
         "cassandra_ack_p99_ms",
+        "cassandra_ack_database_p99_ms",
+        "cassandra_ack_p99_ratio",
         "coalesced_reads_ratio",
     ]
     extra = {k: v for k, v in results.items() if k not in order}

@@ -46,6 +46,8 @@ class StorageSettings:
     max_batch: int = 512
     max_pending: int = 20000
     max_in_flight: int = 64
+    # batches one partition may have in flight (1: each waits for the last to complete)
+    max_partition_in_flight: int = 2
     retry_budget_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -72,8 +74,10 @@ class StorageSettings:
                 raise ValueError(f"{name} must be in 0..{top}, got {value}")
         if self.flush_window_ms < 0 or self.retry_budget_s < 0:
             raise ValueError("flush_window_ms and retry_budget_s must not be negative")
-        if min(self.max_batch, self.max_pending, self.max_in_flight) < 1:
-            raise ValueError("max_batch, max_pending and max_in_flight must be at least 1")
+        if min(self.max_batch, self.max_pending, self.max_in_flight,
+               self.max_partition_in_flight) < 1:
+            raise ValueError("max_batch, max_pending, max_in_flight and "
+                             "max_partition_in_flight must be at least 1")
         if self.request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be positive")
 
@@ -130,7 +134,12 @@ _OPTIONS = {
     "max_in_flight": (
         "GREENROOM_STORAGE_MAX_IN_FLIGHT",
         "--storage-max-in-flight",
-        "batches in flight at once (one per partition at most)",
+        "batches in flight at once",
+    ),
+    "max_partition_in_flight": (
+        "GREENROOM_STORAGE_PARTITION_IN_FLIGHT",
+        "--storage-partition-in-flight",
+        "batches one partition may have in flight (1: each waits for the last)",
     ),
     "retry_budget_s": (
         "GREENROOM_STORAGE_RETRY_BUDGET",

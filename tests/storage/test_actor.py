@@ -265,6 +265,8 @@ class SlowPartitions(Wrapped):
         self.in_flight: dict[Any, int] = {}
         self.max_per_partition = 0
         self.sizes: list[int] = []
+        self.delay = 0.02
+        self.started: dict[int, float] = {}  # message id -> its batch left the actor
 
     def ack_units(self, writes: Any) -> Any:
         groups: dict[Any, list[int]] = {}
@@ -277,7 +279,10 @@ class SlowPartitions(Wrapped):
         self.in_flight[p] = self.in_flight.get(p, 0) + 1
         self.max_per_partition = max(self.max_per_partition, self.in_flight[p])
         self.sizes.append(len(writes))
-        await asyncio.sleep(0.02)
+        now = time.monotonic()
+        for w in writes:
+            self.started[w.message_id] = now
+        await asyncio.sleep(self.delay)
         try:
             return await self.inner.apply(writes, batched)
         finally:
@@ -288,7 +293,7 @@ def test_one_batch_per_partition_in_flight_and_batches_grow(
     rt: Runtime, sqlite_storage, ids
 ) -> None:  # type: ignore[no-untyped-def]
     slow = SlowPartitions(sqlite_storage)
-    addr = rt.storage_actor(slow, StorageSettings(flush_window_ms=1))
+    addr = rt.storage_actor(slow, StorageSettings(flush_window_ms=1, max_partition_in_flight=1))
     channels = [ids.now(-10_000) for _ in range(3)]
     writes = [create(channels[i % 3], ids.now()) for i in range(300)]
 
@@ -311,3 +316,47 @@ def test_one_batch_per_partition_in_flight_and_batches_grow(
     assert slow.max_per_partition == 1
     assert max(slow.sizes) == 10  # capped by the backend's per-partition batch limit
     assert len(slow.sizes) < 300 // 3  # batched, not one write per request
+
+
+def test_a_partition_pipelines_two_batches_and_writes_wait_less(
+    rt: Runtime, sqlite_storage, ids
+) -> None:  # type: ignore[no-untyped-def]
+    """With one batch in flight per partition, a write that just missed its partition's
+    batch waits that whole batch out; with two, the second leaves once the first has
+    been out for half the batch latency. Same stream against both: the pipelined actor
+    never has more than two batches of a partition out, still batches, and its writes
+    wait in its queue markedly less."""
+
+    def stream(settings: StorageSettings) -> tuple[SlowPartitions, float]:
+        slow = SlowPartitions(sqlite_storage)
+        slow.partition_batch_limit = 100
+        slow.delay = 0.04
+        addr = rt.storage_actor(slow, settings)
+        channels = [ids.now(-10_000) for _ in range(2)]
+        writes = [create(channels[i % 2], ids.now()) for i in range(400)]
+        sent: dict[int, float] = {}
+
+        async def go() -> list[Any]:
+            answers = []
+            for start in range(0, 400, 8):  # 8 writes every 5 ms for ~0.25 s
+                for w in writes[start:start + 8]:
+                    sent[w.message_id] = time.monotonic()
+                answers.append(asyncio.gather(*(
+                    rt.base.ask_async(addr, Write(i, (writes[i],)), 30)
+                    for i in range(start, start + 8))))
+                await asyncio.sleep(0.005)
+            return [a for group in await asyncio.gather(*answers) for a in group]
+
+        answers = rt.run(go())
+        assert all(isinstance(a, Written) for a in answers)
+        waits = [slow.started[w.message_id] - sent[w.message_id] for w in writes[100:]]
+        return slow, sum(waits) / len(waits)
+
+    strict, strict_wait = stream(StorageSettings(flush_window_ms=1, max_partition_in_flight=1))
+    piped, piped_wait = stream(StorageSettings(flush_window_ms=1))  # the default: 2
+    assert strict.max_per_partition == 1
+    assert piped.max_per_partition == 2
+    assert len(piped.sizes) < 400 // 4, f"not batched: {len(piped.sizes)} batches"
+    assert piped_wait < 0.8 * strict_wait, (
+        f"queued {piped_wait * 1000:.1f} ms on average with two batches per partition, "
+        f"{strict_wait * 1000:.1f} ms with one")
