@@ -1,6 +1,6 @@
 """``greenroom``: run a node tree, manage storage.
 
-    greenroom run [--nodes N] [--host 127.0.0.1] [--port 8080 --rest-port 8081]
+    greenroom run [--nodes N|auto] [--host 127.0.0.1] [--port 8080 --rest-port 8081]
                   [--join LEADER_HOST:ADMIN_PORT] [--name NAME] [--admin-port P]
                   [--ingress-port 8082] [--operator-port 9464 --operator-host 127.0.0.1]
                   (every node serves the gateway on the same ports, and the internal
@@ -64,6 +64,41 @@ async def _ensure_seeded(settings) -> dict:
         await storage.close()
 
 
+#: ``--nodes auto`` starts at most this many node processes on one host: the data plane
+#: is a full mesh (N x (N - 1) links) and each node holds its own interpreter, actor
+#: system and storage connection; more than this is a choice to make with ``--nodes N``.
+AUTO_NODES_MAX = 8
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or ``taskset``'s
+    limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def parse_nodes(text: str) -> int | str:
+    """``--nodes``: a count, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def auto_nodes(backend: str, cpus: int) -> tuple[int, str]:
+    """How many node processes ``--nodes auto`` starts, and why (printed at start-up):
+    one per usable CPU, at most ``AUTO_NODES_MAX``."""
+    nodes = max(1, min(cpus, AUTO_NODES_MAX))
+    why = f"auto: {cpus} usable CPU{'s' if cpus != 1 else ''}"
+    if cpus > AUTO_NODES_MAX:
+        why += f", at most {AUTO_NODES_MAX}"
+    return nodes, why
+
+
 def _run(args: argparse.Namespace) -> int:
     import uvloop
 
@@ -86,6 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.nodes == "auto":
+        args.nodes, nodes_why = auto_nodes(settings.backend, usable_cpus())
+    else:
+        nodes_why = "--nodes" if args.nodes_given else "GREENROOM_NODES"
     if settings.backend == "sqlite":  # node processes must open the same file
         Path(settings.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         settings = settings.with_(sqlite_path=str(Path(settings.sqlite_path).resolve()))
@@ -156,13 +195,15 @@ def _run(args: argparse.Namespace) -> int:
               + (f"\n  ingress    {served['ingress']}" if served.get("ingress") else "")
               + f"\n  bot token  {seeded['token']}"
               f"\n  guild {seeded['guild_id']}  channel {seeded['channel_id']}"
-              f"  (storage: {settings.backend})", flush=True)
+              f"  (storage: {settings.backend})"
+              f"\n  nodes      {len(members.nodes)}  ({nodes_why})", flush=True)
         for name in cluster.node_names:
             url = members.info.get(name, {}).get("operator")
             if url:
                 print(f"  operator   {url}/metrics /healthz /readyz  ({name})", flush=True)
         print(flush=True)
-    log.info("greenroom is running", nodes=len(members.nodes), supervisor_pid=os.getpid(),
+    log.info("greenroom is running", nodes=len(members.nodes), nodes_why=nodes_why,
+             supervisor_pid=os.getpid(),
              admin_port=cluster.admin_port, stop="Ctrl-C")
     try:
         stop.wait()
@@ -203,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start a supervised tree of node processes")
-    run.add_argument("--nodes", type=int, default=int(os.environ.get("GREENROOM_NODES", "1")),
-                     help="node processes on this host (default 1)")
+    run.add_argument("--nodes", type=parse_nodes, default=None,
+                     help="node processes on this host, or 'auto': one per usable CPU, at "
+                          f"most {AUTO_NODES_MAX} (default: GREENROOM_NODES, else auto)")
     run.add_argument("--admin-port", type=int, default=0,
                      help="Thespian's admin port (default: a free one)")
     run.add_argument("--join", default=os.environ.get("GREENROOM_JOIN", ""),
@@ -241,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        if args.nodes < 1:
+        args.nodes_given = args.nodes is not None
+        if args.nodes is None:
+            try:
+                args.nodes = parse_nodes(os.environ.get("GREENROOM_NODES", "auto"))
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"GREENROOM_NODES: {exc}")
+        if args.nodes != "auto" and args.nodes < 1:
             parser.error("--nodes must be at least 1")
         if args.max_connections < 1 or not args.connections_per_ip > 0:
             parser.error("--max-connections and --connections-per-ip must be positive")

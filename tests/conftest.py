@@ -15,6 +15,10 @@ from tests.services.process import Boot
 # `greenroom run` and `greenroom gateway` serve an operator port (9464 by default): tests
 # that start them get a free one each, so that runs side by side never collide.
 os.environ.setdefault("GREENROOM_OPERATOR_PORT", "0")
+# `greenroom run` without --nodes starts a node per usable CPU (`--nodes auto`): the tests
+# that start it get the one node they were written for (tests/cluster/test_nodes_auto.py
+# unsets this to test the default itself).
+os.environ.setdefault("GREENROOM_NODES", "1")
 
 
 @pytest.fixture
