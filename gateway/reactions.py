@@ -16,8 +16,8 @@ sees a reaction.
 The storm on that one message: every request is decided at once against the
 in-memory ``MessageReactions`` (loaded from storage on activation) in arrival order;
 the writes go out in group commits — while one batch is being written, what arrives
-gathers in the next — so the actor needs one storage round trip per batch, not per
-reaction. A batch's answers (204) and events (MESSAGE_REACTION_*, to the guild's
+gathers in the next — so the actor needs one storage round trip per batch
+(``Storage.write_records``), not per reaction. A batch's answers (204) and events (MESSAGE_REACTION_*, to the guild's
 fan-out) go out once it is durable, in order: nobody hears of a reaction storage could
 lose, and a client that reads after its 204 sees its reaction (the message's counts
 record is written in the same batch). A failed batch is answered 503 with everything
@@ -30,7 +30,6 @@ storm's 500 checks a second cost one read, and an unknown id never activates an 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -316,18 +315,12 @@ class ReactionsActor(Actor):
         message_id = self.message_id
         for prefix in batch.prefixes:  # before the writes decided after them
             await storage.delete_records(REACTION_KIND, message_id, prefix)
-        if batch.writes:
-            await asyncio.gather(*(
-                storage.put_record(REACTION_KIND, message_id, key, value)
-                if value is not None else storage.delete_record(REACTION_KIND, message_id, key)
-                for key, value in batch.writes.items()))
+        writes: list[tuple[str, int, str, dict[str, Any] | None]] = [
+            (REACTION_KIND, message_id, key, value) for key, value in batch.writes.items()]
         if batch.counts is not None:
-            key = message_key(message_id)
-            if batch.counts:
-                await storage.put_record(COUNTS_KIND, self.channel_id, key,
-                                         {"r": batch.counts})
-            else:
-                await storage.delete_record(COUNTS_KIND, self.channel_id, key)
+            writes.append((COUNTS_KIND, self.channel_id, message_key(message_id),
+                           {"r": batch.counts} if batch.counts else None))
+        await storage.write_records(writes)  # one round trip (SQLite: one transaction)
 
     def _written(self, error: BaseException | None) -> None:
         batch, self._writing = self._writing, None

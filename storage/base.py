@@ -255,6 +255,16 @@ class Storage(abc.ABC):
         """Delete every record of ``(kind, scope)`` whose key starts with ``prefix``."""
         raise NotImplementedError
 
+    async def write_records(self, writes: Sequence[tuple[str, int, str, dict[str, Any] | None]]
+                            ) -> None:
+        """Several records written as one: ``(kind, scope, key, value)`` puts, or deletes
+        where ``value`` is None, each key once (a reaction storm's group commit: one
+        round trip for many). By default one call each, concurrently; SQLite does them
+        in one transaction (one hop to its thread instead of one each)."""
+        await asyncio.gather(*(
+            self.put_record(kind, scope, key, value) if value is not None
+            else self.delete_record(kind, scope, key) for kind, scope, key, value in writes))
+
     # -- blobs (storage.blobs: use its ``Blobs``, not these) ---------------------------
     async def put_blob_chunk(self, channel_id: int, blob_id: int, index: int,
                              data: bytes) -> None:

@@ -583,6 +583,26 @@ class SqliteStorage(Storage):
         await self._exec("DELETE FROM records WHERE kind = ? AND scope = ? AND key = ?",
                          (kind, scope, key))
 
+    async def write_records(self, writes: Sequence[tuple[str, int, str, dict[str, Any] | None]]
+                            ) -> None:
+        rows = []
+        for kind, scope, key, value in writes:
+            check_record(kind, scope, key)
+            rows.append((kind, scope, key, None if value is None else pack(value)))
+        if rows:
+            await self._call(self._transaction, lambda db: self._write_records(db, rows))
+
+    def _write_records(self, db: sqlite3.Connection,
+                       rows: list[tuple[str, int, str, bytes | None]]) -> None:
+        for kind, scope, key, raw in rows:
+            if raw is None:
+                db.execute("DELETE FROM records WHERE kind = ? AND scope = ? AND key = ?",
+                           (kind, scope, key))
+            else:
+                db.execute("INSERT OR REPLACE INTO records (kind, scope, key, value, "
+                           "expires_at_ms) VALUES (?, ?, ?, ?, NULL)", (kind, scope, key, raw))
+        self.queries += len(rows)
+
     async def list_records(self, kind: str, scope: int, *, prefix: str = "",
                            after: str | None = None, limit: int = 100
                            ) -> list[tuple[str, dict[str, Any]]]:

@@ -348,14 +348,14 @@ def test_a_slow_reaction_write_holds_up_no_message(tmp_path: Path) -> None:
             storage = r.gateway.storage
             mid = await posted(http, r, r.seeded.token, "slow")
             release = asyncio.Event()
-            put_record = storage.put_record
+            write_records = storage.write_records
 
-            async def slow_put(kind: str, *args: Any, **kwargs: Any) -> None:
-                if kind == REACTION_KIND:
+            async def slow_write(writes: Any) -> None:
+                if any(kind == REACTION_KIND for kind, *_ in writes):
                     await release.wait()
-                await put_record(kind, *args, **kwargs)
+                await write_records(writes)
 
-            storage.put_record = slow_put  # type: ignore[method-assign]
+            storage.write_records = slow_write  # type: ignore[method-assign]
             reacting = asyncio.ensure_future(
                 call(http, r, "PUT", react_path(r, mid, THUMBS, "@me"), r.other_token))
             await asyncio.sleep(0.2)
@@ -377,15 +377,15 @@ def test_a_failed_write_is_answered_503_and_forgotten(tmp_path: Path) -> None:
             storage = r.gateway.storage
             listening = await session(http, r, r.seeded.token, REACTIONS)
             mid = await posted(http, r, r.seeded.token, "flaky")
-            put_record = storage.put_record
+            write_records = storage.write_records
             failures = [OSError("disk on fire")]
 
-            async def flaky_put(kind: str, *args: Any, **kwargs: Any) -> None:
-                if kind == REACTION_KIND and failures:
+            async def flaky_write(writes: Any) -> None:
+                if failures:
                     raise failures.pop()
-                await put_record(kind, *args, **kwargs)
+                await write_records(writes)
 
-            storage.put_record = flaky_put  # type: ignore[method-assign]
+            storage.write_records = flaky_write  # type: ignore[method-assign]
             path = react_path(r, mid, THUMBS, "@me")
             status, body, _ = await call(http, r, "PUT", path, r.other_token)
             assert status == 503, body
