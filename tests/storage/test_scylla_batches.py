@@ -8,9 +8,12 @@ cyclic GC (its collections stalled the storage actor's loop for tens of ms).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 import time
+
+from cassandra import OperationTimedOut
 
 from storage.model import Message, MessageCreate, MessageWrite
 from storage.scylla import (
@@ -153,3 +156,43 @@ def test_the_replica_key_is_cached_per_partition(scylla_storage: ScyllaStorage, 
     key = scylla_storage._replica_key(partition)
     assert key is not None and len(key) == 1  # one node, replication factor 1
     assert scylla_storage._replica_key(partition) is key
+
+
+def test_one_unit_is_answered_one_loop_turn_after_its_request(aio, scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
+    """The storage actor applies one ack unit per call: its outcome must reach the caller
+    the loop turn after the driver's answer is settled, not three (a gather's task per
+    group: its start, its end, then the gather's own result), each of which waits out a
+    whole turn of a busy loop. Outcomes and a refused request's exception still arrive."""
+    channel = ids.now(-10_000)
+    answer: list = []
+
+    def send(statement, params=None):  # type: ignore[no-untyped-def]
+        fut = asyncio.get_running_loop().create_future()
+        answer.append(fut)
+        return fut
+
+    async def turns_after_answer(result: object) -> tuple[int, object]:
+        answer.clear()
+        task = asyncio.ensure_future(scylla_storage.apply(_creates(ids, [channel], 3)))
+        while not answer:
+            await asyncio.sleep(0)
+        assert len(answer) == 1, "one unit, one request"
+        if isinstance(result, BaseException):
+            answer[0].set_exception(result)
+        else:
+            answer[0].set_result(result)
+        turns = 0
+        while not task.done():
+            await asyncio.sleep(0)
+            turns += 1
+        return turns, task.result()
+
+    scylla_storage._send = send  # type: ignore[method-assign]
+    try:
+        turns, outcomes = aio.run(turns_after_answer([]))
+        assert (turns, outcomes) == (1, [None] * 3)
+        refused = OperationTimedOut("no answer")
+        turns, outcomes = aio.run(turns_after_answer(refused))
+        assert turns == 1 and outcomes == [refused] * 3
+    finally:
+        del scylla_storage._send
