@@ -1,12 +1,14 @@
 """Application commands' storage (``chat.commands``) on both backends, with writers that
 do not share a node's local lock (as REST requests landing on different nodes): the
-scope's lease (an insert-if-absent with a TTL, released by a delete, taken again at
-once) keeps one command per name and the type's limit under contention."""
+scope's lease (generations taken by insert-if-absent, released by a marker, never a
+delete: on Cassandra an LWT-written row's delete can be undone) keeps one command per
+name and the type's limit under contention, and never stalls for its TTL."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -60,13 +62,14 @@ def test_writers_on_different_nodes_keep_names_unique_and_limits(  # type: ignor
         return "created" if created else "updated"
 
     async def go() -> None:
+        started = time.monotonic()
         same = await asyncio.gather(*(attempt("Same") for _ in range(4)))
         assert sorted(same) == ["created"] + ["updated"] * 3
         assert await attempt("Other") == "created"
         outcomes = await asyncio.gather(*(attempt(f"V{i}") for i in range(4)))
         assert sorted(outcomes) == ["created"] * 2 + ["limit"] * 2  # 2 exist, 4 fit
         assert len(await list_commands(storage, app, guild)) == 4
-        assert await storage.get_record(commands.LOCK_KIND, app, f"{guild:020d}") is None
+        assert (await commands.lease_is_free(storage, app, guild))[1]
         # a bulk overwrite's writes run concurrently: all land, the rest are removed
         definitions, problems = check_bulk([{"name": f"s{i}", "description": "d"}
                                             for i in range(20)] + [{"type": USER, "name": "V0"}])
@@ -76,5 +79,7 @@ def test_writers_on_different_nodes_keep_names_unique_and_limits(  # type: ignor
         assert sorted(c["id"] for c in listed) == sorted(c["id"] for c in out)
         assert len(listed) == 21
         assert all([await get_command(storage, app, int(c["id"])) for c in out])
+        # no lease was lost and waited out (a stall lasts LEASE_S = 10 s)
+        assert time.monotonic() - started < commands.LEASE_S * 0.8
 
     aio.run(go(), 120)
