@@ -87,13 +87,14 @@ def bot_process(gateway_url: str, rest_url: str, token: str, ready: Connection,
 
 async def _bot(gateway_url: str, rest_url: str, token: str, ready: Connection,
                stop: Connection) -> None:
-    answered = failed = 0
+    answered = 0
+    failed: dict[str, int] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
         ws = await identify(http, gateway_url, token, BOT_INTENTS)
         beat = asyncio.create_task(heartbeat(ws))
 
         async def answer(received_ns: int, interaction: dict[str, Any]) -> None:
-            nonlocal answered, failed
+            nonlocal answered
             text = interaction["data"]["options"][0]["value"]
             think = time.monotonic_ns() - received_ns
             url = f"{rest_url}/interactions/{interaction['id']}/{interaction['token']}/callback"
@@ -101,8 +102,9 @@ async def _bot(gateway_url: str, rest_url: str, token: str, ready: Connection,
                     "content": f"{text};{think}"}}) as resp:
                 if resp.status == 204:
                     answered += 1
-                else:
-                    failed += 1
+                else:  # 10062: the bot (starved of CPU) answered after the 3 s
+                    code = str((await resp.json()).get("code"))
+                    failed[code] = failed.get(code, 0) + 1
 
         ready.send("ready")
         pending: set[asyncio.Task] = set()
@@ -164,7 +166,15 @@ async def _users(index: int, gateway_url: str, rest_url: str, tokens: list[str],
                 latency = now - int(sent) - (int(think) if think else 0)
                 latencies.setdefault(phase, []).append(latency / 1e6)
 
-        readers = [asyncio.create_task(read(u, ws)) for u, ws in enumerate(sockets)]
+        closed: list[str] = []
+
+        async def reading(user: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+            try:
+                await read(user, ws)
+            finally:  # a session the server closed (a slow consumer: the host is starved)
+                closed.append(f"user {user}: {ws.close_code}")
+
+        readers = [asyncio.create_task(reading(u, ws)) for u, ws in enumerate(sockets)]
         conn.send("ready")
         headers = [{"Authorization": f"Bot {t}"} for t in tokens]
         for phase, rate in plan["phases"]:
@@ -209,7 +219,7 @@ async def _users(index: int, gateway_url: str, rest_url: str, tokens: list[str],
                 n += 1
             await asyncio.gather(*sends, return_exceptions=True)
             await asyncio.sleep(SETTLE_S)
-            conn.send({"phase": phase, "answers": count,
+            conn.send({"phase": phase, "answers": count, "closed": list(closed),
                        "latencies": latencies.pop(phase, [])})
         for task in (*readers, *beats):
             task.cancel()
@@ -302,6 +312,7 @@ def run(args: argparse.Namespace, seeded: Any, server: Any) -> list[dict[str, An
         steps[name] = {
             "rate": rate, "sent_per_s": round(sent / args.duration, 1), "answers": answers,
             "delivered": len(latencies),
+            "sessions_closed": sum(len(r["closed"]) for r in reports),
             "p50_ms": _round(percentile(latencies, 0.5)),
             "p99_ms": _round(percentile(latencies, 0.99)),
             "server_cpu": round((cpu_seconds(server.pid) - cpu_before) / max(wall, 0.001), 2)}
