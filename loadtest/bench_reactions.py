@@ -411,7 +411,8 @@ class CpuShare:
             - self.clients
         other = machine_busy_seconds() - self.machine - server - clients
         return {"server_cpu": round(server / wall, 2), "clients_cpu": round(clients / wall, 2),
-                "other_cpu": round(max(0.0, other) / wall, 2)}
+                "other_cpu": round(max(0.0, other) / wall, 2), "server_cpu_s": server,
+                "wall_s": wall}
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -534,6 +535,12 @@ def summary_line(result: dict, args: argparse.Namespace) -> dict:
         "reaction_events_expected": storm["reaction_events_expected"],
         "reaction_events_to_non_listeners": storm["reaction_events_to_non_listeners"],
         "server_cpu_storm": storm["server_cpu"],
+        "server_cpu_baseline": base["server_cpu"],
+        # the storm's extra node CPU per reaction answered (REST, the actor's writes and
+        # the events' fan-out to the listeners): robust to a busy host, unlike latency
+        "server_cpu_ms_per_reaction": round(
+            (storm["server_cpu_s"] - base["server_cpu_s"] / base["wall_s"] * storm["wall_s"])
+            * 1000 / max(1, sum(storm["reaction_answers"].values())), 3),
         "other_cpu_storm": storm["other_cpu"],
         "targets_met": {
             "p99_ms_storm": storm["p99_ms"] is not None
