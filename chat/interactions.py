@@ -78,6 +78,10 @@ MENTIONABLE = 9
 NUMBER = 10
 ATTACHMENT = 11
 
+# Interaction contexts
+GUILD = 0
+BOT_DM = 1
+
 # Message types and flags of interaction responses
 CHAT_INPUT_COMMAND_MESSAGE = 20
 CONTEXT_MENU_COMMAND_MESSAGE = 23
@@ -459,6 +463,24 @@ def _text_problem(path: str, value: Any, low: int, high: int) -> FieldError | No
     return FieldError(path, "STRING_TYPE_INVALID", problem) if problem else None
 
 
+def command_usable_in(command: dict[str, Any], guild_id: int | None) -> bool:
+    """Whether ``command`` can be invoked in that guild (None: in a DM with the bot): a
+    guild's command only there, a global one anywhere its ``contexts`` allow (without
+    them: in guilds, and in DMs unless ``dm_permission`` is false)."""
+    scope = command.get("guild_id")
+    if guild_id is None:
+        if scope is not None:
+            return False
+        contexts = command.get("contexts")
+        if contexts is not None:
+            return BOT_DM in contexts
+        return command.get("dm_permission") is not False
+    if scope not in (None, str(guild_id)):
+        return False
+    contexts = command.get("contexts")
+    return contexts is None or GUILD in contexts
+
+
 def command_permission_refusal(command: dict[str, Any], member_permissions: int,
                                administrator: bool) -> Refusal | None:
     """``default_member_permissions``: the member needs every bit of it (``"0"``: only
@@ -479,36 +501,39 @@ def command_permission_refusal(command: dict[str, Any], member_permissions: int,
 
 
 def interaction_object(*, interaction_id: int, application_id: int, interaction_type: int,
-                       token: str, data: dict[str, Any], guild_id: int,
-                       channel: dict[str, Any], member: dict[str, Any],
-                       app_permissions: int, message: dict[str, Any] | None = None,
-                       locale: str = "en-US", guild_locale: str = "en-US"
-                       ) -> dict[str, Any]:
-    """INTERACTION_CREATE's payload for an interaction in a guild (``member`` with its
-    ``user`` and ``permissions``; ``channel`` partial). Every field discord.py, hikari
-    and discord.js read is there (``attachment_size_limit``, ``context``,
+                       token: str, data: dict[str, Any], guild_id: int | None,
+                       channel: dict[str, Any], member: dict[str, Any] | None = None,
+                       user: dict[str, Any] | None = None, app_permissions: int,
+                       message: dict[str, Any] | None = None, locale: str = "en-US",
+                       guild_locale: str = "en-US") -> dict[str, Any]:
+    """INTERACTION_CREATE's payload: in a guild with the invoker's ``member`` (its
+    ``user`` and ``permissions`` inside), in a DM with the bot (context BOT_DM) with
+    the invoker's ``user``; ``channel`` partial. Every field discord.py, hikari and
+    discord.js read is there (``attachment_size_limit``, ``context``,
     ``authorizing_integration_owners``, ``entitlements``...)."""
     out: dict[str, Any] = {
         "id": str(interaction_id),
         "application_id": str(application_id),
         "type": interaction_type,
         "data": data,
-        "guild_id": str(guild_id),
-        "guild": {"id": str(guild_id), "locale": guild_locale, "features": []},
         "channel": channel,
         "channel_id": channel["id"],
-        "member": member,
         "token": token,
         "version": 1,
         "app_permissions": str(app_permissions),
         "locale": locale,
-        "guild_locale": guild_locale,
         "entitlements": [],
         "entitlement_sku_ids": [],
-        "authorizing_integration_owners": {"0": str(guild_id)},
-        "context": 0,  # GUILD
+        # the application's install in the guild; "0" in a DM with its bot
+        "authorizing_integration_owners": {"0": str(guild_id or 0)},
+        "context": GUILD if guild_id is not None else BOT_DM,
         "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
     }
+    if guild_id is not None:
+        out.update(guild_id=str(guild_id), guild_locale=guild_locale, member=member,
+                   guild={"id": str(guild_id), "locale": guild_locale, "features": []})
+    else:
+        out["user"] = user
     if message is not None:
         out["message"] = message
     return out
@@ -524,7 +549,7 @@ def interaction_metadata(*, interaction_id: int, interaction_type: int, user: di
         "id": str(interaction_id),
         "type": interaction_type,
         "user": user,
-        "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {},
+        "authorizing_integration_owners": {"0": str(guild_id or 0)},
     }
     if interaction_type == APPLICATION_COMMAND and name is not None:
         meta["name"] = name

@@ -52,6 +52,7 @@ from chat.compose import (
     compose,
     compose_edit,
 )
+from chat.dms import DM_PERMISSIONS, DMChannel, dm_channel_object
 from chat.mentions import PARSE_USERS
 from chat.objects import channel_object, member_object, message_object, role_object, user_object
 from chat.overwrites import channel_records, from_records
@@ -59,6 +60,7 @@ from chat.permissions import ADMINISTRATOR, VIEW_CHANNEL, channel_permissions
 from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
 from gateway.messages import ChangeMessage, Posted, PostFailed, PostMessage
+from gateway.rest.dms import dm_access, dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
     MISSING_ACCESS,
@@ -129,14 +131,17 @@ def _snowflake_field(body: dict[str, Any], name: str, *, required: bool = True) 
 
 @dataclasses.dataclass(slots=True)
 class Where:
-    """The guild channel of an interaction, and who may do what there."""
+    """The channel of an interaction (a guild's, or a DM with the application's bot:
+    ``guild`` None), and who may do what there."""
 
-    channel: Channel
-    guild: Guild
+    channel: Channel | DMChannel
+    guild: Guild | None
     roles: dict[int, Role]
     overwrites: dict[int, Any]
 
-    def permissions(self, member: Member) -> int:
+    def permissions(self, member: Member | None) -> int:
+        if self.guild is None or member is None:
+            return DM_PERMISSIONS
         return channel_permissions(self.guild, self.roles, member, self.overwrites)
 
 
@@ -222,14 +227,14 @@ class Interactions:
         resolved: dict[str, dict[str, Any]] = {}
         if not references:
             return resolved
-        guild_id = where.guild.id
+        guild_id = where.guild.id if where.guild is not None else None
         user_ids = {r.id for r in references if r.kind in ("user", "mentionable")}
         users = await self.storage.get_users(user_ids) if user_ids else {}
         for ref in references:
             key = str(ref.id)
             if ref.kind == "role" or (ref.kind == "mentionable" and ref.id not in users):
                 role = where.roles.get(ref.id)
-                if role is None and ref.id == guild_id:
+                if role is None and guild_id is not None and ref.id == guild_id:
                     role = Role(guild_id, guild_id, "@everyone")
                 if role is None:
                     raise _form(FieldError(ref.path, "ROLE_INVALID", "Unknown role."))
@@ -239,7 +244,8 @@ class Interactions:
                 if user is None:
                     raise _form(FieldError(ref.path, "USER_INVALID", "Unknown user."))
                 resolved.setdefault("users", {})[key] = user_object(user)
-                member = await self.storage.get_member(guild_id, ref.id)
+                member = await self.storage.get_member(guild_id, ref.id) \
+                    if guild_id is not None else None
                 if member is not None:
                     partial = member_object(member)
                     for gone in ("deaf", "mute"):
@@ -247,7 +253,8 @@ class Interactions:
                     partial["permissions"] = str(where.permissions(member))
                     resolved.setdefault("members", {})[key] = partial
             elif ref.kind == "channel":
-                channel = await self.storage.get_channel(ref.id)
+                channel = await self.storage.get_channel(ref.id) \
+                    if guild_id is not None else None  # (a DM names no other channel)
                 if channel is None or channel.guild_id != guild_id:
                     raise _form(FieldError(ref.path, "CHANNEL_INVALID", "Unknown channel."))
                 if ref.channel_types is not None and channel.type not in ref.channel_types:
@@ -307,36 +314,54 @@ class Interactions:
         data = body.get("data")
         if not isinstance(data, dict):
             raise _form(FieldError("data", "MODEL_TYPE_CONVERT", "Only dictionaries may be used."))
-        if channel is None or guild is None or channel.guild_id is None \
-                or (guild_id is not None and channel.guild_id != guild_id):
-            raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
         command_id = parse_snowflake(str(data.get("id"))) \
             if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE) else None
-        overwrites, bot_member, bot, command = await asyncio.gather(
-            from_records(self.storage, guild.id, channel_id, records),
-            self.storage.get_member(guild.id, application_id),
-            self.storage.get_user(application_id),
-            command_store.get_command(self.storage, application_id, command_id)
-            if command_id is not None else _nothing())
-        where = Where(channel, guild, {r.id: r for r in roles}, overwrites)
-        if member is None:
-            raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
+
+        def command_read() -> Any:  # read beside the rest
+            return command_store.get_command(self.storage, application_id, command_id) \
+                if command_id is not None else _nothing()
+
+        if channel is None and guild_id is None:
+            # not a guild's: a DM of the user's (404 10003 / 403 50001 otherwise), with
+            # the application's bot (BOT_DM; a DM with someone else would need a
+            # user-installed application, which greenroom does not have)
+            dm = await dm_access(self.storage, channel_id, user, 0)
+            bot, command = await asyncio.gather(self.storage.get_user(application_id),
+                                                command_read())
+            if bot is None or not bot.bot or not dm.has(application_id):
+                raise HTTPDiscordError(404, UNKNOWN_APPLICATION, "Unknown Application")
+            where = Where(dm, None, {}, {})
+            bot_member = member = None
+        else:
+            if channel is None or guild is None or channel.guild_id is None \
+                    or (guild_id is not None and channel.guild_id != guild_id):
+                raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
+            overwrites, bot_member, bot, command = await asyncio.gather(
+                from_records(self.storage, guild.id, channel_id, records),
+                self.storage.get_member(guild.id, application_id),
+                self.storage.get_user(application_id), command_read())
+            where = Where(channel, guild, {r.id: r for r in roles}, overwrites)
+            if member is None:
+                raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
+            if bot is None or not bot.bot or bot_member is None:
+                # each bot is its application; it must be in the guild to be invoked there
+                raise HTTPDiscordError(404, UNKNOWN_APPLICATION, "Unknown Application")
         perms = where.permissions(member)
         if not perms & VIEW_CHANNEL:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        if bot is None or not bot.bot or bot_member is None:
-            # each bot is its application; it must be in the guild to be invoked there
-            raise HTTPDiscordError(404, UNKNOWN_APPLICATION, "Unknown Application")
         bot_perms = where.permissions(bot_member)
         interaction_id = self.ctx.snowflakes.next_id()
         record: dict[str, Any] = {
-            "app": application_id, "type": kind, "user": user.id, "guild": where.guild.id,
+            "app": application_id, "type": kind, "user": user.id,
+            "guild": where.guild.id if where.guild is not None else None,
             "channel": channel_id, "nonce": nonce, "session": session_id,
-            "user_object": user_object(user), "member_object": member_object(member),
+            "user_object": user_object(user),
+            "member_object": member_object(member) if member is not None else None,
             # what the answer needs, so that it reads nothing more: the bot as author,
-            # and what it may do in the channel (mentions, tts)
-            "bot_object": user_object(bot), "bot_member": member_object(bot_member),
-            "app_permissions": bot_perms,
+            # and what it may do in the channel (mentions, tts); a DM's two users
+            "bot_object": user_object(bot),
+            "bot_member": member_object(bot_member) if bot_member is not None else None,
+            "app_permissions": bot_perms, "recipients": dm_recipients(where.channel),
         }
         message: dict[str, Any] | None = None
         if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE):
@@ -350,14 +375,18 @@ class Interactions:
         token = ix.new_token(interaction_id)
         record["digest"] = ix.token_digest(token)
         await self.storage.put_record(KIND, interaction_id, "i", record, ttl_s=RECORD_TTL_S)
-        channel_payload = {**channel_object(where.channel), "permissions": str(perms)}
-        channel_payload.pop("permission_overwrites", None)
+        if isinstance(where.channel, DMChannel):
+            channel_payload = dm_channel_object(where.channel, user.id, {bot.id: bot})
+        else:
+            channel_payload = {**channel_object(where.channel), "permissions": str(perms)}
+            channel_payload.pop("permission_overwrites", None)
         payload = ix.interaction_object(
             interaction_id=interaction_id, application_id=application_id,
-            interaction_type=kind, token=token, data=out_data, guild_id=where.guild.id,
-            channel=channel_payload,
-            member={**member_object(member, user), "permissions": str(perms)},
-            app_permissions=bot_perms, message=message)
+            interaction_type=kind, token=token, data=out_data,
+            guild_id=record["guild"], channel=channel_payload,
+            member={**member_object(member, user), "permissions": str(perms)}
+            if member is not None else None,
+            user=user_object(user), app_permissions=bot_perms, message=message)
         self.tell_user(application_id, "INTERACTION_CREATE", payload)
         self.tell_invoker(record, "INTERACTION_CREATE", {"id": str(interaction_id),
                                                          "nonce": nonce})
@@ -370,14 +399,14 @@ class Interactions:
         """``data`` of a command's invocation (``command``: the registered one its id
         names, read beside the rest, or None), checked against it and resolved."""
         command_id = _snowflake_field(data, "id")
-        if command is None or command.get("guild_id") not in (None, str(where.guild.id)):
+        guild_id = where.guild.id if where.guild is not None else None
+        if command is None or not ix.command_usable_in(command, guild_id):
             raise HTTPDiscordError(404, ix.UNKNOWN_COMMAND, "Unknown application command")
-        contexts = command.get("contexts")
-        if contexts is not None and 0 not in contexts:  # not usable in guilds
-            raise HTTPDiscordError(404, ix.UNKNOWN_COMMAND, "Unknown application command")
-        refusal = ix.command_permission_refusal(command, perms, bool(perms & ADMINISTRATOR))
-        if refusal is not None:
-            raise refused(refusal)
+        if guild_id is not None:  # (member permissions mean nothing in a DM)
+            refusal = ix.command_permission_refusal(command, perms,
+                                                    bool(perms & ADMINISTRATOR))
+            if refusal is not None:
+                raise refused(refusal)
         autocomplete = record["type"] == ix.AUTOCOMPLETE
         try:
             checked = ix.check_command_data(command, data, autocomplete=autocomplete)
@@ -661,7 +690,7 @@ class Interactions:
             return _rest_view(payload)
         post = PostMessage(guild_id=guild_id, author=author, member=member,
                            content=composed.content, tts=composed.tts, type=message_type,
-                           fields=fields)
+                           fields=fields, recipients=record.get("recipients"))
         return await self.ask_channel(guild_id, channel_id, post)
 
     async def _remember(self, interaction_id: int, key: str, message: dict[str, Any]) -> None:
@@ -729,7 +758,8 @@ class Interactions:
             return (await self.api.messages_out([message]))[0]
         payload = message_object(message, author, record["bot_member"])
         return await self.ask_channel(record["guild"], record["channel"], ChangeMessage(
-            record["guild"], message_id, changes, payload))
+            record["guild"], message_id, changes, payload,
+            recipients=record.get("recipients")))
 
     async def _delete(self, record: dict[str, Any], message_id: int) -> None:
         message, kept = await self._stored(record, message_id)
@@ -737,12 +767,13 @@ class Interactions:
             raise HTTPDiscordError(404, UNKNOWN_MESSAGE, "Unknown Message")
         if kept is not None:
             await self.storage.delete_record(EPHEMERAL_KIND, message_id, "m")
-            self.tell_user(kept["user"], "MESSAGE_DELETE", {
-                "id": str(message_id), "channel_id": str(record["channel"]),
-                "guild_id": str(record["guild"])})
+            deleted = {"id": str(message_id), "channel_id": str(record["channel"])}
+            if record["guild"] is not None:
+                deleted["guild_id"] = str(record["guild"])
+            self.tell_user(kept["user"], "MESSAGE_DELETE", deleted)
             return
-        await self.ask_channel(record["guild"], record["channel"],
-                               ChangeMessage(record["guild"], message_id, None))
+        await self.ask_channel(record["guild"], record["channel"], ChangeMessage(
+            record["guild"], message_id, None, recipients=record.get("recipients")))
 
     # -- /webhooks/{application_id}/{token}: @original and follow-ups --------------------------
 

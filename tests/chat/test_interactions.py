@@ -274,6 +274,14 @@ def test_interaction_object_has_what_the_libraries_read() -> None:
         assert key in obj, key
     assert obj["version"] == 1 and obj["app_permissions"] == "2048"
     assert obj["channel_id"] == str(channel) and "message" not in obj
+    dm = ix.interaction_object(
+        interaction_id=interaction_id, application_id=app, interaction_type=2,
+        token="t", data={}, guild_id=None, channel={"id": str(channel), "type": 1},
+        user=member["user"], app_permissions=0)
+    assert dm["context"] == ix.BOT_DM and dm["user"]["id"] == "9"
+    assert dm["authorizing_integration_owners"] == {"0": "0"}
+    for key in ("guild_id", "member", "guild", "guild_locale"):
+        assert key not in dm
     assert ix.response_message_type(ix.APPLICATION_COMMAND, ix.CHAT_INPUT) == 20
     assert ix.response_message_type(ix.APPLICATION_COMMAND, ix.USER_COMMAND) == 23
     assert ix.response_message_type(ix.MESSAGE_COMPONENT, None) == 0

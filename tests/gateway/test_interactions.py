@@ -659,3 +659,80 @@ def test_components_on_channel_messages(tmp_path: Path) -> None:
             refused(await c.invoke(click), 400, 50035, "data.custom_id")
 
     run(main, timeout=30)
+
+
+def test_interactions_in_a_dm_with_the_bot(tmp_path: Path) -> None:
+    """A global command invoked in the user's DM with the bot (context BOT_DM): the
+    interaction names the ``user``, its answer and follow-ups are messages of the DM."""
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c = Client(http, r)
+            dms = INTENTS | int(Intents.DIRECT_MESSAGES)
+            bot = await identified(http, r, r.seeded.token, dms)
+            alice = await identified(http, r, r.other_token, dms)
+            status, scoped = await c.call("PUT", f"/applications/{c.app}/commands", c.bot, json=[
+                {"name": "ping", "description": "anywhere"},
+                {"name": "guildonly", "description": "not in DMs", "contexts": [0]},
+                {"name": "nodm", "description": "not in DMs", "dm_permission": False}])
+            assert status == 200, scoped
+            commands = {cmd["name"]: cmd for cmd in scoped}
+            await c.register(ROLL)  # a guild's command: not in a DM either
+            status, dm = await c.call("POST", "/users/@me/channels", c.alice,
+                                      json={"recipient_id": str(c.app)})
+            assert status == 200, dm
+
+            def invocation(name: str) -> dict[str, Any]:
+                command = commands.get(name) or c.commands[name]
+                return {"type": 2, "application_id": str(c.app), "channel_id": dm["id"],
+                        "nonce": "d", "data": {"id": command["id"], "name": name, "type": 1,
+                                               **({"options": [{"type": 4, "name": "sides",
+                                                                "value": 6}]}
+                                                  if name == "roll" else {})}}
+
+            assert (await c.invoke(invocation("ping")))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert got["context"] == ix.BOT_DM and got["user"]["id"] == str(r.other_id)
+            assert "guild_id" not in got and "member" not in got
+            assert got["channel"] == {**got["channel"], "id": dm["id"], "type": 1}
+            assert got["authorizing_integration_owners"] == {"0": "0"}
+            status, answer = await c.answer(got, {"type": 4, "data": {
+                "content": "pong", "components": BUTTONS}}, "?with_response=true")
+            assert status == 200, answer
+            message = answer["resource"]["message"]
+            assert message["channel_id"] == dm["id"] and "guild_id" not in message
+            for ws in (alice, bot):
+                assert (await next_event(ws, "MESSAGE_CREATE"))["id"] == message["id"]
+            status, edited = await c.call("PATCH", c.hook(got, "/messages/@original"),
+                                          json={"content": "pong!"})
+            assert status == 200, edited
+            assert (await next_event(alice, "MESSAGE_UPDATE"))["content"] == "pong!"
+            status, history = await c.call("GET", f"/channels/{dm['id']}/messages", c.alice)
+            assert [m["content"] for m in history] == ["pong!"]
+            # its button, clicked in the DM
+            assert (await c.invoke({"type": 3, "application_id": str(c.app),
+                                    "channel_id": dm["id"], "message_id": message["id"],
+                                    "data": {"component_type": 2, "custom_id": "again"}}))[0] \
+                == 204
+            clicked = await next_event(bot, "INTERACTION_CREATE")
+            assert clicked["type"] == 3 and clicked["message"]["id"] == message["id"]
+            assert (await c.answer(clicked, {"type": 7, "data": {"components": []}}))[0] == 204
+            assert (await next_event(alice, "MESSAGE_UPDATE"))["components"] == []
+
+            for name in ("guildonly", "nodm", "roll"):
+                refused(await c.invoke(invocation(name)), 404, 10063)
+            refused(await c.invoke({**invocation("ping"), "guild_id": str(r.seeded.guild_id)}),
+                    404, 10003)
+            # a DM without the bot: no application there
+            bob_id, bob_token = await create_user(r.gateway.storage, r.gateway.ctx.snowflakes,
+                                                  "bob", bot=False)
+            await add_member(r.gateway.storage, r.seeded.guild_id, bob_id)
+            status, other = await c.call("POST", "/users/@me/channels", c.alice,
+                                         json={"recipient_id": str(bob_id)})
+            assert status == 200, other
+            refused(await c.invoke({**invocation("ping"), "channel_id": other["id"]}),
+                    404, 10002)
+            refused(await c.invoke(invocation("ping"), {"Authorization": f"Bot {bob_token}"}),
+                    403, 50001)  # not bob's DM
+
+    run(main, timeout=30)
