@@ -216,7 +216,7 @@ class SessionActor(Actor):
         elif isinstance(msg, UserDispatch):
             # meant for this user alone (an interaction's events: gateway/sessions.py)
             if self.log is not None and msg.user_id in (None, self.user_id) \
-                    and event_allowed(self.intents, msg.event):
+                    and event_allowed(self.intents, msg.event, direct_message=msg.direct):
                 self.deliver_dispatch(PreparedDispatch(msg.event, msg.data))
         elif isinstance(msg, Subscribed):
             # ``member`` False while the guild is still ours (a LeftGuild removes it):

@@ -51,11 +51,13 @@ class UserDispatch:
     ephemeral message or a modal to the user who invoked the interaction. Each session
     encodes it (few recipients) and keeps it if its intents ask for ``event`` (guild
     masks; INTERACTION_CREATE needs none). ``user_id``: sent to one session by its id
-    (``ToSession``), kept only if the session is that user's (the id came from a client)."""
+    (``ToSession``), kept only if the session is that user's (the id came from a client).
+    ``direct``: a DM's event (the DM intents decide, not the guild ones)."""
 
     event: str
     data: Any
     user_id: int | None = None
+    direct: bool = False
 
 
 @wire_type("gateway.session_moved")

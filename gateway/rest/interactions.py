@@ -158,10 +158,12 @@ class Interactions:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def tell_user(self, user_id: int, event: str, data: Any) -> None:
-        """``event`` to every session of ``user_id``, on every gateway node."""
+    def tell_user(self, user_id: int, event: str, data: Any, *, direct: bool = False
+                  ) -> None:
+        """``event`` to every session of ``user_id``, on every gateway node (``direct``:
+        a DM's, kept by sessions with the DM intents)."""
         base = self.gateway.base
-        dispatch = UserDispatch(event, data)
+        dispatch = UserDispatch(event, data, direct=direct)
         for node in gateway_nodes(self.gateway.cluster, base.node):
             if node == base.node:
                 for session in list(self.ctx.user_sessions.get(user_id, ())):
@@ -686,7 +688,8 @@ class Interactions:
                 "object": payload, "fields": _message_fields(message), "user": record["user"],
                 "channel": channel_id, "app": app_id, "interaction": interaction_id},
                 ttl_s=RECORD_TTL_S)
-            self.tell_user(record["user"], "MESSAGE_CREATE", payload)
+            self.tell_user(record["user"], "MESSAGE_CREATE", payload,
+                           direct=record["guild"] is None)
             return _rest_view(payload)
         post = PostMessage(guild_id=guild_id, author=author, member=member,
                            content=composed.content, tts=composed.tts, type=message_type,
@@ -752,7 +755,8 @@ class Interactions:
             kept.update(object=payload, fields=_message_fields(message))
             await self.storage.put_record(EPHEMERAL_KIND, message_id, "m", kept,
                                           ttl_s=RECORD_TTL_S)
-            self.tell_user(kept["user"], "MESSAGE_UPDATE", payload)
+            self.tell_user(kept["user"], "MESSAGE_UPDATE", payload,
+                           direct=record["guild"] is None)
             return _rest_view(payload)
         if not changes:
             return (await self.api.messages_out([message]))[0]
@@ -770,7 +774,8 @@ class Interactions:
             deleted = {"id": str(message_id), "channel_id": str(record["channel"])}
             if record["guild"] is not None:
                 deleted["guild_id"] = str(record["guild"])
-            self.tell_user(kept["user"], "MESSAGE_DELETE", deleted)
+            self.tell_user(kept["user"], "MESSAGE_DELETE", deleted,
+                           direct=record["guild"] is None)
             return
         await self.ask_channel(record["guild"], record["channel"], ChangeMessage(
             record["guild"], message_id, None, recipients=record.get("recipients")))

@@ -719,6 +719,16 @@ def test_interactions_in_a_dm_with_the_bot(tmp_path: Path) -> None:
             assert (await c.answer(clicked, {"type": 7, "data": {"components": []}}))[0] == 204
             assert (await next_event(alice, "MESSAGE_UPDATE"))["components"] == []
 
+            # an ephemeral follow-up in the DM: the DM intents decide who gets it
+            dm_only = await identified(http, r, r.other_token,
+                                       GUILDS | int(Intents.DIRECT_MESSAGES))
+            status, secret = await c.call("POST", c.hook(got), json={"content": "psst",
+                                                                      "flags": 64})
+            assert status == 200 and secret["flags"] & ix.EPHEMERAL, secret
+            for ws in (alice, dm_only):
+                assert (await next_event(ws, "MESSAGE_CREATE"))["id"] == secret["id"]
+            await nothing_more(bot, "MESSAGE_CREATE")
+
             for name in ("guildonly", "nodm", "roll"):
                 refused(await c.invoke(invocation(name)), 404, 10063)
             refused(await c.invoke({**invocation("ping"), "guild_id": str(r.seeded.guild_id)}),
