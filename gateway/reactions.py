@@ -17,11 +17,12 @@ The storm on that one message: every request is decided at once against the
 in-memory ``MessageReactions`` (loaded from storage on activation) in arrival order;
 the writes go out in group commits — while one batch is being written, what arrives
 gathers in the next — so the actor needs one storage round trip per batch
-(``Storage.write_records``), not per reaction. A batch's answers (204) and events (MESSAGE_REACTION_*, to the guild's
-fan-out) go out once it is durable, in order: nobody hears of a reaction storage could
-lose, and a client that reads after its 204 sees its reaction (the message's counts
-record is written in the same batch). A failed batch is answered 503 with everything
-decided after it, and the actor reloads its state from storage.
+(``Storage.write_records``), not per reaction. A batch's answers (204) and events
+(MESSAGE_REACTION_*, to the guild's fan-out) go out once it is durable, in order:
+nobody hears of a reaction storage could lose, and a client that reads after its 204
+sees its reaction (the message's counts record is written in the same batch). A failed
+batch is answered 503 with everything decided after it, and the actor reloads its
+state from storage.
 
 REST checks that the message exists (10008) before it asks the actor, from a per-node
 cache of the messages it found within the last second (``gateway.rest.reactions``): a
