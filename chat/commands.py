@@ -18,10 +18,9 @@ application id:
   is found by id alone (an invocation names the command, not its scope). Written before
   the command and deleted after it: a crash in between leaves a pointer to nothing,
   which reads as absent, never a command that cannot be found by id.
-- ``"command_lock"``, keys ``{guild_id or 0:020d}:{generation:020d}`` (and their
-  ``…:released:<token>`` markers): a lease with a TTL that serialises writes to one
-  scope across nodes, since the name rule and the count limits are read-then-write
-  (REST lands on any node); see ``scope_lease``.
+- ``"command_lock"``, key ``{guild_id or 0:020d}``: a lease (``ttl_s``) that
+  serialises writes to one scope across nodes, since the name rule and the count limits
+  are read-then-write (REST lands on any node); see ``scope_lease``.
 """
 
 from __future__ import annotations
@@ -36,8 +35,6 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from storage.records import MAX_LIST
 
 # -- Discord's enumerations and limits ----------------------------------------------
 
@@ -692,67 +689,29 @@ _local_locks: weakref.WeakValueDictionary[tuple[int, int], asyncio.Lock] = (
     weakref.WeakValueDictionary())
 
 
-def _lease_prefix(guild_id: int | None) -> str:
-    return f"{guild_id or 0:020d}:"
-
-
-async def lease_is_free(storage: Any, application_id: int, guild_id: int | None
-                        ) -> tuple[int, bool]:
-    """``(generation, free)``: the scope's newest live lease generation (0: none) and
-    whether it was released (its holder's ``…:released:<token>`` marker exists)."""
-    prefix = _lease_prefix(guild_id)
-    leases: dict[int, str] = {}
-    released: set[tuple[int, str]] = set()
-    after = None
-    while True:
-        rows = await storage.list_records(LOCK_KIND, application_id, prefix=prefix,
-                                          after=after, limit=MAX_LIST)
-        for key, value in rows:
-            parts = key[len(prefix):].split(":")
-            if len(parts) == 1:
-                leases[int(parts[0])] = str(value.get("by"))
-            else:
-                released.add((int(parts[0]), parts[-1]))
-        if len(rows) < MAX_LIST:
-            break
-        after = rows[-1][0]
-    if not leases:
-        return 0, True
-    newest = max(leases)
-    return newest, (newest, leases[newest]) in released
-
-
 @contextlib.asynccontextmanager
 async def scope_lease(storage: Any, application_id: int, guild_id: int | None
                       ) -> AsyncIterator[None]:
-    """Hold the scope's write lease; writers on this node queue on a local lock first
-    rather than poll the store. ``CommandError("busy")`` if it is not obtained within
-    ``LEASE_WAIT_S``.
-
-    A lease is a generation: taking it is inserting key ``…:{n+1}`` if absent (a
-    lightweight transaction on Cassandra) once generation ``n`` is released, and
-    releasing it is inserting ``…:{n}:released:<token>``, both with a TTL (a node that
-    dies holding it frees it in ``LEASE_S``). Nothing is ever deleted: on Cassandra a
-    plain DELETE of a row written by an LWT can be undone by a later Paxos round that
-    re-commits the insert (measured: 6 of ~150 releases lost, each stalling the scope
-    for the TTL), so an LWT-written row is never deleted, only outlived."""
+    """Hold the scope's write lease: key ``{guild_id or 0:020d}`` inserted if absent with
+    a TTL (a node that dies holding it frees it in ``LEASE_S``), released by a delete
+    conditional on the holder's token. Both are lightweight transactions on Cassandra:
+    a plain DELETE of a row an LWT wrote was undone by a later Paxos round in 6 of ~150
+    contended releases, each stalling the scope for the TTL. Writers on this node queue
+    on a local lock first rather than poll the store. ``CommandError("busy")`` if the
+    lease is not obtained within ``LEASE_WAIT_S``."""
     scope = (application_id, guild_id or 0)
     local = _local_locks.get(scope)
     if local is None:
         local = _local_locks[scope] = asyncio.Lock()
     async with local:
-        prefix, token = _lease_prefix(guild_id), uuid.uuid4().hex
+        key, held = f"{guild_id or 0:020d}", {"by": uuid.uuid4().hex}
         deadline = time.monotonic() + LEASE_WAIT_S
         pause = 0.005
         while True:
-            newest, free = await lease_is_free(storage, application_id, guild_id)
-            if free:
-                generation = newest + 1
-                taken, _ = await storage.insert_record_if_absent(
-                    LOCK_KIND, application_id, f"{prefix}{generation:020d}", {"by": token},
-                    ttl_s=LEASE_S)
-                if taken:
-                    break
+            taken, _ = await storage.insert_record_if_absent(
+                LOCK_KIND, application_id, key, held, ttl_s=LEASE_S)
+            if taken:
+                break
             if time.monotonic() > deadline:
                 raise CommandError("busy")
             await asyncio.sleep(pause)
@@ -760,10 +719,7 @@ async def scope_lease(storage: Any, application_id: int, guild_id: int | None
         try:
             yield
         finally:
-            # outlives the lease it releases (a re-committed lease may live a little longer)
-            await storage.insert_record_if_absent(
-                LOCK_KIND, application_id, f"{prefix}{generation:020d}:released:{token}",
-                {"by": token}, ttl_s=2 * LEASE_S)
+            await storage.delete_record_if(LOCK_KIND, application_id, key, held)
 
 
 async def _store(storage: Any, command: dict[str, Any], new: bool) -> None:

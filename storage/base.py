@@ -244,6 +244,14 @@ class Storage(abc.ABC):
     async def delete_record(self, kind: str, scope: int, key: str) -> None:
         raise NotImplementedError
 
+    async def delete_record_if(self, kind: str, scope: int, key: str,
+                               value: dict[str, Any]) -> bool:
+        """Delete the record only while it holds ``value``; True if it did. Atomic (a
+        lightweight transaction on Cassandra): the way to remove what
+        ``insert_record_if_absent`` wrote, since a plain ``delete_record`` of such a row
+        can be undone there by a later Paxos round re-committing the insert."""
+        raise NotImplementedError
+
     async def list_records(self, kind: str, scope: int, *, prefix: str = "",
                            after: str | None = None, limit: int = 100
                            ) -> list[tuple[str, dict[str, Any]]]:

@@ -825,6 +825,17 @@ class ScyllaStorage(Storage):
             f"DELETE FROM {self.settings.keyspace}.records "
             "WHERE kind = %s AND scope = %s AND key = %s", (kind, scope, key))
 
+    async def delete_record_if(self, kind: str, scope: int, key: str,
+                               value: dict[str, Any]) -> bool:
+        # an LWT like the insert it undoes: Paxos orders the two (a plain DELETE can be
+        # undone by a later round re-committing the insert)
+        check_record(kind, scope, key)
+        rows = await self._send(
+            f"DELETE FROM {self.settings.keyspace}.records "
+            "WHERE kind = %s AND scope = %s AND key = %s IF value = %s",
+            (kind, scope, key, pack(value)))
+        return bool(rows[0][0])
+
     async def list_records(self, kind: str, scope: int, *, prefix: str = "",
                            after: str | None = None, limit: int = 100
                            ) -> list[tuple[str, dict[str, Any]]]:

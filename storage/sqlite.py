@@ -583,6 +583,18 @@ class SqliteStorage(Storage):
         await self._exec("DELETE FROM records WHERE kind = ? AND scope = ? AND key = ?",
                          (kind, scope, key))
 
+    async def delete_record_if(self, kind: str, scope: int, key: str,
+                               value: dict[str, Any]) -> bool:
+        check_record(kind, scope, key)
+        return await self._call(self._delete_record_if_sync, kind, scope, key, pack(value))
+
+    def _delete_record_if_sync(self, kind: str, scope: int, key: str, raw: bytes) -> bool:
+        cursor = self._db().execute(
+            "DELETE FROM records WHERE kind = ? AND scope = ? AND key = ? AND value = ?",
+            (kind, scope, key, raw))
+        self.queries += 1
+        return cursor.rowcount == 1
+
     async def write_records(self, writes: Sequence[tuple[str, int, str, dict[str, Any] | None]]
                             ) -> None:
         rows = []

@@ -27,7 +27,6 @@ from chat.commands import (
     edit_command,
     errors_tree,
     get_command,
-    lease_is_free,
     list_commands,
     overwrite_commands,
     scope_lease,
@@ -522,27 +521,22 @@ def test_the_scope_lease_is_exclusive_and_released(storage: SqliteStorage) -> No
 
         await asyncio.gather(hold("a"), hold("b"))
         assert order in (["a+", "a-", "b+", "b-"], ["b+", "b-", "a+", "a-"])
-        assert await lease_is_free(storage, APP, GUILD) == (2, True)
-        # another node's lease (generation 3, written elsewhere) is waited for until its
-        # holder's release marker appears; a marker with another token releases nothing
-        elsewhere = f"{GUILD:020d}:{3:020d}"
-        await storage.insert_record_if_absent("command_lock", APP, elsewhere,
-                                              {"by": "them"}, ttl_s=10)
-        await storage.insert_record_if_absent("command_lock", APP,
-                                              f"{elsewhere}:released:stale", {}, ttl_s=10)
-        assert await lease_is_free(storage, APP, GUILD) == (3, False)
+        # another node's lease (written elsewhere) is waited for until its holder deletes
+        # it; a conditional delete with another token does not free it
+        key = f"{GUILD:020d}"
+        await storage.insert_record_if_absent("command_lock", APP, key, {"by": "them"},
+                                              ttl_s=10)
+        assert not await storage.delete_record_if("command_lock", APP, key, {"by": "us"})
 
         async def release_soon() -> None:
             await asyncio.sleep(0.05)
-            await storage.insert_record_if_absent("command_lock", APP,
-                                                  f"{elsewhere}:released:them", {}, ttl_s=10)
+            assert await storage.delete_record_if("command_lock", APP, key, {"by": "them"})
 
         releaser = asyncio.create_task(release_soon())
         async with scope_lease(storage, APP, GUILD):
             assert releaser.done()
-            assert await lease_is_free(storage, APP, GUILD) == (4, False)
-        assert await lease_is_free(storage, APP, GUILD) == (4, True)
-        # nothing is deleted: the records expire (a lease after LEASE_S, a marker after 2x)
-        assert len(await storage.list_records("command_lock", APP)) == 9
+            assert (await storage.get_record("command_lock", APP, key) or {}).get("by") \
+                not in (None, "them")
+        assert await storage.get_record("command_lock", APP, key) is None
 
     run(storage, go)

@@ -1,8 +1,9 @@
 """Application commands' storage (``chat.commands``) on both backends, with writers that
 do not share a node's local lock (as REST requests landing on different nodes): the
-scope's lease (generations taken by insert-if-absent, released by a marker, never a
-delete: on Cassandra an LWT-written row's delete can be undone) keeps one command per
-name and the type's limit under contention, and never stalls for its TTL."""
+scope's lease (insert-if-absent with a TTL, released by a conditional delete: both
+LWTs on Cassandra, where a plain delete of an LWT-written row can be undone) keeps one
+command per name and the type's limit under contention, and never stalls for its TTL.
+With it, ``Storage.delete_record_if`` on both backends."""
 
 from __future__ import annotations
 
@@ -37,6 +38,22 @@ class NoSharedLock(dict):  # type: ignore[type-arg]
         pass
 
 
+def test_delete_record_if_deletes_only_the_value_it_names(aio, storage: Storage, ids) -> None:  # type: ignore[no-untyped-def]
+    scope = ids.now()
+
+    async def go() -> None:
+        assert not await storage.delete_record_if("lease", scope, "k", {"by": "a"})  # none
+        await storage.insert_record_if_absent("lease", scope, "k", {"by": "a"}, ttl_s=10)
+        assert not await storage.delete_record_if("lease", scope, "k", {"by": "b"})
+        assert await storage.get_record("lease", scope, "k") == {"by": "a"}
+        assert await storage.delete_record_if("lease", scope, "k", {"by": "a"})
+        assert await storage.get_record("lease", scope, "k") is None
+        inserted, _ = await storage.insert_record_if_absent("lease", scope, "k", {"by": "b"})
+        assert inserted
+
+    aio.run(go())
+
+
 def test_writers_on_different_nodes_keep_names_unique_and_limits(  # type: ignore[no-untyped-def]
         aio, storage: Storage, ids, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(commands, "_local_locks", NoSharedLock())
@@ -69,7 +86,7 @@ def test_writers_on_different_nodes_keep_names_unique_and_limits(  # type: ignor
         outcomes = await asyncio.gather(*(attempt(f"V{i}") for i in range(4)))
         assert sorted(outcomes) == ["created"] * 2 + ["limit"] * 2  # 2 exist, 4 fit
         assert len(await list_commands(storage, app, guild)) == 4
-        assert (await commands.lease_is_free(storage, app, guild))[1]
+        assert await storage.get_record(commands.LOCK_KIND, app, f"{guild:020d}") is None
         # a bulk overwrite's writes run concurrently: all land, the rest are removed
         definitions, problems = check_bulk([{"name": f"s{i}", "description": "d"}
                                             for i in range(20)] + [{"type": USER, "name": "V0"}])
