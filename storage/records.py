@@ -12,10 +12,13 @@ channel_id)``), clustered by a text ``key`` in byte order, holding one msgpack v
   (``key_of``) so byte order is numeric order, and join parts with ``:``.
 - A value is a dict of msgpack types. ``ttl_s`` makes a record expire (interaction
   tokens); an expired record reads as absent.
-- ``insert_record_if_absent`` is the one atomic operation (a conditional insert on
-  SQLite, a lightweight transaction on CQL): a DM pair's channel, an interaction's
-  single response. Mix it with plain ``put_record`` on the same key only where last
-  write wins is right.
+- ``insert_record_if_absent`` is the atomic insert (a conditional insert on SQLite, a
+  lightweight transaction on CQL): a DM pair's channel, an interaction's single
+  response. Mix it with plain ``put_record`` on the same key only where last write
+  wins is right, and remove what it wrote with ``delete_record_if`` (also an LWT): on
+  CQL a later Paxos round can re-commit the insert over a plain ``delete_record``
+  (seen with contended inserts: the command lease's releases were lost ~4 % of the
+  time).
 """
 
 from __future__ import annotations
