@@ -56,7 +56,14 @@ from chat.dms import DM_PERMISSIONS, DMChannel, dm_channel_object
 from chat.mentions import PARSE_USERS
 from chat.objects import channel_object, member_object, message_object, role_object, user_object
 from chat.overwrites import channel_records, from_records
-from chat.permissions import ADMINISTRATOR, VIEW_CHANNEL, channel_permissions
+from chat.permissions import (
+    ADMINISTRATOR,
+    USE_APPLICATION_COMMANDS,
+    VIEW_CHANNEL,
+    base_permissions,
+    channel_permissions,
+    in_channel,
+)
 from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
 from gateway.messages import ChangeMessage, Posted, PostFailed, PostMessage
@@ -64,6 +71,7 @@ from gateway.rest.dms import dm_access, dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
     MISSING_ACCESS,
+    MISSING_PERMISSIONS,
     PREFIX,
     UNAUTHORIZED,
     UNKNOWN_APPLICATION,
@@ -143,6 +151,16 @@ class Where:
         if self.guild is None or member is None:
             return DM_PERMISSIONS
         return channel_permissions(self.guild, self.roles, member, self.overwrites)
+
+    def may_use_commands(self, member: Member | None) -> bool:
+        """USE_APPLICATION_COMMANDS here. Discord's @everyone has it by default and
+        greenroom's stored @everyone roles predate the bit, so the guild level counts
+        as granting it: only a channel overwrite denying it takes it away."""
+        if self.guild is None or member is None:
+            return True
+        base = base_permissions(self.guild, self.roles, member) | USE_APPLICATION_COMMANDS
+        return bool(in_channel(base, self.guild.id, member.user_id, member.roles,
+                               self.overwrites) & USE_APPLICATION_COMMANDS)
 
 
 class Interactions:
@@ -351,6 +369,9 @@ class Interactions:
         perms = where.permissions(member)
         if not perms & VIEW_CHANNEL:
             raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
+        if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE) \
+                and not where.may_use_commands(member):
+            raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
         bot_perms = where.permissions(bot_member)
         interaction_id = self.ctx.snowflakes.next_id()
         record: dict[str, Any] = {

@@ -533,6 +533,11 @@ def test_invocation_refusals(tmp_path: Path) -> None:
                                      json={"type": 1, "allow": "0", "deny": str(1 << 10)})
             assert status == 204
             refused(await c.invoke(c.invocation("purge")), 403, 50001)
+            # ... nor one that takes USE_APPLICATION_COMMANDS away from her
+            status, _ = await c.call("PUT", overwrite, c.bot,
+                                     json={"type": 1, "allow": "0", "deny": str(1 << 31)})
+            assert status == 204
+            refused(await c.invoke(good), 403, 50013)
             assert (await c.call("DELETE", overwrite, c.bot))[0] == 204
             # a user outside the guild
             bob_id, bob_token = await create_user(storage, ids, "bob", bot=False)
