@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -148,6 +149,27 @@ class Server:
     metrics_url: str | None = None
 
 
+def free_port_run(count: int, host: str = "127.0.0.1") -> int:
+    """A free port p with p + 1 .. p + count - 1 free too (``--operator-port``: node i
+    serves it + i - 1). One free port alone made 2-node runs fail now and then: the next
+    port was some other connection's ephemeral port."""
+    import socket
+
+    from cluster.launcher import free_port
+
+    for _ in range(100):
+        first = free_port(host)
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first + 1, first + count):
+                    probe = held.enter_context(socket.socket())
+                    probe.bind((host, port))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports on {host}")
+
+
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
                          port: int = 0, rest_port: int = 0,
                          env_overrides: dict[str, str | None] | None = None,
@@ -169,9 +191,7 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
         else:
             env[name] = value
     log = open(log_path, "w")  # noqa: SIM115 - the server writes it until it stops
-    from cluster.launcher import free_port
-
-    operator_port = free_port()  # node i serves it + i - 1: n1's is read per rate
+    operator_port = free_port_run(nodes)  # node i serves it + i - 1: n1's is read per rate
     process = subprocess.Popen(
         [sys.executable, "-m", "greenroom.cli", "run", "--nodes", str(nodes), "--port",
          str(port), "--rest-port", str(rest_port), "--operator-port", str(operator_port),
