@@ -78,6 +78,12 @@ MAX_BUFFERED = MAX_REQUEST_BYTES + 2 * REQUEST_OVERHEAD
 #: on the sender), then is answered 503 with Retry-After.
 UPLOAD_BUFFER_BYTES = 256 * 1024 * 1024
 UPLOAD_WAIT_S = 10.0
+#: On every download: the bytes are served from the API's own origin, as the poster
+#: named them (an HTML page, an SVG): a browser opening the link must not sniff another
+#: type nor run the file's script there (a stored XSS on the origin), so it is a
+#: sandboxed document that may load nothing.
+SERVED_INERT = {"X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox"}
 _FILE_PART = re.compile(r"files\[(\d{1,2})\]")
 _READ_CHUNK = 64 * 1024
 
@@ -391,7 +397,8 @@ class Attachments:
                    # stored, but asked again each time (a 304, no bytes): a deleted
                    # message's files are gone from caches too
                    "Cache-Control": "public, no-cache",
-                   "Content-Type": head.content_type or "application/octet-stream"}
+                   "Content-Type": head.content_type or "application/octet-stream",
+                   **SERVED_INERT}
         if _matches(request.headers.get("If-None-Match"), etag):
             return web.Response(status=304, headers=headers)
         span = _range(request, etag, head.size)
