@@ -12,6 +12,8 @@ messages flow, on the server as ``make run`` configures it (rate limits on).
 3. Baseline: ``--senders`` members post ``--message-rate`` messages/s into the channel
    for ``--duration`` s (each sender under Discord's 5 per 5 s per channel); receivers
    bucket MESSAGE_CREATE send->deliver latency (content carries the send time).
+   Baseline and storm alternate ``--rounds`` times (a shared host's load drifts: both
+   see it alike) and are pooled.
 4. Storm: the same messages, and ``--reaction-rate`` reaction requests/s on one message
    of the channel from all the members, each toggling its own emoji (PUT, then DELETE:
    every request changes something, so every 204 is one event), each member under the
@@ -23,7 +25,7 @@ baseline (the same run) and their ratio, reaction requests by answer (429s count
 a limit that refused part of the storm shows there), reaction events delivered vs
 expected, the settings. The machine is shared: other work shows as ``other_cpu``.
 
-    .venv/bin/python -m loadtest.bench_reactions                   # ~1.5 min
+    .venv/bin/python -m loadtest.bench_reactions                   # ~2 min
     .venv/bin/python -m loadtest.bench_reactions --listeners 1000  # everyone listens
 """
 
@@ -70,7 +72,8 @@ EMOJI = ("👍", "🔥", "🎉", "❤️", "😂")
 MARK = b"@ts="
 _TS = slice(4, 23)
 _STEP = slice(26, 29)
-BASELINE, STORM = 0, 1
+#: phases: step 2k is round k's baseline, 2k + 1 its storm (the step rides in content)
+MAX_ROUNDS = 8
 HEARTBEAT_EVERY_S = 30.0
 TARGET_P99_MS = 50.0
 #: What the server runs with: nothing changed from ``make run``.
@@ -99,8 +102,8 @@ async def _worker(index: int, url: str, tokens: list[str], listeners: int,
     loop = asyncio.get_running_loop()
     clock = time.monotonic_ns
     last_bucket = BUCKETS - 1
-    histograms = [[0] * BUCKETS for _ in range(2)]
-    counts = [0, 0]
+    histograms = [[0] * BUCKETS for _ in range(2 * MAX_ROUNDS)]
+    counts = [0] * (2 * MAX_ROUNDS)
     created = b'{"t":"MESSAGE_CREATE"'
     reaction = b'{"t":"MESSAGE_REACTION_'
     seq_at = len(b'{"t":"')
@@ -135,7 +138,7 @@ async def _worker(index: int, url: str, tokens: list[str], listeners: int,
                     i = payload.find(MARK)
                     if i >= 0:
                         step = int(payload[i + _STEP.start:i + _STEP.stop])
-                        if step < 2:
+                        if step < 2 * MAX_ROUNDS:
                             sent = int(payload[i + _TS.start:i + _TS.stop])
                             bucket = (now - sent) // (BUCKET_US * 1000)
                             histograms[step][min(bucket, last_bucket)] += 1
@@ -371,7 +374,7 @@ async def gather_reactions(workers: Workers) -> tuple[int, list[int]]:
 async def message_phase(workers: Workers, step: int, sent: int, drain_s: float
                         ) -> dict:
     """Wait for the phase's messages to reach every session (at most ``drain_s``);
-    answers its figures."""
+    answers what was sent, expected and delivered, and the latency histogram."""
     expected = sent * workers.connected
     deadline = time.monotonic() + drain_s
     while True:
@@ -389,8 +392,26 @@ async def message_phase(workers: Workers, step: int, sent: int, drain_s: float
         for bucket, n in part.items():
             histogram[bucket] = histogram.get(bucket, 0) + n
     return {"messages": sent, "expected": expected, "delivered": delivered,
-            "p50_ms": percentile_ms(histogram, 0.5), "p99_ms": percentile_ms(histogram, 0.99),
-            "max_ms": percentile_ms(histogram, 1.0)}
+            "histogram": histogram}
+
+
+def pooled(phases: list[dict]) -> dict:
+    """One kind of phase over every round: counts and CPU summed, histograms merged."""
+    histogram: dict[int, int] = {}
+    for phase in phases:
+        for bucket, n in phase["histogram"].items():
+            histogram[bucket] = histogram.get(bucket, 0) + n
+    out = {k: sum(p[k] for p in phases) for k in ("messages", "expected", "delivered",
+                                                   "server_cpu_s", "clients_cpu_s",
+                                                   "other_cpu_s", "wall_s")}
+    wall = out["wall_s"] or 1.0
+    out.update(p50_ms=percentile_ms(histogram, 0.5), p99_ms=percentile_ms(histogram, 0.99),
+               max_ms=percentile_ms(histogram, 1.0),
+               p99_ms_by_round=[percentile_ms(p["histogram"], 0.99) for p in phases],
+               server_cpu=round(out["server_cpu_s"] / wall, 2),
+               clients_cpu=round(out["clients_cpu_s"] / wall, 2),
+               other_cpu=round(out["other_cpu_s"] / wall, 2))
+    return out
 
 
 class CpuShare:
@@ -410,9 +431,8 @@ class CpuShare:
         clients = sum(cpu_seconds(p) for p in self.pids) + cpu_seconds(os.getpid()) \
             - self.clients
         other = machine_busy_seconds() - self.machine - server - clients
-        return {"server_cpu": round(server / wall, 2), "clients_cpu": round(clients / wall, 2),
-                "other_cpu": round(max(0.0, other) / wall, 2), "server_cpu_s": server,
-                "wall_s": wall}
+        return {"server_cpu_s": server, "clients_cpu_s": clients,
+                "other_cpu_s": max(0.0, other), "wall_s": wall}
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -447,32 +467,51 @@ async def run(args: argparse.Namespace) -> dict:
         await wait_for_quiet_host(args.wait_quiet)
         posters = seeded.tokens[-args.senders:]
 
-        print(f"baseline: {args.message_rate:g} messages/s for {args.duration:g} s", flush=True)
-        cpu = CpuShare(server.pid, workers)
-        sent = await senders.messages(posters, BASELINE, args.message_rate, args.duration)
-        baseline = {**await message_phase(workers, BASELINE, sent, args.drain), **cpu.shares()}
-        print(f"  p50 {baseline['p50_ms']} ms, p99 {baseline['p99_ms']} ms, "
-              f"{baseline['delivered']:,}/{baseline['expected']:,} delivered", flush=True)
-
-        print(f"storm: {args.reaction_rate:g} reactions/s on one message and "
-              f"{args.message_rate:g} messages/s for {args.duration:g} s", flush=True)
-        heard_before, _ = await gather_reactions(workers)
-        cpu = CpuShare(server.pid, workers)
-        posted, requested = await asyncio.gather(
-            senders.messages(posters, STORM, args.message_rate, args.duration),
-            senders.storm(seeded.tokens, message_url, args.reaction_rate, args.duration))
-        storm = {**await message_phase(workers, STORM, posted, args.drain), **cpu.shares()}
+        # baseline and storm alternate, ``--rounds`` times, so that a host whose load
+        # drifts (a shared machine) weighs on both alike; each storm drains before the
+        # next baseline
+        baselines: list[dict] = []
+        storms: list[dict] = []
+        requested = 0
+        heard = 0
+        per_session: list[int] = []
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}/{args.rounds}: baseline, {args.message_rate:g} "
+                  f"messages/s for {args.duration:g} s", flush=True)
+            cpu = CpuShare(server.pid, workers)
+            sent = await senders.messages(posters, 2 * round_, args.message_rate,
+                                          args.duration)
+            phase = {**await message_phase(workers, 2 * round_, sent, args.drain),
+                     **cpu.shares()}
+            baselines.append(phase)
+            print(f"  p99 {percentile_ms(phase['histogram'], 0.99)} ms, "
+                  f"{phase['delivered']:,}/{phase['expected']:,} delivered", flush=True)
+            print(f"  storm: {args.reaction_rate:g} reactions/s on one message and "
+                  f"{args.message_rate:g} messages/s for {args.duration:g} s", flush=True)
+            cpu = CpuShare(server.pid, workers)
+            posted, asked = await asyncio.gather(
+                senders.messages(posters, 2 * round_ + 1, args.message_rate, args.duration),
+                senders.storm(seeded.tokens, message_url, args.reaction_rate, args.duration))
+            requested += asked
+            phase = {**await message_phase(workers, 2 * round_ + 1, posted, args.drain),
+                     **cpu.shares()}
+            storms.append(phase)
+            expected = senders.reaction_answers.get(204, 0) * listeners
+            deadline = time.monotonic() + args.drain
+            while True:
+                heard, per_session = await gather_reactions(workers)
+                if heard >= expected or time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.1)
+            print(f"  p99 {percentile_ms(phase['histogram'], 0.99)} ms, "
+                  f"{phase['delivered']:,}/{phase['expected']:,} delivered; reactions "
+                  f"{dict(sorted(senders.reaction_answers.items()))}, events "
+                  f"{heard:,}/{expected:,}", flush=True)
+        baseline, storm = pooled(baselines), pooled(storms)
         changed = senders.reaction_answers.get(204, 0)
         expected = changed * listeners
         # no answer or a 5xx: the change may have happened (and its event gone out)
         ambiguous = len(senders.unknown)
-        deadline = time.monotonic() + args.drain
-        while True:
-            heard, per_session = await gather_reactions(workers)
-            heard -= heard_before
-            if heard >= expected or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.1)
         unexpected = 0
         for pipe in workers.pipes:
             unexpected += await call(pipe, ("unexpected_reactions",))
@@ -485,12 +524,11 @@ async def run(args: argparse.Namespace) -> dict:
             reaction_events_expected=expected, reaction_events_delivered=heard,
             reaction_events_ambiguous=ambiguous * listeners,
             reactions_answered_per_s=round(sum(senders.reaction_answers.values())
-                                           / args.duration, 1),
+                                           / (args.duration * args.rounds), 1),
             listeners_short=sum(1 for n in per_session if n < changed),
             reaction_events_to_non_listeners=unexpected)
-        print(f"  p50 {storm['p50_ms']} ms, p99 {storm['p99_ms']} ms, "
-              f"{storm['delivered']:,}/{storm['expected']:,} delivered; reactions "
-              f"{storm['reaction_answers']}, events {heard:,}/{expected:,}", flush=True)
+        print(f"pooled: baseline p99 {baseline['p99_ms']} ms, storm p99 {storm['p99_ms']} ms; "
+              f"reaction events {heard:,}/{expected:,}", flush=True)
         result.update(baseline=baseline, storm=storm, listeners=listeners,
                       sessions=workers.connected, connect_failed=failed,
                       message_answers={str(k): v for k, v in
@@ -518,6 +556,9 @@ def summary_line(result: dict, args: argparse.Namespace) -> dict:
         "message_rate_per_s": args.message_rate,
         "reaction_rate_per_s": args.reaction_rate,
         "seconds_per_phase": args.duration,
+        "rounds": args.rounds,
+        "p99_ms_storm_by_round": storm["p99_ms_by_round"],
+        "p99_ms_baseline_by_round": base["p99_ms_by_round"],
         "p99_ms_storm": storm["p99_ms"],
         "p99_ms_baseline": base["p99_ms"],
         "p99_ratio_storm_to_baseline": ratio,
@@ -574,7 +615,9 @@ def main() -> None:
                         help="reaction requests/s on one message")
     parser.add_argument("--senders", type=int, default=20,
                         help="members posting the messages (each under 5 per 5 s)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="baseline/storm pairs, alternated (pooled in the figures)")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="max seconds for the last deliveries")
     parser.add_argument("--content-size", type=int, default=100)
@@ -588,10 +631,11 @@ def main() -> None:
     args = parser.parse_args()
     if not (1 <= args.members <= 5000 and 0 <= args.listeners <= args.members
             and 1 <= args.senders <= args.members and args.duration <= 60
-            and args.reaction_rate <= 5000 and args.message_rate <= 200):
+            and args.reaction_rate <= 5000 and args.message_rate <= 200
+            and 1 <= args.rounds <= MAX_ROUNDS):
         parser.error("keep the load bounded: members 1..5000, listeners <= members, "
                      "senders 1..members, <= 60 s a phase, <= 5000 reactions/s, "
-                     "<= 200 messages/s")
+                     f"<= 200 messages/s, 1..{MAX_ROUNDS} rounds")
     if args.message_rate / args.senders > 1.0:
         print("warning: over 1 message/s per sender: Discord's 5 per 5 s will refuse some",
               file=sys.stderr)
