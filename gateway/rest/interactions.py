@@ -511,6 +511,15 @@ class Interactions:
             answered = comps.check_submission(modal, data)
         except comps.InvalidComponents as exc:
             raise _form(exc.problem) from None
+        references = []  # the users, roles and channels chosen in the modal's selects
+        for item in answered:
+            chosen = item.get("component") or {}
+            kinds = comps.SELECT_VALUE_KINDS.get(chosen.get("type"))
+            if kinds is not None:
+                kind = "mentionable" if len(kinds) > 1 else kinds[0]
+                references += [ix.Reference(kind, int(v), "data.components")
+                               for v in chosen["values"]]
+        resolved = await self.resolve(where, references)
         first, _ = await self.storage.insert_record_if_absent(
             KIND, modal_id, "submitted", {"at": now_ms()}, ttl_s=RECORD_TTL_S)
         if not first:
@@ -521,7 +530,10 @@ class Interactions:
             record.update(message=opener["message"],
                           message_ephemeral=opener.get("message_ephemeral", False))
             message = await self._message_object(record, opener["message"])
-        return {"custom_id": modal["custom_id"], "components": answered}, message
+        out: dict[str, Any] = {"custom_id": modal["custom_id"], "components": answered}
+        if resolved:
+            out["resolved"] = resolved
+        return out, message
 
     async def _message_object(self, record: dict[str, Any], message_id: int
                               ) -> dict[str, Any] | None:

@@ -364,7 +364,8 @@ def test_deferred_ephemeral_modal_and_autocomplete(tmp_path: Path) -> None:
             got = await next_event(bot, "INTERACTION_CREATE")
             modal = {"custom_id": "form", "title": "Tell me", "components": [
                 {"type": 1, "components": [{"type": 4, "custom_id": "name", "style": 1,
-                                            "label": "Name", "max_length": 10}]}]}
+                                            "label": "Name", "max_length": 10}]},
+                {"type": 18, "label": "Who", "component": {"type": 5, "custom_id": "who"}}]}
             assert (await c.answer(got, {"type": 9, "data": modal}))[0] == 204
             shown = await next_event(alice, "INTERACTION_MODAL_CREATE")
             await nothing_more(alice2, "INTERACTION_MODAL_CREATE", "INTERACTION_CREATE")
@@ -374,15 +375,21 @@ def test_deferred_ephemeral_modal_and_autocomplete(tmp_path: Path) -> None:
                       "guild_id": str(r.seeded.guild_id), "channel_id": str(r.seeded.channel_id),
                       "data": {"id": shown["id"], "custom_id": "form", "components": [
                           {"type": 1, "components": [
-                              {"type": 4, "custom_id": "name", "value": "alice"}]}]}}
+                              {"type": 4, "custom_id": "name", "value": "alice"}]},
+                          {"type": 18, "component": {"type": 5, "custom_id": "who",
+                                                     "values": [str(r.seeded.user_id)]}}]}}
             too_long = json.loads(json.dumps(submit))
             too_long["data"]["components"][0]["components"][0]["value"] = "x" * 11
             refused(await c.invoke(too_long), 400, 50035, "data.components.0.value")
             assert (await c.invoke(submit))[0] == 204
             submitted = await next_event(bot, "INTERACTION_CREATE")
             assert submitted["type"] == 5 and submitted["data"]["custom_id"] == "form"
-            assert submitted["data"]["components"] == [{"type": 1, "id": 1, "components": [
-                {"type": 4, "id": 2, "custom_id": "name", "value": "alice"}]}]
+            assert submitted["data"]["components"] == [
+                {"type": 1, "id": 1, "components": [
+                    {"type": 4, "id": 2, "custom_id": "name", "value": "alice"}]},
+                {"type": 18, "id": 3, "component": {
+                    "type": 5, "id": 4, "custom_id": "who", "values": [str(r.seeded.user_id)]}}]
+            assert submitted["data"]["resolved"]["users"][str(r.seeded.user_id)]["bot"]
             refused(await c.invoke(submit), 400, 40060)  # submitted already
             refused(await c.answer(submitted, {"type": 9, "data": modal}), 400, 50035, "type")
             refused(await c.answer(submitted, {"type": 7, "data": {"content": "x"}}),
