@@ -18,38 +18,33 @@ import pytest
 from gateway.seed import create_user
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import (
+    EventQueue,
+    discordpy_client,
+    discordpy_running,
+    on,
+    point_discordpy_at,
+)
 
 discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
 
 
 @pytest.fixture
 def pointed_at_greenroom(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Yields a function that points discord.py at a gateway (undone after the test)."""
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
-    def point(gateway) -> None:  # type: ignore[no-untyped-def]
-        monkeypatch.setattr(Route, "BASE", gateway.rest_url)
-        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(gateway.gateway_url))
-
-    return point
+    """``point_discordpy_at`` as a fixture, for test_reactions_discordpy (which imports
+    it from here) until it moves onto ``tests.gateway.libraries``."""
+    return lambda gateway: point_discordpy_at(monkeypatch, gateway)
 
 
-def test_discordpy_bot_round_trip_and_resume(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+
+def test_discordpy_bot_round_trip_and_resume(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            pointed_at_greenroom(r.gateway)
-            intents = discord.Intents.default()
-            intents.message_content = True
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client()
             resumed = asyncio.Event()
             received: asyncio.Queue = asyncio.Queue()
-
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
 
             @client.event
             async def on_resumed() -> None:
@@ -70,10 +65,7 @@ def test_discordpy_bot_round_trip_and_resume(tmp_path: Path, pointed_at_greenroo
                     assert resp.status == 200, await resp.text()
                     return (await resp.json())["id"]
 
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=True))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token, reconnect=True):
                 assert client.user.id == r.seeded.user_id
                 assert [g.id for g in client.guilds] == [r.seeded.guild_id]
                 channel = client.get_channel(r.seeded.channel_id)
@@ -100,77 +92,44 @@ def test_discordpy_bot_round_trip_and_resume(tmp_path: Path, pointed_at_greenroo
                 await asyncio.wait_for(resumed.wait(), 10)
                 got = await asyncio.wait_for(received.get(), 10)
                 assert got.id == int(missed_id) and got.content == "while you were away"
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
 
 
 def test_discordpy_edit_delete_typing_channels_members(tmp_path: Path,
-                                                       pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """discord.py's own calls for the rest of the slice: ``Message.edit``/``delete``,
     ``channel.typing()``, ``create_text_channel``, and the events they cause."""
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            pointed_at_greenroom(r.gateway)
-            intents = discord.Intents.default()
-            intents.message_content = True
-            intents.members = True
-            intents.presences = True
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
-            events: asyncio.Queue = asyncio.Queue()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client(members=True, presences=True)
+            events = EventQueue()
+            on(client, "raw_message_edit", lambda p: events.put(
+                "edit", ("edit", p.message_id, p.data.get("content"))))
+            on(client, "raw_message_delete", lambda p: events.put(
+                "delete", ("delete", p.message_id, None)))
+            on(client, "raw_typing", lambda p: events.put("typing", ("typing", p.user_id, None)))
+            on(client, "guild_channel_create", lambda c: events.put(
+                "channel", ("channel", c.id, c.name)))
+            on(client, "presence_update", lambda before, after: events.put(
+                "presence", ("presence", after.id, str(after.status))))
 
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
-
-            @client.event
-            async def on_raw_message_edit(payload) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("edit", payload.message_id, payload.data.get("content")))
-
-            @client.event
-            async def on_raw_message_delete(payload) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("delete", payload.message_id, None))
-
-            @client.event
-            async def on_raw_typing(payload) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("typing", payload.user_id, None))
-
-            @client.event
-            async def on_guild_channel_create(channel) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("channel", channel.id, channel.name))
-
-            @client.event
-            async def on_presence_update(before, after) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("presence", after.id, str(after.status)))
-
-            async def expect(kind: str):  # type: ignore[no-untyped-def]
-                while True:
-                    event = await asyncio.wait_for(events.get(), 10)
-                    if event[0] == kind:
-                        return event
-
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=True))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token, reconnect=True):
                 channel = client.get_channel(r.seeded.channel_id)
                 sent = await channel.send("draft")
                 edited = await sent.edit(content="final")
                 assert edited.content == "final" and edited.edited_at is not None
-                assert await expect("edit") == ("edit", sent.id, "final")
+                assert await events.expect("edit") == ("edit", sent.id, "final")
                 await sent.delete()
-                assert await expect("delete") == ("delete", sent.id, None)
+                assert await events.expect("delete") == ("delete", sent.id, None)
                 async with channel.typing():
                     pass
-                assert await expect("typing") == ("typing", r.seeded.user_id, None)
+                assert await events.expect("typing") == ("typing", r.seeded.user_id, None)
                 created = await channel.guild.create_text_channel("random")
                 assert created.name == "random"
-                assert await expect("channel") == ("channel", created.id, "random")
+                assert await events.expect("channel") == ("channel", created.id, "random")
 
                 # Another client comes online: discord.py sees the presence.
                 ws = await http.ws_connect(f"{r.gateway.gateway_url}/?v=10&encoding=json")
@@ -181,36 +140,23 @@ def test_discordpy_edit_delete_typing_channels_members(tmp_path: Path,
                 assert (await ws.receive_json())["t"] == "READY"
                 await ws.send_json({"op": 3, "d": {"since": None, "status": "dnd",
                                                    "afk": False, "activities": []}})
-                while (event := await expect("presence"))[2] != "dnd":
+                while (event := await events.expect("presence"))[2] != "dnd":
                     pass
                 assert event[1] == r.other_id
                 await ws.close()
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
 
 
-def test_discordpy_invites(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+def test_discordpy_invites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """discord.py's ``create_invite`` and ``fetch_invite`` (issue 10, finding 5: a user
     joins by accepting an invite); a user accepts it with their own token."""
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            pointed_at_greenroom(r.gateway)
-            client = discord.Client(intents=discord.Intents.default())
-            ready = asyncio.Event()
-
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
-
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=True))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client(message_content=False)
+            async with discordpy_running(client, r.seeded.token, reconnect=True):
                 channel = client.get_channel(r.seeded.channel_id)
                 invite = await channel.create_invite(max_age=600, max_uses=1)
                 assert invite.max_uses == 1 and invite.max_age == 600 and invite.uses == 0
@@ -226,9 +172,5 @@ def test_discordpy_invites(tmp_path: Path, pointed_at_greenroom) -> None:  # typ
                 with pytest.raises(discord.NotFound):
                     await client.fetch_invite(invite.code)  # its one use is taken
                 assert await r.gateway.storage.get_member(r.seeded.guild_id, eve_id) is not None
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
