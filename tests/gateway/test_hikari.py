@@ -21,41 +21,25 @@ import aiohttp
 import hikari
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 
 def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-            def on(kind: str) -> Any:
-                async def listener(event: Any) -> None:
-                    await events.put((kind, event))
-                return listener
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "ready": hikari.ShardReadyEvent, "guild": hikari.GuildAvailableEvent,
+                "edit": hikari.GuildMessageUpdateEvent, "delete": hikari.GuildMessageDeleteEvent,
+                "resumed": hikari.ShardResumedEvent})
 
             async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
                 if event.author_id == r.seeded.user_id:
                     return
-                await events.put(("message", event))
+                await bot.events.put("message", event)
                 if event.content == "ping":
                     await bot.rest.create_message(event.channel_id, "pong")
 
-            bot.subscribe(hikari.ShardReadyEvent, on("ready"))
-            bot.subscribe(hikari.GuildAvailableEvent, on("guild"))
-            bot.subscribe(hikari.GuildMessageCreateEvent, on_message)
-            bot.subscribe(hikari.GuildMessageUpdateEvent, on("edit"))
-            bot.subscribe(hikari.GuildMessageDeleteEvent, on("delete"))
-            bot.subscribe(hikari.ShardResumedEvent, on("resumed"))
-
-            async def expect(kind: str) -> Any:
-                while True:
-                    got, event = await asyncio.wait_for(events.get(), 10)
-                    if got == kind:
-                        return event
+            bot.bot.subscribe(hikari.GuildMessageCreateEvent, on_message)
 
             async def rest_post(content: str) -> int:
                 url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
@@ -64,12 +48,12 @@ def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
                     assert resp.status == 200, await resp.text()
                     return int((await resp.json())["id"])
 
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            await bot.start()
             try:
-                ready = await expect("ready")
+                ready = await bot.expect("ready")
                 assert ready.my_user.id == r.seeded.user_id
                 assert list(ready.unavailable_guilds) == [r.seeded.guild_id]
-                guild = (await expect("guild")).guild
+                guild = (await bot.expect("guild")).guild
                 assert guild.id == r.seeded.guild_id
                 assert r.seeded.channel_id in guild.get_channels()
 
@@ -78,7 +62,7 @@ def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
                 assert application.approximate_guild_count == 1
 
                 ping_id = await rest_post("ping")
-                got = await expect("message")
+                got = await bot.expect("message")
                 assert got.message_id == ping_id and got.content == "ping"
                 assert got.author_id == r.other_id
 
@@ -94,10 +78,10 @@ def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
 
                 edited = await bot.rest.edit_message(r.seeded.channel_id, pong, "pong, edited")
                 assert edited.content == "pong, edited" and edited.edited_timestamp is not None
-                event = await expect("edit")
+                event = await bot.expect("edit")
                 assert event.message_id == pong.id and event.content == "pong, edited"
                 await bot.rest.delete_message(r.seeded.channel_id, pong)
-                assert (await expect("delete")).message_id == pong.id
+                assert (await bot.expect("delete")).message_id == pong.id
                 with_deleted = [m.id async for m in bot.rest.fetch_messages(r.seeded.channel_id)]
                 assert with_deleted == [ping_id]
 
@@ -109,9 +93,8 @@ def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
                 # Both, in either order (Discord replays missed events before RESUMED).
                 seen: dict[str, Any] = {}
                 while len(seen) < 2:
-                    kind, event = await asyncio.wait_for(events.get(), 10)
-                    if kind in ("message", "resumed"):
-                        seen[kind] = event
+                    kind, event = await bot.events.expect_any("message", "resumed")
+                    seen[kind] = event
                 got = seen["message"]
                 assert got.message_id == missed_id and got.content == "while you were away"
             finally:
