@@ -393,6 +393,8 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
         try:
             _, client = await ws_connect(lambda: Client(token), url,
                                          websocket_handshake_timeout=30)
+            if client is None:  # seen on a loaded host: counted, not an uncaught error
+                raise ConnectionError("the WebSocket handshake gave no listener")
             await asyncio.wait_for(client.ready, 30)
         except (TimeoutError, OSError, RuntimeError, ConnectionError):
             state["failed"] += 1
