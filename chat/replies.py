@@ -101,6 +101,17 @@ def reference_object(message: Message) -> dict[str, Any]:
     return out
 
 
+def replied_id(message: Message) -> int | None:
+    """The id of the message ``message`` replies to (None: not a reply). A read shows
+    that message as it is now (``referenced_message``: its edits, null once deleted,
+    as Discord does), not the snapshot taken when the reply was sent."""
+    if "referenced_message" not in message.extra:
+        return None
+    reference = message.extra.get("message_reference")
+    return parse_snowflake(reference.get("message_id")) if isinstance(reference, dict) \
+        else None
+
+
 def referenced_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
     """The answered message's object as a reply's ``referenced_message``: without its
     own ``referenced_message`` (no chains) nor gateway-only ``member``."""

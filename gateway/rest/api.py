@@ -15,6 +15,7 @@ and text storage cannot hold is refused with the field named (``validation``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from chat.permissions import (
     channel_permissions,
 )
 from chat.reactions import reactions_of
+from chat.replies import referenced_snapshot, replied_id
 from chat.validation import check_text
 from gateway.channel import channel_key
 from gateway.messages import HistoryPage, Posted, PostFailed, PostMessage, ReadHistory
@@ -178,21 +180,46 @@ class Api:
 
     async def messages_out(self, messages: list[Message], viewer: int | None = None
                            ) -> list[dict[str, Any]]:
-        """Message objects with their ``reactions`` (``me``: whether ``viewer`` reacted)."""
-        users = await self.storage.get_users({m.author_id for m in messages})
+        """Message objects with their ``reactions`` (``me``: whether ``viewer`` reacted)
+        and, for replies, the message answered as it is now (null once deleted)."""
+        replied = await self._replied(messages)
+        users = await self.storage.get_users(
+            {m.author_id for m in messages}
+            | {m.author_id for m in replied.values() if m is not None})
         reactions = await reactions_of(self.storage, messages[0].channel_id,
                                        [m.id for m in messages], viewer) if messages else {}
+
+        def as_object(m: Message) -> dict[str, Any]:
+            user = users.get(m.author_id)
+            return message_object(m, user_object(user) if user else {
+                "id": str(m.author_id), "username": "Deleted User", "discriminator": "0"})
+
         out = []
         for m in messages:
-            user = users.get(m.author_id)
-            author = user_object(user) if user else {"id": str(m.author_id),
-                                                      "username": "Deleted User",
-                                                      "discriminator": "0"}
-            obj = message_object(m, author)
+            obj = as_object(m)
+            answered_id = replied_id(m)
+            if answered_id is not None:
+                answered = replied.get(answered_id)
+                obj["referenced_message"] = None if answered is None \
+                    else referenced_snapshot(as_object(answered))
             if m.id in reactions:
                 obj["reactions"] = reactions[m.id]
             out.append(obj)
         return out
+
+    async def _replied(self, messages: list[Message]) -> dict[int, Message | None]:
+        """The messages that ``messages`` reply to, by id, as stored now (None:
+        deleted); those in ``messages`` are not read again."""
+        ids = {i for m in messages if (i := replied_id(m)) is not None}
+        if not ids:
+            return {}
+        page = {m.id: m for m in messages}
+        unread = [i for i in ids if i not in page]
+        channel_id = messages[0].channel_id
+        read = await asyncio.gather(*(self.storage.get_message(channel_id, i)
+                                      for i in unread))
+        return {**{i: page[i] for i in ids if i in page}, **dict(zip(unread, read,
+                                                                     strict=True))}
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -49,3 +49,40 @@ def test_uploaded_html_and_svg_cannot_run_script_on_the_api_origin(tmp_path: Pat
             assert message["attachments"][0]["content_type"] == "text/html; charset=utf-8"
 
     run(main)
+
+
+def test_a_reply_shows_the_message_it_answers_as_it_is_now(tmp_path: Path) -> None:
+    """A reply's ``referenced_message`` on a read is the answered message as it is now:
+    edited, its edit; deleted, null (Discord's "deleted" shape: discord.py makes it a
+    DeletedReferencedMessage). A stored snapshot kept serving a deleted message's
+    content to everyone who reads the channel."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            messages = f"/channels/{r.seeded.channel_id}/messages"
+            _, answered = await _call(http, r, "POST", messages, r.other_token,
+                                      json={"content": "my address is 1 Secret Street"})
+            _, reply = await _call(http, r, "POST", messages, json={
+                "content": "noted", "message_reference": {"message_id": answered["id"]}})
+            assert reply["referenced_message"]["content"] == "my address is 1 Secret Street"
+            _, other = await _call(http, r, "POST", messages, json={
+                "content": "me too", "message_reference": {"message_id": answered["id"]}})
+            status, _ = await _call(http, r, "PATCH", f"{messages}/{answered['id']}",
+                                    r.other_token, json={"content": "(removed)"})
+            assert status == 200
+            _, read = await _call(http, r, "GET", f"{messages}/{reply['id']}")
+            assert read["referenced_message"]["content"] == "(removed)"
+            assert read["referenced_message"]["edited_timestamp"] is not None
+            assert read["message_reference"]["message_id"] == answered["id"]
+            status, _ = await _call(http, r, "DELETE", f"{messages}/{answered['id']}",
+                                    r.other_token)
+            assert status == 204
+            _, read = await _call(http, r, "GET", f"{messages}/{reply['id']}")
+            assert read["referenced_message"] is None
+            assert read["message_reference"]["message_id"] == answered["id"]
+            _, page = await _call(http, r, "GET", f"{messages}?limit=10")
+            replies = [m for m in page if m["id"] in (reply["id"], other["id"])]
+            assert len(replies) == 2
+            assert all(m["referenced_message"] is None for m in replies)
+            assert "Secret" not in json.dumps(page)
+
+    run(main)
