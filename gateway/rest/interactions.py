@@ -580,14 +580,15 @@ class Interactions:
             raise refused(ix.callback_refusal(created, created, existing)
                           or ix.Refusal(400, ix.ALREADY_ACKNOWLEDGED,
                                         "Interaction has already been acknowledged."))
+        sent: list[bool] = []  # (set once the answer's effect left this handler)
         try:
-            resource = await self._act(interaction_id, record, callback_type, prepared)
+            resource = await self._act(interaction_id, record, callback_type, prepared, sent)
         except BaseException:
-            # nothing was shown: the bot may answer again within the window
-            await self.storage.delete_record(KIND, interaction_id, "answer")
-            raise
+            if not sent:  # nothing can have been shown: the bot may answer again
+                await self.storage.delete_record(KIND, interaction_id, "answer")
+            raise  # else it stays answered, even if what it showed is unknown
         self.tell_invoker(record, "INTERACTION_SUCCESS",
-                       {"id": str(interaction_id), "nonce": record.get("nonce")})
+                          {"id": str(interaction_id), "nonce": record.get("nonce")})
         if request.query.get("with_response", "").lower() not in ("true", "1"):
             return web.Response(status=204)
         callback: dict[str, Any] = {"id": str(interaction_id), "type": kind}
@@ -635,19 +636,22 @@ class Interactions:
         return None  # DEFERRED_UPDATE_MESSAGE: an acknowledgement only
 
     async def _act(self, interaction_id: int, record: dict[str, Any], callback_type: int,
-                   prepared: Any) -> dict[str, Any] | None:
-        """Do what the claimed answer says; the message it made or changed, if any."""
+                   prepared: Any, sent: list[bool]) -> dict[str, Any] | None:
+        """Do what the claimed answer says; the message it made or changed, if any.
+        ``sent`` gets an item once something may have reached the channel or a user
+        (a message write asked for: its outcome may be unknown)."""
         if callback_type == ix.CHANNEL_MESSAGE_WITH_SOURCE:
-            message = await self._create(interaction_id, record, prepared)
+            message = await self._create(interaction_id, record, prepared, sent=sent)
             await self._remember(interaction_id, "original", message)
             return message
         if callback_type == ix.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE:
             composed = _Composed("", False, {"flags": ix.LOADING | prepared, "embeds": []}, [])
-            message = await self._create(interaction_id, record, composed)
+            message = await self._create(interaction_id, record, composed, sent=sent)
             await self._remember(interaction_id, "original", message)
             return message
         if callback_type == ix.UPDATE_MESSAGE:
-            return await self._apply_edit(record, record["message"], prepared)
+            return await self._apply_edit(record, record["message"], prepared, sent=sent)
+        sent.append(True)
         if callback_type == ix.AUTOCOMPLETE_RESULT:
             self.tell_invoker(record, "APPLICATION_COMMAND_AUTOCOMPLETE_RESPONSE",
                               {"nonce": record.get("nonce"), "choices": prepared})
@@ -688,7 +692,8 @@ class Interactions:
         return _Composed(composed.content, composed.tts, fields, components)
 
     async def _create(self, interaction_id: int, record: dict[str, Any],
-                      composed: _Composed, *, follow_up: bool = False) -> dict[str, Any]:
+                      composed: _Composed, *, follow_up: bool = False,
+                      sent: list[bool] | None = None) -> dict[str, Any]:
         """Create a message of the interaction: in the channel (its actor writes it and
         fans MESSAGE_CREATE out), or, ephemeral, for the invoker's sessions only."""
         app_id, guild_id, channel_id = record["app"], record["guild"], record["channel"]
@@ -721,12 +726,16 @@ class Interactions:
                 "object": payload, "fields": _message_fields(message), "user": record["user"],
                 "channel": channel_id, "app": app_id, "interaction": interaction_id},
                 ttl_s=RECORD_TTL_S)
+            if sent is not None:
+                sent.append(True)
             self.tell_user(record["user"], "MESSAGE_CREATE", payload,
                            direct=record["guild"] is None)
             return _rest_view(payload)
         post = PostMessage(guild_id=guild_id, author=author, member=member,
                            content=composed.content, tts=composed.tts, type=message_type,
                            fields=fields, recipients=record.get("recipients"))
+        if sent is not None:
+            sent.append(True)
         return await self.ask_channel(guild_id, channel_id, post)
 
     async def _remember(self, interaction_id: int, key: str, message: dict[str, Any]) -> None:
@@ -775,8 +784,8 @@ class Interactions:
             changes["flags"] = message.flags & ~ix.LOADING
         return _Edit(message, kept, changes)
 
-    async def _apply_edit(self, record: dict[str, Any], message_id: int, edit: _Edit
-                          ) -> dict[str, Any]:
+    async def _apply_edit(self, record: dict[str, Any], message_id: int, edit: _Edit,
+                          *, sent: list[bool] | None = None) -> dict[str, Any]:
         message, kept, changes = edit.message, edit.kept, edit.changes
         for name, value in changes.items():
             setattr(message, name, value)
@@ -788,12 +797,16 @@ class Interactions:
             kept.update(object=payload, fields=_message_fields(message))
             await self.storage.put_record(EPHEMERAL_KIND, message_id, "m", kept,
                                           ttl_s=RECORD_TTL_S)
+            if sent is not None:
+                sent.append(True)
             self.tell_user(kept["user"], "MESSAGE_UPDATE", payload,
                            direct=record["guild"] is None)
             return _rest_view(payload)
         if not changes:
             return (await self.api.messages_out([message]))[0]
         payload = message_object(message, author, record["bot_member"])
+        if sent is not None:
+            sent.append(True)
         return await self.ask_channel(record["guild"], record["channel"], ChangeMessage(
             record["guild"], message_id, changes, payload,
             recipients=record.get("recipients")))

@@ -758,3 +758,50 @@ def test_interactions_in_a_dm_with_the_bot(tmp_path: Path) -> None:
                     403, 50001)  # not bob's DM
 
     run(main, timeout=30)
+
+
+def test_an_answer_that_fails_is_taken_only_once_it_may_show(tmp_path: Path) -> None:
+    """An answer that fails before anything could be shown leaves the interaction to
+    answer again; one whose message write was asked for stays taken, whatever became
+    of the write (a second answer could show a second message)."""
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c, bot, alice = await setup(http, r)
+            interactions = interactions_of(r.gateway._rest_runner.app)
+            storage = r.gateway.storage
+            sides = [{"type": 4, "name": "sides", "value": 6}]
+            assert (await c.invoke(c.invocation("roll", sides)))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+
+            put_record = storage.put_record
+
+            async def storage_down(*args: Any, **kw: Any) -> None:
+                raise ConnectionError("storage down")
+
+            storage.put_record = storage_down  # the ephemeral message cannot be kept
+            try:
+                status, _ = await c.answer(got, {"type": 4, "data": {"content": "x",
+                                                                      "flags": 64}})
+            finally:
+                storage.put_record = put_record
+            assert status >= 500
+            assert (await c.answer(got, {"type": 4, "data": {"content": "ok"}}))[0] == 204
+            assert (await next_event(alice, "MESSAGE_CREATE"))["content"] == "ok"
+
+            assert (await c.invoke(c.invocation("roll", sides)))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            ask_channel = interactions.ask_channel
+
+            async def lost(*args: Any) -> Any:  # the write was asked for: outcome unknown
+                raise TimeoutError
+
+            interactions.ask_channel = lost
+            try:
+                status, _ = await c.answer(got, {"type": 4, "data": {"content": "lost"}})
+            finally:
+                interactions.ask_channel = ask_channel
+            assert status == 503
+            refused(await c.answer(got, {"type": 4, "data": {"content": "again"}}), 400, 40060)
+
+    run(main, timeout=30)
