@@ -109,7 +109,6 @@ EXPIRY_MARGIN_MS = 100
 
 BOTS_CANNOT_USE = 20001
 INVALID_WEBHOOK_TOKEN = 50027
-MAX_FOLLOW_UPS_LISTED = 100
 
 _INTERACTIONS = web.AppKey("greenroom.interactions", Any)
 
@@ -130,8 +129,7 @@ def _snowflake_field(body: dict[str, Any], name: str, *, required: bool = True) 
     raw = body.get(name)
     if raw is None and not required:
         return None
-    value = parse_snowflake(raw) if isinstance(raw, str | int) and not isinstance(raw, bool) \
-        else None
+    value = parse_snowflake(raw)
     if value is None:
         raise _form(FieldError(name, "NUMBER_TYPE_COERCE", "Value is not snowflake."))
     return value
@@ -334,7 +332,7 @@ class Interactions:
         data = body.get("data")
         if not isinstance(data, dict):
             raise _form(FieldError("data", "MODEL_TYPE_CONVERT", "Only dictionaries may be used."))
-        command_id = parse_snowflake(str(data.get("id"))) \
+        command_id = parse_snowflake(data.get("id")) \
             if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE) else None
 
         def command_read() -> Any:  # read beside the rest
