@@ -15,9 +15,9 @@ import pytest
 
 from tests.chat.images import png
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import discordpy_client, discordpy_running, on, point_discordpy_at
 
 discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
 
 IMAGE = png(48, 30)
 TEXT = b"a file from discord.py\n" * 50
@@ -25,25 +25,13 @@ TEXT = b"a file from discord.py\n" * 50
 
 def test_discordpy_sends_and_reads_attachments(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            monkeypatch.setattr(Route, "BASE", r.gateway.rest_url)
-            monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY",
-                                yarl.URL(r.gateway.gateway_url))
-            intents = discord.Intents.default()
-            intents.message_content = True
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client()
             received: asyncio.Queue = asyncio.Queue()
-            client.event(_named("on_ready", ready.set))
-            client.event(_named("on_message", received.put))
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=False))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            on(client, "message", received.put)
+            async with discordpy_running(client, r.seeded.token):
                 channel = client.get_channel(r.seeded.channel_id)
                 sent = await channel.send("with files", files=[
                     discord.File(io.BytesIO(IMAGE), "chart.png", description="a chart"),
@@ -68,20 +56,6 @@ def test_discordpy_sends_and_reads_attachments(tmp_path: Path,
                 await sent.delete()
                 async with http.get(sent.attachments[0].url) as resp:
                     assert resp.status == 404
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
 
-
-def _named(name: str, callback):  # type: ignore[no-untyped-def]
-    """An event coroutine called ``name`` (discord.py registers events by name)."""
-    async def handler(*args):  # type: ignore[no-untyped-def]
-        result = callback(*args)
-        if asyncio.iscoroutine(result):
-            await result
-
-    handler.__name__ = name
-    return handler

@@ -17,29 +17,18 @@ import aiohttp
 import pytest
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import discordpy_client, discordpy_running, point_discordpy_at
 
 discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
 
 
 def test_discordpy_embed_reply_mention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            monkeypatch.setattr(Route, "BASE", r.gateway.rest_url)
-            monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY",
-                                yarl.URL(r.gateway.gateway_url))
-            intents = discord.Intents.default()
-            assert not intents.message_content
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client(message_content=False)
+            assert not client.intents.message_content
             received: asyncio.Queue[Any] = asyncio.Queue()
-
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
 
             @client.event
             async def on_message(message: Any) -> None:
@@ -58,10 +47,7 @@ def test_discordpy_embed_reply_mention(tmp_path: Path, monkeypatch: pytest.Monke
                     assert resp.status == 200, await resp.text()
                     return int((await resp.json())["id"])
 
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=False))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token):
                 me = r.seeded.user_id
                 # mentioned: content and embeds without the intent
                 asked = await alice_posts({"content": f"<@{me}> status?",
@@ -106,9 +92,5 @@ def test_discordpy_embed_reply_mention(tmp_path: Path, monkeypatch: pytest.Monke
                 assert [e.title for e in edited.embeds] == ["Build 43"]
                 assert edited.reference is not None
                 assert edited.reference.message_id == question.id
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
