@@ -5,15 +5,14 @@ after the delete the url is gone."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import hikari
 
 from tests.chat.images import jpeg
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 IMAGE = jpeg(1280, 720)
 
@@ -21,25 +20,14 @@ IMAGE = jpeg(1280, 720)
 def test_hikari_sends_and_reads_an_attachment(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            created: asyncio.Queue[Any] = asyncio.Queue()
-            guild = asyncio.Event()
-
-            async def on_guild(event: Any) -> None:
-                guild.set()
-
-            bot.subscribe(hikari.GuildAvailableEvent, on_guild)
-            bot.subscribe(hikari.GuildMessageCreateEvent, created.put)
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "guild": hikari.GuildAvailableEvent, "created": hikari.GuildMessageCreateEvent})
+            await bot.start(until="guild")
             try:
-                await asyncio.wait_for(guild.wait(), 10)
                 sent = await bot.rest.create_message(
                     r.seeded.channel_id, "a photo",
                     attachment=hikari.Bytes(IMAGE, "photo.jpg"))
-                event = await asyncio.wait_for(created.get(), 10)
+                event = await bot.expect("created")
                 assert event.message_id == sent.id
                 for message in (sent, event.message):
                     (photo,) = message.attachments

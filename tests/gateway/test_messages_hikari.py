@@ -9,7 +9,6 @@ own MESSAGE_CREATE and ``fetch_message`` — hikari's ``Embed``, ``user_mentions
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,20 @@ import aiohttp
 import hikari
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot, hikari_intents
 
 
 def test_hikari_embed_reply_mention(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True, intents=hikari.Intents.ALL_UNPRIVILEGED)
-            assert not bot.intents & hikari.Intents.MESSAGE_CONTENT
-            received: asyncio.Queue[hikari.Message] = asyncio.Queue()
-            ready = asyncio.Event()
-
-            async def on_message(event: hikari.GuildMessageCreateEvent) -> None:
-                await received.put(event.message)
-
-            async def on_guild(event: hikari.GuildAvailableEvent) -> None:
-                ready.set()
-
-            bot.subscribe(hikari.GuildMessageCreateEvent, on_message)
-            bot.subscribe(hikari.GuildAvailableEvent, on_guild)
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "guild": hikari.GuildAvailableEvent, "message": hikari.GuildMessageCreateEvent},
+                intents=hikari_intents(message_content=False))
+            assert not bot.bot.intents & hikari.Intents.MESSAGE_CONTENT
 
             async def next_message(message_id: int) -> hikari.Message:
                 while True:
-                    got = await asyncio.wait_for(received.get(), 10)
+                    got = (await bot.expect("message")).message
                     if got.id == message_id:
                         return got
 
@@ -51,9 +40,8 @@ def test_hikari_embed_reply_mention(tmp_path: Path) -> None:
                     assert resp.status == 200, await resp.text()
                     return int((await resp.json())["id"])
 
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            await bot.start(until="guild")
             try:
-                await asyncio.wait_for(ready.wait(), 10)
                 me, channel = r.seeded.user_id, r.seeded.channel_id
                 asked = await alice_posts({"content": f"<@{me}> status?",
                                            "embeds": [{"title": "Question"}]})
