@@ -28,7 +28,7 @@ from gateway.protocol.intents import ALL_INTENTS
 from gateway.seed import create_user
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, node_or_fail
+from tests.gateway.libraries import JS_DIR, node_or_fail
 
 Payloads = dict[str, Any]
 

@@ -11,34 +11,24 @@ the embed.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 
 REPLY = 19
 
 
 def test_discordjs_embed_reply_mention(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
-        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            rest_url = r.gateway.rest_url
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "messages.mjs"), rest_url.removesuffix("/v10"), cwd=JS_DIR,
-                env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http, \
+                discordjs_script(r, "messages.mjs") as bot:
 
             async def alice_posts(body: dict[str, Any]) -> str:
-                url = f"{rest_url}/channels/{r.seeded.channel_id}/messages"
+                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
                 async with http.post(url, json=body, headers={
                         "Authorization": f"Bot {r.other_token}"}) as resp:
                     assert resp.status == 200, await resp.text()
@@ -50,48 +40,43 @@ def test_discordjs_embed_reply_mention(tmp_path: Path) -> None:
                     if got["id"] == message_id:
                         return got
 
-            try:
-                me, alice = str(r.seeded.user_id), str(r.other_id)
-                assert (await bot.expect("ready"))["user"] == me
-                hidden = await alice_posts({"content": "not for the bot",
-                                            "embeds": [{"title": "hidden"}]})
-                got = await message(hidden)
-                assert (got["content"], got["embeds"], got["mentions"]) == ("", [], [])
-                asked = await alice_posts({"content": f"<@{me}> status?",
-                                           "embeds": [{"title": "Question"}]})
-                got = await message(asked)
-                assert got["content"] == f"<@{me}> status?" and got["mentions"] == [me]
-                assert [e["title"] for e in got["embeds"]] == ["Question"]
+            me, alice = str(r.seeded.user_id), str(r.other_id)
+            assert (await bot.expect("ready"))["user"] == me
+            hidden = await alice_posts({"content": "not for the bot",
+                                        "embeds": [{"title": "hidden"}]})
+            got = await message(hidden)
+            assert (got["content"], got["embeds"], got["mentions"]) == ("", [], [])
+            asked = await alice_posts({"content": f"<@{me}> status?",
+                                       "embeds": [{"title": "Question"}]})
+            got = await message(asked)
+            assert got["content"] == f"<@{me}> status?" and got["mentions"] == [me]
+            assert [e["title"] for e in got["embeds"]] == ["Question"]
 
-                sent = await bot.expect("sent")
-                fetched = await bot.expect("fetched")
-                answered = await bot.expect("reference")
-                edited = await bot.expect("edited")
-                # its own MESSAGE_CREATE, before or after the REST answer
-                [created] = [m for m in bot.seen if m["event"] == "message"
-                             and m["id"] == sent["id"]] or [await message(sent["id"])]
-                for seen in (sent, created, fetched):
-                    assert seen["type"] == REPLY
-                    assert seen["content"] == f"done, <@{alice}>"
-                    assert seen["embeds"] == [{
-                        "title": "Build 42", "description": "all green",
-                        "url": "https://ci.example/42", "color": 0x00FF00,
-                        "fields": [{"name": "tests", "value": "1200", "inline": True}],
-                        "footer": "ci", "author": "builder"}]
-                    assert seen["mentions"] == [alice]
-                    assert seen["reference"] == {"message": asked,
-                                                 "channel": str(r.seeded.channel_id),
-                                                 "guild": str(r.seeded.guild_id)}
-                    assert seen["referenced_cached"] is True
-                assert created["member_mentions"] == [alice]
-                assert answered == {"event": "reference", "id": asked,
-                                    "content": f"<@{me}> status?"}
-                assert [e["title"] for e in edited["embeds"]] == ["Build 43"]
-                assert edited["reference"]["message"] == asked
-                assert await bot.stop() == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            sent = await bot.expect("sent")
+            fetched = await bot.expect("fetched")
+            answered = await bot.expect("reference")
+            edited = await bot.expect("edited")
+            # its own MESSAGE_CREATE, before or after the REST answer
+            [created] = [m for m in bot.seen if m["event"] == "message"
+                         and m["id"] == sent["id"]] or [await message(sent["id"])]
+            for seen in (sent, created, fetched):
+                assert seen["type"] == REPLY
+                assert seen["content"] == f"done, <@{alice}>"
+                assert seen["embeds"] == [{
+                    "title": "Build 42", "description": "all green",
+                    "url": "https://ci.example/42", "color": 0x00FF00,
+                    "fields": [{"name": "tests", "value": "1200", "inline": True}],
+                    "footer": "ci", "author": "builder"}]
+                assert seen["mentions"] == [alice]
+                assert seen["reference"] == {"message": asked,
+                                             "channel": str(r.seeded.channel_id),
+                                             "guild": str(r.seeded.guild_id)}
+                assert seen["referenced_cached"] is True
+            assert created["member_mentions"] == [alice]
+            assert answered == {"event": "reference", "id": asked,
+                                "content": f"<@{me}> status?"}
+            assert [e["title"] for e in edited["embeds"]] == ["Build 43"]
+            assert edited["reference"]["message"] == asked
+            assert await bot.stop() == 0
 
     run(main, timeout=40)
