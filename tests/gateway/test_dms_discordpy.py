@@ -12,26 +12,19 @@ import aiohttp
 import pytest
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordpy import pointed_at_greenroom  # noqa: F401 (fixture)
+from tests.gateway.libraries import discordpy_client, discordpy_running, point_discordpy_at
 
 discord = pytest.importorskip("discord")
 
 
-def test_discordpy_dms(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_discordpy_dms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            pointed_at_greenroom(r.gateway)
-            intents = discord.Intents.default()  # guilds, guild and DM messages, typing
-            intents.message_content = True
-            intents.members = True
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
+            point_discordpy_at(monkeypatch, r.gateway)
+            # the default intents: guilds, guild and DM messages, typing
+            client = discordpy_client(members=True)
             received: asyncio.Queue = asyncio.Queue()
             typing: asyncio.Queue = asyncio.Queue()
-
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
 
             @client.event
             async def on_message(message) -> None:  # type: ignore[no-untyped-def]
@@ -53,10 +46,7 @@ def test_discordpy_dms(tmp_path: Path, pointed_at_greenroom) -> None:  # type: i
             async def next_message():  # type: ignore[no-untyped-def]
                 return await asyncio.wait_for(received.get(), 10)
 
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=True))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token, reconnect=True):
                 alice = await client.fetch_user(r.other_id)
                 assert alice.name == "alice" and not alice.bot
                 dm = await alice.create_dm()
@@ -94,9 +84,5 @@ def test_discordpy_dms(tmp_path: Path, pointed_at_greenroom) -> None:  # type: i
                 fetched = await client.fetch_channel(dm.id)
                 assert isinstance(fetched, discord.DMChannel) and fetched.id == dm.id
                 assert fetched.recipient.id == r.other_id
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)

@@ -8,7 +8,6 @@ stays silent for it too; removing its overwrite gives the channel back."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,74 +16,42 @@ import pytest
 from gateway.seed import add_member, create_user
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import (
+    EventQueue,
+    discordpy_client,
+    discordpy_running,
+    on,
+    point_discordpy_at,
+)
 
 discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
 
 
-class _Bot:
-    """A discord.py client whose events land in one queue."""
-
-    def __init__(self) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = True
-        intents.members = True  # the member cache (chunked at start-up) for set_permissions
-        self.client = discord.Client(intents=intents)
-        self.runner: asyncio.Task | None = None
-        self.ready = asyncio.Event()
-        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        client = self.client
-
-        @client.event
-        async def on_ready() -> None:
-            self.ready.set()
-
-        @client.event
-        async def on_message(message: Any) -> None:
-            await self.events.put(("message", message))
-
-        @client.event
-        async def on_guild_channel_update(before: Any, after: Any) -> None:
-            await self.events.put(("update", after))
-
-    async def expect(self, kind: str) -> Any:
-        while True:
-            got, value = await asyncio.wait_for(self.events.get(), 10)
-            if got == kind:
-                return value
-
-    async def start(self, token: str) -> None:
-        await self.client.login(token)
-        self.runner = asyncio.create_task(self.client.connect(reconnect=False))
-        await asyncio.wait_for(self.ready.wait(), 10)
-
-    async def stop(self) -> None:
-        await self.client.close()
-        if self.runner is not None:
-            self.runner.cancel()
-            await asyncio.gather(self.runner, return_exceptions=True)
+def _client(events: EventQueue) -> Any:
+    """A discord.py client with the member cache (chunked at start-up, for
+    ``set_permissions``), its messages and channel updates in ``events``."""
+    client = discordpy_client(members=True)
+    on(client, "message", events.putter("message"))
+    on(client, "guild_channel_update", lambda before, after: events.put("update", after))
+    return client
 
 
 def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
-            monkeypatch.setattr(Route, "BASE", r.gateway.rest_url)
-            monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY",
-                                yarl.URL(r.gateway.gateway_url))
+            point_discordpy_at(monkeypatch, r.gateway)
             storage = r.gateway.storage
             helper_id, helper_token = await create_user(
                 storage, SnowflakeGenerator(worker=5), "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
-            owner, helper = _Bot(), _Bot()
-            try:
-                await asyncio.gather(owner.start(r.seeded.token), helper.start(helper_token))
-                channel = owner.client.get_channel(r.seeded.channel_id)
+            owner, helper = EventQueue(), EventQueue()
+            owner_client, helper_client = _client(owner), _client(helper)
+            async with discordpy_running(owner_client, r.seeded.token), \
+                    discordpy_running(helper_client, helper_token):
+                channel = owner_client.get_channel(r.seeded.channel_id)
                 guild = channel.guild
                 member = guild.get_member(helper_id)
-                theirs = helper.client.get_channel(r.seeded.channel_id)
+                theirs = helper_client.get_channel(r.seeded.channel_id)
                 assert channel.overwrites == {}
                 assert channel.permissions_for(member).view_channel
 
@@ -135,8 +102,5 @@ def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 await channel.send("back")
                 assert (await helper.expect("message")).content == "back"
                 assert [m.content async for m in theirs.history(limit=1)] == ["back"]
-            finally:
-                await owner.stop()
-                await helper.stop()
 
     run(main, timeout=40)

@@ -7,73 +7,44 @@ after which its URL is refused as Discord refuses it."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import (
+    EventQueue,
+    discordpy_client,
+    discordpy_running,
+    on,
+    point_discordpy_at,
+)
 
 discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
 
 #: the smallest PNG discord.py takes for an avatar (it checks the magic number only)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
 
 def test_discordpy_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            monkeypatch.setattr(Route, "BASE", r.gateway.rest_url)
-            monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY",
-                                yarl.URL(r.gateway.gateway_url))
-            intents = discord.Intents.default()  # GUILD_WEBHOOKS among them
-            intents.message_content = True
-            # guild_ready_timeout: on_ready 0.1 s after the last GUILD_CREATE, not 2 s
-            client = discord.Client(intents=intents, guild_ready_timeout=0.1)
-            ready = asyncio.Event()
-            events: asyncio.Queue = asyncio.Queue()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client()  # GUILD_WEBHOOKS among the default intents
+            events = EventQueue()
+            for event, kind in (("message", "message"), ("raw_message_edit", "edit"),
+                                ("raw_message_delete", "delete"),
+                                ("webhooks_update", "webhooks_update")):
+                on(client, event, events.putter(kind))
 
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
-
-            @client.event
-            async def on_message(message) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("message", message))
-
-            @client.event
-            async def on_raw_message_edit(payload) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("edit", payload))
-
-            @client.event
-            async def on_raw_message_delete(payload) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("delete", payload))
-
-            @client.event
-            async def on_webhooks_update(channel) -> None:  # type: ignore[no-untyped-def]
-                await events.put(("webhooks_update", channel))
-
-            async def expect(kind: str):  # type: ignore[no-untyped-def]
-                while True:
-                    got, value = await asyncio.wait_for(events.get(), 10)
-                    if got == kind:
-                        return value
-
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=False))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token):
                 channel = client.get_channel(r.seeded.channel_id)
 
                 webhook = await channel.create_webhook(name="ci", avatar=PNG)
                 assert webhook.name == "ci" and webhook.token and webhook.avatar is not None
                 assert webhook.channel_id == channel.id and webhook.user.id == client.user.id
-                assert (await expect("webhooks_update")).id == channel.id
+                assert (await events.expect("webhooks_update")).id == channel.id
                 assert [w.id for w in await channel.webhooks()] == [webhook.id]
                 assert [w.id for w in await channel.guild.webhooks()] == [webhook.id]
                 fetched = await client.fetch_webhook(webhook.id)
@@ -89,19 +60,19 @@ def test_discordpy_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
                 assert sent.webhook_id == webhook.id and sent.content == "build 7 passed"
                 assert sent.author.name == "deploy" and sent.author.bot
                 assert sent.embeds[0].title == "Build 7"
-                got = await expect("message")
+                got = await events.expect("message")
                 assert got.id == sent.id and got.webhook_id == webhook.id
                 assert got.author.id == webhook.id and got.author.name == "deploy"
                 assert got.content == "build 7 passed" and got.embeds[0].title == "Build 7"
 
                 edited = await sent.edit(content="build 7 fixed")
                 assert edited.content == "build 7 fixed" and edited.edited_at is not None
-                assert (await expect("edit")).data["content"] == "build 7 fixed"
+                assert (await events.expect("edit")).data["content"] == "build 7 fixed"
                 assert (await job.fetch_message(sent.id)).content == "build 7 fixed"
                 await sent.delete()
-                assert (await expect("delete")).message_id == sent.id
+                assert (await events.expect("delete")).message_id == sent.id
                 assert await job.send("no wait") is None
-                assert (await expect("message")).content == "no wait"
+                assert (await events.expect("message")).content == "no wait"
 
                 with pytest.raises(discord.HTTPException) as refused:
                     await job.send("thread", thread=discord.Object(1))
@@ -114,15 +85,11 @@ def test_discordpy_webhooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
                 renamed = await webhook.edit(name="ci-2")
                 assert renamed.name == "ci-2"
-                await expect("webhooks_update")
+                await events.expect("webhooks_update")
                 await webhook.delete()
-                await expect("webhooks_update")
+                await events.expect("webhooks_update")
                 with pytest.raises(discord.NotFound) as gone:
                     await job.send("after", wait=True)
                 assert gone.value.code == 10015
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
