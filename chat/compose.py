@@ -28,7 +28,8 @@ A caller adds its own keys to ``fields["extra"]`` (``webhook_id``,
 ``interaction_metadata``...) and ``fields["attachments"]``. The mentioned users are
 stored as they were when the message was sent, as is the message replied to: a read
 needs no lookup per message, and the MESSAGE_CONTENT rule finds who is mentioned in
-the payload itself.
+the payload itself. REST reads and edits show the replied-to message as it is now
+instead (``gateway.rest.api.Api.referenced_now``: edited, or null once deleted).
 """
 
 from __future__ import annotations

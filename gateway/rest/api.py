@@ -77,6 +77,13 @@ if TYPE_CHECKING:
     from gateway.server import Gateway
 
 
+def _author(message: Message, users: Mapping[int, User]) -> dict[str, Any]:
+    """``message``'s author object from ``users`` (a deleted user's stand-in)."""
+    user = users.get(message.author_id)
+    return user_object(user) if user else {"id": str(message.author_id),
+                                           "username": "Deleted User", "discriminator": "0"}
+
+
 def check_channel_access(guild: Any, roles: Iterable[Any], member: Any, need: int,
                          overwrites: Mapping[int, Overwrite] | None = None) -> int:
     """Raise Discord's 403 unless ``member`` may view the channel (its ``overwrites``
@@ -181,45 +188,42 @@ class Api:
     async def messages_out(self, messages: list[Message], viewer: int | None = None
                            ) -> list[dict[str, Any]]:
         """Message objects with their ``reactions`` (``me``: whether ``viewer`` reacted)
-        and, for replies, the message answered as it is now (null once deleted)."""
-        replied = await self._replied(messages)
-        users = await self.storage.get_users(
-            {m.author_id for m in messages}
-            | {m.author_id for m in replied.values() if m is not None})
+        and, for replies, the message answered as it is now (``referenced_now``)."""
+        users = await self.storage.get_users({m.author_id for m in messages})
         reactions = await reactions_of(self.storage, messages[0].channel_id,
                                        [m.id for m in messages], viewer) if messages else {}
-
-        def as_object(m: Message) -> dict[str, Any]:
-            user = users.get(m.author_id)
-            return message_object(m, user_object(user) if user else {
-                "id": str(m.author_id), "username": "Deleted User", "discriminator": "0"})
-
+        referenced = await self.referenced_now(messages)
         out = []
         for m in messages:
-            obj = as_object(m)
-            answered_id = replied_id(m)
-            if answered_id is not None:
-                answered = replied.get(answered_id)
-                obj["referenced_message"] = None if answered is None \
-                    else referenced_snapshot(as_object(answered))
+            obj = message_object(m, _author(m, users))
+            if m.id in referenced:
+                obj["referenced_message"] = referenced[m.id]
             if m.id in reactions:
                 obj["reactions"] = reactions[m.id]
             out.append(obj)
         return out
 
-    async def _replied(self, messages: list[Message]) -> dict[int, Message | None]:
-        """The messages that ``messages`` reply to, by id, as stored now (None:
-        deleted); those in ``messages`` are not read again."""
-        ids = {i for m in messages if (i := replied_id(m)) is not None}
-        if not ids:
+    async def referenced_now(self, messages: list[Message]
+                             ) -> dict[int, dict[str, Any] | None]:
+        """For each reply among ``messages`` (by its id), its ``referenced_message`` as
+        the answered message is now: edited, its edit; deleted, None (Discord's shape).
+        The snapshot taken at send (``chat.compose``) would keep a deleted message's
+        content readable through every reply to it. One read per answered message not
+        among ``messages``."""
+        answering = {m.id: i for m in messages if (i := replied_id(m)) is not None}
+        if not answering:
             return {}
         page = {m.id: m for m in messages}
-        unread = [i for i in ids if i not in page]
-        channel_id = messages[0].channel_id
-        read = await asyncio.gather(*(self.storage.get_message(channel_id, i)
+        unread = [i for i in set(answering.values()) if i not in page]
+        read = await asyncio.gather(*(self.storage.get_message(messages[0].channel_id, i)
                                       for i in unread))
-        return {**{i: page[i] for i in ids if i in page}, **dict(zip(unread, read,
-                                                                     strict=True))}
+        answered = {i: page.get(i) for i in answering.values()} | dict(zip(unread, read,
+                                                                          strict=True))
+        users = await self.storage.get_users(
+            {m.author_id for m in answered.values() if m is not None})
+        return {reply_id: None if (m := answered[i]) is None
+                else referenced_snapshot(message_object(m, _author(m, users)))
+                for reply_id, i in answering.items()}
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -213,6 +213,9 @@ class MoreApi:
             message.attachments = changes["attachments"] = staged.objects
         payload = message_object(message, user_object(user),
                                  member_object(member) if member is not None else None)
+        referenced = await self.api.referenced_now([message])
+        if message.id in referenced:  # a reply: what it answers as it is now
+            payload["referenced_message"] = referenced[message.id]
         try:
             out = await self.ask_channel(channel, ChangeMessage(
                 channel.guild_id, message_id, changes, payload,

@@ -86,3 +86,24 @@ def test_a_reply_shows_the_message_it_answers_as_it_is_now(tmp_path: Path) -> No
             assert "Secret" not in json.dumps(page)
 
     run(main)
+
+
+def test_editing_a_reply_does_not_bring_back_what_it_answered(tmp_path: Path) -> None:
+    """The edit's answer (and its MESSAGE_UPDATE, built from the same object) shows the
+    answered message as it is now: deleted, null — not its content at reply time."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            messages = f"/channels/{r.seeded.channel_id}/messages"
+            _, answered = await _call(http, r, "POST", messages, r.other_token,
+                                      json={"content": "my address is 1 Secret Street"})
+            _, reply = await _call(http, r, "POST", messages, json={
+                "content": "noted", "message_reference": {"message_id": answered["id"]}})
+            await _call(http, r, "DELETE", f"{messages}/{answered['id']}", r.other_token)
+            status, edited = await _call(http, r, "PATCH", f"{messages}/{reply['id']}",
+                                         json={"content": "noted (edited)"})
+            assert status == 200, edited
+            assert edited["referenced_message"] is None
+            assert edited["message_reference"]["message_id"] == answered["id"]
+            assert edited["type"] == 19
+
+    run(main)
