@@ -21,9 +21,10 @@ messages flow, on the server as ``make run`` configures it (rate limits on).
    answered 204: delivered vs expected.
 
 One JSON line at the end: p99 send->deliver of the messages in the storm and in the
-baseline (the same run) and their ratio, reaction requests by answer (429s counted:
-a limit that refused part of the storm shows there), reaction events delivered vs
-expected, the settings. The machine is shared: other work shows as ``other_cpu``.
+baseline (the same run) and their ratio, reaction requests by answer (a rate limit's
+429s as "429", the node shedding a storm it cannot keep up with, a 429 of the shared
+scope, as "4291"), reaction events delivered vs expected, the node's CPU per reaction,
+the settings. The machine is shared: other work shows as ``other_cpu``.
 
     .venv/bin/python -m loadtest.bench_reactions                   # ~2 min
     .venv/bin/python -m loadtest.bench_reactions --listeners 1000  # everyone listens
@@ -76,6 +77,9 @@ _STEP = slice(26, 29)
 MAX_ROUNDS = 8
 HEARTBEAT_EVERY_S = 30.0
 TARGET_P99_MS = 50.0
+#: a 429 with the shared scope (``gateway.rest.reactions.MAX_IN_FLIGHT``), told apart
+#: from the rate limiter's (scope user or global)
+SHED = 4291
 #: What the server runs with: nothing changed from ``make run``.
 SETTINGS = ("as make run: REST and IDENTIFY rate limits on (Discord's buckets: 5 posts "
             "per 5 s per user and channel, 1 own reaction per 0.25 s per user and channel, "
@@ -302,6 +306,8 @@ class Senders:
                     "Authorization": f"Bot {token}"}) as answer:
                 await answer.read()
                 status = answer.status
+                if status == 429 and answer.headers.get("X-RateLimit-Scope") == "shared":
+                    status = SHED  # the node shedding a storm it cannot keep up with
         except Exception:
             status = 0
         finally:
@@ -310,7 +316,7 @@ class Senders:
         self.reaction_answers[status] = self.reaction_answers.get(status, 0) + 1
         if status == 204:
             self.reacted[member] = not on
-        elif status == 0 or status >= 500:
+        elif status == 0 or 500 <= status < SHED:
             self.unknown.add(member)
 
     async def paced(self, rate: float, duration: float, start_one) -> int:  # type: ignore[no-untyped-def]
@@ -548,6 +554,7 @@ def summary_line(result: dict, args: argparse.Namespace) -> dict:
     ratio = round(storm["p99_ms"] / base["p99_ms"], 2) \
         if storm["p99_ms"] and base["p99_ms"] else None
     refused = storm["reaction_answers"].get("429", 0)
+    shed = storm["reaction_answers"].get(str(SHED), 0)
     return {
         "bench": "reactions",
         "settings": SETTINGS,
@@ -571,6 +578,7 @@ def summary_line(result: dict, args: argparse.Namespace) -> dict:
         "reactions_answered_per_s": storm["reactions_answered_per_s"],
         "reaction_answers": storm["reaction_answers"],
         "reactions_refused_by_limits": refused,
+        "reactions_shed_by_node": shed,
         "reaction_rest_p99_ms": storm["reaction_rest_p99_ms"],
         "reaction_events_delivered": storm["reaction_events_delivered"],
         "reaction_events_expected": storm["reaction_events_expected"],
@@ -591,9 +599,9 @@ def summary_line(result: dict, args: argparse.Namespace) -> dict:
             "every_reaction_event_delivered": storm["reaction_events_expected"]
             <= storm["reaction_events_delivered"]
             <= storm["reaction_events_expected"] + storm["reaction_events_ambiguous"]
-            and storm["listeners_short"] == 0 and refused == 0,
-            "storm_sent_in_full": storm["reaction_skipped"] == 0
-            and set(storm["reaction_answers"]) <= {"204", "429"},
+            and storm["listeners_short"] == 0,
+            "storm_taken_in_full": storm["reaction_skipped"] == 0
+            and set(storm["reaction_answers"]) == {"204"},
         },
         "seconds": result["seconds"],
     }

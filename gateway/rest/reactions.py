@@ -49,6 +49,7 @@ from gateway.rest.errors import (
     path_id,
     query_id,
     query_int,
+    rate_limited,
 )
 from gateway.ttl_map import TtlMap
 from storage.model import Channel
@@ -64,6 +65,13 @@ UNKNOWN_EMOJI = 10014
 #: How long a message found stays known (``ReactionsApi._target``), and how many
 KNOWN_TTL_S = 1.0
 KNOWN_MAX = 10_000
+#: Reaction changes this node works on at once. Past it a change is answered 429 with
+#: Discord's ``shared`` scope (a limit of the resource, not of the caller) and retried by
+#: the client: a node that cannot keep up with a storm sheds the storm, not the
+#: latency of everything else it serves (a healthy node has a handful in flight at
+#: 500/s; a CPU-starved one would queue thousands, and every message behind them).
+MAX_IN_FLIGHT = 100
+SHED_RETRY_S = 1.0
 #: ``GET .../reactions/{emoji}``: Discord's default and largest page
 DEFAULT_USERS = 25
 MAX_USERS = 100
@@ -75,6 +83,23 @@ class ReactionsApi:
         self.storage = api.storage
         #: (channel id, message id) -> author id, of messages found lately
         self.known: TtlMap[tuple[int, int], int] = TtlMap(KNOWN_TTL_S, KNOWN_MAX)
+        self.in_flight = 0
+        self.shed = 0  # changes answered 429 for MAX_IN_FLIGHT
+
+    def shedding(self, handler: Any) -> Any:
+        """``handler`` (a change) behind ``MAX_IN_FLIGHT``."""
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if self.in_flight >= MAX_IN_FLIGHT:
+                self.shed += 1
+                return rate_limited("You are being rate limited.", SHED_RETRY_S,
+                                    headers={"X-RateLimit-Scope": "shared"})
+            self.in_flight += 1
+            try:
+                return await handler(request)
+            finally:
+                self.in_flight -= 1
+
+        return guarded
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -197,9 +222,10 @@ def add_routes(app: web.Application, api: Api) -> None:
     reactions = app[REACTIONS] = ReactionsApi(api)
     r = app.router
     base = f"{PREFIX}/channels/{{channel_id}}/messages/{{message_id}}/reactions"
-    r.add_put(f"{base}/{{emoji}}/@me", reactions.put_own)
-    r.add_delete(f"{base}/{{emoji}}/@me", reactions.delete_own)
-    r.add_delete(f"{base}/{{emoji}}/{{user_id}}", reactions.delete_user)
+    shed = reactions.shedding
+    r.add_put(f"{base}/{{emoji}}/@me", shed(reactions.put_own))
+    r.add_delete(f"{base}/{{emoji}}/@me", shed(reactions.delete_own))
+    r.add_delete(f"{base}/{{emoji}}/{{user_id}}", shed(reactions.delete_user))
     r.add_get(f"{base}/{{emoji}}", reactions.get_users)
-    r.add_delete(f"{base}/{{emoji}}", reactions.delete_emoji)
-    r.add_delete(base, reactions.delete_all)
+    r.add_delete(f"{base}/{{emoji}}", shed(reactions.delete_emoji))
+    r.add_delete(base, shed(reactions.delete_all))

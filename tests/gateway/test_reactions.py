@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 
 from chat.permissions import ADD_REACTIONS, READ_MESSAGE_HISTORY, VIEW_CHANNEL
 from chat.reactions import COUNTS_KIND, REACTION_KIND, message_key
 from gateway.protocol import Intents
+from gateway.rest import reactions as rest_reactions
 from gateway.rest.reactions import KNOWN_TTL_S
 from gateway.seed import add_member, create_user
 from storage.model import MessageDelete, Role
@@ -398,5 +400,43 @@ def test_a_failed_write_is_answered_503_and_forgotten(tmp_path: Path) -> None:
                 http, r, "GET", f"/channels/{r.seeded.channel_id}/messages/{mid}",
                 r.other_token)
             assert [(x["count"], x["me"]) for x in message["reactions"]] == [(1, True)]
+
+    run(main, timeout=30)
+
+
+def test_a_node_that_cannot_keep_up_sheds_changes_with_a_shared_429(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_IN_FLIGHT changes at once a node answers Discord's 429 with the shared
+    scope (the client waits and retries) instead of queueing without bound."""
+    monkeypatch.setattr(rest_reactions, "MAX_IN_FLIGHT", 2)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            storage = r.gateway.storage
+            mid = await posted(http, r, r.seeded.token, "hot")
+            release = asyncio.Event()
+            write_records = storage.write_records
+
+            async def stuck(writes: Any) -> None:
+                await release.wait()
+                await write_records(writes)
+
+            storage.write_records = stuck  # type: ignore[method-assign]
+            path = f"{r.gateway.rest_url}{react_path(r, mid, THUMBS, '@me')}"
+            first = [asyncio.ensure_future(call(http, r, "PUT", react_path(r, mid, THUMBS, "@me"),
+                                                token)) for token in (r.seeded.token,
+                                                                      r.other_token)]
+            await asyncio.sleep(0.2)
+            async with http.put(path, headers={"Authorization": f"Bot {r.seeded.token}"}) as resp:
+                assert resp.status == 429
+                assert resp.headers["X-RateLimit-Scope"] == "shared"
+                assert resp.headers["Retry-After"] == "1" and resp.headers["Via"]
+                body = await resp.json()
+                assert body["global"] is False and body["retry_after"] > 0
+            release.set()
+            assert [status for status, _, _ in await asyncio.gather(*first)] == [204, 204]
+            status, _, _ = await call(http, r, "DELETE", react_path(r, mid, THUMBS, "@me"),
+                                      r.other_token)
+            assert status == 204  # below the bound again
 
     run(main, timeout=30)
