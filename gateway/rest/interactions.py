@@ -706,10 +706,12 @@ class Interactions:
         extra = dict(fields.get("extra") or {})
         extra.update(application_id=str(app_id), webhook_id=str(app_id),
                      interaction_metadata=meta, components=composed.components)
-        if kind == ix.APPLICATION_COMMAND:
-            extra["interaction"] = {"id": str(interaction_id), "type": kind,
-                                    "name": record.get("name"), "user": record["user_object"],
-                                    "member": record["member_object"]}
+        if kind == ix.APPLICATION_COMMAND:  # the legacy ``interaction`` field
+            legacy = {"id": str(interaction_id), "type": kind, "name": record.get("name"),
+                      "user": record["user_object"]}
+            if record["member_object"] is not None:  # (none in a DM)
+                legacy["member"] = record["member_object"]
+            extra["interaction"] = legacy
         fields["extra"] = extra
         message_type = 0 if follow_up else ix.response_message_type(
             kind, record.get("command_type"))

@@ -713,6 +713,7 @@ def test_interactions_in_a_dm_with_the_bot(tmp_path: Path) -> None:
             assert status == 200, answer
             message = answer["resource"]["message"]
             assert message["channel_id"] == dm["id"] and "guild_id" not in message
+            assert "member" not in message["interaction"]
             for ws in (alice, bot):
                 assert (await next_event(ws, "MESSAGE_CREATE"))["id"] == message["id"]
             status, edited = await c.call("PATCH", c.hook(got, "/messages/@original"),
