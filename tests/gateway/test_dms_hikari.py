@@ -14,6 +14,7 @@ import aiohttp
 import hikari
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 
 def test_hikari_dms(tmp_path: Path) -> None:
@@ -21,28 +22,10 @@ def test_hikari_dms(tmp_path: Path) -> None:
         errors: list[dict[str, Any]] = []
         asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-            def on(kind: str) -> Any:
-                async def listener(event: Any) -> None:
-                    await events.put((kind, event))
-                return listener
-
-            bot.subscribe(hikari.ShardReadyEvent, on("ready"))
-            bot.subscribe(hikari.DMMessageCreateEvent, on("message"))
-            bot.subscribe(hikari.DMMessageUpdateEvent, on("edit"))
-            bot.subscribe(hikari.DMMessageDeleteEvent, on("delete"))
-            bot.subscribe(hikari.DMTypingEvent, on("typing"))
-
-            async def expect(kind: str) -> Any:
-                while True:
-                    got, event = await asyncio.wait_for(events.get(), 10)
-                    if got == kind:
-                        return event
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "ready": hikari.ShardReadyEvent, "message": hikari.DMMessageCreateEvent,
+                "edit": hikari.DMMessageUpdateEvent, "delete": hikari.DMMessageDeleteEvent,
+                "typing": hikari.DMTypingEvent})
 
             async def as_alice(method: str, path: str, body: dict | None = None) -> dict:
                 async with http.request(method, f"{r.gateway.rest_url}{path}", json=body,
@@ -51,9 +34,8 @@ def test_hikari_dms(tmp_path: Path) -> None:
                     assert resp.status in (200, 204), await resp.text()
                     return await resp.json() if resp.status == 200 else {}
 
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            await bot.start(until="ready")
             try:
-                await expect("ready")
                 dm = await bot.rest.create_dm_channel(r.other_id)
                 assert isinstance(dm, hikari.DMChannel) and dm.type == hikari.ChannelType.DM
                 assert dm.recipient.id == r.other_id and dm.recipient.username == "alice"
@@ -62,22 +44,22 @@ def test_hikari_dms(tmp_path: Path) -> None:
                 alice = await bot.rest.fetch_user(r.other_id)
                 hello = await alice.send("hello alice")  # hikari opens the DM itself
                 assert hello.channel_id == dm.id and hello.guild_id is None
-                own = await expect("message")
+                own = await bot.expect("message")
                 assert own.message_id == hello.id and own.author_id == r.seeded.user_id
 
                 sent = await as_alice("POST", f"/channels/{dm.id}/messages", {"content": "hi bot"})
-                got = await expect("message")
+                got = await bot.expect("message")
                 assert got.message_id == int(sent["id"]) and got.content == "hi bot"
                 assert got.author_id == r.other_id and got.channel_id == dm.id
                 await as_alice("PATCH", f"/channels/{dm.id}/messages/{sent['id']}",
                                {"content": "hi bot!"})
-                edit = await expect("edit")
+                edit = await bot.expect("edit")
                 assert edit.message_id == int(sent["id"]) and edit.content == "hi bot!"
                 await as_alice("POST", f"/channels/{dm.id}/typing")
-                typing = await expect("typing")
+                typing = await bot.expect("typing")
                 assert typing.user_id == r.other_id and typing.channel_id == dm.id
                 await as_alice("DELETE", f"/channels/{dm.id}/messages/{sent['id']}")
-                assert (await expect("delete")).message_id == int(sent["id"])
+                assert (await bot.expect("delete")).message_id == int(sent["id"])
 
                 history = [m.content async for m in bot.rest.fetch_messages(dm.id).limit(10)]
                 assert history == ["hello alice"]

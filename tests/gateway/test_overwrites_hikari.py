@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import hikari
 import pytest
@@ -18,38 +17,16 @@ import pytest
 from gateway.seed import add_member, create_user
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 P = hikari.Permissions
 MEMBER = hikari.PermissionOverwriteType.MEMBER
 ROLE = hikari.PermissionOverwriteType.ROLE
 
 
-class _Bot:
-    def __init__(self, token: str, rest_url: str) -> None:
-        self.bot = hikari.GatewayBot(
-            token, rest_url=rest_url, banner=None, logs=None,
-            suppress_optimization_warning=True,
-            intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        for kind, event_type in (("guild", hikari.GuildAvailableEvent),
-                                 ("message", hikari.GuildMessageCreateEvent),
-                                 ("update", hikari.GuildChannelUpdateEvent)):
-            self.bot.subscribe(event_type, self._put(kind))
-
-    def _put(self, kind: str) -> Any:
-        async def listener(event: Any) -> None:
-            await self.events.put((kind, event))
-        return listener
-
-    async def expect(self, kind: str) -> Any:
-        while True:
-            got, event = await asyncio.wait_for(self.events.get(), 10)
-            if got == kind:
-                return event
-
-    async def start(self) -> None:
-        await asyncio.wait_for(self.bot.start(check_for_updates=False), 10)
-        await self.expect("guild")
+#: the events each bot's steps wait for
+EVENTS = {"guild": hikari.GuildAvailableEvent, "message": hikari.GuildMessageCreateEvent,
+          "update": hikari.GuildChannelUpdateEvent}
 
 
 def test_hikari_overwrites(tmp_path: Path) -> None:
@@ -59,10 +36,10 @@ def test_hikari_overwrites(tmp_path: Path) -> None:
             helper_id, helper_token = await create_user(
                 storage, SnowflakeGenerator(worker=5), "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
-            owner = _Bot(r.seeded.token, r.gateway.rest_url)
-            helper = _Bot(helper_token, r.gateway.rest_url)
-            await owner.start()
-            await helper.start()
+            owner = HikariBot(r.seeded.token, r.gateway.rest_url, EVENTS)
+            helper = HikariBot(helper_token, r.gateway.rest_url, EVENTS)
+            await owner.start(until="guild")
+            await helper.start(until="guild")
             rest, theirs = owner.bot.rest, helper.bot.rest
             gid, cid = r.seeded.guild_id, r.seeded.channel_id
             try:

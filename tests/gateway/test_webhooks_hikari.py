@@ -6,52 +6,31 @@ by token; the webhook is renamed and deleted, and then refused with Discord's er
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import hikari
 import pytest
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 
 def test_hikari_webhooks(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-            def on(kind: str) -> Any:
-                async def listener(event: Any) -> None:
-                    await events.put((kind, event))
-                return listener
-
-            bot.subscribe(hikari.ShardReadyEvent, on("ready"))
-            bot.subscribe(hikari.GuildMessageCreateEvent, on("message"))
-            bot.subscribe(hikari.GuildMessageUpdateEvent, on("edit"))
-            bot.subscribe(hikari.GuildMessageDeleteEvent, on("delete"))
-            bot.subscribe(hikari.WebhookUpdateEvent, on("webhooks_update"))
-
-            async def expect(kind: str) -> Any:
-                while True:
-                    got, event = await asyncio.wait_for(events.get(), 10)
-                    if got == kind:
-                        return event
-
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "ready": hikari.ShardReadyEvent, "message": hikari.GuildMessageCreateEvent,
+                "edit": hikari.GuildMessageUpdateEvent, "delete": hikari.GuildMessageDeleteEvent,
+                "webhooks_update": hikari.WebhookUpdateEvent})
+            await bot.start(until="ready")
             try:
-                await expect("ready")
                 rest = bot.rest
                 webhook = await rest.create_webhook(r.seeded.channel_id, "ci")
                 assert isinstance(webhook, hikari.IncomingWebhook)
                 assert webhook.name == "ci" and webhook.token is not None
                 assert webhook.channel_id == r.seeded.channel_id
                 assert webhook.author is not None and webhook.author.id == r.seeded.user_id
-                update = await expect("webhooks_update")
+                update = await bot.expect("webhooks_update")
                 assert update.channel_id == r.seeded.channel_id
                 assert [w.id for w in await rest.fetch_channel_webhooks(r.seeded.channel_id)] \
                     == [webhook.id]
@@ -66,7 +45,7 @@ def test_hikari_webhooks(tmp_path: Path) -> None:
                 assert message.webhook_id == webhook.id and message.content == "build 9 passed"
                 assert message.author.username == "deploy" and message.author.is_bot
                 assert message.embeds[0].title == "Build 9"
-                got = await expect("message")
+                got = await bot.expect("message")
                 assert got.message_id == message.id and got.message.webhook_id == webhook.id
                 assert got.author_id == webhook.id and got.content == "build 9 passed"
                 assert got.is_webhook and got.embeds[0].title == "Build 9"
@@ -76,9 +55,9 @@ def test_hikari_webhooks(tmp_path: Path) -> None:
                 edited = await rest.edit_webhook_message(webhook.id, webhook.token, message.id,
                                                          "build 9 fixed")
                 assert edited.content == "build 9 fixed" and edited.edited_timestamp is not None
-                assert (await expect("edit")).content == "build 9 fixed"
+                assert (await bot.expect("edit")).content == "build 9 fixed"
                 await rest.delete_webhook_message(webhook.id, webhook.token, message.id)
-                assert (await expect("delete")).message_id == message.id
+                assert (await bot.expect("delete")).message_id == message.id
 
                 with pytest.raises(hikari.UnauthorizedError) as invalid:
                     await rest.execute_webhook(webhook.id, "x" * 68, "x")
@@ -89,9 +68,9 @@ def test_hikari_webhooks(tmp_path: Path) -> None:
 
                 renamed = await rest.edit_webhook(webhook.id, name="ci-2")
                 assert renamed.name == "ci-2"
-                await expect("webhooks_update")
+                await bot.expect("webhooks_update")
                 await rest.delete_webhook(webhook.id)
-                await expect("webhooks_update")
+                await bot.expect("webhooks_update")
                 with pytest.raises(hikari.NotFoundError) as gone:
                     await rest.execute_webhook(webhook.id, webhook.token, "after")
                 assert gone.value.code == 10015

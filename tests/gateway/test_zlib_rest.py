@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway.protocol import GatewayConfig
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 #: short enough that a test sees two quiet intervals quickly
 REST_S = 0.1
@@ -31,24 +31,10 @@ def test_hikari_reads_a_zlib_stream_that_rests_and_wakes(tmp_path: Path,
     async def main() -> None:
         config = GatewayConfig(compression_rest_s=REST_S, heartbeat_interval_ms=300)
         async with running_gateway(tmp_path, config) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            ready = asyncio.Event()
-            messages: asyncio.Queue = asyncio.Queue()
-
-            async def on_ready(event: Any) -> None:
-                ready.set()
-
-            async def on_message(event: Any) -> None:
-                await messages.put(event)
-
-            bot.subscribe(hikari.ShardReadyEvent, on_ready)
-            bot.subscribe(hikari.GuildMessageCreateEvent, on_message)
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "ready": hikari.ShardReadyEvent, "message": hikari.GuildMessageCreateEvent})
+            await bot.start(until="ready")
             try:
-                await asyncio.wait_for(ready.wait(), 10)
                 [link] = [link for link in r.gateway.links if link.conn.session_id]
                 compressor = link.conn._compressor
                 assert link.conn.params.compress == "zlib-stream"
@@ -64,9 +50,10 @@ def test_hikari_reads_a_zlib_stream_that_rests_and_wakes(tmp_path: Path,
                             json={"content": f"after rest {n} " * 20},
                             headers={"Authorization": f"Bot {r.other_token}"}) as resp:
                         assert resp.status == 200, await resp.text()
-                    got = await asyncio.wait_for(messages.get(), 10)
+                    got = await bot.expect("message")
                     assert got.content == f"after rest {n} " * 20
-                assert bot.is_alive and bot.heartbeat_latency == bot.heartbeat_latency  # not NaN
+                latency = bot.bot.heartbeat_latency
+                assert bot.bot.is_alive and latency == latency  # not NaN
             finally:
                 await bot.close()
 
