@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,15 @@ class EventQueue:
 DISCORDPY_GUILD_READY_TIMEOUT_S = 0.1
 
 
+def import_discord() -> Any:
+    """discord.py, imported without its DeprecationWarning for ``audioop`` (its voice
+    support, which no test uses; removed in Python 3.13)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+        import discord
+    return discord
+
+
 def point_discordpy_at(monkeypatch: pytest.MonkeyPatch, gateway: Gateway) -> None:
     """Point discord.py at ``gateway`` until the test ends.
 
@@ -85,6 +95,8 @@ def point_discordpy_at(monkeypatch: pytest.MonkeyPatch, gateway: Gateway) -> Non
     and resumes at READY's ``resume_gateway_url``. So both class attributes are patched.
     """
     import yarl
+
+    import_discord()
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
@@ -97,8 +109,7 @@ def discordpy_client(*, message_content: bool = True, members: bool = False,
     """A ``discord.Client`` with the default intents and the privileged ones asked for
     (MESSAGE_CONTENT unless a test checks what a bot sees without it), and an
     ``on_ready`` that does not wait 2 s for guilds that will not come."""
-    import discord
-
+    discord = import_discord()
     intents = discord.Intents.default()
     intents.message_content = message_content
     intents.members = members

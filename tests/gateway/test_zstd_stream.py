@@ -31,6 +31,13 @@ from backports import zstd as backports_zstd
 from gateway.protocol import SendFrame, ZstdStreamCompressor, parse_connection_url
 from gateway.protocol.compression import ZSTD_CHUNK_SIZE
 from tests.gateway.harness import Running, run, running_gateway
+from tests.gateway.libraries import (
+    HikariBot,
+    discordpy_client,
+    discordpy_running,
+    import_discord,
+    point_discordpy_at,
+)
 from tests.gateway.scripted_client import ScriptedClient
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -238,37 +245,22 @@ def _served_compressions(r: Running) -> list[str | None]:
 
 def test_discordpy_connects_with_zstd_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
-    discord = pytest.importorskip("discord")
-    import yarl
-    from discord import utils
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
+    utils = import_discord().utils
 
     # what discord.py chose at import: zstd-stream, since zstandard is importable
     assert utils._ActiveDecompressionContext.COMPRESSION_TYPE == "zstd-stream"
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            monkeypatch.setattr(Route, "BASE", r.gateway.rest_url)
-            monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(r.gateway.gateway_url))
-            intents = discord.Intents.default()
-            intents.message_content = True
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client()
             received: asyncio.Queue = asyncio.Queue()
-
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
 
             @client.event
             async def on_message(message) -> None:  # type: ignore[no-untyped-def]
                 await received.put(message)
 
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=False))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token):
                 assert [g.id for g in client.guilds] == [r.seeded.guild_id]
                 assert _served_compressions(r) == ["zstd-stream"]
                 async with http.post(
@@ -278,10 +270,6 @@ def test_discordpy_connects_with_zstd_stream(tmp_path: Path, monkeypatch: pytest
                     assert resp.status == 200, await resp.text()
                 got = await asyncio.wait_for(received.get(), 10)
                 assert got.content == "over zstd" and got.author.id == r.other_id
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=30)
 
@@ -301,24 +289,10 @@ def test_hikari_connects_with_its_compression(tmp_path: Path, monkeypatch: pytes
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            ready = asyncio.Event()
-            messages: asyncio.Queue = asyncio.Queue()
-
-            async def on_ready(event: Any) -> None:
-                ready.set()
-
-            async def on_message(event: Any) -> None:
-                await messages.put(event)
-
-            bot.subscribe(hikari.ShardReadyEvent, on_ready)
-            bot.subscribe(hikari.GuildMessageCreateEvent, on_message)
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "ready": hikari.ShardReadyEvent, "message": hikari.GuildMessageCreateEvent})
+            await bot.start(until="ready")
             try:
-                await asyncio.wait_for(ready.wait(), 10)
                 assert _served_compressions(r) == [compression.removeprefix("transport_")
                                                    .replace("_", "-")]
                 async with http.post(
@@ -326,7 +300,7 @@ def test_hikari_connects_with_its_compression(tmp_path: Path, monkeypatch: pytes
                         json={"content": "over " + compression},
                         headers={"Authorization": f"Bot {r.other_token}"}) as resp:
                     assert resp.status == 200, await resp.text()
-                got = await asyncio.wait_for(messages.get(), 10)
+                got = await bot.expect("message")
                 assert got.content == "over " + compression and got.author_id == r.other_id
             finally:
                 await bot.close()
