@@ -49,6 +49,7 @@ def test_discordpy_app_commands_answered(tmp_path: Path, pointed_at_greenroom) -
             class Bot(commands.Bot):
                 async def setup_hook(self) -> None:
                     await self.tree.sync(guild=guild)
+                    await self.tree.sync()  # the global one: usable in DMs
 
                 async def on_ready(self) -> None:
                     ready.set()
@@ -93,13 +94,20 @@ def test_discordpy_app_commands_answered(tmp_path: Path, pointed_at_greenroom) -
                 original = await interaction.original_response()
                 await seen.put(("secret", original.id, original.flags.ephemeral))
 
+            @bot.tree.command(description="Ping, in DMs too")
+            @app_commands.allowed_contexts(guilds=True, dms=True)
+            async def ping(interaction: discord.Interaction) -> None:
+                await seen.put(("ping", interaction.guild_id, interaction.user.id,
+                                type(interaction.channel).__name__))
+                await interaction.response.send_message("pong")
+
             @bot.tree.command(description="Form", guild=guild)
             async def form(interaction: discord.Interaction) -> None:
                 await interaction.response.send_modal(Feedback())
 
             await bot.login(r.seeded.token)
             runner = asyncio.create_task(bot.connect(reconnect=True))
-            alice = await identified(http, r, r.other_token, INTENTS)
+            alice = await identified(http, r, r.other_token, INTENTS | 1 << 12)  # + DMs
             await alice.send_json({"op": 14, "d": {"guild_id": str(r.seeded.guild_id)}})
             try:
                 await asyncio.wait_for(ready.wait(), 10)
@@ -185,6 +193,19 @@ def test_discordpy_app_commands_answered(tmp_path: Path, pointed_at_greenroom) -
                 assert await expect("submitted") == ("submitted", "alice")
                 thanks = await next_event(alice, "MESSAGE_CREATE")
                 assert thanks["content"] == "thanks alice"
+
+                # a global command in alice's DM with the bot
+                async with http.get(f"{base}/applications/{r.seeded.user_id}/commands",
+                                    headers={"Authorization": f"Bot {r.seeded.token}"}) as resp:
+                    [global_ping] = await resp.json()
+                async with http.post(f"{base}/users/@me/channels", headers=headers,
+                                     json={"recipient_id": str(r.seeded.user_id)}) as resp:
+                    dm = await resp.json()
+                await invoke({"type": 2, "guild_id": None, "channel_id": dm["id"], "data": {
+                    "id": global_ping["id"], "name": "ping", "type": 1}})
+                assert await expect("ping") == ("ping", None, r.other_id, "DMChannel")
+                pong = await next_event(alice, "MESSAGE_CREATE")
+                assert pong["content"] == "pong" and pong["channel_id"] == dm["id"]
                 await nothing_more(alice, "INTERACTION_FAILURE")
             finally:
                 await alice.close()
