@@ -5,70 +5,55 @@ it over REST; the reply in the same channel, the DM's history, ``typingStart``."
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 
 
 def test_discordjs_dms(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
-        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            rest_url = r.gateway.rest_url
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "dms.mjs"), rest_url.removesuffix("/v10"), str(r.other_id),
-                cwd=JS_DIR, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http, \
+                discordjs_script(r, "dms.mjs", str(r.other_id)) as bot:
 
             async def as_alice(method: str, path: str, body: dict | None = None) -> dict:
-                async with http.request(method, f"{rest_url}{path}", json=body,
+                async with http.request(method, f"{r.gateway.rest_url}{path}", json=body,
                                         headers={"Authorization": f"Bot {r.other_token}"}
                                         ) as resp:
                     assert resp.status in (200, 204), await resp.text()
                     return await resp.json() if resp.status == 200 else {}
 
-            try:
-                dm = await bot.expect("dm")
-                assert dm["type"] == 1 and dm["recipient"] == str(r.other_id)
-                assert dm["username"] == "alice"
-                # the REST answer and its own DM as an event, in either order
-                first = await bot.expect("sent", "message")
-                second = await bot.expect("message" if first["event"] == "sent" else "sent")
-                sent, own = (first, second) if first["event"] == "sent" else (second, first)
-                assert sent["channel"] == dm["id"] and sent["again"] == dm["id"]
-                assert sent["dm"] is True and sent["content"] == "hello from discord.js"
-                assert own["id"] == sent["id"] and own["guild"] is None and own["dm"] is True
+            dm = await bot.expect("dm")
+            assert dm["type"] == 1 and dm["recipient"] == str(r.other_id)
+            assert dm["username"] == "alice"
+            # the REST answer and its own DM as an event, in either order
+            first = await bot.expect("sent", "message")
+            second = await bot.expect("message" if first["event"] == "sent" else "sent")
+            sent, own = (first, second) if first["event"] == "sent" else (second, first)
+            assert sent["channel"] == dm["id"] and sent["again"] == dm["id"]
+            assert sent["dm"] is True and sent["content"] == "hello from discord.js"
+            assert own["id"] == sent["id"] and own["guild"] is None and own["dm"] is True
 
-                opened = await as_alice("POST", "/users/@me/channels",
-                                        {"recipient_id": str(r.seeded.user_id)})
-                assert opened["id"] == dm["id"]
-                await as_alice("POST", f"/channels/{dm['id']}/typing")
-                typing = await bot.expect("typing")
-                assert typing == {"event": "typing", "user": str(r.other_id),
-                                  "channel": dm["id"], "dm": True}
-                ping = await as_alice("POST", f"/channels/{dm['id']}/messages",
-                                      {"content": "ping"})
-                got = await bot.expect("message")
-                assert got["id"] == ping["id"] and got["content"] == "ping"
-                assert got["author"] == str(r.other_id) and got["channel"] == dm["id"]
-                assert got["dm"] is True and got["guild"] is None
-                assert got["recipient"] == str(r.other_id)
-                pong = await bot.expect("pong")
-                assert pong["channel"] == dm["id"]
-                history = (await bot.expect("history"))["messages"]
-                assert history == ["pong", "ping", "hello from discord.js"]
-                assert await bot.stop() == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            opened = await as_alice("POST", "/users/@me/channels",
+                                    {"recipient_id": str(r.seeded.user_id)})
+            assert opened["id"] == dm["id"]
+            await as_alice("POST", f"/channels/{dm['id']}/typing")
+            typing = await bot.expect("typing")
+            assert typing == {"event": "typing", "user": str(r.other_id),
+                              "channel": dm["id"], "dm": True}
+            ping = await as_alice("POST", f"/channels/{dm['id']}/messages",
+                                  {"content": "ping"})
+            got = await bot.expect("message")
+            assert got["id"] == ping["id"] and got["content"] == "ping"
+            assert got["author"] == str(r.other_id) and got["channel"] == dm["id"]
+            assert got["dm"] is True and got["guild"] is None
+            assert got["recipient"] == str(r.other_id)
+            pong = await bot.expect("pong")
+            assert pong["channel"] == dm["id"]
+            history = (await bot.expect("history"))["messages"]
+            assert history == ["pong", "ping", "hello from discord.js"]
+            assert await bot.stop() == 0
 
     run(main, timeout=40)

@@ -6,37 +6,26 @@ send, history and read, and ``permissionOverwrites.delete`` giving the channel b
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 from chat.permissions import ADD_REACTIONS, VIEW_CHANNEL
 from gateway.seed import add_member, create_user
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 
 
 def test_discordjs_overwrites(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
             storage = r.gateway.storage
             helper_id, helper_token = await create_user(
                 storage, SnowflakeGenerator(worker=5), "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token,
-                   "GREENROOM_HELPER_TOKEN": helper_token}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "overwrites.mjs"), r.gateway.rest_url.removesuffix("/v10"),
-                str(r.seeded.channel_id), str(helper_id), cwd=JS_DIR, env=env,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
             gid, cid, helper = str(r.seeded.guild_id), str(r.seeded.channel_id), str(helper_id)
             everyone = {"id": gid, "type": 0, "allow": "0", "deny": str(ADD_REACTIONS)}
-            try:
+            async with discordjs_script(r, "overwrites.mjs", cid, helper,
+                                        env={"GREENROOM_HELPER_TOKEN": helper_token}) as bot:
                 assert (await bot.expect("before"))["view"] is True
                 assert await bot.expect("everyone") == {
                     "event": "everyone", "overwrites": [everyone], "react": False}
@@ -57,10 +46,6 @@ def test_discordjs_overwrites(tmp_path: Path) -> None:
                                                     "channel": cid}
                 assert (await bot.expect("history"))["contents"] == ["back"]
                 await bot.expect("done")
-                assert await asyncio.wait_for(proc.wait(), 10) == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+                assert await bot.exited() == 0
 
     run(main, timeout=40)

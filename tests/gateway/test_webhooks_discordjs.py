@@ -6,64 +6,50 @@ refusals (wrong token 401 50027, ``thread_id`` 400, a deleted webhook 404 10015)
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 
 
 def test_discordjs_webhooks(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
-        async with running_gateway(tmp_path) as r:
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "webhooks.mjs"), r.gateway.rest_url.removesuffix("/v10"),
-                str(r.seeded.channel_id), cwd=JS_DIR, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
+        async with running_gateway(tmp_path) as r, \
+                discordjs_script(r, "webhooks.mjs", str(r.seeded.channel_id)) as bot:
             channel = str(r.seeded.channel_id)
-            try:
-                created = await bot.expect("created")
-                hook = created["id"]
-                assert created == {"event": "created", "id": hook, "name": "ci",
-                                   "tokenLength": 68, "channelId": channel,
-                                   "owner": str(r.seeded.user_id), "incoming": True}
-                assert (await bot.expect("webhooks_update"))["channel"] == channel
-                listed = await bot.expect("listed")
-                assert listed["channel"] == [hook] and listed["guild"] == [hook]
+            created = await bot.expect("created")
+            hook = created["id"]
+            assert created == {"event": "created", "id": hook, "name": "ci",
+                               "tokenLength": 68, "channelId": channel,
+                               "owner": str(r.seeded.user_id), "incoming": True}
+            assert (await bot.expect("webhooks_update"))["channel"] == channel
+            listed = await bot.expect("listed")
+            assert listed["channel"] == [hook] and listed["guild"] == [hook]
 
-                sent = await bot.expect("sent")
-                assert sent["webhookId"] == hook and sent["author"] == "deploy"
-                assert sent["content"] == "build 3 passed" and sent["embed"] == "Build 3"
-                message = await bot.expect("message")
-                assert message == {"event": "message", "id": sent["id"], "webhookId": hook,
-                                   "content": "build 3 passed", "embeds": ["Build 3"],
-                                   "author": {"id": hook, "username": "deploy", "bot": True}}
-                assert (await bot.expect("edited")) == {"event": "edited",
-                                                        "content": "build 3 fixed",
-                                                        "edited": True}
-                update = await bot.expect("update")
-                assert update["id"] == sent["id"] and update["content"] == "build 3 fixed"
-                assert update["webhookId"] == hook
-                assert (await bot.expect("fetched"))["content"] == "build 3 fixed"
-                assert (await bot.expect("delete"))["id"] == sent["id"]
+            sent = await bot.expect("sent")
+            assert sent["webhookId"] == hook and sent["author"] == "deploy"
+            assert sent["content"] == "build 3 passed" and sent["embed"] == "Build 3"
+            message = await bot.expect("message")
+            assert message == {"event": "message", "id": sent["id"], "webhookId": hook,
+                               "content": "build 3 passed", "embeds": ["Build 3"],
+                               "author": {"id": hook, "username": "deploy", "bot": True}}
+            assert (await bot.expect("edited")) == {"event": "edited",
+                                                    "content": "build 3 fixed",
+                                                    "edited": True}
+            update = await bot.expect("update")
+            assert update["id"] == sent["id"] and update["content"] == "build 3 fixed"
+            assert update["webhookId"] == hook
+            assert (await bot.expect("fetched"))["content"] == "build 3 fixed"
+            assert (await bot.expect("delete"))["id"] == sent["id"]
 
-                wrong = await bot.expect("wrong_token")
-                assert (wrong["status"], wrong["code"]) == (401, 50027)
-                thread = await bot.expect("thread")
-                assert (thread["status"], thread["code"]) == (400, 50035)
-                assert (await bot.expect("renamed"))["name"] == "ci-2"
-                gone = await bot.expect("after_delete")
-                assert (gone["status"], gone["code"]) == (404, 10015)
-                await bot.expect("done")
-                assert await asyncio.wait_for(proc.wait(), 10) == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            wrong = await bot.expect("wrong_token")
+            assert (wrong["status"], wrong["code"]) == (401, 50027)
+            thread = await bot.expect("thread")
+            assert (thread["status"], thread["code"]) == (400, 50035)
+            assert (await bot.expect("renamed"))["name"] == "ci-2"
+            gone = await bot.expect("after_delete")
+            assert (gone["status"], gone["code"]) == (404, 10015)
+            await bot.expect("done")
+            assert await bot.exited() == 0
 
     run(main, timeout=40)
