@@ -18,6 +18,10 @@ from storage.snowflake import parse_snowflake
 INTERACTION_CALLBACK = "/interactions/{interaction_id}/{token}/callback"
 
 
+#: the route name of every request no route matches
+UNMATCHED = "<unmatched>"
+
+
 def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
     """Middleware: count the request against its bucket; 429 when it is exhausted;
     ``X-RateLimit-*`` headers on every answer (errors included).
@@ -29,7 +33,9 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        template = resource.canonical if resource is not None else request.path
+        # every path no route matches is one route: keyed by the raw path, each would
+        # keep an entry (the path itself) in the limiter's route hashes for good
+        template = resource.canonical if resource is not None else UNMATCHED
         if template.startswith(PREFIX):
             template = template[len(PREFIX):]
         info = request.match_info

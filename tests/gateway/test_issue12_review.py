@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.limits import RateLimits
 from tests.gateway.harness import Running, run, running_gateway
 
 
@@ -105,5 +106,23 @@ def test_editing_a_reply_does_not_bring_back_what_it_answered(tmp_path: Path) ->
             assert edited["referenced_message"] is None
             assert edited["message_reference"]["message_id"] == answered["id"]
             assert edited["type"] == 19
+
+    run(main)
+
+
+def test_unmatched_paths_share_one_rate_limit_route(tmp_path: Path) -> None:
+    """Requests to paths no route matches, without a token, count under one route name:
+    keyed by their raw path, each new path left an entry (the path itself, any length)
+    in the limiter's route hashes for good, so anyone could grow a node's memory at will."""
+    async def main() -> None:
+        async with running_gateway(tmp_path, limits=RateLimits()) as r, \
+                aiohttp.ClientSession() as http:
+            limiter = r.gateway.rest_limiter
+            before = len(limiter._hashes)
+            for n in range(40):
+                async with http.get(f"{r.gateway.rest_url}/nothing/{n}/{'x' * 2000}") as resp:
+                    assert resp.status in (404, 429)
+            assert len(limiter._hashes) - before <= 1
+            assert len(limiter._windows) <= 3  # the one route's, the caller's overall
 
     run(main)
