@@ -5,29 +5,20 @@ user invokes through ``POST /interactions`` with a message and a button
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 from tests.gateway.test_interactions import INTENTS, identified, next_event
 
 
 def test_discordjs_command_and_button(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
-        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http, \
+                discordjs_script(r, "interactions.mjs", str(r.seeded.guild_id)) as bot:
             rest_url = r.gateway.rest_url
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "interactions.mjs"), rest_url.removesuffix("/v10"),
-                str(r.seeded.guild_id), cwd=JS_DIR, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
             alice = await identified(http, r, r.other_token, INTENTS)
             await alice.send_json({"op": 14, "d": {"guild_id": str(r.seeded.guild_id)}})
 
