@@ -15,33 +15,22 @@ import pytest
 
 from chat import interactions as ix
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import import_discord, point_discordpy_at
 from tests.gateway.test_interactions import INTENTS, identified, next_event, nothing_more
 
-discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
+discord = import_discord()
 #: module level: the command callbacks' annotations are resolved in this module's globals
 app_commands = discord.app_commands
 Member = discord.Member
 
 
-@pytest.fixture
-def pointed_at_greenroom(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
-    def point(gateway) -> None:  # type: ignore[no-untyped-def]
-        monkeypatch.setattr(Route, "BASE", gateway.rest_url)
-        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(gateway.gateway_url))
-
-    return point
-
-
-def test_discordpy_app_commands_answered(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+def test_discordpy_app_commands_answered(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from discord.ext import commands
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            pointed_at_greenroom(r.gateway)
+            point_discordpy_at(monkeypatch, r.gateway)
             guild = discord.Object(id=r.seeded.guild_id)
             ready = asyncio.Event()
             seen: asyncio.Queue = asyncio.Queue()
