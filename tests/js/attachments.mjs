@@ -9,67 +9,43 @@
 // reports its bytes (base64), deletes the message and reports what the url answers then.
 // Every step is one JSON line on stdout; an error is an "error" line, then exit 1.
 
-import { Client, Events, GatewayIntentBits } from 'discord.js';
+import { Events, GatewayIntentBits } from 'discord.js';
 
-const [api, channelId] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-const files = JSON.parse(process.env.GREENROOM_FILES ?? '[]');
-if (!api || !channelId || !token || !files.length) {
-  console.error('usage: GREENROOM_TOKEN=<token> GREENROOM_FILES=<json> node attachments.mjs <rest api base> <channel id>');
-  process.exit(2);
-}
+import { botClient, eventWaiters, login, runStepsWhenReady, say, scriptArgs } from './common.mjs';
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-const fail = (error) => {
-  say('error', { message: String(error?.stack ?? error) });
-  process.exit(1);
-};
-const client = new Client({
+const { api, token, channelId, GREENROOM_FILES } = scriptArgs('attachments.mjs', ['channelId'],
+  ['GREENROOM_FILES']);
+const files = JSON.parse(GREENROOM_FILES);
+const client = botClient(api, {
   intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent],
-  rest: { api },
 });
-client.on(Events.Error, fail);
 
-const created = new Map();
-client.on(Events.MessageCreate, message => {
-  const resolve = created.get(message.id);
-  if (resolve) resolve(message);
-  else created.set(message.id, message);
-});
-const messageCreated = (id) => {
-  const seen = created.get(id);
-  if (seen && typeof seen !== 'function') return Promise.resolve(seen);
-  return new Promise(resolve => created.set(id, resolve));
-};
+const { arrived, next } = eventWaiters();
+client.on(Events.MessageCreate, message => arrived('message', message));
+const messageCreated = id => next('message', message => message.id === id);
 
 const described = (message) => [...message.attachments.values()].map(a => ({
   id: a.id, name: a.name, size: a.size, url: a.url, proxyURL: a.proxyURL,
   contentType: a.contentType, width: a.width, height: a.height, description: a.description,
 }));
 
-client.once(Events.ClientReady, async () => {
-  try {
-    const channel = await client.channels.fetch(channelId);
-    const sent = await channel.send({
-      content: 'files from discord.js',
-      files: files.map(f => ({ attachment: Buffer.from(f.base64, 'base64'), name: f.name, description: f.description })),
-    });
-    say('sent', { id: sent.id, attachments: described(sent) });
-    const received = await messageCreated(sent.id);
-    say('received', { id: received.id, attachments: described(received) });
-    for (const attachment of received.attachments.values()) {
-      const response = await fetch(attachment.url);
-      const body = Buffer.from(await response.arrayBuffer());
-      say('downloaded', { id: attachment.id, status: response.status, base64: body.toString('base64') });
-    }
-    await sent.delete();
-    const gone = await fetch(received.attachments.first().url);
-    say('deleted', { status: gone.status });
-    await client.destroy();
-    process.exit(0);
-  } catch (error) {
-    fail(error);
+runStepsWhenReady([client], async () => {
+  const channel = await client.channels.fetch(channelId);
+  const sent = await channel.send({
+    content: 'files from discord.js',
+    files: files.map(f => ({ attachment: Buffer.from(f.base64, 'base64'), name: f.name, description: f.description })),
+  });
+  say('sent', { id: sent.id, attachments: described(sent) });
+  const received = await messageCreated(sent.id);
+  say('received', { id: received.id, attachments: described(received) });
+  for (const attachment of received.attachments.values()) {
+    const response = await fetch(attachment.url);
+    const body = Buffer.from(await response.arrayBuffer());
+    say('downloaded', { id: attachment.id, status: response.status, base64: body.toString('base64') });
   }
+  await sent.delete();
+  const gone = await fetch(received.attachments.first().url);
+  say('deleted', { status: gone.status });
 });
 
-client.login(token).catch(fail);
+login(client, token);

@@ -12,36 +12,17 @@
 // previous one arrived), then stays connected until stdin closes. GREENROOM_JS_DEBUG=1
 // sends discord.js's debug lines to stderr.
 
-import { Client, Events, GatewayIntentBits } from 'discord.js';
+import { Events, GatewayIntentBits } from 'discord.js';
 
-const [api] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-if (!api || !token) {
-  console.error('usage: GREENROOM_TOKEN=<token> node bot.mjs <rest api base>');
-  process.exit(2);
-}
+import { botClient, eventWaiters, exitWhenStdinCloses, login, report, say, scriptArgs } from './common.mjs';
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-
-const client = new Client({
+const { api, token } = scriptArgs('bot.mjs');
+const client = botClient(api, {
   intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent],
-  rest: { api },
 });
 
-if (process.env.GREENROOM_JS_DEBUG) client.on(Events.Debug, line => console.error(line));
-client.on(Events.Error, error => say('error', { message: String(error?.stack ?? error) }));
-client.on(Events.ShardError, error => say('error', { message: String(error?.stack ?? error) }));
-
 // Each step of the round trip waits for the event of the one before (edit -> MESSAGE_UPDATE).
-const waiting = new Map();
-const awaitEvent = (key) => new Promise(resolve => waiting.set(key, resolve));
-const arrived = (key, value) => {
-  const resolve = waiting.get(key);
-  if (resolve) {
-    waiting.delete(key);
-    resolve(value);
-  }
-};
+const { arrived, next: awaitEvent } = eventWaiters();
 
 async function roundTrip(ping) {
   const pong = await ping.channel.send('pong');
@@ -67,7 +48,7 @@ client.once(Events.ClientReady, async ready => {
     const application = await ready.application.fetch();
     say('application', { id: application.id, guilds: application.approximateGuildCount });
   } catch (error) {
-    say('error', { message: `application.fetch: ${error?.stack ?? error}` });
+    report('application.fetch', error);
   }
 });
 
@@ -77,21 +58,12 @@ client.on(Events.MessageCreate, message => {
   if (message.author.id === client.user.id) return;
   say('message', { id: message.id, content: message.content, author: message.author.id, channel: message.channelId });
   if (message.content === 'ping') {
-    roundTrip(message).catch(error => say('error', { message: `round trip: ${error?.stack ?? error}` }));
+    roundTrip(message).catch(error => report('round trip', error));
   }
 });
 
 client.on(Events.MessageUpdate, (_, message) => arrived(`update:${message.id}`, { id: message.id, content: message.content }));
 client.on(Events.MessageDelete, message => arrived(`delete:${message.id}`, { id: message.id }));
 
-// The test closes stdin to end the bot; a clean exit is part of the contract.
-process.stdin.on('end', async () => {
-  await client.destroy();
-  process.exit(0);
-});
-process.stdin.resume();
-
-client.login(token).catch(error => {
-  say('error', { message: `login: ${error?.stack ?? error}` });
-  process.exit(1);
-});
+exitWhenStdinCloses(client);
+login(client, token);

@@ -9,25 +9,16 @@
 // same channel and reads the DM's history. Everything it sees and does is one JSON line
 // on stdout; it exits when stdin closes.
 
-import { ChannelType, Client, Events, GatewayIntentBits, Partials } from 'discord.js';
+import { ChannelType, Events, GatewayIntentBits, Partials } from 'discord.js';
 
-const [api, userId] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-if (!api || !userId || !token) {
-  console.error('usage: GREENROOM_TOKEN=<token> node dms.mjs <rest api base> <user id>');
-  process.exit(2);
-}
+import { botClient, exitWhenStdinCloses, login, report, say, scriptArgs } from './common.mjs';
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-const fail = where => error => say('error', { message: `${where}: ${error?.stack ?? error}` });
-
-const client = new Client({
+const { api, token, userId } = scriptArgs('dms.mjs', ['userId']);
+const client = botClient(api, {
   intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent,
     GatewayIntentBits.DirectMessages, GatewayIntentBits.DirectMessageTyping],
   partials: [Partials.Channel],
-  rest: { api },
 });
-client.on(Events.Error, fail('client'));
 
 client.once(Events.ClientReady, async () => {
   try {
@@ -39,7 +30,7 @@ client.once(Events.ClientReady, async () => {
     say('sent', { id: sent.id, channel: sent.channelId, dm: sent.channel.type === ChannelType.DM,
       again: again.id, content: sent.content });
   } catch (error) {
-    fail('ready')(error);
+    report('ready', error);
   }
 });
 
@@ -56,7 +47,7 @@ client.on(Events.MessageCreate, async message => {
     const history = await message.channel.messages.fetch({ limit: 10, cache: false });
     say('history', { messages: [...history.values()].map(m => m.content) });
   } catch (error) {
-    fail('reply')(error);
+    report('reply', error);
   }
 });
 
@@ -64,13 +55,5 @@ client.on(Events.TypingStart, typing => say('typing', {
   user: typing.user.id, channel: typing.channel.id, dm: typing.channel.type === ChannelType.DM,
 }));
 
-process.stdin.on('end', async () => {
-  await client.destroy();
-  process.exit(0);
-});
-process.stdin.resume();
-
-client.login(token).catch(error => {
-  fail('login')(error);
-  process.exit(1);
-});
+exitWhenStdinCloses(client);
+login(client, token);

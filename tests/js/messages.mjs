@@ -9,23 +9,12 @@
 // (fetchReference), then edits the embed. Everything it sees and does is one JSON line on
 // stdout; it exits when stdin closes.
 
-import { Client, EmbedBuilder, Events, GatewayIntentBits } from 'discord.js';
+import { EmbedBuilder, Events, GatewayIntentBits } from 'discord.js';
 
-const [api] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-if (!api || !token) {
-  console.error('usage: GREENROOM_TOKEN=<token> node messages.mjs <rest api base>');
-  process.exit(2);
-}
+import { botClient, exitWhenStdinCloses, login, report, say, scriptArgs } from './common.mjs';
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-const fail = where => error => say('error', { message: `${where}: ${error?.stack ?? error}` });
-
-const client = new Client({
-  intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages],
-  rest: { api },
-});
-client.on(Events.Error, fail('client'));
+const { api, token } = scriptArgs('messages.mjs');
+const client = botClient(api, { intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages] });
 
 const describe = message => ({
   id: message.id,
@@ -66,17 +55,9 @@ client.on(Events.MessageCreate, async message => {
     const edited = await sent.edit({ embeds: [new EmbedBuilder().setTitle('Build 43')] });
     say('edited', describe(edited));
   } catch (error) {
-    fail('reply')(error);
+    report('reply', error);
   }
 });
 
-process.stdin.on('end', async () => {
-  await client.destroy();
-  process.exit(0);
-});
-process.stdin.resume();
-
-client.login(token).catch(error => {
-  fail('login')(error);
-  process.exit(1);
-});
+exitWhenStdinCloses(client);
+login(client, token);

@@ -11,35 +11,18 @@
 // history and send are refused; deleting its overwrite gives the channel back. Every
 // step is one JSON line on stdout; an error is an "error" line, then exit 1.
 
-import { Client, DiscordAPIError, Events, GatewayIntentBits } from 'discord.js';
+import { DiscordAPIError, Events, GatewayIntentBits } from 'discord.js';
 
-const [api, channelId, helperId] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-const helperToken = process.env.GREENROOM_HELPER_TOKEN;
-if (!api || !channelId || !helperId || !token || !helperToken) {
-  console.error('usage: GREENROOM_TOKEN=<token> GREENROOM_HELPER_TOKEN=<token> '
-    + 'node overwrites.mjs <rest api base> <channel id> <helper id>');
-  process.exit(2);
-}
+import { botClient, eventWaiters, login, runStepsWhenReady, say, scriptArgs } from './common.mjs';
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
+const { api, token, channelId, helperId, GREENROOM_HELPER_TOKEN: helperToken } = scriptArgs(
+  'overwrites.mjs', ['channelId', 'helperId'], ['GREENROOM_HELPER_TOKEN']);
 
 // Events of both bots, each awaited by the step that caused it.
-const pending = [];
-const waiters = [];
-const arrived = (kind, value) => {
-  const i = waiters.findIndex(w => w.kind === kind && w.match(value));
-  if (i >= 0) waiters.splice(i, 1)[0].resolve(value);
-  else pending.push({ kind, value });
-};
-const next = (kind, match = () => true) => {
-  const i = pending.findIndex(p => p.kind === kind && match(p.value));
-  if (i >= 0) return Promise.resolve(pending.splice(i, 1)[0].value);
-  return new Promise(resolve => waiters.push({ kind, match, resolve }));
-};
+const { arrived, next } = eventWaiters();
 
 function bot(name, intents) {
-  const client = new Client({ intents, rest: { api } });
+  const client = botClient(api, { intents });
   client.on(Events.MessageCreate, m => arrived(`${name}:message`,
     { content: m.content, channel: m.channelId }));
   client.on(Events.ChannelUpdate, (_, c) => arrived(`${name}:update`, c));
@@ -107,20 +90,6 @@ async function steps() {
   say('done');
 }
 
-let ready = 0;
-for (const client of [owner, helper]) {
-  client.once(Events.ClientReady, () => {
-    ready += 1;
-    if (ready < 2) return;
-    steps().catch(error => {
-      say('error', { message: String(error?.stack ?? error) });
-      process.exitCode = 1;
-    }).finally(() => { owner.destroy(); helper.destroy(); });
-  });
-}
-for (const [client, secret] of [[owner, token], [helper, helperToken]]) {
-  client.login(secret).catch(error => {
-    say('error', { message: String(error?.stack ?? error) });
-    process.exit(1);
-  });
-}
+runStepsWhenReady([owner, helper], steps);
+login(owner, token);
+login(helper, helperToken);

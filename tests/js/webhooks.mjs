@@ -11,35 +11,18 @@
 // event and WEBHOOKS_UPDATE, renames and deletes the webhook, and the URL is refused
 // after. Every step is one JSON line on stdout; an error is an "error" line, then exit 1.
 
-import { Client, DiscordAPIError, Events, GatewayIntentBits, WebhookClient } from 'discord.js';
+import { DiscordAPIError, Events, GatewayIntentBits, WebhookClient } from 'discord.js';
 
-const [api, channelId] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-if (!api || !channelId || !token) {
-  console.error('usage: GREENROOM_TOKEN=<token> node webhooks.mjs <rest api base> <channel id>');
-  process.exit(2);
-}
+import { botClient, eventWaiters, login, runStepsWhenReady, say, scriptArgs } from './common.mjs';
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-const client = new Client({
+const { api, token, channelId } = scriptArgs('webhooks.mjs', ['channelId']);
+const client = botClient(api, {
   intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildWebhooks,
     GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent],
-  rest: { api },
 });
 
 // Each step waits for the event the one before caused.
-const pending = [];
-const waiters = [];
-const arrived = (kind, value) => {
-  const i = waiters.findIndex(w => w.kind === kind);
-  if (i >= 0) waiters.splice(i, 1)[0].resolve(value);
-  else pending.push({ kind, value });
-};
-const next = (kind) => {
-  const i = pending.findIndex(p => p.kind === kind);
-  if (i >= 0) return Promise.resolve(pending.splice(i, 1)[0].value);
-  return new Promise(resolve => waiters.push({ kind, resolve }));
-};
+const { arrived, next } = eventWaiters();
 
 const seen = (m) => ({ id: m.id, webhookId: m.webhookId, content: m.content,
   embeds: m.embeds.map(e => e.title), author: { id: m.author?.id, username: m.author?.username, bot: m.author?.bot } });
@@ -97,13 +80,5 @@ async function steps() {
   say('done');
 }
 
-client.once(Events.ClientReady, () => {
-  steps().catch(error => {
-    say('error', { message: String(error?.stack ?? error) });
-    process.exitCode = 1;
-  }).finally(() => client.destroy());
-});
-client.login(token).catch(error => {
-  say('error', { message: String(error?.stack ?? error) });
-  process.exit(1);
-});
+runStepsWhenReady([client], steps);
+login(client, token);
