@@ -83,7 +83,7 @@ SHED = 4291
 #: What the server runs with: nothing changed from ``make run``.
 SETTINGS = ("as make run: REST and IDENTIFY rate limits on (Discord's buckets: 5 posts "
             "per 5 s per user and channel, 1 own reaction per 0.25 s per user and channel, "
-            "50 requests/s per user), SQLite synchronous=NORMAL, one node")
+            "50 requests/s per user), SQLite synchronous=NORMAL, {nodes} node process(es)")
 
 
 # ------------------------------------------------------------------ receiving workers
@@ -423,17 +423,17 @@ def pooled(phases: list[dict]) -> dict:
 class CpuShare:
     """The server's, the clients' and everyone else's share of the machine over a phase."""
 
-    def __init__(self, server_pid: int, workers: Workers) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pids: list[int], workers: Workers) -> None:
+        self.server_pids = server_pids  # every node process
         self.pids = [p.pid for p in workers.processes]
         self.at = time.monotonic()
-        self.server = cpu_seconds(server_pid)
+        self.server = sum(cpu_seconds(p) for p in server_pids)
         self.clients = sum(cpu_seconds(p) for p in self.pids) + cpu_seconds(os.getpid())
         self.machine = machine_busy_seconds()
 
     def shares(self) -> dict:
         wall = time.monotonic() - self.at
-        server = cpu_seconds(self.server_pid) - self.server
+        server = sum(cpu_seconds(p) for p in self.server_pids) - self.server
         clients = sum(cpu_seconds(p) for p in self.pids) + cpu_seconds(os.getpid()) \
             - self.clients
         other = machine_busy_seconds() - self.machine - server - clients
@@ -449,6 +449,8 @@ async def run(args: argparse.Namespace) -> dict:
     seeded: Seeded = await seed_users(directory, args.members, args.members)
     # the operator port on a free one (another server on this host may hold 9464)
     server = start_gateway_server(seeded.db, Path(directory) / "server.log", rate_limits=True,
+                                  nodes=args.nodes, port=args.port, rest_port=args.port + 1
+                                  if args.port else 0,
                                   env_overrides={"GREENROOM_OPERATOR_PORT": "0"})
     print(f"gateway {server.gateway_url} REST {server.rest_url} (node pid {server.pid}), "
           f"rate limits on", flush=True)
@@ -472,6 +474,7 @@ async def run(args: argparse.Namespace) -> dict:
         await asyncio.sleep(2.0)
         await wait_for_quiet_host(args.wait_quiet)
         posters = seeded.tokens[-args.senders:]
+        nodes = sorted(set(server.node_pids.values()) | {server.pid})
 
         # baseline and storm alternate, ``--rounds`` times, so that a host whose load
         # drifts (a shared machine) weighs on both alike; each storm drains before the
@@ -484,7 +487,7 @@ async def run(args: argparse.Namespace) -> dict:
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}: baseline, {args.message_rate:g} "
                   f"messages/s for {args.duration:g} s", flush=True)
-            cpu = CpuShare(server.pid, workers)
+            cpu = CpuShare(nodes, workers)
             sent = await senders.messages(posters, 2 * round_, args.message_rate,
                                           args.duration)
             phase = {**await message_phase(workers, 2 * round_, sent, args.drain),
@@ -494,7 +497,7 @@ async def run(args: argparse.Namespace) -> dict:
                   f"{phase['delivered']:,}/{phase['expected']:,} delivered", flush=True)
             print(f"  storm: {args.reaction_rate:g} reactions/s on one message and "
                   f"{args.message_rate:g} messages/s for {args.duration:g} s", flush=True)
-            cpu = CpuShare(server.pid, workers)
+            cpu = CpuShare(nodes, workers)
             posted, asked = await asyncio.gather(
                 senders.messages(posters, 2 * round_ + 1, args.message_rate, args.duration),
                 senders.storm(seeded.tokens, message_url, args.reaction_rate, args.duration))
@@ -557,7 +560,7 @@ def summary_line(result: dict, args: argparse.Namespace) -> dict:
     shed = storm["reaction_answers"].get(str(SHED), 0)
     return {
         "bench": "reactions",
-        "settings": SETTINGS,
+        "settings": SETTINGS.format(nodes=args.nodes),
         "members_online": result["sessions"],
         "reaction_listeners": result["listeners"],
         "message_rate_per_s": args.message_rate,
@@ -630,6 +633,11 @@ def main() -> None:
                         help="max seconds for the last deliveries")
     parser.add_argument("--content-size", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2, help="client worker processes")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="node processes (greenroom run --nodes; several share fixed "
+                             "ports: give --port)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="gateway port (REST: the next one); 0: free ones (one node)")
     parser.add_argument("--connect-rate", type=float, default=40.0,
                         help="new sessions/s (the shipped limit is 60 per IP)")
     parser.add_argument("--wait-quiet", type=float, default=5.0,
