@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import gc
 import json
 import math
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -348,12 +350,21 @@ class _Writer(Actor):
             load.failed.append(msg)
 
 
+#: The Stages timing the writes now (``--stages``), and the message ids of the running
+#: ``storage.apply`` (the requests it sends are timed for those writes).
+_active_stages: list[Stages | None] = [None]
+_unit_ids: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar("unit", default=())
+_unit_of: dict[int, tuple[int, ...]] = {}  # id of a start_unit future -> its message ids
+
+
 class Stages:
     """Per-write timestamps along the ack path (``--stages``), to say which stage owns
     the ack's tail: the writer sends -> the actor accepts (``_on_write``) -> the actor
     calls ``storage.apply`` (queued) -> the call starts running on the loop -> the
     driver's thread has the answer (``_Request._done``) -> the loop settles the future ->
-    the actor handles the outcome (``_after_unit``) -> the writer has ``Written``."""
+    the actor handles the outcome (``_after_unit``) -> the writer has ``Written``. Also
+    the loop's own delay (a 1 ms sleep's oversleep), this process's GC pauses, and how
+    long the loop's thread waited in the kernel's run queue for a CPU."""
 
     NAMES = ("accept", "queue", "start", "database", "handoff", "return", "reply")
 
@@ -367,48 +378,113 @@ class Stages:
         self.settled: dict[int, float] = {}
         self.handled: dict[int, float] = {}
         self.acked: dict[int, float] = {}
-        self.unit: Any = None  # contextvar: the message ids of the running apply
+        self.lags: list[float] = []  # ms a 1 ms sleep overslept: the loop's own delay
+        self.gc_pauses: list[float] = []  # ms, this process's collections
+        self.sched = [0, 0]  # ns: the loop's thread on a CPU, waiting for one
+        self.elapsed = 0.0
+        self._sched0: list[int] = []
+        self._began = 0.0
+        self._gc_started = 0.0
+        self._lag_task: asyncio.Task | None = None
 
-    def reset(self) -> None:
-        for marks in (self.sent, self.accepted, self.called, self.started, self.answered,
-                      self.settled, self.handled, self.acked):
-            marks.clear()
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self.on:
+            self.gc_pauses.append((time.perf_counter() - self._gc_started) * 1000)
+
+    async def _watch_lag(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.lags.append((time.perf_counter() - t0) * 1000 - 1)
+
+    @staticmethod
+    def _schedstat() -> list[int]:
+        """This (the loop's) thread's ns on a CPU and ns waiting in a run queue for one."""
+        try:
+            with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+                return [int(x) for x in f.read().split()[:2]]
+        except OSError:
+            return [0, 0]
+
+    def begin(self) -> None:
+        self._sched0 = self._schedstat()
+        self._began = time.perf_counter()
+        self.on = True
+        _active_stages[0] = self
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+        self._lag_task = asyncio.ensure_future(self._watch_lag())
+
+    def end(self) -> None:
+        now = self._schedstat()
+        self.sched = [t + b - a for t, a, b in zip(self.sched, self._sched0, now, strict=True)]
+        self.elapsed += time.perf_counter() - self._began
+        self.on = False
+        _active_stages[0] = None
+        gc.callbacks.remove(self._on_gc)
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            self._lag_task = None
 
     def install(self, storage: Storage) -> Any:
-        """Patch ``storage._send`` (Cassandra only) to time its requests; returns the
-        actor class that times its own steps."""
-        import contextvars
-
+        """Patch ``storage._send`` (Cassandra only; once) to time its requests for the
+        active Stages; returns an actor class that times its own steps for this one."""
         from storage import scylla
 
         stages = self
-        self.unit = contextvars.ContextVar("bench_unit", default=())
 
         class TimedRequest(scylla._Request):
-            __slots__ = ("ids",)
+            __slots__ = ("ids", "stages")
 
             def _done(self, value: Any, exc: BaseException | None) -> None:
                 answered = time.perf_counter()
                 rf, self.rf = self.rf, None
                 if rf is not None:
                     rf._timer = None
-                ids = self.ids
+                ids, timing = self.ids, self.stages
 
                 def settle(fut: asyncio.Future, value: Any, exc: Any) -> None:
                     now = time.perf_counter()
-                    if stages.on:
+                    if timing is not None and timing.on:
                         for i in ids:
-                            stages.answered[i] = answered
-                            stages.settled[i] = now
+                            timing.answered[i] = answered
+                            timing.settled[i] = now
                     scylla._settle(fut, value, exc)
 
                 self.loop.call_soon_threadsafe(settle, self.fut, value, exc)
 
-        if isinstance(storage, ScyllaStorage):
+        unit_request = scylla._UnitRequest
+        if not getattr(unit_request, "bench_timed", False):
+            answered_at: dict[int, float] = {}
+            done, settle_unit = unit_request._done, unit_request._settle_unit
+
+            def timed_done(self: Any, value: Any, exc: BaseException | None) -> None:
+                answered_at[id(self)] = time.perf_counter()  # the driver's thread
+                done(self, value, exc)
+
+            def timed_settle(self: Any, exc: BaseException | None) -> None:
+                now = time.perf_counter()
+                answered = answered_at.pop(id(self), now)
+                unit = _unit_of.pop(id(self.fut), ())
+                timing = _active_stages[0]
+                if timing is not None and timing.on:
+                    for i in unit:
+                        timing.answered[i] = answered
+                        timing.settled[i] = now
+                settle_unit(self, exc)
+
+            unit_request._done = timed_done  # type: ignore[method-assign]
+            unit_request._settle_unit = timed_settle  # type: ignore[method-assign]
+            unit_request.bench_timed = True  # type: ignore[attr-defined]
+
+        if isinstance(storage, ScyllaStorage) and "_send" not in vars(storage):
             def send(statement: Any, params: Any = None) -> asyncio.Future:
                 storage.queries += 1
                 request = TimedRequest.__new__(TimedRequest)
-                request.ids = stages.unit.get()
+                request.ids = _unit_ids.get()
+                request.stages = _active_stages[0]
                 scylla._Request.__init__(request, asyncio.get_running_loop(),
                                          storage.session.execute_async(statement, params))
                 return request.fut
@@ -432,11 +508,11 @@ class Stages:
 
         return TimedStorageActor
 
-    def report(self) -> str:
+    def report(self, skip: set[int]) -> str:
+        """The stages' p50/p99 and their share of the slowest 1%, ``skip`` left out."""
         marks = (self.sent, self.accepted, self.called, self.started, self.answered,
                  self.settled, self.handled, self.acked)
-        ids = [i for i in self.acked if all(i in m for m in marks)]
-        ids = ids[len(ids) // 10:]  # the first tenth warms up
+        ids = [i for i in self.acked if i not in skip and all(i in m for m in marks)]
         if not ids:
             return "stages: no complete samples"
         parts = []
@@ -448,13 +524,21 @@ class Stages:
         share = []
         for name, a, b in zip(self.NAMES, marks, marks[1:], strict=False):
             share.append(f"{name} {statistics.mean((b[i] - a[i]) * 1000 for i in tail):.1f}")
+        lags = self.lags or [0.0, 0.0]
+        elapsed = self.elapsed or 1.0
         return (f"stages p50/p99 ms ({len(ids):,} writes, total p99 {p99(total):.2f}): "
-                + ", ".join(parts) + "; the slowest 1% on average: " + ", ".join(share))
+                + ", ".join(parts) + "; the slowest 1% on average: " + ", ".join(share)
+                + f"; loop lag p50/p99/max {statistics.median(lags):.2f}/{p99(lags):.2f}/"
+                f"{max(lags):.1f} ms; GC {len(self.gc_pauses)} collections, "
+                f"{sum(self.gc_pauses):.1f} ms, longest {max(self.gc_pauses, default=0):.1f}; "
+                f"the loop's thread ran {self.sched[0] / 1e9 / elapsed:.2f} of a core and "
+                f"waited for one {self.sched[1] / 1e9 / elapsed:.2f} of the time")
 
 
 async def actor_bench(
     storage: Storage, settings: StorageSettings, seconds: float, n_channels: int, usage: Usage,
-    variants: list[tuple[str, StorageSettings]], stages: Stages | None = None,
+    variants: list[tuple[str, StorageSettings]], timed: bool = False,
+    rate: float | None = None,
 ) -> tuple[float, dict[str, tuple[float, float, float]], float]:
     """(max acked/s with ``settings``; per variant: ack p50 ms, ack p99 ms at half that
     rate, p99 ms of the database requests alone that carried those writes, per write;
@@ -463,7 +547,10 @@ async def actor_bench(
     One writer actor sends ``Write``s (one message each, as channel actors send them) to
     the storage actor and records each one's time to ``Written``: first closed loop,
     keeping ``window`` writes outstanding, for the maximum acked rate; then open loop,
-    paced every millisecond at half that rate, for the ack latency.
+    paced every millisecond at half that rate, for the ack latency - ``seconds`` for each
+    variant of the settings (a storage actor each), in interleaved slices, so that each
+    ratio between variants is taken under the same conditions of a shared machine.
+    ``timed``: time each write's stages (``Stages``) too; ``rate``: offer this instead.
     """
     loop = asyncio.get_running_loop()
     base = UvloopSystemBase(loop=loop)
@@ -481,15 +568,19 @@ async def actor_bench(
         )
         return Write(counter, (MessageCreate(msg),))
 
-    async def start_actor(variant: StorageSettings) -> Any:
-        actor = asys.createActor(StorageActor if stages is None else stages.install(storage))
+    stages = {name: Stages() for name, _ in variants} if timed else {}
+
+    async def start_actor(name: str, variant: StorageSettings) -> Any:
+        kind = stages[name].install(storage) if timed else StorageActor
+        actor = asys.createActor(kind)
         ready = await base.ask_async(actor, StorageStart(settings=variant, storage=storage), 10)
         assert isinstance(ready, StorageReady), ready
         return actor
 
-    addr = await start_actor(settings)
+    actors = {name: await start_actor(name, variant) for name, variant in variants}
+    deployed = next(name for name, variant in variants if variant == settings)
+    addr = actors[deployed]
     load = _Load(addr, next_write)
-    load.stages = stages
     writer = asys.createActor(_Writer)
     base.tell_from_loop(writer, load)
     # As a node does once started (cluster/node.py): start-up objects leave the GC's way.
@@ -505,69 +596,92 @@ async def actor_bench(
                 f"{len(load.sent_at)} writes unanswered, failures: {load.failed[:3]}"
             )
 
-    async def half_rate(name: str, variant: StorageSettings, rate: float
-                        ) -> tuple[float, float, float]:
-        """(ack p50, ack p99, p99 of the database requests that carried the writes), ms."""
-        latencies: list[float] = []
-        load.latencies = latencies
-        # Each write's database request alone (the batch it rode in, from the start of
-        # storage.apply to its result): an ack can never be faster than that.
-        requests: list[tuple[float, float, int]] = []  # (started, ms, writes)
+    # Each write's database request alone (the batch it rode in, from the start of
+    # storage.apply to its result): an ack can never be faster than that.
+    apply = storage.apply
+    requests: list[tuple[float, float, int]] = []  # (started, ms, writes)
 
-        async def timed_apply(writes: Any, batched: bool = True) -> Any:
-            started = time.perf_counter()
-            try:
-                return await apply(writes, batched)
-            finally:
-                requests.append((started, (time.perf_counter() - started) * 1000, len(writes)))
+    async def timed_apply(writes: Any, batched: bool = True) -> Any:
+        started = time.perf_counter()
+        try:
+            return await apply(writes, batched)
+        finally:
+            requests.append((started, (time.perf_counter() - started) * 1000, len(writes)))
 
-        async def staged_apply(writes: Any, batched: bool = True) -> Any:
-            assert stages is not None
-            ids = tuple(w.message.id for w in writes)
-            stages.unit.set(ids)
-            now = time.perf_counter()
-            for i in ids:
-                stages.started[i] = now
-            return await timed_apply(writes, batched)
+    async def staged_apply(timing: Stages, writes: Any, batched: bool) -> Any:
+        unit = tuple(w.message.id for w in writes)
+        _unit_ids.set(unit)
+        now = time.perf_counter()
+        for i in unit:
+            timing.started[i] = now
+        return await timed_apply(writes, batched)
 
-        def call_apply(writes: Any, batched: bool = True) -> Any:
-            now = time.perf_counter()
-            for w in writes:
-                stages.called[w.message.id] = now  # type: ignore[union-attr]
-            return staged_apply(writes, batched)
+    start_unit = getattr(storage, "start_unit", None)
 
-        storage.apply = timed_apply if stages is None else call_apply  # type: ignore[method-assign]
-        if stages is not None:
-            stages.reset()
-            stages.on = True
-        await asyncio.to_thread(usage.start)
+    async def timed_awaitable(started: float, n: int, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        finally:
+            requests.append((started, (time.perf_counter() - started) * 1000, n))
+
+    def call_start_unit(writes: Any) -> Any:
+        """The actor's one-unit call: its request leaves now; timed to the turn its
+        future is done in (the turn the actor's own callback runs in)."""
+        started = time.perf_counter()
+        timing = _active_stages[0]
+        unit = tuple(w.message.id for w in writes)
+        if timing is not None:
+            for i in unit:
+                timing.called[i] = timing.started[i] = started
+        awaitable = start_unit(writes)  # type: ignore[misc]
+        if not isinstance(awaitable, asyncio.Future):  # it went through apply
+            return timed_awaitable(started, len(unit), awaitable)
+        if timing is not None:
+            _unit_of[id(awaitable)] = unit
+        awaitable.add_done_callback(lambda _: requests.append(
+            (started, (time.perf_counter() - started) * 1000, len(unit))))
+        return awaitable
+
+    def call_apply(writes: Any, batched: bool = True) -> Any:
+        timing = _active_stages[0]
+        if timing is None:
+            return timed_apply(writes, batched)
+        now = time.perf_counter()
+        for w in writes:
+            timing.called[w.message.id] = now
+        return staged_apply(timing, writes, batched)
+
+    async def one_slice(name: str, rate: float, length: float,
+                        out: tuple[list[float], list[float], set[int]]) -> int:
+        """Offer ``rate`` writes/s to variant ``name``'s actor for ``length`` s; its acks'
+        and requests' ms go to ``out`` (the first tenth of the slice warms up)."""
+        latencies, per_write, skipped = out
+        load.storage_actor = actors[name]
+        load.stages = stages.get(name)
+        slice_latencies: list[float] = []
+        load.latencies = slice_latencies
+        requests.clear()
+        if timed:
+            stages[name].begin()
         t0 = time.perf_counter()
         sent = 0
-        while (elapsed := time.perf_counter() - t0) < seconds:
+        while (elapsed := time.perf_counter() - t0) < length:
             due = int(elapsed * rate) - sent
             if due > 0:
                 base.tell_from_loop(writer, due)
                 sent += due
             await asyncio.sleep(0.001)
         await drain()
-        del storage.apply
+        if timed:
+            stages[name].end()
         load.latencies = None
-        if stages is not None:
-            stages.on = False
-            log(f"actor ({name}): {stages.report()}")
-        used = await asyncio.to_thread(usage.stop)
-        steady = latencies[len(latencies) // 10 :]
-        skip_until = t0 + seconds / 10  # as for the acks: the first tenth warms up
-        per_write = [ms for started, ms, n in requests if started >= skip_until for _ in range(n)]
-        log(
-            f"actor ({name}, max {variant.max_partition_in_flight} batches in flight per "
-            f"partition): {sent:,} writes at {rate:,.0f}/s: ack p50 "
-            f"{statistics.median(steady):.2f} ms, p99 {p99(steady):.2f} ms; their database "
-            f"requests alone: p50 {statistics.median(per_write):.2f} ms, p99 "
-            f"{p99(per_write):.2f} ms ({len(requests):,} requests); ratio of the p99s "
-            f"{p99(steady) / p99(per_write):.2f}; {used}"
-        )
-        return statistics.median(steady), p99(steady), p99(per_write)
+        latencies += slice_latencies[len(slice_latencies) // 10:]
+        skip_until = t0 + length / 10
+        if timed:
+            skipped.update(i for i, at in stages[name].sent.items() if t0 <= at < skip_until)
+        per_write += [ms for started, ms, n in requests if started >= skip_until
+                      for _ in range(n)]
+        return sent
 
     # 1. Maximum: closed loop, `window` writes outstanding, for `seconds`.
     window = 2_000
@@ -580,16 +694,41 @@ async def actor_bench(
     await drain()
     log(f"actor: max {max_rate:,.0f} acked writes/s ({window:,} outstanding); {usage.stop()}")
 
-    # 2. Half that rate, open loop (paced every 1 ms), measuring each write's ack: for
-    # each variant of the settings in turn (a storage actor each), at the same rate.
-    rate = max_rate / 2
-    apply = storage.apply
+    # 2. Half that rate, open loop (paced every 1 ms), measuring each write's ack: each
+    # variant for `seconds` in all, in slices taken in turn (ABBA...), at the same rate.
+    rate = rate or max_rate / 2
+    if isinstance(storage, ScyllaStorage):  # the last phase's flushes and compactions
+        await settle(storage, 30.0)
+    rounds = 4
+    results = {name: ([], [], set()) for name, _ in variants}  # type: ignore[var-annotated]
+    sent = dict.fromkeys(results, 0)
+    storage.apply = call_apply  # type: ignore[method-assign]
+    if start_unit is not None:
+        storage.start_unit = call_start_unit  # type: ignore[attr-defined]
+    await asyncio.to_thread(usage.start)
+    for r in range(rounds):
+        for name, _ in (variants if r % 2 == 0 else variants[::-1]):
+            sent[name] += await one_slice(name, rate, seconds / rounds, results[name])
+    used = await asyncio.to_thread(usage.stop)
+    del storage.apply
+    if start_unit is not None:
+        del storage.start_unit
+    load.storage_actor = addr
     figures: dict[str, tuple[float, float, float]] = {}
     for name, variant in variants:
-        actor = addr if variant == settings else await start_actor(variant)
-        load.storage_actor = actor
-        figures[name] = await half_rate(name, variant, rate)
-    load.storage_actor = addr
+        latencies, per_write, skipped = results[name]
+        if timed:
+            log(f"actor ({name}): {stages[name].report(skipped)}")
+        log(
+            f"actor ({name}, max {variant.max_partition_in_flight} batches in flight per "
+            f"partition): {sent[name]:,} writes at {rate:,.0f}/s: ack p50 "
+            f"{statistics.median(latencies):.2f} ms, p99 {p99(latencies):.2f} ms; their "
+            f"database requests alone: p50 {statistics.median(per_write):.2f} ms, p99 "
+            f"{p99(per_write):.2f} ms; ratio of the p99s "
+            f"{p99(latencies) / p99(per_write):.2f}"
+        )
+        figures[name] = statistics.median(latencies), p99(latencies), p99(per_write)
+    log(f"actor: the half-rate phase ({len(variants)} variants x {seconds:g} s): {used}")
 
     # 3. Coalescing: 100 identical concurrent 'latest 50' reads, ten times over.
     query = HistoryQuery(channels[1], limit=50)
@@ -647,8 +786,10 @@ async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]
             # the actor was until the ratio was brought down) and as deployed.
             strict = ("one_per_partition", settings.with_(max_partition_in_flight=1))
             variants = [strict, ("deployed", settings)]
-            if args.ack_order == "deployed-first":
-                variants.reverse()
+            for n in args.partition_in_flight:
+                variant = settings.with_(max_partition_in_flight=n)
+                if variant not in (v for _, v in variants):
+                    variants.append((f"{n}_per_partition", variant))
             max_rate, figures, per_100 = await actor_bench(
                 cass,
                 actor_settings,
@@ -656,7 +797,8 @@ async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]
                 args.ack_channels,
                 Usage(node.pid()),
                 variants,
-                Stages() if args.stages else None,
+                args.stages,
+                args.ack_rate,
             )
             p50_ack, p99_ack, db_p99 = figures["deployed"]
             results["cassandra_ack_p99_ms"] = round(p99_ack, 2)
@@ -751,10 +893,16 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this part (repeatable); the JSON line then holds only its figures",
     )
     parser.add_argument(
-        "--ack-order",
-        choices=["strict-first", "deployed-first"],
-        default="strict-first",
-        help="which settings the half-rate ack phase measures first",
+        "--ack-rate",
+        type=float,
+        help="offer this many writes/s in the ack phase instead of half the maximum",
+    )
+    parser.add_argument(
+        "--partition-in-flight",
+        type=int,
+        action="append",
+        default=[],
+        help="also measure the ack phase with this max_partition_in_flight (repeatable)",
     )
     parser.add_argument(
         "--stages",

@@ -4,15 +4,17 @@ Writes (``Write``) wait in one queue per partition ``(channel_id, bucket)``. A w
 finds no batch in flight goes out at once (group commit: a write waits for the next
 commit, not for a timer); otherwise writes gather until ``max_batch`` are waiting, a
 batch completes, or ``flush_window_ms`` after the first one arrived.
-A partition has at most ``max_partition_in_flight`` batches in flight - concurrent
-batches to one hot partition contend inside Cassandra - and sends its next one only
-once its last one has been out for ``1/max_partition_in_flight`` of the recent batch
-latency, or has completed: whatever arrives meanwhile goes out together, so batches grow
-with load (group commit) instead of multiplying. With one batch in flight per partition
-a write that just missed its partition's batch waited that whole batch out before its
-own left, so its ack took up to twice the database's latency (measured at half the
-actor's maximum: ack p99 1.9-2.0x the database requests' p99, the wait for the
-partition's batch its largest part); two staggered batches halve that wait.
+A partition sends its next batch only once its last one has completed or has been out
+for half the recent batch latency (``flush_seconds``), and has at most
+``max_partition_in_flight`` out - many concurrent batches to one hot partition contend
+inside Cassandra: whatever arrives meanwhile goes out together, so batches grow with
+load (group commit) instead of multiplying. With one batch in flight per partition a
+write that just missed its partition's batch waited that whole batch out before its own
+left, so its ack took up to twice the database's latency (measured at half the actor's
+maximum: ack p99 1.6-2.7x the database requests' p99, that wait its largest part). Half
+a batch latency bounds the wait, and the cap is above the two batches that spacing
+keeps out, so that a slow batch (a database pause) does not hold the writes behind it:
+they leave and wait out the pause in a request of their own.
 When a batch completes while others are still out, the partitions it frees wait for the
 window (or for the last batch out) rather than leaving at once in a small request of
 their own.
@@ -105,6 +107,9 @@ BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
 RECONNECT_AFTER_FAILED_FLUSHES = 3
 RECONNECT_MIN_INTERVAL_S = 5.0
+#: A busy partition's next batch leaves once its last has been out this share of the
+#: batch latency (see the module docstring).
+PIPELINE_SPACING = 0.5
 
 
 @dataclass(slots=True)
@@ -155,8 +160,8 @@ class StorageActor(Actor):
         self.ready_set: set[tuple[int, int]] = set()
         self.busy: dict[tuple[int, int], int] = {}  # partition -> units in flight
         # A busy partition with writes waiting sends its next batch (if under
-        # max_partition_in_flight) once its last one has been out for a share of the
-        # batch latency: (when, partition) in a heap, its current time in behind_due.
+        # max_partition_in_flight) once its last one has been out for half the batch
+        # latency: (when, partition) in a heap, its current time in behind_due.
         self.last_sent: dict[tuple[int, int], float] = {}  # busy partition -> its last batch
         self.behind: list[tuple[float, tuple[int, int]]] = []
         self.behind_due: dict[tuple[int, int], float] = {}
@@ -270,9 +275,9 @@ class StorageActor(Actor):
 
     def _behind(self, p: tuple[int, int]) -> None:
         """``p`` has a batch in flight, room for another and writes waiting: they go once
-        its last batch has been out for ``1/max_partition_in_flight`` of the batch
-        latency (``flush_seconds``), unless a batch of it completes first."""
-        due = self.last_sent[p] + self.flush_seconds / self.cfg.max_partition_in_flight
+        its last batch has been out for half the batch latency (``flush_seconds``),
+        unless a batch of it completes first."""
+        due = self.last_sent[p] + self.flush_seconds * PIPELINE_SPACING
         now = time.monotonic()
         if due <= now:
             self.ready.append(p)
@@ -377,8 +382,13 @@ class StorageActor(Actor):
                 self.units_in_flight += 1
                 _batch_writes.record(len(entries))
                 spans = self._batch_spans(entries, partitions) if self.traced else None
+                unit_writes = [writes[i] for i in unit]
+                # start_unit (CQL): the request leaves now and its answer settles a future,
+                # no task's turns in between; else apply's coroutine
+                start_unit = getattr(self.storage, "start_unit", None)
                 self.run_io(
-                    self.storage.apply([writes[i] for i in unit]),
+                    self.storage.apply(unit_writes) if start_unit is None
+                    else start_unit(unit_writes),
                     ("unit", entries, partitions, time.monotonic(), spans),
                 )
             for p in left:

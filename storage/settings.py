@@ -46,8 +46,9 @@ class StorageSettings:
     max_batch: int = 512
     max_pending: int = 20000
     max_in_flight: int = 64
-    # batches one partition may have in flight (1: each waits for the last to complete)
-    max_partition_in_flight: int = 2
+    # batches one partition may have in flight (1: each waits for the last to complete);
+    # the next leaves once the last has been out for half the batch latency
+    max_partition_in_flight: int = 4
     retry_budget_s: float = 30.0
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ import time
 
 from cassandra import OperationTimedOut
 
+import storage.scylla as scylla
 from storage.model import Message, MessageCreate, MessageWrite
 from storage.scylla import (
     MAX_BATCH_BYTES,
@@ -196,3 +197,52 @@ def test_one_unit_is_answered_one_loop_turn_after_its_request(aio, scylla_storag
         assert turns == 1 and outcomes == [refused] * 3
     finally:
         del scylla_storage._send
+
+
+def test_start_unit_sends_at_once_and_the_answer_settles_the_outcomes(aio, scylla_storage: ScyllaStorage, ids) -> None:  # type: ignore[no-untyped-def]
+    """The storage actor's call: the unit's request leaves before the caller yields, and
+    the driver's answer, handed to the loop, settles the unit's outcomes in that same
+    callback - no task to start, none to wake."""
+    channel = ids.now(-10_000)
+    settled_done: list[bool] = []
+    settle = scylla._UnitRequest._settle_unit
+
+    def watched(self, exc):  # type: ignore[no-untyped-def]
+        settle(self, exc)
+        settled_done.append(self.fut.done())
+
+    async def go() -> list:
+        before = scylla_storage.queries
+        unit = scylla_storage.start_unit(_creates(ids, [channel], 3))
+        assert isinstance(unit, asyncio.Future) and scylla_storage.queries == before + 1
+        return await unit
+
+    scylla._UnitRequest._settle_unit = watched  # type: ignore[method-assign]
+    try:
+        assert aio.run(go()) == [None] * 3
+    finally:
+        scylla._UnitRequest._settle_unit = settle  # type: ignore[method-assign]
+    assert settled_done == [True]
+    assert len(aio.run(scylla_storage.messages(channel, limit=10))) == 3
+
+
+def test_start_unit_splits_a_batch_the_node_refuses_whole(aio, scylla_storage: ScyllaStorage, ids, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """As apply does (test_poison_batches): a batch refused as a whole ("Batch too large":
+    the test node's threshold is 512 KiB, the planner's bound raised past it) is sent
+    again in halves, and every write in it is written."""
+    monkeypatch.setattr(scylla, "MAX_BATCH_BYTES", 10 * 1024 * 1024)
+    channels = [ids.now(-10_000) for _ in range(40)]
+    now = int(time.time() * 1000)
+    writes: list[MessageWrite] = [
+        MessageCreate(Message(channel_id=c, id=ids.at(now - 1000), author_id=1,
+                              content=f"{n}" * 4000))
+        for n in range(5) for c in channels]
+    assert len(scylla_storage.plan_batches(writes)) == 1  # one batch of ~800 KB
+    before = scylla_storage.queries
+
+    async def go() -> list:
+        return await scylla_storage.start_unit(writes)
+
+    assert aio.run(go()) == [None] * len(writes)
+    assert scylla_storage.queries - before >= 3  # refused whole, then its halves
+    assert len(aio.run(scylla_storage.messages(channels[-1], limit=10))) == 5
