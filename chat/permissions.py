@@ -36,8 +36,10 @@ MANAGE_ROLES = 1 << 28
 MANAGE_WEBHOOKS = 1 << 29
 USE_APPLICATION_COMMANDS = 1 << 31
 ALL_PERMISSIONS = (1 << 51) - 1
-#: What @everyone gets when a guild has no @everyone role stored (Discord's defaults).
-DEFAULT_EVERYONE = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | (1 << 6) | (1 << 14)
+#: What @everyone gets when a guild has no @everyone role stored, and in a new guild
+#: (Discord's defaults, ATTACH_FILES among them: uploads need it).
+DEFAULT_EVERYONE = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | ADD_REACTIONS \
+    | EMBED_LINKS | ATTACH_FILES
 #: What a member without SEND_MESSAGES in a channel cannot do there either (Discord's
 #: "implicit permissions": they ride on a send).
 NEEDS_SEND = MENTION_EVERYONE | SEND_TTS_MESSAGES | ATTACH_FILES | EMBED_LINKS

@@ -42,7 +42,7 @@ from chat.replies import referenced_snapshot, replied_id
 from chat.validation import check_text
 from gateway.channel import channel_key
 from gateway.messages import HistoryPage, Posted, PostFailed, PostMessage, ReadHistory
-from gateway.rest.attachments import attachments_of, read_message_body
+from gateway.rest.attachments import attachments_of, check_may_attach, read_message_body
 from gateway.rest.dms import check_send, dm_access, dm_object, dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
@@ -284,6 +284,7 @@ class Api:
         if channel.guild_id is None:  # a DM: may the two still talk?
             await check_send(self.storage, user, channel)
         body, files = await read_message_body(request)
+        check_may_attach(files, access.permissions)
         components = message_components(body, user)  # a bot's buttons and selects
         try:  # content, embeds, mentions, a reply (chat/compose.py); files alone: a message
             composed = await compose(body, ctx=ComposeContext(

@@ -51,10 +51,17 @@ from chat.attachments import (
     safe_filename,
     sniff,
 )
+from chat.permissions import ATTACH_FILES
 from chat.validation import FieldError
 from gateway.messages import Posted, PostFailed
 from gateway.outbound import abort
-from gateway.rest.errors import HTTPDiscordError, error, invalid_form, json_body
+from gateway.rest.errors import (
+    MISSING_PERMISSIONS,
+    HTTPDiscordError,
+    error,
+    invalid_form,
+    json_body,
+)
 from storage.blobs import BlobHead, Blobs
 from storage.model import Message
 from storage.snowflake import parse_snowflake
@@ -224,6 +231,13 @@ async def read_message_body(request: web.Request) -> tuple[dict[str, Any], list[
     if sum(len(f.data) for f in files.values()) > MAX_REQUEST_BYTES:
         raise too_large()
     return body, [files[i] for i in sorted(files)]
+
+
+def check_may_attach(files: list[UploadedFile], permissions: int) -> None:
+    """Uploading files needs ATTACH_FILES in the channel (a send's, or an edit's new
+    ones; keeping a message's files needs nothing): Discord's 403 50013 otherwise."""
+    if files and not permissions & ATTACH_FILES:
+        raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
 
 
 async def _read_part(part: BodyPartReader, limit: int, discard: bool) -> tuple[bytes, int]:

@@ -36,7 +36,7 @@ from gateway.messages import (
     Typing,
 )
 from gateway.protocol.ready import GUILD_DEFAULTS
-from gateway.rest.attachments import attachments_of, read_message_body
+from gateway.rest.attachments import attachments_of, check_may_attach, read_message_body
 from gateway.rest.dms import dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
@@ -187,6 +187,7 @@ class MoreApi:
         if message.author_id != user.id:
             return error(403, CANNOT_EDIT_OTHERS,
                          "Cannot edit a message authored by another user")
+        check_may_attach(files, access.permissions)
         attaching = "attachments" in body or bool(files)
         try:  # content (mentions parsed again), embeds replaced, flags (chat/compose.py)
             changes = await compose_edit(body, ctx=ComposeContext(

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from chat.permissions import ATTACH_FILES
 from gateway.limits import RateLimits
 from tests.gateway.harness import Running, run, running_gateway
 
@@ -124,5 +125,54 @@ def test_unmatched_paths_share_one_rate_limit_route(tmp_path: Path) -> None:
                     assert resp.status in (404, 429)
             assert len(limiter._hashes) - before <= 1
             assert len(limiter._windows) <= 3  # the one route's, the caller's overall
+
+    run(main)
+
+
+def test_files_need_attach_files(tmp_path: Path) -> None:
+    """A send or an edit that uploads files needs ATTACH_FILES in the channel (403 50013
+    without it, as Discord answers, and nothing stored); keeping a message's files, or
+    a send without files, does not."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            cid, gid = r.seeded.channel_id, r.seeded.guild_id
+            messages = f"/channels/{cid}/messages"
+
+            def form(payload: dict[str, Any], with_file: bool = True) -> aiohttp.FormData:
+                data = aiohttp.FormData()
+                data.add_field("payload_json", json.dumps(payload),
+                               content_type="application/json")
+                if with_file:
+                    data.add_field("files[0]", b"hello", filename="a.txt",
+                                   content_type="text/plain")
+                return data
+
+            status, first = await _call(http, r, "POST", messages, r.other_token,
+                                        data=form({"content": "with a file"}))
+            assert status == 200 and len(first["attachments"]) == 1
+            status, _ = await _call(http, r, "PUT", f"/channels/{cid}/permissions/{gid}",
+                                    json={"type": 0, "deny": str(ATTACH_FILES)})
+            assert status == 204
+            status, body = await _call(http, r, "POST", messages, r.other_token,
+                                       data=form({"content": "another file"}))
+            assert (status, body) == (403, {"code": 50013, "message": "Missing Permissions"})
+            status, body = await _call(http, r, "PATCH", f"{messages}/{first['id']}",
+                                       r.other_token, data=form({"content": "more files"}))
+            assert (status, body) == (403, {"code": 50013, "message": "Missing Permissions"})
+            # without files, or keeping the ones it has: as before
+            status, edited = await _call(http, r, "PATCH", f"{messages}/{first['id']}",
+                                         r.other_token, json={
+                                             "content": "kept", "attachments": [
+                                                 {"id": first["attachments"][0]["id"]}]})
+            assert status == 200 and edited["attachments"] == first["attachments"]
+            status, _ = await _call(http, r, "POST", messages, r.other_token,
+                                    data=form({"content": "no file"}, with_file=False))
+            assert status == 200
+            blobs = await r.gateway.storage._rows(  # type: ignore[attr-defined]
+                "SELECT count(*) FROM blobs", ())
+            assert blobs == [(1,)]
+            # the guild's owner (every permission) still may
+            status, _ = await _call(http, r, "POST", messages, data=form({"content": "ok"}))
+            assert status == 200
 
     run(main)
