@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -67,6 +68,7 @@ from chat.permissions import (
 from chat.validation import FieldError, check_text
 from gateway.channel import channel_key
 from gateway.messages import ChangeMessage, Posted, PostFailed, PostMessage
+from gateway.rest.attachments import attachments_of, read_message_body
 from gateway.rest.dms import dm_access, dm_recipients
 from gateway.rest.errors import (
     ASK_TIMEOUT_S,
@@ -199,10 +201,14 @@ class Interactions:
         self.gateway.base.tell_from_loop(sessions_address(node), ToSession(
             session_id, UserDispatch(event, data, record["user"])))
 
-    async def ask_channel(self, guild_id: int, channel_id: int, msg: Any) -> dict[str, Any]:
-        answer = await self.gateway.base.ask_async(
+    async def ask_channel(self, guild_id: int | None, channel_id: int, msg: Any,
+                          staged: Any = None) -> dict[str, Any]:
+        """``msg`` to the channel's actor, answered once durable; ``staged``: the files
+        of the message (``gateway.rest.attachments.Staged``), settled by the answer."""
+        ask = self.gateway.base.ask_async(
             self.ctx.registry, Route("channel", channel_key(guild_id, channel_id), msg),
             ASK_TIMEOUT_S)
+        answer = await (staged.posting(ask) if staged is not None else ask)
         if isinstance(answer, PostFailed):
             raise HTTPDiscordError(answer.status, answer.code, answer.message)
         if not isinstance(answer, Posted):
@@ -554,7 +560,7 @@ class Interactions:
         if interaction_id is None:
             raise HTTPDiscordError(404, ix.UNKNOWN_INTERACTION, "Unknown interaction")
         record = await self.interaction_for(interaction_id, request.match_info["token"])
-        body = await json_body(request)
+        body, files = await read_message_body(request)  # JSON, or multipart with files
         kind = record["type"]
         callback_type = body.get("type")
         problem = ix.callback_type_problem(kind, callback_type,
@@ -566,18 +572,24 @@ class Interactions:
             raise _form(FieldError("data", "MODEL_TYPE_CONVERT", "Only dictionaries may be used."))
         data = data or {}
         # Check the whole body before the answer is spent (a 50035 leaves it unanswered).
-        prepared = await self._prepare(record, callback_type, data)
-        created = snowflake_ms(interaction_id)
-        refusal = ix.callback_refusal(created, now_ms(), None)
-        if refusal is not None:
-            raise refused(refusal)
-        claimed, existing = await self.storage.insert_record_if_absent(
-            KIND, interaction_id, "answer", {"type": callback_type, "at": now_ms()},
-            ttl_s=RECORD_TTL_S)
-        if not claimed:
-            raise refused(ix.callback_refusal(created, created, existing)
-                          or ix.Refusal(400, ix.ALREADY_ACKNOWLEDGED,
-                                        "Interaction has already been acknowledged."))
+        prepared = await self._prepare(record, callback_type, data, files, request)
+        try:
+            created = snowflake_ms(interaction_id)
+            refusal = ix.callback_refusal(created, now_ms(), None)
+            if refusal is not None:
+                raise refused(refusal)
+            claimed, existing = await self.storage.insert_record_if_absent(
+                KIND, interaction_id, "answer", {"type": callback_type, "at": now_ms()},
+                ttl_s=RECORD_TTL_S)
+            if not claimed:
+                raise refused(ix.callback_refusal(created, created, existing)
+                              or ix.Refusal(400, ix.ALREADY_ACKNOWLEDGED,
+                                            "Interaction has already been acknowledged."))
+        except BaseException:
+            staged = getattr(prepared, "staged", None)
+            if staged is not None:  # its files were stored pending: no message will list them
+                await staged.discard()
+            raise
         sent: list[bool] = []  # (set once the answer's effect left this handler)
         try:
             resource = await self._act(interaction_id, record, callback_type, prepared, sent)
@@ -609,10 +621,16 @@ class Interactions:
                               allowed_flags=CREATE_FLAGS | ix.EPHEMERAL)
 
     async def _prepare(self, record: dict[str, Any], callback_type: int,
-                       data: dict[str, Any]) -> Any:
-        """What a callback will do, checked (raises its 50035); nothing done yet."""
+                       data: dict[str, Any], files: Sequence[Any], request: web.Request
+                       ) -> Any:
+        """What a callback will do, checked (raises its 50035); nothing done yet but
+        its files stored pending."""
+        if files and callback_type not in (ix.CHANNEL_MESSAGE_WITH_SOURCE, ix.UPDATE_MESSAGE):
+            raise _form(FieldError("files", "BASE_TYPE_INVALID",
+                                   "Only a message carries files."))
         if callback_type == ix.CHANNEL_MESSAGE_WITH_SOURCE:
-            return await self._new_message(data, await self._compose_context(record))
+            return await self._new_message(data, await self._compose_context(record),
+                                           files=files, request=request)
         if callback_type == ix.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE:
             problem = ix.check_flags(data.get("flags"), field="data.flags")
             if problem is not None:
@@ -620,7 +638,8 @@ class Interactions:
             return (data.get("flags") or 0) & ix.EPHEMERAL
         if callback_type == ix.UPDATE_MESSAGE:
             return await self._edit_of(record, record["message"], data,
-                                       await self._compose_context(record))
+                                       await self._compose_context(record),
+                                       files=files, request=request)
         if callback_type == ix.AUTOCOMPLETE_RESULT:
             problem = ix.check_autocomplete_choices(data, record.get("focused_type") or ix.STRING)
             if problem is not None:
@@ -669,9 +688,11 @@ class Interactions:
     # -- messages of an interaction -----------------------------------------------------------
 
     async def _new_message(self, data: dict[str, Any], ctx: ComposeContext,
-                           field_prefix: str = "data.") -> _Composed:
+                           field_prefix: str = "data.", *, files: Sequence[Any] = (),
+                           request: web.Request | None = None) -> _Composed:
         """A response's or follow-up's message, checked (content, embeds, mentions,
-        flags by ``chat.compose``; components by ``chat.components``)."""
+        flags by ``chat.compose``; components by ``chat.components``), its ``files``
+        stored pending (``gateway.rest.attachments``)."""
         problem = ix.check_flags(data.get("flags"), field=f"{field_prefix}flags")
         if problem is not None:
             raise _form(problem)
@@ -682,12 +703,29 @@ class Interactions:
             raise _form(exc.problem) from None
         try:  # (components alone make a message, as files do)
             composed = await compose(data, ctx=ctx, storage=self.storage,
-                                     files=bool(components))
+                                     files=bool(components or files))
         except ComposeError as exc:
             raise _compose_failure(exc, field_prefix) from None
         fields = dict(composed.fields)
         fields["flags"] = (fields.get("flags") or 0) | ((data.get("flags") or 0) & ix.EPHEMERAL)
-        return _Composed(composed.content, composed.tts, fields, components)
+        staged = await self._stage(data, files, request, ctx.channel_id, field_prefix,
+                                   ephemeral=bool(fields["flags"] & ix.EPHEMERAL))
+        return _Composed(composed.content, composed.tts, fields, components, staged)
+
+    async def _stage(self, data: dict[str, Any], files: Sequence[Any],
+                     request: web.Request | None, channel_id: int, field_prefix: str, *,
+                     ephemeral: bool, existing: Message | None = None) -> Any:
+        """The message's files stored pending (None: the body says nothing of files).
+        An ephemeral message is kept with its interaction, not in the channel, and a
+        file is served only while a channel message lists it: no files there."""
+        if not files and "attachments" not in data:
+            return None
+        if ephemeral:
+            raise _form(FieldError(f"{field_prefix}attachments", "BASE_TYPE_INVALID",
+                                   "An ephemeral message cannot carry files here."))
+        assert request is not None
+        return await attachments_of(request).stage(request, channel_id, data, list(files),
+                                                   existing=existing)
 
     async def _create(self, interaction_id: int, record: dict[str, Any],
                       composed: _Composed, *, follow_up: bool = False,
@@ -731,12 +769,14 @@ class Interactions:
             self.tell_user(record["user"], "MESSAGE_CREATE", payload,
                            direct=record["guild"] is None)
             return _rest_view(payload)
+        if composed.staged is not None and composed.staged.objects:
+            fields["attachments"] = composed.staged.objects
         post = PostMessage(guild_id=guild_id, author=author, member=member,
                            content=composed.content, tts=composed.tts, type=message_type,
                            fields=fields, recipients=record.get("recipients"))
         if sent is not None:
             sent.append(True)
-        return await self.ask_channel(guild_id, channel_id, post)
+        return await self.ask_channel(guild_id, channel_id, post, composed.staged)
 
     async def _remember(self, interaction_id: int, key: str, message: dict[str, Any]) -> None:
         await self.storage.put_record(KIND, interaction_id, key, {
@@ -756,8 +796,11 @@ class Interactions:
         return Message(**kept["fields"]), kept
 
     async def _edit_of(self, record: dict[str, Any], message_id: int, data: dict[str, Any],
-                       ctx: ComposeContext, *, field_prefix: str = "data.") -> _Edit:
-        """The changes an edit body makes to a message of the interaction, checked."""
+                       ctx: ComposeContext, *, field_prefix: str = "data.",
+                       files: Sequence[Any] = (),
+                       request: web.Request | None = None) -> _Edit:
+        """The changes an edit body makes to a message of the interaction, checked (its
+        new files stored pending)."""
         message, kept = await self._stored(record, message_id)
         if message.author_id != record["app"]:
             raise HTTPDiscordError(404, UNKNOWN_MESSAGE, "Unknown Message")
@@ -769,20 +812,27 @@ class Interactions:
                     data["components"], field=f"{field_prefix}components")
             except comps.InvalidComponents as exc:
                 raise _form(exc.problem) from None
+        attaching = bool(files) or "attachments" in data
+        has_files = bool(files or data.get("attachments")) if attaching \
+            else bool(message.attachments)
         try:  # (the loading message is empty: the edit that fills it says something)
             changes = await compose_edit(
                 {k: v for k, v in data.items() if k != "flags"}, ctx=ctx,
                 storage=self.storage, message=message,
-                attachments=bool(message.attachments or components))
+                attachments=has_files or bool(components))
         except ComposeError as exc:
             raise _compose_failure(exc, field_prefix) from None
+        staged = await self._stage(data, files, request, record["channel"], field_prefix,
+                                   ephemeral=kept is not None, existing=message)
+        if staged is not None and staged.given:
+            changes["attachments"] = staged.objects
         if "components" in data:
             extra = dict(changes.get("extra", message.extra))
             extra["components"] = components
             changes["extra"] = extra
         if loading:
             changes["flags"] = message.flags & ~ix.LOADING
-        return _Edit(message, kept, changes)
+        return _Edit(message, kept, changes, staged)
 
     async def _apply_edit(self, record: dict[str, Any], message_id: int, edit: _Edit,
                           *, sent: list[bool] | None = None) -> dict[str, Any]:
@@ -809,7 +859,7 @@ class Interactions:
             sent.append(True)
         return await self.ask_channel(record["guild"], record["channel"], ChangeMessage(
             record["guild"], message_id, changes, payload,
-            recipients=record.get("recipients")))
+            recipients=record.get("recipients")), edit.staged)
 
     async def _delete(self, record: dict[str, Any], message_id: int) -> None:
         message, kept = await self._stored(record, message_id)
@@ -861,9 +911,10 @@ class Interactions:
         if request.method == "DELETE":
             await self._delete(record, message_id)
             return web.Response(status=204)
-        body = await json_body(request)
+        body, files = await read_message_body(request)
         ctx = await self._compose_context(record)
-        edit = await self._edit_of(record, message_id, body, ctx, field_prefix="")
+        edit = await self._edit_of(record, message_id, body, ctx, field_prefix="",
+                                   files=files, request=request)
         if edit.message.flags & ix.LOADING:
             await self.storage.insert_record_if_absent(KIND, interaction_id, "filled",
                                                        {"by": "edit"}, ttl_s=RECORD_TTL_S)
@@ -892,7 +943,7 @@ class Interactions:
 
     async def _follow_up(self, request: web.Request, interaction_id: int,
                          record: dict[str, Any], answer: dict[str, Any]) -> web.Response:
-        body = await json_body(request)
+        body, files = await read_message_body(request)
         if request.query.get("thread_id") is not None or body.get("thread_name") is not None:
             raise _form(FieldError("thread_id", "BASE_TYPE_INVALID",
                                    "Interaction follow-ups cannot use threads."))
@@ -902,17 +953,22 @@ class Interactions:
             # message (its ephemeral state kept) instead of creating one
             original = await self.storage.get_record(KIND, interaction_id, "original")
             if original is not None:
-                edit = await self._edit_of(record, original["id"],
-                                           {k: v for k, v in body.items() if k != "flags"},
-                                           ctx, field_prefix="")
-                if edit.message.flags & ix.LOADING:
+                message, _ = await self._stored(record, original["id"])
+                if message.flags & ix.LOADING:
+                    edit = await self._edit_of(
+                        record, original["id"],
+                        {k: v for k, v in body.items() if k != "flags"}, ctx,
+                        field_prefix="", files=files, request=request)
                     first, _ = await self.storage.insert_record_if_absent(
                         KIND, interaction_id, "filled", {"by": "follow-up"},
                         ttl_s=RECORD_TTL_S)
                     if first:
                         return json_response(
                             await self._apply_edit(record, original["id"], edit))
-        composed = await self._new_message(body, ctx, field_prefix="")
+                    if edit.staged is not None:  # another follow-up filled it first
+                        await edit.staged.discard()
+        composed = await self._new_message(body, ctx, field_prefix="", files=files,
+                                           request=request)
         message = await self._create(interaction_id, record, composed, follow_up=True)
         await self._remember(interaction_id, f"f:{int(message['id']):020d}", message)
         return json_response(message)
@@ -924,6 +980,7 @@ class _Composed:
     tts: bool
     fields: dict[str, Any]
     components: list[dict[str, Any]]
+    staged: Any = None  # its files (gateway.rest.attachments.Staged), or None
 
 
 @dataclasses.dataclass(slots=True)
@@ -931,6 +988,7 @@ class _Edit:
     message: Message
     kept: dict[str, Any] | None
     changes: dict[str, Any]
+    staged: Any = None
 
 
 def _compose_failure(exc: ComposeError, field_prefix: str) -> HTTPDiscordError:

@@ -806,3 +806,66 @@ def test_an_answer_that_fails_is_taken_only_once_it_may_show(tmp_path: Path) -> 
             refused(await c.answer(got, {"type": 4, "data": {"content": "again"}}), 400, 40060)
 
     run(main, timeout=30)
+
+
+def form(payload: dict[str, Any], *files: tuple[str, bytes]) -> aiohttp.FormData:
+    """A body with files as the libraries send it: ``payload_json``, then ``files[n]``."""
+    body = aiohttp.FormData()
+    body.add_field("payload_json", json.dumps(payload), content_type="application/json")
+    for i, (name, data) in enumerate(files):
+        body.add_field(f"files[{i}]", data, filename=name, content_type="text/plain")
+    return body
+
+
+def test_answers_and_follow_ups_with_files(tmp_path: Path) -> None:
+    """A callback, a follow-up and an edit of ``@original`` may carry files
+    (``multipart/form-data``, as discord.py's ``send_message(file=...)`` sends them):
+    stored with the message and served from its attachment url."""
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            c, bot, alice = await setup(http, r)
+            sides = [{"type": 4, "name": "sides", "value": 6}]
+            assert (await c.invoke(c.invocation("roll", sides)))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            callback = f"/interactions/{got['id']}/{got['token']}/callback"
+            # an ephemeral message cannot carry files (kept off the channel); the answer
+            # is not spent by the refusal
+            refused(await c.call("POST", callback, data=form(
+                {"type": 4, "data": {"content": "x", "flags": 64}}, ("a.txt", b"a"))),
+                400, 50035, "data.attachments")
+            status, answer = await c.call("POST", callback + "?with_response=true", data=form(
+                {"type": 4, "data": {"content": "your roll"}}, ("roll.txt", b"six")))
+            assert status == 200, answer
+            message = answer["resource"]["message"]
+            [attachment] = message["attachments"]
+            assert attachment["filename"] == "roll.txt" and attachment["size"] == 3
+            assert (await next_event(alice, "MESSAGE_CREATE"))["attachments"] == [attachment]
+            async with http.get(attachment["url"]) as resp:
+                assert resp.status == 200 and await resp.read() == b"six"
+
+            status, follow = await c.call("POST", c.hook(got), data=form(
+                {"content": "and a log"}, ("log.txt", b"line")))
+            assert status == 200, follow
+            async with http.get(follow["attachments"][0]["url"]) as resp:
+                assert await resp.read() == b"line"
+            # @original edited: one file kept, one added
+            status, edited = await c.call("PATCH", c.hook(got, "/messages/@original"), data=form(
+                {"content": "your rolls", "attachments": [{"id": attachment["id"]},
+                                                          {"id": 0}]},
+                ("second.txt", b"four")))
+            assert status == 200, edited
+            assert [a["filename"] for a in edited["attachments"]] == ["roll.txt", "second.txt"]
+            update = await next_event(alice, "MESSAGE_UPDATE")
+            assert len(update["attachments"]) == 2
+            # a deferred answer filled by a follow-up with a file
+            assert (await c.invoke(c.invocation("roll", sides)))[0] == 204
+            got = await next_event(bot, "INTERACTION_CREATE")
+            assert (await c.answer(got, {"type": 5}))[0] == 204
+            status, filled = await c.call("POST", c.hook(got), data=form(
+                {"content": "done"}, ("done.txt", b"ok")))
+            assert status == 200, filled
+            assert [a["filename"] for a in filled["attachments"]] == ["done.txt"]
+            assert not filled["flags"] & ix.LOADING
+
+    run(main, timeout=30)
