@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse bench-reactions load-gateway cassandra-jars jaeger-bin
+.PHONY: run test lint clean bench-runtime bench-storage bench-ws-libs bench-gateway bench-cluster bench-abuse bench-reactions bench-interactions load-gateway cassandra-jars jaeger-bin
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "greenroom needs Python >= 3.11 on PATH" >&2; exit 1; }
@@ -73,6 +73,10 @@ bench-abuse: $(STAMP)
 # a reaction storm on one message while the channel's messages flow (rate limits on)
 bench-reactions: $(STAMP)
 	$(PY) -m loadtest.bench_reactions $(ARGS)
+
+# users invoke a command a bot answers (type 4), against plain posts in the same run
+bench-interactions: $(STAMP)
+	$(PY) -m loadtest.bench_interactions $(ARGS)
 
 load-gateway: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
