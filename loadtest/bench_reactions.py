@@ -83,7 +83,8 @@ SHED = 4291
 #: What the server runs with: nothing changed from ``make run``.
 SETTINGS = ("as make run: REST and IDENTIFY rate limits on (Discord's buckets: 5 posts "
             "per 5 s per user and channel, 1 own reaction per 0.25 s per user and channel, "
-            "50 requests/s per user), SQLite synchronous=NORMAL, {nodes} node process(es)")
+            "50 requests/s per user), SQLite synchronous=NORMAL; --nodes {nodes} (make run "
+            "now starts one node per usable CPU: --nodes N --port P for that)")
 
 
 # ------------------------------------------------------------------ receiving workers
@@ -635,7 +636,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="client worker processes")
     parser.add_argument("--nodes", type=int, default=1,
                         help="node processes (greenroom run --nodes; several share fixed "
-                             "ports: give --port)")
+                             "ports: give --port). 1, as the other benches: make run's "
+                             "auto count is the CPUs, which the clients here share")
     parser.add_argument("--port", type=int, default=0,
                         help="gateway port (REST: the next one); 0: free ones (one node)")
     parser.add_argument("--connect-rate", type=float, default=40.0,
