@@ -105,17 +105,19 @@ def point_discordpy_at(monkeypatch: pytest.MonkeyPatch, gateway: Gateway) -> Non
 
 
 def discordpy_client(*, message_content: bool = True, members: bool = False,
-                     presences: bool = False, **options: Any) -> discord.Client:
-    """A ``discord.Client`` with the default intents and the privileged ones asked for
-    (MESSAGE_CONTENT unless a test checks what a bot sees without it), and an
-    ``on_ready`` that does not wait 2 s for guilds that will not come."""
+                     presences: bool = False, client_class: type | None = None,
+                     **options: Any) -> discord.Client:
+    """A ``discord.Client`` (or ``client_class``, e.g. a ``commands.Bot`` subclass, with
+    ``options`` such as ``command_prefix``) with the default intents and the privileged
+    ones asked for (MESSAGE_CONTENT unless a test checks what a bot sees without it), and
+    an ``on_ready`` that does not wait 2 s for guilds that will not come."""
     discord = import_discord()
     intents = discord.Intents.default()
     intents.message_content = message_content
     intents.members = members
     intents.presences = presences
     options.setdefault("guild_ready_timeout", DISCORDPY_GUILD_READY_TIMEOUT_S)
-    return discord.Client(intents=intents, **options)
+    return (client_class or discord.Client)(intents=intents, **options)
 
 
 def on(client: discord.Client, event: str, callback: Callable[..., Awaitable[None]]) -> None:
