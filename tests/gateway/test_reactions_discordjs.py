@@ -6,69 +6,55 @@ fetch, ``reaction.users.fetch``, ``users.remove`` (another's and its own),
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 
 PARTY_ID = "112233445566778899"
 
 
 def test_discordjs_reactions(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
-        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            rest_url = r.gateway.rest_url
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http, \
+                discordjs_script(r, "reactions.mjs",
+                                 env={"GREENROOM_OTHER": str(r.other_id)}) as bot:
             me, other = str(r.seeded.user_id), str(r.other_id)
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token, "GREENROOM_OTHER": other}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "reactions.mjs"), rest_url.removesuffix("/v10"), cwd=JS_DIR,
-                env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
             alice = {"Authorization": f"Bot {r.other_token}"}
-            url = f"{rest_url}/channels/{r.seeded.channel_id}/messages"
-            try:
-                await bot.expect("ready")
-                async with http.post(url, json={"content": "react"}, headers=alice) as resp:
-                    assert resp.status == 200
-                    mid = (await resp.json())["id"]
-                add = await bot.expect("add")
-                assert add == {"event": "add", "user": me, "emoji": "👍", "emojiId": None,
-                               "count": 1, "me": True}
-                add = await bot.expect("add")
-                assert (add["emoji"], add["emojiId"]) == ("party", PARTY_ID)
-                await bot.expect("reacted")
-                async with http.put(f"{url}/{mid}/reactions/{quote('👍')}/@me",
-                                    headers=alice) as resp:
-                    assert resp.status == 204
-                add = await bot.expect("add")
-                assert (add["user"], add["count"]) == (other, 2)
+            url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
+            await bot.expect("ready")
+            async with http.post(url, json={"content": "react"}, headers=alice) as resp:
+                assert resp.status == 200
+                mid = (await resp.json())["id"]
+            add = await bot.expect("add")
+            assert add == {"event": "add", "user": me, "emoji": "👍", "emojiId": None,
+                           "count": 1, "me": True}
+            add = await bot.expect("add")
+            assert (add["emoji"], add["emojiId"]) == ("party", PARTY_ID)
+            await bot.expect("reacted")
+            async with http.put(f"{url}/{mid}/reactions/{quote('👍')}/@me",
+                                headers=alice) as resp:
+                assert resp.status == 204
+            add = await bot.expect("add")
+            assert (add["user"], add["count"]) == (other, 2)
 
-                counts = await bot.expect("counts")
-                assert counts["reactions"] == [{"emoji": "👍", "count": 2, "me": True},
-                                               {"emoji": "party", "count": 1, "me": True}]
-                assert sorted((await bot.expect("users"))["ids"], key=int) == \
-                    sorted([me, other], key=int)
-                remove = await bot.expect("remove")
-                assert (remove["user"], remove["emoji"], remove["count"]) == (other, "👍", 1)
-                remove = await bot.expect("remove")
-                assert (remove["user"], remove["emoji"]) == (me, "👍")
-                gone = await bot.expect("remove_emoji")
-                assert (gone["emoji"], gone["emojiId"]) == ("party", PARTY_ID)
-                await bot.expect("add")
-                assert (await bot.expect("remove_all"))["message"] == mid
-                assert (await bot.expect("done"))["left"] == 0
-                assert await bot.stop() == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            counts = await bot.expect("counts")
+            assert counts["reactions"] == [{"emoji": "👍", "count": 2, "me": True},
+                                           {"emoji": "party", "count": 1, "me": True}]
+            assert sorted((await bot.expect("users"))["ids"], key=int) == \
+                sorted([me, other], key=int)
+            remove = await bot.expect("remove")
+            assert (remove["user"], remove["emoji"], remove["count"]) == (other, "👍", 1)
+            remove = await bot.expect("remove")
+            assert (remove["user"], remove["emoji"]) == (me, "👍")
+            gone = await bot.expect("remove_emoji")
+            assert (gone["emoji"], gone["emojiId"]) == ("party", PARTY_ID)
+            await bot.expect("add")
+            assert (await bot.expect("remove_all"))["message"] == mid
+            assert (await bot.expect("done"))["left"] == 0
+            assert await bot.stop() == 0
 
     run(main, timeout=40)

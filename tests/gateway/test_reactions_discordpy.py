@@ -19,29 +19,27 @@ import pytest
 
 from gateway.limits import RateLimits
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordpy import pointed_at_greenroom  # noqa: F401 (fixture)
+from tests.gateway.libraries import (
+    discordpy_client,
+    discordpy_running,
+    import_discord,
+    point_discordpy_at,
+)
 
-discord = pytest.importorskip("discord")
+discord = import_discord()
 
 PARTY_ID = 112233445566778899
 
 
-def test_discordpy_reactions(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_discordpy_reactions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path, limits=RateLimits()) as r, \
                 aiohttp.ClientSession() as http:
-            pointed_at_greenroom(r.gateway)
-            intents = discord.Intents.default()  # GUILD_MESSAGE_REACTIONS among them
-            intents.message_content = True
-            client = discord.Client(intents=intents)
-            ready = asyncio.Event()
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client()  # GUILD_MESSAGE_REACTIONS among the defaults
             raw: asyncio.Queue = asyncio.Queue()
             cached: asyncio.Queue = asyncio.Queue()
             created: asyncio.Queue = asyncio.Queue()
-
-            @client.event
-            async def on_ready() -> None:
-                ready.set()
 
             @client.event
             async def on_message(message) -> None:  # type: ignore[no-untyped-def]
@@ -72,10 +70,7 @@ def test_discordpy_reactions(tmp_path: Path, pointed_at_greenroom) -> None:  # t
                 assert got == kind, (got, payload)
                 return payload
 
-            await client.login(r.seeded.token)
-            runner = asyncio.create_task(client.connect(reconnect=False))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            async with discordpy_running(client, r.seeded.token):
                 channel = client.get_channel(r.seeded.channel_id)
                 url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
                 alice = {"Authorization": f"Bot {r.other_token}"}
@@ -134,9 +129,5 @@ def test_discordpy_reactions(tmp_path: Path, pointed_at_greenroom) -> None:  # t
                 with pytest.raises(discord.HTTPException) as refused:
                     await fetched.add_reaction("not an emoji")
                 assert refused.value.code == 10014
-            finally:
-                await client.close()
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
 
     run(main, timeout=40)

@@ -10,9 +10,7 @@ one emoji's and all, hearing ``GuildReactionDeleteEvent``,
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -20,6 +18,7 @@ import hikari
 import pytest
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot
 
 PARTY_ID = 112233445566778899
 
@@ -27,32 +26,15 @@ PARTY_ID = 112233445566778899
 def test_hikari_reactions(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            bot = hikari.GatewayBot(
-                r.seeded.token, rest_url=r.gateway.rest_url, banner=None, logs=None,
-                suppress_optimization_warning=True,
-                intents=hikari.Intents.ALL_UNPRIVILEGED | hikari.Intents.MESSAGE_CONTENT)
-            events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-            def on(kind: str) -> Any:
-                async def listener(event: Any) -> None:
-                    await events.put((kind, event))
-                return listener
-
-            bot.subscribe(hikari.GuildAvailableEvent, on("guild"))
-            bot.subscribe(hikari.GuildReactionAddEvent, on("add"))
-            bot.subscribe(hikari.GuildReactionDeleteEvent, on("remove"))
-            bot.subscribe(hikari.GuildReactionDeleteEmojiEvent, on("remove_emoji"))
-            bot.subscribe(hikari.GuildReactionDeleteAllEvent, on("remove_all"))
-
-            async def expect(kind: str) -> Any:
-                got, event = await asyncio.wait_for(events.get(), 10)
-                assert got == kind, (got, event)
-                return event
-
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url, {
+                "guild": hikari.GuildAvailableEvent, "add": hikari.GuildReactionAddEvent,
+                "remove": hikari.GuildReactionDeleteEvent,
+                "remove_emoji": hikari.GuildReactionDeleteEmojiEvent,
+                "remove_all": hikari.GuildReactionDeleteAllEvent})
+            expect = bot.expect
             channel = r.seeded.channel_id
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            await bot.start(until="guild")
             try:
-                await expect("guild")
                 url = f"{r.gateway.rest_url}/channels/{channel}/messages"
                 alice = {"Authorization": f"Bot {r.other_token}"}
                 async with http.post(url, json={"content": "react here"}, headers=alice) as resp:

@@ -2,6 +2,7 @@
 // tests/gateway/test_reactions_discordjs.py against a greenroom gateway.
 //
 //   GREENROOM_TOKEN=<token> GREENROOM_OTHER=<the other user's id> node reactions.mjs <rest api base>
+//   (tests/js/common.mjs: the arguments, the client, the JSON lines)
 //
 // When another user posts "react", the bot reacts (Unicode, then a custom emoji as
 // <:name:id>), says "reacted" and waits for the other user's reaction (posted by the
@@ -9,25 +10,16 @@
 // its own, one emoji's and all, each step once the event of the one before arrived.
 // Every event is one JSON line on stdout.
 
-import { Client, Events, GatewayIntentBits } from 'discord.js';
+import { Events, GatewayIntentBits } from 'discord.js';
+import { botClient, exitWhenStdinCloses, login, report, say, scriptArgs } from './common.mjs';
 
-const [api] = process.argv.slice(2);
-const token = process.env.GREENROOM_TOKEN;
-const other = process.env.GREENROOM_OTHER;
+const { api, token, GREENROOM_OTHER: other } = scriptArgs('reactions.mjs', [], ['GREENROOM_OTHER']);
 const PARTY = '112233445566778899';
-if (!api || !token || !other) {
-  console.error('usage: GREENROOM_TOKEN=<token> GREENROOM_OTHER=<id> node reactions.mjs <rest api base>');
-  process.exit(2);
-}
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-
-const client = new Client({
+const client = botClient(api, {
   intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages,
     GatewayIntentBits.GuildMessageReactions, GatewayIntentBits.MessageContent],
-  rest: { api },
 });
-client.on(Events.Error, error => say('error', { message: String(error?.stack ?? error) }));
 
 // Each step waits for the event the one before caused.
 const waiting = new Map();
@@ -92,18 +84,9 @@ async function reactions(message) {
 
 client.on(Events.MessageCreate, message => {
   if (message.author.id === client.user.id || message.content !== 'react') return;
-  reactions(message).catch(error => say('error', { message: `reactions: ${error?.stack ?? error}` }));
+  reactions(message).catch(error => report('reactions', error));
 });
 
 client.once(Events.ClientReady, () => say('ready'));
-
-process.stdin.on('end', async () => {
-  await client.destroy();
-  process.exit(0);
-});
-process.stdin.resume();
-
-client.login(token).catch(error => {
-  say('error', { message: `login: ${error?.stack ?? error}` });
-  process.exit(1);
-});
+exitWhenStdinCloses(client);
+login(client, token);
