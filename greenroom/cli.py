@@ -91,12 +91,18 @@ def parse_nodes(text: str) -> int | str:
 
 def auto_nodes(cpus: int) -> tuple[int, str]:
     """How many node processes ``--nodes auto`` starts, and why (printed at start-up):
-    one per usable CPU, at most ``AUTO_NODES_MAX``, on either backend (measured with
-    ``make bench-cluster``: several writers on one SQLite file did not commit fewer
-    messages/s than one; README, *Every core*)."""
-    nodes = max(1, min(cpus, AUTO_NODES_MAX))
+    one per usable CPU but one, which stays for the rest of the host (the clients, the
+    OS, a database beside it), at least 1 and at most ``AUTO_NODES_MAX``; the same on
+    either backend. Measured (``make bench-cluster``, README *Every core*): a node pays
+    off with a core of its own (CPU accounting projects 1.6-1.8x for 2 nodes), but 2
+    nodes sharing their cores with other work delivered less than 1 and fell into
+    heartbeat-suspicion churn; several writers on one SQLite file committed no fewer
+    messages/s than one, so SQLite is no reason to stay on one node."""
+    nodes = max(1, min(cpus - 1, AUTO_NODES_MAX))
     why = f"auto: {cpus} usable CPU{'s' if cpus != 1 else ''}"
-    if cpus > AUTO_NODES_MAX:
+    if cpus > 1:
+        why += ", one left for the rest of the host"
+    if cpus - 1 > AUTO_NODES_MAX:
         why += f", at most {AUTO_NODES_MAX}"
     return nodes, why
 
@@ -247,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start a supervised tree of node processes")
     run.add_argument("--nodes", type=parse_nodes, default=None,
-                     help="node processes on this host, or 'auto': one per usable CPU, at "
-                          f"most {AUTO_NODES_MAX} (default: GREENROOM_NODES, else auto)")
+                     help="node processes on this host, or 'auto': one per usable CPU but "
+                          f"one, at least 1, at most {AUTO_NODES_MAX} (default: GREENROOM_NODES,"
+                          " else auto)")
     run.add_argument("--admin-port", type=int, default=0,
                      help="Thespian's admin port (default: a free one)")
     run.add_argument("--join", default=os.environ.get("GREENROOM_JOIN", ""),

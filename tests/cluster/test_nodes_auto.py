@@ -1,5 +1,6 @@
 """``greenroom run`` without ``--nodes`` (as ``make run`` starts it) uses the CPUs it may
-run on: one node process per usable CPU, bounded, and the banner says how many and why.
+run on: one node process per usable CPU but one (left for the rest of the host),
+bounded, and the banner says how many and why.
 
 The tree runs as real OS processes under a chosen CPU affinity (what ``taskset`` or a
 container's cpuset gives it): the count comes from the affinity, not the machine."""
@@ -36,16 +37,17 @@ def _stop(proc: subprocess.Popen, tag: str, lines: list[str]) -> None:
         assert not reap(tag), "processes of the tree left behind"
 
 
-def test_auto_is_one_node_per_usable_cpu_at_most_the_bound():
+def test_auto_is_a_node_per_usable_cpu_but_one_within_bounds():
     assert auto_nodes(1) == (1, "auto: 1 usable CPU")
-    assert auto_nodes(2) == (2, "auto: 2 usable CPUs")
+    assert auto_nodes(2) == (1, "auto: 2 usable CPUs, one left for the rest of the host")
+    assert auto_nodes(4) == (3, "auto: 4 usable CPUs, one left for the rest of the host")
     nodes, why = auto_nodes(64)
-    assert nodes == AUTO_NODES_MAX and f"at most {AUTO_NODES_MAX}" in why
+    assert nodes == AUTO_NODES_MAX and why.endswith(f", at most {AUTO_NODES_MAX}")
 
 
 def test_run_without_nodes_starts_a_node_per_usable_cpu_and_the_banner_says_why(tmp_path):
     """The terminal output ``make run`` shows: no GREENROOM_NODES, no --nodes."""
-    cpus = set(sorted(os.sched_getaffinity(0))[:2])  # 2 where the machine allows it
+    cpus = set(sorted(os.sched_getaffinity(0))[:3])  # 3 where the machine allows it
     tag = f"auto-{os.getpid()}-{time.monotonic_ns()}"
     env = run_env(tmp_path, tag, without=("GREENROOM_NODES",))
     env.pop("GREENROOM_LOG_FORMAT")  # the readable output, with the banner
@@ -57,10 +59,11 @@ def test_run_without_nodes_starts_a_node_per_usable_cpu_and_the_banner_says_why(
             if "greenroom is running" in line:
                 break
         output = "".join(lines)
-        n = len(cpus)
+        n, why = auto_nodes(len(cpus))
         banner = re.search(r"^  nodes +(\d+)  \((.*)\)$", output, re.MULTILINE)
         assert banner, output
-        assert banner.groups() == (str(n), f"auto: {n} usable CPU{'s' if n > 1 else ''}")
+        assert banner.groups() == (str(n), why)
+        assert why.startswith(f"auto: {len(cpus)} usable CPU")
         assert output.count("node serving") == n, output
     finally:
         _stop(proc, tag, lines)
