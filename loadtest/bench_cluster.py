@@ -12,9 +12,20 @@
    has RESUMEd. It also checks nothing was missed: every message acknowledged before,
    during and after the failover reached every member.
 
+4. ``deliveries_per_s_1_node``, ``deliveries_per_s_2_nodes``, ``scaling`` (issue 14's
+   "every core"): rising rates to saturation on 1 node and on 2, ``--repeats`` times in
+   alternating order; ``scaling`` is the median of the ratios measured within a repeat.
+   The nodes and the load generator are pinned to CPUs of their own where the machine
+   allows it (``pinning`` says what it did). ``projected_scaling_2_nodes`` (from 1.):
+   what 2 nodes with a core each would deliver against 1, from CPU accounting.
+5. ``sqlite_one_file``: messages/s that 1 and 2 writer processes commit into one SQLite
+   file (WAL, ``synchronous=FULL``), a commit per message and 32 per commit: what
+   several nodes on the embedded backend cost its writes.
+
 Everything runs on loopback with bounded counts and timeouts; ends with one JSON line.
 
-    .venv/bin/python loadtest/bench_cluster.py          # about 2 min
+    .venv/bin/python loadtest/bench_cluster.py          # about 12 min
+    .venv/bin/python loadtest/bench_cluster.py --only scaling sqlite
 """
 
 from __future__ import annotations
