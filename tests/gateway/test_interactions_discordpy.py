@@ -151,6 +151,16 @@ def test_discordpy_app_commands_answered(tmp_path: Path,
                 assert update["id"] == answer["id"] and update["content"] == "rolled again"
                 assert update["components"] == []
 
+                # a View sent with channel.send (not an interaction's answer), clicked
+                channel = bot.get_channel(r.seeded.channel_id)
+                sent = await channel.send("roll again?", view=Again())
+                assert (await next_event(alice, "MESSAGE_CREATE"))["components"][0][
+                    "components"][0]["custom_id"] == "again"
+                await invoke({"type": 3, "message_id": str(sent.id),
+                              "data": {"component_type": 2, "custom_id": "again"}})
+                assert await expect("clicked") == ("clicked", r.other_id, sent.id)
+                assert (await next_event(alice, "MESSAGE_UPDATE"))["id"] == str(sent.id)
+
                 # deferred, then follow-ups: the first fills the loading message
                 await invoke(command("slow"))
                 loading = await next_event(alice, "MESSAGE_CREATE")
@@ -166,7 +176,6 @@ def test_discordpy_app_commands_answered(tmp_path: Path,
                 hidden = await next_event(alice, "MESSAGE_CREATE")
                 assert hidden["content"] == "only you" and hidden["flags"] & ix.EPHEMERAL
                 assert await expect("secret") == ("secret", int(hidden["id"]), True)
-                channel = bot.get_channel(r.seeded.channel_id)
                 history = [m.id async for m in channel.history(limit=20)]
                 assert int(hidden["id"]) not in history and int(more["id"]) in history
 
