@@ -11,7 +11,7 @@ inside Cassandra: whatever arrives meanwhile goes out together, so batches grow 
 load (group commit) instead of multiplying. With one batch in flight per partition a
 write that just missed its partition's batch waited that whole batch out before its own
 left, so its ack took up to twice the database's latency (measured at half the actor's
-maximum: ack p99 1.6-2.7x the database requests' p99, that wait its largest part). Half
+maximum: ack p99 1.5-2.5x the database requests' p99, that wait its largest part). Half
 a batch latency bounds the wait, and the cap is above the two batches that spacing
 keeps out, so that a slow batch (a database pause) does not hold the writes behind it:
 they leave and wait out the pause in a request of their own.
