@@ -73,7 +73,8 @@ class EventQueue:
 
 #: on_ready 0.1 s after the last GUILD_CREATE instead of discord.py's 2 s: it cannot know
 #: how many guilds follow READY, so it waits for a quiet interval; greenroom sends the
-#: guilds right after READY (``discordpy_running`` still waits for a late one).
+#: guilds right after READY (~1 ms in a test's log), and ``discordpy_running`` still
+#: waits for a late one.
 DISCORDPY_GUILD_READY_TIMEOUT_S = 0.1
 
 
@@ -149,9 +150,11 @@ async def discordpy_running(client: discord.Client, token: str, *,
 
 async def _discordpy_ready(client: discord.Client, runner: asyncio.Task[None]) -> None:
     ready = asyncio.ensure_future(client.wait_until_ready())
-    await asyncio.wait([ready, runner], return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():  # the connection ended first: its error, not a timeout
+    try:
+        await asyncio.wait([ready, runner], return_when=asyncio.FIRST_COMPLETED)
+    finally:
         ready.cancel()
+    if not ready.done() or ready.cancelled():  # the connection ended first: its error
         runner.result()
         raise AssertionError("discord.py's connection ended before on_ready")
     state = client._connection  # discord.py's own test of "needs chunking"
