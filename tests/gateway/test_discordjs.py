@@ -16,8 +16,8 @@ import aiohttp
 
 from tests.gateway.harness import run, running_gateway
 
-# the reactions, commands and interactions discord.js tests import these from here (until
-# they move onto tests.gateway.libraries)
+# test_commands_discordjs imports these from here (until it moves onto
+# tests.gateway.libraries)
 from tests.gateway.libraries import JS_DIR, discordjs_script, node_or_fail  # noqa: F401
 from tests.gateway.libraries import NodeBot as Bot  # noqa: F401
 

@@ -29,13 +29,6 @@ from tests.gateway.libraries import (
 discord = pytest.importorskip("discord")
 
 
-@pytest.fixture
-def pointed_at_greenroom(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """``point_discordpy_at`` as a fixture, for test_reactions_discordpy (which imports
-    it from here) until it moves onto ``tests.gateway.libraries``."""
-    return lambda gateway: point_discordpy_at(monkeypatch, gateway)
-
-
 
 def test_discordpy_bot_round_trip_and_resume(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
