@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
 from tests.gateway.harness import Running
@@ -67,6 +68,23 @@ class EventQueue:
             got, value = await asyncio.wait_for(self._queue.get(), timeout)
             if got in kinds:
                 return got, value
+
+
+async def as_alice(http: aiohttp.ClientSession, r: Running, method: str, path: str,
+                   body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A REST call as alice (``r.other_token``, a user in the seeded guild): the other
+    client whose actions the bot under test sees. It must succeed; its JSON answer, or
+    ``{}`` for a 204."""
+    async with http.request(method, f"{r.gateway.rest_url}{path}", json=body,
+                            headers={"Authorization": f"Bot {r.other_token}"}) as resp:
+        assert resp.status in (200, 204), await resp.text()
+        return await resp.json() if resp.status == 200 else {}
+
+
+async def post_as_alice(http: aiohttp.ClientSession, r: Running,
+                        body: dict[str, Any]) -> dict[str, Any]:
+    """alice posts ``body`` in the seeded channel; the message object."""
+    return await as_alice(http, r, "POST", f"/channels/{r.seeded.channel_id}/messages", body)
 
 
 # -- discord.py -------------------------------------------------------------------------

@@ -15,11 +15,12 @@ from pathlib import Path
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import JS_DIR, NodeBot, discordjs_script, node_or_fail, post_as_alice
 
 # test_commands_discordjs imports these from here (until it moves onto
 # tests.gateway.libraries)
-from tests.gateway.libraries import JS_DIR, discordjs_script, node_or_fail  # noqa: F401
-from tests.gateway.libraries import NodeBot as Bot  # noqa: F401
+__all__ = ["JS_DIR", "Bot", "node_or_fail"]
+Bot = NodeBot
 
 
 def test_discordjs_bot_round_trip_and_resume(tmp_path: Path) -> None:
@@ -30,11 +31,7 @@ def test_discordjs_bot_round_trip_and_resume(tmp_path: Path) -> None:
             assert rest_url.endswith("/v10")
 
             async def rest_post(content: str) -> str:
-                url = f"{rest_url}/channels/{r.seeded.channel_id}/messages"
-                async with http.post(url, json={"content": content},
-                                     headers={"Authorization": f"Bot {r.other_token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return (await resp.json())["id"]
+                return (await post_as_alice(http, r, {"content": content}))["id"]
 
             ready = await bot.expect("ready")
             assert ready["user"] == str(r.seeded.user_id) and ready["bot"] is True

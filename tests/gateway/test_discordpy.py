@@ -24,6 +24,7 @@ from tests.gateway.libraries import (
     discordpy_running,
     on,
     point_discordpy_at,
+    post_as_alice,
 )
 
 discord = pytest.importorskip("discord")
@@ -52,11 +53,7 @@ def test_discordpy_bot_round_trip_and_resume(tmp_path: Path,
                     await message.channel.send("pong")
 
             async def rest_post(content: str) -> str:
-                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
-                async with http.post(url, json={"content": content},
-                                     headers={"Authorization": f"Bot {r.other_token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return (await resp.json())["id"]
+                return (await post_as_alice(http, r, {"content": content}))["id"]
 
             async with discordpy_running(client, r.seeded.token, reconnect=True):
                 assert client.user.id == r.seeded.user_id

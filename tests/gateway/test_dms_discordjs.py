@@ -10,20 +10,13 @@ from pathlib import Path
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import discordjs_script
+from tests.gateway.libraries import as_alice, discordjs_script
 
 
 def test_discordjs_dms(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http, \
                 discordjs_script(r, "dms.mjs", str(r.other_id)) as bot:
-
-            async def as_alice(method: str, path: str, body: dict | None = None) -> dict:
-                async with http.request(method, f"{r.gateway.rest_url}{path}", json=body,
-                                        headers={"Authorization": f"Bot {r.other_token}"}
-                                        ) as resp:
-                    assert resp.status in (200, 204), await resp.text()
-                    return await resp.json() if resp.status == 200 else {}
 
             dm = await bot.expect("dm")
             assert dm["type"] == 1 and dm["recipient"] == str(r.other_id)
@@ -36,14 +29,14 @@ def test_discordjs_dms(tmp_path: Path) -> None:
             assert sent["dm"] is True and sent["content"] == "hello from discord.js"
             assert own["id"] == sent["id"] and own["guild"] is None and own["dm"] is True
 
-            opened = await as_alice("POST", "/users/@me/channels",
+            opened = await as_alice(http, r, "POST", "/users/@me/channels",
                                     {"recipient_id": str(r.seeded.user_id)})
             assert opened["id"] == dm["id"]
-            await as_alice("POST", f"/channels/{dm['id']}/typing")
+            await as_alice(http, r, "POST", f"/channels/{dm['id']}/typing")
             typing = await bot.expect("typing")
             assert typing == {"event": "typing", "user": str(r.other_id),
                               "channel": dm["id"], "dm": True}
-            ping = await as_alice("POST", f"/channels/{dm['id']}/messages",
+            ping = await as_alice(http, r, "POST", f"/channels/{dm['id']}/messages",
                                   {"content": "ping"})
             got = await bot.expect("message")
             assert got["id"] == ping["id"] and got["content"] == "ping"

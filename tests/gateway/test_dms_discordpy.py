@@ -12,7 +12,12 @@ import aiohttp
 import pytest
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import discordpy_client, discordpy_running, point_discordpy_at
+from tests.gateway.libraries import (
+    as_alice,
+    discordpy_client,
+    discordpy_running,
+    point_discordpy_at,
+)
 
 discord = pytest.importorskip("discord")
 
@@ -36,13 +41,6 @@ def test_discordpy_dms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             async def on_raw_typing(payload) -> None:  # type: ignore[no-untyped-def]
                 await typing.put(payload)
 
-            async def as_alice(method: str, path: str, body: dict | None = None) -> dict:
-                async with http.request(method, f"{r.gateway.rest_url}{path}", json=body,
-                                        headers={"Authorization": f"Bot {r.other_token}"}
-                                        ) as resp:
-                    assert resp.status in (200, 204), await resp.text()
-                    return await resp.json() if resp.status == 200 else {}
-
             async def next_message():  # type: ignore[no-untyped-def]
                 return await asyncio.wait_for(received.get(), 10)
 
@@ -61,10 +59,11 @@ def test_discordpy_dms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                 assert own.id == sent.id and own.guild is None
 
                 # alice answers in the DM over REST (the same channel from her side)
-                opened = await as_alice("POST", "/users/@me/channels",
+                opened = await as_alice(http, r, "POST", "/users/@me/channels",
                                         {"recipient_id": str(r.seeded.user_id)})
                 assert opened["id"] == str(dm.id)
-                ping = await as_alice("POST", f"/channels/{dm.id}/messages", {"content": "ping"})
+                ping = await as_alice(http, r, "POST", f"/channels/{dm.id}/messages",
+                                      {"content": "ping"})
                 got = await next_message()
                 assert got.id == int(ping["id"]) and got.content == "ping"
                 assert isinstance(got.channel, discord.DMChannel) and got.guild is None
@@ -77,7 +76,7 @@ def test_discordpy_dms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                 assert history == ["pong", "ping", "hello alice"]
                 await alice.send("bye")  # User.send through the cached DM channel
                 assert (await next_message()).content == "bye"
-                await as_alice("POST", f"/channels/{dm.id}/typing")
+                await as_alice(http, r, "POST", f"/channels/{dm.id}/typing")
                 seen = await asyncio.wait_for(typing.get(), 10)
                 assert seen.user_id == r.other_id and seen.channel_id == dm.id
                 assert seen.guild_id is None

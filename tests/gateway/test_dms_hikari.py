@@ -14,7 +14,7 @@ import aiohttp
 import hikari
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import HikariBot
+from tests.gateway.libraries import HikariBot, as_alice
 
 
 def test_hikari_dms(tmp_path: Path) -> None:
@@ -26,13 +26,6 @@ def test_hikari_dms(tmp_path: Path) -> None:
                 "ready": hikari.ShardReadyEvent, "message": hikari.DMMessageCreateEvent,
                 "edit": hikari.DMMessageUpdateEvent, "delete": hikari.DMMessageDeleteEvent,
                 "typing": hikari.DMTypingEvent})
-
-            async def as_alice(method: str, path: str, body: dict | None = None) -> dict:
-                async with http.request(method, f"{r.gateway.rest_url}{path}", json=body,
-                                        headers={"Authorization": f"Bot {r.other_token}"}
-                                        ) as resp:
-                    assert resp.status in (200, 204), await resp.text()
-                    return await resp.json() if resp.status == 200 else {}
 
             await bot.start(until="ready")
             try:
@@ -47,18 +40,19 @@ def test_hikari_dms(tmp_path: Path) -> None:
                 own = await bot.expect("message")
                 assert own.message_id == hello.id and own.author_id == r.seeded.user_id
 
-                sent = await as_alice("POST", f"/channels/{dm.id}/messages", {"content": "hi bot"})
+                sent = await as_alice(http, r, "POST", f"/channels/{dm.id}/messages",
+                                      {"content": "hi bot"})
                 got = await bot.expect("message")
                 assert got.message_id == int(sent["id"]) and got.content == "hi bot"
                 assert got.author_id == r.other_id and got.channel_id == dm.id
-                await as_alice("PATCH", f"/channels/{dm.id}/messages/{sent['id']}",
+                await as_alice(http, r, "PATCH", f"/channels/{dm.id}/messages/{sent['id']}",
                                {"content": "hi bot!"})
                 edit = await bot.expect("edit")
                 assert edit.message_id == int(sent["id"]) and edit.content == "hi bot!"
-                await as_alice("POST", f"/channels/{dm.id}/typing")
+                await as_alice(http, r, "POST", f"/channels/{dm.id}/typing")
                 typing = await bot.expect("typing")
                 assert typing.user_id == r.other_id and typing.channel_id == dm.id
-                await as_alice("DELETE", f"/channels/{dm.id}/messages/{sent['id']}")
+                await as_alice(http, r, "DELETE", f"/channels/{dm.id}/messages/{sent['id']}")
                 assert (await bot.expect("delete")).message_id == int(sent["id"])
 
                 history = [m.content async for m in bot.rest.fetch_messages(dm.id).limit(10)]

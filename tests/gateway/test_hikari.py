@@ -21,7 +21,7 @@ import aiohttp
 import hikari
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import HikariBot
+from tests.gateway.libraries import HikariBot, post_as_alice
 
 
 def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
@@ -42,11 +42,7 @@ def test_hikari_bot_round_trip_and_resume(tmp_path: Path) -> None:
             bot.bot.subscribe(hikari.GuildMessageCreateEvent, on_message)
 
             async def rest_post(content: str) -> int:
-                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
-                async with http.post(url, json={"content": content},
-                                     headers={"Authorization": f"Bot {r.other_token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return int((await resp.json())["id"])
+                return int((await post_as_alice(http, r, {"content": content}))["id"])
 
             await bot.start()
             try:

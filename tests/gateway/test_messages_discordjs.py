@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import discordjs_script
+from tests.gateway.libraries import discordjs_script, post_as_alice
 
 REPLY = 19
 
@@ -28,11 +28,7 @@ def test_discordjs_embed_reply_mention(tmp_path: Path) -> None:
                 discordjs_script(r, "messages.mjs") as bot:
 
             async def alice_posts(body: dict[str, Any]) -> str:
-                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
-                async with http.post(url, json=body, headers={
-                        "Authorization": f"Bot {r.other_token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return (await resp.json())["id"]
+                return (await post_as_alice(http, r, body))["id"]
 
             async def message(message_id: str) -> dict[str, Any]:
                 while True:

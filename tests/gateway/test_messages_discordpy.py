@@ -17,7 +17,12 @@ import aiohttp
 import pytest
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import discordpy_client, discordpy_running, point_discordpy_at
+from tests.gateway.libraries import (
+    discordpy_client,
+    discordpy_running,
+    point_discordpy_at,
+    post_as_alice,
+)
 
 discord = pytest.importorskip("discord")
 
@@ -41,11 +46,7 @@ def test_discordpy_embed_reply_mention(tmp_path: Path, monkeypatch: pytest.Monke
                         return got
 
             async def alice_posts(body: dict[str, Any]) -> int:
-                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
-                async with http.post(url, json=body, headers={
-                        "Authorization": f"Bot {r.other_token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return int((await resp.json())["id"])
+                return int((await post_as_alice(http, r, body))["id"])
 
             async with discordpy_running(client, r.seeded.token):
                 me = r.seeded.user_id

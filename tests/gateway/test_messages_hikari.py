@@ -16,7 +16,7 @@ import aiohttp
 import hikari
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import HikariBot, hikari_intents
+from tests.gateway.libraries import HikariBot, hikari_intents, post_as_alice
 
 
 def test_hikari_embed_reply_mention(tmp_path: Path) -> None:
@@ -34,11 +34,7 @@ def test_hikari_embed_reply_mention(tmp_path: Path) -> None:
                         return got
 
             async def alice_posts(body: dict[str, Any]) -> int:
-                url = f"{r.gateway.rest_url}/channels/{r.seeded.channel_id}/messages"
-                async with http.post(url, json=body, headers={
-                        "Authorization": f"Bot {r.other_token}"}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return int((await resp.json())["id"])
+                return int((await post_as_alice(http, r, body))["id"])
 
             await bot.start(until="guild")
             try:
