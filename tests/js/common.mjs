@@ -2,7 +2,7 @@
 // and how it ends. The Python side is tests/gateway/libraries.py (discordjs_script runs a
 // script and NodeBot reads its lines).
 
-import { Client, Events } from 'discord.js';
+import { Client, DiscordAPIError, Events } from 'discord.js';
 
 // One JSON line on stdout: {"event": event, ...fields}. The test reads them in order.
 export const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
@@ -89,4 +89,15 @@ export function eventWaiters() {
     return new Promise(resolve => waiters.push({ kind, match, resolve }));
   };
   return { arrived, next };
+}
+
+// A request that Discord must refuse: its {status, code}; anything else throws.
+export async function refusal(promise) {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof DiscordAPIError) return { status: error.status, code: error.code };
+    throw error;
+  }
+  throw new Error('not refused');
 }

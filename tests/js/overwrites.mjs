@@ -11,9 +11,9 @@
 // history and send are refused; deleting its overwrite gives the channel back. Every
 // step is one JSON line on stdout; an error is an "error" line, then exit 1.
 
-import { DiscordAPIError, Events, GatewayIntentBits } from 'discord.js';
+import { Events, GatewayIntentBits } from 'discord.js';
 
-import { botClient, eventWaiters, login, runStepsWhenReady, say, scriptArgs } from './common.mjs';
+import { botClient, eventWaiters, login, refusal, runStepsWhenReady, say, scriptArgs } from './common.mjs';
 
 const { api, token, channelId, helperId, GREENROOM_HELPER_TOKEN: helperToken } = scriptArgs(
   'overwrites.mjs', ['channelId', 'helperId'], ['GREENROOM_HELPER_TOKEN']);
@@ -33,16 +33,6 @@ const common = [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages,
   GatewayIntentBits.MessageContent];
 const owner = bot('owner', [...common, GatewayIntentBits.GuildMembers]);
 const helper = bot('helper', common);
-
-async function refusal(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof DiscordAPIError) return { status: error.status, code: error.code };
-    throw error;
-  }
-  throw new Error('not refused');
-}
 
 const overwritesOf = c => [...c.permissionOverwrites.cache.values()].map(o => ({
   id: o.id, type: o.type, allow: o.allow.bitfield.toString(), deny: o.deny.bitfield.toString(),

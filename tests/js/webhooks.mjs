@@ -11,9 +11,9 @@
 // event and WEBHOOKS_UPDATE, renames and deletes the webhook, and the URL is refused
 // after. Every step is one JSON line on stdout; an error is an "error" line, then exit 1.
 
-import { DiscordAPIError, Events, GatewayIntentBits, WebhookClient } from 'discord.js';
+import { Events, GatewayIntentBits, WebhookClient } from 'discord.js';
 
-import { botClient, eventWaiters, login, runStepsWhenReady, say, scriptArgs } from './common.mjs';
+import { botClient, eventWaiters, login, refusal, runStepsWhenReady, say, scriptArgs } from './common.mjs';
 
 const { api, token, channelId } = scriptArgs('webhooks.mjs', ['channelId']);
 const client = botClient(api, {
@@ -30,16 +30,6 @@ client.on(Events.MessageCreate, m => arrived('message', seen(m)));
 client.on(Events.MessageUpdate, (_, m) => arrived('update', seen(m)));
 client.on(Events.MessageDelete, m => arrived('delete', { id: m.id }));
 client.on(Events.WebhooksUpdate, channel => arrived('webhooks_update', { channel: channel.id }));
-
-async function refusal(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof DiscordAPIError) return { status: error.status, code: error.code };
-    throw error;
-  }
-  throw new Error('not refused');
-}
 
 async function steps() {
   const channel = await client.channels.fetch(channelId);
