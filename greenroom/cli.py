@@ -89,15 +89,21 @@ def parse_nodes(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
-def auto_nodes(cpus: int) -> tuple[int, str]:
-    """How many node processes ``--nodes auto`` starts, and why (printed at start-up):
-    one per usable CPU but one, which stays for the rest of the host (the clients, the
-    OS, a database beside it), at least 1 and at most ``AUTO_NODES_MAX``; the same on
-    either backend. Measured (``make bench-cluster``, README *Every core*): a node pays
-    off with a core of its own (CPU accounting projects 1.6-1.8x for 2 nodes), but 2
-    nodes sharing their cores with other work delivered less than 1 and fell into
-    heartbeat-suspicion churn; several writers on one SQLite file committed no fewer
-    messages/s than one, so SQLite is no reason to stay on one node."""
+def auto_nodes(cpus: int, backend: str) -> tuple[int, str]:
+    """How many node processes ``--nodes auto`` starts on ``backend``, and why (printed
+    at start-up). Measured with ``make bench-cluster`` (README, *Every core*):
+
+    - SQLite: 1. The file has one write lock: 2 writer processes committed 0.82-0.90x
+      the messages/s of 1 on a quiet host, and a commit's p99 rose 4-10x (a waiting
+      writer polls for the lock). ``--nodes N`` still runs N on it.
+    - Cassandra/ScyllaDB: one per usable CPU but one, which stays for the rest of the
+      host (clients, the OS), 1 to ``AUTO_NODES_MAX``: a node pays off with a core of
+      its own (CPU accounting projects 1.6-1.8x for 2), while 2 nodes sharing their
+      cores with other work delivered less than 1 and fell into heartbeat-suspicion
+      churn."""
+    if backend == "sqlite":
+        return 1, ("auto on SQLite: its one write lock makes 2 writers slower than 1; "
+                   "--nodes N to use N cores")
     nodes = max(1, min(cpus - 1, AUTO_NODES_MAX))
     why = f"auto: {cpus} usable CPU{'s' if cpus != 1 else ''}"
     if cpus > 1:
@@ -130,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.nodes == "auto":
-        args.nodes, nodes_why = auto_nodes(usable_cpus())
+        args.nodes, nodes_why = auto_nodes(usable_cpus(), settings.backend)
     else:
         nodes_why = "set by --nodes" if args.nodes_given else "set by GREENROOM_NODES"
     if settings.backend == "sqlite":  # node processes must open the same file
@@ -253,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start a supervised tree of node processes")
     run.add_argument("--nodes", type=parse_nodes, default=None,
-                     help="node processes on this host, or 'auto': one per usable CPU but "
-                          f"one, at least 1, at most {AUTO_NODES_MAX} (default: GREENROOM_NODES,"
-                          " else auto)")
+                     help="node processes on this host, or 'auto': 1 on SQLite, else one "
+                          f"per usable CPU but one, 1 to {AUTO_NODES_MAX} (default: "
+                          "GREENROOM_NODES, else auto)")
     run.add_argument("--admin-port", type=int, default=0,
                      help="Thespian's admin port (default: a free one)")
     run.add_argument("--join", default=os.environ.get("GREENROOM_JOIN", ""),
