@@ -93,9 +93,10 @@ def auto_nodes(cpus: int, backend: str) -> tuple[int, str]:
     """How many node processes ``--nodes auto`` starts on ``backend``, and why (printed
     at start-up). Measured with ``make bench-cluster`` (README, *Every core*):
 
-    - SQLite: 1. The file has one write lock: 2 writer processes committed 0.82-0.90x
-      the messages/s of 1 on a quiet host, and a commit's p99 rose 4-10x (a waiting
-      writer polls for the lock). ``--nodes N`` still runs N on it.
+    - SQLite: 1. The file has one write lock: on a quiet host 2 writer processes
+      committed 0.78-0.82x the messages/s of 1 with 32 messages per commit (about 1x
+      with one), and a commit's p99 rose 5-10x (a waiting writer polls for the lock).
+      ``--nodes N`` still runs N on it.
     - Cassandra/ScyllaDB: one per usable CPU but one, which stays for the rest of the
       host (clients, the OS), 1 to ``AUTO_NODES_MAX``: a node pays off with a core of
       its own (CPU accounting projects 1.6-1.8x for 2), while 2 nodes sharing their
