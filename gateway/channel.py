@@ -36,7 +36,8 @@ lookup again. So a post is acknowledged once, when durable, and soon, not after
 REST's ask timeout; a second ``Written`` for the same write finds nothing pending.
 A create sent since, to the new incarnation, may be durable before an older one sent
 again: it is answered and fanned out after that one (``_durable``), in the channel's
-order, as storage's one batch in flight per partition orders them otherwise.
+order; the same holds when a partition's batches complete out of order (storage keeps
+up to ``max_partition_in_flight`` of them out at once).
 """
 
 from __future__ import annotations

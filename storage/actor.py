@@ -152,9 +152,10 @@ class StorageActor(Actor):
         self.storage: Storage | None = None
         self.owns_storage = False
         self.cfg = StorageSettings()
-        # Writes wait in one queue per partition; a partition has at most one batch in
-        # flight (concurrent batches to one hot partition contend inside Cassandra), and
-        # whatever arrives meanwhile goes out in its next batch.
+        # Writes wait in one queue per partition; a partition has a few batches in
+        # flight at most (``max_partition_in_flight``: concurrent batches to one hot
+        # partition contend inside Cassandra), and whatever arrives meanwhile goes out
+        # together in its next batch.
         self.queues: dict[tuple[int, int], deque[_Entry]] = {}
         self.ready: deque[tuple[int, int]] = deque()  # partitions with writes, not busy
         self.ready_set: set[tuple[int, int]] = set()
