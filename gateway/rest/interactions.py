@@ -94,6 +94,7 @@ from gateway.sessions import (
     node_of_session,
     sessions_address,
 )
+from gateway.ttl_map import TtlMap
 from storage.model import Channel, Guild, Member, Message, Role, User
 from storage.snowflake import parse_snowflake, snowflake_ms
 
@@ -108,6 +109,11 @@ RECORD_TTL_S = ix.TOKEN_WINDOW_MS // 1000 + 60
 #: the invoking node claims the unanswered interaction this long after its creation
 #: (the window plus a margin for the bot's answer in flight)
 EXPIRY_MARGIN_MS = 100
+
+#: how long an invocation's node trusts what it read of an application's bot and commands
+BOT_TTL_S = 10.0
+COMMAND_TTL_S = 5.0
+CACHED_MAX = 10_000
 
 BOTS_CANNOT_USE = 20001
 INVALID_WEBHOOK_TOKEN = 50027
@@ -173,6 +179,13 @@ class Interactions:
         self.ctx = api.ctx
         self.storage = api.storage
         self._timers: set[asyncio.Task[None]] = set()
+        self._bots: TtlMap[tuple[int | None, int], tuple[User, Member | None]] = \
+            TtlMap(BOT_TTL_S, CACHED_MAX)
+        self._commands: TtlMap[tuple[int, int], dict[str, Any]] = \
+            TtlMap(COMMAND_TTL_S, CACHED_MAX)
+        #: interactions answered through this node, until their expiry would look
+        self._answered_here: TtlMap[int, bool] = TtlMap(
+            2 * (ix.RESPONSE_WINDOW_MS + EXPIRY_MARGIN_MS) / 1000, 10 * CACHED_MAX)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -215,6 +228,35 @@ class Interactions:
             raise HTTPDiscordError(500, 0, f"unexpected answer: {type(answer).__name__}")
         return answer.message
 
+    async def bot(self, guild_id: int | None, application_id: int
+                  ) -> tuple[User | None, Member | None]:
+        """The application's bot and its member in the guild (None in a DM), cached for
+        ``BOT_TTL_S`` when both are there: every invocation reads them, they rarely
+        change (a bot removed from a guild is invocable there that much longer)."""
+        key = (guild_id, application_id)
+        hit = self._bots.get(key)
+        if hit is not None:
+            return hit
+        user, member = await asyncio.gather(
+            self.storage.get_user(application_id),
+            self.storage.get_member(guild_id, application_id)
+            if guild_id is not None else _nothing())
+        if user is not None and (guild_id is None or member is not None):
+            self._bots.put(key, (user, member))
+        return user, member
+
+    async def command(self, application_id: int, command_id: int) -> dict[str, Any] | None:
+        """A registered command, cached for ``COMMAND_TTL_S`` (an edit or a delete
+        reaches invocations that much later, as Discord's clients see commands late)."""
+        key = (application_id, command_id)
+        hit = self._commands.get(key)
+        if hit is not None:
+            return hit
+        command = await command_store.get_command(self.storage, application_id, command_id)
+        if command is not None:
+            self._commands.put(key, command)
+        return command
+
     def expire_later(self, interaction_id: int, record: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._expire(interaction_id, record))
         self._timers.add(task)
@@ -225,6 +267,8 @@ class Interactions:
         unless the bot answered, and tell the invoker it failed."""
         due = snowflake_ms(interaction_id) + ix.RESPONSE_WINDOW_MS + EXPIRY_MARGIN_MS
         await asyncio.sleep(max(0.0, (due - now_ms()) / 1000))
+        if self._answered_here.get(interaction_id):
+            return  # answered through this node: no storage call needed
         try:
             if await self.storage.get_record(KIND, interaction_id, "answer") is not None:
                 return  # answered (a read: cheaper than the conditional insert)
@@ -342,7 +386,7 @@ class Interactions:
             if kind in (ix.APPLICATION_COMMAND, ix.AUTOCOMPLETE) else None
 
         def command_read() -> Any:  # read beside the rest
-            return command_store.get_command(self.storage, application_id, command_id) \
+            return self.command(application_id, command_id) \
                 if command_id is not None else _nothing()
 
         if channel is None and guild_id is None:
@@ -350,8 +394,8 @@ class Interactions:
             # the application's bot (BOT_DM; a DM with someone else would need a
             # user-installed application, which greenroom does not have)
             dm = await dm_access(self.storage, channel_id, user, 0)
-            bot, command = await asyncio.gather(self.storage.get_user(application_id),
-                                                command_read())
+            (bot, _), command = await asyncio.gather(self.bot(None, application_id),
+                                                     command_read())
             if bot is None or not bot.bot or not dm.has(application_id):
                 raise HTTPDiscordError(404, UNKNOWN_APPLICATION, "Unknown Application")
             where = Where(dm, None, {}, {})
@@ -360,10 +404,9 @@ class Interactions:
             if channel is None or guild is None or channel.guild_id is None \
                     or (guild_id is not None and channel.guild_id != guild_id):
                 raise HTTPDiscordError(404, UNKNOWN_CHANNEL, "Unknown Channel")
-            overwrites, bot_member, bot, command = await asyncio.gather(
+            overwrites, (bot, bot_member), command = await asyncio.gather(
                 from_records(self.storage, guild.id, channel_id, records),
-                self.storage.get_member(guild.id, application_id),
-                self.storage.get_user(application_id), command_read())
+                self.bot(guild.id, application_id), command_read())
             where = Where(channel, guild, {r.id: r for r in roles}, overwrites)
             if member is None:
                 raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
@@ -585,6 +628,7 @@ class Interactions:
                 raise refused(ix.callback_refusal(created, created, existing)
                               or ix.Refusal(400, ix.ALREADY_ACKNOWLEDGED,
                                             "Interaction has already been acknowledged."))
+            self._answered_here.put(interaction_id, True)
         except BaseException:
             staged = getattr(prepared, "staged", None)
             if staged is not None:  # its files were stored pending: no message will list them
@@ -595,6 +639,7 @@ class Interactions:
             resource = await self._act(interaction_id, record, callback_type, prepared, sent)
         except BaseException:
             if not sent:  # nothing can have been shown: the bot may answer again
+                self._answered_here.pop(interaction_id)
                 await self.storage.delete_record(KIND, interaction_id, "answer")
             raise  # else it stays answered, even if what it showed is unknown
         self.tell_invoker(record, "INTERACTION_SUCCESS",
