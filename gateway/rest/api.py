@@ -62,7 +62,6 @@ from gateway.rest.errors import (
     path_id,
     query_id,
     query_int,
-    rate_limited,
     request_token,
 )
 from gateway.rest.interactions import message_components
@@ -329,18 +328,21 @@ class Api:
                        "rest.post_message", **attributes) as span:
             request[SPAN] = span  # the access log's line joins the trace
             post.trace = inject_current()
-            key = channel_key(channel.guild_id, channel.id)
-            answer = await staged.posting(self.gateway.base.ask_async(  # settles the files
-                self.ctx.registry, Route("channel", key, post), ASK_TIMEOUT_S))
-            if post.trace is not None and isinstance(answer, Posted):
-                span.set_attribute("greenroom.message_id", answer.message["id"])
-        if isinstance(answer, Posted):
-            return json_response(answer.message)
-        if isinstance(answer, PostFailed):
-            if answer.status == 429:
-                return rate_limited(answer.message, answer.retry_after or 1.0)
-            raise HTTPDiscordError(answer.status, answer.code, answer.message)
-        raise HTTPDiscordError(500, 0, f"post: unexpected answer {type(answer).__name__}")
+            message = await self.ask_channel(channel.guild_id, channel.id, post, staged)
+            if post.trace is not None:
+                span.set_attribute("greenroom.message_id", message["id"])
+        return json_response(message)
+
+    async def ask_channel(self, guild_id: int | None, channel_id: int, msg: Any,
+                          staged: Any = None) -> dict[str, Any]:
+        """A post, edit or delete (``PostMessage``, ``ChangeMessage``) through the
+        channel's actor, answered once durable: the message object (``{}`` for a
+        delete), or Discord's error raised (``channel_answer``). ``staged``: the
+        request's files (``gateway.rest.attachments.Staged``), settled by the answer."""
+        ask = self.gateway.base.ask_async(
+            self.ctx.registry, Route("channel", channel_key(guild_id, channel_id), msg),
+            ASK_TIMEOUT_S)
+        return channel_answer(await (ask if staged is None else staged.posting(ask)))
 
     async def get_messages(self, request: web.Request) -> web.Response:
         user, channel, _ = await self.authorised_channel(request, READ_MESSAGE_HISTORY)
@@ -372,6 +374,17 @@ class Api:
         if message is None:
             return error(404, UNKNOWN_MESSAGE, "Unknown Message")
         return json_response((await self.messages_out([message], user.id))[0])
+
+
+def channel_answer(answer: Any) -> dict[str, Any]:
+    """A channel actor's answer as REST's: ``Posted``'s message, else the failure as
+    Discord's error (a 429 with its ``retry_after``)."""
+    if isinstance(answer, Posted):
+        return answer.message
+    if isinstance(answer, PostFailed):
+        raise HTTPDiscordError(answer.status, answer.code, answer.message,
+                               retry_after=answer.retry_after)
+    raise HTTPDiscordError(500, 0, f"channel: unexpected answer {type(answer).__name__}")
 
 
 def add_routes(app: web.Application, api: Api) -> None:

@@ -157,12 +157,15 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 
 class HTTPDiscordError(Exception):
     """An answer in Discord's error shape; ``errors`` is Discord's field tree (50035).
-    A 5xx other than 503 reaches the client as the generic 500 (``error_response``)."""
+    A 5xx other than 503 reaches the client as the generic 500, a 429 as Discord's
+    (``rate_limited``: wait ``retry_after``) (``error_response``)."""
 
     def __init__(self, status: int, code: int, message: str,
-                 errors: dict[str, Any] | None = None) -> None:
+                 errors: dict[str, Any] | None = None, *,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.errors = status, code, message, errors
+        self.retry_after = retry_after
 
 
 def error_response(exc: Exception, request: web.Request | None = None) -> web.Response:
@@ -171,6 +174,8 @@ def error_response(exc: Exception, request: web.Request | None = None) -> web.Re
     or too slow (the node's storage calls it transient) is a retryable 503, not a 500,
     and why a 5xx was answered is noted on it for ``access_log``'s line."""
     if isinstance(exc, HTTPDiscordError):
+        if exc.status == 429:
+            return rate_limited(exc.message, exc.retry_after or 1.0)
         if exc.status == 503:
             _note(request, exc.message, None)
             return unavailable(exc.message)

@@ -31,15 +31,12 @@ from gateway.messages import (
     GuildBroadcast,
     JoinedGuild,
     LeftGuild,
-    Posted,
-    PostFailed,
     Typing,
 )
 from gateway.protocol.ready import GUILD_DEFAULTS
 from gateway.rest.attachments import attachments_of, check_may_attach, read_message_body
 from gateway.rest.dms import dm_recipients
 from gateway.rest.errors import (
-    ASK_TIMEOUT_S,
     INVALID_FORM_BODY,
     MISSING_ACCESS,
     MISSING_PERMISSIONS,
@@ -147,15 +144,8 @@ class MoreApi:
             raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
         return guild, member, perms
 
-    async def ask_channel(self, channel: Channel, msg: Any) -> Any:
-        answer = await self.gateway.base.ask_async(
-            self.ctx.registry, Route("channel", channel_key(channel.guild_id, channel.id), msg),
-            ASK_TIMEOUT_S)
-        if isinstance(answer, PostFailed):
-            raise HTTPDiscordError(answer.status, answer.code, answer.message)
-        if not isinstance(answer, Posted):
-            raise HTTPDiscordError(500, 0, f"unexpected answer: {type(answer).__name__}")
-        return answer.message
+    async def ask_channel(self, channel: Channel, msg: Any, staged: Any = None) -> Any:
+        return await self.api.ask_channel(channel.guild_id, channel.id, msg, staged)
 
     def tell(self, address: Any, msg: Any) -> None:
         self.gateway.base.tell_from_loop(address, msg)

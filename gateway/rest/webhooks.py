@@ -48,12 +48,10 @@ from chat.webhooks import (
     webhook_message_extra,
     webhook_object,
 )
-from gateway.channel import channel_key
-from gateway.messages import ChangeMessage, GuildBroadcast, Posted, PostFailed, PostMessage
+from gateway.messages import ChangeMessage, GuildBroadcast, PostMessage
 from gateway.rest.api import check_channel_access
 from gateway.rest.attachments import attachments_of, read_message_body
 from gateway.rest.errors import (
-    ASK_TIMEOUT_S,
     MISSING_ACCESS,
     MISSING_PERMISSIONS,
     PREFIX,
@@ -66,7 +64,6 @@ from gateway.rest.errors import (
     json_body,
     json_response,
     path_id,
-    rate_limited,
 )
 from gateway.rest.interactions import answer_as_interaction
 from storage.model import Channel, Message, User
@@ -169,23 +166,11 @@ class WebhookApi:
         self.gateway.base.tell_from_loop(self.ctx.registry, Route("guild", guild_id, GuildBroadcast(
             "WEBHOOKS_UPDATE", {"guild_id": str(guild_id), "channel_id": str(channel_id)})))
 
-    async def ask_channel(self, guild_id: int, channel_id: int, msg: Any) -> web.Response:
-        """A post, edit or delete through the channel actor, answered as REST answers
-        a message's (the message object; ``{}`` for a delete)."""
-        return self.answered(await self.gateway.base.ask_async(
-            self.ctx.registry, Route("channel", channel_key(guild_id, channel_id), msg),
-            ASK_TIMEOUT_S))
-
-    @staticmethod
-    def answered(answer: Any) -> web.Response:
-        """The channel actor's answer as REST's."""
-        if isinstance(answer, Posted):
-            return json_response(answer.message)
-        if isinstance(answer, PostFailed):
-            if answer.status == 429:
-                return rate_limited(answer.message, answer.retry_after or 1.0)
-            raise HTTPDiscordError(answer.status, answer.code, answer.message)
-        raise HTTPDiscordError(500, 0, f"webhook: unexpected answer {type(answer).__name__}")
+    async def ask_channel(self, guild_id: int, channel_id: int, msg: Any,
+                          staged: Any = None) -> web.Response:
+        """A post, edit or delete through the channel actor (``Api.ask_channel``),
+        answered as REST answers a message's (the message object; ``{}`` for a delete)."""
+        return json_response(await self.api.ask_channel(guild_id, channel_id, msg, staged))
 
     async def changes(self, body: dict[str, Any], webhook: Webhook) -> Webhook:
         """``webhook`` with a modify body's ``name`` and ``avatar`` applied (checked)."""
@@ -359,11 +344,7 @@ class WebhookApi:
         staged = await attachments_of(request).stage(request, webhook.channel_id, body, files)
         if staged.objects:
             fields["attachments"] = staged.objects
-        answer = await staged.posting(self.gateway.base.ask_async(
-            self.ctx.registry, Route("channel", channel_key(webhook.guild_id,
-                                                            webhook.channel_id), post),
-            ASK_TIMEOUT_S))
-        response = self.answered(answer)
+        response = await self.ask_channel(webhook.guild_id, webhook.channel_id, post, staged)
         return response if wait else web.Response(status=204)
 
     async def own_message(self, request: web.Request, webhook: Webhook) -> Message:
@@ -411,13 +392,9 @@ class WebhookApi:
             retired = await service.retire(message, keep={str(a["id"]) for a in staged.objects})
             message.attachments = changes["attachments"] = staged.objects
         payload = message_object(message, webhook_author(webhook))
-        answer = await staged.posting(self.gateway.base.ask_async(
-            self.ctx.registry, Route("channel", channel_key(webhook.guild_id,
-                                                            webhook.channel_id),
-                                     ChangeMessage(webhook.guild_id, message.id, changes,
-                                                   payload)),
-            ASK_TIMEOUT_S))
-        response = self.answered(answer)
+        response = await self.ask_channel(
+            webhook.guild_id, webhook.channel_id,
+            ChangeMessage(webhook.guild_id, message.id, changes, payload), staged)
         if staged.given:
             await service.forget(webhook.channel_id, retired)
         return response
