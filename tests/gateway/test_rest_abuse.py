@@ -1,5 +1,7 @@
-"""Regression tests for what the review of issue 12's finished features found (each
-failed before its fix)."""
+"""What a REST client cannot do past its permissions or to other readers: run script
+on the API's origin through an upload, read a deleted message through a reply to it,
+upload without ATTACH_FILES, grow the rate limiter's memory with made-up paths. Each
+test failed before its fix."""
 
 from __future__ import annotations
 
