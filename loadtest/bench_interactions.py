@@ -298,6 +298,8 @@ def run(args: argparse.Namespace, seeded: Any, server: Any) -> list[dict[str, An
     busy = asyncio.run(wait_for_quiet_host(args.quiet_wait))
     for name, rate in phases:
         cpu_before = cpu_seconds(server.pid)
+        bot_before = cpu_seconds(bot.pid)
+        users_before = sum(cpu_seconds(w.pid) for w in workers)
         started = time.monotonic()
         for pipe in pipes:
             pipe.send("go")
@@ -313,9 +315,14 @@ def run(args: argparse.Namespace, seeded: Any, server: Any) -> list[dict[str, An
             "rate": rate, "sent_per_s": round(sent / args.duration, 1), "answers": answers,
             "delivered": len(latencies),
             "sessions_closed": sum(len(r["closed"]) for r in reports),
+            "closed_codes": sorted({c.rsplit(": ", 1)[1] for r in reports for c in r["closed"]}),
             "p50_ms": _round(percentile(latencies, 0.5)),
             "p99_ms": _round(percentile(latencies, 0.99)),
-            "server_cpu": round((cpu_seconds(server.pid) - cpu_before) / max(wall, 0.001), 2)}
+            "server_cpu": round((cpu_seconds(server.pid) - cpu_before) / max(wall, 0.001), 2),
+            # the clients share the host's cores: a bot at ~1.0 is the limit, not greenroom
+            "bot_cpu": round((cpu_seconds(bot.pid) - bot_before) / max(wall, 0.001), 2),
+            "users_cpu": round((sum(cpu_seconds(w.pid) for w in workers) - users_before)
+                               / max(wall, 0.001), 2)}
     for rate in args.rates:
         plain, inter = steps[f"plain{int(rate)}"], steps[f"inter{int(rate)}"]
         ratio = None
