@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from actors.registry import Route
 from chat import commands as command_store
 from chat import components as comps
 from chat import interactions as ix
@@ -66,12 +65,10 @@ from chat.permissions import (
     in_channel,
 )
 from chat.validation import FieldError, check_text
-from gateway.channel import channel_key
-from gateway.messages import ChangeMessage, Posted, PostFailed, PostMessage
+from gateway.messages import ChangeMessage, PostMessage
 from gateway.rest.attachments import attachments_of, read_message_body
 from gateway.rest.dms import dm_access, dm_recipients
 from gateway.rest.errors import (
-    ASK_TIMEOUT_S,
     MISSING_ACCESS,
     MISSING_PERMISSIONS,
     PREFIX,
@@ -222,17 +219,8 @@ class Interactions:
 
     async def ask_channel(self, guild_id: int | None, channel_id: int, msg: Any,
                           staged: Any = None) -> dict[str, Any]:
-        """``msg`` to the channel's actor, answered once durable; ``staged``: the files
-        of the message (``gateway.rest.attachments.Staged``), settled by the answer."""
-        ask = self.gateway.base.ask_async(
-            self.ctx.registry, Route("channel", channel_key(guild_id, channel_id), msg),
-            ASK_TIMEOUT_S)
-        answer = await (staged.posting(ask) if staged is not None else ask)
-        if isinstance(answer, PostFailed):
-            raise HTTPDiscordError(answer.status, answer.code, answer.message)
-        if not isinstance(answer, Posted):
-            raise HTTPDiscordError(500, 0, f"unexpected answer: {type(answer).__name__}")
-        return answer.message
+        """``Api.ask_channel``."""
+        return await self.api.ask_channel(guild_id, channel_id, msg, staged)
 
     async def bot(self, guild_id: int | None, application_id: int
                   ) -> tuple[User | None, Member | None]:
