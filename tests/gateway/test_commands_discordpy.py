@@ -4,51 +4,40 @@ reads them back with ``tree.fetch_commands()`` as discord.py's own models."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import (
+    discordpy_client,
+    discordpy_running,
+    import_discord,
+    point_discordpy_at,
+)
 
-discord = pytest.importorskip("discord")
-yarl = pytest.importorskip("yarl")
+discord = import_discord()
 #: module level: the command callbacks' annotations are resolved in this module's globals
 app_commands = discord.app_commands
 
 
-@pytest.fixture
-def pointed_at_greenroom(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
-
-    def point(gateway) -> None:  # type: ignore[no-untyped-def]
-        monkeypatch.setattr(Route, "BASE", gateway.rest_url)
-        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(gateway.gateway_url))
-
-    return point
-
-
-def test_discordpy_tree_sync_in_setup_hook_then_fetch(tmp_path: Path, pointed_at_greenroom) -> None:  # type: ignore[no-untyped-def]
+def test_discordpy_tree_sync_in_setup_hook_then_fetch(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from discord.ext import commands
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
-            pointed_at_greenroom(r.gateway)
+            point_discordpy_at(monkeypatch, r.gateway)
             guild = discord.Object(id=r.seeded.guild_id)
             synced: dict[str, list] = {}
-            ready = asyncio.Event()
 
             class Bot(commands.Bot):
                 async def setup_hook(self) -> None:
                     synced["global"] = await self.tree.sync()
                     synced["guild"] = await self.tree.sync(guild=guild)
 
-                async def on_ready(self) -> None:
-                    ready.set()
-
-            bot = Bot(command_prefix="!", intents=discord.Intents.default(),
-                      guild_ready_timeout=0.2)
+            bot = discordpy_client(message_content=False, client_class=Bot,
+                                   command_prefix="!")
 
             @bot.tree.command(description="Send an animal", nsfw=False)
             @app_commands.describe(animal="which one", count="how many")
@@ -89,10 +78,8 @@ def test_discordpy_tree_sync_in_setup_hook_then_fetch(tmp_path: Path, pointed_at
             @bot.tree.command(description="Only here", guild=guild)
             async def local(interaction: discord.Interaction) -> None: ...
 
-            await bot.login(r.seeded.token)  # runs setup_hook: the sync must succeed
-            runner = asyncio.create_task(bot.connect(reconnect=False))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
+            # login runs setup_hook: the sync must succeed for the bot to start
+            async with discordpy_running(bot, r.seeded.token):
                 assert sorted(c.name for c in synced["global"]) == [
                     "High Five", "Quote", "blep", "config", "tag"]
                 assert [c.name for c in synced["guild"]] == ["local"]
@@ -138,8 +125,5 @@ def test_discordpy_tree_sync_in_setup_hook_then_fetch(tmp_path: Path, pointed_at
                 assert await bot.tree.fetch_commands(guild=guild) == []
                 with pytest.raises(discord.NotFound):
                     await bot.tree.fetch_command(local_cmd.id, guild=guild)
-            finally:
-                await bot.close()
-                await asyncio.wait_for(runner, 10)
 
     run(main, timeout=40)
