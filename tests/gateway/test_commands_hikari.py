@@ -6,29 +6,22 @@ greenroom's answers carry what was sent (hikari indexes ``guild_id``, ``version`
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import hikari
 
 from tests.gateway.harness import run, running_gateway
+from tests.gateway.libraries import HikariBot, hikari_intents
 
 
 def test_hikari_sets_creates_fetches_edits_deletes_commands(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
-            bot = hikari.GatewayBot(r.seeded.token, rest_url=r.gateway.rest_url, banner=None,
-                                    logs=None, suppress_optimization_warning=True,
-                                    intents=hikari.Intents.ALL_UNPRIVILEGED)
-            ready = asyncio.Event()
-
-            async def on_ready(event: hikari.ShardReadyEvent) -> None:
-                ready.set()
-
-            bot.subscribe(hikari.ShardReadyEvent, on_ready)
-            await asyncio.wait_for(bot.start(check_for_updates=False), 10)
+            bot = HikariBot(r.seeded.token, r.gateway.rest_url,
+                            {"ready": hikari.ShardReadyEvent},
+                            intents=hikari_intents(message_content=False))
+            await bot.start(until="ready")
             try:
-                await asyncio.wait_for(ready.wait(), 10)
                 rest, app, gid = bot.rest, r.seeded.user_id, r.seeded.guild_id
                 ping = (rest.slash_command_builder("ping", "Answer pong")
                         .add_option(hikari.CommandOption(
