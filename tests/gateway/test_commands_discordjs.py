@@ -5,61 +5,47 @@ both scopes, an upsert by name, edit, delete, and Discord's 50035 for a bad name
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_discordjs import JS_DIR, Bot, node_or_fail
+from tests.gateway.libraries import discordjs_script
 
 
 def test_discordjs_sets_creates_fetches_edits_deletes_commands(tmp_path: Path) -> None:
-    node = node_or_fail()
-
     async def main() -> None:
-        async with running_gateway(tmp_path) as r:
-            env = {**os.environ, "GREENROOM_TOKEN": r.seeded.token}
-            proc = await asyncio.create_subprocess_exec(
-                node, str(JS_DIR / "commands.mjs"), r.gateway.rest_url.removesuffix("/v10"),
-                str(r.seeded.guild_id), cwd=JS_DIR, env=env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            bot = Bot(proc)
+        async with running_gateway(tmp_path) as r, \
+                discordjs_script(r, "commands.mjs", str(r.seeded.guild_id)) as bot:
             app, gid = str(r.seeded.user_id), str(r.seeded.guild_id)
-            try:
-                roll, search, wave, pin = (await bot.expect("set"))["commands"]
-                assert (roll["name"], roll["type"], roll["applicationId"], roll["guildId"]) == (
-                    "roll", 1, app, None)
-                assert roll["defaultMemberPermissions"] == str(1 << 11)
-                sides, style, where = roll["options"]
-                assert (sides["type"], sides["required"], sides["minValue"], sides["maxValue"]) \
-                    == (4, True, 2, 100)
-                assert style["choices"] == [["Plain", "plain"], ["Fancy", "fancy"]]
-                assert where["channelTypes"] == [0]
-                (users,) = search["options"]
-                assert (users["type"], users["options"]) == (1, ["query"])
-                assert (wave["type"], wave["description"], wave["options"]) == (2, "", [])
-                assert (pin["name"], pin["type"]) == ("Pin it", 3)
+            roll, search, wave, pin = (await bot.expect("set"))["commands"]
+            assert (roll["name"], roll["type"], roll["applicationId"], roll["guildId"]) == (
+                "roll", 1, app, None)
+            assert roll["defaultMemberPermissions"] == str(1 << 11)
+            sides, style, where = roll["options"]
+            assert (sides["type"], sides["required"], sides["minValue"], sides["maxValue"]) \
+                == (4, True, 2, 100)
+            assert style["choices"] == [["Plain", "plain"], ["Fancy", "fancy"]]
+            assert where["channelTypes"] == [0]
+            (users,) = search["options"]
+            assert (users["type"], users["options"]) == (1, ["query"])
+            assert (wave["type"], wave["description"], wave["options"]) == (2, "", [])
+            assert (pin["name"], pin["type"]) == ("Pin it", 3)
 
-                local = await bot.expect("guild_created")
-                assert (local["name"], local["guildId"]) == ("local", gid)
-                assert (await bot.expect("fetched_global"))["names"] == [
-                    "Pin it", "Wave", "roll", "search"]
-                assert (await bot.expect("fetched_guild"))["names"] == ["local"]
-                again = await bot.expect("upserted")
-                assert again["id"] == local["id"] and again["version"] != local["version"]
-                assert again["description"] == "Guild only, again"
-                edited = await bot.expect("edited")
-                assert (edited["id"], edited["description"]) == (local["id"], "Edited")
-                assert (await bot.expect("deleted"))["names"] == []
-                refused = await bot.expect("refused")
-                assert (refused["status"], refused["code"]) == (400, 50035)
-                assert refused["errors"]["name"]["_errors"][0]["code"] == \
-                    "APPLICATION_COMMAND_INVALID_NAME"
-                await bot.expect("done")
-                assert await asyncio.wait_for(proc.wait(), 10) == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            local = await bot.expect("guild_created")
+            assert (local["name"], local["guildId"]) == ("local", gid)
+            assert (await bot.expect("fetched_global"))["names"] == [
+                "Pin it", "Wave", "roll", "search"]
+            assert (await bot.expect("fetched_guild"))["names"] == ["local"]
+            again = await bot.expect("upserted")
+            assert again["id"] == local["id"] and again["version"] != local["version"]
+            assert again["description"] == "Guild only, again"
+            edited = await bot.expect("edited")
+            assert (edited["id"], edited["description"]) == (local["id"], "Edited")
+            assert (await bot.expect("deleted"))["names"] == []
+            refused = await bot.expect("refused")
+            assert (refused["status"], refused["code"]) == (400, 50035)
+            assert refused["errors"]["name"]["_errors"][0]["code"] == \
+                "APPLICATION_COMMAND_INVALID_NAME"
+            await bot.expect("done")
+            assert await bot.exited() == 0
 
     run(main, timeout=40)

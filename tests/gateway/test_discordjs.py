@@ -15,12 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.gateway.harness import run, running_gateway
-from tests.gateway.libraries import JS_DIR, NodeBot, discordjs_script, node_or_fail, post_as_alice
-
-# test_commands_discordjs imports these from here (until it moves onto
-# tests.gateway.libraries)
-__all__ = ["JS_DIR", "Bot", "node_or_fail"]
-Bot = NodeBot
+from tests.gateway.libraries import discordjs_script, post_as_alice
 
 
 def test_discordjs_bot_round_trip_and_resume(tmp_path: Path) -> None:
