@@ -37,6 +37,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -549,6 +550,8 @@ async def run(args: argparse.Namespace) -> dict:
         if workers is not None:
             await stop_workers(workers, stop_timeout=20.0)
         stop_gateway_server(server)
+    if not args.keep:
+        shutil.rmtree(directory, ignore_errors=True)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
@@ -644,6 +647,8 @@ def main() -> None:
                         help="new sessions/s (the shipped limit is 60 per IP)")
     parser.add_argument("--wait-quiet", type=float, default=5.0,
                         help="max seconds to wait for an idle host before measuring")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (database, server.log)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"
                                              / "bench_reactions.json"))
     args = parser.parse_args()
