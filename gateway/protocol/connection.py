@@ -120,7 +120,7 @@ class GatewayConfig:
     zstd_hash_log: int = DEFAULT_ZSTD_HASH_LOG
     #: How often the socket layer offers each connection's transport compression a rest
     #: (``rest_idle_compression``): an idle zlib-stream holds no deflater (compression.py)
-    compression_rest_s: float = 0.5
+    compression_rest_s: float = 0.25
     #: Sent in HELLO's ``_trace`` as Discord does ("" sends none): the node that serves
     #: the connection, so a client (or test) knows where the kernel put it.
     trace: str = ""
