@@ -22,8 +22,11 @@ fresh raw one (no second zlib header) whose blocks continue the same stream — 
 one inflater cannot tell. While resting, a heartbeat ACK goes out as a stored block, so a
 connection that only heartbeats holds no compressor at all. The gateway checks every
 connection's stream each ``GatewayConfig.compression_rest_s`` (``Gateway``) and rests
-those that compressed nothing since the check before, so a deflater outlives its last
-payload by one or two checks; the bound is on the deflaters alive at once, which is
+those that compressed nothing since the check before — at once for a deflater that
+carried only a handshake, after ``WARM_QUIET_CHECKS`` for one that carried a stream (a
+busy guild's 1,000 sessions re-making their deflaters after each short pause made the
+next message's fan-out loop 50-75 ms instead of ~15); the bound is on the deflaters
+alive at once, which is
 also what the heap must hold at its peak (freed memory is reused, rarely returned:
 sessions rested only at their second heartbeat kept ~50 KiB RSS a session; with checks
 every 0.5 s, 10,000 idle zlib sessions identified at ~700/s held 16.3 KiB a session,
@@ -80,6 +83,11 @@ DEFAULT_MEM_LEVEL = 5
 DEFAULT_ZSTD_LEVEL = 1
 DEFAULT_ZSTD_WINDOW_LOG = 12
 DEFAULT_ZSTD_HASH_LOG = 10
+#: A resting zlib-stream (``ZlibStreamCompressor.rest_if_idle``): a deflater that
+#: compressed at most this many payloads (HELLO, READY, GUILD_CREATEs) is idle at the
+#: first quiet check; one that compressed more waits this many quiet checks
+COLD_PAYLOADS = 8
+WARM_QUIET_CHECKS = 8
 #: The chunker's output buffer: bounds what a large payload leaves resident.
 ZSTD_CHUNK_SIZE = 4096
 
@@ -117,7 +125,8 @@ def stored_block(payload: bytes) -> bytes:
 class ZlibStreamCompressor:
     """The server side of one connection's zlib-stream; rests when idle (module doc)."""
 
-    __slots__ = ("_deflate", "_level", "_wbits", "_mem_level", "_busy")
+    __slots__ = ("_deflate", "_level", "_wbits", "_mem_level", "_payloads", "_seen",
+                 "_quiet")
 
     def __init__(
         self,
@@ -128,8 +137,9 @@ class ZlibStreamCompressor:
         self._level, self._wbits, self._mem_level = level, wbits, mem_level
         # the first deflater writes the stream's zlib header; later ones are raw
         self._deflate: Any = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level)
-        #: whether a payload was compressed since the last ``rest_if_idle``
-        self._busy = False
+        #: payloads this deflater compressed; the count the last check saw; checks in a
+        #: row that saw none
+        self._payloads = self._seen = self._quiet = 0
 
     @property
     def resting(self) -> bool:
@@ -142,7 +152,7 @@ class ZlibStreamCompressor:
         if deflate is None:
             deflate = self._deflate = zlib.compressobj(
                 self._level, zlib.DEFLATED, -self._wbits, self._mem_level)
-        self._busy = True
+        self._payloads += 1
         return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
 
     def compress_control(self, payload: bytes) -> bytes:
@@ -154,14 +164,24 @@ class ZlibStreamCompressor:
         return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
 
     def rest_if_idle(self) -> None:
-        if not self._busy:
-            self._deflate = None
-        self._busy = False
+        """A deflater that carried a handshake's few payloads (``COLD_PAYLOADS``) rests
+        at the first check that saw nothing new; one that carried a stream of them
+        waits out ``WARM_QUIET_CHECKS`` quiet checks, so a guild's sessions do not make
+        a deflater each (~10 µs, its pages faulted in again) for every message after a
+        pause of a few hundred ms."""
+        if self._payloads != self._seen:
+            self._seen, self._quiet = self._payloads, 0
+            return
+        self._quiet += 1
+        if self._deflate is not None and self._quiet >= (
+                1 if self._payloads <= COLD_PAYLOADS else WARM_QUIET_CHECKS):
+            self.rest()
 
     def rest(self) -> None:
         """Drop the deflater: the stream is byte-aligned after every frame (sync flush),
         and the next deflater refers to nothing before it."""
         self._deflate = None
+        self._payloads = self._seen = self._quiet = 0
 
 
 class ZstdStreamCompressor:

@@ -245,6 +245,24 @@ def test_an_idle_zlib_stream_rests_after_a_quiet_check_interval():
     assert not compressor.resting
 
 
+def test_a_deflater_that_carried_a_stream_waits_longer_before_it_rests():
+    from gateway.protocol.compression import COLD_PAYLOADS, WARM_QUIET_CHECKS
+
+    compressor = ZlibStreamCompressor()
+    for n in range(COLD_PAYLOADS + 1):  # more than a handshake: a guild's messages
+        compressor.compress(b"MESSAGE_CREATE %d" % n)
+    compressor.rest_if_idle()  # saw them
+    for _ in range(WARM_QUIET_CHECKS - 1):
+        compressor.rest_if_idle()
+        assert not compressor.resting
+    compressor.rest_if_idle()
+    assert compressor.resting
+    compressor.compress(b"after a long pause")  # a fresh deflater: a handshake's worth
+    compressor.rest_if_idle()
+    compressor.rest_if_idle()
+    assert compressor.resting
+
+
 def test_a_heartbeating_idle_zlib_session_holds_no_deflater():
     client = ScriptedClient("/?v=10&encoding=json&compress=zlib-stream")
     client.ready()
