@@ -29,6 +29,9 @@ _top_fields: dict[type, tuple[tuple[str, ...], bool]] = {}
 _top_by_name: dict[str, tuple[type, tuple[str, ...], bool]] = {}
 # The encoder's hot path: class -> (key, body getter, has trace), filled on first use.
 _encoders: dict[type, Any] = {}
+# Values that are not dataclasses (``wire_value``): class -> (key, to fields), and back.
+_value_encoders: dict[type, tuple[str, Callable[[Any], list]]] = {}
+_value_decoders: dict[str, Callable[..., Any]] = {}
 RAW = "raw@1"  # a plain msgpack value (str, int, list, dict, ...) as the message itself
 
 
@@ -56,12 +59,33 @@ def wire_type(name: str, version: int = 1) -> Callable[[type], type]:
     return register
 
 
+def wire_value(name: str, version: int = 1, *, to_wire: Callable[[Any], list],
+               from_wire: Callable[..., Any]) -> Callable[[type], type]:
+    """Register a class that is not a dataclass as a value that may cross processes
+    inside a message: ``to_wire(obj)`` gives its fields (msgpack values), and
+    ``from_wire(*fields)`` makes it again on the receiver, which must check them (a
+    failure is a ``MalformedEnvelope``)."""
+
+    def register(cls: type) -> type:
+        key = f"{name}@{version}"
+        if key in _by_name or key in _value_decoders:
+            raise ValueError(f"wire type {key} is already registered")
+        _value_encoders[cls] = (key, to_wire)
+        _value_decoders[key] = from_wire
+        return cls
+
+    return register
+
+
 def _default(obj: Any) -> Any:
     if obj.__class__ is Address:
         return msgpack.ExtType(_ADDRESS_EXT, msgpack.packb((obj.node, obj.id)))
     if obj.__class__ in _by_class:
         key, fields = _by_class[obj.__class__]
         return {"$t": key, "b": [getattr(obj, f) for f in fields]}
+    value = _value_encoders.get(obj.__class__)
+    if value is not None:
+        return {"$t": value[0], "b": value[1](obj)}
     raise TypeError(f"{type(obj).__name__} is not a wire type (declare it with @wire_type)")
 
 
@@ -82,7 +106,15 @@ def _object_hook(obj: dict) -> Any:
 def _build(key: Any, body: Any, trace: Any = None, top: bool = False) -> Any:
     entry = _by_name.get(key)
     if entry is None:
-        raise MalformedEnvelope(f"unknown message type {key!r}")
+        decode = _value_decoders.get(key) if not top else None
+        if decode is None:
+            raise MalformedEnvelope(f"unknown message type {key!r}")
+        if not isinstance(body, list):
+            raise MalformedEnvelope(f"{key}: body must be a list")
+        try:
+            return decode(*body)
+        except Exception as err:
+            raise MalformedEnvelope(f"{key}: {err}") from err
     cls, fields = entry
     if top:
         fields, has_trace = _top_fields[cls]

@@ -376,7 +376,7 @@ class ChannelActor(Actor):
             spans[1].end()  # storage.write: durable now
         if msg.guild_id is not None:
             dispatch = PreparedDispatch("MESSAGE_CREATE", payload)
-            fanout = Fanout(self.channel_id, dispatch, payload, sent_at=now)
+            fanout = Fanout(self.channel_id, dispatch, payload, sent_at=time.time())
             if spans is not None:
                 fanout.trace = context_of(spans[0])  # guild.fanout is channel.post's child
             self.send(self.ctx.registry, Route("guild", msg.guild_id, fanout))

@@ -173,8 +173,8 @@ class GuildActor(Actor):
             if msg.sent_at is None:  # an edit, a delete...: not a timed create
                 self._fanout(msg)
                 return
+            record_stage("channel_to_guild", time.time() - msg.sent_at)
             started = time.perf_counter()
-            record_stage("channel_to_guild", started - msg.sent_at)
             self._fanout(msg)
             record_stage("guild_fanout", time.perf_counter() - started)
         elif isinstance(msg, Subscribe):

@@ -5,9 +5,10 @@ placement chose (``cluster.routing``), so what a session, a REST handler or the 
 sends to a guild or channel, and what comes back, may cross nodes: those are wire types
 (``@wire_type``), carrying addresses, ids and plain data. What holds a socket's ``Link``
 or a ``PreparedDispatch`` (encoded bytes and caches) stays in the process that made it:
-``Identify``, ``Attach``, ``Detached``, ``SetPresence``, ``OpenGuild``, ``Deliver`` and
-``Fanout`` (channel -> guild: placement puts a channel beside its guild). Dispatches
-cross as ``gateway.fanout.NodeFanout``, once per destination node.
+``Identify``, ``Attach``, ``Detached``, ``SetPresence``, ``OpenGuild`` and ``Deliver``.
+``Fanout`` (channel -> guild) crosses only while a guild moves (placement otherwise puts
+a channel beside its guild). Dispatches cross as ``gateway.fanout.NodeFanout``, once
+per destination node.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from actors.wire import wire_type
+from actors.wire import wire_type, wire_value
 from gateway.protocol import IdentifyRequested, PreparedDispatch, ResumeRequested
 from storage.model import Channel, Member, Message
 
@@ -24,6 +25,18 @@ from storage.model import Channel, Member, Message
 wire_type("storage.channel")(Channel)
 wire_type("storage.member")(Member)
 wire_type("storage.message")(Message)
+
+
+def _dispatch_from_wire(event: Any, d_json: Any) -> PreparedDispatch:
+    if not isinstance(event, str) or not isinstance(d_json, bytes):
+        raise ValueError("a dispatch is [event, JSON bytes of d]")
+    return PreparedDispatch.from_json(event, d_json)
+
+
+# A dispatch crosses as its event and the JSON of its ``d`` (made once, shared with the
+# JSON recipients): ``Fanout`` carries one when its guild is on another node.
+wire_value("gateway.dispatch", to_wire=lambda d: [d.event, d.json_d()],
+           from_wire=_dispatch_from_wire)(PreparedDispatch)
 
 
 @dataclass(slots=True)
@@ -178,17 +191,21 @@ class Subscribed:
     member: bool
 
 
+@wire_type("gateway.fanout")
 @dataclass(slots=True)
 class Fanout:
     """Channel -> guild: send ``dispatch`` (a message event) to every session that may see
     ``channel_id`` and asked for the event; ``message`` is the payload for the
-    MESSAGE_CONTENT rule."""
+    MESSAGE_CONTENT rule. Placement puts a channel beside its guild, so this stays in
+    its process; but while a guild moves (a node left or came back, and the views of
+    the nodes differ for a moment) the guild may be on another node, and the event must
+    still reach it: so it is a wire type too (the dispatch as ``[event, JSON d]``)."""
 
     channel_id: int
     dispatch: PreparedDispatch
     message: dict[str, Any] | None = None
     trace: dict | None = None  # the channel span's context (W3C), None when not traced
-    #: when the channel sent it (``time.perf_counter()``, same process), for ``gateway.stages``
+    #: when the channel sent it (``time.time()``: it may cross nodes), for ``gateway.stages``
     sent_at: float | None = None
 
 

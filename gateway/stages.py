@@ -6,7 +6,8 @@
   the two may be on different nodes of a host or cluster);
 - ``durable``: created -> the storage actor says durable (its queue, the batch, the
   database);
-- ``channel_to_guild``: durable -> the guild actor takes the fan-out (its mailbox);
+- ``channel_to_guild``: durable -> the guild actor takes the fan-out (its mailbox; wall
+  clocks too: while a guild moves, the two may be on different nodes);
 - ``guild_fanout``: the guild's work for one fan-out (recipients, one ``NodeFanout``
   per node);
 - ``fanout_loop``: a node's fan-out point, from taking a ``NodeFanout`` to the last of
