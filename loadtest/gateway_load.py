@@ -230,7 +230,7 @@ def stop_gateway_server(server: Server) -> None:
 
 def gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
                    budget_s: float, conn: Connection, resume: bool = False,
-                   compress: str | None = None) -> None:
+                   compress: str | None = None, encoding: str = "json") -> None:
     """Process entry point: identify ``tokens`` on ``url`` (starting no new connection
     after ``budget_s``), then answer the pipe. ``resume``: a connection that drops
     reconnects to ``url`` and RESUMEs its session, as a Discord client does.
@@ -238,17 +238,22 @@ def gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
     import uvloop
 
     uvloop.run(_gateway_worker(index, url, tokens, members_share, budget_s, conn, resume,
-                               compress))
+                               compress, encoding))
 
 
 async def _gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
                           budget_s: float, conn: Connection, resume: bool = False,
-                          compress: str | None = None) -> None:
+                          compress: str | None = None, encoding: str = "json") -> None:
+    import msgpack
     from picows import WSError, WSListener, WSMsgType, ws_connect
 
-    if compress is not None:
-        url += ("&" if "?" in url else "/?v=10&encoding=json&") + f"compress={compress}"
+    if encoding != "json" and resume:
+        raise ValueError("resume is driven in JSON only")
+    if compress is not None or encoding != "json":
+        url += ("&" if "?" in url else f"/?v=10&encoding={encoding}") + (
+            f"&compress={compress}" if compress else "")
     binary = WSMsgType.BINARY
+    packb, unpackb = msgpack.packb, msgpack.unpackb
     loop = asyncio.get_running_loop()
     counts = [0] * MAX_STEPS
     scratch = [0] * BUCKETS
@@ -284,8 +289,13 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             now = clock()
             if frame.msg_type is text:
                 payload = frame.get_payload_as_bytes()
-            elif frame.msg_type is binary and self.inflate is not None:
-                payload = self.inflate(frame.get_payload_as_bytes())
+            elif frame.msg_type is binary:
+                payload = frame.get_payload_as_bytes()
+                if self.inflate is not None:
+                    payload = self.inflate(payload)
+                if encoding == "msgpack":
+                    self.on_msgpack(transport, unpackb(payload, raw=False), now, len(payload))
+                    return
             else:
                 return
             if payload.startswith(head):
@@ -352,6 +362,50 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             elif op == 9:
                 self.ready.set_exception(RuntimeError("invalid session"))
 
+        def on_msgpack(self, transport, event: dict, now: int, size: int) -> None:
+            """``on_ws_frame`` for ``encoding=msgpack``: every payload decoded whole, as
+            a msgpack client must (no byte-level shortcut), answered in msgpack."""
+            t, d = event.get("t"), event.get("d")
+            if event.get("s") is not None:
+                self.seq = event["s"]
+            if t == "MESSAGE_CREATE":
+                text_ = d.get("content") or ""
+                i = text_.find("@ts=")
+                if i >= 0:
+                    step = int(text_[i + _STEP.start:i + _STEP.stop])
+                    sent = int(text_[i + _TS.start:i + _TS.stop])
+                    bucket = (now - sent) // (BUCKET_US * 1000)
+                    histograms[step][bucket if bucket < last_bucket else last_bucket] += 1
+                    counts[step] += 1
+                    state["frame_bytes"] = size
+                return
+            if t == "GUILD_CREATE" and self.guilds_left > 0:
+                self.guilds_left -= 1
+                if self.guilds_left == 0:  # the first heartbeat (see the JSON path)
+                    transport.send(binary, packb({"op": 1, "d": self.seq}))
+                return
+            if t == "READY" and not self.ready.done():
+                guilds = d["guilds"]
+                self.guilds_left = len(guilds)
+                for guild in guilds:
+                    transport.send(binary, packb({"op": 14, "d": {"guild_id": guild["id"]}}))
+                self.ready.set_result(True)
+                return
+            op = event.get("op")
+            if op == 10:
+                transport.send(binary, packb({"op": 2, "d": {
+                    "token": self.token, "intents": INTENTS,
+                    "properties": {"os": "linux", "browser": "load", "device": "load"}}}))
+            elif op == 9 and not self.ready.done():
+                self.ready.set_exception(RuntimeError("invalid session"))
+
+        def heartbeat(self) -> None:
+            """op 1 with the last ``s``, in the connection's encoding."""
+            if encoding == "msgpack":
+                self.transport.send(binary, packb({"op": 1, "d": self.seq}))
+            else:
+                self.transport.send(text, b'{"op":1,"d":%d}' % self.seq)
+
         def on_ws_disconnected(self, transport) -> None:
             state["closed"] += 1
             self.live = False
@@ -414,7 +468,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             await asyncio.sleep(HEARTBEAT_EVERY_S)
             for n, client in enumerate(list(clients)):
                 if not client.transport.is_disconnected:  # d: the last s received
-                    client.transport.send(text, b'{"op":1,"d":%d}' % client.seq)
+                    client.heartbeat()
                 if n % 500 == 499:
                     await asyncio.sleep(0)
 
@@ -486,8 +540,8 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
 
 async def start_gateway_workers(url: str, tokens: list[str], members: int,
                                 processes: int, budget_s: float = 120.0,
-                                resume: bool = False, compress: str | None = None
-                                ) -> tuple[Workers, float, float, int]:
+                                resume: bool = False, compress: str | None = None,
+                                encoding: str = "json") -> tuple[Workers, float, float, int]:
     """Workers holding every token's session; each gets an equal share of the first
     ``members`` tokens first. Answers (workers, identifies/s overall, identifies/s of
     the guild members alone, failures)."""
@@ -502,7 +556,8 @@ async def start_gateway_workers(url: str, tokens: list[str], members: int,
     for index, share in enumerate(shares):
         parent, child = context.Pipe()
         process = context.Process(target=gateway_worker, daemon=True, args=(
-            index, url, share, shares_members[index], budget_s, child, resume, compress))
+            index, url, share, shares_members[index], budget_s, child, resume, compress,
+            encoding))
         process.start()
         workers.processes.append(process)
         workers.pipes.append(parent)
@@ -847,7 +902,7 @@ async def run(args: argparse.Namespace) -> dict:
     workers = None
     sender = None
     result: dict = {"sessions_requested": sessions, "members": args.members,
-                    "compress": args.compress}
+                    "compress": args.compress, "encoding": args.encoding}
     try:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)
@@ -855,7 +910,7 @@ async def run(args: argparse.Namespace) -> dict:
         cpu0 = cpu_seconds(server.pid)
         workers, identify_rate, members_rate, failed = await start_gateway_workers(
             server.gateway_url, seeded.tokens, args.members, args.processes,
-            args.identify_budget, compress=args.compress)
+            args.identify_budget, compress=args.compress, encoding=args.encoding)
         # the node's CPU per IDENTIFY: its ceiling is 1000 / this identifies/s on one core,
         # a figure other work on the host disturbs less than identify_per_s
         cpu_ms = (cpu_seconds(server.pid) - cpu0) * 1000 / max(1, workers.connected)
@@ -963,6 +1018,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="every client asks for this transport compression and "
                              "inflates every frame; the baseline compresses each "
                              "receiver's stream with the gateway's compressor")
+    parser.add_argument("--encoding", choices=("json", "msgpack"), default="json",
+                        help="the clients' gateway encoding (msgpack: every payload "
+                             "decoded whole, commands sent in msgpack)")
     parser.add_argument("--idle-wait", type=float, default=0.0,
                         help="seconds the identified sessions idle before the server's "
                              "RSS is read (an idle zlib-stream rests within two "
