@@ -171,6 +171,9 @@ class StorageActor(Actor):
         self.pipelined = 0  # batches sent while their partition had one in flight
         self.waiting = 0  # writes in the queues
         self.units_in_flight = 0
+        #: the writes of each unit at the database, by the id of its entry list (kept
+        #: alive by its ``run_io`` tag): an exit answers them too
+        self.in_flight_units: dict[int, list[_Entry]] = {}
         self.in_flight_writes = 0  # in flight or waiting for a retry
         self.flush_timer: int | None = None
         self.retrying: dict[int, list[_Entry]] = {}  # timer ref -> entries waiting
@@ -231,8 +234,14 @@ class StorageActor(Actor):
         waiting = [e for q in self.queues.values() for e in q]
         for entries in self.retrying.values():
             waiting += entries
+        # at the database when the actor stops: their answers come to nobody, so their
+        # askers hear now (a transient failure: the write may have landed, and a retry
+        # of it is idempotent) instead of waiting out their ask's timeout
+        for entries in self.in_flight_units.values():
+            waiting += entries
         self.queues.clear()
         self.retrying.clear()
+        self.in_flight_units.clear()
         for entry in waiting:
             if entry.queued is not None:
                 fail(entry.queued, "storage actor stopped")
@@ -381,6 +390,7 @@ class StorageActor(Actor):
                 for p in partitions:
                     self.busy[p] = self.busy.get(p, 0) + 1
                 self.units_in_flight += 1
+                self.in_flight_units[id(entries)] = entries
                 _batch_writes.record(len(entries))
                 spans = self._batch_spans(entries, partitions) if self.traced else None
                 unit_writes = [writes[i] for i in unit]
@@ -406,6 +416,7 @@ class StorageActor(Actor):
         error: BaseException | None,
     ) -> None:
         self.units_in_flight -= 1
+        self.in_flight_units.pop(id(batch), None)
         self.in_flight_writes -= len(batch)
         now = time.monotonic()
         self.flush_seconds = 0.9 * self.flush_seconds + 0.1 * (now - started)

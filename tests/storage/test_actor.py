@@ -255,6 +255,36 @@ def test_pending_writes_fail_when_the_actor_stops(rt: Runtime, sqlite_storage, i
     assert isinstance(answer, WriteFailed) and "stopped" in answer.error
 
 
+class Stuck(Wrapped):
+    """A database call that never answers (a hung node): the write stays in flight."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.called = asyncio.Event()
+
+    async def apply(self, writes: Any, batched: bool = True) -> Any:
+        self.called.set()
+        await asyncio.Event().wait()
+
+
+def test_writes_at_the_database_fail_when_the_actor_stops(rt: Runtime, sqlite_storage, ids) -> None:  # type: ignore[no-untyped-def]
+    """Its answer would come to nobody: the asker hears "stopped" (transient: the write
+    may have landed) at once, not after its ask's timeout."""
+    stuck = Stuck(sqlite_storage)
+    addr = rt.storage_actor(stuck)
+    channel = ids.now(-10_000)
+
+    async def go() -> Any:
+        pending = asyncio.ensure_future(
+            rt.base.ask_async(addr, Write("w", (create(channel, ids.now()),)), 10))
+        await asyncio.wait_for(stuck.called.wait(), 5)  # in flight now
+        rt.base.tell_from_loop(addr, ActorExitRequest())
+        return await asyncio.wait_for(pending, 2)
+
+    answer = rt.run(go())
+    assert isinstance(answer, WriteFailed) and "stopped" in answer.error and answer.transient
+
+
 class SlowPartitions(Wrapped):
     """Records how many units per partition are in flight at once (CQL-like units)."""
 
