@@ -28,7 +28,6 @@ from chat.permissions import (
     ALL_PERMISSIONS,
     MANAGE_WEBHOOKS,
     READ_MESSAGE_HISTORY,
-    base_permissions,
 )
 from chat.validation import FieldError
 from chat.webhooks import (
@@ -53,10 +52,8 @@ from gateway.rest.api import check_channel_access
 from gateway.rest.attachments import attachments_of, read_message_body
 from gateway.rest.errors import (
     MISSING_ACCESS,
-    MISSING_PERMISSIONS,
     PREFIX,
     UNKNOWN_CHANNEL,
-    UNKNOWN_GUILD,
     UNKNOWN_MESSAGE,
     HTTPDiscordError,
     compose_failure,
@@ -65,6 +62,7 @@ from gateway.rest.errors import (
     json_response,
     path_id,
 )
+from gateway.rest.guilds import MoreApi
 from gateway.rest.interactions import answer_as_interaction
 from storage.model import Channel, Message, User
 from storage.snowflake import parse_snowflake
@@ -117,6 +115,7 @@ class WebhookApi:
         self.gateway = api.gateway
         self.ctx = api.ctx
         self.storage = api.storage
+        self.guilds = MoreApi(api)  # its guild_for: the guild in the URL, checked
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -215,18 +214,9 @@ class WebhookApi:
 
     async def guild_webhooks(self, request: web.Request) -> web.Response:
         user = await self.api.auth(request)
-        guild_id = path_id(request, "guild_id", UNKNOWN_GUILD, "Unknown Guild")
-        guild = await self.storage.get_guild(guild_id)
-        if guild is None:
-            raise HTTPDiscordError(404, UNKNOWN_GUILD, "Unknown Guild")
-        member = await self.storage.get_member(guild_id, user.id)
-        if member is None:
-            raise HTTPDiscordError(403, MISSING_ACCESS, "Missing Access")
-        roles = {r.id: r for r in await self.storage.roles_for_guild(guild_id)}
-        if not base_permissions(guild, roles, member) & MANAGE_WEBHOOKS:
-            raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
+        guild, _, _ = await self.guilds.guild_for(request, user, MANAGE_WEBHOOKS)
         return json_response(await self.objects(
-            await listed_webhooks(self.storage, BY_GUILD, guild_id)))
+            await listed_webhooks(self.storage, BY_GUILD, guild.id)))
 
     async def objects(self, webhooks: list[Webhook]) -> list[dict[str, Any]]:
         users = await self.storage.get_users({w.user_id for w in webhooks})
