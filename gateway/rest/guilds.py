@@ -144,8 +144,8 @@ class MoreApi:
             raise HTTPDiscordError(403, MISSING_PERMISSIONS, "Missing Permissions")
         return guild, member, perms
 
-    async def ask_channel(self, channel: Channel, msg: Any, staged: Any = None) -> Any:
-        return await self.api.ask_channel(channel.guild_id, channel.id, msg, staged)
+    async def ask_channel(self, channel: Channel, msg: Any) -> Any:
+        return await self.api.ask_channel(channel.guild_id, channel.id, msg)
 
     def tell(self, address: Any, msg: Any) -> None:
         self.gateway.base.tell_from_loop(address, msg)
