@@ -114,7 +114,11 @@ async def _admin(args: argparse.Namespace, settings: StorageSettings) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``gateway`` and ``admin`` to the ``greenroom`` command."""
-    gw = sub.add_parser("gateway", help="serve the gateway and REST API in this process")
+    from observability.operator import HELP as OPERATOR_HELP
+
+    gw = sub.add_parser("gateway", help="serve the gateway and REST API in this process",
+                        epilog=OPERATOR_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     # as greenroom run's, but --host, --port and --rest-port read no environment
     add_serving_arguments(gw, ("host", "port", "rest_port"), environment=False)
     add_serving_arguments(gw, ("ingress_port", "operator_port", "operator_host"),

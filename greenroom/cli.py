@@ -258,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greenroom", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start a supervised tree of node processes")
+    from observability.operator import HELP as OPERATOR_HELP
+
+    run = sub.add_parser("run", help="start a supervised tree of node processes",
+                         epilog=OPERATOR_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--nodes", type=parse_nodes, default=None,
                      help="node processes on this host, or 'auto': 1 on SQLite, else one "
                           f"per usable CPU but one, 1 to {AUTO_NODES_MAX} (default: "

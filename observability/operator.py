@@ -28,8 +28,14 @@ from typing import Any
 from aiohttp import web
 
 from .metrics import prometheus_text
+from .sampling import (
+    DEFAULT_BUDGET,
+    DEFAULT_IDENTIFY_RATIO,
+    IDENTIFY_RATIO_VAR,
+    MIN_PROBABILITY,
+)
 
-__all__ = ["CHECK_TIMEOUT_S", "Check", "OperatorServer"]
+__all__ = ["CHECK_TIMEOUT_S", "HELP", "Check", "OperatorServer"]
 
 _log = logging.getLogger("greenroom.operator")
 
@@ -39,6 +45,30 @@ Check = Callable[[], Awaitable[Any] | Any]
 
 #: Seconds each readiness check may take before it counts as failed.
 CHECK_TIMEOUT_S = 2.0
+
+#: What ``greenroom run --help`` and ``greenroom gateway --help`` say of the operator
+#: port and the telemetry variables (README "Operating greenroom" has the rest).
+HELP = f"""\
+operator port (--operator-port; loopback by default), JSON bodies:
+  GET /healthz  200 {{"status": "ok"}} while the process serves (liveness)
+  GET /readyz   200 {{"status": "ready", "checks": {{"storage": {{"ok": true}}, ...}}}}
+                when every check passes, else 503 {{"status": "not ready", "checks":
+                {{"storage": {{"ok": false, "error": "..."}}, ...}}}}; checks: storage (a key
+                read answers), gateway (listening, services up, under --max-connections),
+                cluster (this node in its live member view; greenroom run only); each
+                check gets {CHECK_TIMEOUT_S:g} s
+  GET /metrics  every metric, Prometheus text format
+
+telemetry (environment):
+  GREENROOM_LOG_LEVEL (info; debug adds the REST access log), GREENROOM_LOG_FORMAT
+  (json|console); OTEL_EXPORTER_OTLP_ENDPOINT exports spans over OTLP/HTTP (none set:
+  nothing recorded); OTEL_TRACES_SAMPLER/_ARG (default greenroom_fanout, B = \
+{DEFAULT_BUDGET:g}:
+  p = clamp(B / recipients, {MIN_PROBABILITY:g}, 1)); {IDENTIFY_RATIO_VAR} \
+({DEFAULT_IDENTIFY_RATIO:g});
+  OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or OTEL_METRICS_EXPORTER=otlp push metrics too;
+  GREENROOM_INGRESS_SECRET or GREENROOM_INGRESS_SECRET_FILE turn the ingress on
+"""
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway.observe import watch_gateway
 from observability.operator import OperatorServer
@@ -263,3 +264,26 @@ def test_operator_port_in_use_fails_fast(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "--operator-port" in done.stderr
 
+
+
+@pytest.mark.parametrize("command", ["run", "gateway"])
+def test_help_documents_the_operator_endpoints_and_telemetry_variables(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``greenroom run --help`` (and ``gateway``'s) says what /healthz and /readyz answer
+    (JSON bodies, 200/503, the readiness checks) and which variables turn telemetry on."""
+    from greenroom.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert 'GET /healthz  200 {"status": "ok"}' in text
+    assert 'GET /readyz   200 {"status": "ready", "checks": {' in text
+    assert '503 {"status": "not ready", "checks":' in text
+    for check in ("storage", "gateway", "cluster"):
+        assert f"{check} (" in text, check
+    assert "GET /metrics" in text
+    for variable in ("GREENROOM_LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                     "OTEL_TRACES_SAMPLER/_ARG", "GREENROOM_TRACES_IDENTIFY_RATIO",
+                     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "GREENROOM_INGRESS_SECRET_FILE"):
+        assert variable in text, variable
