@@ -49,6 +49,7 @@ class Run:
     nodes: dict[str, dict[str, Any]]
     service: str
     ingress_secret: str
+    cluster_secret: str
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -125,9 +126,11 @@ def greenroom_run(tmp: Path, jaeger: JaegerServer, env: dict[str, str]) -> Itera
     tag = f"jaeger-e2e-{os.getpid()}-{time.monotonic_ns()}"
     service = f"greenroom-e2e-{os.getpid()}-{secrets.token_hex(3)}"
     ingress_secret = secrets.token_urlsafe(24)
+    cluster_secret = secrets.token_hex(32)
     environment = run_env(
         tmp, tag, without=("OTEL_",),
         GREENROOM_INGRESS_SECRET=ingress_secret,
+        GREENROOM_CLUSTER_SECRET=cluster_secret,
         OTEL_EXPORTER_OTLP_ENDPOINT=jaeger.otlp_http_url,
         OTEL_SERVICE_NAME=service,
         OTEL_BSP_SCHEDULE_DELAY="100",
@@ -139,7 +142,8 @@ def greenroom_run(tmp: Path, jaeger: JaegerServer, env: dict[str, str]) -> Itera
     with serving(environment, "--nodes", "2", "--port", "0", "--rest-port", "0", "--ingress-port",
                  "0", "--operator-port", "0", "--no-rate-limits") as tree:
         # the same list of lines: the run's output goes on into it
-        yield Run(tree.proc, tree.served, tree.nodes, service, ingress_secret, tree.lines)
+        yield Run(tree.proc, tree.served, tree.nodes, service, ingress_secret, cluster_secret,
+                  tree.lines)
 
 
 # -- Jaeger's JSON model ----------------------------------------------------------------
@@ -609,11 +613,12 @@ def test_metrics_and_health_on_each_nodes_operator_port(run: Run, client: Client
 
 def test_the_run_logged_no_error_and_no_secret(run: Run) -> None:
     """After everything above (at debug): no metrics pushed to the traces-only OTLP
-    endpoint (its 404s), no error line, and neither the bot token nor the ingress
-    secret in any line."""
+    endpoint (its 404s), no error line, and neither the bot token, the ingress secret
+    nor the cluster secret in any line."""
     errors = [line for line in run.lines if '"level": "error"' in line
               or '"level": "critical"' in line or "Failed to export" in line]
     assert errors == [], "".join(errors)
     secrets_seen = [line for line in run.lines
-                    if run.served["bot_token"] in line or run.ingress_secret in line]
+                    if any(secret in line for secret in (
+                        run.served["bot_token"], run.ingress_secret, run.cluster_secret))]
     assert secrets_seen == [], "".join(secrets_seen)
