@@ -30,6 +30,7 @@ from supervision import (
     TerminateChild,
     WhichChildren,
 )
+from tests.log_capture import json_logs
 
 EVENTS: list[tuple[str, str]] = []
 
@@ -177,15 +178,23 @@ def test_restart_intensity_exceeded_shuts_down_and_escalates(asys):
     sup, started = asys.ask(
         observer, ("start", spec(ONE_FOR_ONE, worker("a"), worker("b"), intensity=2)), 2)
     current = dict(started.children)
-    for _ in range(2):  # two restarts are within the intensity
-        asys.tell(current["a"], "crash")
-        current = wait_changed(asys, sup, current, ["a"])
-    EVENTS.clear()
-    asys.tell(current["a"], "crash")  # the third within the period is one too many
-    deadline = time.monotonic() + 2
-    while asys.ask(observer, "reason", 1) is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    with json_logs() as logs:
+        for _ in range(2):  # two restarts are within the intensity
+            asys.tell(current["a"], "crash")
+            current = wait_changed(asys, sup, current, ["a"])
+        EVENTS.clear()
+        asys.tell(current["a"], "crash")  # the third within the period is one too many
+        deadline = time.monotonic() + 2
+        while asys.ask(observer, "reason", 1) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert asys.ask(observer, "reason", 1) == "shutdown"
+    # each restart and the escalation: one structured line each (fields, not prose)
+    restarts = logs.events("supervisor.restarting")
+    assert [(r["level"], r["child"], r["strategy"]) for r in restarts] == [
+        ("warning", "a", ONE_FOR_ONE)] * 2
+    (gave_up,) = logs.events("supervisor.gave_up")
+    assert (gave_up["level"], gave_up["child"], gave_up["intensity"]) == ("error", "a", 2)
+    assert gave_up["reason"] and gave_up["supervisor"]
     assert ("stop", "b") in EVENTS  # the surviving child was stopped before the exit
     assert asys.ask(sup, WhichChildren(), 0.3) is None  # the supervisor is gone
 
