@@ -243,5 +243,9 @@ def test_a_fault_is_answered_without_its_exception(tmp_path: Path,
             assert err.value.code == "failed" and err.value.status == 503
             assert "no such table" not in err.value.message
             assert "no such table: channels" in caplog.text
+            # one structured line for the 5xx, with its traceback
+            (line,) = [rec for rec in caplog.records if rec.getMessage() == "ingress.failed"]
+            assert (line.levelname, line.status, line.op) == ("ERROR", 503, "PostSystemMessage")
+            assert line.exc_info is not None and line.request_id
 
     run(main)
