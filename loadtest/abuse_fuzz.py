@@ -1,8 +1,9 @@
 """A seeded gateway fuzzer over real sockets: hostile WebSocket frames against a real
 gateway, counting what a client must never see.
 
-Each connection picks an encoding (``json``, ``msgpack``, ``json`` + ``zlib-stream``),
-reads HELLO, sometimes IDENTIFYs for real, then sends a few frames built from valid
+Each connection picks a wire format: an encoding the gateway serves (``json``,
+``msgpack``; ``etf`` is refused, and tried among the bad URLs) with no transport
+compression, ``zlib-stream`` or ``zstd-stream`` (``FORMATS``), reads HELLO, sometimes IDENTIFYs for real, then sends a few frames built from valid
 payloads and mutated: opcodes, value types, sizes, nesting, ids past 2**63, lone
 surrogates and invalid UTF-8, fragments (valid, orphan, interleaved), control frames,
 reserved opcodes and RSV bits, unmasked frames. It ends with a heartbeat and reads until
@@ -42,7 +43,13 @@ from loadtest.raw_client import BINARY, CLOSE, CONT, PING, PONG, TEXT, Closed, R
 ALLOWED_CLOSES = frozenset({1000, 1002, 1007, 1009, 4001, 4002, 4003, 4004, 4005, 4008,
                             4010, 4012, 4013, 4014})
 
-ENCODINGS = (("json", False), ("msgpack", False), ("json", True))
+#: (encoding, transport compression): every pair the gateway serves
+FORMATS = tuple((encoding, compress) for encoding in ("json", "msgpack")
+                for compress in (None, "zlib-stream", "zstd-stream"))
+
+
+def format_name(encoding: str, compress: str | None) -> str:
+    return f"{encoding}+{compress}" if compress else encoding
 
 
 # -- payloads and mutations -----------------------------------------------------------------
@@ -200,6 +207,8 @@ class FuzzReport:
     connections: int = 0
     survived: int = 0  # connections that still answered the final heartbeat
     closes: Counter = field(default_factory=Counter)
+    #: frames sent per wire format (``format_name``; "bad url" for a refused URL)
+    formats: Counter = field(default_factory=Counter)
     #: (close code or None for a drop or "timeout", what was sent last)
     unexpected: list[tuple[Any, str]] = field(default_factory=list)
     #: filled by ``serve_and_fuzz``
@@ -220,14 +229,15 @@ class FuzzReport:
 async def _one_connection(host: str, port: int, token: str, guild_id: int,
                           rng: random.Random, budget: int, report: FuzzReport,
                           answer_timeout_s: float) -> int:
-    encoding, zlib_stream = rng.choice(ENCODINGS)
+    encoding, compress = rng.choice(FORMATS)
     query = None
     if rng.random() < 0.03:  # a bad URL: version, encoding, compression
-        query = rng.choice(["v=9&encoding=json", "v=10&encoding=xml", "v=10&compress=lz4",
-                            "v=abc", "encoding=json&v=10&v=11"])
-        encoding, zlib_stream = "json", False
+        query = rng.choice(["v=9&encoding=json", "v=10&encoding=xml", "v=10&encoding=etf",
+                            "v=10&compress=lz4", "v=abc", "encoding=json&v=10&v=11"])
+        encoding, compress = "json", None
+    wire = "bad url" if query else format_name(encoding, compress)
     try:
-        client = await RawClient.connect(host, port, encoding, zlib_stream, query=query)
+        client = await RawClient.connect(host, port, encoding, compress, query=query)
     except Closed as closed:
         report.unexpected.append((closed.code, f"handshake {query}"))
         return 0
@@ -272,6 +282,7 @@ async def _one_connection(host: str, port: int, token: str, guild_id: int,
         report.unexpected.append(("timeout", last))
     finally:
         client.close()
+        report.formats[wire] += sent
     return sent
 
 
@@ -326,9 +337,9 @@ def rss_mib() -> float:
 
 
 async def well_behaved(host: str, port: int, token: str, timeout: float = 10.0) -> bool:
-    """IDENTIFY, READY, GUILD_CREATE and a HEARTBEAT_ACK on each encoding."""
-    for encoding, zlib_stream in ENCODINGS:
-        client = await RawClient.connect(host, port, encoding, zlib_stream)
+    """IDENTIFY, READY, GUILD_CREATE and a HEARTBEAT_ACK on each wire format."""
+    for encoding, compress in FORMATS:
+        client = await RawClient.connect(host, port, encoding, compress)
         try:
             await client.receive_op(10, timeout)
             client.send({"op": 2, "d": {"token": token, "intents": 513, "properties": {
@@ -422,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                                        resume_window_s=args.resume_window, progress=True))
     print(f"fuzz frames tried      {report.frames:,} over {report.connections:,} "
           f"connections in {report.seconds:.1f} s")
+    print(f"frames per format      {dict(sorted(report.formats.items()))}")
     print(f"closes                 {dict(sorted(report.closes.items(), key=str))}")
     print(f"unexpected closes      {report.unexpected_closes}")
     for code, last in report.unexpected[:10]:

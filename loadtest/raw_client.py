@@ -1,8 +1,8 @@
 """A raw WebSocket (RFC 6455) gateway client for the abuse tools and tests.
 
 It sends whatever frame it is told to, however wrong (``frame``: any opcode, FIN, RSV
-bits, unmasked), and reads the gateway's payloads in JSON, msgpack or zlib-stream. Two
-ways to connect, for the two kinds of client the tools play:
+bits, unmasked), and reads the gateway's payloads in JSON or msgpack, plain, zlib-stream
+or zstd-stream. Two ways to connect, for the two kinds of client the tools play:
 
 - ``connect``: asyncio streams, which read ahead as a client library does (the fuzzer,
   the hostile-input tests);
@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgpack
+import zstandard
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 ZLIB_SUFFIX = b"\x00\x00\xff\xff"
@@ -135,18 +136,20 @@ def _upgrade_request(host: str, port: int, query: str) -> bytes:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
-def _query(encoding: str, zlib_stream: bool) -> str:
-    return f"v=10&encoding={encoding}" + ("&compress=zlib-stream" if zlib_stream else "")
+def _query(encoding: str, compress: str | None) -> str:
+    return f"v=10&encoding={encoding}" + (f"&compress={compress}" if compress else "")
 
 
 class RawClient:
     """A minimal RFC 6455 gateway client that sends whatever frame it is told to."""
 
     def __init__(self, sock: socket.socket | None = None, encoding: str = "json",
-                 zlib_stream: bool = False, *,
+                 compress: str | None = None, *,
                  streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
                  ) -> None:
-        """On ``sock`` (connected, non-blocking: read lazily) or on ``streams``."""
+        """On ``sock`` (connected, non-blocking: read lazily) or on ``streams``;
+        ``compress``: the transport compression asked for (``zlib-stream``,
+        ``zstd-stream``), None: plain frames."""
         if streams is not None:
             self._io: _Streams | _LazySocket = _Streams(*streams)
         elif sock is not None:
@@ -155,9 +158,11 @@ class RawClient:
             raise TypeError("RawClient needs a socket or streams")
         self.sock = self._io.sock
         self.encoding = encoding
-        self.zlib_stream = zlib_stream
-        #: zlib-stream: one inflater for the connection, as client libraries do
+        self.compress = compress
+        #: one decompressor for the connection, as client libraries keep (zlib-stream:
+        #: an inflater; zstd-stream: discord.py's ``zstandard`` ``decompressobj``)
         self._inflate = zlib.decompressobj()
+        self._unzstd = zstandard.ZstdDecompressor().decompressobj()
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         #: the last ``s`` received, and the session READY named (for heartbeats, RESUME)
@@ -166,21 +171,21 @@ class RawClient:
 
     @classmethod
     async def connect(cls, host: str, port: int, encoding: str = "json",
-                      zlib_stream: bool = False, timeout: float = 5.0,
+                      compress: str | None = None, timeout: float = 5.0,
                       query: str | None = None) -> RawClient:
         """Open the socket (asyncio streams) and upgrade; raises ``Closed`` with the
         HTTP status as code if the handshake is refused (e.g. 503 at the connection
         cap), or None if the connection drops."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        client = cls(encoding=encoding, zlib_stream=zlib_stream, streams=(reader, writer))
-        await client._upgrade(host, port, query or _query(encoding, zlib_stream), timeout)
+        client = cls(encoding=encoding, compress=compress, streams=(reader, writer))
+        await client._upgrade(host, port, query or _query(encoding, compress), timeout)
         return client
 
     @classmethod
     async def connect_lazy(cls, url: str, rcvbuf: int | None = 8192,
-                           compress: bool = False) -> RawClient:
+                           compress: str | None = None) -> RawClient:
         """A JSON client on a plain socket that reads only when asked. ``rcvbuf``: its
-        receive buffer (None: the kernel's autotuning); ``compress``: zlib-stream."""
+        receive buffer (None: the kernel's autotuning); ``compress`` as ``RawClient``'s."""
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -267,7 +272,9 @@ class RawClient:
                 continue
             data = b"".join(self._fragments)
             self._fragments.clear()
-            if self.zlib_stream:
+            if self.compress == "zstd-stream":  # each frame ends on a flushed block
+                data = self._unzstd.decompress(data)
+            elif self.compress == "zlib-stream":
                 self._buffer += data
                 if not data.endswith(ZLIB_SUFFIX):
                     return None

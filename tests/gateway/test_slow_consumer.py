@@ -238,7 +238,7 @@ def test_a_slow_reader_gets_everything_in_order_through_zlib_stream() -> None:
         async with start_node(limits=limits) as node:
             reader = await RawClient.connect_lazy(node.ws, rcvbuf=None)
             await reader.identify(node.token)
-            slow = await RawClient.connect_lazy(node.ws, compress=True)
+            slow = await RawClient.connect_lazy(node.ws, compress="zlib-stream")
             await slow.identify(node.token)
             await slow.heartbeat()
             got = asyncio.ensure_future(read_messages(reader, MESSAGES))
