@@ -65,6 +65,7 @@ async def serve(serving: GatewaySettings, seed_bot: bool, operator_port: int = 9
         get_logger("greenroom.gateway").info(
             "gateway serving", gateway_url=gateway.gateway_url, rest_url=gateway.rest_url,
             ingress_url=gateway.ingress_url if ingress_secret else None,
+            operator=operator.url if operator is not None else None,
             storage=settings.backend)
         if seed_bot:
             seeded = await seed(storage, _ids(settings))

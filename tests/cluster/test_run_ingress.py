@@ -1,14 +1,18 @@
 """The internal ingress under ``greenroom run`` (secret from the environment or a file,
 one loopback port for the host's nodes, off without a secret), and ``greenroom
-gateway`` configured like it (JSON logs); the secret is in no log line."""
+gateway`` configured like it (JSON logs, tracing, the operator port); the secret is in
+no log line."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
@@ -24,6 +28,15 @@ SECRET = "ingress-secret-4f1d2c9b7e"
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return run_env(tmp_path, without=("GREENROOM_INGRESS", "OTEL_"),
                    GREENROOM_OPERATOR_PORT="0", **extra)
+
+
+def _get(url: str) -> tuple[int, Any]:
+    """``url``'s status and body (parsed when it is JSON)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read().decode()
+        if response.headers.get_content_type() == "application/json":
+            return response.status, json.loads(body)
+        return response.status, body
 
 
 def _rest_of_output(proc: subprocess.Popen) -> str:
@@ -107,6 +120,14 @@ def test_gateway_command_logs_json_like_run_and_serves_the_ingress(tmp_path: Pat
         assert event["ingress_url"].startswith("http://127.0.0.1:")
         # tracing was configured too (its record, in the same JSON format)
         assert any(e["event"] == "tracing configured" for e in events), lines
+        # and the operator port, as each node of greenroom run has (loopback, JSON bodies)
+        operator = event["operator"]
+        assert operator.startswith("http://127.0.0.1:"), event
+        assert _get(f"{operator}/healthz") == (200, {"status": "ok"})
+        assert _get(f"{operator}/readyz") == (200, {"status": "ready", "checks": {
+            "storage": {"ok": True}, "gateway": {"ok": True}}})
+        status, metrics = _get(f"{operator}/metrics")
+        assert status == 200 and "\ngateway_connections{" in metrics, metrics[:500]
     finally:
         proc.send_signal(signal.SIGTERM)
         rest = _rest_of_output(proc)
