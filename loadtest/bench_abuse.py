@@ -1,9 +1,10 @@
 """``make bench-abuse``: what a hostile client or a crash costs, in one run.
 
-1. **Fuzz** (``loadtest.abuse_fuzz``): seeded mutated frames over real sockets in the
-   three encodings (json, msgpack, json + zlib-stream) against a gateway; prints the
-   frames tried and the closes that are not Discord/RFC codes allowed for what was sent
-   (target 0), ERROR records (0) and RSS growth. Rate limits are off for this part
+1. **Fuzz** (``loadtest.abuse_fuzz``): seeded mutated frames over real sockets in
+   every wire format (json and msgpack, each plain, zlib-stream and zstd-stream) against
+   a gateway; prints the frames tried (per format) and the closes that are not
+   Discord/RFC codes allowed for what was sent (target 0), ERROR records (0) and RSS
+   growth. Rate limits are off for this part
    (named in the output): the fuzzer opens thousands of connections from one address,
    which the per-address connection limit would refuse.
 2. **Slow consumers** (``loadtest.abuse_slow``): clients that heartbeat but never read,
@@ -49,6 +50,7 @@ def fuzz(frames: int, seed: int) -> dict[str, Any]:
     for record in report.error_records[:10]:
         progress(f"  error record: {record}")
     return {"fuzz_frames": report.frames, "fuzz_connections": report.connections,
+            "fuzz_frames_per_format": dict(sorted(report.formats.items())),
             "fuzz_unexpected_closes": report.unexpected_closes,
             "fuzz_error_records": len(report.error_records),
             "fuzz_rss_growth_mib": round(report.rss_growth_mib, 1),
