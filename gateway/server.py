@@ -83,11 +83,14 @@ from gateway.sessions import node_of_session
 from gateway.timers import TimerWheel
 from gateway.ws_log import quiet_peer_protocol_errors
 from observability import counter, inject_current, span_from
+from observability.logging import LogThrottle
 from storage.base import Storage
 from storage.snowflake import SnowflakeGenerator
 from supervision import Start, Started, Stop, Supervisor
 
 log = logging.getLogger("greenroom.gateway")
+#: a full node answers every new handshake 503: one line a second, with the count held
+_refused_lines = LogThrottle(interval=1.0)
 
 _bytes_out = counter("gateway_out_bytes_total",
                      "WebSocket frame payload bytes written to clients")
@@ -535,6 +538,12 @@ class Gateway:
             if len(self.links) >= self.max_connections:
                 # the node is full: 503 at the handshake, before any per-connection
                 # state; with SO_REUSEPORT the client's retry may reach another node
+                held = _refused_lines.allow("connection_limit")
+                if held is not None:
+                    log.warning("gateway.connection_refused", extra={
+                        "reason": "connection limit", "status": 503,
+                        "connections": len(self.links), "limit": self.max_connections,
+                        "suppressed": held})
                 response = WSUpgradeResponse.create_error_response(
                     503, b"gateway node at its connection limit")
                 response.headers["Retry-After"] = "5"

@@ -15,6 +15,7 @@ from gateway.limits import RateLimits
 from gateway.protocol import GatewayConfig
 from loadtest.raw_client import Closed, RawClient
 from tests.gateway.harness import Running, run, running_gateway
+from tests.log_capture import json_logs
 
 TEXT, BINARY, CONT = 0x1, 0x2, 0x0
 IDENTIFY_D = {"intents": 513, "properties": {"os": "linux", "browser": "t", "device": "t"}}
@@ -222,12 +223,18 @@ def test_new_connections_over_the_per_address_rate_are_closed_4008(tmp_path: Pat
 
 
 def test_past_the_node_cap_the_handshake_is_answered_503(tmp_path: Path) -> None:
+    """... and logged: one structured line a second (a 5xx an SRE must see)."""
     async def main() -> None:
         async with running_gateway(tmp_path, max_connections=2) as r:
             first, second = await connect(r), await connect(r)
-            with pytest.raises(Closed) as refused:
-                await RawClient.connect(r.gateway.host, r.gateway.port)
-            assert refused.value.code == 503
+            with json_logs() as logs:
+                for _ in range(3):
+                    with pytest.raises(Closed) as refused:
+                        await RawClient.connect(r.gateway.host, r.gateway.port)
+                    assert refused.value.code == 503
+            (line,) = logs.events("gateway.connection_refused")
+            assert (line["level"], line["status"], line["limit"], line["connections"]) == (
+                "warning", 503, 2, 2)
             first.close()
             while len(r.gateway.links) >= 2:  # the server sees the close
                 await asyncio.sleep(0.01)
