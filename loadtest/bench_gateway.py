@@ -18,7 +18,10 @@
 
 The server runs as ``make run`` configures it: no tracing variable is set for it.
 Ends with one JSON line per part. Everything is ``loadtest/gateway_load.py``; this only
-picks the bench's settings (any of its flags may be given) and the JSON keys.
+picks the bench's settings (any of its flags may be given, e.g. ``--mix bots=1,users=1``:
+``make bench-gateway ARGS="--mix bots=1,users=1"``) and the JSON keys; each line names
+the sessions' ``mix`` (default ``users=1``: user sessions that send op 14). Part 4
+(tracing) runs user sessions whatever the mix.
 
     .venv/bin/python loadtest/bench_gateway.py                  # < 9 min
     .venv/bin/python loadtest/bench_gateway.py --only tracing   # part 4 alone, ~3 min
@@ -85,7 +88,7 @@ def main() -> None:
     write_outputs(result, args.out, args.max_p99_ms)
     if "gateway" not in result:  # --identify-only
         print(json.dumps({"bench": "gateway-identify", "settings": SETTINGS,
-                          "sessions": result["sessions"],
+                          "mix": result["mix"], "sessions": result["sessions"],
                           "rss_bytes_per_session": result["rss_bytes_per_session"],
                           "identify_per_s": result["identify_per_s"],
                           "server_cpu_ms_per_identify": result["server_cpu_ms_per_identify"],
@@ -100,11 +103,13 @@ def main() -> None:
     line = {
         "bench": "gateway",
         "settings": SETTINGS,
+        "mix": result["mix"],
         "sessions": result["sessions"],
         "rss_bytes_per_session": result["rss_bytes_per_session"],
         "identify_per_s": result["identify_per_s"],
         "identify_per_s_1000_member_guild": result["identify_per_s_big_guild"],
         "members_online": g["clients"],
+        "members_receiving": g["receivers"],
         "max_deliveries_per_s": g["max_deliveries_per_s"],
         "max_rate_msgs_per_s": g["max_rate_msgs_per_s"],
         "p50_ms": g["p50_ms"],
@@ -193,10 +198,12 @@ def run_compressed(args: argparse.Namespace, name: str) -> None:
         "bench": f"gateway-{name}",
         "settings": SETTINGS,
         "compress": compressed.compress,
+        "mix": result["mix"],
         "sessions": result["sessions"],
         f"rss_bytes_per_session_{name}": rss,
         f"identify_per_s_{name}": result["identify_per_s"],
         "members_online": g.get("clients"),
+        "members_receiving": g.get("receivers"),
         f"{name}_max_deliveries_per_s": g.get("max_deliveries_per_s"),
         f"{name}_p50_ms": g.get("p50_ms"),
         f"{name}_p99_ms": g.get("p99_ms"),

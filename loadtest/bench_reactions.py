@@ -41,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import quote
@@ -60,6 +61,7 @@ from loadtest.ws_baseline.load import (
     call,
     cpu_seconds,
     machine_busy_seconds,
+    pace,
     percentile_ms,
     recv,
     send,
@@ -321,28 +323,11 @@ class Senders:
         elif status == 0 or 500 <= status < SHED:
             self.unknown.add(member)
 
-    async def paced(self, rate: float, duration: float, start_one) -> int:  # type: ignore[no-untyped-def]
-        """Start ``rate`` requests/s for ``duration`` s (``start_one(n)``); answers how
-        many, once all are answered."""
-        total = max(1, round(rate * duration))
-        interval_ns = int(1e9 / rate)
-        tasks: set[asyncio.Task] = set()
-        start = time.monotonic_ns()
-        n = 0
-        while n < total:
-            now = time.monotonic_ns()
-            due = start + n * interval_ns
-            if now < due:
-                await asyncio.sleep((due - now) / 1e9)
-                now = time.monotonic_ns()
-            while n < total and start + n * interval_ns <= now:
-                task = start_one(n)
-                if task is not None:
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                n += 1
-        if tasks:
-            await asyncio.wait(tasks, timeout=self.REQUEST_TIMEOUT_S + 5)
+    async def paced(self, rate: float, duration: float,
+                    start_one: Callable[[int], asyncio.Future | None]) -> int:
+        """Start ``rate`` requests/s for ``duration`` s (``start_one(n)``, ``pace``);
+        answers how many, once all are answered."""
+        n, _ = await pace(rate, duration, start_one, wait_s=self.REQUEST_TIMEOUT_S + 5)
         return n
 
     async def messages(self, tokens: list[str], step: int, rate: float,

@@ -9,23 +9,32 @@ broadcast baseline (``loadtest/ws_baseline``).
   bot sends hundreds of messages/s into one channel, far past Discord's 5 per 5 s per
   token and channel, so the limits are off (``gateway.limits.UNLIMITED``).
 - Clients: picows WebSocket clients on uvloop, split over ``--processes`` worker
-  processes; each connection waits for HELLO, IDENTIFYs with a user token, waits for
-  READY, opens its guilds (op 14: a user's session is passive in a guild until then,
-  gateway/fanout.py), heartbeats (op 1, ``d`` = the last ``s`` received) once its
-  GUILD_CREATEs are in, then every 30 s. Workers print progress while connecting.
+  processes; each connection waits for HELLO, IDENTIFYs with its token, waits for
+  READY, heartbeats (op 1, ``d`` = the last ``s`` received) once its GUILD_CREATEs are
+  in, then every 30 s. Workers print progress while connecting. ``--mix`` picks the
+  kinds of session (each share of ``--members`` and of the sessions beyond them):
+  ``users`` IDENTIFY with a user token and open their guilds at READY (op 14: a user's
+  session is passive in a guild until then, gateway/fanout.py), ``bots`` with a bot
+  token and send no op 14 (bots are always active), ``passive`` are user sessions that
+  never send op 14 and must receive no MESSAGE_CREATE (each one they get is counted
+  ``undue`` and fails the step). The default, ``users=1``, is every session a user
+  that opens its guild.
 - Sender: the seeded bot POSTs ``/channels/{id}/messages`` at a paced rate; each message's
   content carries its send time (``CLOCK_MONOTONIC`` ns, shared by the processes on the
   host) and step number; receivers bucket MESSAGE_CREATE send-to-deliver latency into
   0.1 ms histograms per step (``loadtest.ws_baseline.load``).
 - Figures: identifies/s (first connect to last READY), server RSS per identified idle
-  session (RSS delta / sessions), deliveries/s and p50/p99 per rate, the highest rate with
-  everything delivered and p99 within bound; the baseline with the same receivers count,
-  the same rates and frames of the gateway's MESSAGE_CREATE size.
+  session (RSS delta / sessions), deliveries/s and p50/p99 per rate (of the sessions
+  that must receive: bots and users, not passive ones), the highest rate with
+  everything delivered and p99 within bound; the baseline with as many receivers as
+  the gateway's receiving sessions, the same rates and frames of the gateway's
+  MESSAGE_CREATE size.
 
 Only 127.0.0.1 is ever targeted; every wait has a timeout and every loop a bound.
 
     .venv/bin/python loadtest/gateway_load.py --sessions 2000 --members 1000
     .venv/bin/python loadtest/gateway_load.py --sessions 0   # the fan-out phase only
+    .venv/bin/python loadtest/gateway_load.py --mix bots=1,users=1,passive=2
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from loadtest.ws_baseline.load import (  # noqa: E402
     cpu_seconds,
     make_inflater,
     measure_step,
+    pace,
     recv,
     rss_bytes,
     send,
@@ -85,6 +95,46 @@ def content(sent_ns: int, step: int, n: int, size: int) -> str:
     return head + "x" * max(0, size - len(head))
 
 
+#: the kinds of session ``--mix`` shares out (see the module docstring)
+KINDS = ("bots", "users", "passive")
+DEFAULT_MIX = "users=1"
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``bots=1,users=3`` -> the kinds' weights (a kind left out weighs 0); raises
+    ValueError on an unknown kind, a negative weight or weights that sum to 0."""
+    weights = dict.fromkeys(KINDS, 0.0)
+    for part in text.split(","):
+        name, _, value = part.strip().partition("=")
+        if name not in weights:
+            raise ValueError(f"unknown kind of session {name!r} (one of {', '.join(KINDS)})")
+        weights[name] = float(value)
+        if weights[name] < 0:
+            raise ValueError(f"negative weight for {name}")
+    if sum(weights.values()) <= 0:
+        raise ValueError("the mix's weights sum to 0")
+    return weights
+
+
+def mix_name(weights: dict[str, float]) -> str:
+    """The mix as the JSON names it: its shares, e.g. ``bots=0.25,users=0.75``."""
+    total = sum(weights.values())
+    return ",".join(f"{k}={round(w / total, 4):g}" for k, w in weights.items() if w)
+
+
+def assign_kinds(weights: dict[str, float], count: int) -> list[str]:
+    """``count`` sessions' kinds in the mix's proportions, interleaved (each next one
+    the kind furthest below its share), so any stretch of them holds the mix."""
+    total = sum(weights.values())
+    given = dict.fromkeys(weights, 0)
+    kinds = []
+    for i in range(count):
+        kind = max(weights, key=lambda k: weights[k] / total * (i + 1) - given[k])
+        given[kind] += 1
+        kinds.append(kind)
+    return kinds
+
+
 # ------------------------------------------------------------------ storage and server
 
 
@@ -96,16 +146,20 @@ class Seeded:
     guild_id: int
     channel_id: int
     tokens: list[str]  # the first ``members`` are members of the seeded guild
+    #: each token's kind of session (``KINDS``), in the order of ``tokens``
+    kinds: list[str] = field(default_factory=list)
 
 
 async def seed_users(directory: str, users: int, members: int,
-                     idle_guild_size: int = 100) -> Seeded:
+                     idle_guild_size: int = 100, mix: dict[str, float] | None = None
+                     ) -> Seeded:
     """The ``make run`` seed plus ``users`` users: the first ``members`` join its guild,
-    the rest guilds of ``idle_guild_size`` members each."""
-    from gateway.seed import add_member, create_guild
+    the rest guilds of ``idle_guild_size`` members each. ``mix`` (``parse_mix``; None:
+    all ``users``): the kinds of the members and of the rest, each shared out by it;
+    ``bots`` are bot users (with their application's intents), the others users."""
+    from gateway.seed import add_member, create_guild, create_user
     from greenroom.cli import _ensure_seeded
     from storage import make_storage
-    from storage.model import User
     from storage.schema import migrate
     from storage.settings import StorageSettings
     from storage.snowflake import SnowflakeGenerator
@@ -117,23 +171,24 @@ async def seed_users(directory: str, users: int, members: int,
     storage = make_storage(settings)
     await storage.open()
     ids = SnowflakeGenerator(0, 1)
+    weights = mix or parse_mix(DEFAULT_MIX)
+    in_guild = min(users, members)
+    kinds = assign_kinds(weights, in_guild) + assign_kinds(weights, users - in_guild)
     tokens = []
     try:
         idle_guild = None
         for i in range(users):
             if i >= members and (i - members) % idle_guild_size == 0:
                 idle_guild, _ = await create_guild(storage, ids, f"idle{i}", seeded["user_id"])
-            user_id = ids.next_id()
-            await storage.put_user(User(user_id, f"load{i}", bot=False))
-            token = f"load.{user_id}.{os.urandom(8).hex()}"
-            await storage.put_token(token, user_id)
+            user_id, token = await create_user(storage, ids, f"load{i}",
+                                               bot=kinds[i] == "bots")
             await add_member(storage, seeded["guild_id"] if i < members else idle_guild,
                              user_id)
             tokens.append(token)
     finally:
         await storage.close()
     return Seeded(directory, db, seeded["token"], seeded["guild_id"], seeded["channel_id"],
-                  tokens)
+                  tokens, kinds)
 
 
 @dataclass
@@ -230,20 +285,23 @@ def stop_gateway_server(server: Server) -> None:
 
 def gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
                    budget_s: float, conn: Connection, resume: bool = False,
-                   compress: str | None = None, encoding: str = "json") -> None:
+                   compress: str | None = None, encoding: str = "json",
+                   kinds: list[str] | None = None) -> None:
     """Process entry point: identify ``tokens`` on ``url`` (starting no new connection
     after ``budget_s``), then answer the pipe. ``resume``: a connection that drops
     reconnects to ``url`` and RESUMEs its session, as a Discord client does.
-    ``compress``: ask for that transport compression and inflate every frame."""
+    ``compress``: ask for that transport compression and inflate every frame.
+    ``kinds``: each token's kind of session (``KINDS``; None: all ``users``)."""
     import uvloop
 
     uvloop.run(_gateway_worker(index, url, tokens, members_share, budget_s, conn, resume,
-                               compress, encoding))
+                               compress, encoding, kinds))
 
 
 async def _gateway_worker(index: int, url: str, tokens: list[str], members_share: int,
                           budget_s: float, conn: Connection, resume: bool = False,
-                          compress: str | None = None, encoding: str = "json") -> None:
+                          compress: str | None = None, encoding: str = "json",
+                          kinds: list[str] | None = None) -> None:
     import msgpack
     from picows import WSError, WSListener, WSMsgType, ws_connect
 
@@ -256,6 +314,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
     packb, unpackb = msgpack.packb, msgpack.unpackb
     loop = asyncio.get_running_loop()
     counts = [0] * MAX_STEPS
+    undue = [0] * MAX_STEPS  # MESSAGE_CREATEs that reached passive sessions, per step
     scratch = [0] * BUCKETS
     histograms = [scratch] * MAX_STEPS
     text = WSMsgType.TEXT
@@ -268,8 +327,11 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
     resumed_head = b'{"t":"RESUMED"'
 
     class Client(WSListener):
-        def __init__(self, token: str) -> None:
+        def __init__(self, token: str, kind: str = "users") -> None:
             self.token = token
+            self.kind = kind
+            self.opens = kind == "users"  # sends op 14 for its guilds at READY
+            self.receives = kind != "passive"  # must get every MESSAGE_CREATE
             self.ready = loop.create_future()
             self.transport = None
             self.session_id: str | None = None  # kept only with ``resume``
@@ -304,6 +366,9 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 if i < 0:
                     return
                 step = int(payload[i + _STEP.start:i + _STEP.stop])
+                if not self.receives:
+                    undue[step] += 1
+                    return
                 bucket = (now - int(payload[i + _TS.start:i + _TS.stop])) // (BUCKET_US * 1000)
                 histograms[step][bucket if bucket < last_bucket else last_bucket] += 1
                 counts[step] += 1
@@ -334,10 +399,10 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 if not self.ready.done():
                     # A user client opens its guild (op 14), as Discord's clients do when
                     # the user views it: until then its session is passive there and gets
-                    # no message events (gateway/fanout.py).
+                    # no message events (gateway/fanout.py). Bots send none.
                     guilds = json.loads(payload)["d"]["guilds"]
                     self.guilds_left = len(guilds)
-                    for guild in guilds:
+                    for guild in guilds if self.opens else ():
                         transport.send(text, json.dumps(
                             {"op": 14, "d": {"guild_id": guild["id"]}}).encode())
                     self.ready.set_result(True)
@@ -373,6 +438,9 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 i = text_.find("@ts=")
                 if i >= 0:
                     step = int(text_[i + _STEP.start:i + _STEP.stop])
+                    if not self.receives:
+                        undue[step] += 1
+                        return
                     sent = int(text_[i + _TS.start:i + _TS.stop])
                     bucket = (now - sent) // (BUCKET_US * 1000)
                     histograms[step][bucket if bucket < last_bucket else last_bucket] += 1
@@ -387,7 +455,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             if t == "READY" and not self.ready.done():
                 guilds = d["guilds"]
                 self.guilds_left = len(guilds)
-                for guild in guilds:
+                for guild in guilds if self.opens else ():
                     transport.send(binary, packb({"op": 14, "d": {"guild_id": guild["id"]}}))
                 self.ready.set_result(True)
                 return
@@ -442,10 +510,10 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
     first_ns = clock()
     last_ns = first_ns
 
-    async def connect(token: str) -> None:
+    async def connect(token: str, kind: str) -> None:
         nonlocal last_ns
         try:
-            _, client = await ws_connect(lambda: Client(token), url,
+            _, client = await ws_connect(lambda: Client(token, kind), url,
                                          websocket_handshake_timeout=30)
             if client is None:  # seen on a loaded host: counted, not an uncaught error
                 raise ConnectionError("the WebSocket handshake gave no listener")
@@ -489,7 +557,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
             break
         if len(pending) >= CONNECT_WINDOW:
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        pending.add(asyncio.create_task(connect(token)))
+        pending.add(asyncio.create_task(connect(token, kinds[i] if kinds else "users")))
     if pending:
         await asyncio.wait(pending, timeout=60)
     reporter.cancel()
@@ -497,8 +565,11 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
     order = {token: i for i, token in enumerate(tokens)}
     clients.sort(key=lambda c: order[c.token])
 
+    def passive() -> int:
+        return sum(not c.receives for c in clients)
+
     send(conn, ("ready", state["ready"], state["failed"], first_ns, last_ns,
-                members_done_ns or last_ns))
+                members_done_ns or last_ns, passive()))
 
     while True:
         try:
@@ -513,7 +584,7 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                     client.transport.disconnect()
                 clients = clients[:k]
                 await asyncio.sleep(0.5)
-                send(conn, ("kept", len(clients), state["closed"]))
+                send(conn, ("kept", len(clients), state["closed"], passive()))
             case ("begin", step):
                 histograms[step] = [0] * BUCKETS
                 send(conn, "ok")
@@ -523,6 +594,8 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
                 histogram = {b: c for b, c in enumerate(histograms[step]) if c}
                 histograms[step] = scratch
                 send(conn, (counts[step], histogram))
+            case ("undue", step):
+                send(conn, undue[step])
             case ("frame_bytes",):
                 send(conn, state["frame_bytes"])
             case ("resumed",):
@@ -541,30 +614,39 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
 async def start_gateway_workers(url: str, tokens: list[str], members: int,
                                 processes: int, budget_s: float = 120.0,
                                 resume: bool = False, compress: str | None = None,
-                                encoding: str = "json") -> tuple[Workers, float, float, int]:
+                                encoding: str = "json", kinds: list[str] | None = None
+                                ) -> tuple[Workers, float, float, int]:
     """Workers holding every token's session; each gets an equal share of the first
-    ``members`` tokens first. Answers (workers, identifies/s overall, identifies/s of
-    the guild members alone, failures)."""
+    ``members`` tokens first. ``kinds``: each token's kind of session (``Seeded.kinds``;
+    None: all ``users``); ``workers.passive`` counts the passive ones identified.
+    Answers (workers, identifies/s overall, identifies/s of the guild members alone,
+    failures)."""
     context = multiprocessing.get_context("spawn")
     workers = Workers()
+    kinds = kinds or ["users"] * len(tokens)
     shares: list[list[str]] = [[] for _ in range(processes)]
-    for i, token in enumerate(tokens[:members]):
+    share_kinds: list[list[str]] = [[] for _ in range(processes)]
+    for i, (token, kind) in enumerate(zip(tokens[:members], kinds[:members], strict=True)):
         shares[i % processes].append(token)
+        share_kinds[i % processes].append(kind)
     shares_members = [len(share) for share in shares]
-    for i, token in enumerate(tokens[members:]):
+    for i, (token, kind) in enumerate(zip(tokens[members:], kinds[members:], strict=True)):
         shares[i % processes].append(token)
+        share_kinds[i % processes].append(kind)
     for index, share in enumerate(shares):
         parent, child = context.Pipe()
         process = context.Process(target=gateway_worker, daemon=True, args=(
             index, url, share, shares_members[index], budget_s, child, resume, compress,
-            encoding))
+            encoding, share_kinds[index]))
         process.start()
         workers.processes.append(process)
         workers.pipes.append(parent)
     firsts, lasts, members_done, failed = [], [], [], 0
     for pipe in workers.pipes:
-        _, ready, bad, first_ns, last_ns, done_ns = await recv(pipe, budget_s + 120.0)
+        _, ready, bad, first_ns, last_ns, done_ns, passive = await recv(pipe,
+                                                                        budget_s + 120.0)
         workers.connected += ready
+        workers.passive += passive
         failed += bad
         firsts.append(first_ns)
         lasts.append(last_ns)
@@ -578,11 +660,12 @@ async def start_gateway_workers(url: str, tokens: list[str], members: int,
 async def keep_members(workers: Workers, members: int) -> int:
     share = [members // len(workers.pipes) + (i < members % len(workers.pipes))
              for i in range(len(workers.pipes))]
-    kept = 0
+    kept = passive = 0
     for pipe, k in zip(workers.pipes, share, strict=True):
-        _, n, _closed = await call(pipe, ("keep", k))
+        _, n, _closed, n_passive = await call(pipe, ("keep", k))
         kept += n
-    workers.connected = kept
+        passive += n_passive
+    workers.connected, workers.passive = kept, passive
     return kept
 
 
@@ -660,32 +743,13 @@ class RestSender:
 
     async def send_step(self, step: int, rate: float, duration: float,
                         drain_s: float) -> tuple[int, float]:
-        """Post ``rate`` messages/s for ``duration`` s (at most ``max_in_flight`` at once);
-        answers (messages posted, seconds it took)."""
-        total = max(1, round(rate * duration))
-        interval_ns = int(1e9 / rate)
-        tasks: set[asyncio.Task] = set()
-        start = time.monotonic_ns()
-        n = 0
-        while n < total:
-            now = time.monotonic_ns()
-            due = start + n * interval_ns
-            if now < due:
-                await asyncio.sleep((due - now) / 1e9)
-                now = time.monotonic_ns()
-            while n < total and start + n * interval_ns <= now:
-                if len(tasks) >= self.max_in_flight:
-                    break
-                task = asyncio.create_task(self.post(step, n))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                n += 1
-            if len(tasks) >= self.max_in_flight:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        seconds = (time.monotonic_ns() - start) / 1e9
-        if tasks:
-            await asyncio.wait(tasks, timeout=drain_s + 10)
-        return n, seconds
+        """Post ``rate`` messages/s for ``duration`` s (at most ``max_in_flight`` at once,
+        ``pace``); answers (messages posted, seconds it took)."""
+        def one(n: int) -> asyncio.Task:
+            return asyncio.create_task(self.post(step, n))
+
+        return await pace(rate, duration, one, max_in_flight=self.max_in_flight,
+                          wait_s=drain_s + 10)
 
 
 async def run_gateway_step(sender: RestSender, workers: Workers, server_pid: int, step: int,
@@ -751,12 +815,15 @@ def fmt_ms(value: float | None) -> str:
 
 def print_step(result: StepResult) -> None:
     lost = result.expected - result.delivered
+    verdict = ("ok" if result.ok else "p99 over" if result.all_delivered
+               else "UNDUE" if result.undue else "LOST")
     print(
         f"  {result.rate:>6.0f} msg/s  {result.deliveries_per_s:>10,.0f} deliveries/s"
         f"  p50 {fmt_ms(result.p50_ms):>6} ms  p99 {fmt_ms(result.p99_ms):>7} ms"
-        f"  lost {lost:>7,}  cpu: server {result.server_cpu:>4.0%}"
+        f"  lost {lost:>7,}{f'  undue {result.undue:,}' if result.undue else ''}"
+        f"  cpu: server {result.server_cpu:>4.0%}"
         f" clients {result.clients_cpu:>4.0%} other {result.other_cpu:>4.0%}"
-        f"  {'ok' if result.ok else 'p99 over' if result.all_delivered else 'LOST'}",
+        f"  {verdict}",
         flush=True,
     )
 
@@ -802,7 +869,8 @@ def summarize(steps: list[StepResult]) -> dict:
         "saturation_deliveries_per_s": round(max(
             (s.deliveries_per_s for s in steps if s.all_delivered), default=0.0)),
         "steps": [{"rate": s.rate, "deliveries_per_s": round(s.deliveries_per_s),
-                   "lost": s.expected - s.delivered, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
+                   "lost": s.expected - s.delivered, "undue": s.undue,
+                   "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
                    "max_ms": s.max_ms, "server_cpu": round(s.server_cpu, 2),
                    "clients_cpu": round(s.clients_cpu, 2),
                    "other_cpu": round(s.other_cpu, 2)} for s in steps],
@@ -857,7 +925,9 @@ def raise_fd_limit(need: int) -> None:
 
 
 async def run_baseline(args: argparse.Namespace, frame_bytes: int,
-                       deadline: float) -> dict:
+                       deadline: float, receivers: int | None = None) -> dict:
+    """The bare broadcast server with ``receivers`` clients (None: ``--members``): as
+    many as the gateway's sessions that receive the messages."""
     from loadtest.bench_ws_libs import start_server, start_workers, stop_server
     from loadtest.ws_baseline.load import connect_sender, run_step
 
@@ -866,7 +936,8 @@ async def run_baseline(args: argparse.Namespace, frame_bytes: int,
     workers = None
     try:
         started = time.monotonic()
-        workers = await start_workers(url, args.members, args.processes, args.compress)
+        workers = await start_workers(url, args.members if receivers is None else receivers,
+                                      args.processes, args.compress)
         print(f"baseline: {workers.connected} clients connected in "
               f"{time.monotonic() - started:.1f} s; {frame_bytes}-byte frames", flush=True)
         sender = await connect_sender(url + "send")
@@ -894,7 +965,8 @@ async def run(args: argparse.Namespace) -> dict:
     directory = tempfile.mkdtemp(prefix="greenroom-load-")
     print(f"seeding {sessions:,} users ({args.members:,} in the guild) in {directory}",
           flush=True)
-    seeded = await seed_users(directory, sessions, args.members, args.idle_guild_size)
+    seeded = await seed_users(directory, sessions, args.members, args.idle_guild_size,
+                              args.mix)
     print(f"  seeded in {time.monotonic() - started:.1f} s", flush=True)
     server = start_gateway_server(seeded.db, Path(directory) / "server.log")
     print(f"gateway {server.gateway_url} REST {server.rest_url} (node pid {server.pid})",
@@ -902,7 +974,8 @@ async def run(args: argparse.Namespace) -> dict:
     workers = None
     sender = None
     result: dict = {"sessions_requested": sessions, "members": args.members,
-                    "compress": args.compress, "encoding": args.encoding}
+                    "mix": mix_name(args.mix), "compress": args.compress,
+                    "encoding": args.encoding}
     try:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)
@@ -910,7 +983,8 @@ async def run(args: argparse.Namespace) -> dict:
         cpu0 = cpu_seconds(server.pid)
         workers, identify_rate, members_rate, failed = await start_gateway_workers(
             server.gateway_url, seeded.tokens, args.members, args.processes,
-            args.identify_budget, compress=args.compress, encoding=args.encoding)
+            args.identify_budget, compress=args.compress, encoding=args.encoding,
+            kinds=seeded.kinds)
         # the node's CPU per IDENTIFY: its ceiling is 1000 / this identifies/s on one core,
         # a figure other work on the host disturbs less than identify_per_s
         cpu_ms = (cpu_seconds(server.pid) - cpu0) * 1000 / max(1, workers.connected)
@@ -945,8 +1019,10 @@ async def run(args: argparse.Namespace) -> dict:
                             args.content_size)
         await sender.open()
         await wait_for_quiet_host(args.wait_quiet)
-        print(f"gateway fan-out: 1 sender -> {workers.connected:,} online members, "
-              f"{args.duration:g} s per rate", flush=True)
+        receivers = workers.connected - workers.passive
+        print(f"gateway fan-out: 1 sender -> {workers.connected:,} online members "
+              f"({receivers:,} receive: {mix_name(args.mix)}), {args.duration:g} s per rate",
+              flush=True)
 
         stage_tails: dict[float, dict[str, float | None]] = {}
 
@@ -966,7 +1042,12 @@ async def run(args: argparse.Namespace) -> dict:
         frame_bytes = max([await call(p, ("frame_bytes",)) for p in workers.pipes])
         posts = sorted(sender.post_ms)
         result["gateway"] = {
-            "clients": workers.connected, "dispatch_frame_bytes": frame_bytes,
+            "clients": workers.connected, "receivers": receivers,
+            "passive": workers.passive,
+            "sessions_by_kind": dict(zip(KINDS, [
+                sum(k == kind for k in seeded.kinds[:args.members]) for kind in KINDS],
+                strict=True)),
+            "dispatch_frame_bytes": frame_bytes,
             "post_errors": sender.errors,
             "post_p50_ms": round(posts[len(posts) // 2], 2) if posts else None,
             "post_p99_ms": round(posts[int(len(posts) * 0.99)], 2) if posts else None,
@@ -981,9 +1062,10 @@ async def run(args: argparse.Namespace) -> dict:
         stop_gateway_server(server)
     if args.baseline and not args.identify_only:
         await wait_for_quiet_host(args.wait_quiet)
-        print(f"baseline: bare picows broadcast server, {args.members:,} clients", flush=True)
+        receivers = result["gateway"]["receivers"]
+        print(f"baseline: bare picows broadcast server, {receivers:,} clients", flush=True)
         result["baseline"] = await run_baseline(
-            args, result["gateway"]["dispatch_frame_bytes"] or 800, deadline)
+            args, result["gateway"]["dispatch_frame_bytes"] or 800, deadline, receivers)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
@@ -1021,6 +1103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoding", choices=("json", "msgpack"), default="json",
                         help="the clients' gateway encoding (msgpack: every payload "
                              "decoded whole, commands sent in msgpack)")
+    parser.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX),
+                        metavar="KIND=WEIGHT,...",
+                        help="the kinds of session, as weights shared out over --members "
+                             "and over the sessions beyond them: bots (bot token, no op "
+                             "14), users (user token, op 14 at READY), passive (user "
+                             "token, no op 14: must receive no MESSAGE_CREATE); e.g. "
+                             "bots=1,users=1 (default: users=1, every session a user "
+                             "that opens its guild)")
     parser.add_argument("--idle-wait", type=float, default=0.0,
                         help="seconds the identified sessions idle before the server's "
                              "RSS is read (an idle zlib-stream rests within two "

@@ -224,16 +224,21 @@ async def connect_sender(url: str):
     return transport
 
 
-async def send_step(
-    transport, step: int, rate: float, duration: float, size: int
-) -> tuple[int, float]:
-    """Send ``rate`` messages/s for ``duration`` s, paced on a 1 ms grid; returns
-    (messages sent, seconds it took)."""
-    from picows import WSMsgType
-
-    text = WSMsgType.TEXT
+async def pace(rate: float, duration: float,
+               start_one: Callable[[int], asyncio.Future | None], *,
+               max_in_flight: int | None = None,
+               wait_s: float | None = None) -> tuple[int, float]:
+    """Start ``rate`` sends/s for ``duration`` s on the grid start + n / rate (late
+    sends go out at once, in order): ``start_one(n)`` sends the n-th and answers its
+    task, or None when the send is done on return. ``max_in_flight``: with that many
+    tasks unanswered, wait for one. Answers (sends started, seconds from the first to the
+    last start); before answering, waits up to ``wait_s`` for the tasks still open.
+    The one pacer of the load tools: the bare broadcast's, the REST sender's and the
+    reaction storm's sends keep the same schedule."""
+    cap = max_in_flight or float("inf")
     total = max(1, round(rate * duration))
     interval_ns = int(1e9 / rate)
+    tasks: set[asyncio.Future] = set()
     start = time.monotonic_ns()
     n = 0
     while n < total:
@@ -242,10 +247,33 @@ async def send_step(
         if now < due:
             await asyncio.sleep((due - now) / 1e9)
             now = time.monotonic_ns()
-        while n < total and start + n * interval_ns <= now:
-            transport.send(text, make_message(time.monotonic_ns(), step, n, size))
+        while n < total and start + n * interval_ns <= now and len(tasks) < cap:
+            task = start_one(n)
+            if task is not None:
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
             n += 1
-    return n, (time.monotonic_ns() - start) / 1e9
+        if len(tasks) >= cap:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    seconds = (time.monotonic_ns() - start) / 1e9
+    if tasks:
+        await asyncio.wait(tasks, timeout=wait_s)
+    return n, seconds
+
+
+async def send_step(
+    transport, step: int, rate: float, duration: float, size: int
+) -> tuple[int, float]:
+    """Send ``rate`` messages/s for ``duration`` s (``pace``); returns (messages sent,
+    seconds it took)."""
+    from picows import WSMsgType
+
+    text = WSMsgType.TEXT
+
+    def one(n: int) -> None:
+        transport.send(text, make_message(time.monotonic_ns(), step, n, size))
+
+    return await pace(rate, duration, one)
 
 
 @dataclass
@@ -264,10 +292,13 @@ class StepResult:
     #: CPU that processes outside the benchmark used meanwhile (other work on the host).
     other_cpu: float
     max_p99_ms: float
+    #: MESSAGE_CREATEs that reached sessions that must get none (passive user sessions)
+    undue: int = 0
 
     @property
     def all_delivered(self) -> bool:
-        return self.delivered == self.expected
+        """Every due delivery made and none undue."""
+        return self.delivered == self.expected and self.undue == 0
 
     @property
     def ok(self) -> bool:
@@ -286,6 +317,9 @@ class Workers:
     processes: list = field(default_factory=list)
     pipes: list[Connection] = field(default_factory=list)
     connected: int = 0
+    #: of ``connected``, the sessions that must receive no message (passive user
+    #: sessions): left out of the expected deliveries, and any they get is counted undue
+    passive: int = 0
 
 
 async def stop_workers(workers: Workers, stop_timeout: float = 10.0) -> None:
@@ -336,7 +370,7 @@ async def measure_step(
     own_cpu0 = cpu_seconds(os.getpid())
     machine0 = machine_busy_seconds()
     sent, seconds = await sending
-    expected = sent * workers.connected
+    expected = sent * (workers.connected - workers.passive)
     deadline = time.monotonic() + drain_s
     while True:
         delivered = 0
@@ -351,10 +385,12 @@ async def measure_step(
     own_s = cpu_seconds(os.getpid()) - own_cpu0
     other_s = machine_busy_seconds() - machine0 - server_s - clients_s - own_s
     histogram: dict[int, int] = {}
-    delivered = 0
+    delivered = undue = 0
     for pipe in workers.pipes:
         count, part = await call(pipe, ("report", step))
         delivered += count
+        if workers.passive:  # their workers count what reached them: ("undue", step)
+            undue += await call(pipe, ("undue", step))
         for bucket, n in part.items():
             histogram[bucket] = histogram.get(bucket, 0) + n
     p50, p99 = percentile_ms(histogram, 0.50), percentile_ms(histogram, 0.99)
@@ -372,4 +408,5 @@ async def measure_step(
         clients_cpu=clients_s / wall,
         other_cpu=max(0.0, other_s) / wall,
         max_p99_ms=max_p99_ms,
+        undue=undue,
     )

@@ -1,0 +1,78 @@
+"""The load generator's mix of sessions (``loadtest/gateway_load.py --mix``) against a
+real node (``greenroom run --nodes 1`` on SQLite): bot sessions (no op 14) and user
+sessions that send op 14 get every message, passive user sessions (no op 14) none, and
+the deliveries the generator counts are the receiving sessions' alone."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from loadtest.gateway_load import (
+    RestSender,
+    assign_kinds,
+    mix_name,
+    parse_mix,
+    run_gateway_step,
+    seed_users,
+    start_gateway_server,
+    start_gateway_workers,
+    stop_gateway_server,
+)
+from loadtest.ws_baseline.load import StepResult, Workers, stop_workers
+
+
+def test_mix_shares_and_names() -> None:
+    weights = parse_mix("bots=3,users=3,passive=2")
+    kinds = assign_kinds(weights, 8)
+    assert sorted(kinds) == ["bots"] * 3 + ["passive"] * 2 + ["users"] * 3
+    assert kinds[:4].count("passive") == 1  # interleaved, not in blocks
+    assert mix_name(weights) == "bots=0.375,users=0.375,passive=0.25"
+    assert assign_kinds(parse_mix("users=1"), 3) == ["users"] * 3
+    for bad in ("robots=1", "users=-1", "users=0"):
+        with pytest.raises(ValueError):
+            parse_mix(bad)
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_bots_and_users_get_every_message_passive_none(encoding: str) -> None:
+    async def main() -> tuple[Workers, StepResult, list[str]]:
+        directory = tempfile.mkdtemp(prefix="greenroom-load-mix-")
+        try:
+            seeded = await seed_users(directory, 8, 8, mix=parse_mix("bots=3,users=3,passive=2"))
+            server = start_gateway_server(seeded.db, Path(directory) / "server.log")
+            workers = sender = None
+            try:
+                workers, _, _, failed = await start_gateway_workers(
+                    server.gateway_url, seeded.tokens, 8, 2, 30.0, encoding=encoding,
+                    kinds=seeded.kinds)
+                assert failed == 0
+                sender = RestSender(server.rest_url, seeded.bot_token, seeded.channel_id, 100)
+                await sender.open()
+                await asyncio.sleep(0.5)  # the op 14s are in before the first post
+                step = await run_gateway_step(sender, workers, server.pid, 0, 10.0, 0.5,
+                                              5.0, 1000.0)
+                assert sender.errors == 0
+                return workers, step, seeded.kinds
+            finally:
+                if sender is not None:
+                    await sender.close()
+                if workers is not None:
+                    await stop_workers(workers)
+                stop_gateway_server(server)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    workers, step, kinds = asyncio.run(asyncio.wait_for(main(), 90))
+    assert sorted(kinds) == ["bots"] * 3 + ["passive"] * 2 + ["users"] * 3
+    assert (workers.connected, workers.passive) == (8, 2)
+    assert step.sent == 5
+    # the 3 bots and the 3 users that opened the guild: each message once each
+    assert step.expected == 5 * 6
+    assert step.delivered == step.expected
+    assert step.undue == 0  # the 2 passive sessions got no MESSAGE_CREATE
+    assert step.all_delivered
