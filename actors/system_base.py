@@ -511,8 +511,8 @@ class UvloopSystemBase:
         try:
             cell.instance.receiveMessage(request, sender)
         except Exception:
-            log.warning("actor %s failed handling ActorExitRequest", cell.address,
-                        exc_info=True)
+            log.warning("actor.exit_failed", exc_info=True, extra={
+                "actor": type(cell.instance).__name__, "address": str(cell.address)})
         self.kill(cell, reason, notify_parent)
 
     def kill(self, cell: Cell, reason: Any, notify_parent: bool = True) -> None:
@@ -628,8 +628,8 @@ class UvloopSystemBase:
                     f"{actorClass.__name__} needs capabilities this system lacks")
             instance = self._instantiate(actorClass, requirements)
         except Exception as err:
-            log.warning("could not create %s", getattr(actorClass, "__name__", actorClass),
-                        exc_info=True)
+            log.warning("actor.create_failed", exc_info=True, extra={
+                "actor": getattr(actorClass, "__name__", str(actorClass))})
             if parent is None:
                 self.retire(cell)
                 raise

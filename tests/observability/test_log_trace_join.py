@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from thespian.actors import ActorExitRequest
 
 from actors import Actor, UvloopSystemBase
 from observability import get_tracer, inject_current
@@ -138,3 +139,38 @@ def test_log_level_from_the_environment(monkeypatch, restore_logging) -> None:
     monkeypatch.setenv("GREENROOM_LOG_LEVEL", "debug")
     configure_logging(json=True)
     assert logging.getLogger().level == logging.DEBUG
+
+
+class BadStart(Actor):
+    def __init__(self) -> None:
+        raise LookupError("cannot start (test)")
+
+
+class BadExit(Actor):
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ActorExitRequest):
+            raise LookupError("cannot stop (test)")
+
+
+def test_an_actor_failing_to_start_or_to_stop_is_one_structured_line(log_lines) -> None:
+    """The other ways an actor fails: one line each, the actor in fields, not prose in
+    the event, and the traceback."""
+    async def main() -> None:
+        base = UvloopSystemBase(loop=asyncio.get_running_loop(), node="n1")
+        try:
+            parent = base.create_actor(None, Logs, None, None)
+            base.create_actor(base.cells[parent.id], BadStart, None, None)
+            stopping = base.create_actor(None, BadExit, None, None)
+            cell = base.cells[stopping.id]
+            base.stop(cell, ActorExitRequest(), None, "shutdown")
+            assert not cell.alive  # the failure does not keep it alive
+        finally:
+            base.shutdown_in_loop()
+
+    uvloop.run(main())
+    (created,) = [x for x in log_lines() if x["event"] == "actor.create_failed"]
+    assert created["actor"] == "BadStart" and created["exc_type"] == "LookupError"
+    assert "Traceback" in created["exception"]
+    (stopped,) = [x for x in log_lines() if x["event"] == "actor.exit_failed"]
+    assert stopped["actor"] == "BadExit" and stopped["address"]
+    assert stopped["exc_message"] == "cannot stop (test)"
