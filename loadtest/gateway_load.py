@@ -1070,6 +1070,14 @@ async def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def mix_argument(text: str) -> dict[str, float]:
+    """``parse_mix`` for argparse: its error message, not argparse's generic one."""
+    try:
+        return parse_mix(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=2000,
                         help="identified sessions for the idle/identify phase")
@@ -1103,7 +1111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoding", choices=("json", "msgpack"), default="json",
                         help="the clients' gateway encoding (msgpack: every payload "
                              "decoded whole, commands sent in msgpack)")
-    parser.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX),
+    parser.add_argument("--mix", type=mix_argument, default=parse_mix(DEFAULT_MIX),
                         metavar="KIND=WEIGHT,...",
                         help="the kinds of session, as weights shared out over --members "
                              "and over the sessions beyond them: bots (bot token, no op "
