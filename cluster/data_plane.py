@@ -78,16 +78,22 @@ MAX_PENDING = 200_000
 HANDSHAKE_TIMEOUT = 5.0
 _LEN = struct.Struct(">I")
 
-malformed = counter("envelopes_malformed_total", "envelopes that could not be decoded")
+_PEER = {"peer": None}
+malformed = counter("envelopes_malformed_total", "envelopes that could not be decoded",
+                    labels={"reason": ("frame_too_large", "envelope")})
 received = counter("envelopes_received_total", "envelopes delivered from other nodes, "
-                   "by peer")
-received_bytes = counter("dataplane_received_bytes_total", "data-plane bytes read, by peer")
+                   "by peer", labels=_PEER)
+received_bytes = counter("dataplane_received_bytes_total", "data-plane bytes read, by peer",
+                         labels=_PEER)
 unencodable = counter("envelopes_unencodable_total",
                       "messages that are not wire types or over the frame limit")
-sent = counter("envelopes_sent_total", "envelopes written to other nodes, by peer")
-sent_bytes = counter("dataplane_sent_bytes_total", "data-plane bytes written, by peer")
+sent = counter("envelopes_sent_total", "envelopes written to other nodes, by peer",
+               labels=_PEER)
+sent_bytes = counter("dataplane_sent_bytes_total", "data-plane bytes written, by peer",
+                     labels=_PEER)
 handshake_timeouts = counter("links_handshake_timeout_total",
                              "inbound links closed for not authenticating in time")
+refused_links = counter("links_refused_total", "links that failed authentication")
 
 
 def _mac(secret: bytes, nonce: bytes, hello: bytes) -> bytes:
@@ -148,7 +154,7 @@ class _Inbound(asyncio.Protocol):
                 _log_drop(logging.WARNING, "dataplane.link_refused", None,
                           remote=str(self.transport.get_extra_info("peername")),
                           reason="authentication failed")
-                counter("links_refused_total", "links that failed authentication").add()
+                refused_links.add()
                 self.transport.close()
                 return
             self.deadline.cancel()

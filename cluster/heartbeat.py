@@ -34,7 +34,8 @@ log = logging.getLogger("greenroom.heartbeat")
 _delay = histogram("dataplane_heartbeat_delay",
                    "a peer's heartbeat from its send (the peer's clock) to its arrival at "
                    "this node's directory, by peer: the data plane's one-way latency plus "
-                   "both event loops' lag (across hosts, plus their clocks' skew)", "s")
+                   "both event loops' lag (across hosts, plus their clocks' skew)", "s",
+                   labels={"peer": None})
 
 _by_base: weakref.WeakKeyDictionary[UvloopSystemBase, Heartbeats] = \
     weakref.WeakKeyDictionary()

@@ -51,7 +51,8 @@ DEFAULT_SERVE = "gateway.serve.serve_from_options"
 DEFAULT_WATCH = "gateway.observe.watch_gateway"
 _membership_changes = counter("cluster_membership_changes_total",
                               "nodes that joined, left (or were suspected) or came back as "
-                              "a new process (restarted), as this node saw them")
+                              "a new process (restarted), as this node saw them",
+                              labels={"event": ("joined", "left", "restarted")})
 
 
 def _resolve(path: str) -> Any:

@@ -64,7 +64,8 @@ _PLAIN = pickle.dumps  # what Thespian's acknowledgements are framed with
 _ACKS = {_PLAIN(ackPacket): ackPacket, _PLAIN(ackDataErrPacket): ackDataErrPacket}
 
 refused = counter("thespian_frames_refused_total",
-                  "Thespian TCP frames refused before or while unpickling")
+                  "Thespian TCP frames refused before or while unpickling",
+                  labels={"reason": ("short", "mac", "stale", "replay", "type")})
 
 _original_init = IPBase.IPActorAddress.__init__
 

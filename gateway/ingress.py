@@ -94,7 +94,8 @@ ASK_TIMEOUT_S = 15.0
 SHUTDOWN_TIMEOUT_S = 1.0
 _STATUS = {UNAUTHENTICATED: 401, BAD_MESSAGE: 400, UNKNOWN_CHANNEL: 404, UNKNOWN_GUILD: 404,
            UNKNOWN_SESSION: 404, FAILED: 503}
-_requests = counter("ingress_requests_total", "internal ingress requests, by op and outcome")
+_requests = counter("ingress_requests_total", "internal ingress requests, by op and outcome",
+                    labels={"op": None, "outcome": None})
 
 
 #: 503s come in floods (a node gone, storage down): one line a second per op and reason

@@ -20,11 +20,13 @@ _run_queue = gauge("actor_run_queue_length", "actors with messages waiting for a
                    "{actor}")
 _mailbox_high = gauge("actor_mailbox_high_water", "the longest mailbox an actor had at "
                       "the start of a turn, since the node started", "{message}")
+_node = {"node": None}  # per node process: read from its base once watched
 _overloaded = counter("actor_overloaded_total", "messages refused by a full mailbox "
-                      "(the sender got Overloaded)")
-_dead_letters = counter("actor_dead_letters_total", "messages to an actor that is gone")
+                      "(the sender got Overloaded)", labels=_node)
+_dead_letters = counter("actor_dead_letters_total", "messages to an actor that is gone",
+                        labels=_node)
 _poison = counter("actor_poison_messages_total", "messages whose handler failed (the "
-                  "sender got PoisonMessage)")
+                  "sender got PoisonMessage)", labels=_node)
 
 Read = Callable[[], Iterable[tuple[dict[str, Any], float]]]
 

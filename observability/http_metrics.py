@@ -21,7 +21,9 @@ from .metrics import histogram
 __all__ = ["DURATION", "server_metrics"]
 
 DURATION = histogram("http.server.request.duration",
-                     "Duration of HTTP server requests (REST and the internal ingress).", "s")
+                     "Duration of HTTP server requests (REST and the internal ingress).", "s",
+                     labels={"http_request_method": None, "http_route": None,
+                             "http_response_status_code": None})
 
 #: methods named as they are; anything else is ``_OTHER`` (semantic conventions)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",

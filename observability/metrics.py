@@ -28,16 +28,25 @@ handed to the same readers (the SDK has no observable histogram).
   warning, and one line when it recovers, not an error per export.
 
 ``snapshot()`` reads every count as a flat dict, for tests and the load tools.
+
+Every metric is on ``/metrics`` from the start, so that Prometheus' ``rate()`` sees the
+first increment and an alert on an absent series means what it says: a counter or
+histogram made without ``labels`` reads 0 until its first count; one made with
+``labels={"outcome": ("acked", "failed")}`` reads 0 for each combination of the values
+it lists; one whose labels are an open set (``labels={"peer": None}``: a peer, a route,
+a child) has its series appear when first seen, and is declared (``# HELP``/``# TYPE``)
+until then. The zeros are added when the counts are read: ``add`` does no more work.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _env
@@ -68,6 +77,9 @@ _log = logging.getLogger(__name__)
 LabelKey = tuple[tuple[str, Any], ...]
 #: What a gauge callback yields: ``(labels, value)`` pairs.
 GaugeCallback = Callable[[], Iterable[tuple[dict[str, Any], float]]]
+#: A metric's labels, each with its values (a small fixed set) or ``None`` (an open
+#: set: peers, routes, children).
+Labels = Mapping[str, Iterable[str] | None]
 
 #: Seconds: OpenTelemetry's advice for ``http.server.request.duration`` (0.005-10 s),
 #: with 1 ms and 2.5 ms in front for what stays inside one node.
@@ -83,26 +95,56 @@ def _norm(key: LabelKey) -> LabelKey:
     return tuple(sorted(key)) if len(key) > 1 else key
 
 
+def _zeros(labels: Labels | None) -> tuple[LabelKey, ...] | None:
+    """The label sets a metric shows at 0 before its first count: ``None`` for one
+    made without labels (its unlabelled series, while it has no other), else every
+    combination of the listed values (none when a label is an open set)."""
+    if labels is None:
+        return None
+    names = sorted(labels)
+    values = [labels[name] for name in names]
+    if any(v is None for v in values):
+        return ()
+    return tuple(tuple(zip(names, combo, strict=True))
+                 for combo in itertools.product(*values))  # type: ignore[arg-type]
+
+
+def _with_zeros(merged: dict[LabelKey, Any], zeros: tuple[LabelKey, ...] | None,
+                zero: Callable[[], Any]) -> dict[LabelKey, Any]:
+    """*merged* (normalised label set -> value) with the metric's zero series added."""
+    if zeros is None:
+        if not merged:
+            merged[()] = zero()
+    else:
+        for key in zeros:
+            if key not in merged:
+                merged[key] = zero()
+    return merged
+
+
 class Counter:
     """A monotonic count, optionally split by labels (``add(reason="bad_type")``).
 
     ``add`` is one dict update keyed by the labels as given; label order is normalised
     only when counts are read. Keep label cardinality small (a reason, a message type,
-    a peer node), never an id. ``add`` takes no lock, by design: greenroom's hot paths
+    a peer node), never an id; *labels* declares them (the module's docstring: which
+    series read 0 before the first count). ``add`` takes no lock, by design: greenroom's hot paths
     run on one event loop thread, and a lock would cost several times the update
     itself. Increments racing from several threads on one counter may, rarely, lose a
     count. A count kept elsewhere (the actor system's ``stats``) is read at collection
     through ``observe``.
     """
 
-    __slots__ = ("name", "description", "unit", "_values", "_callbacks")
+    __slots__ = ("name", "description", "unit", "_values", "_callbacks", "_zeros")
 
-    def __init__(self, name: str, description: str, unit: str = "") -> None:
+    def __init__(self, name: str, description: str, unit: str = "",
+                 labels: Labels | None = None) -> None:
         self.name = name
         self.description = description
         self.unit = unit
         self._values: dict[LabelKey, int] = {}
         self._callbacks: list[GaugeCallback] = []
+        self._zeros = _zeros(labels)
 
     def add(self, n: int = 1, **labels: Any) -> None:
         """Add *n* (>= 0) to the count for *labels*."""
@@ -125,7 +167,7 @@ class Counter:
         for labels, count in _called(self):
             norm = tuple(sorted(labels.items()))
             merged[norm] = merged.get(norm, 0) + count
-        return merged
+        return _with_zeros(merged, self._zeros, int)
 
     def value(self, **labels: Any) -> int:
         """The count for exactly these *labels* (``value()``: the unlabelled one)."""
@@ -136,7 +178,7 @@ class Counter:
         return sum(self._merged().values())
 
     def items(self) -> list[tuple[dict[str, Any], int]]:
-        """``(labels, count)`` pairs, one per label set seen."""
+        """``(labels, count)`` pairs, one per label set seen or declared (at 0)."""
         return [(dict(key), count) for key, count in self._merged().items()]
 
     def __repr__(self) -> str:
@@ -224,10 +266,10 @@ class Histogram:
     them; one more bucket catches what is above the last.
     """
 
-    __slots__ = ("name", "description", "unit", "bounds", "_values", "_start_ns")
+    __slots__ = ("name", "description", "unit", "bounds", "_values", "_start_ns", "_zeros")
 
     def __init__(self, name: str, description: str, unit: str,
-                 bounds: Sequence[float]) -> None:
+                 bounds: Sequence[float], labels: Labels | None = None) -> None:
         if list(bounds) != sorted(set(bounds)):
             raise ValueError(f"histogram {name}: bounds must increase strictly")
         self.name = name
@@ -237,6 +279,7 @@ class Histogram:
         #: labels -> [bucket counts (len(bounds) + 1), sum, min, max]
         self._values: dict[LabelKey, list[Any]] = {}
         self._start_ns = time.time_ns()
+        self._zeros = _zeros(labels)
 
     def record(self, value: float, n: int = 1, **labels: Any) -> None:
         """Count *n* observations of *value* for *labels*."""
@@ -251,8 +294,10 @@ class Histogram:
         elif value > state[3]:
             state[3] = value
 
-    def items(self) -> list[tuple[dict[str, Any], list[int], float, float, float]]:
-        """``(labels, bucket counts, sum, min, max)`` per label set seen."""
+    def items(self) -> list[tuple[dict[str, Any], list[int], float, float | None,
+                                  float | None]]:
+        """``(labels, bucket counts, sum, min, max)`` per label set seen or declared
+        (no observation: zero counts, min and max ``None``)."""
         merged: dict[LabelKey, list[Any]] = {}
         for key, (counts, total, low, high) in list(self._values.items()):
             norm = _norm(key)
@@ -263,6 +308,7 @@ class Histogram:
                 have[0] = [a + b for a, b in zip(have[0], counts, strict=True)]
                 have[1] += total
                 have[2], have[3] = min(have[2], low), max(have[3], high)
+        _with_zeros(merged, self._zeros, lambda: [[0] * (len(self.bounds) + 1), 0.0, None, None])
         return [(dict(key), c, s, lo, hi) for key, (c, s, lo, hi) in merged.items()]
 
     def count(self, **labels: Any) -> int:
@@ -301,12 +347,14 @@ def _get(kind: type, name: str, make: Callable[[], Metric]) -> Any:
     return existing
 
 
-def counter(name: str, description: str = "", unit: str = "") -> Counter:
+def counter(name: str, description: str = "", unit: str = "",
+            labels: Labels | None = None) -> Counter:
     """The counter called *name*, created on first use (same name, same object).
 
-    Modules can call this at import time; the first description given is kept.
+    Modules can call this at import time; the first description (and *labels*) given is
+    kept. *labels*: the module's docstring (without: one series, 0 from the start).
     """
-    return _get(Counter, name, lambda: Counter(name, description, unit))
+    return _get(Counter, name, lambda: Counter(name, description, unit, labels))
 
 
 def gauge(name: str, description: str = "", unit: str = "") -> Gauge:
@@ -315,13 +363,15 @@ def gauge(name: str, description: str = "", unit: str = "") -> Gauge:
 
 
 def histogram(name: str, description: str = "", unit: str = "s",
-              bounds: Sequence[float] = LATENCY_BUCKETS_S) -> Histogram:
+              bounds: Sequence[float] = LATENCY_BUCKETS_S,
+              labels: Labels | None = None) -> Histogram:
     """The histogram called *name*, created on first use (same name, same object).
 
     *unit* is UCUM as OpenTelemetry's semantic conventions use it (``s`` for a latency,
     ``By`` for bytes, ``{write}`` for a count); Prometheus shows ``s`` as ``_seconds``.
+    *labels* as ``counter``'s.
     """
-    return _get(Histogram, name, lambda: Histogram(name, description, unit, bounds))
+    return _get(Histogram, name, lambda: Histogram(name, description, unit, bounds, labels))
 
 
 def _label_text(key: LabelKey) -> str:
@@ -503,6 +553,37 @@ def _push_exporter(inner: Any, resource: Resource) -> Any:
     return _PushExporter()
 
 
+def _declared_only(data: MetricsData, resource: Resource) -> MetricsData:
+    """*data* with an empty metric for each of the registry's that has no series yet
+    (labels that are an open set, a callback not registered yet): Prometheus shows its
+    ``# HELP``/``# TYPE`` lines, so every metric is declared from the start."""
+    from opentelemetry.sdk.metrics import export as sdk
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    seen = {metric.name for rm in data.resource_metrics for sm in rm.scope_metrics
+            for metric in sm.metrics}
+    with _Registry.lock:
+        missing = [m for m in _Registry.metrics.values() if m.name not in seen]
+    if not missing:
+        return data
+    cumulative = sdk.AggregationTemporality.CUMULATIVE
+    empty = [sdk.Metric(name=m.name, description=m.description, unit=m.unit,
+                        data=(sdk.Sum(data_points=[], aggregation_temporality=cumulative,
+                                      is_monotonic=True) if isinstance(m, Counter)
+                              else sdk.Gauge(data_points=[]) if isinstance(m, Gauge)
+                              else sdk.Histogram(data_points=[],
+                                                 aggregation_temporality=cumulative)))
+             for m in missing]
+    first, *rest = data.resource_metrics or [
+        sdk.ResourceMetrics(resource=resource, scope_metrics=[], schema_url="")]
+    scope = sdk.ScopeMetrics(scope=InstrumentationScope("greenroom.declared"), metrics=empty,
+                             schema_url="")
+    return sdk.MetricsData(resource_metrics=[
+        sdk.ResourceMetrics(resource=first.resource,
+                            scope_metrics=[*first.scope_metrics, scope],
+                            schema_url=first.schema_url), *rest])
+
+
 def _prometheus_reader(resource: Resource) -> tuple[Any, Any]:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry
@@ -510,7 +591,8 @@ def _prometheus_reader(resource: Resource) -> tuple[Any, Any]:
     class _Reader(PrometheusMetricReader):
         def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                              **kwargs: Any) -> None:
-            super()._receive_metrics(_with_histograms(metrics_data, resource),
+            super()._receive_metrics(_declared_only(_with_histograms(metrics_data, resource),
+                                                    resource),
                                      timeout_millis, **kwargs)
 
     registry = CollectorRegistry(auto_describe=False)

@@ -52,10 +52,12 @@ log = logging.getLogger("greenroom.supervision")
 _tokens = itertools.count(1)
 #: Every restart a supervisor decided, by child id (a small set: the children's spec ids).
 RESTARTS = counter("supervisor_restarts_total",
-                   "children restarted by their supervisor, by child id")
+                   "children restarted by their supervisor, by child id",
+                   labels={"child": None})
 #: Supervisors that gave up (restart intensity exceeded) and shut their children down.
 GAVE_UP = counter("supervisor_shutdowns_total",
-                  "supervisors that exceeded their restart intensity, by first child id")
+                  "supervisors that exceeded their restart intensity, by first child id",
+                  labels={"child": None})
 
 
 @dataclass(eq=False)

@@ -244,3 +244,47 @@ def test_a_failing_metrics_endpoint_logs_one_warning(
     assert [r.getMessage() for r in loud] == [
         "metrics export failing; retried every interval, logged again when it recovers"]
     assert "404" in loud[0].error
+
+
+def test_every_metric_is_exported_before_its_first_count() -> None:
+    """Without labels: 0 from the start; fixed label values: 0 for each combination;
+    an open label set (a peer): no series until seen, but declared on /metrics."""
+    plain = counter("test_zero_plain_total", "unlabelled")
+    fixed = counter("test_zero_fixed_total", "fixed labels",
+                    labels={"outcome": ("acked", "failed"), "kind": ("a",)})
+    per_peer = counter("test_zero_peer_total", "by peer", labels={"peer": None})
+    stages = histogram("test_zero_stage", "by stage", "s", bounds=(0.1, 1.0),
+                       labels={"stage": ("one", "two")})
+    assert plain.items() == [({}, 0)]
+    assert sorted(fixed.items(), key=str) == [({"kind": "a", "outcome": "acked"}, 0),
+                                              ({"kind": "a", "outcome": "failed"}, 0)]
+    assert per_peer.items() == []
+    assert [(labels, counts, low) for labels, counts, _, low, _ in stages.items()] == [
+        ({"stage": "one"}, [0, 0, 0], None), ({"stage": "two"}, [0, 0, 0], None)]
+    configure_metrics()
+    lines = prometheus_text()[0].decode().splitlines()
+    assert "test_zero_plain_total 0.0" in lines
+    assert 'test_zero_fixed_total{kind="a",outcome="failed"} 0.0' in lines
+    assert "# TYPE test_zero_peer_total counter" in lines
+    assert not any(line.startswith("test_zero_peer_total") for line in lines)
+    assert 'test_zero_stage_seconds_bucket{le="+Inf",stage="two"} 0.0' in lines
+
+    # counting adds to the declared series, and adds no unlabelled one
+    fixed.add(outcome="acked", kind="a")
+    per_peer.add(3, peer="n2")
+    stages.record(0.5, stage="two")
+    assert fixed.value(outcome="acked", kind="a") == 1 and len(fixed.items()) == 2
+    assert per_peer.items() == [({"peer": "n2"}, 3)]
+    assert stages.count(stage="two") == 1 and stages.count(stage="one") == 0
+    lines = prometheus_text()[0].decode().splitlines()
+    assert 'test_zero_peer_total{peer="n2"} 3.0' in lines
+    assert 'test_zero_fixed_total{kind="a",outcome="acked"} 1.0' in lines
+
+
+def test_a_count_made_with_labels_replaces_the_placeholder_zero() -> None:
+    """A counter made without ``labels`` but counted with some shows 0 until then, and
+    only its labelled series after (no stray unlabelled 0 beside them)."""
+    c = counter("test_undeclared_total")
+    assert c.items() == [({}, 0)]
+    c.add(reason="x")
+    assert c.items() == [({"reason": "x"}, 1)]
