@@ -70,6 +70,7 @@ from typing import Any, Protocol
 import zstandard
 
 SYNC_FLUSH_SUFFIX = b"\x00\x00\xff\xff"
+_SYNC_FLUSH = zlib.Z_SYNC_FLUSH  # read once per frame of every connection
 
 ZLIB_STREAM = "zlib-stream"
 ZSTD_STREAM = "zstd-stream"
@@ -153,7 +154,7 @@ class ZlibStreamCompressor:
             deflate = self._deflate = zlib.compressobj(
                 self._level, zlib.DEFLATED, -self._wbits, self._mem_level)
         self._payloads += 1
-        return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        return deflate.compress(payload) + deflate.flush(_SYNC_FLUSH)
 
     def compress_control(self, payload: bytes) -> bytes:
         deflate = self._deflate
@@ -161,7 +162,7 @@ class ZlibStreamCompressor:
             return stored_block(payload)
         # through the deflater that is there (it must see every byte of the stream),
         # without counting as activity: ACKs alone let a connection rest
-        return deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        return deflate.compress(payload) + deflate.flush(_SYNC_FLUSH)
 
     def rest_if_idle(self) -> None:
         """A deflater that carried a handshake's few payloads (``COLD_PAYLOADS``) rests

@@ -132,6 +132,10 @@ DEFAULT_CONFIG = GatewayConfig()
 RESUMED = PreparedDispatch("RESUMED", {})
 
 _IDENTIFY_REFUSALS = frozenset(FATAL - {CloseCode.INVALID_API_VERSION})
+#: for the per-recipient path (``dispatch_frame``): an Enum member read through its
+#: class costs ~0.13 µs on Python 3.11, a module global ~0.02
+_READY = ConnectionState.READY
+_CLOSED = ConnectionState.CLOSED
 
 
 def _control(op: Opcode, d: Any = None) -> dict[str, Any]:
@@ -505,7 +509,7 @@ class GatewayConnection:
         frame's bytes to send (text if ``text_frames``), or None when the dispatch was
         only recorded (after a resumable close) or dropped (closed for good)."""
         log = self.log
-        if self.state is ConnectionState.READY and log is not None:
+        if self.state is _READY and log is not None:
             # log.append, inlined: this runs once per recipient of every fan-out
             log.seq = seq = log.seq + 1
             entries = log._entries
@@ -514,8 +518,9 @@ class GatewayConnection:
             else:
                 entries.append(dispatch)
             data = dispatch.frame(seq, self._encoding)
-            return data if self._compressor is None else self._compressor.compress(data)
-        if self.state is ConnectionState.CLOSED:
+            compressor = self._compressor
+            return data if compressor is None else compressor.compress(data)
+        if self.state is _CLOSED:
             if self._session_resumable and log is not None:
                 log.append(dispatch)
             return None

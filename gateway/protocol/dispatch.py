@@ -27,6 +27,9 @@ _pack_u8 = struct.Struct(">BB").pack
 _pack_u16 = struct.Struct(">BH").pack
 _pack_u32 = struct.Struct(">BI").pack
 _pack_u64 = struct.Struct(">BQ").pack
+#: ``frame`` runs once per fan-out recipient: a module global is read in ~0.02 µs, an
+#: Enum member through its class in ~0.13 (Python 3.11)
+_JSON = Encoding.JSON
 
 
 def msgpack_uint(value: int) -> bytes:
@@ -120,7 +123,7 @@ class PreparedDispatch:
 
     def frame(self, seq: int, encoding: Encoding) -> bytes:
         """The encoded payload for one recipient whose next sequence number is ``seq``."""
-        if encoding is Encoding.JSON:  # once per fan-out recipient: the cached parts first
+        if encoding is _JSON:  # once per fan-out recipient: the cached parts first
             prefix, suffix = self._json or self._parts(encoding)
             return b"".join((prefix, b"%d" % seq, suffix))  # faster than one b"%b%d%b"
         prefix, suffix = self._msgpack or self._parts(encoding)

@@ -1,12 +1,15 @@
 """Micro-benchmark: one guild actor fans MESSAGE_CREATE out to 1,000 real session actors
-(each driving a real ``GatewayConnection`` in READY; the socket write is a counter).
+(each with a real ``Link`` and its ``GatewayConnection`` in READY; only the socket is
+replaced: its ``send`` counts the frame).
 
     PYTHONPATH=. .venv/bin/python -m tests.gateway.bench_fanout [--traced] [--per-session]
+        [--compress zlib-stream|zstd-stream]
 
 ``--traced`` configures tracing with an in-memory exporter and gives each fan-out a
 trace context, so every hop makes its spans; without it tracing is not configured (the
 default in production without ``OTEL_*``), which is what the hot-path cost is about.
-``--per-session`` measures the design before gateway/fanout.py in the same run for
+``--compress``: every connection asks for that transport compression (the frames are
+compressed, not inflated). ``--per-session`` measures the design before gateway/fanout.py in the same run for
 comparison: the guild sends one ``Deliver`` actor message per recipient.
 Prints one JSON line: fan-outs, deliveries/s and microseconds per fan-out (best of 5
 runs), and the median CPU microseconds per delivery.
@@ -30,6 +33,7 @@ from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor, _Sub
 from gateway.messages import Deliver, Fanout
 from gateway.protocol import GatewayConfig, Intents, PreparedDispatch, event_allowed
+from gateway.server import Link
 from gateway.session import SessionActor
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.scripted_client import ScriptedClient
@@ -76,27 +80,35 @@ class _Session(SessionActor):
             super().receiveMessage(msg, sender)
 
 
-class _Link:
-    """A socket that counts frames; ``done`` resolves after ``target`` frames in all."""
+class _Transport:
+    """A picows ``WSTransport`` that counts frames; ``done`` resolves after ``target``
+    frames in all."""
 
     sent = 0
     target = 0
     done: asyncio.Future | None = None
+    is_disconnected = False
 
-    def __init__(self) -> None:
-        client = ScriptedClient()
-        client.ready()
-        self.conn = client.conn
-
-    def send_dispatch(self, dispatch: PreparedDispatch) -> None:
-        # what Link.send_dispatch does but the socket write
-        if self.conn.dispatch_frame(dispatch) is not None:
-            _Link.sent += 1
-        if _Link.sent >= _Link.target and _Link.done is not None and not _Link.done.done():
-            _Link.done.set_result(None)
+    def send(self, msg_type: Any, data: bytes) -> None:
+        _Transport.sent += 1
+        if _Transport.sent >= _Transport.target and _Transport.done is not None:
+            if not _Transport.done.done():
+                _Transport.done.set_result(None)
 
 
-async def main(traced: bool, per_session: bool = False, fanouts: int = 200) -> dict[str, Any]:
+def _link(compress: str | None) -> Link:
+    """A ``Link`` whose connection is READY (what ``Link.__init__`` and the handshake
+    would set up, without a ``Gateway``), on a counting transport."""
+    client = ScriptedClient("/?v=10&encoding=json" + (f"&compress={compress}" if compress else ""))
+    client.ready()
+    link = Link.__new__(Link)
+    link.conn = client.conn
+    link.transport = _Transport()  # type: ignore[assignment]
+    return link
+
+
+async def main(traced: bool, per_session: bool = False, fanouts: int = 200,
+               compress: str | None = None) -> dict[str, Any]:
     trace = None
     if traced:
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -115,7 +127,7 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200) -> d
     subs = {}
     for i in range(RECIPIENTS):
         session = base.create_actor(None, bind(_Session, ctx), None, None)
-        base.tell_from_loop(session, _SetupSession(_Link()))
+        base.tell_from_loop(session, _SetupSession(_link(compress)))
         subs[session] = _Sub(1000 + i, INTENTS, VIEW_CHANNEL, 0)
     base.tell_from_loop(guild, _SetupGuild(subs))
     await asyncio.sleep(0.05)
@@ -123,16 +135,16 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200) -> d
                "author": {"id": "4", "username": "bench"}}
 
     async def run(n: int) -> tuple[float, float]:
-        _Link.sent = 0
-        _Link.target = n * RECIPIENTS
-        _Link.done = loop.create_future()
+        _Transport.sent = 0
+        _Transport.target = n * RECIPIENTS
+        _Transport.done = loop.create_future()
         t0, cpu0 = time.perf_counter(), time.thread_time()
         for _ in range(n):
             fan = Fanout(2, PreparedDispatch("MESSAGE_CREATE", payload), payload)
             if trace is not None:
                 fan.trace = trace  # type: ignore[attr-defined]
             base.tell_from_loop(guild, fan)
-        await _Link.done
+        await _Transport.done
         return time.perf_counter() - t0, time.thread_time() - cpu0
 
     await run(20)  # warm up
@@ -142,6 +154,7 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200) -> d
     cpu = sorted(cpu for _, cpu in runs)[len(runs) // 2]
     base.shutdown_in_loop()
     return {"recipients": RECIPIENTS, "fanouts": fanouts, "traced": traced,
+            "compress": compress,
             "path": "Deliver per session" if per_session else "NodeFanout",
             "deliveries_per_s": round(fanouts * RECIPIENTS / best),
             "us_per_fanout": round(best / fanouts * 1e6, 1),
@@ -149,5 +162,7 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200) -> d
 
 
 if __name__ == "__main__":
-    print(json.dumps(uvloop.run(main("--traced" in sys.argv[1:],
-                                     "--per-session" in sys.argv[1:]))))
+    args = sys.argv[1:]
+    compression = args[args.index("--compress") + 1] if "--compress" in args else None
+    print(json.dumps(uvloop.run(main("--traced" in args, "--per-session" in args,
+                                     compress=compression))))
