@@ -94,6 +94,10 @@ _refused_lines = LogThrottle(interval=1.0)
 
 _bytes_out = counter("gateway_out_bytes_total",
                      "WebSocket frame payload bytes written to clients")
+#: the fan-out's share of ``_bytes_out``, summed in place (~0.03 µs a write against
+#: ~0.17 for ``Counter.add``, once per recipient) and read with the counter
+_dispatch_bytes = [0]
+_bytes_out.observe(lambda: (({}, _dispatch_bytes[0]),))
 _identifies = counter("gateway_identifies_total", "IDENTIFYs that passed the "
                       "connection's checks (a session actor was started for each)")
 _resumes = counter("gateway_resumes_total", "RESUMEs that passed the connection's checks")
@@ -225,7 +229,7 @@ class Link(WSListener):
         transport = self.transport
         if data is not None and transport is not None and not transport.is_disconnected:
             transport.send(_TEXT if conn.text_frames else _BINARY, data)
-            _bytes_out.add(len(data))
+            _dispatch_bytes[0] += len(data)
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too)."""
