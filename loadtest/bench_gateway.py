@@ -61,6 +61,13 @@ COMPRESSIONS = {"zlib": "zlib-stream", "zstd": "zstd-stream"}
 #: would refuse, so there is no figure of these loads as shipped to print beside them.
 SETTINGS = "--no-rate-limits (REST and IDENTIFY limits off); otherwise as make run"
 
+
+def settings(result: dict) -> str:
+    """``SETTINGS``, naming this shell's tracing variables the server ran without."""
+    removed = result.get("server_env_removed")
+    return SETTINGS + (f"; server without this shell's {', '.join(removed)}" if removed
+                       else "")
+
 def main() -> None:
     import uvloop
 
@@ -87,7 +94,7 @@ def main() -> None:
     print_summary(result)
     write_outputs(result, args.out, args.max_p99_ms)
     if "gateway" not in result:  # --identify-only
-        print(json.dumps({"bench": "gateway-identify", "settings": SETTINGS,
+        print(json.dumps({"bench": "gateway-identify", "settings": settings(result),
                           "mix": result["mix"], "sessions": result["sessions"],
                           "rss_bytes_per_session": result["rss_bytes_per_session"],
                           "identify_per_s": result["identify_per_s"],
@@ -102,7 +109,7 @@ def main() -> None:
     p50_gap = p50_at_first_rate_gap(g, b)
     line = {
         "bench": "gateway",
-        "settings": SETTINGS,
+        "settings": settings(result),
         "mix": result["mix"],
         "sessions": result["sessions"],
         "rss_bytes_per_session": result["rss_bytes_per_session"],
@@ -196,7 +203,7 @@ def run_compressed(args: argparse.Namespace, name: str) -> None:
     rss = result["rss_bytes_per_session"]
     line = {
         "bench": f"gateway-{name}",
-        "settings": SETTINGS,
+        "settings": settings(result),
         "compress": compressed.compress,
         "mix": result["mix"],
         "sessions": result["sessions"],

@@ -202,6 +202,8 @@ class Server:
     node_pids: dict[str, int] = field(default_factory=dict)
     #: node n1's Prometheus text (the operator port's ``/metrics``)
     metrics_url: str | None = None
+    #: this shell's variables the server runs without (``start_gateway_server``)
+    env_removed: list[str] = field(default_factory=list)
 
 
 def free_port_run(count: int, host: str = "127.0.0.1") -> int:
@@ -225,6 +227,26 @@ def free_port_run(count: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no {count} consecutive free ports on {host}")
 
 
+def tracing_env(config: str = "default", collector_url: str = "") -> dict[str, str | None]:
+    """The node's environment changes for ``config`` (None: remove the variable).
+
+    Every configuration starts from no tracing variable of this shell: ``default`` is
+    the server as ``make run`` ships it (``start_gateway_server``'s default);
+    ``sdk_disabled`` and ``exporting`` are the tracing-cost bench's others
+    (``loadtest/tracing_cost.py``)."""
+    env: dict[str, str | None] = {name: None for name in os.environ
+                                  if name.startswith("OTEL_")}
+    env["GREENROOM_TRACE_FILE"] = None
+    env["GREENROOM_TRACES_IDENTIFY_RATIO"] = None
+    if config == "sdk_disabled":
+        env["OTEL_SDK_DISABLED"] = "true"
+    elif config == "exporting":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector_url
+    elif config != "default":
+        raise ValueError(f"unknown configuration {config!r}")
+    return env
+
+
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
                          port: int = 0, rest_port: int = 0,
                          env_overrides: dict[str, str | None] | None = None,
@@ -232,19 +254,25 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
     """``greenroom run --nodes N`` on SQLite ``db``; waits for all ``nodes`` node processes
     and the gateway. With several nodes give fixed ports: they share them (SO_REUSEPORT).
 
-    The environment is this process's, as ``make run`` inherits the shell's: tracing as
-    shipped (no OTEL_* variable: nothing recorded), not switched off for the bench.
+    The environment is this process's, as ``make run`` inherits the shell's, without its
+    tracing variables (``tracing_env()``: every ``OTEL_*``, ``GREENROOM_TRACE_FILE``,
+    ``GREENROOM_TRACES_IDENTIFY_RATIO``): tracing as shipped, nothing recorded, whatever
+    the shell exports; the names removed are printed and kept in ``Server.env_removed``.
     ``env_overrides``: variables to set, or to remove where the value is None.
     ``rate_limits``: the shipped limits, as ``make run`` has them (else ``--no-rate-limits``)."""
     env = dict(os.environ, GREENROOM_LOG_FORMAT="json", GREENROOM_SQLITE_PATH=db,
                GREENROOM_SQLITE_SYNCHRONOUS=os.environ.get("GREENROOM_SQLITE_SYNCHRONOUS",
                                                            "NORMAL"),
                PYTHONUNBUFFERED="1")
-    for name, value in (env_overrides or {}).items():
+    for name, value in {**tracing_env(), **(env_overrides or {})}.items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
+    removed = sorted(name for name in os.environ if name not in env)
+    if removed:
+        print(f"server environment: without {', '.join(removed)} (as make run ships it)",
+              flush=True)
     log = open(log_path, "w")  # noqa: SIM115 - the server writes it until it stops
     operator_port = free_port_run(nodes)  # node i serves it + i - 1: n1's is read per rate
     process = subprocess.Popen(
@@ -265,7 +293,7 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
             if event.get("event") == "gateway serving" and len(pids) >= nodes:
                 return Server(process, pids["n1"], event["gateway_url"], event["rest_url"],
                               log_path, pids,
-                              f"http://127.0.0.1:{operator_port}/metrics")
+                              f"http://127.0.0.1:{operator_port}/metrics", removed)
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("greenroom run did not serve the gateway:\n" + log_path.read_text())
@@ -975,7 +1003,7 @@ async def run(args: argparse.Namespace) -> dict:
     sender = None
     result: dict = {"sessions_requested": sessions, "members": args.members,
                     "mix": mix_name(args.mix), "compress": args.compress,
-                    "encoding": args.encoding}
+                    "encoding": args.encoding, "server_env_removed": server.env_removed}
     try:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from loadtest.gateway_load import (
     start_gateway_workers,
     stop_gateway_server,
     summarize,
+    tracing_env,
 )
 from loadtest.otlp_sink import OtlpSink
 from loadtest.ws_baseline.load import cpu_seconds, stop_workers, wait_for_quiet_host
@@ -50,21 +50,6 @@ TARGETS = {"default_vs_sdk_disabled": 1.10, "exporting_vs_sdk_disabled": 1.30}
 #: after the last delivery, how long the node's CPU still counts (the span exporter's
 #: schedule delay is 5 s: the batches of the step are sent and paid for by then)
 SETTLE_S = 5.5
-
-
-def tracing_env(config: str, collector_url: str) -> dict[str, str | None]:
-    """The node's environment changes for ``config`` (None: remove the variable)."""
-    env: dict[str, str | None] = {name: None for name in os.environ
-                                  if name.startswith("OTEL_")}
-    env["GREENROOM_TRACE_FILE"] = None
-    env["GREENROOM_TRACES_IDENTIFY_RATIO"] = None
-    if config == "sdk_disabled":
-        env["OTEL_SDK_DISABLED"] = "true"
-    elif config == "exporting":
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector_url
-    elif config != "default":
-        raise ValueError(f"unknown configuration {config!r}")
-    return env
 
 
 async def measure(config: str, seeded, args: argparse.Namespace, sink: OtlpSink,

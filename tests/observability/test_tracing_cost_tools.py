@@ -64,3 +64,27 @@ def test_the_sink_counts_the_spans_an_otlp_exporter_sends() -> None:
             await sink.stop()
 
     asyncio.run(main())
+
+
+def test_the_benchmark_server_runs_without_the_shells_tracing_variables(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """``make bench-gateway``'s server (``start_gateway_server``) is ``make run``'s as
+    shipped even when the shell exports tracing variables: its node process has none of
+    them, and the names removed are reported for the JSON line's settings."""
+    from loadtest.gateway_load import seed_users, start_gateway_server, stop_gateway_server
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    monkeypatch.setenv("GREENROOM_TRACE_FILE", str(tmp_path / "spans.jsonl"))
+    seeded = asyncio.run(seed_users(str(tmp_path), 1, 1))
+    server = start_gateway_server(seeded.db, tmp_path / "server.log")
+    try:
+        with open(f"/proc/{server.pid}/environ", "rb") as environ:
+            names = {entry.partition(b"=")[0].decode() for entry in environ.read().split(b"\0")}
+    finally:
+        stop_gateway_server(server)
+    assert not {n for n in names if n.startswith("OTEL_")}, names
+    assert "GREENROOM_TRACE_FILE" not in names
+    assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER",
+            "GREENROOM_TRACE_FILE"} <= set(server.env_removed)
+    assert not (tmp_path / "spans.jsonl").exists()
