@@ -101,7 +101,8 @@ def _log_outage(level: int, event: str, error: BaseException, **fields: Any) -> 
 _batch_writes = histogram("storage_batch_writes", "writes per database call (a CQL "
                           "batch, a SQLite transaction)", "{write}", SIZE_BUCKETS)
 _db_duration = histogram("storage_batch_duration", "one database call of a write batch, "
-                         "by outcome (ok, error: apply raised)", "s")
+                         "by outcome (ok, error: apply raised)", "s",
+                         labels={"outcome": ("ok", "error")})
 
 BACKOFF_BASE_S = 0.02
 BACKOFF_CAP_S = 1.0
