@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,20 @@ from storage.schema import open_sqlite
 from storage.settings import StorageSettings
 
 T = TypeVar("T")
+
+
+def open_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection for the event loop's own reads (``channel_access``).
+
+    In WAL mode a reader never waits for the writer; it waits only for the rare lock of
+    a WAL recovery or restart, and then the loop must not: ``busy_timeout=0`` makes
+    that an immediate ``SQLITE_BUSY`` (transient), and the caller asks the SQLite
+    thread instead. Each read is its own transaction (autocommit, statements run to
+    completion), so it sees every write committed before it started."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only=1")
+    conn.execute("PRAGMA busy_timeout=0")
+    return conn
 
 
 def _when_newer(col: str) -> str:
@@ -231,6 +246,10 @@ class SqliteStorage(Storage):
         self.settings = settings
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        #: a read-only connection the event loop queries itself (``channel_access``);
+        #: the lock keeps a second thread (a test's, another loop's) off it meanwhile
+        self._reader: sqlite3.Connection | None = None
+        self._reading = threading.Lock()
         self._nonces_purged = 0.0  # time.monotonic() of the last purge of expired nonces
 
     # -- plumbing ----------------------------------------------------------------------
@@ -253,6 +272,8 @@ class SqliteStorage(Storage):
         )
         try:
             await self._call(self._check_schema)
+            if self.settings.sqlite_path != ":memory:":  # a second one would be another db
+                self._reader = open_reader(self.settings.sqlite_path)
         except BaseException:
             await self.close()
             raise
@@ -270,6 +291,10 @@ class SqliteStorage(Storage):
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with self._reading:
+                reader.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(executor, conn.close)
@@ -288,9 +313,10 @@ class SqliteStorage(Storage):
             return "a value cannot be stored"
         return rejection_reason(exc)
 
-    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _query(self, sql: str, params: Sequence[Any],
+               db: sqlite3.Connection | None = None) -> list[Any]:
         self.queries += 1
-        return self._db().execute(sql, params).fetchall()
+        return (db or self._db()).execute(sql, params).fetchall()
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         db = self._db()
@@ -932,40 +958,41 @@ class SqliteStorage(Storage):
         return await self._call(self._account_sync, token_hash(token))
 
     def _channel_access_sync(self, digest: bytes, channel_id: int,
-                             guild_records: tuple[str, str] | None
+                             guild_records: tuple[str, str] | None,
+                             db: sqlite3.Connection | None = None
                              ) -> tuple[User | None, Channel | None, Guild | None,
                                         Member | None, list[Role],
                                         list[tuple[str, dict[str, Any]]]]:
-        found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,))
+        found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,), db)
         rows = self._query(
             "SELECT id, username, discriminator, global_name, avatar, bot, flags "
-            "FROM users WHERE id = ?", (found[0][0],)) if found else []
+            "FROM users WHERE id = ?", (found[0][0],), db) if found else []
         if not rows:
             return None, None, None, None, [], []
         r = rows[0]
         user = User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
         rows = self._query(f"SELECT {self._CHANNEL_COLS} FROM channels WHERE id = ?",
-                           (channel_id,))
+                           (channel_id,), db)
         if not rows:
             return user, None, None, None, [], []
         channel = self._channel(rows[0])
         rows = self._query(
             "SELECT id, name, owner_id, icon, description, features FROM guilds WHERE id = ?",
-            (channel.guild_id,))
+            (channel.guild_id,), db)
         guild = (Guild(rows[0][0], rows[0][1], rows[0][2], rows[0][3], rows[0][4],
                        json.loads(rows[0][5]) if rows[0][5] else []) if rows else None)
         rows = self._query(
             f"SELECT {self._MEMBER_COLS} FROM members WHERE guild_id = ? AND user_id = ?",
-            (channel.guild_id, user.id))
+            (channel.guild_id, user.id), db)
         member = self._member(rows[0]) if rows else None
         roles = [Role(r[0], r[1], r[2], r[3] or 0, bool(r[4]), r[5] or 0, r[6] or 0,
                       bool(r[7]), bool(r[8]))
                  for r in self._query(
                      "SELECT guild_id, id, name, color, hoist, position, permissions, "
                      "managed, mentionable FROM roles WHERE guild_id = ? ORDER BY id",
-                     (channel.guild_id,))]
+                     (channel.guild_id,), db)]
         records = [(k, unpack(v)) for k, v in self._query(*self._records_query(
-            guild_records[0], channel.guild_id, guild_records[1], None, MAX_LIST))] \
+            guild_records[0], channel.guild_id, guild_records[1], None, MAX_LIST), db)] \
             if guild_records else []
         return user, channel, guild, member, roles, records
 
@@ -974,8 +1001,25 @@ class SqliteStorage(Storage):
                              ) -> tuple[User | None, Channel | None, Guild | None,
                                         Member | None, list[Role],
                                         list[tuple[str, dict[str, Any]]]]:
-        return await self._call(self._channel_access_sync, token_hash(token),
-                                check_id("channel_id", channel_id), guild_records)
+        """Every REST call on a channel starts with this (a post: before its write), so
+        the event loop reads it itself (``open_reader``: ~0.1 ms of indexed reads) instead
+        of a round trip to SQLite's thread: two thread wake-ups and the GIL handed back
+        and forth around each of its seven statements cost ~0.3 ms more (measured at 10
+        posts/s on a 2-core host), far more when the host is busy. Only when the reader
+        meets a lock does the thread read it."""
+        digest, channel_id = token_hash(token), check_id("channel_id", channel_id)
+        if self._reading.acquire(blocking=False):
+            try:
+                if self._reader is not None:
+                    return self._channel_access_sync(digest, channel_id, guild_records,
+                                                     self._reader)
+            except sqlite3.OperationalError as exc:
+                if not self.is_transient(exc):
+                    raise
+            finally:
+                self._reading.release()
+        return await self._call(self._channel_access_sync, digest, channel_id,
+                                guild_records)
 
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         rows = await self._rows(
