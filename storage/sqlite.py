@@ -1,7 +1,11 @@
 """The embedded backend: SQLite in WAL mode, on one dedicated thread.
 
-SQLite calls block, so every one of them runs on a single worker thread that owns the
-connection (one writer is all SQLite allows anyway); the event loop only awaits. A call
+SQLite calls block, so they run on a single worker thread that owns the connection
+(one writer is all SQLite allows anyway); the event loop only awaits, except for the
+read every REST call on a channel starts with (``channel_access``), which it runs on a
+read-only connection of its own (``open_reader``: a WAL reader never waits for the
+writer, and a lock sends the read to the thread). The storage actor hands each batch to
+the thread as it sends it (``start_unit``). A call
 to ``apply`` is one transaction, so a batch of writes costs one commit (one fsync with
 ``synchronous=FULL``) however many messages it holds. If that transaction fails for a
 reason that is not transient, the batch is run again in one transaction with a savepoint
