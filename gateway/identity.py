@@ -14,8 +14,8 @@ bounds how stale a change made elsewhere (another node, the admin CLI) can look.
 
 The token check is not cached: tokens are stored as SHA-256 digests (no slow KDF), and
 the token, the user and the user's members come back in one storage call
-(``Storage.account_for_token``: one hop to SQLite's thread), so a cache would save no
-round trip. A session keeps only a keyed BLAKE2b digest of its token (a secret per
+(``Storage.account_for_token``; SQLite reads it on the event loop, with no hop to its
+thread), so a cache would save little. A session keeps only a keyed BLAKE2b digest of its token (a secret per
 process) to check a RESUME's token, not the token itself.
 """
 

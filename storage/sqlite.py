@@ -2,8 +2,8 @@
 
 SQLite calls block, so they run on a single worker thread that owns the connection
 (one writer is all SQLite allows anyway); the event loop only awaits, except for the
-read every REST call on a channel starts with (``channel_access``), which it runs on a
-read-only connection of its own (``open_reader``: a WAL reader never waits for the
+reads every REST call on a channel and every IDENTIFY start with (``channel_access``,
+``account_for_token``), which it runs on a read-only connection of its own (``open_reader``: a WAL reader never waits for the
 writer, and a lock sends the read to the thread). The storage actor hands each batch to
 the thread as it sends it (``start_unit``). A call
 to ``apply`` is one transaction, so a batch of writes costs one commit (one fsync with
@@ -66,7 +66,7 @@ T = TypeVar("T")
 
 
 def open_reader(path: str) -> sqlite3.Connection:
-    """A read-only connection for the event loop's own reads (``channel_access``).
+    """A read-only connection for the event loop's own reads (``SqliteStorage._read_here``).
 
     In WAL mode a reader never waits for the writer; it waits only for the rare lock of
     a WAL recovery or restart, and then the loop must not: ``busy_timeout=0`` makes
@@ -250,7 +250,7 @@ class SqliteStorage(Storage):
         self.settings = settings
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        #: a read-only connection the event loop queries itself (``channel_access``);
+        #: a read-only connection the event loop queries itself (``_read_here``);
         #: the lock keeps a second thread (a test's, another loop's) off it meanwhile
         self._reader: sqlite3.Connection | None = None
         self._reading = threading.Lock()
@@ -262,6 +262,22 @@ class SqliteStorage(Storage):
             raise RuntimeError("SqliteStorage is not open: call `await storage.open()` first")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _read_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args, db)`` on the event loop's own reader (``open_reader``): a few
+        indexed reads cost less than the round trip to SQLite's thread (two wake-ups, the
+        GIL handed back and forth around each statement). Only when the reader meets a
+        lock (or another thread holds it) does the thread read it (``fn(*args)``)."""
+        if self._reading.acquire(blocking=False):
+            try:
+                if self._reader is not None:
+                    return fn(*args, self._reader)
+            except sqlite3.OperationalError as exc:
+                if not self.is_transient(exc):
+                    raise
+            finally:
+                self._reading.release()
+        return await self._call(fn, *args)
 
     def _db(self) -> sqlite3.Connection:
         assert self._conn is not None
@@ -938,15 +954,17 @@ class SqliteStorage(Storage):
         )
         return [self._member(r) for r in rows]
 
-    def _account_sync(self, digest: bytes) -> tuple[User, list[Member]] | None:
-        found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,))
+    def _account_sync(self, digest: bytes, db: sqlite3.Connection | None = None
+                      ) -> tuple[User, list[Member]] | None:
+        found = self._query("SELECT user_id FROM bot_tokens WHERE token_hash = ?", (digest,),
+                            db)
         if not found:
             return None
         user_id = found[0][0]
         rows = self._query(
             "SELECT id, username, discriminator, global_name, avatar, bot, flags "
             "FROM users WHERE id = ?",
-            (user_id,),
+            (user_id,), db,
         )
         if not rows:
             return None
@@ -954,12 +972,13 @@ class SqliteStorage(Storage):
         user = User(r[0], r[1], r[2] or "0", r[3], r[4], bool(r[5]), r[6] or 0)
         members = self._query(
             f"SELECT {self._MEMBER_COLS} FROM members WHERE user_id = ? ORDER BY guild_id",
-            (user_id,),
+            (user_id,), db,
         )
         return user, [self._member(m) for m in members]
 
     async def account_for_token(self, token: str) -> tuple[User, list[Member]] | None:
-        return await self._call(self._account_sync, token_hash(token))
+        """Every IDENTIFY starts with this: read on the event loop (``_read_here``)."""
+        return await self._read_here(self._account_sync, token_hash(token))
 
     def _channel_access_sync(self, digest: bytes, channel_id: int,
                              guild_records: tuple[str, str] | None,
@@ -1011,19 +1030,8 @@ class SqliteStorage(Storage):
         and forth around each of its seven statements cost ~0.3 ms more (measured at 10
         posts/s on a 2-core host), far more when the host is busy. Only when the reader
         meets a lock does the thread read it."""
-        digest, channel_id = token_hash(token), check_id("channel_id", channel_id)
-        if self._reading.acquire(blocking=False):
-            try:
-                if self._reader is not None:
-                    return self._channel_access_sync(digest, channel_id, guild_records,
-                                                     self._reader)
-            except sqlite3.OperationalError as exc:
-                if not self.is_transient(exc):
-                    raise
-            finally:
-                self._reading.release()
-        return await self._call(self._channel_access_sync, digest, channel_id,
-                                guild_records)
+        return await self._read_here(self._channel_access_sync, token_hash(token),
+                                     check_id("channel_id", channel_id), guild_records)
 
     async def guild_ids_for_user(self, user_id: int) -> list[int]:
         rows = await self._rows(
