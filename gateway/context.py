@@ -51,6 +51,9 @@ class GatewayContext:
     spawn_session: Any = None
     #: Storage reads shared by the sessions a promotion catches up (gateway/replica.py).
     catch_up_reads: dict[Any, Any] = field(default_factory=dict)
+    #: old actor id -> ``gateway.session.Orphan``: the sessions that died with their
+    #: host, until its next incarnation rebuilds them (``Gateway._session_host_started``).
+    orphans: dict[int, Any] = field(default_factory=dict)
 
 
 T = TypeVar("T", bound=type)

@@ -646,20 +646,35 @@ class Gateway:
 
     def _session_host_started(self) -> None:
         """A session host incarnation started: after a restart, the sessions of the one
-        before ended with it (its children). Their clients are told so (op 9, not
-        resumable) and identify again on the same socket, rather than staying
-        connected to nothing; a socket not past READY is closed (4000)."""
+        before ended with it (its children). Each that kept its state
+        (``SessionActor._orphan``) is made again under this one, in place: the same
+        session on the same socket (or detached, for a RESUME), caught up from storage;
+        its client sees nothing. Any other's client is told (op 9, not resumable) and
+        identifies again on the same socket; a socket not past READY is closed (4000)."""
+        orphans, self.ctx.orphans = self.ctx.orphans, {}
         cells = self.base.cells
         for link in list(self.links):
             session = link.session
             if session is not None and session.node == self.base.node:
                 cell = cells.get(session.id)
                 if cell is None or not cell.alive:
-                    link.session = None
+                    orphan = orphans.pop(session.id, None)
                     conn = link.conn
+                    if orphan is not None and orphan.link is link \
+                            and conn.log is orphan.log:
+                        link.session = self._spawn_session(orphan)
+                        continue
+                    link.session = None
                     link.execute(conn.invalidate_session(False)
                                  if conn.state is ConnectionState.READY
                                  else conn.close(CloseCode.UNKNOWN_ERROR, "session lost"))
+        for orphan in orphans.values():
+            # detached, or its socket closed since (its Detached went with it): kept
+            # for a RESUME unless that close ended the session
+            link, orphan.link = orphan.link, None
+            if link is None or not link.closed \
+                    or link.conn.connection_lost().session_resumable:
+                self._spawn_session(orphan)
 
     def _host_cell(self) -> Any:
         """The session host's live cell: a restarted host is a new cell at its id."""

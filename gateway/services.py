@@ -34,8 +34,11 @@ session of the node for nothing. A session survives the crash of any sibling.
   every session, of the node; a restart would end them all. (Killed anyway, the
   registry's entities come back on the next message and sessions subscribe to their
   guilds again, reading back from storage what the dead guild did not fan out; the
-  host's sessions are gone, so each restarted host has the edge close the sockets left
-  without a session, and their clients reconnect.)
+  host's sessions die with it, each leaving its state (``SessionActor._orphan``: its
+  log itself, on its socket's connection), and the next incarnation has the edge make
+  each again in place, same session id and sequence numbers, caught up from storage:
+  its client sees no op 9 and no close. Only a session not past READY, or moving
+  between nodes, is lost: its client is told as before.)
 * fan-out point — not: stateless, but a restart loses every dispatch queued behind the
   crash, for every local session, with nobody to send them again; its retry is safe
   (a bad payload fails before any delivery; one session's failure is caught). (Killed

@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from thespian.actors import ActorExitRequest, ChildActorExited
@@ -93,6 +94,12 @@ STANDBY_RETRY_S = 0.2
 #: already delivered for this long (a read and the live fan-out may overlap).
 CATCH_UP_DEDUP_S = 10.0
 
+#: A message a catch-up read that is newer than anything delivered live in its channel
+#: may be durable and not fanned out yet (an older one's write still in flight): it
+#: waits for the channel's next live message (which tells: a channel fans out in order),
+#: or this long, so that it is not delivered ahead of that older one.
+CATCH_UP_TAIL_S = 2.0
+
 
 def catch_up_since() -> float:
     """Where a catch-up reads from in a channel the log holds nothing of (Unix
@@ -123,6 +130,30 @@ class _Move:
 _NOTHING_OPENED: frozenset[int] = frozenset()  # shared: a user's session before op 14
 
 
+@dataclass(slots=True, eq=False)
+class Orphan:
+    """A session that died with its host (killed: its sessions were its children), as
+    the host's next incarnation rebuilds it in place (``SessionActor._restore_orphan``):
+    kept in ``ctx.orphans`` by its old actor id until then. Local only, never sent."""
+
+    #: the dead session's address (the guilds swap it for the new one)
+    address: Any
+    #: its socket's ``Link`` (None: detached, waiting for a RESUME)
+    link: Any
+    #: its ``DispatchLog`` itself (attached: the link's ``conn.log``), so the numbering
+    #: goes on
+    log: DispatchLog
+    #: everything else it is (``entries`` empty: the log is kept whole)
+    state: SessionState
+    standby_key: bytes
+    promoted: bool
+    #: a catch-up planned and not started, and the message ids delivered since
+    catch_up: tuple[dict[int, int], float, frozenset[int] | None] | None
+    delivered_ids: set[str] | None
+    #: where its catch-up reads from in a channel its log has nothing of (the kill)
+    since_s: float
+
+
 class SessionActor(Actor):
     ctx: ClassVar[GatewayContext]
 
@@ -148,6 +179,9 @@ class SessionActor(Actor):
     _reading = False
     #: the timer that ends the dedup after a catch-up
     _dedup_timer: int | None = None
+    #: what a catch-up read past the live deliveries: channel id -> payloads, oldest
+    #: first, until that channel's next live message or ``CATCH_UP_TAIL_S``
+    _tail: dict[str, list[dict[str, Any]]] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -282,6 +316,8 @@ class SessionActor(Actor):
         elif isinstance(msg, Timeout):
             if msg.payload == "move":
                 self._move_timed_out()
+            elif msg.payload == "tail":
+                self._flush_tail()
             elif msg.payload == "caught-up":
                 self._dedup_timer = None
                 if self._catch_up is None and not self._reading:
@@ -295,8 +331,13 @@ class SessionActor(Actor):
                 self._resubscribe(msg.payload[1])
             elif self.link is None:
                 self._end()
+        elif isinstance(msg, Orphan):
+            self._restore_orphan(msg)
         elif isinstance(msg, ActorExitRequest):
-            self._end(exiting=True)
+            if self._host_died(sender):
+                self._orphan()
+            else:
+                self._end(exiting=True)
 
     # -- identify ------------------------------------------------------------------------
 
@@ -715,18 +756,22 @@ class SessionActor(Actor):
             self.cancel_timer(move.timer)
         move.timer = self.start_timer(MOVE_TIMEOUT_S, "move")
 
-    def _adopt(self, state: SessionState) -> bool:
-        """Become the session ``state`` describes (a move or a promotion); False when
-        it does not make a log (a bad answer from another node)."""
-        try:
-            encoding = Encoding(state.encoding)
-            entries = [PreparedDispatch.from_encoded(event, encoding, data)
-                       for event, data in state.entries]
-            self.log = DispatchLog.restored(encoding, state.seq, entries,
-                                            self.ctx.config.replay_max_entries)
-        except (ValueError, TypeError):
-            log.warning("bad session state for %s", state.session_id, exc_info=True)
-            return False
+    def _adopt(self, state: SessionState, kept: DispatchLog | None = None) -> bool:
+        """Become the session ``state`` describes (a move, a promotion, or ``kept``: its
+        own log, after its host died); False when it does not make a log (a bad answer
+        from another node)."""
+        if kept is not None:
+            self.log = kept
+        else:
+            try:
+                encoding = Encoding(state.encoding)
+                entries = [PreparedDispatch.from_encoded(event, encoding, data)
+                           for event, data in state.entries]
+                self.log = DispatchLog.restored(encoding, state.seq, entries,
+                                                self.ctx.config.replay_max_entries)
+            except (ValueError, TypeError):
+                log.warning("bad session state for %s", state.session_id, exc_info=True)
+                return False
         self.user_id = state.user_id
         self.intents = state.intents
         self.guild_ids = list(state.guild_ids)
@@ -788,17 +833,88 @@ class SessionActor(Actor):
             self._end()
             return
         self._promoted = True
+        self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
+        # what its home got and did not replicate in its last moments
+        self._rejoin(msg.address, msg.heard_at - CATCH_UP_MARGIN_S)
+
+    def _rejoin(self, replaces: Any, since_s: float) -> None:
+        """A session made again from its state (a promotion, its host's restart):
+        reachable, subscribed to its guilds in place of its dead address ``replaces``
+        (again until each answers), replicated, and caught up from storage on what
+        went with the dead one (``since_s``: see ``_plan_catch_up``)."""
         self._remember()
         self._unanswered = set(self.guild_ids) or None
         for guild_id in self.guild_ids:
-            self._subscribe(guild_id, replaces=msg.address)
+            self._subscribe(guild_id, replaces=replaces)
             self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
-        self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
         self.replicate_open()
-        # what its home got and did not replicate in its last moments
-        self._plan_catch_up(None, msg.heard_at - CATCH_UP_MARGIN_S)
+        self._plan_catch_up(None, since_s)
         if self._unanswered is None:
             self._start_catch_up()
+        else:  # what a guild sends before the read starts is held too: it is newer
+            self._held = []
+            self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
+
+    # -- its host died (gateway/services.py) ------------------------------------------------
+
+    def _host_died(self, sender: Any) -> bool:
+        """Whether this ``ActorExitRequest`` comes from the session host dying (killed,
+        any cause) rather than being stopped (the node stopping): a stopped host was
+        told so first (``SessionHost.stopping``); a killed one never is."""
+        host = self._myRef.parent
+        cell = getattr(host, "_cell", None)
+        return sender == host and cell is not None and not cell.alive \
+            and isinstance(cell.instance, SessionHost) and not cell.instance.stopping
+
+    def _orphan(self) -> None:
+        """This session dies with its host: keep what rebuilds it in ``ctx.orphans``
+        for the host's next incarnation (``Gateway._session_host_started``), and let go
+        of only what names this address; its guilds, its standby's node and its home's
+        directory keep it (the guilds drop this address at its Down or the new
+        session's Subscribe). A session not past READY, or moving between nodes, ends
+        as before (its client is told by the edge)."""
+        log_, link = self.log, self.link
+        if self._ended or log_ is None or self.session_id is None or self._move is not None:
+            if link is not None and link.session is None and not link.closed:
+                # an IDENTIFY in flight: its READY never comes; the client reconnects
+                link.execute(link.conn.close(CloseCode.UNKNOWN_ERROR, "session lost"))
+            self._end(exiting=True)
+            return
+        self._ended = True
+        pending = self._catch_up
+        self.ctx.orphans[self.myAddress.id] = Orphan(
+            self.myAddress, link, log_, self._state(log_.seq, self.token_key),
+            self._standby_key, self._promoted, pending, self._delivered_ids,
+            catch_up_since())
+        feed = self.ctx.replica_feed
+        if feed is not None:  # the copy is sent again (whole) by the new session
+            feed.close(self, self.session_id)
+        if self.ctx.sessions.get(self.session_id) == self.myAddress:
+            del self.ctx.sessions[self.session_id]
+        self._forget_user()
+        self.log = None
+
+    def _restore_orphan(self, orphan: Orphan) -> None:
+        """Become the session that died with the host before this one: the same id,
+        log (so the same sequence numbers), socket, user, intents, guilds and presence;
+        subscribed to its guilds in place of the dead address and caught up from
+        storage on what was posted meanwhile. Its client sees nothing of it."""
+        state = orphan.state
+        if self.log is not None or self._ended:
+            return
+        self.session_id = state.session_id
+        self._adopt(state, kept=orphan.log)
+        self.token_key, self._standby_key = state.token_key, orphan.standby_key
+        self._promoted = orphan.promoted
+        self.link = orphan.link
+        if self.link is None:  # detached: a new window for its RESUME
+            self._expiry = self.start_timer(self.ctx.resume_window_s, "resume-window")
+        # a catch-up the dead one had planned reads from further back: kept, and so
+        # are the ids delivered since it was planned (``_plan_catch_up`` merges this one)
+        self._catch_up, self._delivered_ids = orphan.catch_up, orphan.delivered_ids
+        if orphan.delivered_ids is not None:
+            self.deliver_dispatch = self._deliver_noting  # type: ignore[method-assign]
+        self._rejoin(orphan.address, orphan.since_s)
 
     # -- the catch-up from storage -----------------------------------------------------------
 
@@ -845,6 +961,8 @@ class SessionActor(Actor):
             except (RuntimeError, KeyError, TypeError):
                 message_id = None
             if message_id is not None:
+                if self._tail is not None:
+                    self._settle_tail(dispatch.data.get("channel_id"), int(message_id))
                 if message_id in delivered:
                     return
                 delivered.add(message_id)
@@ -885,7 +1003,8 @@ class SessionActor(Actor):
             self.cancel_timer(self._dedup_timer)
             self._dedup_timer = None
         self._reading = True
-        self._held = []
+        if self._held is None:  # else: held since the catch-up was planned (_rejoin)
+            self._held = []
         self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
         self.run_io(read_missed_messages(
             self.ctx, user_id=self.user_id, intents=self.intents,
@@ -901,13 +1020,55 @@ class SessionActor(Actor):
             log.warning("catch-up of %s from storage failed", self.session_id,
                         exc_info=msg.error)
         elif not self._ended:
-            for payload in msg.result:
-                self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
+            self._deliver_read(msg.result)
         self._release()
         if self._catch_up is not None and not self._unanswered:
             self._start_catch_up()  # planned while this one read
         elif self._dedup_timer is None:
             self._dedup_timer = self.start_timer(CATCH_UP_DEDUP_S, "caught-up")
+
+    def _deliver_read(self, payloads: list[dict[str, Any]]) -> None:
+        """Of what a catch-up read (oldest first): deliver what comes before the first
+        live message held in its channel; drop what comes after it (a channel fans out
+        in order: that comes live too); keep the rest for the channel's next live
+        message (``_tail``)."""
+        first_live: dict[str, int] = {}
+        for dispatch, _ in self._held or ():
+            if dispatch.event == "MESSAGE_CREATE":
+                try:
+                    first_live.setdefault(dispatch.data["channel_id"], int(dispatch.data["id"]))
+                except (RuntimeError, KeyError, TypeError, ValueError):
+                    pass
+        for payload in payloads:
+            live = first_live.get(payload["channel_id"])
+            if live is None:
+                if self._tail is None:
+                    self._tail = {}
+                    self.start_timer(CATCH_UP_TAIL_S, "tail")
+                self._tail.setdefault(payload["channel_id"], []).append(payload)
+            elif int(payload["id"]) < live:
+                self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
+
+    def _settle_tail(self, channel_id: Any, message_id: int) -> None:
+        """A live message in ``channel_id``: what the catch-up read there before it is
+        delivered first; what it read after it comes live."""
+        tail = self._tail
+        assert tail is not None
+        read = tail.pop(channel_id, None)
+        if not tail:
+            self._tail = None
+        for payload in read or ():
+            if int(payload["id"]) < message_id:
+                self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
+
+    def _flush_tail(self) -> None:
+        """No live message came in their channels: what the catch-up read there was
+        fanned out before this session subscribed."""
+        tail, self._tail = self._tail, None
+        if not self._ended:
+            for read in (tail or {}).values():
+                for payload in read:
+                    self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
 
     def _moved_in(self) -> None:
         """New side: every guild cut over (or the wait ran out). Record what the guilds
@@ -1004,9 +1165,18 @@ class SessionHost(Actor):
     """The parent of this node's session actors: the edge creates each session as its
     child, so stopping the gateway ends every session, and no ended session stays
     referenced (the runtime keeps a child in its parent's ``children`` after it exits,
-    and a top-level actor in ``primaries``; both would grow with every connection)."""
+    and a top-level actor in ``primaries``; both would grow with every connection).
+    Killed instead, its sessions are rebuilt under its next incarnation
+    (``SessionActor._orphan``)."""
+
+    #: told to stop (``ActorExitRequest``): its sessions end rather than wait for a
+    #: next incarnation
+    stopping = False
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ActorExitRequest):
+            self.stopping = True
+            return
         if isinstance(msg, ChildActorExited):
             children = self._myRef.children
             if isinstance(children, dict):  # the runtime may have dropped it already
