@@ -103,7 +103,8 @@ _identifies = counter("gateway_identifies_total", "IDENTIFYs that passed the "
 _resumes = counter("gateway_resumes_total", "RESUMEs that passed the connection's checks")
 _slow_closes = counter("gateway_slow_consumer_closes_total",
                        "connections closed with 4000 for not reading, by reason "
-                       "(stalled, replay_limit)")
+                       "(stalled, replay_limit)",
+                       labels={"reason": ("stalled", "replay_limit")})
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
