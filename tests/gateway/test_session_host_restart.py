@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from actors.address import Address
 from gateway.protocol import DispatchLog, Encoding, PreparedDispatch
 from gateway.services import SESSION_HOST_ID
 from gateway.session import SessionActor
 from tests.gateway.harness import Running, run, running_gateway
+from tests.gateway.libraries import (
+    discordpy_client,
+    discordpy_running,
+    on,
+    point_discordpy_at,
+    post_as_alice,
+)
 from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_gateway_socket import connect, identified, recv
 from tests.gateway.test_node_services_supervised import restarted
@@ -212,3 +220,50 @@ def test_catch_up_read_with_no_live_message_after_it_is_delivered_at_the_timer()
     session._flush_tail()
     assert recorded(session) == [8, 7]
     assert session._tail is None
+
+
+# -- a real library across the crash ------------------------------------------------------
+
+
+def test_a_discordpy_bot_receives_across_a_session_host_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """discord.py sees nothing of it: one READY, no disconnect, no RESUME, the same
+    session, and every message posted around the crash in order."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            point_discordpy_at(monkeypatch, r.gateway)
+            client = discordpy_client()
+            received: list[int] = []
+            lifecycle: list[str] = []
+
+            async def on_message(message: Any) -> None:
+                if message.author.id != client.user.id:
+                    received.append(message.id)
+
+            on(client, "message", on_message)
+            for event in ("ready", "disconnect", "resumed"):
+                on(client, event, noting(lifecycle, event))
+            async with discordpy_running(client, r.seeded.token, reconnect=True):
+                session_id = client.ws.session_id
+                acked = []
+                for i in range(30):
+                    if i == 10:
+                        await kill_session_host(r)
+                    posted = await post_as_alice(http, r, {"content": f"post {i}"})
+                    acked.append(int(posted["id"]))
+                for _ in range(500):
+                    if set(acked) <= set(received):
+                        break
+                    await asyncio.sleep(0.02)
+                assert received == acked
+                assert client.ws.session_id == session_id
+                assert lifecycle == ["ready"]
+
+    run(main, timeout=60)
+
+
+def noting(lifecycle: list[str], event: str) -> Any:
+    """A discord.py callback for ``event`` (no arguments) that notes it."""
+    async def noted() -> None:
+        lifecycle.append(event)
+    return noted
