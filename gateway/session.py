@@ -97,8 +97,10 @@ CATCH_UP_DEDUP_S = 10.0
 #: A message a catch-up read that is newer than anything delivered live in its channel
 #: may be durable and not fanned out yet (an older one's write still in flight): it
 #: waits for the channel's next live message (which tells: a channel fans out in order),
-#: or this long, so that it is not delivered ahead of that older one.
-CATCH_UP_TAIL_S = 2.0
+#: or this long, so that it is not delivered ahead of that older one. The cost: a quiet
+#: channel's missed messages come this much later; an older write slower than this to
+#: complete is still passed.
+CATCH_UP_TAIL_S = 0.5
 
 
 def catch_up_since() -> float:

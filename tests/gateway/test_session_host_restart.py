@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import aiohttp
 import pytest
 
 from actors.address import Address
+from gateway.messages import HomesGone
 from gateway.protocol import DispatchLog, Encoding, PreparedDispatch
+from gateway.replica import Replica
 from gateway.services import SESSION_HOST_ID
 from gateway.session import SessionActor
 from tests.gateway.harness import Running, run, running_gateway
@@ -30,6 +33,7 @@ from tests.gateway.libraries import (
 from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_gateway_socket import connect, identified, recv
 from tests.gateway.test_node_services_supervised import restarted
+from tests.gateway.test_resume_replica import resumed, state
 from tests.gateway.test_services_crash_delivery import Load, post
 
 
@@ -267,3 +271,33 @@ def noting(lifecycle: list[str], event: str) -> Any:
     async def noted() -> None:
         lifecycle.append(event)
     return noted
+
+
+def test_session_host_killed_a_promoted_copy_keeps_its_token_check_and_seq(
+        tmp_path: Path) -> None:
+    """A session made from a standby copy checks a RESUME's token against the copy's
+    digest (it never had the keyed one): rebuilt, it still does, and numbers on."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            ctx = r.gateway.ctx
+            ctx.replicas["gone.abc"] = Replica(
+                state("gone.abc", 7, [], token=r.seeded.token, user_id=r.seeded.user_id,
+                      guild_ids=[r.seeded.guild_id]), Address("gone", 77), time.time())
+            r.gateway.base.tell_from_loop(r.gateway._replica_store,
+                                          HomesGone(frozenset({"gone"})))
+            for _ in range(200):
+                if "gone.abc" in ctx.sessions:
+                    break
+                await asyncio.sleep(0.01)
+            promoted = ctx.sessions["gone.abc"]
+            await kill_session_host(r)
+            for _ in range(200):
+                if ctx.sessions.get("gone.abc") not in (None, promoted):
+                    break
+                await asyncio.sleep(0.01)
+            assert ctx.sessions.get("gone.abc") not in (None, promoted)  # made again
+            posted = (await post(http, r, "after the kill"))[1]
+            assert posted is not None
+            seqs, ids = await resumed(http, r, "gone.abc", 7, {posted})
+            assert ids == [posted] and seqs == list(range(8, 8 + len(seqs)))
+    run(main, timeout=60)
