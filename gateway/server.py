@@ -113,6 +113,17 @@ _CLOSE = WSMsgType.CLOSE
 _PING = WSMsgType.PING
 
 
+def ws_frame_header(kind: WSMsgType, size: int) -> bytes:
+    """The header of an unfragmented, unmasked (server-to-client) frame of ``size``
+    payload bytes (RFC 6455 §5.2), as picows writes it."""
+    first = 0x80 | int(kind)  # FIN, no RSV bit, the opcode
+    if size < 126:
+        return bytes((first, size))
+    if size < 1 << 16:
+        return bytes((first, 126)) + size.to_bytes(2, "big")
+    return bytes((first, 127)) + size.to_bytes(8, "big")
+
+
 class Link(WSListener):
     """One WebSocket connection: the socket side of a ``GatewayConnection``."""
 
@@ -233,14 +244,21 @@ class Link(WSListener):
             _dispatch_bytes[0] += len(data)
 
     def execute(self, effects: Iterable[Effect]) -> None:
-        """Carry out the connection's effects in order (the session actor calls this too)."""
+        """Carry out the connection's effects in order (the session actor calls this too).
+        Consecutive frames (READY and its GUILD_CREATEs) go out in one write."""
         transport = self.transport
+        frames: list[SendFrame] | None = None
         for effect in effects:
             if isinstance(effect, SendFrame):
-                if transport is not None and not transport.is_disconnected:
-                    transport.send(_TEXT if effect.text else _BINARY, effect.data)
-                    _bytes_out.add(len(effect.data))
-            elif isinstance(effect, SetTimer):
+                if frames is None:
+                    frames = [effect]
+                else:
+                    frames.append(effect)
+                continue
+            if frames is not None:
+                self._send_frames(frames)
+                frames = None
+            if isinstance(effect, SetTimer):
                 # one shared timer for every link (gateway/timers.py), not a handle each
                 self.gateway.timers.schedule(self, effect.at)
             elif isinstance(effect, Close):
@@ -266,6 +284,29 @@ class Link(WSListener):
                 if self.session is not None:  # op 8: the session answers with chunks
                     self.gateway.base.tell_from_loop(self.session, effect)
             # Voice: not served in this slice.
+        if frames is not None:
+            self._send_frames(frames)
+
+    def _send_frames(self, frames: list[SendFrame]) -> None:
+        """Write ``frames``; several in one write (one segment, one wake-up of the
+        client, one send instead of one each: ~40 us of node CPU a frame on loopback)."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        if len(frames) == 1:
+            frame = frames[0]
+            transport.send(_TEXT if frame.text else _BINARY, frame.data)
+            _bytes_out.add(len(frame.data))
+            return
+        if transport.is_close_frame_sent:  # as picows's send: nothing after a close
+            return
+        out = bytearray()
+        for frame in frames:
+            out += ws_frame_header(_TEXT if frame.text else _BINARY, len(frame.data))
+            out += frame.data
+            _bytes_out.add(len(frame.data))
+        # the transport that picows's own sends go through, so the order holds
+        transport.underlying_transport.write(out)
 
     def on_deadline(self) -> None:
         """The ``SetTimer`` deadline came (``TimerWheel``)."""
