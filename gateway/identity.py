@@ -171,12 +171,20 @@ class IdentityCache:
         if account is None:
             return None
         user, mine = account
-        lookups: list[Awaitable[Any]] = [self.guild_shell(m.guild_id) for m in mine]
-        if user.bot:  # its application's flags: which privileged intents it may ask for
-            lookups.append(self.application_flags(user.id))
-        found = await asyncio.gather(*lookups)
-        shells = found[:len(mine)]
-        flags = found[-1] if user.bot else 0
+        now = self.clock()
+        cached = [self._guilds.get(m.guild_id) for m in mine]
+        # its application's flags, for a bot: which privileged intents it may ask for
+        flags = self._app_flags.get(user.id) if user.bot else 0
+        if flags is None or any(s is None or s.expires <= now for s in cached):
+            # something to load: concurrently (what is cached answers at once)
+            lookups: list[Awaitable[Any]] = [self.guild_shell(m.guild_id) for m in mine]
+            if user.bot:
+                lookups.append(self.application_flags(user.id))
+            found = await asyncio.gather(*lookups)
+            shells = found[:len(mine)]
+            flags = found[-1] if user.bot else 0
+        else:  # the usual case: no task, no loop round per guild
+            shells = cached
         guilds, members = [], {}
         for me, shell in zip(mine, shells, strict=True):
             if shell is not None:
