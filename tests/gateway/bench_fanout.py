@@ -3,14 +3,15 @@
 replaced: its ``send`` counts the frame).
 
     PYTHONPATH=. .venv/bin/python -m tests.gateway.bench_fanout [--traced] [--per-session]
-        [--compress zlib-stream|zstd-stream]
+        [--compress zlib-stream]
 
 ``--traced`` configures tracing with an in-memory exporter and gives each fan-out a
 trace context, so every hop makes its spans; without it tracing is not configured (the
 default in production without ``OTEL_*``), which is what the hot-path cost is about.
-``--compress``: every connection asks for that transport compression (the frames are
-compressed, not inflated). ``--per-session`` measures the design before gateway/fanout.py in the same run for
-comparison: the guild sends one ``Deliver`` actor message per recipient.
+``--compress zlib-stream``: every connection compresses its frames (they are not
+inflated; the scripted client reads no zstd-stream HELLO). ``--per-session`` measures
+the design before gateway/fanout.py in the same run for comparison: the guild sends one
+``Deliver`` actor message per recipient.
 Prints one JSON line: fan-outs, deliveries/s and microseconds per fan-out (best of 5
 runs), and the median CPU microseconds per delivery.
 """
