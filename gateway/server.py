@@ -84,6 +84,7 @@ from gateway.timers import TimerWheel
 from gateway.ws_log import quiet_peer_protocol_errors
 from observability import counter, inject_current, span_from
 from observability.logging import LogThrottle
+from observability.tracing import tracing_active
 from storage.base import Storage
 from storage.snowflake import SnowflakeGenerator
 from supervision import Start, Started, Stop, Supervisor
@@ -732,8 +733,10 @@ class Gateway:
         _identifies.add()
         session = self.base.create_actor(self._host_cell(), self._session_class,
                                          None, None)
-        with span_from(None, "socket.in", **{"greenroom.op": "IDENTIFY"}):
-            trace = inject_current()  # None when tracing is off
+        trace = None
+        if tracing_active():  # else the span is a no-op and its context None
+            with span_from(None, "socket.in", **{"greenroom.op": "IDENTIFY"}):
+                trace = inject_current()  # None when unsampled
         self.base.tell_from_loop(session, Identify(link, event, trace))
 
     def _spawn_session(self, first: Any) -> Any:
