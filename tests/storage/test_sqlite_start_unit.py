@@ -36,3 +36,48 @@ def test_start_unit_runs_the_transaction_without_a_loop_turn(  # type: ignore[no
                            "a number is out of range", "a value cannot be stored"}
 
     aio.run(go())
+
+
+def test_the_sqlite_thread_runs_calls_in_order_and_hands_back_errors(aio) -> None:  # type: ignore[no-untyped-def]
+    """``SqliteThread``: calls run one at a time in the order submitted; a call's
+    exception is its caller's; a caller that gave up (cancelled) costs the next nothing."""
+    import asyncio
+    import threading
+
+    from storage.sqlite import SqliteThread
+
+    worker = SqliteThread(name="test-sqlite-thread")
+    ran: list[tuple[int, int]] = []
+    gate = threading.Event()
+
+    def step(n: int) -> int:
+        ran.append((n, threading.get_ident()))
+        return n * 10
+
+    def fail() -> None:
+        raise ValueError("refused")
+
+    async def go() -> None:
+        held = worker.submit(gate.wait, 10)  # the next calls queue behind it
+        given_up = worker.submit(step, 0)
+        results = [worker.submit(step, n) for n in range(1, 6)]
+        failed = worker.submit(fail)
+        given_up.cancel()
+        gate.set()
+        assert await held is True
+        assert await asyncio.gather(*results) == [10, 20, 30, 40, 50]
+        try:
+            await failed
+        except ValueError as exc:
+            assert str(exc) == "refused"
+        else:
+            raise AssertionError("the call's exception was not handed back")
+        assert await worker.submit(step, 6) == 60
+
+    try:
+        aio.run(go())
+    finally:
+        worker.shutdown()
+    assert [n for n, _ in ran] == [0, 1, 2, 3, 4, 5, 6]
+    assert {t for _, t in ran} != {threading.get_ident()}
+    assert len({t for _, t in ran}) == 1
