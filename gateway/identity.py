@@ -27,12 +27,13 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chat.objects import guild_object, iso, member_object, user_object
 from chat.overwrites import guild_overwrites
 from gateway.protocol import GuildMembersRequested
+from gateway.protocol.ready import SharedGuild
 from gateway.ttl_map import TtlMap
 from storage.applications import effective_flags
 from storage.base import Storage
@@ -50,6 +51,8 @@ class GuildShell:
     fields: dict[str, Any]  # guild_object() without members / joined_at
     member_count: int
     expires: float
+    #: its members' GUILD_CREATE JSON templates (``SharedGuild.shared``)
+    encoded: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -156,7 +159,7 @@ class IdentityCache:
             listed = [member_object(m, users.get(m.user_id)) for m in members]
         else:
             listed = [member_object(me, user)]
-        guild = dict(shell.fields)
+        guild = SharedGuild(shell.fields, shell.encoded)
         guild["joined_at"] = iso(me.joined_at_ms)
         guild["member_count"] = max(shell.member_count, len(listed))
         guild["large"] = guild["member_count"] > large_threshold

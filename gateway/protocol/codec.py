@@ -75,10 +75,15 @@ _json_ascii_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True,
 
 def json_bytes(value: Any) -> bytes:
     """Compact JSON as UTF-8 bytes."""
+    return json_strict_utf8(value) or _json_ascii_encoder.encode(value).encode("ascii")
+
+
+def json_strict_utf8(value: Any) -> bytes | None:
+    """``json_bytes`` where it is UTF-8; None where it falls back to ASCII escapes."""
     try:
         return _json_encoder.encode(value).encode("utf-8")
     except UnicodeEncodeError:
-        return _json_ascii_encoder.encode(value).encode("ascii")
+        return None
 
 
 def msgpack_bytes(value: Any) -> bytes:

@@ -79,7 +79,7 @@ from .events import (
 from .intents import event_allowed
 from .opcodes import CLIENT_OPCODES, Opcode
 from .params import ConnectionParams
-from .ready import build_guild_create, build_ready
+from .ready import build_guild_create, build_ready, guild_create_json
 from .replay import DEFAULT_MAX_ENTRIES, DispatchLog
 
 
@@ -404,15 +404,15 @@ class GatewayConnection:
         ]
         if event_allowed(identify.intents, "GUILD_CREATE"):
             for guild in guilds:
-                data = build_guild_create(
-                    guild,
-                    intents=identify.intents,
-                    user_id=user["id"],
-                    large_threshold=identify.large_threshold,
-                )
-                effects.append(
-                    self._send(PreparedDispatch("GUILD_CREATE", data).compact(self._encoding))
-                )
+                if self._encoding is Encoding.JSON:  # a SharedGuild's encoded once
+                    dispatch = PreparedDispatch.from_json("GUILD_CREATE", guild_create_json(
+                        guild, intents=identify.intents, user_id=user["id"],
+                        large_threshold=identify.large_threshold))
+                else:
+                    dispatch = PreparedDispatch("GUILD_CREATE", build_guild_create(
+                        guild, intents=identify.intents, user_id=user["id"],
+                        large_threshold=identify.large_threshold))
+                effects.append(self._send(dispatch.compact(self._encoding)))
         return effects
 
     def reject_identify(self, code: int, detail: str = "") -> list[Effect]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .codec import json_bytes, json_strict_utf8
 from .intents import GUILD_PRESENCES
 from .params import API_VERSION
 
@@ -148,8 +149,105 @@ def build_guild_create(
     out.setdefault("large", member_count > large_threshold)
     out["unavailable"] = False
     if not intents & GUILD_PRESENCES:
-        visible = {str(user_id)}
-        visible.update(str(v["user_id"]) for v in out["voice_states"] if "user_id" in v)
+        visible = _visible(out, user_id)
         out["members"] = [m for m in out["members"] if _user_id_of(m) in visible]
         out["presences"] = [p for p in out["presences"] if _user_id_of(p) in visible]
     return out
+
+
+def _visible(guild: Mapping[str, Any], user_id: int | str) -> set[str]:
+    """Without GUILD_PRESENCES: whose members and presences a session sees."""
+    visible = {str(user_id)}
+    visible.update(str(v["user_id"]) for v in guild.get("voice_states") or ()
+                   if "user_id" in v)
+    return visible
+
+
+class SharedGuild(dict):  # type: ignore[type-arg]
+    """A guild dict (``build_guild_create`` input) whose fields but ``PER_SESSION`` are
+    the same for every member of the guild, and who all hold the same ``shared`` dict:
+    their GUILD_CREATE JSON is encoded once per guild (``guild_create_json``) instead
+    of once per IDENTIFY. It must hold every ``PER_SESSION`` key."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, fields: Mapping[str, Any], shared: dict[Any, Any]) -> None:
+        super().__init__(fields)
+        self.shared = shared
+
+
+_CONSTANTS = {True: b"true", False: b"false"}
+#: The fields of a ``SharedGuild`` that differ per session.
+PER_SESSION = ("joined_at", "member_count", "large", "members")
+#: What stands for them in a template; not a value any guild field holds.
+_HOLES = {key: f"\0greenroom-hole:{key}\0" for key in PER_SESSION}
+
+
+def guild_create_json(guild: Mapping[str, Any], *, intents: int, user_id: int | str,
+                      large_threshold: int = 50) -> bytes:
+    """The JSON of ``build_guild_create(guild, ...)``, byte for byte (as ``json_bytes``
+    encodes it). For a ``SharedGuild`` the shared fields are encoded once: the template
+    is the guild's JSON with holes for ``PER_SESSION`` (kept in ``guild.shared``),
+    filled with each session's values."""
+    shared = getattr(guild, "shared", None)
+    presences = bool(intents & GUILD_PRESENCES)
+    if shared is not None:
+        key = ("guild_create_json", presences, tuple(guild))
+        template = shared.get(key)
+        if template is None:
+            template = shared[key] = _template(guild, intents, large_threshold)
+        if template:
+            order, parts = template
+            pieces = [parts[0]]
+            for name, after in zip(order, parts[1:], strict=True):
+                value = guild[name]
+                if name == "members":  # as build_guild_create lists and cuts them
+                    value = list(value or ())
+                    if not presences:
+                        visible = _visible(guild, user_id)
+                        value = [m for m in value if _user_id_of(m) in visible]
+                if value.__class__ is int:  # member_count (large: below); as json writes it
+                    encoded = b"%d" % value
+                else:
+                    encoded = _CONSTANTS.get(value) if value.__class__ is bool \
+                        else json_strict_utf8(value)
+                if encoded is None:  # a lone surrogate: the whole payload in ASCII
+                    break
+                pieces.append(encoded)
+                pieces.append(after)
+            else:
+                return b"".join(pieces)
+    return json_bytes(build_guild_create(guild, intents=intents, user_id=user_id,
+                                         large_threshold=large_threshold))
+
+
+def _template(guild: Mapping[str, Any], intents: int, large_threshold: int
+              ) -> tuple[tuple[str, ...], tuple[bytes, ...]] | tuple[()]:
+    """``guild``'s GUILD_CREATE JSON split at its ``PER_SESSION`` values: their keys in
+    the order they appear, and the bytes before the first, between each two and after
+    the last. Empty when a session's GUILD_CREATE differs elsewhere too (presences cut
+    per user) or cannot be made byte for byte (a lone surrogate: the payload goes ASCII)."""
+    if not intents & GUILD_PRESENCES and guild.get("presences"):
+        return ()
+    holed = dict(guild)
+    holed.update(_HOLES)
+    holed["members"] = []  # what build_guild_create reads as such; the holes go in after
+    holed["member_count"] = 0
+    out = build_guild_create(holed, intents=intents, user_id=0,
+                             large_threshold=large_threshold)
+    for name in PER_SESSION:  # in place: the keys keep their order
+        out[name] = _HOLES[name]
+    encoded = json_strict_utf8(out)
+    if encoded is None:
+        return ()
+    holes = {name: json_strict_utf8(_HOLES[name]) or b"" for name in PER_SESSION}
+    order = tuple(sorted(PER_SESSION, key=lambda name: encoded.find(holes[name])))
+    parts: list[bytes] = []
+    rest = encoded
+    for name in order:
+        before, found, rest = rest.partition(holes[name])
+        if not found or holes[name] in rest:
+            return ()
+        parts.append(before)
+    parts.append(rest)
+    return order, tuple(parts)
