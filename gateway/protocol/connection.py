@@ -36,6 +36,7 @@ Choices the docs leave open, made here:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,15 @@ def _control(op: Opcode, d: Any = None) -> dict[str, Any]:
     return {"t": None, "s": None, "op": int(op), "d": d}
 
 
+@functools.lru_cache(maxsize=64)
+def _hello(encoding: Encoding, heartbeat_interval_ms: int, trace: str) -> bytes:
+    """HELLO's payload, the same for every connection of a configuration: encoded once."""
+    d: dict[str, Any] = {"heartbeat_interval": heartbeat_interval_ms}
+    if trace:
+        d["_trace"] = [trace]
+    return encode_payload(_control(Opcode.HELLO, d), encoding)
+
+
 _CONSTANT_PAYLOADS: dict[Encoding, dict[str, bytes]] = {
     encoding: {
         "ack": encode_payload(_control(Opcode.HEARTBEAT_ACK), encoding),
@@ -230,11 +240,8 @@ class GatewayConnection:
         self._now = now
         self._await_identify()
         self._heartbeat_deadline = now + self._interval_s + self.config.heartbeat_grace_s
-        d: dict[str, Any] = {"heartbeat_interval": self.config.heartbeat_interval_ms}
-        if self.config.trace:
-            d["_trace"] = [self.config.trace]
-        hello = _control(Opcode.HELLO, d)
-        return [self._frame(encode_payload(hello, self._encoding)), *self._arm()]
+        hello = _hello(self._encoding, self.config.heartbeat_interval_ms, self.config.trace)
+        return [self._frame(hello), *self._arm()]
 
     def receive(self, data: bytes | bytearray | memoryview | str, now: float) -> list[Effect]:
         """One whole WebSocket message from the client (text or binary)."""

@@ -17,6 +17,7 @@ Where the docs are silent:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,6 +42,7 @@ class ConnectionParams:
         return self.compress == ZLIB_STREAM
 
 
+@functools.lru_cache(maxsize=256)  # clients of one library connect with one URL
 def parse_connection_url(url: str) -> ConnectionParams:
     """Parse a gateway URL, a path with a query, or a bare query string."""
     query = urlsplit(url).query if ("?" in url or "://" in url) else url
