@@ -104,6 +104,11 @@ def decode_payload(data: bytes | bytearray | memoryview | str, encoding: Encodin
         if encoding is Encoding.JSON:
             text = data if isinstance(data, str) else bytes(data).decode("utf-8")
             value = _json_decoder.decode(text)
+            if "\\u" not in text and (text is not data or text.isascii()):
+                # JSON has string keys only, no bin, and the decoder refuses NaN and
+                # overflows; a lone surrogate comes only from a \u escape or from a str
+                # given with one (bytes decoded as UTF-8 hold none): nothing to check
+                return value
         else:
             raw = data.encode("utf-8") if isinstance(data, str) else data
             value = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_refuse_ext)
