@@ -129,6 +129,8 @@ def main() -> None:
         "baseline_p50_ms_at_10": first_step(b).get("p50_ms"),
         "p50_ms_at_10_minus_baseline": p50_gap,
         "dispatch_frame_bytes": g["dispatch_frame_bytes"],
+        # where the p50 goes at 10 msg/s: per stage (gateway/stages.py), interpolated
+        "stage_p50_ms_at_10": first_step(g).get("stage_p50_ms"),
         # where the tail comes from: p99 per stage (gateway/stages.py) at the top rate
         # that held, and at the first rate that did not
         "stage_p99_ms_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),

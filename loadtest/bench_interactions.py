@@ -332,7 +332,7 @@ def run(args: argparse.Namespace, seeded: Any, server: Any) -> list[dict[str, An
                     "plain_messages": plain, "p99_ratio": ratio,
                     "target": f"interaction p99 <= {TARGET_P99_MS} ms at 1000/s",
                     "host_busy_before": round(busy, 2),
-                    "settings": f"greenroom run --nodes 1 --no-rate-limits, SQLite NORMAL, "
+                    "settings": f"greenroom run --nodes 1 --no-rate-limits, SQLite as shipped (synchronous=FULL), "
                                 f"{args.users} users in {args.processes} processes, "
                                 f"cores={os.cpu_count()}"})
     bot_stop.send("stop")

@@ -86,7 +86,7 @@ SHED = 4291
 #: What the server runs with: nothing changed from ``make run``.
 SETTINGS = ("as make run: REST and IDENTIFY rate limits on (Discord's buckets: 5 posts "
             "per 5 s per user and channel, 1 own reaction per 0.25 s per user and channel, "
-            "50 requests/s per user), SQLite synchronous=NORMAL; --nodes {nodes} (make run "
+            "50 requests/s per user), SQLite as shipped (synchronous=FULL); --nodes {nodes} (make run "
             "now starts one node per usable CPU: --nodes N --port P for that)")
 
 

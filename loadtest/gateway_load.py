@@ -260,10 +260,13 @@ def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, node
     the shell exports; the names removed are printed and kept in ``Server.env_removed``.
     ``env_overrides``: variables to set, or to remove where the value is None.
     ``rate_limits``: the shipped limits, as ``make run`` has them (else ``--no-rate-limits``)."""
+    # SQLite's durability as shipped (synchronous=FULL: a WAL fsync per commit) unless
+    # the shell chose otherwise, which is printed: the bench measures what make run runs
     env = dict(os.environ, GREENROOM_LOG_FORMAT="json", GREENROOM_SQLITE_PATH=db,
-               GREENROOM_SQLITE_SYNCHRONOUS=os.environ.get("GREENROOM_SQLITE_SYNCHRONOUS",
-                                                           "NORMAL"),
                PYTHONUNBUFFERED="1")
+    if "GREENROOM_SQLITE_SYNCHRONOUS" in env:
+        print(f"server environment: GREENROOM_SQLITE_SYNCHRONOUS="
+              f"{env['GREENROOM_SQLITE_SYNCHRONOUS']} (make run ships FULL)", flush=True)
     for name, value in {**tracing_env(), **(env_overrides or {})}.items():
         if value is None:
             env.pop(name, None)
@@ -816,11 +819,12 @@ async def read_stages(sender: RestSender, metrics_url: str | None) -> dict[str, 
     return stages
 
 
-def stage_p99_ms(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
-                 ) -> dict[str, float | None]:
-    """Per stage, the p99 of what was recorded between two readings, as the upper bound
-    of the bucket it falls in (ms; None above the last bound)."""
-    out: dict[str, float | None] = {}
+def stage_quantiles_ms(before: dict[str, dict[float, float]],
+                       after: dict[str, dict[float, float]]) -> dict[str, dict[str, float | None]]:
+    """Per stage, the p50 and p99 of what was recorded between two readings (ms),
+    interpolated linearly within the bucket each falls in (the buckets are 0.1 ms ... 2 s,
+    too coarse at 0.5/1/2 ms to read a p50 off a bound); None above the last bound."""
+    out: dict[str, dict[str, float | None]] = {"p50": {}, "p99": {}}
     for stage, buckets in sorted(after.items()):
         old = before.get(stage, {})
         bounds = sorted(buckets)
@@ -828,9 +832,17 @@ def stage_p99_ms(before: dict[str, dict[float, float]], after: dict[str, dict[fl
         total = deltas[-1] if deltas else 0.0
         if total <= 0:
             continue
-        want = total * 0.99
-        out[stage] = next((None if b == float("inf") else round(b * 1000, 2)
-                           for b, c in zip(bounds, deltas, strict=True) if c >= want), None)
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            want, low, below = total * q, 0.0, 0.0
+            for bound, count in zip(bounds, deltas, strict=True):
+                if count >= want:
+                    if bound == float("inf"):
+                        out[name][stage] = None
+                    else:
+                        share = (want - below) / (count - below) if count > below else 1.0
+                        out[name][stage] = round((low + (bound - low) * share) * 1000, 2)
+                    break
+                low, below = bound, count
     return out
 
 
@@ -1052,17 +1064,18 @@ async def run(args: argparse.Namespace) -> dict:
               f"({receivers:,} receive: {mix_name(args.mix)}), {args.duration:g} s per rate",
               flush=True)
 
-        stage_tails: dict[float, dict[str, float | None]] = {}
+        stage_tails: dict[float, dict[str, dict[str, float | None]]] = {}
 
         async def step(n: int, rate: float) -> StepResult:
             before = await read_stages(sender, server.metrics_url)
             result = await run_gateway_step(sender, workers, server.pid, n, rate,
                                             args.duration, args.drain, args.max_p99_ms)
-            stage_tails[rate] = stage_p99_ms(before, await read_stages(sender,
-                                                                       server.metrics_url))
-            if stage_tails[rate]:
-                print("      p99 by stage (ms, bucket bound): " + ", ".join(
-                    f"{k} {fmt_ms(v)}" for k, v in stage_tails[rate].items()), flush=True)
+            stage_tails[rate] = stage_quantiles_ms(
+                before, await read_stages(sender, server.metrics_url))
+            for name, by_stage in stage_tails[rate].items():
+                if by_stage:
+                    print(f"      {name} by stage (ms): " + ", ".join(
+                        f"{k} {fmt_ms(v)}" for k, v in by_stage.items()), flush=True)
             return result
 
         gateway_deadline = started + args.budget * 0.75 if args.baseline else deadline
@@ -1081,7 +1094,9 @@ async def run(args: argparse.Namespace) -> dict:
             "post_p99_ms": round(posts[int(len(posts) * 0.99)], 2) if posts else None,
             "server_rss_bytes": rss_bytes(server.pid), **summarize(steps)}
         for entry in result["gateway"]["steps"]:
-            entry["stage_p99_ms"] = stage_tails.get(entry["rate"], {})
+            quantiles = stage_tails.get(entry["rate"], {})
+            entry["stage_p50_ms"] = quantiles.get("p50", {})
+            entry["stage_p99_ms"] = quantiles.get("p99", {})
     finally:
         if sender is not None:
             await sender.close()

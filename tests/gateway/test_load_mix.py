@@ -76,3 +76,17 @@ def test_bots_and_users_get_every_message_passive_none(encoding: str) -> None:
     assert step.delivered == step.expected
     assert step.undue == 0  # the 2 passive sessions got no MESSAGE_CREATE
     assert step.all_delivered
+
+
+def test_stage_quantiles_interpolate_within_a_bucket() -> None:
+    """The bench's p50/p99 per stage from two readings of the stage histogram: only what
+    was recorded between them counts, read between the bucket's bounds."""
+    from loadtest.gateway_load import stage_quantiles_ms
+
+    inf = float("inf")
+    before = {"durable": {0.001: 10.0, 0.002: 10.0, inf: 10.0}}
+    after = {"durable": {0.001: 60.0, 0.002: 110.0, inf: 110.0},
+             "fanout_loop": {0.001: 0.0, 0.002: 98.0, inf: 100.0}}
+    got = stage_quantiles_ms(before, after)
+    assert got["p50"] == {"durable": 1.0, "fanout_loop": 1.51}
+    assert got["p99"] == {"durable": 1.98, "fanout_loop": None}  # above the last bound
