@@ -99,6 +99,7 @@ def main() -> None:
                           "rss_bytes_per_session": result["rss_bytes_per_session"],
                           "identify_per_s": result["identify_per_s"],
                           "server_cpu_ms_per_identify": result["server_cpu_ms_per_identify"],
+                          "client_cpu_ms_per_identify": result["client_cpu_ms_per_identify"],
                           "identify_per_s_1000_member_guild":
                               result["identify_per_s_big_guild"],
                           "seconds": result["seconds"]}, separators=(",", ":")), flush=True)
