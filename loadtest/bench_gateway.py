@@ -116,6 +116,8 @@ def main() -> None:
         "rss_bytes_per_session": result["rss_bytes_per_session"],
         "identify_per_s": result["identify_per_s"],
         "identify_per_s_1000_member_guild": result["identify_per_s_big_guild"],
+        "server_cpu_ms_per_identify": result["server_cpu_ms_per_identify"],
+        "client_cpu_ms_per_identify": result["client_cpu_ms_per_identify"],
         "members_online": g["clients"],
         "members_receiving": g["receivers"],
         "max_deliveries_per_s": g["max_deliveries_per_s"],
