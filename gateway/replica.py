@@ -196,16 +196,20 @@ class ReplicaFeed:
             to.append(session_id)
             to.append(seq)
 
+    def standby_for(self, session: SessionActor, session_id: str) -> str | None:
+        """Note ``session`` as living here (a node joining later gives it a standby) and
+        return its standby, picked if it has none yet (None: no other node)."""
+        self.sessions[session_id] = session
+        if session._standby is None:
+            session._standby = self.standby(session_id)
+        return session._standby
+
     def open(self, session: SessionActor, state: SessionState, with_log: bool = True) -> None:
         """Send ``session``'s standby its state (and its log unless ``with_log`` is
         False); picks the standby if the session has none yet."""
-        sid = state.session_id
-        self.sessions[sid] = session  # a node joining later gives it a standby
-        if session._standby is None:
-            session._standby = self.standby(sid)
-            if session._standby is None:
-                return
-        self._op(session._standby, ReplicaOpen(state, session.myAddress, with_log))
+        standby = self.standby_for(session, state.session_id)
+        if standby is not None:
+            self._op(standby, ReplicaOpen(state, session.myAddress, with_log))
 
     def close(self, session: SessionActor, session_id: str) -> None:
         """``session`` ended or moved away: its standby drops the copy."""

@@ -166,6 +166,8 @@ class Link(WSListener):
             self.execute(self.conn.close(CloseCode.RATE_LIMITED, "too many new connections"))
             return
         self.gateway.links.add(self)
+        if self.conn.compression_rests:
+            self.gateway.resting_links.add(self)
         self.execute(self.conn.start(self.loop.time()))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -224,6 +226,7 @@ class Link(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.gateway.links.discard(self)
+        self.gateway.resting_links.discard(self)
         self.gateway.timers.cancel(self)
         gone = self.conn.connection_lost(self._client_close)
         if self.session is not None:
@@ -484,6 +487,9 @@ class Gateway:
         self.ctx.identify_budget = IdentifyBudget(self.limits)
         self.ctx.identity = IdentityCache(storage)
         self.links: set[Link] = set()
+        #: the links whose compression stream can rest (zlib-stream): the rest sweep's, so
+        #: it costs nothing per plain-JSON or zstd connection (~14 ms a sweep at 10,000)
+        self.resting_links: set[Link] = set()
         self.max_connections = max_connections
         quiet_peer_protocol_errors()  # a client's broken frames are not server errors
         self.connection_limiter = ConnectionRateLimiter(
@@ -671,7 +677,7 @@ class Gateway:
     def _rest_idle_compression(self) -> None:
         """Every ``compression_rest_s``: idle zlib-streams drop their deflater
         (``gateway.protocol.compression``), so idle sessions hold none."""
-        for link in self.links:
+        for link in self.resting_links:
             link.conn.rest_idle_compression()
         self._rest_compression = self.loop.call_later(self.config.compression_rest_s,
                                                       self._rest_idle_compression)

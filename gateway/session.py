@@ -810,6 +810,8 @@ class SessionActor(Actor):
         if feed is None or log is None or self.session_id is None or self._ended \
                 or self._move is not None:
             return
+        if feed.standby_for(self, self.session_id) is None:
+            return  # a lone node: no state to build (twice an IDENTIFY, ~10-30 us)
         feed.open(self, self._state(log.seq - len(log) if with_log else log.seq,
                                     self._standby_key), with_log)
 

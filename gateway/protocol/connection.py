@@ -188,6 +188,9 @@ class GatewayConnection:
         self.text_frames = params.encoding is Encoding.JSON and params.compress is None
         #: One compression stream for the connection's life (never one per recipient).
         self._compressor: StreamCompressor | None = None
+        #: Whether ``rest_idle_compression`` can free anything: a zlib-stream (zstd's one
+        #: frame cannot rest). The socket layer sweeps only these. Read-only.
+        self.compression_rests = params.close_code is None and params.compress == ZLIB_STREAM
         if params.close_code is None:
             if params.compress == ZLIB_STREAM:
                 self._compressor = ZlibStreamCompressor(
