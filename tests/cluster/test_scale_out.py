@@ -110,17 +110,25 @@ def made_on(message_id: str) -> str:
 
 
 def received_by_all(clients: list[Client], served: dict, channel: int,
-                    attempts: int = 40, owner: str | None = None) -> None:
+                    attempts: int = 40, owner: str | None = None,
+                    within_s: float = 90.0) -> None:
     """Post until one message (made on ``owner``, if given) reaches every client: their
     sessions are subscribed to the guild's current incarnation. A post that fails
-    (during a node's restart) is tried again."""
+    (during a node's restart) is tried again, or made elsewhere while ``owner`` is
+    still starting: bounded by ``attempts`` and by ``within_s``, since a loaded host
+    may take many seconds to start a node process (such posts come back fast)."""
+    deadline = time.monotonic() + within_s
     for _ in range(attempts):
+        if time.monotonic() > deadline:
+            break
         try:
             _, warm = rest(served, "POST", f"/channels/{channel}/messages",
                            {"content": "warm-up"}, timeout=3.0)
         except (urllib.error.URLError, TimeoutError, ConnectionError):
+            time.sleep(0.25)
             continue
         if owner is not None and made_on(warm["id"]) != owner:
+            time.sleep(0.25)
             continue  # made by an incarnation that is about to move
         seen = 0
         for c in clients:
