@@ -57,6 +57,7 @@ from loadtest.gateway_load import (
 from loadtest.ws_baseline.load import (
     BUCKET_US,
     BUCKETS,
+    CLIENT_USE_AIOFASTNET,
     Workers,
     call,
     cpu_seconds,
@@ -179,7 +180,8 @@ async def _worker(index: int, url: str, tokens: list[str], listeners: int,
         for attempt in range(5):  # 4008: over the connections-per-IP limit: again later
             try:
                 _, session = await ws_connect(lambda: Session(token, intents), url,
-                                              websocket_handshake_timeout=30)
+                                              websocket_handshake_timeout=30,
+                                              use_aiofastnet=CLIENT_USE_AIOFASTNET)
                 await asyncio.wait_for(session.ready, 30)
                 sessions.append(session)
                 return

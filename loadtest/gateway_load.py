@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
 from loadtest.ws_baseline.load import (  # noqa: E402
     BUCKET_US,
     BUCKETS,
+    CLIENT_USE_AIOFASTNET,
     COMPRESSIONS,
     MAX_STEPS,
     StepResult,
@@ -525,7 +526,8 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
         try:
             while not client.stopping and time.monotonic() < deadline:
                 try:
-                    await ws_connect(lambda: client, url, websocket_handshake_timeout=5)
+                    await ws_connect(lambda: client, url, websocket_handshake_timeout=5,
+                                     use_aiofastnet=CLIENT_USE_AIOFASTNET)
                     if client.live:
                         return
                     # closed again before this loop resumed (its on_ws_disconnected saw
@@ -548,7 +550,8 @@ async def _gateway_worker(index: int, url: str, tokens: list[str], members_share
         nonlocal last_ns
         try:
             _, client = await ws_connect(lambda: Client(token, kind), url,
-                                         websocket_handshake_timeout=30)
+                                         websocket_handshake_timeout=30,
+                                         use_aiofastnet=CLIENT_USE_AIOFASTNET)
             if client is None:  # seen on a loaded host: counted, not an uncaught error
                 raise ConnectionError("the WebSocket handshake gave no listener")
             await asyncio.wait_for(client.ready, 30)
