@@ -196,6 +196,9 @@ class FanoutPoint(Actor):
                  trace: dict | None) -> None:
         # ``to`` may come from another node: only live session actors are called.
         session_class = SessionActor
+        # a big fan-out's zlib-stream frames share one deflated tail (gateway/protocol/
+        # compression.py); each connection compares this with its threshold
+        dispatch.fanout = len(to)
         for actor_id in to:
             cell = cells.get(actor_id)
             if cell is not None and cell.alive:

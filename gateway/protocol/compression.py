@@ -14,9 +14,9 @@ first frame (HELLO): window size, no content size, no checksum (a never-ending f
 no end to check). Ending the frame would break both libraries: their decompressor is
 done at a frame's end (hikari's raises on more data).
 
-Memory and CPU are per connection and cannot be shared between recipients: the stream
-state depends on everything sent before. An idle zlib-stream, though, needs none: after a
-sync flush the stream is byte-aligned and no later block has to refer back, so
+Memory and CPU are per connection: the stream state depends on everything sent before.
+An idle zlib-stream, though, needs none: after a sync flush the stream is byte-aligned
+and no later block has to refer back, so
 ``ZlibStreamCompressor.rest`` drops the deflater (its ~38 KiB) and the next payload starts a
 fresh raw one (no second zlib header) whose blocks continue the same stream — a client's
 one inflater cannot tell. While resting, a heartbeat ACK goes out as a stored block, so a
@@ -33,7 +33,22 @@ every 0.5 s, 10,000 idle zlib sessions identified at ~700/s held 16.3 KiB a sess
 every 0.25 s (the default) 15.3-15.5, against 14.7-15.1 uncompressed). A connection
 whose payloads are further apart than that pays a new deflater (~2 µs) and compresses
 each payload without the history of the ones before. zstd-stream cannot rest: its one
-frame must never end (see above) and a frame cannot be continued by a new context. Measured with ``loadtest/bench_compression.py``
+frame must never end (see above) and a frame cannot be continued by a new context.
+
+A big fan-out shares its CPU, though (``compress_spliced``): a dispatch frame is
+``prefix + seq + suffix`` (``PreparedDispatch``) and only the seq differs per recipient,
+so each zlib-stream recipient gets ``prefix + seq`` as a stored block and then the tail:
+the suffix deflated once per dispatch by a fresh raw deflater (``deflate_alone``), whose
+back-references stay within it, so it continues any byte-aligned stream; the
+connection's deflater is dropped (a rest), its history no longer the client's. A
+per-connection deflate at 1,000 sessions costs the most CPU of a delivery (each
+deflater's state cold in cache; ``tests.gateway.bench_fanout --compress zlib-stream``:
+~7-9 µs a delivery, spliced ~2.5-3.3, uncompressed ~2-2.8). The cost is bytes: the tail
+has no history to refer to (a ~900-byte MESSAGE_CREATE: ~540 bytes instead of ~250). So
+only fan-outs to ``GatewayConfig.zlib_shared_tail_min`` sessions of the node or more
+take it (``PreparedDispatch.fanout``); a small guild keeps its stream's history.
+
+Measured with ``loadtest/bench_compression.py``
 (Python 3.11, zstd 1.5.7, ~800-byte MESSAGE_CREATE payloads, a shared 2-core machine:
 µs are the fastest batch's; RSS per connection over 1,000 connections whose window is
 full and that each then sent one 64 KB payload):
@@ -64,6 +79,7 @@ default decompressor accepts any window up to 2^27.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Any, Protocol
 
@@ -91,10 +107,16 @@ COLD_PAYLOADS = 8
 WARM_QUIET_CHECKS = 8
 #: The chunker's output buffer: bounds what a large payload leaves resident.
 ZSTD_CHUNK_SIZE = 4096
+#: a stored block's header: BFINAL=0/BTYPE=00 in a byte of its own (the stream is
+#: byte-aligned), then LEN and NLEN, little-endian
+_stored_header = struct.Struct("<BHH").pack
 
 
 class StreamCompressor(Protocol):
     """One connection's transport compression: one payload in, one frame's bytes out."""
+
+    #: Whether a frame can be a shared tail spliced in (``compress_spliced``)
+    splices: bool
 
     def compress(self, payload: bytes) -> bytes: ...
 
@@ -109,18 +131,26 @@ class StreamCompressor(Protocol):
         ...
 
 
-def stored_block(payload: bytes) -> bytes:
-    """``payload`` as deflate stored blocks (uncompressed, at most 65,535 bytes each,
-    never final) ending in a sync-flush marker: a valid continuation of a byte-aligned
-    deflate stream that needs no compressor state."""
+def stored_blocks(data: bytes) -> bytes:
+    """``data`` as deflate stored blocks (uncompressed, at most 65,535 bytes each, never
+    final), with no sync-flush marker after them: bytes that continue a byte-aligned
+    deflate stream and leave it byte-aligned."""
+    size = len(data)
+    if size <= 0xFFFF:  # one block: what a shared-tail frame's head always is
+        return _stored_header(0, size, size ^ 0xFFFF) + data
     out = bytearray()
-    for start in range(0, len(payload), 0xFFFF):
-        chunk = payload[start:start + 0xFFFF]
-        size = len(chunk)
-        out += bytes((0, size & 0xFF, size >> 8, ~size & 0xFF, (~size >> 8) & 0xFF))
+    for start in range(0, size, 0xFFFF):
+        chunk = data[start:start + 0xFFFF]
+        out += _stored_header(0, len(chunk), len(chunk) ^ 0xFFFF)
         out += chunk
-    out += b"\x00" + SYNC_FLUSH_SUFFIX  # an empty stored block: what Z_SYNC_FLUSH writes
     return bytes(out)
+
+
+def stored_block(payload: bytes) -> bytes:
+    """``payload`` as deflate stored blocks ending in a sync-flush marker: a valid
+    continuation of a byte-aligned deflate stream that needs no compressor state."""
+    # an empty stored block after them: what Z_SYNC_FLUSH writes
+    return stored_blocks(payload) + b"\x00" + SYNC_FLUSH_SUFFIX
 
 
 class ZlibStreamCompressor:
@@ -128,6 +158,8 @@ class ZlibStreamCompressor:
 
     __slots__ = ("_deflate", "_level", "_wbits", "_mem_level", "_payloads", "_seen",
                  "_quiet")
+
+    splices = True
 
     def __init__(
         self,
@@ -163,6 +195,27 @@ class ZlibStreamCompressor:
         # through the deflater that is there (it must see every byte of the stream),
         # without counting as activity: ACKs alone let a connection rest
         return deflate.compress(payload) + deflate.flush(_SYNC_FLUSH)
+
+    def deflate_alone(self, data: bytes) -> bytes:
+        """``data`` deflated by a fresh raw deflater of this stream's settings, ending in
+        a sync flush: it refers to nothing before it, so it continues any byte-aligned
+        stream of these settings (a shared tail: ``compress_spliced``)."""
+        deflate = zlib.compressobj(self._level, zlib.DEFLATED, -self._wbits, self._mem_level)
+        return deflate.compress(data) + deflate.flush(_SYNC_FLUSH)
+
+    def compress_spliced(self, head: bytes, tail: bytes) -> bytes:
+        """One frame of a big fan-out: ``head`` (the recipient's own bytes) as a stored
+        block, then ``tail``, which ``deflate_alone`` made once for every recipient. The
+        deflater is dropped (a rest): its history is no longer what the client's inflater
+        saw, and the next payload starts a fresh one (``compress``)."""
+        deflate = self._deflate
+        if deflate is None:  # resting: the hot path of a big guild's sessions
+            return b"".join((stored_blocks(head), tail))
+        # the stream's first deflater owes the zlib header if it wrote nothing yet (flush
+        # writes it, or just an empty block after it); no payload came before: no HELLO
+        lead = deflate.flush(_SYNC_FLUSH) if not self._payloads else b""
+        self.rest()
+        return b"".join((lead, stored_blocks(head), tail))
 
     def rest_if_idle(self) -> None:
         """A deflater that carried a handshake's few payloads (``COLD_PAYLOADS``) rests
@@ -212,6 +265,8 @@ class ZstdStreamCompressor:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     compress_control = compress
+    #: its one frame cannot take a piece made elsewhere (module doc)
+    splices = False
 
     def rest_if_idle(self) -> None:
         """zstd-stream cannot rest (module doc)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from .codec import Encoding, json_bytes, msgpack_bytes
@@ -48,13 +49,19 @@ def msgpack_uint(value: int) -> bytes:
 class PreparedDispatch:
     """One DISPATCH payload, encoded at most once per encoding, for any number of sessions."""
 
-    __slots__ = ("event", "_data", "_json", "_msgpack")
+    __slots__ = ("event", "fanout", "_data", "_json", "_msgpack", "_tails")
 
     def __init__(self, event: str, data: Any) -> None:
         self.event = event
+        #: How many sessions of this node the fan-out that delivers it reaches (set by
+        #: gateway/fanout.py before its loop; 0 otherwise): a big fan-out's zlib-stream
+        #: frames share one deflated tail (``deflated_tail``; protocol/compression.py)
+        self.fanout = 0
         self._data = data
         self._json: tuple[bytes, bytes] | None = None
         self._msgpack: tuple[bytes, bytes] | None = None
+        #: ``deflated_tail``'s, by its key (made on first use)
+        self._tails: dict[str, bytes] | None = None
 
     @property
     def data(self) -> Any:
@@ -89,6 +96,8 @@ class PreparedDispatch:
         another node): JSON recipients reuse the bytes; ``data`` decodes them if needed."""
         self = cls.__new__(cls)
         self.event = event
+        self.fanout = 0
+        self._tails = None
         self._data = _PENDING
         self._json = (b'{"t":' + json_bytes(event) + b',"s":', _JSON_OP0_D + d_json + b"}")
         self._msgpack = None
@@ -106,6 +115,8 @@ class PreparedDispatch:
         in ``encoding`` only (its ``data`` is decoded for JSON, gone for msgpack)."""
         self = cls.__new__(cls)
         self.event = event
+        self.fanout = 0
+        self._tails = None
         self._msgpack = self._json = None
         if encoding is Encoding.JSON:
             self._data = _PENDING
@@ -128,6 +139,28 @@ class PreparedDispatch:
             return b"".join((prefix, b"%d" % seq, suffix))  # faster than one b"%b%d%b"
         prefix, suffix = self._msgpack or self._parts(encoding)
         return prefix + msgpack_uint(seq) + suffix
+
+    def head(self, seq: int, encoding: Encoding) -> bytes:
+        """``frame(seq, encoding)`` up to and including the sequence number: the part of
+        the frame that differs per recipient."""
+        if encoding is _JSON:
+            return (self._json or self._parts(encoding))[0] + b"%d" % seq
+        return (self._msgpack or self._parts(encoding))[0] + msgpack_uint(seq)
+
+    def deflated_tail(self, key: str, encoding: Encoding,
+                      deflate: Callable[[bytes], bytes]) -> bytes:
+        """``deflate`` of the frame bytes after the sequence number in ``encoding``, made
+        once per ``key`` (which names the encoding and the deflate settings) and kept:
+        ``head(seq) + suffix`` is every recipient's frame, and the tail the same for all."""
+        tails = self._tails
+        if tails is None:
+            tails = self._tails = {}
+        else:
+            tail = tails.get(key)
+            if tail is not None:
+                return tail
+        tail = tails[key] = deflate(self._parts(encoding)[1])
+        return tail
 
     def compact(self, encoding: Encoding) -> PreparedDispatch:
         """Keep only ``encoding``'s bytes and drop ``d``; for payloads built for one session

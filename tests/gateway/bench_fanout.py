@@ -3,13 +3,17 @@
 replaced: its ``send`` counts the frame).
 
     PYTHONPATH=. .venv/bin/python -m tests.gateway.bench_fanout [--traced] [--per-session]
-        [--compress zlib-stream]
+        [--compress zlib-stream] [--shared-tail-min N] [--content-bytes N]
 
 ``--traced`` configures tracing with an in-memory exporter and gives each fan-out a
 trace context, so every hop makes its spans; without it tracing is not configured (the
 default in production without ``OTEL_*``), which is what the hot-path cost is about.
 ``--compress zlib-stream``: every connection compresses its frames (they are not
-inflated; the scripted client reads no zstd-stream HELLO). ``--per-session`` measures
+inflated; the scripted client reads no zstd-stream HELLO); ``--shared-tail-min N`` sets
+``GatewayConfig.zlib_shared_tail_min`` (a fan-out to 1,000 sessions splices one shared
+tail at the default 32; above 1,000 every connection deflates its own frame, as before).
+``--content-bytes N``: the message's content is N bytes (default: "hello", a 139-byte
+frame; 716 makes an 850-byte one). ``--per-session`` measures
 the design before gateway/fanout.py in the same run for comparison: the guild sends one
 ``Deliver`` actor message per recipient.
 Prints one JSON line: fan-outs, deliveries/s and microseconds per fan-out (best of 5
@@ -33,7 +37,7 @@ from gateway.context import GatewayContext, bind
 from gateway.fanout import start_fanout_point
 from gateway.guild import GuildActor, _Sub
 from gateway.messages import Deliver, Fanout
-from gateway.protocol import GatewayConfig, Intents, PreparedDispatch, event_allowed
+from gateway.protocol import Encoding, GatewayConfig, Intents, PreparedDispatch, event_allowed
 from gateway.server import Link
 from gateway.session import SessionActor
 from storage.snowflake import SnowflakeGenerator
@@ -97,10 +101,11 @@ class _Transport:
                 _Transport.done.set_result(None)
 
 
-def _link(compress: str | None) -> Link:
+def _link(compress: str | None, config: GatewayConfig) -> Link:
     """A ``Link`` whose connection is READY (what ``Link.__init__`` and the handshake
     would set up, without a ``Gateway``), on a counting transport."""
-    client = ScriptedClient("/?v=10&encoding=json" + (f"&compress={compress}" if compress else ""))
+    client = ScriptedClient("/?v=10&encoding=json" + (f"&compress={compress}" if compress else ""),
+                            config)
     client.ready()
     link = Link.__new__(Link)
     link.conn = client.conn
@@ -109,7 +114,8 @@ def _link(compress: str | None) -> Link:
 
 
 async def main(traced: bool, per_session: bool = False, fanouts: int = 200,
-               compress: str | None = None) -> dict[str, Any]:
+               compress: str | None = None, shared_tail_min: int | None = None,
+               content_bytes: int | None = None) -> dict[str, Any]:
     trace = None
     if traced:
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -121,19 +127,23 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200,
             trace = inject_current()
     loop = asyncio.get_running_loop()
     base = UvloopSystemBase(loop=loop)
-    ctx = GatewayContext(None, SnowflakeGenerator(), GatewayConfig())  # type: ignore[arg-type]
+    config = GatewayConfig() if shared_tail_min is None else GatewayConfig(
+        zlib_shared_tail_min=shared_tail_min)
+    ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
     start_fanout_point(base)
     guild = base.create_actor(None, bind(_PerSessionGuild if per_session else _Guild, ctx),
                               None, None)
     subs = {}
     for i in range(RECIPIENTS):
         session = base.create_actor(None, bind(_Session, ctx), None, None)
-        base.tell_from_loop(session, _SetupSession(_link(compress)))
+        base.tell_from_loop(session, _SetupSession(_link(compress, config)))
         subs[session] = _Sub(1000 + i, INTENTS, VIEW_CHANNEL, 0)
     base.tell_from_loop(guild, _SetupGuild(subs))
     await asyncio.sleep(0.05)
-    payload = {"id": "1", "channel_id": "2", "guild_id": "3", "content": "hello",
+    content = "hello" if content_bytes is None else ("lorem ipsum " * 100)[:content_bytes]
+    payload = {"id": "1", "channel_id": "2", "guild_id": "3", "content": content,
                "author": {"id": "4", "username": "bench"}}
+    frame_bytes = len(PreparedDispatch("MESSAGE_CREATE", payload).frame(1, Encoding.JSON))
 
     async def run(n: int) -> tuple[float, float]:
         _Transport.sent = 0
@@ -155,7 +165,8 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200,
     cpu = sorted(cpu for _, cpu in runs)[len(runs) // 2]
     base.shutdown_in_loop()
     return {"recipients": RECIPIENTS, "fanouts": fanouts, "traced": traced,
-            "compress": compress,
+            "compress": compress, "shared_tail_min": config.zlib_shared_tail_min,
+            "frame_bytes": frame_bytes,
             "path": "Deliver per session" if per_session else "NodeFanout",
             "deliveries_per_s": round(fanouts * RECIPIENTS / best),
             "us_per_fanout": round(best / fanouts * 1e6, 1),
@@ -164,6 +175,11 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200,
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    compression = args[args.index("--compress") + 1] if "--compress" in args else None
-    print(json.dumps(uvloop.run(main("--traced" in args, "--per-session" in args,
-                                     compress=compression))))
+    def _option(name: str) -> str | None:
+        return args[args.index(name) + 1] if name in args else None
+
+    tail_min, content_size = _option("--shared-tail-min"), _option("--content-bytes")
+    print(json.dumps(uvloop.run(main(
+        "--traced" in args, "--per-session" in args, compress=_option("--compress"),
+        shared_tail_min=None if tail_min is None else int(tail_min),
+        content_bytes=None if content_size is None else int(content_size)))))
