@@ -44,6 +44,7 @@ from gateway.limits import (
     RestRateLimiter,
     connection_key,
 )
+from gateway.memory import TRIM_AFTER_RESTS, trim_heap
 from gateway.messages import (
     Attach,
     Detached,
@@ -677,8 +678,13 @@ class Gateway:
     def _rest_idle_compression(self) -> None:
         """Every ``compression_rest_s``: idle zlib-streams drop their deflater
         (``gateway.protocol.compression``), so idle sessions hold none."""
+        rested = 0
         for link in self.resting_links:
-            link.conn.rest_idle_compression()
+            rested += link.conn.rest_idle_compression()
+        if rested >= TRIM_AFTER_RESTS:
+            # the deflaters' ~30 KiB each went back to malloc's heap, in pieces between
+            # live objects, where glibc keeps them resident: hand those pages back
+            trim_heap()
         self._rest_compression = self.loop.call_later(self.config.compression_rest_s,
                                                       self._rest_idle_compression)
 

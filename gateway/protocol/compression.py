@@ -125,9 +125,9 @@ class StreamCompressor(Protocol):
         wake a resting stream."""
         ...
 
-    def rest_if_idle(self) -> None:
+    def rest_if_idle(self) -> bool:
         """Rest if nothing was compressed since the last call (no-op where a stream
-        cannot rest)."""
+        cannot rest); whether it dropped state now."""
         ...
 
 
@@ -217,7 +217,7 @@ class ZlibStreamCompressor:
         self.rest()
         return b"".join((lead, stored_blocks(head), tail))
 
-    def rest_if_idle(self) -> None:
+    def rest_if_idle(self) -> bool:
         """A deflater that carried a handshake's few payloads (``COLD_PAYLOADS``) rests
         at the first check that saw nothing new; one that carried a stream of them
         waits out ``WARM_QUIET_CHECKS`` quiet checks, so a guild's sessions do not make
@@ -225,11 +225,13 @@ class ZlibStreamCompressor:
         pause of a few hundred ms."""
         if self._payloads != self._seen:
             self._seen, self._quiet = self._payloads, 0
-            return
+            return False
         self._quiet += 1
         if self._deflate is not None and self._quiet >= (
                 1 if self._payloads <= COLD_PAYLOADS else WARM_QUIET_CHECKS):
             self.rest()
+            return True
+        return False
 
     def rest(self) -> None:
         """Drop the deflater: the stream is byte-aligned after every frame (sync flush),
@@ -268,5 +270,6 @@ class ZstdStreamCompressor:
     #: its one frame cannot take a piece made elsewhere (module doc)
     splices = False
 
-    def rest_if_idle(self) -> None:
+    def rest_if_idle(self) -> bool:
         """zstd-stream cannot rest (module doc)."""
+        return False

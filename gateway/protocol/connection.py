@@ -170,6 +170,12 @@ _CONSTANT_PAYLOADS: dict[Encoding, dict[str, bytes]] = {
 }
 
 
+
+@functools.lru_cache(maxsize=64)
+def _tail_key(encoding: str, level: int, wbits: int, mem_level: int) -> str:
+    """``PreparedDispatch.deflated_tail``'s key for these settings, one object for all."""
+    return f"{encoding}:{level}:{wbits}:{mem_level}"
+
 class GatewayConnection:
     """The protocol state of one WebSocket connection to the gateway."""
 
@@ -211,9 +217,10 @@ class GatewayConnection:
         self._shared_tail_min = (
             config.zlib_shared_tail_min
             if self._compressor is not None and self._compressor.splices else sys.maxsize)
-        #: the tail's cache key: the encoding and the deflate settings
-        self._tail_key = (f"{params.encoding.value}:{config.zlib_level}:{config.zlib_wbits}"
-                          f":{config.zlib_mem_level}")
+        #: the tail's cache key: the encoding and the deflate settings (one string shared
+        #: by every connection alike: an idle session is counted in bytes)
+        self._tail_key = _tail_key(params.encoding.value, config.zlib_level,
+                                   config.zlib_wbits, config.zlib_mem_level)
         self._interval_s = config.heartbeat_interval_ms / 1000.0
         self._heartbeat_deadline = 0.0
         self._close_at: float | None = None
@@ -563,12 +570,12 @@ class GatewayConnection:
         data = dispatch.frame(seq, self._encoding)
         return data if self._compressor is None else self._compressor.compress(data)
 
-    def rest_idle_compression(self) -> None:
+    def rest_idle_compression(self) -> bool:
         """Drop the transport compressor's state if it compressed nothing since the last
         call (``compression.ZlibStreamCompressor.rest_if_idle``); the socket layer calls
-        this every ``GatewayConfig.compression_rest_s``. Writes nothing."""
-        if self._compressor is not None:
-            self._compressor.rest_if_idle()
+        this every ``GatewayConfig.compression_rest_s``. Writes nothing. Whether it
+        dropped state now."""
+        return self._compressor is not None and self._compressor.rest_if_idle()
 
     def dispatch_event(self, event: str, data: Any) -> list[Effect]:
         """``dispatch`` for a payload only this session receives."""
