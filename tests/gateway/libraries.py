@@ -245,6 +245,29 @@ def node_or_fail() -> str:
     return node
 
 
+
+#: inflates frames as discord.js does (zlib-sync is zlib's own inflate; so is Node's
+#: zlib): one inflater for the stream, each frame flushed, its output ended by "|"
+_NODE_INFLATE = (
+    "const zlib = require('node:zlib');\n"
+    "const frames = JSON.parse(process.argv[2]).map(h => Buffer.from(h, 'hex'));\n"
+    "const inflate = zlib.createInflate({finishFlush: zlib.constants.Z_SYNC_FLUSH});\n"
+    "const out = []; inflate.on('data', d => out.push(d.toString('hex')));\n"
+    "(async () => { for (const f of frames) { await new Promise(r => inflate.write(f, () =>"
+    " inflate.flush(zlib.constants.Z_SYNC_FLUSH, r))); out.push('|'); }\n"
+    "  console.log(out.join('')); })();\n")
+
+
+def node_inflate(frames: list[bytes], workdir: Path) -> list[bytes]:
+    """What Node's zlib inflates from each of ``frames``, one zlib-stream in order."""
+    import subprocess
+
+    script = workdir / "inflate.cjs"
+    script.write_text(_NODE_INFLATE)
+    done = subprocess.run([node_or_fail(), str(script), json.dumps([f.hex() for f in frames])],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return [bytes.fromhex(part) for part in done.stdout.strip().split("|")[:-1]]
+
 class NodeBot:
     """A ``tests/js`` script's Node process and the JSON lines it prints, one a step."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -35,7 +34,7 @@ from tests.gateway.libraries import (
     discordpy_client,
     discordpy_running,
     import_discord,
-    node_or_fail,
+    node_inflate,
     on,
     point_discordpy_at,
     post_as_alice,
@@ -188,7 +187,6 @@ def test_a_zstd_stream_in_a_big_fanout_compresses_per_connection():
 def test_spliced_frames_inflate_in_nodes_zlib(tmp_path):
     """discord.js inflates zlib-stream with zlib-sync (zlib's own inflate, as Node's
     zlib is): Node inflates per-connection, spliced, stored and woken frames in turn."""
-    node = node_or_fail()
     compressor = ZlibStreamCompressor()
     dispatch = PreparedDispatch("MESSAGE_CREATE", {"content": "shared " * 60, "id": "7"})
     payloads, frames = [], []
@@ -208,19 +206,7 @@ def test_spliced_frames_inflate_in_nodes_zlib(tmp_path):
     compressor.rest()
     send(compressor.compress_control(ACK), ACK)
     send(compressor.compress(b"after rest " * 40), b"after rest " * 40)
-    script = tmp_path / "inflate.cjs"
-    script.write_text(
-        "const zlib = require('node:zlib');\n"
-        "const frames = JSON.parse(process.argv[2]).map(h => Buffer.from(h, 'hex'));\n"
-        "const inflate = zlib.createInflate({finishFlush: zlib.constants.Z_SYNC_FLUSH});\n"
-        "const out = []; inflate.on('data', d => out.push(d.toString('hex')));\n"
-        "(async () => { for (const f of frames) { await new Promise(r => inflate.write(f, () =>"
-        " inflate.flush(zlib.constants.Z_SYNC_FLUSH, r))); out.push('|'); }\n"
-        "  console.log(out.join('')); })();\n")
-    done = subprocess.run([node, str(script), json.dumps([f.hex() for f in frames])],
-                          capture_output=True, text=True, timeout=30, check=True)
-    got = [bytes.fromhex(part) for part in done.stdout.strip().split("|")[:-1]]
-    assert got == payloads
+    assert node_inflate(frames, tmp_path) == payloads
 
 
 def discordpy_zlib_stream(monkeypatch: pytest.MonkeyPatch) -> None:
