@@ -267,6 +267,11 @@ class Link(WSListener):
                 # one shared timer for every link (gateway/timers.py), not a handle each
                 self.gateway.timers.schedule(self, effect.at)
             elif isinstance(effect, Close):
+                # the wire carries the code's generic reason; why is only here
+                log.debug("gateway.closed", extra={
+                    "code": effect.code, "detail": effect.detail,
+                    "session_id": self.conn.session_id,
+                    "resumable": effect.session_resumable})
                 if transport is not None and not transport.is_disconnected:
                     transport.send_close(WSCloseCode(effect.code), effect.reason.encode())
                     transport.disconnect()

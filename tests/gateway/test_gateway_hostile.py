@@ -155,6 +155,23 @@ def test_a_socket_that_only_heartbeats_is_closed_4003(tmp_path: Path) -> None:
     run(main)
 
 
+def test_a_close_the_server_decides_logs_why_at_debug(tmp_path: Path, caplog) -> None:
+    """The client reads only the code's generic reason; the node's debug log says why
+    (``gateway.closed``: code, detail, session, resumable)."""
+    async def main() -> None:
+        config = GatewayConfig(identify_timeout_s=0.3)
+        async with running_gateway(tmp_path, config) as r:
+            client = await connect(r)
+            assert await close_code(client) == 4003
+            client.close()
+
+    with caplog.at_level(logging.DEBUG, logger="greenroom.gateway"):
+        run(main)
+    closed = [rec for rec in caplog.records if rec.getMessage() == "gateway.closed"]
+    assert [(rec.code, rec.resumable) for rec in closed] == [(4003, False)]
+    assert "no IDENTIFY or RESUME within 0.3 s" in closed[0].detail
+
+
 def test_an_empty_token_closes_4004(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r:
