@@ -96,10 +96,10 @@ _refused_lines = LogThrottle(interval=1.0)
 
 _bytes_out = counter("gateway_out_bytes_total",
                      "WebSocket frame payload bytes written to clients")
-#: the fan-out's share of ``_bytes_out``, summed in place (~0.03 µs a write against
-#: ~0.17 for ``Counter.add``, once per recipient) and read with the counter
-_dispatch_bytes = [0]
-_bytes_out.observe(lambda: (({}, _dispatch_bytes[0]),))
+#: ``_bytes_out``'s count, summed in place by every write (~0.03 µs against ~0.17 for
+#: ``Counter.add``: the fan-out writes once per recipient) and read with the counter
+_bytes_written = [0]
+_bytes_out.observe(lambda: (({}, _bytes_written[0]),))
 _identifies = counter("gateway_identifies_total", "IDENTIFYs that passed the "
                       "connection's checks (a session actor was started for each)")
 _resumes = counter("gateway_resumes_total", "RESUMEs that passed the connection's checks")
@@ -246,7 +246,7 @@ class Link(WSListener):
         transport = self.transport
         if data is not None and transport is not None and not transport.is_disconnected:
             transport.send(_TEXT if conn.text_frames else _BINARY, data)
-            _dispatch_bytes[0] += len(data)
+            _bytes_written[0] += len(data)
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too).
@@ -306,7 +306,7 @@ class Link(WSListener):
         if len(frames) == 1:
             frame = frames[0]
             transport.send(_TEXT if frame.text else _BINARY, frame.data)
-            _bytes_out.add(len(frame.data))
+            _bytes_written[0] += len(frame.data)
             return
         if transport.is_close_frame_sent:  # as picows's send: nothing after a close
             return
@@ -314,7 +314,7 @@ class Link(WSListener):
         for frame in frames:
             out += ws_frame_header(_TEXT if frame.text else _BINARY, len(frame.data))
             out += frame.data
-            _bytes_out.add(len(frame.data))
+            _bytes_written[0] += len(frame.data)
         # the transport that picows's own sends go through, so the order holds
         transport.underlying_transport.write(out)
 
@@ -368,7 +368,7 @@ class Link(WSListener):
             while replay:
                 frame = conn.logged_frame(seq, replay.popleft())
                 transport.send(kind, frame)
-                _bytes_out.add(len(frame))
+                _bytes_written[0] += len(frame)
                 seq += 1
                 if self._paused:  # over the mark again: the rest waits
                     self._replay = (seq, replay) if replay else None
@@ -380,7 +380,7 @@ class Link(WSListener):
         for seq, dispatch in log.after(first - 1):
             frame = conn.logged_frame(seq, dispatch)
             transport.send(kind, frame)
-            _bytes_out.add(len(frame))
+            _bytes_written[0] += len(frame)
             if self._paused:
                 if seq < log.seq:
                     self._unsent = seq + 1
