@@ -25,6 +25,18 @@ async def _call(http: aiohttp.ClientSession, r: Running, method: str, path: str,
         return resp.status, json.loads(body) if body else None
 
 
+async def _answered_and_reply(http: aiohttp.ClientSession, r: Running
+                              ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The other user posts a secret; the bot replies to it: (messages path, the
+    answered message, the reply)."""
+    messages = f"/channels/{r.seeded.channel_id}/messages"
+    _, answered = await _call(http, r, "POST", messages, r.other_token,
+                              json={"content": "my address is 1 Secret Street"})
+    _, reply = await _call(http, r, "POST", messages, json={
+        "content": "noted", "message_reference": {"message_id": answered["id"]}})
+    return messages, answered, reply
+
+
 def test_uploaded_html_and_svg_cannot_run_script_on_the_api_origin(tmp_path: Path) -> None:
     """Attachments are served from the REST origin without a token: a file that a
     browser would render as a page (HTML, SVG, or any declared type) must not run its
@@ -62,11 +74,7 @@ def test_a_reply_shows_the_message_it_answers_as_it_is_now(tmp_path: Path) -> No
     content to everyone who reads the channel."""
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            messages = f"/channels/{r.seeded.channel_id}/messages"
-            _, answered = await _call(http, r, "POST", messages, r.other_token,
-                                      json={"content": "my address is 1 Secret Street"})
-            _, reply = await _call(http, r, "POST", messages, json={
-                "content": "noted", "message_reference": {"message_id": answered["id"]}})
+            messages, answered, reply = await _answered_and_reply(http, r)
             assert reply["referenced_message"]["content"] == "my address is 1 Secret Street"
             _, other = await _call(http, r, "POST", messages, json={
                 "content": "me too", "message_reference": {"message_id": answered["id"]}})
@@ -97,11 +105,7 @@ def test_editing_a_reply_does_not_bring_back_what_it_answered(tmp_path: Path) ->
     answered message as it is now: deleted, null — not its content at reply time."""
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
-            messages = f"/channels/{r.seeded.channel_id}/messages"
-            _, answered = await _call(http, r, "POST", messages, r.other_token,
-                                      json={"content": "my address is 1 Secret Street"})
-            _, reply = await _call(http, r, "POST", messages, json={
-                "content": "noted", "message_reference": {"message_id": answered["id"]}})
+            messages, answered, reply = await _answered_and_reply(http, r)
             await _call(http, r, "DELETE", f"{messages}/{answered['id']}", r.other_token)
             status, edited = await _call(http, r, "PATCH", f"{messages}/{reply['id']}",
                                          json={"content": "noted (edited)"})
