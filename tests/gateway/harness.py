@@ -27,6 +27,14 @@ class Running:
     seeded: Seeded
     other_token: str  # a second (non-bot) member of the guild, to post "from another client"
     other_id: int
+    ids: SnowflakeGenerator  # the one generator of this run: a fresh one per call repeats ids within a ms
+
+
+async def member(r: Running, name: str, **kwargs: Any) -> tuple[int, str]:
+    """A new user (a bot unless ``bot=False``) who is a member of the seeded guild."""
+    user_id, token = await create_user(r.gateway.storage, r.ids, name, **kwargs)
+    await add_member(r.gateway.storage, r.seeded.guild_id, user_id)
+    return user_id, token
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +54,7 @@ async def running_gateway(tmp_path: Path, config: GatewayConfig | None = None,
     gateway = Gateway(storage, config=config or GatewayConfig(), **kwargs)
     await gateway.start()
     try:
-        yield Running(gateway, seeded, other_token, other_id)
+        yield Running(gateway, seeded, other_token, other_id, ids)
     finally:
         await gateway.stop()
         await storage.close()

@@ -14,8 +14,8 @@ import aiohttp
 from gateway.protocol import Intents
 from gateway.seed import add_member, create_user
 from storage.snowflake import SnowflakeGenerator
-from tests.gateway.harness import Running, run, running_gateway
-from tests.gateway.test_events import next_event, quiet, session, third_member
+from tests.gateway.harness import Running, member, run, running_gateway
+from tests.gateway.test_events import next_event, quiet, session
 from tests.gateway.test_gateway_socket import connect, identify, recv
 from tests.gateway.test_rest import call
 
@@ -50,7 +50,7 @@ def test_open_is_idempotent_and_refuses_whom_discord_refuses(tmp_path: Path) -> 
             assert [u["id"] for u in seen_by_alice["recipients"]] == [str(r.seeded.user_id)]
 
             # a new pair opened 12 times at once from both sides: one channel
-            carol_id, carol = await third_member(r)
+            carol_id, carol = await member(r, "carol", bot=False)
             opens = await asyncio.gather(*(
                 open_dm(http, r, *((bot, str(carol_id)) if i % 2 else (carol,
                                                                       str(r.seeded.user_id))))
@@ -157,7 +157,7 @@ def test_dm_messages_history_edit_delete_typing_and_access(tmp_path: Path) -> No
             assert [m["content"] for m in history] == ["hello bot"]
 
             # a third user, a member of the same guild, sees none of it
-            _, carol = await third_member(r)
+            _, carol = await member(r, "carol", bot=False)
             for method, url, body in (("GET", f"/channels/{dm['id']}", None),
                                       ("GET", path, None),
                                       ("POST", path, {"content": "me too"}),
@@ -188,7 +188,7 @@ def test_dm_events_reach_both_users_sessions_by_dm_intent(tmp_path: Path) -> Non
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             bot, alice = r.seeded.token, r.other_token
-            carol_id, carol = await third_member(r)
+            carol_id, carol = await member(r, "carol", bot=False)
             ws_bot = await session(http, r, bot, DMS | DM_TYPING)
             ws_guild_only = await session(http, r, bot, GUILD_ONLY)
             assert (await recv(ws_guild_only))["t"] == "GUILD_CREATE"

@@ -12,10 +12,10 @@ import aiohttp
 
 from chat.permissions import ADMINISTRATOR, READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL
 from gateway.protocol import Intents
-from gateway.seed import add_member, create_user
+from gateway.seed import create_user
 from storage.model import Member, Role
 from storage.snowflake import SnowflakeGenerator
-from tests.gateway.harness import Running, run, running_gateway
+from tests.gateway.harness import Running, member, run, running_gateway
 from tests.gateway.test_gateway_socket import INTENTS, connect, identified, identify, recv
 from tests.gateway.test_rest import call
 
@@ -54,13 +54,6 @@ async def session(http: aiohttp.ClientSession, r: Running, token: str, intents: 
     return ws
 
 
-async def third_member(r: Running, name: str = "carol") -> tuple[int, str]:
-    storage = r.gateway.storage
-    user_id, token = await create_user(storage, SnowflakeGenerator(worker=3), name, bot=False)
-    await add_member(storage, r.seeded.guild_id, user_id)
-    return user_id, token
-
-
 def test_edit_and_delete_a_message(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
@@ -94,7 +87,7 @@ def test_edit_and_delete_a_message(tmp_path: Path) -> None:
             assert stored["content"] == "typo" and stored["edited_timestamp"]
 
             # Another member without MANAGE_MESSAGES may not delete it; the owner may.
-            _, carol = await third_member(r)
+            _, carol = await member(r, "carol", bot=False)
             status, body, _ = await call(http, r, "DELETE", f"{path}/{mid}", carol)
             assert status == 403 and body["code"] == 50013
             async with http.delete(f"{r.gateway.rest_url}{path}/{mid}",

@@ -17,8 +17,8 @@ from chat.permissions import (
     VIEW_CHANNEL,
 )
 from storage.model import Member, Role
-from tests.gateway.harness import run, running_gateway
-from tests.gateway.test_events import next_event, quiet, session, third_member
+from tests.gateway.harness import member, run, running_gateway
+from tests.gateway.test_events import next_event, quiet, session
 from tests.gateway.test_fanout import open_guild
 from tests.gateway.test_gateway_socket import INTENTS, connect, identify, recv
 
@@ -146,7 +146,7 @@ def test_a_member_denied_view_gets_nothing_of_the_channel(tmp_path: Path) -> Non
             gid, cid, owner, alice = (r.seeded.guild_id, r.seeded.channel_id,
                                       r.seeded.token, r.other_token)
             messages = f"/channels/{cid}/messages"
-            _, bob = await third_member(r, "bob")
+            _, bob = await member(r, "bob", bot=False)
             mine = await session(http, r, owner, INTENTS)
             hers = await user_session(http, r, alice)
             his = await user_session(http, r, bob)

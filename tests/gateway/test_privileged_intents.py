@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 
 from gateway.protocol import Intents
-from gateway.seed import add_member, create_user
 from loadtest.raw_client import Closed, RawClient
 from storage.applications import (
     DEFAULT_BOT_FLAGS,
@@ -26,7 +25,7 @@ from storage.model import User
 from storage.settings import StorageSettings
 from storage.snowflake import SnowflakeGenerator
 from storage.sqlite import SqliteStorage
-from tests.gateway.harness import Running, run, running_gateway
+from tests.gateway.harness import Running, member, run, running_gateway
 
 BASE = int(Intents.GUILDS | Intents.GUILD_MESSAGES)
 PRIVILEGED = [int(Intents.GUILD_PRESENCES), int(Intents.GUILD_MEMBERS),
@@ -52,10 +51,7 @@ async def identify(r: Running, token: str, intents: int) -> dict | int:
 
 
 async def bot(r: Running, privileged_intents: bool) -> str:
-    storage = r.gateway.storage
-    user_id, token = await create_user(storage, SnowflakeGenerator(worker=3), "bot",
-                                       privileged_intents=privileged_intents)
-    await add_member(storage, r.seeded.guild_id, user_id)
+    _, token = await member(r, "bot", privileged_intents=privileged_intents)
     return token
 
 

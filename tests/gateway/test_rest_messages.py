@@ -12,10 +12,9 @@ import aiohttp
 
 from chat.permissions import SEND_MESSAGES, VIEW_CHANNEL
 from gateway.protocol import Intents
-from gateway.seed import add_member, create_user
 from storage.model import Role
 from storage.snowflake import SnowflakeGenerator
-from tests.gateway.harness import Running, run, running_gateway
+from tests.gateway.harness import member, run, running_gateway
 from tests.gateway.test_events import next_event, session
 from tests.gateway.test_gateway_socket import INTENTS
 from tests.gateway.test_rest import call
@@ -23,10 +22,6 @@ from tests.gateway.test_rest import call
 NO_CONTENT = int(Intents.GUILDS | Intents.GUILD_MESSAGES)  # no MESSAGE_CONTENT
 
 
-async def member_bot(r: Running, name: str) -> tuple[int, str]:
-    user_id, token = await create_user(r.gateway.storage, SnowflakeGenerator(worker=4), name)
-    await add_member(r.gateway.storage, r.seeded.guild_id, user_id)
-    return user_id, token
 
 
 def errors_at(body: dict[str, Any], path: str) -> list[dict[str, str]]:
@@ -43,8 +38,8 @@ def test_embed_mention_reply_end_to_end(tmp_path: Path) -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             owner, alice = r.seeded.token, r.other_token
             path = f"/channels/{r.seeded.channel_id}/messages"
-            reader_id, reader = await member_bot(r, "reader")  # no MESSAGE_CONTENT
-            _, bystander = await member_bot(r, "bystander")  # no MESSAGE_CONTENT either
+            reader_id, reader = await member(r, "reader")  # no MESSAGE_CONTENT
+            _, bystander = await member(r, "bystander")  # no MESSAGE_CONTENT either
             ws_reader = await session(http, r, reader, NO_CONTENT)
             ws_bystander = await session(http, r, bystander, NO_CONTENT)
             ws_owner = await session(http, r, owner, INTENTS)
