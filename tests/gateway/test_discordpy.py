@@ -16,7 +16,6 @@ import aiohttp
 import pytest
 
 from gateway.seed import create_user
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.libraries import (
     EventQueue,
@@ -154,7 +153,7 @@ def test_discordpy_invites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
                 fetched = await client.fetch_invite(invite.code)
                 assert fetched.code == invite.code and fetched.channel.id == channel.id
                 assert fetched.expires_at is not None
-                eve_id, eve = await create_user(r.gateway.storage, SnowflakeGenerator(worker=7),
+                eve_id, eve = await create_user(r.gateway.storage, r.ids,
                                                 "eve", bot=False)
                 async with http.post(f"{r.gateway.rest_url}/invites/{invite.code}",
                                      headers={"Authorization": f"Bot {eve}"}) as resp:

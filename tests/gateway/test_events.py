@@ -14,7 +14,6 @@ from chat.permissions import ADMINISTRATOR, READ_MESSAGE_HISTORY, SEND_MESSAGES,
 from gateway.protocol import Intents
 from gateway.seed import create_user
 from storage.model import Member, Role
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, member, run, running_gateway
 from tests.gateway.test_gateway_socket import INTENTS, connect, identified, identify, recv
 from tests.gateway.test_rest import call
@@ -201,7 +200,7 @@ def test_permissions_from_roles(tmp_path: Path) -> None:
             await storage.put_role(Role(gid, gid, "@everyone", permissions=0))
             status, body, _ = await call(http, r, "GET", f"/channels/{cid}", alice)
             assert status == 403 and body == {"code": 50001, "message": "Missing Access"}
-            _, stranger = await create_user(storage, SnowflakeGenerator(worker=4), "eve")
+            _, stranger = await create_user(storage, r.ids, "eve")
             status, body, _ = await call(http, r, "GET", path, stranger)
             assert status == 403 and body["code"] == 50001
 

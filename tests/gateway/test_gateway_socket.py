@@ -230,14 +230,13 @@ def test_member_without_view_channel_gets_no_message(tmp_path: Path) -> None:
     """A member whose roles deny VIEW_CHANNEL is not sent the channel's messages."""
     from gateway.seed import add_member, create_user
     from storage.model import Role
-    from storage.snowflake import SnowflakeGenerator
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             storage = r.gateway.storage
             await storage.put_role(Role(r.seeded.guild_id, r.seeded.guild_id, "@everyone",
                                         permissions=1 << 11))  # SEND_MESSAGES only
-            _, blind_token = await create_user(storage, SnowflakeGenerator(worker=2), "blind")
+            _, blind_token = await create_user(storage, r.ids, "blind")
             blind_id = await storage.user_id_for_token(blind_token)
             await add_member(storage, r.seeded.guild_id, blind_id)
             owner, _ = await identified(http, r)  # the owner sees everything

@@ -97,7 +97,7 @@ def test_invites_refuse_bad_input(tmp_path: Path) -> None:
             await r.gateway.storage.put_invite(Invite(
                 "expiredcode", r.seeded.guild_id, cid, r.seeded.user_id,
                 int(time.time() * 1000) - 2000, max_age_s=1))
-            _, eve = await create_user(r.gateway.storage, SnowflakeGenerator(worker=6), "eve",
+            _, eve = await create_user(r.gateway.storage, r.ids, "eve",
                                        bot=False)
             for method in ("GET", "POST"):
                 status, body, _ = await call(http, r, method, "/invites/expiredcode", eve)

@@ -26,7 +26,6 @@ import pytest
 
 from gateway.protocol.intents import ALL_INTENTS
 from gateway.seed import create_user
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.libraries import JS_DIR, node_or_fail
 
@@ -128,7 +127,7 @@ async def _collect(tmp_path: Path) -> Payloads:
                                        json={"content": "a DM"})
         out["DM_MESSAGE_CREATE"] = await _next_event(ws, "MESSAGE_CREATE")
         out["other_user"] = await call("GET", f"/users/{r.other_id}")
-        carol_id, carol_token = await create_user(r.gateway.storage, SnowflakeGenerator(worker=2),
+        carol_id, carol_token = await create_user(r.gateway.storage, r.ids,
                                                   "carol", bot=False)
         await call("POST", f"/invites/{out['invite_created']['code']}",
                    {"Authorization": f"Bot {carol_token}"})

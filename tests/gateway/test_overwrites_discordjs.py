@@ -10,7 +10,6 @@ from pathlib import Path
 
 from chat.permissions import ADD_REACTIONS, VIEW_CHANNEL
 from gateway.seed import add_member, create_user
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.libraries import discordjs_script
 
@@ -20,7 +19,7 @@ def test_discordjs_overwrites(tmp_path: Path) -> None:
         async with running_gateway(tmp_path) as r:
             storage = r.gateway.storage
             helper_id, helper_token = await create_user(
-                storage, SnowflakeGenerator(worker=5), "helper")
+                storage, r.ids, "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
             gid, cid, helper = str(r.seeded.guild_id), str(r.seeded.channel_id), str(helper_id)
             everyone = {"id": gid, "type": 0, "allow": "0", "deny": str(ADD_REACTIONS)}

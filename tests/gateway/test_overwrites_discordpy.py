@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from gateway.seed import add_member, create_user
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.libraries import (
     EventQueue,
@@ -42,7 +41,7 @@ def test_discordpy_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             point_discordpy_at(monkeypatch, r.gateway)
             storage = r.gateway.storage
             helper_id, helper_token = await create_user(
-                storage, SnowflakeGenerator(worker=5), "helper")
+                storage, r.ids, "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
             owner, helper = EventQueue(), EventQueue()
             owner_client, helper_client = _client(owner), _client(helper)

@@ -15,7 +15,6 @@ import hikari
 import pytest
 
 from gateway.seed import add_member, create_user
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import run, running_gateway
 from tests.gateway.libraries import HikariBot
 
@@ -34,7 +33,7 @@ def test_hikari_overwrites(tmp_path: Path) -> None:
         async with running_gateway(tmp_path) as r:
             storage = r.gateway.storage
             helper_id, helper_token = await create_user(
-                storage, SnowflakeGenerator(worker=5), "helper")
+                storage, r.ids, "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
             owner = HikariBot(r.seeded.token, r.gateway.rest_url, EVENTS)
             helper = HikariBot(helper_token, r.gateway.rest_url, EVENTS)

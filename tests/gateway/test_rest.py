@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 
 from gateway.seed import create_user
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, run, running_gateway
 
 
@@ -66,7 +65,7 @@ def test_channel_and_messages(tmp_path: Path) -> None:
             status, body, _ = await call(http, r, "GET", f"/channels/{1 << 64}", token)
             assert status == 404 and body["code"] == 10003
             storage = r.gateway.storage
-            _, stranger = await create_user(storage, SnowflakeGenerator(worker=2), "eve",
+            _, stranger = await create_user(storage, r.ids, "eve",
                                             bot=False)
             status, body, _ = await call(http, r, "POST", f"/channels/{cid}/messages",
                                          stranger, json={"content": "hi"})

@@ -18,7 +18,6 @@ from gateway.limits import RateLimits
 from gateway.protocol.intents import Intents
 from gateway.seed import add_member, create_user
 from storage.codec import token_hash
-from storage.snowflake import SnowflakeGenerator
 from tests.gateway.harness import Running, run, running_gateway
 
 GUILDS, GUILD_MESSAGES = int(Intents.GUILDS), int(Intents.GUILD_MESSAGES)
@@ -488,7 +487,7 @@ def test_the_creating_application_reads_its_webhook_without_the_permission(
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             c = Client(http, r)
             storage = r.gateway.storage
-            helper_id, helper_token = await create_user(storage, SnowflakeGenerator(worker=3),
+            helper_id, helper_token = await create_user(storage, r.ids,
                                                         "helper")
             await add_member(storage, r.seeded.guild_id, helper_id)
             helper = {"Authorization": f"Bot {helper_token}"}
