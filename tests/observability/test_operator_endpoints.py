@@ -194,7 +194,9 @@ def test_greenroom_run_serves_an_operator_port_per_node(tmp_path: Path) -> None:
                     assert (await get(http, f"{url}/healthz")) == (200, {"status": "ok"})
                 n1, n2 = await scrape(http, nodes["n1"]), await scrape(http, nodes["n2"])
                 for _ in range(50):  # members are live once announced, heard a beat later
-                    if any(k.startswith("dataplane_heartbeat_delay_seconds_count") for k in n2):
+                    # both sides: n1's scrape may predate the beat n2's has heard
+                    if (any(k.startswith("dataplane_heartbeat_delay_seconds_count") for k in n2)
+                            and any(k.startswith("envelopes_sent_total") for k in n1)):
                         break
                     await asyncio.sleep(0.1)
                     n1, n2 = await scrape(http, nodes["n1"]), await scrape(http, nodes["n2"])
