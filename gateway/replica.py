@@ -26,6 +26,15 @@ catch-up), so no acknowledged message is lost. The last loop turn before the dea
 have reached the client but not the standby: a RESUME with a seq ahead of the copy is
 accepted (numbering continues from the client's seq) and the catch-up may re-deliver a
 message the client had: at-least-once for that one turn, never a loss.
+
+A home that was only suspected (its loop stalled past the failure detector's timeout:
+a loaded host) is still there, and so are its sessions, on their clients' sockets: the
+guilds dropped them (their Down) or swapped them for the promoted copies, so they hear
+nothing more. The copy tells: once the nodes hear each other again, it is re-opened on
+its standby, that home, which holds a live session of the same id (``Superseded``). That
+session subscribes to its guilds again and catches up from storage on what it missed;
+the promoted copy, detached, expires after the resume window (or serves a RESUME
+that lands on its node, caught up as well).
 """
 
 from __future__ import annotations
@@ -283,6 +292,15 @@ class Replica:
                                    entries=self.entries[-max_entries:])
 
 
+@dataclasses.dataclass(slots=True)
+class Superseded:
+    """To a local session from the replica store: a session of the same id lives at
+    ``other`` (another node promoted its copy of this one while it took this node for
+    gone). Local only, never sent."""
+
+    other: Any
+
+
 class ReplicaStore(Actor):
     """The standby copies this node keeps (``ctx.replicas``), at ``REPLICAS_ID``."""
 
@@ -330,6 +348,12 @@ class ReplicaStore(Actor):
             self._apply(later, max_entries)
             if isinstance(op, ReplicaOpen):
                 sid = op.state.session_id
+                local = self.ctx.sessions.get(sid)
+                if local is not None and local != op.address:
+                    # a copy of a session that is live here: promoted elsewhere on a
+                    # false suspicion of this node (a move or a promotion of a dead
+                    # home leaves no such session behind)
+                    self.send(local, Superseded(op.address))
                 replica = replicas.get(sid)
                 if op.with_log or replica is None:
                     replicas[sid] = Replica(op.state, op.address, now)

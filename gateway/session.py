@@ -60,6 +60,7 @@ from gateway.protocol.close_codes import RESUMABLE, CloseCode
 from gateway.protocol.intents import GUILD_MEMBERS, GUILD_PRESENCES, disallowed_intents
 from gateway.replica import (
     CATCH_UP_MARGIN_S,
+    Superseded,
     live_gateway_nodes,
     newest_message_ids,
     read_missed_messages,
@@ -184,6 +185,8 @@ class SessionActor(Actor):
     #: what a catch-up read past the live deliveries: channel id -> payloads, oldest
     #: first, until that channel's next live message or ``CATCH_UP_TAIL_S``
     _tail: dict[str, list[dict[str, Any]]] | None = None
+    #: the other session of this id that ``Superseded`` last named (None: none)
+    _rival: Any = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -315,6 +318,8 @@ class SessionActor(Actor):
                 self._reaim()
         elif isinstance(msg, Promote):
             self._promote(msg)
+        elif isinstance(msg, Superseded):
+            self._superseded(msg)
         elif isinstance(msg, Timeout):
             if msg.payload == "move":
                 self._move_timed_out()
@@ -847,15 +852,40 @@ class SessionActor(Actor):
         (again until each answers), replicated, and caught up from storage on what
         went with the dead one (``since_s``: see ``_plan_catch_up``)."""
         self._remember()
-        self._unanswered = set(self.guild_ids) or None
-        for guild_id in self.guild_ids:
-            self._subscribe(guild_id, replaces=replaces)
-            self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
+        self._subscribe_all(replaces)
         self.replicate_open()
         self._plan_catch_up(None, since_s)
         if self._unanswered is None:
             self._start_catch_up()
         else:  # what a guild sends before the read starts is held too: it is newer
+            self._held = []
+            self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
+
+    def _subscribe_all(self, replaces: Any) -> None:
+        """Subscribe to every guild of the session (in place of ``replaces``, if not
+        None), again every ``RESUBSCRIBE_S`` until each answers."""
+        self._unanswered = set(self.guild_ids) or None
+        for guild_id in self.guild_ids:
+            self._subscribe(guild_id, replaces=replaces)
+            self.start_timer(RESUBSCRIBE_S, ("resubscribe", guild_id))
+
+    def _superseded(self, msg: Superseded) -> None:
+        """Another node promoted its copy of this session (gateway/replica.py) while
+        it took this node for gone, and the guilds dropped this one or swapped it for
+        that copy: subscribe again (beside it) and catch up from storage on what came
+        meanwhile, so this session's client misses nothing. The copy, detached,
+        expires after its resume window. Once per other copy: its re-opens repeat."""
+        if self._ended or self.log is None or self.session_id is None \
+                or self._move is not None or msg.other == self._rival:
+            return
+        self._rival = msg.other
+        log.info("session %s also lives at %s (promoted while this node was taken for "
+                 "gone): subscribing again", self.session_id, msg.other)
+        self._plan_catch_up(None, catch_up_since())
+        self._subscribe_all(None)
+        if self._unanswered is None:
+            self._start_catch_up()
+        elif self._held is None:  # held until the read, as after a promotion
             self._held = []
             self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
 
