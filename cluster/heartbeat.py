@@ -68,9 +68,12 @@ class Heartbeats:
         self.events: deque[tuple[int, str, str, int]] = deque(maxlen=100)
         self._seq = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
+        #: when the next tick is due (loop time)
+        self._due = 0.0
         _by_base[base] = self
 
     def start(self) -> None:
+        self._due = self.base.loop.time() + self.interval
         self._timer = self.base.loop.call_later(self.interval, self._tick)
 
     def stop(self) -> None:
@@ -107,11 +110,21 @@ class Heartbeats:
                     [list(e) for e in self.events])
 
     def _tick(self) -> None:
-        self._timer = self.base.loop.call_later(self.interval, self._tick)
+        loop = self.base.loop
+        # Over an interval late: this node's own loop did not run (blocked, or the host
+        # gave it no CPU). The loop runs due timers before it reads its sockets, so the
+        # peers' heartbeats of that time are still unread: check at the next tick, not
+        # now (each peer would be suspected for the stall of this node, and heard again
+        # a moment later).
+        stalled = loop.time() - self._due > self.interval
+        self._due = loop.time() + self.interval
+        self._timer = loop.call_later(self.interval, self._tick)
         route = self.plane.route
         beat = Heartbeat(self.base.node, self._pid, time.time())  # one for every peer
         for peer in self.detector.watched:
             route(Address(peer, DIRECTORY_ID), beat, None)
+        if stalled:
+            return
         newly = self.detector.check()
         if newly:
             log.warning("node %s: no heartbeat from %s for %.1f s; suspected", self.base.node,

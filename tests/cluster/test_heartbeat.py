@@ -3,6 +3,7 @@ the other live; when one stops, the other sees it leave; clients are never suspe
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -38,6 +39,27 @@ def test_nodes_see_each_other_live_and_a_stopped_one_leave():
         assert view.known == ["hb-a", "hb-b"] and view.live == ["hb-a"]
         assert [e[1:3] for e in view.events][-1] == ["left", "hb-b"]
         assert "a-client" in a.node.members.nodes  # sends no heartbeats: never suspected
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_a_node_whose_own_loop_stalled_does_not_suspect_the_peers_it_did_not_read():
+    """A stall of a's loop past the timeout (a loaded host): b suspects a, rightly; a,
+    once it runs again, reads b's heartbeats before it checks, and suspects nobody."""
+    a, b = NodeThread(NodeConfig("hb-d", SECRET)), NodeThread(NodeConfig("hb-e", SECRET))
+    try:
+        pid = os.getpid()  # both in this process: their heartbeats carry its pid
+        members = Members({"hb-d": (a.start(), pid), "hb-e": (b.start(), pid)})
+        for t in (a, b):
+            t.call(t.node.announce, members)
+        wait_until(lambda: a.node.members.nodes.keys() == members.nodes.keys(), "a sees b")
+        a.call(time.sleep, 1.6)  # a's loop thread, blocked (timeout: 1 s)
+        wait_until(lambda: "hb-d" not in b.node.members.nodes, "b suspects a")
+        wait_until(lambda: "hb-d" in b.node.members.nodes, "b hears a again")
+        time.sleep(0.5)  # a few ticks of a's
+        events = [e[1:3] for e in a.node.heartbeats.view().events]
+        assert ["left", "hb-e"] not in events, events
     finally:
         b.stop()
         a.stop()
