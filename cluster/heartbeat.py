@@ -68,8 +68,10 @@ class Heartbeats:
         self.events: deque[tuple[int, str, str, int]] = deque(maxlen=100)
         self._seq = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
-        #: when the next tick is due (loop time)
+        #: when the next tick is due (loop time), and whether the last one skipped its
+        #: check (its node's loop had stalled)
         self._due = 0.0
+        self._skipped = False
         _by_base[base] = self
 
     def start(self) -> None:
@@ -115,8 +117,10 @@ class Heartbeats:
         # gave it no CPU). The loop runs due timers before it reads its sockets, so the
         # peers' heartbeats of that time are still unread: check at the next tick, not
         # now (each peer would be suspected for the stall of this node, and heard again
-        # a moment later).
-        stalled = loop.time() - self._due > self.interval
+        # a moment later). Never twice in a row: a loop that lags at every tick still
+        # checks at every other one.
+        stalled = loop.time() - self._due > self.interval and not self._skipped
+        self._skipped = stalled
         self._due = loop.time() + self.interval
         self._timer = loop.call_later(self.interval, self._tick)
         route = self.plane.route
