@@ -32,9 +32,9 @@ a loaded host) is still there, and so are its sessions, on their clients' socket
 guilds dropped them (their Down) or swapped them for the promoted copies, so they hear
 nothing more. The copy tells: once the nodes hear each other again, it is re-opened on
 its standby, that home, which holds a live session of the same id (``Superseded``). That
-session subscribes to its guilds again and catches up from storage on what it missed;
-the promoted copy, detached, expires after the resume window (or serves a RESUME
-that lands on its node, caught up as well).
+session subscribes to its guilds again, catches up from storage on what it missed and
+sends its standby its copy again; the promoted copy, detached, expires after the resume
+window (or serves a RESUME that lands on its node, caught up as well).
 """
 
 from __future__ import annotations

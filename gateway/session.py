@@ -883,6 +883,9 @@ class SessionActor(Actor):
                  "gone): subscribing again", self.session_id, msg.other)
         self._plan_catch_up(None, catch_up_since())
         self._subscribe_all(None)
+        # its standby dropped its copy when it promoted it: send it again (the other
+        # session gets a Superseded in turn, once)
+        self.replicate_open()
         if self._unanswered is None:
             self._start_catch_up()
         elif self._held is None:  # held until the read, as after a promotion
