@@ -87,6 +87,11 @@ RESUBSCRIBE_S = 2.0
 #: answer, then for each guild's ``Cutover``; the old one forwards for twice as long.
 MOVE_TIMEOUT_S = 5.0
 
+#: A promoted copy asked to hand itself over (a RESUME on another node) while its
+#: catch-up from storage is under way waits this long at most for it (what the catch-up
+#: finds must be in the state it sends), within the new side's ``MOVE_TIMEOUT_S``.
+HANDOVER_WAIT_S = MOVE_TIMEOUT_S / 2
+
 #: A RESUME whose standby node is not known yet (this node just started) looks again
 #: this often, until ``MOVE_TIMEOUT_S``.
 STANDBY_RETRY_S = 0.2
@@ -187,6 +192,9 @@ class SessionActor(Actor):
     _tail: dict[str, list[dict[str, Any]]] | None = None
     #: the other session of this id that ``Superseded`` last named (None: none)
     _rival: Any = None
+    #: a ``HandOver`` put off until the catch-up is done, and the timer that ends the
+    #: wait (``HANDOVER_WAIT_S``)
+    _handover: tuple[HandOver, int] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -325,6 +333,8 @@ class SessionActor(Actor):
                 self._move_timed_out()
             elif msg.payload == "tail":
                 self._flush_tail()
+            elif msg.payload == "handover":
+                self._hand_over_now(timed_out=True)
             elif msg.payload == "caught-up":
                 self._dedup_timer = None
                 if self._catch_up is None and not self._reading:
@@ -623,6 +633,7 @@ class SessionActor(Actor):
         if self._ended or self.log is None or not self._same_token(msg.event.token):
             link.execute(link.conn.resume_failed())
             return
+        self._drop_handover()
         self._take_over(msg.event.seq)
         self.link = link
         link.session = self.myAddress
@@ -694,14 +705,21 @@ class SessionActor(Actor):
         else:
             self._move_failed()
 
-    def _hand_over(self, msg: HandOver) -> None:
+    def _hand_over(self, msg: HandOver, waited: bool = False) -> None:
         """Old side: the client RESUMEd on another node. Send it this session (its log
         after the client's seq), close the old socket, and from now on forward what the
-        guilds send here until each has cut over to the new session (``Cutover``)."""
+        guilds send here until each has cut over to the new session (``Cutover``).
+        During a catch-up from storage (a copy promoted a moment ago: the RESUME came
+        at once), not before it is done: what it finds goes in the log sent, whereas
+        once the guilds cut over nothing more is forwarded."""
         log = self.log
         if self._ended or log is None or self._move is not None \
                 or not self._same_token(msg.token):
             self.send(msg.to, NoSuchSession(msg.session_id))
+            return
+        if not waited and self._catching_up():
+            self._drop_handover()  # a later RESUME wins
+            self._handover = (msg, self.start_timer(HANDOVER_WAIT_S, "handover"))
             return
         self._take_over(msg.seq)
         self.send(msg.to, self._state(msg.seq, self.token_key))
@@ -717,6 +735,25 @@ class SessionActor(Actor):
             self._end()
             return
         move.timer = self.start_timer(2 * MOVE_TIMEOUT_S, "move")
+
+    def _catching_up(self) -> bool:
+        """A catch-up from storage is planned, reading, or holds what it read."""
+        return self._catch_up is not None or self._reading or self._tail is not None
+
+    def _hand_over_now(self, timed_out: bool = False) -> None:
+        """The catch-up is done (or ``HANDOVER_WAIT_S`` ran out): hand over now."""
+        pending, self._handover = self._handover, None
+        if pending is not None:
+            if not timed_out:
+                self.cancel_timer(pending[1])
+            self._hand_over(pending[0], waited=True)
+
+    def _drop_handover(self) -> None:
+        """Another RESUME took this session: the new side of the one put off fails."""
+        pending, self._handover = self._handover, None
+        if pending is not None:
+            self.cancel_timer(pending[1])
+            self.send(pending[0].to, NoSuchSession(pending[0].session_id))
 
     def cutover(self, guild_id: int) -> None:
         """Old side: ``guild_id`` now sends to the new session (called by the fan-out
@@ -1063,6 +1100,8 @@ class SessionActor(Actor):
             self._start_catch_up()  # planned while this one read
         elif self._dedup_timer is None:
             self._dedup_timer = self.start_timer(CATCH_UP_DEDUP_S, "caught-up")
+        if self._handover is not None and not self._catching_up():
+            self._hand_over_now()
 
     def _deliver_read(self, payloads: list[dict[str, Any]]) -> None:
         """Of what a catch-up read (oldest first): deliver what comes before the first
@@ -1106,6 +1145,8 @@ class SessionActor(Actor):
             for read in (tail or {}).values():
                 for payload in read:
                     self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
+        if self._handover is not None and not self._catching_up():
+            self._hand_over_now()
 
     def _moved_in(self) -> None:
         """New side: every guild cut over (or the wait ran out). Record what the guilds
