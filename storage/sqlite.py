@@ -125,8 +125,8 @@ def open_reader(path: str) -> sqlite3.Connection:
     In WAL mode a reader never waits for the writer; it waits only for the rare lock of
     a WAL recovery or restart, and then the loop must not: ``busy_timeout=0`` makes
     that an immediate ``SQLITE_BUSY`` (transient), and the caller asks the SQLite
-    thread instead. Each read is its own transaction (autocommit, statements run to
-    completion), so it sees every write committed before it started."""
+    thread instead. Each ``_read_here`` call is one read transaction (its statements
+    run to completion), so it sees every write committed before it started."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA query_only=1")
     conn.execute("PRAGMA busy_timeout=0")
@@ -323,8 +323,19 @@ class SqliteStorage(Storage):
         lock (or another thread holds it) does the thread read it (``fn(*args)``)."""
         if self._reading.acquire(blocking=False):
             try:
-                if self._reader is not None:
-                    return fn(*args, self._reader)
+                reader = self._reader
+                if reader is not None:
+                    # One read transaction for all of fn's statements (one snapshot):
+                    # alone, each opens and ends its own (the WAL read lock, the
+                    # wal-index check); a post's check is 7 of them, ~15% of its cost.
+                    reader.execute("BEGIN")
+                    try:
+                        result = fn(*args, reader)
+                    except BaseException:
+                        reader.execute("ROLLBACK")  # a read's: never busy, never fails
+                        raise
+                    reader.execute("COMMIT")
+                    return result
             except sqlite3.OperationalError as exc:
                 if not self.is_transient(exc):
                     raise

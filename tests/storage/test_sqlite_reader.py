@@ -90,7 +90,8 @@ def test_account_for_token_reads_on_the_loop_and_through_the_thread_on_a_lock(  
 
     on_loop, through_thread, unknown, loop_tried, locked_tried = aio.run(go())
     here = threading.get_ident()
-    assert loop_tried == [here] * 3  # token, user, members: all on the loop
+    # BEGIN, token, user, members, COMMIT (one read transaction): all on the loop
+    assert loop_tried == [here] * 5
     assert locked_tried == [here]  # tried once, then SQLite's thread
     expected = (User(user, "u"), [Member(guild, user, 1)])
     assert on_loop == expected
