@@ -50,9 +50,9 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         user_id = await principals.user_id(token) if token else None
         caller = f"user:{user_id}" if user_id is not None else f"ip:{request.remote}"
         verdict = limiter.hit(caller, request.method, template, major)
-        headers = headers_for(verdict)
         if not verdict.allowed:
-            refusal = {**headers, "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
+            refusal = {**headers_for(verdict),
+                       "X-RateLimit-Scope": "global" if verdict.global_ else "user"}
             if verdict.global_:
                 refusal["X-RateLimit-Global"] = "true"
             return rate_limited("You are being rate limited.", round(verdict.reset_after, 3),
@@ -62,7 +62,9 @@ def rate_limits(limiter: RestRateLimiter, principals: Principals) -> Any:
         except Exception as exc:
             response = error_response(exc, request)
         if template != INTERACTION_CALLBACK:  # Discord sends none there (hikari checks)
-            response.headers.update(headers)
+            # built from the verdict now, not before the handler: off a post's way to
+            # its channel actor
+            response.headers.update(headers_for(verdict))
         return response
 
     return middleware
