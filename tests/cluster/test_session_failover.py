@@ -97,6 +97,16 @@ def acknowledged_post(served: dict, content: str, tries: int = 100) -> str:
     raise AssertionError(f"{content!r} was never acknowledged")
 
 
+def every_client_got(clients: list[Client], acknowledged: list[str]) -> None:
+    """Each client received every acknowledged message, with seqs that go on without a
+    gap or a repeat across its sockets."""
+    for client in clients:
+        client.drain_until(set(acknowledged))
+        missing = set(acknowledged) - client.message_ids
+        assert not missing, f"{client.node}: acknowledged messages never arrived: {missing}"
+        assert client.seqs == list(range(1, len(client.seqs) + 1)), client.seqs
+
+
 def fail_over(tmp_path, *, victim_owns_guild: bool, stop_first: bool) -> None:
     """Clients on the victim; messages before; the victim dies (``stop_first``: it
     hangs first, so the failure detector, not the supervisor, finds it gone, and
@@ -140,12 +150,7 @@ def fail_over(tmp_path, *, victim_owns_guild: bool, stop_first: bool) -> None:
             client.resume(token, session_id, client.seq)  # asserts RESUMED, not op 9
         acknowledged += [acknowledged_post(served, f"after {i}") for i in range(3)]
 
-        for client in clients:
-            client.drain_until(set(acknowledged))
-            missing = set(acknowledged) - client.message_ids
-            assert not missing, f"{client.node}: acknowledged messages never arrived: " \
-                                f"{missing}"
-            assert client.seqs == list(range(1, len(client.seqs) + 1)), client.seqs
+        every_client_got(clients, acknowledged)
 
 
 def test_sessions_of_a_killed_node_and_its_guild_come_back_and_miss_nothing(tmp_path):
@@ -180,9 +185,4 @@ def test_sessions_survive_a_node_stalled_past_the_failure_detector_and_miss_noth
         os.kill(nodes[stalled]["pid"], signal.SIGCONT)
         acknowledged += [acknowledged_post(served, f"after {i}") for i in range(3)]
 
-        for client in clients:
-            client.drain_until(set(acknowledged))
-            missing = set(acknowledged) - client.message_ids
-            assert not missing, f"{client.node}: acknowledged messages never arrived: " \
-                                f"{missing}"
-            assert client.seqs == list(range(1, len(client.seqs) + 1)), client.seqs
+        every_client_got(clients, acknowledged)
