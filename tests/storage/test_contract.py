@@ -498,11 +498,15 @@ def test_guild_channels_roles_members(aio, storage: Storage, ids) -> None:  # ty
         await storage.put_token(f"t.{owner}", owner)
         await storage.put_user(boss)
         await storage.remove_member(guild.id, owner)
+        # a channel whose guild has no row (SQLite joins the guild and the member in)
+        orphan = Channel(ids.now(), ids.now(), "orphan")
+        await storage.put_channel(orphan)
         for access in (storage.channel_access, lambda *a: Storage.channel_access(storage, *a)):
             assert await access(f"t.{other}", general.id) == (bob, general, guild, m2, roles, [])
             assert await access(f"t.{other}x", general.id) == (None, None, None, None, [], [])
             assert await access(f"t.{other}", ids.now()) == (bob, None, None, None, [], [])
             assert await access(f"t.{owner}", general.id) == (boss, general, guild, None, roles, [])
+            assert await access(f"t.{other}", orphan.id) == (bob, orphan, None, None, [], [])
         await storage.put_member(m1)
         assert await storage.members_of_user(ids.now()) == []
         # Updates and removals.
