@@ -170,11 +170,11 @@ _CONSTANT_PAYLOADS: dict[Encoding, dict[str, bytes]] = {
 }
 
 
-
 @functools.lru_cache(maxsize=64)
 def _tail_key(encoding: str, level: int, wbits: int, mem_level: int) -> str:
     """``PreparedDispatch.deflated_tail``'s key for these settings, one object for all."""
     return f"{encoding}:{level}:{wbits}:{mem_level}"
+
 
 class GatewayConnection:
     """The protocol state of one WebSocket connection to the gateway."""
