@@ -36,6 +36,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def reserve_shared_port(host: str) -> socket.socket:
+    """A free port, held: a socket bound to it with SO_REUSEPORT and never listening.
+    The nodes bind the port with SO_REUSEPORT beside it, while nothing else can (a port
+    that ``free_port`` only named could be taken by any bind or outgoing connection on
+    the host before the nodes bound it). Not listening, it is given no connections."""
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    held.bind((host, 0))
+    return held
+
+
 def _node_settings(index: int, settings: dict | None, gateway: dict | None) -> dict:
     merged = dict(settings or {})
     if gateway:
@@ -55,18 +66,25 @@ def _node_settings(index: int, settings: dict | None, gateway: dict | None) -> d
     return merged
 
 
-def _shared_gateway(gateway: dict | None, host: str, nodes: int) -> dict | None:
+def _shared_gateway(gateway: dict | None, host: str, nodes: int,
+                    held: list[socket.socket]) -> dict | None:
     """Every node serves the gateway on the same WebSocket and REST ports (SO_REUSEPORT);
-    a port of 0 ("any free one") is chosen here, once, so that all nodes share it."""
+    a port of 0 ("any free one") is chosen here, once, so that all nodes share it, and
+    held (in ``held``) until the cluster stops, so a node started or restarted later
+    still finds it free."""
     if not gateway:
         return gateway
     shared = dict(gateway)
     if nodes > 1:
         shared["reuse_port"] = True
-        bind_host = shared.get("host", host)
-        for key, default in (("port", 8080), ("rest_port", 8081)):
+        ports = [("port", 8080, shared.get("host", host)),
+                 ("rest_port", 8081, shared.get("host", host))]
+        if shared.get("ingress"):
+            ports.append(("ingress_port", 8082, shared.get("ingress_host", host)))
+        for key, default, bind_host in ports:
             if not int(shared.get(key, default)):
-                shared[key] = free_port(bind_host)
+                held.append(reserve_shared_port(bind_host))
+                shared[key] = held[-1].getsockname()[1]
     return shared
 
 
@@ -104,7 +122,8 @@ class Cluster:
         self.secret = secret
         self.host = host
         self.admin_port = admin_port or free_port(host)
-        gateway = _shared_gateway(gateway, host, nodes)
+        self._held_ports: list[socket.socket] = []
+        gateway = _shared_gateway(gateway, host, nodes, self._held_ports)
         self.gateway = gateway
         self.node_names = [f"{name}-n{i}" if name else f"n{i}" for i in range(1, nodes + 1)]
         self.spec = SupervisorSpec(
@@ -171,10 +190,17 @@ class Cluster:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.system is None:
+            self._release_ports()
             return
         try:
             self.system.ask(self.top, Stop(), timeout)
         finally:
             self.system.shutdown()
             self.system = None
+            self._release_ports()
             log.info("cluster stopped (pid %d)", os.getpid())
+
+    def _release_ports(self) -> None:
+        for held in self._held_ports:
+            held.close()
+        self._held_ports.clear()

@@ -151,11 +151,10 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     ingress: dict = {}  # GatewaySettings' ingress fields
     if ingress_secret:
-        # one port for the host's nodes (SO_REUSEPORT, as the gateway's), chosen once
-        from cluster.launcher import free_port
-
-        port = args.ingress_port or free_port(args.ingress_host)
-        if not _can_listen(args.ingress_host, port, "--ingress-port"):
+        # one port for the host's nodes (SO_REUSEPORT, as the gateway's; 0 is chosen
+        # once, and held, by the launcher)
+        port = args.ingress_port
+        if port and not _can_listen(args.ingress_host, port, "--ingress-port"):
             return 2
         ingress = {"ingress": True, "ingress_host": args.ingress_host, "ingress_port": port}
     migrate(settings)  # before any node opens storage

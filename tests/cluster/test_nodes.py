@@ -163,3 +163,36 @@ def test_cluster_rejects_zero_nodes(nodes):
 
     with pytest.raises(ValueError, match="at least one node"):
         Cluster(nodes, b"x")
+
+
+def test_a_shared_port_chosen_for_the_nodes_is_held_until_the_cluster_stops():
+    """Port 0 for a tree of nodes is chosen once and held (SO_REUSEPORT, not listening):
+    nothing else on the host can take it before the nodes bind it (CI once saw node n2
+    fail with 'address already in use' on a port that was only named); the nodes can;
+    stop() lets it go."""
+    import socket
+
+    from cluster.launcher import Cluster
+
+    cluster = Cluster(2, b"x", gateway={"port": 0, "rest_port": 0, "ingress": True,
+                                        "ingress_port": 0})
+    ports = [cluster.gateway[key] for key in ("port", "rest_port", "ingress_port")]
+    assert all(ports) and len(set(ports)) == 3
+    for port in ports:
+        for reuse_address in (0, 1):  # a plain bind, and a server's (asyncio sets it)
+            with socket.socket() as other, pytest.raises(OSError, match="in use"):
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse_address)
+                other.bind(("127.0.0.1", port))
+        with socket.socket() as node:  # as a node's server binds it
+            node.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            node.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            node.bind(("127.0.0.1", port))
+            node.listen()
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                node.settimeout(2)
+                node.accept()[0].close()  # the held socket takes no connections
+    cluster.stop()
+    for port in ports:
+        with socket.socket() as other:  # SO_REUSEADDR: the test's connection is in TIME_WAIT
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            other.bind(("127.0.0.1", port))
