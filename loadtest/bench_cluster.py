@@ -49,7 +49,9 @@ from cluster.launcher import free_port  # noqa: E402
 from loadtest.gateway_load import (  # noqa: E402
     RestSender,
     Server,
+    cpu_plan,
     raise_fd_limit,
+    run_on,
     seed_users,
     start_gateway_server,
     start_gateway_workers,
@@ -141,13 +143,11 @@ async def start(seeded, nodes: int, args: argparse.Namespace, directory: str,
     ``client_cpus``: this thread's affinity while it starts the nodes, then while it
     starts the receiving workers (children inherit it; it stays the sender's)."""
     port, rest_port = free_port(), free_port()
-    if server_cpus:
-        os.sched_setaffinity(0, server_cpus)
+    run_on(server_cpus)
     server = start_gateway_server(seeded.db, Path(directory) / f"server-{nodes}.log",
                                   nodes=nodes, port=port, rest_port=rest_port,
                                   env_overrides=env_overrides)
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
+    run_on(client_cpus)
     workers, rate, _, failed = await start_gateway_workers(
         server.gateway_url, seeded.tokens, args.members, args.processes, 120.0, resume)
     # a loaded host fails a rare handshake: every figure counts the members connected
@@ -210,25 +210,6 @@ async def cost(seeded, nodes: int, args: argparse.Namespace, directory: str) -> 
 # ------------------------------------------------------------------ 1 node against 2: deliveries/s
 
 
-def cpu_plan(args: argparse.Namespace) -> tuple[set[int] | None, set[int] | None, str]:
-    """CPUs for the node processes and for the load generator (this process, its sender
-    and its receiving workers): ``--server-cpus``/``--client-cpus`` when given; else,
-    with 3 or more CPUs usable, the last one for the load generator and the rest for the
-    nodes; with fewer, no pinning (giving the clients a core of their own would leave the
-    2 nodes one core between them: that measures their overhead, not their scaling)."""
-    usable = sorted(os.sched_getaffinity(0))
-    if args.server_cpus or args.client_cpus:
-        server = set(args.server_cpus or usable)
-        client = set(args.client_cpus or usable)
-        return server, client, (f"pinned by flags: nodes on CPUs {sorted(server)}, "
-                                f"load generator on {sorted(client)}")
-    if len(usable) >= 3:
-        return (set(usable[:-1]), {usable[-1]},
-                f"nodes on CPUs {usable[:-1]}, load generator on CPU {usable[-1]}")
-    return None, None, (f"not pinned: {len(usable)} CPU(s) usable, too few to give the load "
-                        f"generator a core of its own and the 2 nodes two")
-
-
 async def throughput(seeded, nodes: int, args: argparse.Namespace, directory: str,
                      server_cpus: set[int] | None, client_cpus: set[int] | None) -> dict:
     """Rising rates on ``nodes`` node processes: the highest deliveries/s with everything
@@ -273,7 +254,9 @@ async def scaling(seeded, args: argparse.Namespace, directory: str) -> dict:
     """Deliveries/s of 1 node and of 2, ``--repeats`` times, the order alternating (1, 2
     then 2, 1) so a drift of the host's load does not favour one; each repeat's ratio is
     measured within that repeat."""
-    server_cpus, client_cpus, pinning = cpu_plan(args)
+    # 2 nodes: a core each before the load generator gets one (on 2 CPUs, no pinning:
+    # the 2 nodes on one core would measure their overhead, not their scaling)
+    server_cpus, client_cpus, pinning = cpu_plan(args.server_cpus, args.client_cpus, 2)
     progress(f"scaling: 1 node against 2; {pinning}")
     runs: dict[int, list[dict]] = {1: [], 2: []}
     busy: list[float] = []  # the host's busy share before each run (other work)

@@ -16,7 +16,11 @@
    settings; the idle sessions' RSS is read after they idle ``COMPRESSED_IDLE_S``
    (an idle zlib-stream rests: ``gateway/protocol/compression.py``).
 
-The server runs as ``make run`` configures it: no tracing variable is set for it.
+The server runs as ``make run`` configures it: no tracing variable is set for it. Where
+the machine has the CPUs, the server and the load generator run on CPUs of their own,
+as real clients are on other machines (``gateway_load.cpu_plan``; ``--placement shared``:
+neither pinned); each JSON line names the placement and whether a maximum was the load
+generator's (``client_bound``).
 Ends with one JSON line per part. Everything is ``loadtest/gateway_load.py``; this only
 picks the bench's settings (any of its flags may be given, e.g. ``--mix bots=1,users=1``:
 ``make bench-gateway ARGS="--mix bots=1,users=1"``) and the JSON keys; each line names
@@ -128,6 +132,10 @@ def main() -> None:
         "baseline_p50_ms": b.get("p50_ms"),
         "baseline_p99_ms": b.get("p99_ms"),
         "ratio": ratio,
+        # where the server and the load generator ran, and whether a maximum was the load
+        # generator's (gateway_load.cpu_plan, client_bound)
+        "placement": result["placement"],
+        "client_bound": {"gateway": g["client_bound"], "baseline": b.get("client_bound")},
         "p50_ms_at_10": first_step(g).get("p50_ms"),
         "baseline_p50_ms_at_10": first_step(b).get("p50_ms"),
         "p50_ms_at_10_minus_baseline": p50_gap,
@@ -222,6 +230,8 @@ def run_compressed(args: argparse.Namespace, name: str) -> None:
         f"baseline_{name}_max_deliveries_per_s": base,
         f"baseline_{name}_p99_ms": b.get("p99_ms"),
         f"{name}_ratio": ratio,
+        "placement": result["placement"],
+        "client_bound": {"gateway": g.get("client_bound"), "baseline": b.get("client_bound")},
         f"{name}_p50_ms_at_10_minus_baseline": p50_at_first_rate_gap(g, b),
         "targets_met": {
             f"rss_bytes_per_session_{name}": (rss or 1 << 40)

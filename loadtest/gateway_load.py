@@ -249,6 +249,39 @@ def tracing_env(config: str = "default", collector_url: str = "") -> dict[str, s
     return env
 
 
+def cpu_plan(server_cpus: list[int] | None, client_cpus: list[int] | None, nodes: int = 1,
+             ) -> tuple[set[int] | None, set[int] | None, str]:
+    """CPUs for the server (its processes) and for the load generator (this process, its
+    sender and its receiving workers), and a line saying so: ``server_cpus``/``client_cpus``
+    when given; else, with more CPUs usable than ``nodes``, the last one for the load
+    generator and the rest for the server; with fewer, no pinning.
+
+    Why a core of its own for the load generator: real clients are on other machines and
+    never take the server's cores, while on a shared core each woken receiver preempts
+    the server in the middle of a fan-out (measured, 2 vCPUs: the gateway's p50 at
+    10 msg/s 14.7-14.9 ms shared, 10.2 ms split; pinning the server alone changed
+    nothing). The load generator then has one core, which bounds the deliveries/s it
+    can take in: each summary says when a phase stopped there (``client_bound``)."""
+    usable = sorted(os.sched_getaffinity(0))
+    if server_cpus or client_cpus:
+        server = set(server_cpus or usable)
+        client = set(client_cpus or usable)
+        return server, client, (f"pinned by flags: server on CPUs {sorted(server)}, "
+                                f"load generator on {sorted(client)}")
+    if len(usable) > nodes:
+        return (set(usable[:-1]), {usable[-1]},
+                f"server on CPU{'s' if len(usable) > 2 else ''} "
+                f"{', '.join(map(str, usable[:-1]))}, load generator on CPU {usable[-1]}")
+    return None, None, (f"not pinned: {len(usable)} CPU(s) usable, too few to give the load "
+                        f"generator a core of its own and {nodes} node(s) one each")
+
+
+def run_on(cpus: set[int] | None) -> None:
+    """This process on ``cpus`` (None: left as it is); what it starts next inherits them."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
                          port: int = 0, rest_port: int = 0,
                          env_overrides: dict[str, str | None] | None = None,
@@ -923,6 +956,19 @@ def summarize(steps: list[StepResult]) -> dict:
     }
 
 
+#: the load generator's share of its CPUs (its workers' CPU over them) at which a phase
+#: that stopped counts as stopped by the load generator, not by the server: the rest of
+#: those CPUs is the sender's and the bench's own
+CLIENT_BOUND_SHARE = 0.8
+
+
+def client_bound(summary: dict, cpus: int) -> bool:
+    """Whether the first step past the phase's maximum had the clients at
+    ``CLIENT_BOUND_SHARE`` of their ``cpus``: a figure bound by the load generator."""
+    past = [s for s in summary["steps"] if s["rate"] > summary["max_rate_msgs_per_s"]]
+    return bool(past) and past[0]["clients_cpu"] >= CLIENT_BOUND_SHARE * cpus
+
+
 def plot(results: dict[str, dict], path: Path, max_p99_ms: float) -> None:
     import matplotlib
 
@@ -971,13 +1017,18 @@ def raise_fd_limit(need: int) -> None:
 
 
 async def run_baseline(args: argparse.Namespace, frame_bytes: int,
-                       deadline: float, receivers: int | None = None) -> dict:
+                       deadline: float, receivers: int | None = None,
+                       server_cpus: set[int] | None = None,
+                       client_cpus: set[int] | None = None) -> dict:
     """The bare broadcast server with ``receivers`` clients (None: ``--members``): as
-    many as the gateway's sessions that receive the messages."""
+    many as the gateway's sessions that receive the messages; placed as the gateway's
+    phase was (``cpu_plan``)."""
     from loadtest.bench_ws_libs import start_server, start_workers, stop_server
     from loadtest.ws_baseline.load import connect_sender, run_step
 
+    run_on(server_cpus)
     server, port = start_server("picows", args.compress)
+    run_on(client_cpus)
     url = f"ws://127.0.0.1:{port}/"
     workers = None
     try:
@@ -1004,6 +1055,16 @@ async def run_baseline(args: argparse.Namespace, frame_bytes: int,
 
 
 async def run(args: argparse.Namespace) -> dict:
+    """The phases (``_run``); this process's CPUs are its own again afterwards, pinned or
+    not (``--placement``), whatever happened."""
+    usable = os.sched_getaffinity(0)
+    try:
+        return await _run(args)
+    finally:
+        os.sched_setaffinity(0, usable)
+
+
+async def _run(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     deadline = started + args.budget
     sessions = max(args.sessions, args.members)
@@ -1014,14 +1075,23 @@ async def run(args: argparse.Namespace) -> dict:
     seeded = await seed_users(directory, sessions, args.members, args.idle_guild_size,
                               args.mix)
     print(f"  seeded in {time.monotonic() - started:.1f} s", flush=True)
+    usable = os.sched_getaffinity(0)
+    server_cpus, client_cpus, placement = ((None, None, "not pinned (--placement shared)")
+                                           if args.placement == "shared" else
+                                           cpu_plan(args.server_cpus, args.client_cpus))
+    print(f"placement: {placement}", flush=True)
+    run_on(server_cpus)
     server = start_gateway_server(seeded.db, Path(directory) / "server.log")
+    run_on(client_cpus)
     print(f"gateway {server.gateway_url} REST {server.rest_url} (node pid {server.pid})",
           flush=True)
     workers = None
     sender = None
     result: dict = {"sessions_requested": sessions, "members": args.members,
                     "mix": mix_name(args.mix), "compress": args.compress,
-                    "encoding": args.encoding, "server_env_removed": server.env_removed}
+                    "encoding": args.encoding, "server_env_removed": server.env_removed,
+                    "placement": placement,
+                    "client_cpus": len(client_cpus or usable)}
     try:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)
@@ -1104,6 +1174,8 @@ async def run(args: argparse.Namespace) -> dict:
             "post_p50_ms": round(posts[len(posts) // 2], 2) if posts else None,
             "post_p99_ms": round(posts[int(len(posts) * 0.99)], 2) if posts else None,
             "server_rss_bytes": rss_bytes(server.pid), **summarize(steps)}
+        result["gateway"]["client_bound"] = client_bound(result["gateway"],
+                                                         result["client_cpus"])
         for entry in result["gateway"]["steps"]:
             quantiles = stage_tails.get(entry["rate"], {})
             entry["stage_p50_ms"] = quantiles.get("p50", {})
@@ -1119,7 +1191,10 @@ async def run(args: argparse.Namespace) -> dict:
         receivers = result["gateway"]["receivers"]
         print(f"baseline: bare picows broadcast server, {receivers:,} clients", flush=True)
         result["baseline"] = await run_baseline(
-            args, result["gateway"]["dispatch_frame_bytes"] or 800, deadline, receivers)
+            args, result["gateway"]["dispatch_frame_bytes"] or 800, deadline, receivers,
+            server_cpus, client_cpus)
+        result["baseline"]["client_bound"] = client_bound(result["baseline"],
+                                                          result["client_cpus"])
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
@@ -1177,6 +1252,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds the identified sessions idle before the server's "
                              "RSS is read (an idle zlib-stream rests within two "
                              "GatewayConfig.compression_rest_s sweeps)")
+    parser.add_argument("--placement", choices=("split", "shared"), default="split",
+                        help="split (default): the server and the load generator on CPUs "
+                             "of their own where the machine allows (cpu_plan), as real "
+                             "clients are on other machines; shared: neither pinned")
+    parser.add_argument("--server-cpus", type=int, nargs="+", default=None,
+                        help="pin the server's processes to these CPUs")
+    parser.add_argument("--client-cpus", type=int, nargs="+", default=None,
+                        help="pin the load generator to these CPUs")
     parser.add_argument("--out", default=str(ROOT / "loadtest" / "results" / "gateway_load"),
                         help="write OUT.json and OUT.png")
 
@@ -1211,15 +1294,20 @@ def print_summary(result: dict) -> None:
     if "gateway" not in result:
         return
     g = result["gateway"]
+    bound = (f"; stopped by the load generator: its clients at >= {CLIENT_BOUND_SHARE:.0%}"
+             f" of their {result['client_cpus']} CPU(s)")
+    print(f"placement: {result['placement']}")
     print(f"gateway : {g['max_deliveries_per_s']:,} deliveries/s at {g['max_rate_msgs_per_s']:g}"
           f" msg/s, p50 {fmt_ms(g['p50_ms'])} ms p99 {fmt_ms(g['p99_ms'])} ms"
           f" (saturation {g['saturation_deliveries_per_s']:,}/s; REST post p50"
-          f" {g['post_p50_ms']} ms p99 {g['post_p99_ms']} ms)")
+          f" {g['post_p50_ms']} ms p99 {g['post_p99_ms']} ms"
+          f"{bound if g.get('client_bound') else ''})")
     if "baseline" in result:
         b = result["baseline"]
         print(f"baseline: {b['max_deliveries_per_s']:,} deliveries/s at "
               f"{b['max_rate_msgs_per_s']:g} msg/s, p50 {fmt_ms(b['p50_ms'])} ms p99 "
-              f"{fmt_ms(b['p99_ms'])} ms (saturation {b['saturation_deliveries_per_s']:,}/s)")
+              f"{fmt_ms(b['p99_ms'])} ms (saturation {b['saturation_deliveries_per_s']:,}/s"
+              f"{bound if b.get('client_bound') else ''})")
 
 
 def main() -> None:
