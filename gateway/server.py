@@ -74,6 +74,7 @@ from gateway.protocol import (
     ResumeRequested,
     SendFrame,
     SetTimer,
+    ZlibStreamCompressor,
     parse_connection_url,
 )
 from gateway.reactions import ReactionsActor, reactions_placement
@@ -683,12 +684,12 @@ class Gateway:
     def _rest_idle_compression(self) -> None:
         """Every ``compression_rest_s``: idle zlib-streams drop their deflater
         (``gateway.protocol.compression``), so idle sessions hold none."""
-        rested = 0
         for link in self.resting_links:
-            rested += link.conn.rest_idle_compression()
-        if rested >= TRIM_AFTER_RESTS:
-            # the deflaters' ~30 KiB each went back to malloc's heap, in pieces between
-            # live objects, where glibc keeps them resident: hand those pages back
+            link.conn.rest_idle_compression()
+        # dropped here or by a fan-out's spliced frames since the last sweep: the
+        # deflaters' ~30 KiB each went back to malloc's heap, in pieces between live
+        # objects, where glibc keeps them resident: hand those pages back
+        if ZlibStreamCompressor.take_dropped() >= TRIM_AFTER_RESTS:
             trim_heap()
         self._rest_compression = self.loop.call_later(self.config.compression_rest_s,
                                                       self._rest_idle_compression)

@@ -160,6 +160,10 @@ class ZlibStreamCompressor:
                  "_quiet")
 
     splices = True
+    #: deflaters dropped by every compressor of the process since ``take_dropped``,
+    #: wherever they were dropped (an idle sweep, or a fan-out's splice): the heap trim
+    #: (``gateway/memory.py``) counts them all
+    _dropped = 0
 
     def __init__(
         self,
@@ -236,8 +240,16 @@ class ZlibStreamCompressor:
     def rest(self) -> None:
         """Drop the deflater: the stream is byte-aligned after every frame (sync flush),
         and the next deflater refers to nothing before it."""
+        if self._deflate is not None:
+            ZlibStreamCompressor._dropped += 1
         self._deflate = None
         self._payloads = self._seen = self._quiet = 0
+
+    @staticmethod
+    def take_dropped() -> int:
+        """The deflaters dropped since the last call (``_dropped``), and count afresh."""
+        dropped, ZlibStreamCompressor._dropped = ZlibStreamCompressor._dropped, 0
+        return dropped
 
 
 class ZstdStreamCompressor:

@@ -37,3 +37,20 @@ def test_rest_if_idle_says_when_it_rested() -> None:
     assert stream.rest_if_idle() is True and stream.resting  # a cold stream rests at once
     assert stream.rest_if_idle() is False  # nothing left to drop
     assert client.decompress(stream.compress_control(b"ack")) == b"ack"  # the same stream
+
+
+def test_every_dropped_deflater_is_counted_for_the_trim_wherever_it_was_dropped() -> None:
+    """A fan-out's spliced frame drops a warm deflater as an idle sweep does; the sweep's
+    heap trim (``TRIM_AFTER_RESTS``) counts both (a big guild's sessions rest mostly by
+    splicing, and those pages stayed resident)."""
+    ZlibStreamCompressor.take_dropped()
+    idle, spliced, client = ZlibStreamCompressor(), ZlibStreamCompressor(), zlib.decompressobj()
+    idle.compress(b"{}")
+    assert client.decompress(spliced.compress(b"{}")) == b"{}"
+    assert idle.rest_if_idle() is False and idle.rest_if_idle() is True
+    tail = spliced.deflate_alone(b'"x"}')
+    assert client.decompress(spliced.compress_spliced(b'{"s":1,"d":', tail)) == (
+        b'{"s":1,"d":"x"}')
+    spliced.rest()  # already resting: nothing more to count
+    assert ZlibStreamCompressor.take_dropped() == 2
+    assert ZlibStreamCompressor.take_dropped() == 0
