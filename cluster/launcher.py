@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 
@@ -30,7 +31,42 @@ from supervision import (
 log = logging.getLogger("greenroom.cluster")
 
 
+#: the lowest port ``free_port`` names outside the kernel's ephemeral range
+NAMED_PORTS_FROM = 10_000
+#: ports this process named: not named twice (two services asking in a row)
+_named: set[int] = set()
+_random = random.SystemRandom()  # whatever a test seeds ``random`` with
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's ephemeral range (Linux; elsewhere IANA's)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a process to bind a moment later (Thespian's admin, a test's
+    service). Below the kernel's ephemeral range where there is room: the kernel hands
+    out ports in that range itself (a connection's local port, a bind to port 0), so a
+    port named there can be taken before its owner binds it (seen in CI); below it,
+    only a process that names the same port can. A port a tree of nodes shares is held
+    instead (``reserve_shared_port``)."""
+    low, _high = _ephemeral_ports()
+    if low - NAMED_PORTS_FROM >= 1000:
+        for port in _random.sample(range(NAMED_PORTS_FROM, low), 64):
+            if port in _named:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            _named.add(port)
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]

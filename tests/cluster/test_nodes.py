@@ -196,3 +196,21 @@ def test_a_shared_port_chosen_for_the_nodes_is_held_until_the_cluster_stops():
         with socket.socket() as other:  # SO_REUSEADDR: the test's connection is in TIME_WAIT
             other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             other.bind(("127.0.0.1", port))
+
+
+def test_a_named_port_is_free_below_the_kernels_ephemeral_range_and_named_once():
+    """``free_port`` names ports a process binds a moment later (Thespian's admin, the
+    tests' services): below the ephemeral range, which the kernel hands out itself to
+    connections and binds to port 0 in that moment; never the same one twice."""
+    import socket
+
+    from cluster.launcher import NAMED_PORTS_FROM, _ephemeral_ports, free_port
+
+    low, _ = _ephemeral_ports()
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    if low - NAMED_PORTS_FROM >= 1000:  # room below the range (Linux's default: 32768)
+        assert all(NAMED_PORTS_FROM <= port < low for port in ports)
+    for port in ports[:20]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
