@@ -1145,15 +1145,17 @@ async def _run(args: argparse.Namespace) -> dict:
               f"({receivers:,} receive: {mix_name(args.mix)}), {args.duration:g} s per rate",
               flush=True)
 
-        stage_tails: dict[float, dict[str, dict[str, float | None]]] = {}
+        # per attempt (a step repeated at the same rate has its own; the kept one's go
+        # in the summary)
+        stage_tails: dict[int, dict[str, dict[str, float | None]]] = {}
 
         async def step(n: int, rate: float) -> StepResult:
             before = await read_stages(sender, server.metrics_url)
             result = await run_gateway_step(sender, workers, server.pid, n, rate,
                                             args.duration, args.drain, args.max_p99_ms)
-            stage_tails[rate] = stage_quantiles_ms(
+            tails = stage_tails[id(result)] = stage_quantiles_ms(
                 before, await read_stages(sender, server.metrics_url))
-            for name, by_stage in stage_tails[rate].items():
+            for name, by_stage in tails.items():
                 if by_stage:
                     print(f"      {name} by stage (ms): " + ", ".join(
                         f"{k} {fmt_ms(v)}" for k, v in by_stage.items()), flush=True)
@@ -1176,8 +1178,8 @@ async def _run(args: argparse.Namespace) -> dict:
             "server_rss_bytes": rss_bytes(server.pid), **summarize(steps)}
         result["gateway"]["client_bound"] = client_bound(result["gateway"],
                                                          result["client_cpus"])
-        for entry in result["gateway"]["steps"]:
-            quantiles = stage_tails.get(entry["rate"], {})
+        for entry, kept in zip(result["gateway"]["steps"], steps, strict=True):
+            quantiles = stage_tails.get(id(kept), {})
             entry["stage_p50_ms"] = quantiles.get("p50", {})
             entry["stage_p99_ms"] = quantiles.get("p99", {})
     finally:
