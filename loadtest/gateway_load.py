@@ -259,9 +259,10 @@ def cpu_plan(server_cpus: list[int] | None, client_cpus: list[int] | None, nodes
     Why a core of its own for the load generator: real clients are on other machines and
     never take the server's cores, while on a shared core each woken receiver preempts
     the server in the middle of a fan-out (measured, 2 vCPUs: the gateway's p50 at
-    10 msg/s 14.7-14.9 ms shared, 10.2 ms split; pinning the server alone changed
-    nothing). The load generator then has one core, which bounds the deliveries/s it
-    can take in: each summary says when a phase stopped there (``client_bound``)."""
+    10 msg/s 14.9 ms shared, 10.3-14.6 ms split, median of 14 runs 12.35; pinning the
+    server alone changed nothing; loadtest/GATEWAY_BENCH.md). The load generator then
+    has one core, which bounds the deliveries/s it can take in: each summary says when
+    a phase stopped there (``client_bound``)."""
     usable = sorted(os.sched_getaffinity(0))
     if server_cpus or client_cpus:
         server = set(server_cpus or usable)
