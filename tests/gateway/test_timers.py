@@ -41,7 +41,10 @@ def test_deadlines_fire_in_order_never_early_and_replace_or_cancel() -> None:
         while len(fired) < 3:
             await asyncio.sleep(0.01)
         assert [name for name, _ in fired] == ["a", "c", "b"]
-        assert all(late >= 0 for _, late in fired)  # never before its deadline
+        # never before its deadline: uvloop's clock counts whole milliseconds, and a
+        # deadline that falls on one (now + delay) and the clock reading that reaches it
+        # are two roundings of one value, which may differ in the last bit (CI: once)
+        assert all(late >= -1e-9 for _, late in fired), fired
         assert len(wheel) == 0
         # an owner may schedule again from its own call
         again = Owner("again", fired, loop)
