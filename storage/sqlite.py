@@ -853,15 +853,18 @@ class SqliteStorage(Storage):
             },
         )
 
+    _GUILD_COLS = "id, name, owner_id, icon, description, features"
+
+    @staticmethod
+    def _guild(r: Sequence[Any]) -> Guild:
+        return Guild(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else [])
+
     async def get_guild(self, guild_id: int) -> Guild | None:
         rows = await self._rows(
-            "SELECT id, name, owner_id, icon, description, features FROM guilds WHERE id = ?",
+            f"SELECT {self._GUILD_COLS} FROM guilds WHERE id = ?",
             (check_id("guild_id", guild_id),),
         )
-        if not rows:
-            return None
-        r = rows[0]
-        return Guild(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else [])
+        return self._guild(rows[0]) if rows else None
 
     _CHANNEL_COLS = "id, guild_id, name, type, position, topic, parent_id, nsfw"
 
@@ -1050,10 +1053,13 @@ class SqliteStorage(Storage):
         "FROM bot_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?")
     _ACCESS_CHANNEL_SQL = (
         "SELECT " + ", ".join(f"c.{col}" for col in _CHANNEL_COLS.split(", "))
-        + ", g.id, g.name, g.owner_id, g.icon, g.description, g.features, "
-        + ", ".join(f"m.{col}" for col in _MEMBER_COLS.split(", "))
+        + ", " + ", ".join(f"g.{col}" for col in _GUILD_COLS.split(", "))
+        + ", " + ", ".join(f"m.{col}" for col in _MEMBER_COLS.split(", "))
         + " FROM channels c LEFT JOIN guilds g ON g.id = c.guild_id LEFT JOIN members m"
         " ON m.guild_id = c.guild_id AND m.user_id = ? WHERE c.id = ?")
+    #: where the guild's and the member's columns start in its rows
+    _ACCESS_GUILD_AT = len(_CHANNEL_COLS.split(", "))
+    _ACCESS_MEMBER_AT = _ACCESS_GUILD_AT + len(_GUILD_COLS.split(", "))
 
     def _channel_access_sync(self, digest: bytes, channel_id: int,
                              guild_records: tuple[str, str] | None,
@@ -1070,10 +1076,10 @@ class SqliteStorage(Storage):
         if not rows:
             return user, None, None, None, [], []
         r = rows[0]
-        channel = self._channel(r)  # its 8 columns, then the guild's 6, the member's 7
-        guild = (Guild(r[8], r[9], r[10], r[11], r[12], json.loads(r[13]) if r[13] else [])
-                 if r[8] is not None else None)
-        member = self._member(r[14:]) if r[14] is not None else None
+        channel = self._channel(r)  # the channel's columns, then the guild's, the member's
+        at_guild, at_member = self._ACCESS_GUILD_AT, self._ACCESS_MEMBER_AT
+        guild = self._guild(r[at_guild:]) if r[at_guild] is not None else None
+        member = self._member(r[at_member:]) if r[at_member] is not None else None
         roles = [Role(r[0], r[1], r[2], r[3] or 0, bool(r[4]), r[5] or 0, r[6] or 0,
                       bool(r[7]), bool(r[8]))
                  for r in self._query(
