@@ -740,6 +740,11 @@ class SessionActor(Actor):
         """A catch-up from storage is planned, reading, or holds what it read."""
         return self._catch_up is not None or self._reading or self._tail is not None
 
+    def _hand_over_if_caught_up(self) -> None:
+        """A ``HandOver`` put off for the catch-up goes once nothing is left of it."""
+        if self._handover is not None and not self._catching_up():
+            self._hand_over_now()
+
     def _hand_over_now(self, timed_out: bool = False) -> None:
         """The catch-up is done (or ``HANDOVER_WAIT_S`` ran out): hand over now."""
         pending, self._handover = self._handover, None
@@ -895,8 +900,7 @@ class SessionActor(Actor):
         if self._unanswered is None:
             self._start_catch_up()
         else:  # what a guild sends before the read starts is held too: it is newer
-            self._held = []
-            self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
+            self._hold_deliveries()
 
     def _subscribe_all(self, replaces: Any) -> None:
         """Subscribe to every guild of the session (in place of ``replaces``, if not
@@ -925,9 +929,8 @@ class SessionActor(Actor):
         self.replicate_open()
         if self._unanswered is None:
             self._start_catch_up()
-        elif self._held is None:  # held until the read, as after a promotion
-            self._held = []
-            self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
+        else:  # held until the read, as after a promotion
+            self._hold_deliveries()
 
     # -- its host died (gateway/services.py) ------------------------------------------------
 
@@ -1057,6 +1060,14 @@ class SessionActor(Actor):
             return
         self._deliver_noting(dispatch, trace)
 
+    def _hold_deliveries(self) -> None:
+        """From now on hold what the guilds send (``_deliver_holding``) until the
+        catch-up's read is in; what is held already (since the catch-up was planned)
+        stays held."""
+        if self._held is None:
+            self._held = []
+        self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
+
     def _release(self) -> None:
         held, self._held = self._held, None
         for dispatch, trace in held or ():
@@ -1077,9 +1088,7 @@ class SessionActor(Actor):
             self.cancel_timer(self._dedup_timer)
             self._dedup_timer = None
         self._reading = True
-        if self._held is None:  # else: held since the catch-up was planned (_rejoin)
-            self._held = []
-        self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
+        self._hold_deliveries()
         self.run_io(read_missed_messages(
             self.ctx, user_id=self.user_id, intents=self.intents,
             guild_ids=[g for g in self.guild_ids
@@ -1100,8 +1109,7 @@ class SessionActor(Actor):
             self._start_catch_up()  # planned while this one read
         elif self._dedup_timer is None:
             self._dedup_timer = self.start_timer(CATCH_UP_DEDUP_S, "caught-up")
-        if self._handover is not None and not self._catching_up():
-            self._hand_over_now()
+        self._hand_over_if_caught_up()
 
     def _deliver_read(self, payloads: list[dict[str, Any]]) -> None:
         """Of what a catch-up read (oldest first): deliver what comes before the first
@@ -1145,8 +1153,7 @@ class SessionActor(Actor):
             for read in (tail or {}).values():
                 for payload in read:
                     self._deliver_noting(PreparedDispatch("MESSAGE_CREATE", payload))
-        if self._handover is not None and not self._catching_up():
-            self._hand_over_now()
+        self._hand_over_if_caught_up()
 
     def _moved_in(self) -> None:
         """New side: every guild cut over (or the wait ran out). Record what the guilds
