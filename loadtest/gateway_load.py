@@ -1060,12 +1060,12 @@ async def run(args: argparse.Namespace) -> dict:
     not (``--placement``), whatever happened."""
     usable = os.sched_getaffinity(0)
     try:
-        return await _run(args)
+        return await _run(args, usable)
     finally:
         os.sched_setaffinity(0, usable)
 
 
-async def _run(args: argparse.Namespace) -> dict:
+async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
     started = time.monotonic()
     deadline = started + args.budget
     sessions = max(args.sessions, args.members)
@@ -1076,7 +1076,6 @@ async def _run(args: argparse.Namespace) -> dict:
     seeded = await seed_users(directory, sessions, args.members, args.idle_guild_size,
                               args.mix)
     print(f"  seeded in {time.monotonic() - started:.1f} s", flush=True)
-    usable = os.sched_getaffinity(0)
     server_cpus, client_cpus, placement = ((None, None, "not pinned (--placement shared)")
                                            if args.placement == "shared" else
                                            cpu_plan(args.server_cpus, args.client_cpus))
