@@ -49,14 +49,13 @@ from cluster.launcher import free_port  # noqa: E402
 from loadtest.gateway_load import (  # noqa: E402
     RestSender,
     Server,
-    cpu_plan,
     raise_fd_limit,
-    run_on,
     seed_users,
     start_gateway_server,
     start_gateway_workers,
     stop_gateway_server,
 )
+from loadtest.placement import cpu_plan, run_on  # noqa: E402
 from loadtest.ws_baseline.load import (  # noqa: E402
     BUCKET_US,
     Workers,

@@ -14,7 +14,9 @@ directory. Prints progress, then ONE JSON line with:
   cassandra_ack_database_p99_ms     the database requests alone that carried those writes
   cassandra_ack_p99_ratio           the two p99s' ratio: what the actor adds (also measured
                                     at the same rate in the same run as the actor was
-                                    before: the ..._before keys)
+                                    before: the ..._before keys); the ack phase runs with
+                                    the node and this process on CPUs of their own
+                                    (--placement split, the default; ``placement``)
   coalesced_reads_ratio             database queries per 100 identical concurrent reads
 
 Usage: python loadtest/bench_storage.py [--quick] [--only write|history|ack|sqlite ...]
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import contextvars
 import gc
 import json
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,7 @@ import uvloop  # noqa: E402
 from thespian.actors import ActorSystem  # noqa: E402
 
 from actors import Actor, Overloaded, Timeout, UvloopSystemBase, tune_gc  # noqa: E402
+from loadtest.placement import cpu_plan, run_on  # noqa: E402
 from storage.actor import StorageActor  # noqa: E402
 from storage.base import Storage  # noqa: E402
 from storage.history import HistoryQuery  # noqa: E402
@@ -796,49 +801,85 @@ async def bench(args: argparse.Namespace, node: CassandraNode) -> dict[str, Any]
         if "history" in only:
             await cassandra_history(cass, ids, now_ms, history_rows, args.rounds, results)
         if "ack" in only:
-            # The actor as deployed: the default window, batch, queue and in-flight bounds.
-            actor_settings = settings
-            log(
-                f"actor: flush window {settings.flush_window_ms} ms, max batch "
-                f"{settings.max_batch}, max in flight {settings.max_in_flight}, max pending "
-                f"{settings.max_pending}; {args.ack_channels} channels"
-            )
-            # The same rate, in the same run: as the actor was before (one batch in flight
-            # per partition, each unit through apply's task) and as deployed.
-            variants = [(BEFORE, settings.with_(max_partition_in_flight=1)),
-                        ("deployed", settings)]
-            for n in args.partition_in_flight:
-                variants.append((f"{n}_per_partition",
-                                 settings.with_(max_partition_in_flight=n)))
-            max_rate, figures, per_100 = await actor_bench(
-                cass,
-                actor_settings,
-                5.0 if args.quick else 8.0,
-                args.ack_channels,
-                Usage(node.pid()),
-                variants,
-                args.stages,
-                args.ack_rate,
-            )
-            p50_ack, p99_ack, db_p99 = figures["deployed"]
-            results["cassandra_ack_p99_ms"] = round(p99_ack, 2)
-            results["cassandra_ack_database_p99_ms"] = round(db_p99, 2)
-            results["cassandra_ack_p99_ratio"] = round(p99_ack / db_p99, 2)
-            results["coalesced_reads_ratio"] = round(per_100, 2)
-            results["cassandra_actor_max_writes_per_s"] = round(max_rate)
-            results["cassandra_ack_p50_ms"] = round(p50_ack, 2)
-            for name, (p50, p99_name, db_name) in figures.items():
-                if name != "deployed":
-                    results[f"cassandra_ack_p50_ms_{name}"] = round(p50, 2)
-                    results[f"cassandra_ack_p99_ms_{name}"] = round(p99_name, 2)
-                    results[f"cassandra_ack_database_p99_ms_{name}"] = round(db_name, 2)
-                    results[f"cassandra_ack_p99_ratio_{name}"] = round(p99_name / db_name, 2)
-            results["ack_channels"] = args.ack_channels
+            with placed(args.placement, node.pid()) as placement:
+                results["placement"] = placement
+                await ack_bench(args, cass, settings, node, results)
     finally:
         await cass.close()
     if "sqlite" in only:
         await sqlite_bench(ids, now_ms, scale, history_rows, args.rounds, results)
     return results
+
+
+@contextlib.contextmanager
+def placed(placement: str, node_pid: int | None) -> Iterator[str]:
+    """The ack phase's CPUs (``loadtest/placement.py``): with ``split`` and more than one
+    CPU, the Cassandra node on all but the last and this process (the storage actor, its
+    loop and the driver's threads) on the last, as the database runs on machines of its
+    own in production; everything on every CPU again afterwards. Yields a line saying
+    where each ran ("split: ..." or "shared: ...")."""
+    usable = os.sched_getaffinity(0)
+    if placement == "shared":
+        db_cpus, own_cpus, line = None, None, "not pinned (--placement shared)"
+    elif node_pid is None:
+        db_cpus, own_cpus, line = None, None, "not pinned: no pid for the Cassandra node"
+    else:
+        db_cpus, own_cpus, line = cpu_plan(None, None, server="Cassandra",
+                                           client="this benchmark (the storage actor)")
+    placement = "split" if db_cpus else "shared"
+    log(f"actor: placement: {line}")
+    run_on(db_cpus, node_pid)
+    run_on(own_cpus)
+    try:
+        yield f"{placement}: {line}"
+    finally:
+        if db_cpus:
+            with contextlib.suppress(OSError):  # the node may have gone
+                run_on(usable, node_pid)
+            run_on(usable)
+
+
+async def ack_bench(args: argparse.Namespace, cass: ScyllaStorage, settings: StorageSettings,
+                    node: CassandraNode, results: dict[str, Any]) -> None:
+    """The storage actor's ack latency at half its maximum, as deployed and as before."""
+    # The actor as deployed: the default window, batch, queue and in-flight bounds.
+    actor_settings = settings
+    log(
+        f"actor: flush window {settings.flush_window_ms} ms, max batch "
+        f"{settings.max_batch}, max in flight {settings.max_in_flight}, max pending "
+        f"{settings.max_pending}; {args.ack_channels} channels"
+    )
+    # The same rate, in the same run: as the actor was before (one batch in flight
+    # per partition, each unit through apply's task) and as deployed.
+    variants = [(BEFORE, settings.with_(max_partition_in_flight=1)),
+                ("deployed", settings)]
+    for n in args.partition_in_flight:
+        variants.append((f"{n}_per_partition",
+                         settings.with_(max_partition_in_flight=n)))
+    max_rate, figures, per_100 = await actor_bench(
+        cass,
+        actor_settings,
+        5.0 if args.quick else 8.0,
+        args.ack_channels,
+        Usage(node.pid()),
+        variants,
+        args.stages,
+        args.ack_rate,
+    )
+    p50_ack, p99_ack, db_p99 = figures["deployed"]
+    results["cassandra_ack_p99_ms"] = round(p99_ack, 2)
+    results["cassandra_ack_database_p99_ms"] = round(db_p99, 2)
+    results["cassandra_ack_p99_ratio"] = round(p99_ack / db_p99, 2)
+    results["coalesced_reads_ratio"] = round(per_100, 2)
+    results["cassandra_actor_max_writes_per_s"] = round(max_rate)
+    results["cassandra_ack_p50_ms"] = round(p50_ack, 2)
+    for name, (p50, p99_name, db_name) in figures.items():
+        if name != "deployed":
+            results[f"cassandra_ack_p50_ms_{name}"] = round(p50, 2)
+            results[f"cassandra_ack_p99_ms_{name}"] = round(p99_name, 2)
+            results[f"cassandra_ack_database_p99_ms_{name}"] = round(db_name, 2)
+            results[f"cassandra_ack_p99_ratio_{name}"] = round(p99_name / db_name, 2)
+    results["ack_channels"] = args.ack_channels
 
 
 async def cassandra_writes(
@@ -930,6 +971,14 @@ def main(argv: list[str] | None = None) -> int:
         "--stages",
         action="store_true",
         help="time each write's stages along the ack path (actor, database, handoffs)",
+    )
+    parser.add_argument(
+        "--placement",
+        choices=("split", "shared"),
+        default="split",
+        help="the ack phase: split (default) puts the Cassandra node and this process on "
+        "CPUs of their own where the machine allows (loadtest/placement.py), as the "
+        "database has machines of its own in production; shared pins neither",
     )
     parser.add_argument(
         "--port",

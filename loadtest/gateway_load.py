@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from loadtest.placement import cpu_plan, run_on  # noqa: E402
 from loadtest.ws_baseline.load import (  # noqa: E402
     BUCKET_US,
     BUCKETS,
@@ -247,40 +248,6 @@ def tracing_env(config: str = "default", collector_url: str = "") -> dict[str, s
     elif config != "default":
         raise ValueError(f"unknown configuration {config!r}")
     return env
-
-
-def cpu_plan(server_cpus: list[int] | None, client_cpus: list[int] | None, nodes: int = 1,
-             ) -> tuple[set[int] | None, set[int] | None, str]:
-    """CPUs for the server (its processes) and for the load generator (this process, its
-    sender and its receiving workers), and a line saying so: ``server_cpus``/``client_cpus``
-    when given; else, with more CPUs usable than ``nodes``, the last one for the load
-    generator and the rest for the server; with fewer, no pinning.
-
-    Why a core of its own for the load generator: real clients are on other machines and
-    never take the server's cores, while on a shared core each woken receiver preempts
-    the server in the middle of a fan-out (measured, 2 vCPUs: the gateway's p50 at
-    10 msg/s 14.9 ms shared, 10.3-14.6 ms split, median of 14 runs 12.35; pinning the
-    server alone changed nothing; loadtest/GATEWAY_BENCH.md). The load generator then
-    has one core, which bounds the deliveries/s it can take in: each summary says when
-    a phase stopped there (``client_bound``)."""
-    usable = sorted(os.sched_getaffinity(0))
-    if server_cpus or client_cpus:
-        server = set(server_cpus or usable)
-        client = set(client_cpus or usable)
-        return server, client, (f"pinned by flags: server on CPUs {sorted(server)}, "
-                                f"load generator on {sorted(client)}")
-    if len(usable) > nodes:
-        return (set(usable[:-1]), {usable[-1]},
-                f"server on CPU{'s' if len(usable) > 2 else ''} "
-                f"{', '.join(map(str, usable[:-1]))}, load generator on CPU {usable[-1]}")
-    return None, None, (f"not pinned: {len(usable)} CPU(s) usable, too few to give the load "
-                        f"generator a core of its own and {nodes} node(s) one each")
-
-
-def run_on(cpus: set[int] | None) -> None:
-    """This process on ``cpus`` (None: left as it is); what it starts next inherits them."""
-    if cpus:
-        os.sched_setaffinity(0, cpus)
 
 
 def start_gateway_server(db: str, log_path: Path, timeout: float = 60.0, *, nodes: int = 1,
@@ -1062,7 +1029,7 @@ async def run(args: argparse.Namespace) -> dict:
     try:
         return await _run(args, usable)
     finally:
-        os.sched_setaffinity(0, usable)
+        run_on(usable)
 
 
 async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
