@@ -18,7 +18,7 @@
 
 The server runs as ``make run`` configures it: no tracing variable is set for it. Where
 the machine has the CPUs, the server and the load generator run on CPUs of their own,
-as real clients are on other machines (``gateway_load.cpu_plan``; ``--placement shared``:
+as real clients are on other machines (``loadtest/placement.py``; ``--placement shared``:
 neither pinned); each JSON line names the placement and whether a maximum was the load
 generator's (``client_bound``).
 Ends with one JSON line per part. Everything is ``loadtest/gateway_load.py``; this only
@@ -133,7 +133,7 @@ def main() -> None:
         "baseline_p99_ms": b.get("p99_ms"),
         "ratio": ratio,
         # where the server and the load generator ran, and whether a maximum was the load
-        # generator's (gateway_load.cpu_plan, client_bound)
+        # generator's (loadtest/placement.py, gateway_load.client_bound)
         "placement": result["placement"],
         "client_bound": {"gateway": g["client_bound"], "baseline": b.get("client_bound")},
         "p50_ms_at_10": first_step(g).get("p50_ms"),

@@ -925,16 +925,22 @@ def summarize(steps: list[StepResult]) -> dict:
 
 
 #: the load generator's share of its CPUs (its workers' CPU over them) at which a phase
-#: that stopped counts as stopped by the load generator, not by the server: the rest of
-#: those CPUs is the sender's and the bench's own
+#: that stopped counts as stopped by the load generator: the rest of those CPUs is the
+#: sender's and the bench's own
 CLIENT_BOUND_SHARE = 0.8
+#: ... unless the server was at this share of its own CPUs too: then it had no room left
+#: either, and the maximum is the server's
+SERVER_FULL_SHARE = 0.9
 
 
-def client_bound(summary: dict, cpus: int) -> bool:
+def client_bound(summary: dict, client_cpus: int, server_cpus: int) -> bool:
     """Whether the first step past the phase's maximum had the clients at
-    ``CLIENT_BOUND_SHARE`` of their ``cpus``: a figure bound by the load generator."""
+    ``CLIENT_BOUND_SHARE`` of their ``client_cpus`` while the server still had room
+    (below ``SERVER_FULL_SHARE`` of its ``server_cpus``): a figure bound by the load
+    generator, not by the server."""
     past = [s for s in summary["steps"] if s["rate"] > summary["max_rate_msgs_per_s"]]
-    return bool(past) and past[0]["clients_cpu"] >= CLIENT_BOUND_SHARE * cpus
+    return (bool(past) and past[0]["clients_cpu"] >= CLIENT_BOUND_SHARE * client_cpus
+            and past[0]["server_cpu"] < SERVER_FULL_SHARE * server_cpus)
 
 
 def plot(results: dict[str, dict], path: Path, max_p99_ms: float) -> None:
@@ -1058,7 +1064,8 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
                     "mix": mix_name(args.mix), "compress": args.compress,
                     "encoding": args.encoding, "server_env_removed": server.env_removed,
                     "placement": placement,
-                    "client_cpus": len(client_cpus or usable)}
+                    "client_cpus": len(client_cpus or usable),
+                    "server_cpus": len(server_cpus or usable)}
     try:
         await asyncio.sleep(1.0)
         rss0 = rss_bytes(server.pid)
@@ -1143,8 +1150,8 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
             "post_p50_ms": round(posts[len(posts) // 2], 2) if posts else None,
             "post_p99_ms": round(posts[int(len(posts) * 0.99)], 2) if posts else None,
             "server_rss_bytes": rss_bytes(server.pid), **summarize(steps)}
-        result["gateway"]["client_bound"] = client_bound(result["gateway"],
-                                                         result["client_cpus"])
+        result["gateway"]["client_bound"] = client_bound(
+            result["gateway"], result["client_cpus"], result["server_cpus"])
         for entry, kept in zip(result["gateway"]["steps"], steps, strict=True):
             quantiles = stage_tails.get(id(kept), {})
             entry["stage_p50_ms"] = quantiles.get("p50", {})
@@ -1162,8 +1169,8 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
         result["baseline"] = await run_baseline(
             args, result["gateway"]["dispatch_frame_bytes"] or 800, deadline, receivers,
             server_cpus, client_cpus)
-        result["baseline"]["client_bound"] = client_bound(result["baseline"],
-                                                          result["client_cpus"])
+        result["baseline"]["client_bound"] = client_bound(
+            result["baseline"], result["client_cpus"], result["server_cpus"])
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
@@ -1264,7 +1271,8 @@ def print_summary(result: dict) -> None:
         return
     g = result["gateway"]
     bound = (f"; stopped by the load generator: its clients at >= {CLIENT_BOUND_SHARE:.0%}"
-             f" of their {result['client_cpus']} CPU(s)")
+             f" of their {result['client_cpus']} CPU(s), the server below "
+             f"{SERVER_FULL_SHARE:.0%} of its {result['server_cpus']}")
     print(f"placement: {result['placement']}")
     print(f"gateway : {g['max_deliveries_per_s']:,} deliveries/s at {g['max_rate_msgs_per_s']:g}"
           f" msg/s, p50 {fmt_ms(g['p50_ms'])} ms p99 {fmt_ms(g['p99_ms'])} ms"

@@ -90,3 +90,22 @@ def test_stage_quantiles_interpolate_within_a_bucket() -> None:
     got = stage_quantiles_ms(before, after)
     assert got["p50"] == {"durable": 1.0, "fanout_loop": 1.51}
     assert got["p99"] == {"durable": 1.98, "fanout_loop": None}  # above the last bound
+
+
+def test_a_maximum_is_the_load_generators_only_while_the_server_had_room() -> None:
+    """``client_bound``: the first step past the maximum had the clients at 80 % of their
+    CPUs and the server below 90 % of its own; with the server full too it is the server's."""
+    from loadtest.gateway_load import client_bound
+
+    def summary(clients_cpu: float, server_cpu: float) -> dict:
+        return {"max_rate_msgs_per_s": 50, "steps": [
+            {"rate": 50, "clients_cpu": 0.6, "server_cpu": 0.6},
+            {"rate": 60, "clients_cpu": clients_cpu, "server_cpu": server_cpu},
+            {"rate": 80, "clients_cpu": 0.99, "server_cpu": 0.5}]}
+
+    assert client_bound(summary(0.85, 0.7), 1, 1)
+    assert not client_bound(summary(0.85, 0.95), 1, 1)  # the server was full too
+    assert not client_bound(summary(0.7, 0.5), 1, 1)  # only a later step's clients were
+    assert client_bound(summary(1.7, 0.95), 2, 2)  # per CPU: the server had room on two
+    assert not client_bound({"max_rate_msgs_per_s": 50, "steps": [
+        {"rate": 50, "clients_cpu": 0.9, "server_cpu": 0.1}]}, 1, 1)  # it never stopped
