@@ -826,12 +826,11 @@ def placed(placement: str, node_pid: int | None) -> Iterator[str]:
     else:
         db_cpus, own_cpus, line = cpu_plan(None, None, server="Cassandra",
                                            client="this benchmark (the storage actor)")
-    placement = "split" if db_cpus else "shared"
     log(f"actor: placement: {line}")
     run_on(db_cpus, node_pid)
     run_on(own_cpus)
     try:
-        yield f"{placement}: {line}"
+        yield f"{'split' if db_cpus else 'shared'}: {line}"
     finally:
         if db_cpus:
             with contextlib.suppress(OSError):  # the node may have gone
@@ -843,7 +842,6 @@ async def ack_bench(args: argparse.Namespace, cass: ScyllaStorage, settings: Sto
                     node: CassandraNode, results: dict[str, Any]) -> None:
     """The storage actor's ack latency at half its maximum, as deployed and as before."""
     # The actor as deployed: the default window, batch, queue and in-flight bounds.
-    actor_settings = settings
     log(
         f"actor: flush window {settings.flush_window_ms} ms, max batch "
         f"{settings.max_batch}, max in flight {settings.max_in_flight}, max pending "
@@ -858,7 +856,7 @@ async def ack_bench(args: argparse.Namespace, cass: ScyllaStorage, settings: Sto
                          settings.with_(max_partition_in_flight=n)))
     max_rate, figures, per_100 = await actor_bench(
         cass,
-        actor_settings,
+        settings,
         5.0 if args.quick else 8.0,
         args.ack_channels,
         Usage(node.pid()),
