@@ -139,8 +139,8 @@ async def start(seeded, nodes: int, args: argparse.Namespace, directory: str,
                 env_overrides: dict[str, str | None] | None = None,
                 ) -> tuple[Server, Workers, RestSender, int]:
     """``nodes`` node processes serving ``--members`` identified members. ``server_cpus``/
-    ``client_cpus``: this thread's affinity while it starts the nodes, then while it
-    starts the receiving workers (children inherit it; it stays the sender's)."""
+    ``client_cpus``: this process's CPUs while it starts the nodes, then while it starts
+    the receiving workers (children inherit them; they stay the sender's)."""
     port, rest_port = free_port(), free_port()
     run_on(server_cpus)
     server = start_gateway_server(seeded.db, Path(directory) / f"server-{nodes}.log",
@@ -521,7 +521,7 @@ async def run(args: argparse.Namespace) -> dict:
         try:
             result["scaling"] = await scaling(seeded, args, directory)
         finally:
-            os.sched_setaffinity(0, usable)
+            run_on(usable)
     if "cost" in only:
         one = await cost(seeded, 1, args, directory)
         two = await cost(seeded, 2, args, directory)
