@@ -9,7 +9,7 @@ measure the scheduler. Measured on a 2-vCPU VM:
   (loadtest/GATEWAY_BENCH.md);
 - the storage actor (``bench_storage``, Cassandra the other side): at half the actor's
   maximum its loop thread waited for a core 38 % of the time beside the database's JVM,
-  5-7 % split, and the ack p99 fell from 247-380 ms to 46-58 ms (README, "make
+  5-7 % split, and the ack p99 fell from 247-380 ms to 46-70 ms (README, "make
   bench-storage").
 
 The side given one core bounds what it can do: the gateway bench says when its load
