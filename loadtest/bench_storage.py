@@ -825,7 +825,7 @@ def placed(placement: str, node_pid: int | None) -> Iterator[str]:
         db_cpus, own_cpus, line = None, None, "not pinned: no pid for the Cassandra node"
     else:
         db_cpus, own_cpus, line = cpu_plan(None, None, server="Cassandra",
-                                           client="this benchmark (the storage actor)")
+                                           client="benchmark (the storage actor)")
     log(f"actor: placement: {line}")
     run_on(db_cpus, node_pid)
     run_on(own_cpus)
