@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 
+from greenroom.stop_signals import StopSignals
 from observability import configure_logging, configure_tracing, get_logger
 
 
@@ -176,9 +175,7 @@ def _run(args: argparse.Namespace) -> int:
                       admin_port=args.admin_port or None, gateway=gateway,
                       settings={"operator": operator},
                       name=args.name, join=args.join or None, services=args.service)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = StopSignals()  # from here a Ctrl-C or SIGTERM stops the tree (below)
     try:
         members = cluster.start()
     except Exception as exc:
