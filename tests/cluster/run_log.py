@@ -134,7 +134,12 @@ class Run:
     def stop_cleanly(self) -> None:
         """``stop``: it must exit 0 and leave no process of its tree behind."""
         try:
-            assert self.stop() == 0, self.output[-4000:]
+            try:
+                status = self.stop()
+            except subprocess.TimeoutExpired:  # killed by now: fail with what it wrote
+                raise AssertionError("no exit 30 s after SIGTERM:\n"
+                                     + self.output[-4000:]) from None
+            assert status == 0, self.output[-4000:]
         finally:
             if self.tag is not None:
                 left = reap(self.tag)

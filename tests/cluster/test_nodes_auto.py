@@ -28,7 +28,14 @@ def _stop(proc: subprocess.Popen, tag: str, lines: list[str]) -> None:
     """SIGTERM (Ctrl-C's path): it exits 0 and leaves no process of its tree behind."""
     proc.terminate()
     try:
-        status = proc.wait(30)
+        try:
+            status = proc.wait(30)
+        except subprocess.TimeoutExpired:  # fail with what it wrote, not the timeout alone
+            proc.kill()
+            left = reap(tag)  # the rest of its tree holds the pipe open
+            lines += proc.stdout.readlines()
+            raise AssertionError(f"no exit 30 s after SIGTERM (left behind: {left}):\n"
+                                 + "".join(lines[-60:])) from None
         lines += proc.stdout.readlines()
         assert status == 0, "".join(lines[-60:])
     finally:
