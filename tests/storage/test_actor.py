@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -355,7 +356,7 @@ def test_a_partition_pipelines_its_batches_and_writes_wait_less(
     batch waits that whole batch out; pipelined (the default), the next leaves once the
     last has been out for half the batch latency. Same stream against both: the
     pipelined actor keeps to its cap of batches per partition, still batches, and its
-    writes wait in its queue markedly less."""
+    writes wait in its queue markedly less (the median write: about half)."""
 
     def stream(settings: StorageSettings) -> tuple[SlowPartitions, float]:
         slow = SlowPartitions(sqlite_storage)
@@ -380,7 +381,9 @@ def test_a_partition_pipelines_its_batches_and_writes_wait_less(
         answers = rt.run(go())
         assert all(isinstance(a, Written) for a in answers)
         waits = [slow.started[w.message_id] - sent[w.message_id] for w in writes[100:]]
-        return slow, sum(waits) / len(waits)
+        # the median: one stall of a busy host's loop (CI once: a mean of 18.8 ms where
+        # the runs around it had 9-11) moves a mean but not the typical write's wait
+        return slow, statistics.median(waits)
 
     strict, strict_wait = stream(StorageSettings(flush_window_ms=1, max_partition_in_flight=1))
     piped, piped_wait = stream(StorageSettings(flush_window_ms=1))  # the default: 2
@@ -388,5 +391,5 @@ def test_a_partition_pipelines_its_batches_and_writes_wait_less(
     assert 1 < piped.max_per_partition <= StorageSettings().max_partition_in_flight
     assert len(piped.sizes) < 400 // 4, f"not batched: {len(piped.sizes)} batches"
     assert piped_wait < 0.8 * strict_wait, (
-        f"queued {piped_wait * 1000:.1f} ms on average with two batches per partition, "
+        f"queued {piped_wait * 1000:.1f} ms (median) with two batches per partition, "
         f"{strict_wait * 1000:.1f} ms with one")
