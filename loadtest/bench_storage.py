@@ -819,13 +819,12 @@ def placed(placement: str, node_pid: int | None) -> Iterator[str]:
     own in production; everything on every CPU again afterwards. Yields a line saying
     where each ran ("split: ..." or "shared: ...")."""
     usable = os.sched_getaffinity(0)
-    if placement == "shared":
-        db_cpus, own_cpus, line = None, None, "not pinned (--placement shared)"
-    elif node_pid is None:
+    if node_pid is None and placement != "shared":
         db_cpus, own_cpus, line = None, None, "not pinned: no pid for the Cassandra node"
     else:
         db_cpus, own_cpus, line = cpu_plan(None, None, server="Cassandra",
-                                           client="benchmark (the storage actor)")
+                                           client="benchmark (the storage actor)",
+                                           placement=placement)
     log(f"actor: placement: {line}")
     run_on(db_cpus, node_pid)
     run_on(own_cpus)

@@ -1049,9 +1049,8 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
     seeded = await seed_users(directory, sessions, args.members, args.idle_guild_size,
                               args.mix)
     print(f"  seeded in {time.monotonic() - started:.1f} s", flush=True)
-    server_cpus, client_cpus, placement = ((None, None, "not pinned (--placement shared)")
-                                           if args.placement == "shared" else
-                                           cpu_plan(args.server_cpus, args.client_cpus))
+    server_cpus, client_cpus, placement = cpu_plan(args.server_cpus, args.client_cpus,
+                                                   placement=args.placement)
     print(f"placement: {placement}", flush=True)
     run_on(server_cpus)
     server = start_gateway_server(seeded.db, Path(directory) / "server.log")

@@ -23,11 +23,14 @@ import os
 
 def cpu_plan(server_cpus: list[int] | None, client_cpus: list[int] | None, nodes: int = 1,
              server: str = "server", client: str = "load generator",
-             ) -> tuple[set[int] | None, set[int] | None, str]:
+             placement: str = "split") -> tuple[set[int] | None, set[int] | None, str]:
     """CPUs for the ``server`` side and for the ``client`` side, and a line saying so:
+    none with ``placement`` "shared" (a bench's ``--placement shared``);
     ``server_cpus``/``client_cpus`` when given; else, with more CPUs usable than
     ``nodes`` (the server's processes), the last one for the client side and the rest for
     the server; with fewer, no pinning (None, None)."""
+    if placement == "shared":
+        return None, None, "not pinned (--placement shared)"
     usable = sorted(os.sched_getaffinity(0))
     if server_cpus or client_cpus:
         server_set = set(server_cpus or usable)

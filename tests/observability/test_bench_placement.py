@@ -34,6 +34,9 @@ def test_the_client_side_gets_the_last_cpu_and_the_server_the_rest() -> None:
         assert (server, client) == (None, None) and line.startswith("not pinned")
     # as many server processes as CPUs: nothing is pinned, and the line says why
     assert cpu_plan(None, None, nodes=len(usable))[:2] == (None, None)
+    # --placement shared: nothing pinned, flags or not
+    assert cpu_plan([usable[0]], None, placement="shared") == (
+        None, None, "not pinned (--placement shared)")
     # flags win, and an unnamed side keeps every usable CPU
     server, client, line = cpu_plan([usable[0]], None)
     assert server == {usable[0]} and client == set(usable) and "pinned by flags" in line
