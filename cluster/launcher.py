@@ -38,14 +38,14 @@ _named: set[int] = set()
 _random = random.SystemRandom()  # whatever a test seeds ``random`` with
 
 
-def _ephemeral_ports() -> tuple[int, int]:
-    """The kernel's ephemeral range (Linux; elsewhere IANA's)."""
+def _ephemeral_start() -> int:
+    """Where the kernel's ephemeral range starts (Linux; elsewhere IANA's)."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low, high = map(int, f.read().split())
-        return low, high
+            low, _high = map(int, f.read().split())
+        return low
     except (OSError, ValueError):
-        return 49152, 65535
+        return 49152
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,7 +55,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     port named there can be taken before its owner binds it (seen in CI); below it,
     only a process that names the same port can. A port a tree of nodes shares is held
     instead (``reserve_shared_port``)."""
-    low, _high = _ephemeral_ports()
+    low = _ephemeral_start()
     if low - NAMED_PORTS_FROM >= 1000:
         for port in _random.sample(range(NAMED_PORTS_FROM, low), 64):
             if port in _named:

@@ -204,9 +204,9 @@ def test_a_named_port_is_free_below_the_kernels_ephemeral_range_and_named_once()
     connections and binds to port 0 in that moment; never the same one twice."""
     import socket
 
-    from cluster.launcher import NAMED_PORTS_FROM, _ephemeral_ports, free_port
+    from cluster.launcher import NAMED_PORTS_FROM, _ephemeral_start, free_port
 
-    low, _ = _ephemeral_ports()
+    low = _ephemeral_start()
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
     if low - NAMED_PORTS_FROM >= 1000:  # room below the range (Linux's default: 32768)
