@@ -23,6 +23,18 @@ A traced ``NodeFanout`` (its ``trace`` is the guild.fanout span's context) gets 
 the per-recipient loop, and each session's ``socket.out`` is its child: that loop is
 where a large fan-out spends its time. An untraced one costs one ``is None`` test.
 
+Lanes: per recipient, the loop used to reach the session, its link, the connection and
+the replay log before the transport, seven objects, most of them out of the CPU's caches
+after the previous recipient's ``sendto``; that was ~3.6 µs of Python per delivery
+(loadtest/GATEWAY_BENCH.md, "Lanes"). A session in the common case (attached, its
+connection READY, plain JSON, not paused, no standby copy, no catch-up) keeps
+``(cell, transport, log)`` in ``ctx.lanes``, and the loop numbers the dispatch in that
+log and writes its frame to that transport: what ``deliver_dispatch`` would do, with
+three objects. ``SessionActor.sync_lane`` keeps the entry true: it runs after every
+message the session handles, after every change on its link's side (effects carried
+out, pause, resume, disconnect) and after this actor's direct calls; anything else
+(compressed, msgpack, paused, traced) goes through ``deliver_dispatch`` as before.
+
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
 guild subscription, sent by its client when the user opens the guild); a passive
@@ -40,10 +52,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from picows import WSMsgType
+
 from actors import Actor
 from actors.address import Address
 from actors.wire import wire_type
+from gateway.context import bind
 from gateway.messages import Cutover
+from gateway.outbound import bytes_written
 from gateway.protocol import Encoding, PreparedDispatch
 from gateway.session import SessionActor, catch_up_since
 from gateway.stages import record_stage
@@ -64,6 +80,10 @@ _latency = histogram("gateway_delivery_latency",
 #: The fan-out point's actor id on every node (negative: never an id the runtime hands
 #: out, which counts up from 1; the cluster directory is 0).
 FANOUT_ID = -1
+_TEXT = WSMsgType.TEXT
+_JSON = Encoding.JSON
+#: a fan-out point with no context (``start_fanout_point`` without one): no lanes
+_NO_LANES: dict[int, tuple[Any, Any, Any]] = {}
 #: socket.out spans under one traced fanout.deliver (the first recipients'; see _deliver_traced)
 SOCKET_OUT_SPANS = 16
 
@@ -120,6 +140,8 @@ class FanoutPoint(Actor):
 
     #: this incarnation replaced one that died; the sessions are not told yet
     _lost_queue = False
+    #: the gateway's context (``gateway.context.bind``): its ``lanes``
+    ctx: Any = None
 
     def replaces_crashed(self) -> None:
         """The fan-out point before this one died, with what was queued behind it: tell
@@ -138,6 +160,7 @@ class FanoutPoint(Actor):
             if cell.alive and isinstance(session, SessionActor):
                 try:
                     session.dispatches_lost(since_s)
+                    session.sync_lane()  # a catch-up holds what comes meanwhile
                     told += 1
                 except Exception:  # one broken session must not cost the others theirs
                     log.exception("fanout.catch_up_failed", extra={"session": cell.address.id})
@@ -152,9 +175,11 @@ class FanoutPoint(Actor):
             if msg.trace is not None:
                 self._deliver_traced(cells, msg)
             else:
-                self._deliver(cells, _dispatch_of(msg.payload), msg.to, None)
+                lanes = _NO_LANES if self.ctx is None else self.ctx.lanes
+                self._deliver(cells, _dispatch_of(msg.payload), msg.to, None, lanes)
                 if msg.redacted_to:
-                    self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None)
+                    self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None,
+                                  lanes)
             payload = msg.payload
             if (payload.event if payload.__class__ is PreparedDispatch
                     else payload[0]) == "MESSAGE_CREATE":
@@ -166,6 +191,7 @@ class FanoutPoint(Actor):
             cell = self._myRef.base.cells.get(msg.session)
             if cell is not None and cell.alive and isinstance(cell.instance, SessionActor):
                 cell.instance.cutover(msg.guild_id)
+                cell.instance.sync_lane()
 
     def _deliver_traced(self, cells: dict[int, Any], msg: NodeFanout) -> None:
         to, redacted_to = msg.to, msg.redacted_to or ()
@@ -182,37 +208,49 @@ class FanoutPoint(Actor):
         trace = context_of(span)  # each traced socket.out is fanout.deliver's child
         try:
             dispatch = _dispatch_of(msg.payload)
-            self._deliver(cells, dispatch, to[:traced], trace)
-            self._deliver(cells, dispatch, to[traced:], None)
+            # the untraced rest through the sessions too: a traced message is rare
+            self._deliver(cells, dispatch, to[:traced], trace, _NO_LANES)
+            self._deliver(cells, dispatch, to[traced:], None, _NO_LANES)
             if redacted_to:
                 redacted = _dispatch_of(msg.redacted)
-                self._deliver(cells, redacted, redacted_to[:traced_redacted], trace)
-                self._deliver(cells, redacted, redacted_to[traced_redacted:], None)
+                self._deliver(cells, redacted, redacted_to[:traced_redacted], trace, _NO_LANES)
+                self._deliver(cells, redacted, redacted_to[traced_redacted:], None, _NO_LANES)
         finally:
             span.end()
 
     @staticmethod
     def _deliver(cells: dict[int, Any], dispatch: PreparedDispatch, to: Any,
-                 trace: dict | None) -> None:
+                 trace: dict | None, lanes: dict[int, tuple[Any, Any, Any]]) -> None:
         # ``to`` may come from another node: only live session actors are called.
         session_class = SessionActor
         # a big fan-out's zlib-stream frames share one deflated tail (gateway/protocol/
         # compression.py); each connection compares this with its threshold
         dispatch.fanout = len(to)
+        written = 0
         for actor_id in to:
-            cell = cells.get(actor_id)
-            if cell is not None and cell.alive:
-                session = cell.instance
-                if isinstance(session, session_class):
-                    try:
+            try:
+                lane = lanes.get(actor_id)
+                if lane is not None:  # the common case, in place (module doc, "Lanes")
+                    cell, transport, dispatch_log = lane
+                    if cell.alive:
+                        data = dispatch.frame(dispatch_log.append(dispatch), _JSON)
+                        transport.send(_TEXT, data)
+                        written += len(data)
+                        continue
+                    del lanes[actor_id]  # the session died (a crash): nothing to write
+                cell = cells.get(actor_id)
+                if cell is not None and cell.alive:
+                    session = cell.instance
+                    if isinstance(session, session_class):
                         session.deliver_dispatch(dispatch, trace)
-                    except Exception as exc:  # one broken session must not cost the
-                        # others theirs; the line names the message's trace
-                        held = _failed_lines.allow(type(exc))
-                        if held is not None:
-                            log.exception("fanout.delivery_failed", extra={
-                                "session": actor_id, "event_name": dispatch.event,
-                                "trace": trace, "suppressed": held})
+            except Exception as exc:  # one broken session must not cost the others
+                # theirs; the line names the message's trace
+                held = _failed_lines.allow(type(exc))
+                if held is not None:
+                    log.exception("fanout.delivery_failed", extra={
+                        "session": actor_id, "event_name": dispatch.event,
+                        "trace": trace, "suppressed": held})
+        bytes_written[0] += written
         _deliveries.add(len(to))  # once per batch: metrics cost nothing per recipient
         created_ms = _created_ms(dispatch)
         if created_ms is not None:
@@ -238,6 +276,8 @@ def _created_ms(dispatch: PreparedDispatch) -> int | None:
         return None
 
 
-def start_fanout_point(base: Any) -> Address:
-    """Create this node's fan-out point on ``base`` (a ``UvloopSystemBase``; loop thread)."""
-    return base.create_actor(None, FanoutPoint, None, None, fixed_id=FANOUT_ID)
+def start_fanout_point(base: Any, ctx: Any = None) -> Address:
+    """Create this node's fan-out point on ``base`` (a ``UvloopSystemBase``; loop thread),
+    for the sessions of the gateway context ``ctx`` (None: it calls every session)."""
+    cls = FanoutPoint if ctx is None else bind(FanoutPoint, ctx)
+    return base.create_actor(None, cls, None, None, fixed_id=FANOUT_ID)

@@ -45,6 +45,12 @@ from aiohttp import web
 
 from observability import counter
 
+bytes_out = counter("gateway_out_bytes_total",
+                    "WebSocket frame payload bytes written to clients")
+#: ``bytes_out``'s count, summed in place by every write (~0.03 µs against ~0.17 for
+#: ``Counter.add``: the fan-out writes once per recipient) and read with the counter
+bytes_written = [0]
+bytes_out.observe(lambda: (({}, bytes_written[0]),))
 _response_timeouts = counter("http_response_write_timeouts_total",
                              "REST/ingress connections reset: an answer not taken in time")
 

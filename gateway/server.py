@@ -54,7 +54,13 @@ from gateway.messages import (
     OpenGuild,
     SetPresence,
 )
-from gateway.outbound import DEFAULT_WRITE_LIMITS, WriteLimits, abort, apply_write_limits
+from gateway.outbound import (
+    DEFAULT_WRITE_LIMITS,
+    WriteLimits,
+    abort,
+    apply_write_limits,
+    bytes_written,
+)
 from gateway.protocol import (
     DEFAULT_CONFIG,
     WS_INVALID_DATA,
@@ -95,12 +101,6 @@ log = logging.getLogger("greenroom.gateway")
 #: a full node answers every new handshake 503: one line a second, with the count held
 _refused_lines = LogThrottle(interval=1.0)
 
-_bytes_out = counter("gateway_out_bytes_total",
-                     "WebSocket frame payload bytes written to clients")
-#: ``_bytes_out``'s count, summed in place by every write (~0.03 µs against ~0.17 for
-#: ``Counter.add``: the fan-out writes once per recipient) and read with the counter
-_bytes_written = [0]
-_bytes_out.observe(lambda: (({}, _bytes_written[0]),))
 _identifies = counter("gateway_identifies_total", "IDENTIFYs that passed the "
                       "connection's checks (a session actor was started for each)")
 _resumes = counter("gateway_resumes_total", "RESUMEs that passed the connection's checks")
@@ -231,6 +231,7 @@ class Link(WSListener):
         self.gateway.resting_links.discard(self)
         self.gateway.timers.cancel(self)
         gone = self.conn.connection_lost(self._client_close)
+        self._sync_lane()
         if self.session is not None:
             self.gateway.base.tell_from_loop(self.session, Detached(self, gone.session_resumable))
 
@@ -247,7 +248,7 @@ class Link(WSListener):
         transport = self.transport
         if data is not None and transport is not None and not transport.is_disconnected:
             transport.send(_TEXT if conn.text_frames else _BINARY, data)
-            _bytes_written[0] += len(data)
+            bytes_written[0] += len(data)
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too).
@@ -297,6 +298,32 @@ class Link(WSListener):
             # Voice: not served in this slice.
         if frames is not None:
             self._send_frames(frames)
+        self._sync_lane()  # the connection's state may have changed
+
+    # -- the fan-out's lane (gateway/fanout.py, "Lanes") -----------------------------------
+
+    def lane_transport(self) -> WSTransport | None:
+        """This connection's transport while a dispatch would go straight to it, framed
+        as plain JSON text: READY, JSON without compression, not paused, nothing of a
+        RESUME's replay or a backlog left to write, connected. None otherwise."""
+        conn, transport = self.conn, self.transport
+        if (conn.state is ConnectionState.READY and conn.text_frames and not self._paused
+                and self._replay is None and self._unsent is None
+                and transport is not None and not transport.is_disconnected):
+            return transport
+        return None
+
+    def _sync_lane(self) -> None:
+        """Something on this side changed what may be the session's lane: let the session
+        (when it lives on this node) set it again (``SessionActor.sync_lane``)."""
+        session = self.session
+        cell = session._cell if session is not None else None
+        if cell is None:
+            return
+        if cell.alive and isinstance(cell.instance, SessionActor):
+            cell.instance.sync_lane()
+        else:  # it died (a crash ends a session without its own last word)
+            self.gateway.ctx.lanes.pop(session.id, None)
 
     def _send_frames(self, frames: list[SendFrame]) -> None:
         """Write ``frames``; several in one write (one segment, one wake-up of the
@@ -307,7 +334,7 @@ class Link(WSListener):
         if len(frames) == 1:
             frame = frames[0]
             transport.send(_TEXT if frame.text else _BINARY, frame.data)
-            _bytes_written[0] += len(frame.data)
+            bytes_written[0] += len(frame.data)
             return
         if transport.is_close_frame_sent:  # as picows's send: nothing after a close
             return
@@ -315,7 +342,7 @@ class Link(WSListener):
         for frame in frames:
             out += ws_frame_header(_TEXT if frame.text else _BINARY, len(frame.data))
             out += frame.data
-            _bytes_written[0] += len(frame.data)
+            bytes_written[0] += len(frame.data)
         # the transport that picows's own sends go through, so the order holds
         transport.underlying_transport.write(out)
 
@@ -328,6 +355,7 @@ class Link(WSListener):
     def pause_writing(self) -> None:
         """picows: the transport holds more than ``high_water`` bytes."""
         self._paused = True
+        self._sync_lane()
         if self._stall is None:
             self._stall = self.loop.call_later(self.gateway.write_limits.stall_timeout_s,
                                                self._check_stall, self._queued())
@@ -338,6 +366,7 @@ class Link(WSListener):
         if stall is not None:
             stall.cancel()
         self._write_backlog()
+        self._sync_lane()
 
     def resume_ok(self, log: DispatchLog, *, intents: int, seq: int) -> None:
         """Answer this connection's RESUME (the client's ``seq``) from the session's
@@ -352,6 +381,7 @@ class Link(WSListener):
         replay.extend(dispatch for _, dispatch in log.after(log.seq - 1))  # RESUMED
         self._replay = (seq + 1, replay)
         self._write_backlog()
+        self._sync_lane()
 
     def _write_backlog(self) -> None:
         """Write a RESUME's replay, then the dispatches held in the log, in order, until
@@ -369,7 +399,7 @@ class Link(WSListener):
             while replay:
                 frame = conn.logged_frame(seq, replay.popleft())
                 transport.send(kind, frame)
-                _bytes_written[0] += len(frame)
+                bytes_written[0] += len(frame)
                 seq += 1
                 if self._paused:  # over the mark again: the rest waits
                     self._replay = (seq, replay) if replay else None
@@ -381,7 +411,7 @@ class Link(WSListener):
         for seq, dispatch in log.after(first - 1):
             frame = conn.logged_frame(seq, dispatch)
             transport.send(kind, frame)
-            _bytes_written[0] += len(frame)
+            bytes_written[0] += len(frame)
             if self._paused:
                 if seq < log.seq:
                     self._unsent = seq + 1

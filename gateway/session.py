@@ -223,6 +223,12 @@ class SessionActor(Actor):
         self._move: _Move | None = None
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
+        try:
+            self._receive(msg, sender)
+        finally:  # whatever the message changed, the fan-out point sees it next
+            self.sync_lane()
+
+    def _receive(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Deliver):
             self._deliver(msg)
         elif isinstance(msg, CloseSession):
@@ -583,6 +589,28 @@ class SessionActor(Actor):
                                                  log.encoding, log.seq)
             else:
                 self._moving_dispatch(dispatch)
+
+    def sync_lane(self) -> None:
+        """Keep this session's entry in ``ctx.lanes`` true: there exactly while the
+        fan-out point may write its dispatches itself, which is ``deliver_dispatch``'s
+        common case with nothing else to do: attached to a link whose connection writes
+        plain JSON now (``Link.lane_transport``), its log the link's, no standby copy to
+        feed, no catch-up in progress (``deliver_dispatch`` is the class's). Run after
+        every message this actor handles, every change on its link's side (the link
+        calls it) and the fan-out point's direct calls."""
+        cell = self._myRef
+        key = cell.address.id
+        link, log = self.link, self.log
+        transport = None
+        if (link is not None and log is not None and link.conn.log is log
+                and self._standby is None and not self._ended and cell.alive
+                and "deliver_dispatch" not in self.__dict__):
+            transport = link.lane_transport()
+        lanes = self.ctx.lanes
+        if transport is None:
+            lanes.pop(key, None)
+        else:
+            lanes[key] = (cell, transport, log)
 
     def _close_session(self, msg: CloseSession, sender: Any) -> None:
         """An internal service disconnects this session: close its socket with

@@ -83,6 +83,7 @@ class _Session(SessionActor):
         if isinstance(msg, _SetupSession):
             self.link = msg.link
             self.log = msg.link.conn.log
+            self.sync_lane()
         else:
             super().receiveMessage(msg, sender)
 
@@ -142,7 +143,7 @@ async def main(traced: bool, per_session: bool = False, fanouts: int = 200,
     config = GatewayConfig() if shared_tail_min is None else GatewayConfig(
         zlib_shared_tail_min=shared_tail_min)
     ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
-    start_fanout_point(base)
+    start_fanout_point(base, ctx)
     guild = base.create_actor(None, bind(_PerSessionGuild if per_session else _Guild, ctx),
                               None, None)
     subs = {}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.outbound import bytes_out
 from gateway.protocol import PreparedDispatch
 from gateway.protocol.events import SendFrame
-from gateway.server import Link, _bytes_out
+from gateway.server import Link
 from tests.gateway.scripted_client import ScriptedClient
 
 
@@ -34,11 +35,11 @@ def _link(transport: _Transport, url: str = "/?v=10&encoding=json") -> tuple[Lin
 def test_dispatch_bytes_count_in_out_bytes() -> None:
     transport = _Transport()
     link, client = _link(transport, "/?v=10&encoding=json&compress=zlib-stream")
-    before = _bytes_out.value()
+    before = bytes_out.value()
     for n in range(3):
         link.send_dispatch(PreparedDispatch("MESSAGE_CREATE", {"id": str(n), "content": "hi"}))
     assert len(transport.sent) == 3
-    assert _bytes_out.value() - before == sum(len(frame) for frame in transport.sent)
+    assert bytes_out.value() - before == sum(len(frame) for frame in transport.sent)
     decoded = [client.decode_frame(SendFrame(data, False)) for data in transport.sent]
     assert [(p["s"], p["d"]["id"]) for p in decoded] == [(3, "0"), (4, "1"), (5, "2")]
 
@@ -46,9 +47,9 @@ def test_dispatch_bytes_count_in_out_bytes() -> None:
 def test_nothing_counts_on_a_disconnected_transport() -> None:
     transport = _Transport(disconnected=True)
     link, _ = _link(transport)
-    before = _bytes_out.value()
+    before = bytes_out.value()
     link.send_dispatch(PreparedDispatch("MESSAGE_CREATE", {"id": "1"}))
     assert transport.sent == []
-    assert _bytes_out.value() == before
+    assert bytes_out.value() == before
     assert link.conn.log is not None and link.conn.log.seq == 3  # numbered for a RESUME
 

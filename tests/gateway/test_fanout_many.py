@@ -1,0 +1,190 @@
+"""The fan-out point's loop over many recipients (gateway/fanout.py): each gets each
+dispatch once, numbered in its session and in order; a paused client's is held in its
+log; a socket write that fails costs no other recipient its frame. Real session actors
+and links on a real loop with the socket replaced (this piece), then over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import uvloop
+
+from actors import UvloopSystemBase
+from gateway.context import GatewayContext, bind
+from gateway.fanout import NodeFanout, fanout_address, start_fanout_point
+from gateway.protocol import Encoding, GatewayConfig, PreparedDispatch
+from storage.snowflake import SnowflakeGenerator
+from tests.gateway.bench_fanout import _link, _Session, _SetupSession
+from tests.gateway.harness import run, running_gateway
+from tests.gateway.test_events import session
+from tests.gateway.test_fanout import CONTENT
+from tests.gateway.test_gateway_socket import identified, identify, recv
+from tests.gateway.test_rest import call
+
+RECIPIENTS = 70
+
+
+class _Transport:
+    """A picows ``WSTransport`` that keeps its frames (or fails every write)."""
+
+    is_disconnected = False
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.sent: list[bytes] = []
+
+    def send(self, msg_type: Any, data: bytes) -> None:
+        if self.fail:
+            raise RuntimeError("injected write failure")
+        self.sent.append(data)
+
+
+def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
+             failing: int | None = None) -> list[tuple[Any, _Transport, int]]:
+    """Deliver ``dispatches`` (one NodeFanout each) to RECIPIENTS sessions through the
+    fan-out point; answers each session's (link, transport, seq before the first)."""
+    async def main() -> list[tuple[Any, _Transport, int]]:
+        loop = asyncio.get_running_loop()
+        base = UvloopSystemBase(loop=loop)
+        config = GatewayConfig()
+        ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
+        point = start_fanout_point(base, ctx)
+        ids, out = [], []
+        for n in range(RECIPIENTS):
+            link = _link(None, config)
+            transport = _Transport(fail=n == failing)
+            link.transport = transport
+            if n == paused:
+                link._paused = True  # above the high-water mark: dispatches are held
+            actor = base.create_actor(None, bind(_Session, ctx), None, None)
+            base.tell_from_loop(actor, _SetupSession(link))
+            ids.append(actor.id)
+            out.append((link, transport, link.conn.log.seq))
+        await asyncio.sleep(0.05)
+        # the fan-out writes to these sessions in place (gateway/fanout.py, "Lanes"),
+        # and calls the paused one's ``deliver_dispatch``
+        assert len(ctx.lanes) == RECIPIENTS - (paused is not None)
+        for dispatch in dispatches:
+            base.tell_from_loop(point, NodeFanout(dispatch, tuple(ids)))
+            await asyncio.sleep(0.02)
+        base.shutdown_in_loop()
+        return out
+
+    return uvloop.run(main())
+
+
+def _dispatch(n: int) -> PreparedDispatch:
+    return PreparedDispatch("MESSAGE_CREATE", {"id": str(n), "content": f"m{n}"})
+
+
+def test_each_recipient_gets_each_dispatch_once_in_order() -> None:
+    dispatches = [_dispatch(1), _dispatch(2)]
+    for link, transport, before in _fan_out(dispatches):
+        assert link.conn.log.seq == before + 2
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(dispatches, before + 1)]
+
+
+def test_a_paused_client_is_held_and_the_others_are_written() -> None:
+    held = 30
+    recipients = _fan_out([_dispatch(1)], paused=held)
+    for n, (link, transport, before) in enumerate(recipients):
+        assert link.conn.log.seq == before + 1  # numbered and kept for the replay either way
+        assert len(transport.sent) == (0 if n == held else 1), n
+    link, _, before = recipients[held]
+    assert link._unsent == before + 1  # written from the log once it drains
+
+
+def test_a_failed_write_costs_no_other_recipient_its_frame(
+        caplog: pytest.LogCaptureFixture) -> None:
+    failing = 3
+    with caplog.at_level(logging.ERROR, logger="greenroom.gateway.fanout"):
+        recipients = _fan_out([_dispatch(1), _dispatch(2)], failing=failing)
+    for n, (_, transport, _) in enumerate(recipients):
+        assert len(transport.sent) == (0 if n == failing else 2), n
+    failures = [r for r in caplog.records if r.getMessage() == "fanout.delivery_failed"]
+    assert failures and failures[0].exc_info is not None
+    assert failures[0].event_name == "MESSAGE_CREATE"
+
+
+def test_many_sockets_each_get_their_own_frame(tmp_path: Path) -> None:
+    """Over real sockets: 36 sessions, one NodeFanout; each client reads the dispatch
+    once, numbered after its own GUILD_CREATE."""
+    count = 36
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            sockets = []
+            for _ in range(count):
+                ws = await session(http, r, r.seeded.token, CONTENT)
+                assert (await recv(ws))["t"] == "GUILD_CREATE"
+                sockets.append(ws)
+            await asyncio.sleep(0.05)
+            sids = [address.id for address in r.gateway.ctx.sessions.values()]
+            assert len(sids) == count
+            data = {"id": "99", "channel_id": str(r.seeded.channel_id), "content": "all"}
+            here = r.gateway.base
+            here.tell_from_loop(fanout_address(here.node),
+                                NodeFanout(PreparedDispatch("MESSAGE_CREATE", data), sids))
+            for ws in sockets:
+                assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 3, "op": 0, "d": data}
+            for ws in sockets:
+                await ws.close()
+
+    run(main)
+
+
+def _lane_of(r: Any, session_id: str) -> tuple[int, Any, Any]:
+    """(actor id, its ``ctx.lanes`` entry or None, its link) of a live session."""
+    address = r.gateway.ctx.sessions[session_id]
+    link = next(link for link in r.gateway.links if link.session == address)
+    return address.id, r.gateway.ctx.lanes.get(address.id), link
+
+
+def test_a_session_has_a_lane_exactly_while_it_writes_plain_json(tmp_path: Path) -> None:
+    """``ctx.lanes`` follows the connection over real sockets: there once READY, gone
+    while the transport is paused (the message then waits in the log) and back once the
+    backlog is written, never for a compressed connection, gone at the close."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            ws, ready = await identified(http, r)
+            actor_id, lane, link = _lane_of(r, ready["d"]["session_id"])
+            assert lane is not None and lane[1] is link.transport
+            assert lane[2] is link.conn.log
+
+            link.pause_writing()  # as picows calls it above the high-water mark
+            assert actor_id not in r.gateway.ctx.lanes
+            status, _, _ = await call(http, r, "POST", f"/channels/{r.seeded.channel_id}"
+                                      "/messages", r.seeded.token, json={"content": "held"})
+            assert status == 200
+            await asyncio.sleep(0.05)
+            assert link.conn.log.seq == 3 and link._unsent == 3  # numbered, not written
+            link.resume_writing()
+            assert r.gateway.ctx.lanes[actor_id][1] is link.transport
+            got = await recv(ws)
+            assert (got["t"], got["s"], got["d"]["content"]) == ("MESSAGE_CREATE", 3, "held")
+            status, _, _ = await call(http, r, "POST", f"/channels/{r.seeded.channel_id}"
+                                      "/messages", r.seeded.token, json={"content": "live"})
+            assert status == 200
+            got = await recv(ws)  # through the lane
+            assert (got["s"], got["d"]["content"]) == (4, "live")
+
+            zws = await http.ws_connect(
+                f"{r.gateway.gateway_url}/?v=10&encoding=json&compress=zlib-stream")
+            await zws.send_json(identify(r.seeded.token))
+            await asyncio.sleep(0.2)
+            compressed = [s for s in r.gateway.ctx.sessions if s != ready["d"]["session_id"]]
+            assert len(compressed) == 1
+            assert _lane_of(r, compressed[0])[1] is None
+
+            await ws.close()
+            await asyncio.sleep(0.1)
+            assert actor_id not in r.gateway.ctx.lanes
+            await zws.close()
+
+    run(main)
