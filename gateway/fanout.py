@@ -159,8 +159,10 @@ class FanoutPoint(Actor):
             session = cell.instance
             if cell.alive and isinstance(session, SessionActor):
                 try:
-                    session.dispatches_lost(since_s)
-                    session.sync_lane()  # a catch-up holds what comes meanwhile
+                    try:
+                        session.dispatches_lost(since_s)
+                    finally:  # a catch-up holds what comes meanwhile
+                        session.sync_lane()
                     told += 1
                 except Exception:  # one broken session must not cost the others theirs
                     log.exception("fanout.catch_up_failed", extra={"session": cell.address.id})
@@ -190,8 +192,10 @@ class FanoutPoint(Actor):
             # hears that nothing more comes from it (gateway/session.py, ``cutover``).
             cell = self._myRef.base.cells.get(msg.session)
             if cell is not None and cell.alive and isinstance(cell.instance, SessionActor):
-                cell.instance.cutover(msg.guild_id)
-                cell.instance.sync_lane()
+                try:
+                    cell.instance.cutover(msg.guild_id)
+                finally:
+                    cell.instance.sync_lane()
 
     def _deliver_traced(self, cells: dict[int, Any], msg: NodeFanout) -> None:
         to, redacted_to = msg.to, msg.redacted_to or ()

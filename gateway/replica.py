@@ -255,8 +255,11 @@ class ReplicaFeed:
             if old is not None:
                 self._op(old, ReplicaClose(sid, session.myAddress))
             session._standby = standby
-            if standby is not None:
-                session.replicate_open()
+            try:
+                if standby is not None:
+                    session.replicate_open()
+            finally:  # a standby to feed: the fan-out calls the session again
+                session.sync_lane()
 
 
 class Replica:

@@ -253,6 +253,12 @@ class Link(WSListener):
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too).
         Consecutive frames (READY and its GUILD_CREATEs) go out in one write."""
+        try:
+            self._carry_out(effects)
+        finally:  # the connection's state may have changed, whatever went wrong
+            self._sync_lane()
+
+    def _carry_out(self, effects: Iterable[Effect]) -> None:
         transport = self.transport
         frames: list[SendFrame] | None = None
         for effect in effects:
@@ -298,7 +304,6 @@ class Link(WSListener):
             # Voice: not served in this slice.
         if frames is not None:
             self._send_frames(frames)
-        self._sync_lane()  # the connection's state may have changed
 
     # -- the fan-out's lane (gateway/fanout.py, "Lanes") -----------------------------------
 
@@ -749,6 +754,7 @@ class Gateway:
             if session is not None and session.node == self.base.node:
                 cell = cells.get(session.id)
                 if cell is None or not cell.alive:
+                    self.ctx.lanes.pop(session.id, None)  # it died with its host
                     orphan = orphans.pop(session.id, None)
                     conn = link.conn
                     if orphan is not None and orphan.link is link \

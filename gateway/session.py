@@ -604,7 +604,8 @@ class SessionActor(Actor):
         transport = None
         if (link is not None and log is not None and link.conn.log is log
                 and self._standby is None and not self._ended and cell.alive
-                and "deliver_dispatch" not in self.__dict__):
+                and "deliver_dispatch" not in self.__dict__
+                and type(self).deliver_dispatch is SessionActor.deliver_dispatch):
             transport = link.lane_transport()
         lanes = self.ctx.lanes
         if transport is None:

@@ -65,6 +65,11 @@ class FakeSession:
         self.session_id = session_id
         self.myAddress = Address("home", hash(session_id) & 0xFFFF)
         self._standby: str | None = None
+        #: the standby each ``sync_lane`` call saw (the fan-out's lane, gateway/fanout.py)
+        self.lane_synced: list[str | None] = []
+
+    def sync_lane(self) -> None:
+        self.lane_synced.append(self._standby)
 
 
 def test_the_feed_sends_one_batch_per_standby_per_loop_turn_with_each_dispatch_once():
@@ -116,6 +121,8 @@ def test_a_lone_node_replicates_nothing_until_another_joins():
         feed.membership_changed(None)
         await asyncio.sleep(0)
         assert session._standby == "b"
+        # and the fan-out stops writing to it in place: each dispatch feeds the standby
+        assert session.lane_synced == ["b"]
         [(to, msg)] = base.sent
         assert to.node == "b" and isinstance(msg.ops[0], ReplicaOpen)
 
