@@ -212,13 +212,13 @@ class FanoutPoint(Actor):
         trace = context_of(span)  # each traced socket.out is fanout.deliver's child
         try:
             dispatch = _dispatch_of(msg.payload)
-            # the untraced rest through the sessions too: a traced message is rare
+            lanes = _NO_LANES if self.ctx is None else self.ctx.lanes
             self._deliver(cells, dispatch, to[:traced], trace, _NO_LANES)
-            self._deliver(cells, dispatch, to[traced:], None, _NO_LANES)
+            self._deliver(cells, dispatch, to[traced:], None, lanes)
             if redacted_to:
                 redacted = _dispatch_of(msg.redacted)
                 self._deliver(cells, redacted, redacted_to[:traced_redacted], trace, _NO_LANES)
-                self._deliver(cells, redacted, redacted_to[traced_redacted:], None, _NO_LANES)
+                self._deliver(cells, redacted, redacted_to[traced_redacted:], None, lanes)
         finally:
             span.end()
 
