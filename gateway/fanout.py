@@ -143,6 +143,10 @@ class FanoutPoint(Actor):
     #: the gateway's context (``gateway.context.bind``): its ``lanes``
     ctx: Any = None
 
+    @property
+    def _lanes(self) -> dict[int, tuple[Any, Any, Any]]:
+        return _NO_LANES if self.ctx is None else self.ctx.lanes
+
     def replaces_crashed(self) -> None:
         """The fan-out point before this one died, with what was queued behind it: tell
         the sessions, at this incarnation's first message or its first loop turn."""
@@ -177,7 +181,7 @@ class FanoutPoint(Actor):
             if msg.trace is not None:
                 self._deliver_traced(cells, msg)
             else:
-                lanes = _NO_LANES if self.ctx is None else self.ctx.lanes
+                lanes = self._lanes
                 self._deliver(cells, _dispatch_of(msg.payload), msg.to, None, lanes)
                 if msg.redacted_to:
                     self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None,
@@ -212,7 +216,7 @@ class FanoutPoint(Actor):
         trace = context_of(span)  # each traced socket.out is fanout.deliver's child
         try:
             dispatch = _dispatch_of(msg.payload)
-            lanes = _NO_LANES if self.ctx is None else self.ctx.lanes
+            lanes = self._lanes
             self._deliver(cells, dispatch, to[:traced], trace, _NO_LANES)
             self._deliver(cells, dispatch, to[traced:], None, lanes)
             if redacted_to:
