@@ -35,6 +35,18 @@ message the session handles, after every change on its link's side (effects carr
 out, pause, resume, disconnect) and after this actor's direct calls; anything else
 (compressed, msgpack, paused, traced) goes through ``deliver_dispatch`` as before.
 
+Turns: a fan-out to more than ``TURN_RECIPIENTS`` sessions of this node is delivered
+``TURN_RECIPIENTS`` at a time, one batch per turn of this actor; the next turn comes
+from a timer of 0 s, so the loop serves its I/O and the actors queued meanwhile run
+in between. This is the BEAM's reduction count applied to the one actor whose message
+can take ~10 ms: a 1,000-recipient loop in one turn held every REST request, storage
+acknowledgement and actor hop of the node behind it. At 80 msg/s x 1,000 members the
+durable stage's p99 (the poster's answer waits for it) was 49-198 ms because of that,
+and it is 14-19 ms with turns (loadtest/GATEWAY_BENCH.md, "Turns"). What arrives
+meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
+in the order it came, so every session still sees the guild's dispatches in order. A
+traced NodeFanout is delivered whole when its turn comes (its spans time the loop).
+
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
 guild subscription, sent by its client when the user opens the guild); a passive
@@ -49,12 +61,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from picows import WSMsgType
 
-from actors import Actor
+from actors import Actor, Timeout
 from actors.address import Address
 from actors.wire import wire_type
 from gateway.context import bind
@@ -84,6 +97,9 @@ _TEXT = WSMsgType.TEXT
 _JSON = Encoding.JSON
 #: a fan-out point with no context (``start_fanout_point`` without one): no lanes
 _NO_LANES: dict[int, tuple[Any, Any, Any]] = {}
+#: recipients the fan-out point writes to in one turn; a bigger fan-out goes on in its next
+#: turns, each after the loop has served its I/O (module doc, "Turns")
+TURN_RECIPIENTS = 256
 #: socket.out spans under one traced fanout.deliver (the first recipients'; see _deliver_traced)
 SOCKET_OUT_SPANS = 16
 
@@ -143,6 +159,12 @@ class FanoutPoint(Actor):
     #: the gateway's context (``gateway.context.bind``): its ``lanes``
     ctx: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: NodeFanouts and Cutovers waiting behind a big fan-out, in the order they came;
+        #: the first may be a ``_Turns`` under way (module doc, "Turns")
+        self._backlog: deque[Any] = deque()
+
     @property
     def _lanes(self) -> dict[int, tuple[Any, Any, Any]]:
         return _NO_LANES if self.ctx is None else self.ctx.lanes
@@ -175,6 +197,53 @@ class FanoutPoint(Actor):
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if self._lost_queue:
             self._sessions_catch_up()
+        if msg.__class__ is Timeout:
+            if msg.payload is _GO_ON:
+                self._work()
+        elif isinstance(msg, (NodeFanout, Cutover)):
+            backlog = self._backlog
+            if backlog or (msg.__class__ is NodeFanout and msg.trace is None
+                           and len(msg.to) + len(msg.redacted_to or ()) > TURN_RECIPIENTS):
+                backlog.append(msg)  # behind what waits, in order (module doc, "Turns")
+                if len(backlog) == 1:
+                    self._work()
+            else:
+                self._handle(msg)
+
+    def _work(self) -> None:
+        """Deliver from the backlog, at most ``TURN_RECIPIENTS`` recipients in this turn;
+        the rest goes on in the next one, which comes after the loop has served its I/O
+        (a timer of 0 s) and the actors queued meanwhile have had their turn."""
+        backlog, budget = self._backlog, TURN_RECIPIENTS
+        cells, lanes = self._myRef.base.cells, self._lanes
+        try:
+            while backlog and budget > 0:
+                head = backlog[0]
+                try:
+                    if head.__class__ is not _Turns:
+                        if head.__class__ is Cutover or head.trace is not None:
+                            backlog.popleft()  # whole: a traced one's spans time its loop
+                            budget -= 1 if head.__class__ is Cutover else len(head.to)
+                            self._handle(head)
+                            continue
+                        head = backlog[0] = _Turns(head)
+                    budget = head.deliver(cells, lanes, budget)
+                except Exception:  # e.g. another node's malformed payload: it alone is
+                    # lost, and what waits behind it still goes out
+                    log.exception("fanout.dropped", extra={"msg_type": type(head).__name__})
+                    if backlog and backlog[0] is head:
+                        backlog.popleft()
+                    continue
+                if not head.parts:
+                    backlog.popleft()
+                    if head.event == "MESSAGE_CREATE":
+                        record_stage("fanout_loop", time.perf_counter() - head.started)
+        finally:
+            if backlog:
+                self.start_timer(0, _GO_ON)
+
+    def _handle(self, msg: NodeFanout | Cutover) -> None:
+        """``msg`` in this turn, whole."""
         if isinstance(msg, NodeFanout):
             started = time.perf_counter()
             cells = self._myRef.base.cells
@@ -182,15 +251,16 @@ class FanoutPoint(Actor):
                 self._deliver_traced(cells, msg)
             else:
                 lanes = self._lanes
-                self._deliver(cells, _dispatch_of(msg.payload), msg.to, None, lanes)
+                dispatch = _dispatch_of(msg.payload)
+                dispatch.fanout = len(msg.to)
+                self._deliver(cells, dispatch, msg.to, None, lanes)
                 if msg.redacted_to:
-                    self._deliver(cells, _dispatch_of(msg.redacted), msg.redacted_to, None,
-                                  lanes)
-            payload = msg.payload
-            if (payload.event if payload.__class__ is PreparedDispatch
-                    else payload[0]) == "MESSAGE_CREATE":
+                    redacted = _dispatch_of(msg.redacted)
+                    redacted.fanout = len(msg.redacted_to)
+                    self._deliver(cells, redacted, msg.redacted_to, None, lanes)
+            if _event_of(msg) == "MESSAGE_CREATE":
                 record_stage("fanout_loop", time.perf_counter() - started)
-        elif isinstance(msg, Cutover):
+        else:
             # A guild swapped a session that moved to another node for its new address;
             # here, behind every NodeFanout that guild sent this node, the old session
             # hears that nothing more comes from it (gateway/session.py, ``cutover``).
@@ -216,11 +286,13 @@ class FanoutPoint(Actor):
         trace = context_of(span)  # each traced socket.out is fanout.deliver's child
         try:
             dispatch = _dispatch_of(msg.payload)
+            dispatch.fanout = len(to)
             lanes = self._lanes
             self._deliver(cells, dispatch, to[:traced], trace, _NO_LANES)
             self._deliver(cells, dispatch, to[traced:], None, lanes)
             if redacted_to:
                 redacted = _dispatch_of(msg.redacted)
+                redacted.fanout = len(redacted_to)
                 self._deliver(cells, redacted, redacted_to[:traced_redacted], trace, _NO_LANES)
                 self._deliver(cells, redacted, redacted_to[traced_redacted:], None, lanes)
         finally:
@@ -229,11 +301,11 @@ class FanoutPoint(Actor):
     @staticmethod
     def _deliver(cells: dict[int, Any], dispatch: PreparedDispatch, to: Any,
                  trace: dict | None, lanes: dict[int, tuple[Any, Any, Any]]) -> None:
-        # ``to`` may come from another node: only live session actors are called.
+        # ``to`` may come from another node: only live session actors are called. The
+        # caller has set ``dispatch.fanout`` to the whole fan-out's size: a big fan-out's
+        # zlib-stream frames share one deflated tail (gateway/protocol/compression.py),
+        # and each connection compares it with its threshold.
         session_class = SessionActor
-        # a big fan-out's zlib-stream frames share one deflated tail (gateway/protocol/
-        # compression.py); each connection compares this with its threshold
-        dispatch.fanout = len(to)
         written = 0
         for actor_id in to:
             try:
@@ -263,6 +335,49 @@ class FanoutPoint(Actor):
         created_ms = _created_ms(dispatch)
         if created_ms is not None:
             _latency.record(time.time() - created_ms / 1000, len(to))
+
+
+class _Turns:
+    """A NodeFanout the fan-out point delivers over several turns: what is left of it
+    (``parts``: each dispatch with its recipients, ``at``: how far into the first)."""
+
+    __slots__ = ("parts", "at", "started", "event")
+
+    def __init__(self, msg: NodeFanout) -> None:
+        self.started = time.perf_counter()
+        self.event = _event_of(msg)
+        self.parts: list[tuple[PreparedDispatch, Any]] = []
+        for payload, to in ((msg.payload, msg.to), (msg.redacted, msg.redacted_to)):
+            if to:
+                dispatch = _dispatch_of(payload)  # decoded once, for every turn
+                dispatch.fanout = len(to)
+                self.parts.append((dispatch, to))
+        self.at = 0
+
+    def deliver(self, cells: dict[int, Any], lanes: dict[int, tuple[Any, Any, Any]],
+                budget: int) -> int:
+        """Deliver to at most ``budget`` more recipients; returns what is left of it."""
+        parts = self.parts
+        while parts and budget > 0:
+            dispatch, to = parts[0]
+            end = self.at + budget
+            FanoutPoint._deliver(cells, dispatch, to[self.at:end], None, lanes)
+            if end >= len(to):
+                budget = end - len(to)
+                del parts[0]
+                self.at = 0
+            else:
+                self.at, budget = end, 0
+        return budget
+
+
+def _event_of(msg: NodeFanout) -> str:
+    payload = msg.payload
+    return payload.event if payload.__class__ is PreparedDispatch else payload[0]
+
+
+#: the payload of the timer with which the fan-out point goes on with its backlog
+_GO_ON = object()
 
 
 #: ``,"op":0,"d":{"id":"`` ahead of a message object's id (chat/objects.py: first key)

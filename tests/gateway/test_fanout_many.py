@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 import uvloop
 
-from actors import UvloopSystemBase
+import gateway.fanout
+from actors import Actor, UvloopSystemBase
 from gateway.context import GatewayContext, bind
 from gateway.fanout import NodeFanout, fanout_address, start_fanout_point
 from gateway.protocol import Encoding, GatewayConfig, PreparedDispatch
@@ -27,6 +28,7 @@ from tests.gateway.test_gateway_socket import identified, identify, recv
 from tests.gateway.test_rest import call
 
 RECIPIENTS = 70
+_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 class _Transport:
@@ -44,10 +46,23 @@ class _Transport:
         self.sent.append(data)
 
 
+class _Probe(Actor):
+    """Notes, when it handles a message, how many frames the transports hold so far."""
+
+    seen: list[int] = []
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, list):
+            _Probe.seen.append(sum(len(transport.sent) for transport in msg))
+
+
 def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
-             failing: int | None = None) -> list[tuple[Any, _Transport, int]]:
+             failing: int | None = None, together: bool = False,
+             traced: int | None = None) -> list[tuple[Any, _Transport, int]]:
     """Deliver ``dispatches`` (one NodeFanout each) to RECIPIENTS sessions through the
-    fan-out point; answers each session's (link, transport, seq before the first)."""
+    fan-out point, one at a time or all at once (``together``: each behind the one before,
+    a ``_Probe`` message after the first), the ``traced``-th with a trace; answers each
+    session's (link, transport, seq before the first)."""
     async def main() -> list[tuple[Any, _Transport, int]]:
         loop = asyncio.get_running_loop()
         base = UvloopSystemBase(loop=loop)
@@ -69,9 +84,16 @@ def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
         # the fan-out writes to these sessions in place (gateway/fanout.py, "Lanes"),
         # and calls the paused one's ``deliver_dispatch``
         assert len(ctx.lanes) == RECIPIENTS - (paused is not None)
-        for dispatch in dispatches:
-            base.tell_from_loop(point, NodeFanout(dispatch, tuple(ids)))
-            await asyncio.sleep(0.02)
+        probe = base.create_actor(None, _Probe, None, None)
+        _Probe.seen = []
+        for n, dispatch in enumerate(dispatches):
+            trace = {"traceparent": _TRACEPARENT} if n == traced else None
+            base.tell_from_loop(point, NodeFanout(dispatch, tuple(ids), trace=trace))
+            if not together:
+                await asyncio.sleep(0.02)
+            elif n == 0:
+                base.tell_from_loop(probe, [transport for _, transport, _ in out])
+        await asyncio.sleep(0.05)
         base.shutdown_in_loop()
         return out
 
@@ -112,9 +134,57 @@ def test_a_failed_write_costs_no_other_recipient_its_frame(
     assert failures[0].event_name == "MESSAGE_CREATE"
 
 
-def test_many_sockets_each_get_their_own_frame(tmp_path: Path) -> None:
+def test_a_big_fan_out_takes_turns_with_the_other_actors(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``TURN_RECIPIENTS`` a fan-out goes on over several turns of the fan-out
+    point, and an actor's message sent after it is handled in between (the loop's I/O
+    too): nothing waits behind a whole 1,000-recipient loop. The fan-outs behind it,
+    small ones included, wait their turn: each session reads 1, 2, 3 in order."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    small = PreparedDispatch("MESSAGE_CREATE", {"id": "3", "content": "small"})
+    dispatches = [_dispatch(1), _dispatch(2), small]
+    recipients = _fan_out(dispatches, together=True)
+    assert len(_Probe.seen) == 1 and 16 <= _Probe.seen[0] < RECIPIENTS
+    for link, transport, before in recipients:
+        assert link.conn.log.seq == before + 3
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(dispatches, before + 1)]
+
+
+def test_a_malformed_fan_out_in_the_backlog_costs_only_itself(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A NodeFanout whose payload cannot be decoded (another node's bug) is dropped with
+    an error line when its turn comes; the fan-outs behind it still go out."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    good = [_dispatch(1), _dispatch(3)]
+    with caplog.at_level(logging.ERROR, logger="greenroom.gateway.fanout"):
+        recipients = _fan_out([good[0], ["MESSAGE_CREATE", 42], good[1]],  # type: ignore[list-item]
+                              together=True)
+    for link, transport, before in recipients:
+        assert link.conn.log.seq == before + 2
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(good, before + 1)]
+    dropped = [r for r in caplog.records if r.getMessage() == "fanout.dropped"]
+    assert len(dropped) == 1 and "NodeFanout payload must be" in dropped[0].exc_text
+
+
+def test_a_traced_fan_out_waits_behind_a_big_one_under_way(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A traced NodeFanout is delivered whole (its spans time the loop), but only once
+    the fan-outs ahead of it are done, and the ones after it wait for it."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    dispatches = [_dispatch(1), _dispatch(2), _dispatch(3)]
+    for link, transport, before in _fan_out(dispatches, together=True, traced=1):
+        assert link.conn.log.seq == before + 3
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(dispatches, before + 1)]
+
+
+def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Over real sockets: 36 sessions, one NodeFanout; each client reads the dispatch
-    once, numbered after its own GUILD_CREATE."""
+    once, numbered after its own GUILD_CREATE. Then two that go out in turns of 8
+    recipients: each client reads both, in order."""
     count = 36
 
     async def main() -> None:
@@ -133,6 +203,14 @@ def test_many_sockets_each_get_their_own_frame(tmp_path: Path) -> None:
                                 NodeFanout(PreparedDispatch("MESSAGE_CREATE", data), sids))
             for ws in sockets:
                 assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 3, "op": 0, "d": data}
+            monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 8)
+            later = [{**data, "id": str(n), "content": f"then {n}"} for n in (100, 101)]
+            for d in later:
+                here.tell_from_loop(fanout_address(here.node),
+                                    NodeFanout(PreparedDispatch("MESSAGE_CREATE", d), sids))
+            for ws in sockets:
+                assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 4, "op": 0, "d": later[0]}
+                assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 5, "op": 0, "d": later[1]}
             for ws in sockets:
                 await ws.close()
 
