@@ -44,8 +44,12 @@ acknowledgement and actor hop of the node behind it. At 80 msg/s x 1,000 members
 durable stage's p99 (the poster's answer waits for it) was 49-198 ms because of that,
 and it is 14-19 ms with turns (loadtest/GATEWAY_BENCH.md, "Turns"). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
-in the order it came, so every session still sees the guild's dispatches in order. A
-traced NodeFanout is delivered whole when its turn comes (its spans time the loop).
+in the order it came, so every session still sees the guild's dispatches in order; the
+backlog holds at most the mailbox's capacity, past which a sender gets its message back
+as ``Overloaded``, as from a full mailbox. A traced NodeFanout is delivered whole when
+its turn comes (its spans time the loop). Sessions with a standby copy on another node
+(no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
+fan-out now reaches each standby node in four batches, each with the dispatch's bytes.
 
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
@@ -202,9 +206,15 @@ class FanoutPoint(Actor):
                 self._work()
         elif isinstance(msg, (NodeFanout, Cutover)):
             backlog = self._backlog
-            if backlog or (msg.__class__ is NodeFanout and msg.trace is None
-                           and len(msg.to) + len(msg.redacted_to or ()) > TURN_RECIPIENTS):
-                backlog.append(msg)  # behind what waits, in order (module doc, "Turns")
+            untraced = msg.__class__ is NodeFanout and msg.trace is None
+            if backlog or (untraced and _recipients(msg) > TURN_RECIPIENTS):
+                if len(backlog) >= self.mailbox_capacity and sender is not None:
+                    # the mailbox's own bound, for what waits here instead
+                    self._myRef.base.overloaded(self._myRef, msg, sender)
+                    return
+                # behind what waits, in order (module doc, "Turns"); a NodeFanout is
+                # decoded now: a malformed one fails here, as its own message
+                backlog.append(_Turns(msg) if untraced else msg)
                 if len(backlog) == 1:
                     self._work()
             else:
@@ -220,24 +230,21 @@ class FanoutPoint(Actor):
             while backlog and budget > 0:
                 head = backlog[0]
                 try:
-                    if head.__class__ is not _Turns:
-                        if head.__class__ is Cutover or head.trace is not None:
-                            backlog.popleft()  # whole: a traced one's spans time its loop
-                            budget -= 1 if head.__class__ is Cutover else len(head.to)
-                            self._handle(head)
-                            continue
-                        head = backlog[0] = _Turns(head)
+                    if head.__class__ is not _Turns:  # a Cutover, a traced NodeFanout
+                        backlog.popleft()  # whole: a traced one's spans time its loop
+                        budget -= 1 if head.__class__ is Cutover else _recipients(head)
+                        self._handle(head)
+                        continue
                     budget = head.deliver(cells, lanes, budget)
-                except Exception:  # e.g. another node's malformed payload: it alone is
-                    # lost, and what waits behind it still goes out
-                    log.exception("fanout.dropped", extra={"msg_type": type(head).__name__})
+                    if not head.parts:
+                        backlog.popleft()
+                        if head.event == "MESSAGE_CREATE":
+                            record_stage("fanout_loop", time.perf_counter() - head.came)
+                except Exception:  # a bug: this one is lost, not what waits behind it
+                    log.exception("fanout.dropped", extra={"event_name": (
+                        head.event if head.__class__ is _Turns else type(head).__name__)})
                     if backlog and backlog[0] is head:
                         backlog.popleft()
-                    continue
-                if not head.parts:
-                    backlog.popleft()
-                    if head.event == "MESSAGE_CREATE":
-                        record_stage("fanout_loop", time.perf_counter() - head.started)
         finally:
             if backlog:
                 self.start_timer(0, _GO_ON)
@@ -341,10 +348,10 @@ class _Turns:
     """A NodeFanout the fan-out point delivers over several turns: what is left of it
     (``parts``: each dispatch with its recipients, ``at``: how far into the first)."""
 
-    __slots__ = ("parts", "at", "started", "event")
+    __slots__ = ("parts", "at", "came", "event")
 
     def __init__(self, msg: NodeFanout) -> None:
-        self.started = time.perf_counter()
+        self.came = time.perf_counter()  # the fanout_loop stage counts its wait too
         self.event = _event_of(msg)
         self.parts: list[tuple[PreparedDispatch, Any]] = []
         for payload, to in ((msg.payload, msg.to), (msg.redacted, msg.redacted_to)):
@@ -369,6 +376,10 @@ class _Turns:
             else:
                 self.at, budget = end, 0
         return budget
+
+
+def _recipients(msg: NodeFanout) -> int:
+    return len(msg.to) + len(msg.redacted_to or ())
 
 
 def _event_of(msg: NodeFanout) -> str:

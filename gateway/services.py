@@ -39,10 +39,12 @@ session of the node for nothing. A session survives the crash of any sibling.
   each again in place, same session id and sequence numbers, caught up from storage:
   its client sees no op 9 and no close. Only a session not past READY, or moving
   between nodes, is lost: its client is told as before.)
-* fan-out point — not: stateless, but a restart loses every dispatch queued behind the
-  crash, for every local session, with nobody to send them again; its retry is safe
-  (a bad payload fails before any delivery; one session's failure is caught). (Killed
-  anyway, each later incarnation has every local session catch up from storage.)
+* fan-out point — not: its only state is what waits (the mailbox, and the backlog
+  behind a big fan-out delivered in turns, gateway/fanout.py), but a restart loses
+  every dispatch queued behind the crash, for every local session, with nobody to send
+  them again; its retry is safe (a bad payload fails before any delivery; one session's
+  failure is caught). (Killed anyway, each later incarnation has every local session
+  catch up from storage.)
 
 All six are still ``permanent`` children: one that exits for any reason (killed, its
 exit handler failed) is restarted at its id, logged (``supervisor`` line with reason)

@@ -6,6 +6,7 @@ and links on a real loop with the socket replaced (this piece), then over real s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 import uvloop
 
 import gateway.fanout
-from actors import Actor, UvloopSystemBase
+from actors import Actor, Overloaded, UvloopSystemBase
 from gateway.context import GatewayContext, bind
 from gateway.fanout import NodeFanout, fanout_address, start_fanout_point
+from gateway.messages import Cutover
 from gateway.protocol import Encoding, GatewayConfig, PreparedDispatch
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.bench_fanout import _link, _Session, _SetupSession
@@ -56,13 +58,24 @@ class _Probe(Actor):
             _Probe.seen.append(sum(len(transport.sent) for transport in msg))
 
 
+class _CutSession(_Session):
+    """Notes how many frames its transport held when a Cutover reached it."""
+
+    cut_at: list[int] = []
+
+    def cutover(self, guild_id: int) -> None:
+        _CutSession.cut_at.append(len(self.link.transport.sent))
+
+
 def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
              failing: int | None = None, together: bool = False,
-             traced: int | None = None) -> list[tuple[Any, _Transport, int]]:
+             traced: int | None = None, last_to: int | None = None,
+             cutover: bool = False) -> list[tuple[Any, _Transport, int]]:
     """Deliver ``dispatches`` (one NodeFanout each) to RECIPIENTS sessions through the
     fan-out point, one at a time or all at once (``together``: each behind the one before,
-    a ``_Probe`` message after the first), the ``traced``-th with a trace; answers each
-    session's (link, transport, seq before the first)."""
+    a ``_Probe`` message after the first, and with ``cutover`` a Cutover for the last
+    session), the ``traced``-th with a trace, the last to the last ``last_to`` sessions
+    only; answers each session's (link, transport, seq before the first)."""
     async def main() -> list[tuple[Any, _Transport, int]]:
         loop = asyncio.get_running_loop()
         base = UvloopSystemBase(loop=loop)
@@ -76,7 +89,7 @@ def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
             link.transport = transport
             if n == paused:
                 link._paused = True  # above the high-water mark: dispatches are held
-            actor = base.create_actor(None, bind(_Session, ctx), None, None)
+            actor = base.create_actor(None, bind(_CutSession, ctx), None, None)
             base.tell_from_loop(actor, _SetupSession(link))
             ids.append(actor.id)
             out.append((link, transport, link.conn.log.seq))
@@ -85,14 +98,17 @@ def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
         # and calls the paused one's ``deliver_dispatch``
         assert len(ctx.lanes) == RECIPIENTS - (paused is not None)
         probe = base.create_actor(None, _Probe, None, None)
-        _Probe.seen = []
+        _Probe.seen, _CutSession.cut_at = [], []
         for n, dispatch in enumerate(dispatches):
             trace = {"traceparent": _TRACEPARENT} if n == traced else None
-            base.tell_from_loop(point, NodeFanout(dispatch, tuple(ids), trace=trace))
+            to = ids[-last_to:] if last_to and n == len(dispatches) - 1 else ids
+            base.tell_from_loop(point, NodeFanout(dispatch, tuple(to), trace=trace))
             if not together:
                 await asyncio.sleep(0.02)
             elif n == 0:
                 base.tell_from_loop(probe, [transport for _, transport, _ in out])
+                if cutover:
+                    base.tell_from_loop(point, Cutover(1, ids[-1]))
         await asyncio.sleep(0.05)
         base.shutdown_in_loop()
         return out
@@ -138,34 +154,93 @@ def test_a_big_fan_out_takes_turns_with_the_other_actors(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Past ``TURN_RECIPIENTS`` a fan-out goes on over several turns of the fan-out
     point, and an actor's message sent after it is handled in between (the loop's I/O
-    too): nothing waits behind a whole 1,000-recipient loop. The fan-outs behind it,
-    small ones included, wait their turn: each session reads 1, 2, 3 in order."""
+    too): nothing waits behind a whole 1,000-recipient loop. What comes behind it waits
+    its turn: a Cutover reaches the last session after the first fan-out's frame, and a
+    small fan-out (5 sessions, one turn's worth) comes after the big ones."""
     monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
     small = PreparedDispatch("MESSAGE_CREATE", {"id": "3", "content": "small"})
     dispatches = [_dispatch(1), _dispatch(2), small]
-    recipients = _fan_out(dispatches, together=True)
+    recipients = _fan_out(dispatches, together=True, last_to=5, cutover=True)
     assert len(_Probe.seen) == 1 and 16 <= _Probe.seen[0] < RECIPIENTS
-    for link, transport, before in recipients:
-        assert link.conn.log.seq == before + 3
+    assert _CutSession.cut_at == [1]
+    for n, (link, transport, before) in enumerate(recipients):
+        got = dispatches if n >= RECIPIENTS - 5 else dispatches[:2]
+        assert link.conn.log.seq == before + len(got)
         assert transport.sent == [d.frame(seq, Encoding.JSON)
-                                  for seq, d in enumerate(dispatches, before + 1)]
+                                  for seq, d in enumerate(got, before + 1)]
 
 
-def test_a_malformed_fan_out_in_the_backlog_costs_only_itself(
+class _Guild(Actor):
+    """Sends the fan-out point three NodeFanouts a turn, for three turns; keeps what
+    comes back as ``Overloaded``."""
+
+    bounced: list[Any] = []
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Overloaded):
+            _Guild.bounced.append(msg.message)
+        elif isinstance(msg, tuple):
+            point, ids, rounds = msg
+            for n in range(3):
+                self.send(point, NodeFanout(_dispatch(10 * rounds + n), ids))
+            if rounds > 1:
+                self.send(self.myAddress, (point, ids, rounds - 1))
+
+
+def test_the_backlog_is_bounded_like_the_mailbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What waits behind a fan-out in turns counts against the mailbox's capacity: past
+    it the sender gets its NodeFanout back as ``Overloaded``, as from a full mailbox, and
+    every session gets exactly the others, in order."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    monkeypatch.setattr(gateway.fanout.FanoutPoint, "mailbox_capacity", 4)
+
+    async def main() -> list[tuple[Any, _Transport]]:
+        base = UvloopSystemBase(loop=asyncio.get_running_loop())
+        config = GatewayConfig()
+        ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
+        point = start_fanout_point(base, ctx)
+        ids, out = [], []
+        for _ in range(RECIPIENTS):
+            link = _link(None, config)
+            link.transport = _Transport()
+            actor = base.create_actor(None, bind(_Session, ctx), None, None)
+            base.tell_from_loop(actor, _SetupSession(link))
+            ids.append(actor.id)
+            out.append((link, link.transport))
+        await asyncio.sleep(0.05)
+        _Guild.bounced = []
+        guild = base.create_actor(None, _Guild, None, None)
+        base.tell_from_loop(guild, (point, tuple(ids), 3))
+        await asyncio.sleep(0.2)
+        base.shutdown_in_loop()
+        return out
+
+    recipients = uvloop.run(main())
+    sent = [_dispatch(10 * rounds + n) for rounds in (3, 2, 1) for n in range(3)]
+    bounced = {fan.payload.data["id"] for fan in _Guild.bounced}
+    assert bounced and len(bounced) < len(sent)
+    kept = [d for d in sent if d.data["id"] not in bounced]
+    for _, transport in recipients:
+        assert [json.loads(frame)["d"]["id"] for frame in transport.sent] == [
+            d.data["id"] for d in kept]
+
+
+def test_a_malformed_fan_out_behind_a_big_one_costs_only_itself(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """A NodeFanout whose payload cannot be decoded (another node's bug) is dropped with
-    an error line when its turn comes; the fan-outs behind it still go out."""
+    """A NodeFanout whose payload cannot be decoded (another node's bug) fails as its
+    own message when it arrives, backlog or not (the base logs it, its sender gets a
+    PoisonMessage); nobody gets it, and the fan-outs around it still go out in order."""
     monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
     good = [_dispatch(1), _dispatch(3)]
-    with caplog.at_level(logging.ERROR, logger="greenroom.gateway.fanout"):
+    with caplog.at_level(logging.ERROR, logger="greenroom.actors"):
         recipients = _fan_out([good[0], ["MESSAGE_CREATE", 42], good[1]],  # type: ignore[list-item]
                               together=True)
     for link, transport, before in recipients:
         assert link.conn.log.seq == before + 2
         assert transport.sent == [d.frame(seq, Encoding.JSON)
                                   for seq, d in enumerate(good, before + 1)]
-    dropped = [r for r in caplog.records if r.getMessage() == "fanout.dropped"]
-    assert len(dropped) == 1 and "NodeFanout payload must be" in dropped[0].exc_text
+    poisoned = [r for r in caplog.records if r.getMessage() == "actor.poisoned"]
+    assert len(poisoned) == 1 and "NodeFanout payload must be" in poisoned[0].exc_text
 
 
 def test_a_traced_fan_out_waits_behind_a_big_one_under_way(
