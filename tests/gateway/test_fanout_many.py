@@ -67,6 +67,30 @@ class _CutSession(_Session):
         _CutSession.cut_at.append(len(self.link.transport.sent))
 
 
+async def _sessions(paused: int | None = None, failing: int | None = None) -> tuple[
+        UvloopSystemBase, GatewayContext, Any, list[int], list[tuple[Any, _Transport, int]]]:
+    """A base on this loop with its fan-out point and RECIPIENTS READY sessions, the
+    ``paused``-th above its high-water mark, the ``failing``-th's writes failing: (base,
+    context, fan-out point, session actor ids, each one's (link, transport, seq))."""
+    base = UvloopSystemBase(loop=asyncio.get_running_loop())
+    config = GatewayConfig()
+    ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
+    point = start_fanout_point(base, ctx)
+    ids, out = [], []
+    for n in range(RECIPIENTS):
+        link = _link(None, config)
+        transport = _Transport(fail=n == failing)
+        link.transport = transport
+        if n == paused:
+            link._paused = True  # above the high-water mark: dispatches are held
+        actor = base.create_actor(None, bind(_CutSession, ctx), None, None)
+        base.tell_from_loop(actor, _SetupSession(link))
+        ids.append(actor.id)
+        out.append((link, transport, link.conn.log.seq))
+    await asyncio.sleep(0.05)
+    return base, ctx, point, ids, out
+
+
 def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
              failing: int | None = None, together: bool = False,
              traced: int | None = None, last_to: int | None = None,
@@ -77,23 +101,7 @@ def _fan_out(dispatches: list[PreparedDispatch], paused: int | None = None,
     session), the ``traced``-th with a trace, the last to the last ``last_to`` sessions
     only; answers each session's (link, transport, seq before the first)."""
     async def main() -> list[tuple[Any, _Transport, int]]:
-        loop = asyncio.get_running_loop()
-        base = UvloopSystemBase(loop=loop)
-        config = GatewayConfig()
-        ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
-        point = start_fanout_point(base, ctx)
-        ids, out = [], []
-        for n in range(RECIPIENTS):
-            link = _link(None, config)
-            transport = _Transport(fail=n == failing)
-            link.transport = transport
-            if n == paused:
-                link._paused = True  # above the high-water mark: dispatches are held
-            actor = base.create_actor(None, bind(_CutSession, ctx), None, None)
-            base.tell_from_loop(actor, _SetupSession(link))
-            ids.append(actor.id)
-            out.append((link, transport, link.conn.log.seq))
-        await asyncio.sleep(0.05)
+        base, ctx, point, ids, out = await _sessions(paused, failing)
         # the fan-out writes to these sessions in place (gateway/fanout.py, "Lanes"),
         # and calls the paused one's ``deliver_dispatch``
         assert len(ctx.lanes) == RECIPIENTS - (paused is not None)
@@ -194,20 +202,8 @@ def test_the_backlog_is_bounded_like_the_mailbox(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
     monkeypatch.setattr(gateway.fanout.FanoutPoint, "mailbox_capacity", 4)
 
-    async def main() -> list[tuple[Any, _Transport]]:
-        base = UvloopSystemBase(loop=asyncio.get_running_loop())
-        config = GatewayConfig()
-        ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
-        point = start_fanout_point(base, ctx)
-        ids, out = [], []
-        for _ in range(RECIPIENTS):
-            link = _link(None, config)
-            link.transport = _Transport()
-            actor = base.create_actor(None, bind(_Session, ctx), None, None)
-            base.tell_from_loop(actor, _SetupSession(link))
-            ids.append(actor.id)
-            out.append((link, link.transport))
-        await asyncio.sleep(0.05)
+    async def main() -> list[tuple[Any, _Transport, int]]:
+        base, _, point, ids, out = await _sessions()
         _Guild.bounced = []
         guild = base.create_actor(None, _Guild, None, None)
         base.tell_from_loop(guild, (point, tuple(ids), 3))
@@ -220,7 +216,7 @@ def test_the_backlog_is_bounded_like_the_mailbox(monkeypatch: pytest.MonkeyPatch
     bounced = {fan.payload.data["id"] for fan in _Guild.bounced}
     assert bounced and len(bounced) < len(sent)
     kept = [d for d in sent if d.data["id"] not in bounced]
-    for _, transport in recipients:
+    for _, transport, _ in recipients:
         assert [json.loads(frame)["d"]["id"] for frame in transport.sent] == [
             d.data["id"] for d in kept]
 
