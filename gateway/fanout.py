@@ -42,7 +42,8 @@ in between. This is the BEAM's reduction count applied to the one actor whose me
 can take ~10 ms: a 1,000-recipient loop in one turn held every REST request, storage
 acknowledgement and actor hop of the node behind it. At 80 msg/s x 1,000 members the
 durable stage's p99 (the poster's answer waits for it) was 49-198 ms because of that,
-and it is 14-19 ms with turns (loadtest/GATEWAY_BENCH.md, "Turns"). What arrives
+and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turns"),
+the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
 in the order it came, so every session still sees the guild's dispatches in order; the
 backlog holds at most the mailbox's capacity, past which a sender gets its message back
@@ -103,7 +104,7 @@ _JSON = Encoding.JSON
 _NO_LANES: dict[int, tuple[Any, Any, Any]] = {}
 #: recipients the fan-out point writes to in one turn; a bigger fan-out goes on in its next
 #: turns, each after the loop has served its I/O (module doc, "Turns")
-TURN_RECIPIENTS = 256
+TURN_RECIPIENTS = 128
 #: socket.out spans under one traced fanout.deliver (the first recipients'; see _deliver_traced)
 SOCKET_OUT_SPANS = 16
 
