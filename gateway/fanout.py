@@ -239,8 +239,7 @@ class FanoutPoint(Actor):
                     budget = head.deliver(cells, lanes, budget)
                     if not head.parts:
                         backlog.popleft()
-                        if head.event == "MESSAGE_CREATE":
-                            record_stage("fanout_loop", time.perf_counter() - head.came)
+                        _delivered(head.event, head.came)
                 except Exception:  # a bug: this one is lost, not what waits behind it
                     log.exception("fanout.dropped", extra={"event_name": (
                         head.event if head.__class__ is _Turns else type(head).__name__)})
@@ -253,21 +252,15 @@ class FanoutPoint(Actor):
     def _handle(self, msg: NodeFanout | Cutover) -> None:
         """``msg`` in this turn, whole."""
         if isinstance(msg, NodeFanout):
-            started = time.perf_counter()
             cells = self._myRef.base.cells
             if msg.trace is not None:
+                started = time.perf_counter()
                 self._deliver_traced(cells, msg)
-            else:
-                lanes = self._lanes
-                dispatch = _dispatch_of(msg.payload)
-                dispatch.fanout = len(msg.to)
-                self._deliver(cells, dispatch, msg.to, None, lanes)
-                if msg.redacted_to:
-                    redacted = _dispatch_of(msg.redacted)
-                    redacted.fanout = len(msg.redacted_to)
-                    self._deliver(cells, redacted, msg.redacted_to, None, lanes)
-            if _event_of(msg) == "MESSAGE_CREATE":
-                record_stage("fanout_loop", time.perf_counter() - started)
+                _delivered(_event_of(msg), started)
+            else:  # as one turn with room for every recipient
+                whole = _Turns(msg)
+                whole.deliver(cells, self._lanes, _recipients(msg))
+                _delivered(whole.event, whole.came)
         else:
             # A guild swapped a session that moved to another node for its new address;
             # here, behind every NodeFanout that guild sent this node, the old session
@@ -346,8 +339,9 @@ class FanoutPoint(Actor):
 
 
 class _Turns:
-    """A NodeFanout the fan-out point delivers over several turns: what is left of it
-    (``parts``: each dispatch with its recipients, ``at``: how far into the first)."""
+    """A NodeFanout being delivered, in one turn or over several: what is left of it
+    (``parts``: each dispatch with its recipients, both decoded before any delivery;
+    ``at``: how far into the first)."""
 
     __slots__ = ("parts", "at", "came", "event")
 
@@ -377,6 +371,12 @@ class _Turns:
             else:
                 self.at, budget = end, 0
         return budget
+
+
+def _delivered(event: str, since: float) -> None:
+    """A fan-out that came at ``since`` (``perf_counter``) is written: its stage."""
+    if event == "MESSAGE_CREATE":
+        record_stage("fanout_loop", time.perf_counter() - since)
 
 
 def _recipients(msg: NodeFanout) -> int:
