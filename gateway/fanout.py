@@ -50,7 +50,21 @@ backlog holds at most the mailbox's capacity, past which a sender gets its messa
 as ``Overloaded``, as from a full mailbox. A traced NodeFanout is delivered whole when
 its turn comes (its spans time the loop). Sessions with a standby copy on another node
 (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
-fan-out now reaches each standby node in four batches, each with the dispatch's bytes.
+fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
+
+Riding: on loopback most of a delivery's cost is the kernel's, one ``send`` per
+recipient (~8.5 of the node's ~14 µs), and that cost hardly depends on the write's size
+(~8 µs for 851 bytes, ~9 for 3,404: loadtest/GATEWAY_BENCH.md, "Riding"). So the
+NodeFanouts that wait right behind a fan-out under way, to the same recipients (the
+same parts, equal), get on it: from where it has got to, each recipient gets all of
+them in one write (``outbound.write_frames``), each numbered in its log in the order
+they came (a session without a lane gets them one by one, ``deliver_dispatch``), and a rider goes once round, so the recipients passed before it got on get
+it after. A session still sees them in the order they came; nothing rides past a
+Cutover, a traced fan-out or one to other recipients, and at most ``MAX_RIDERS`` ride
+at once. Nothing waits to ride: only what already waits behind a fan-out in turns
+gets on, so a node that keeps up writes as before, and one that falls behind (a burst,
+a busy host) catches up with fewer, bigger writes instead of falling further behind.
+A turn's budget counts frames, so a turn with riders lasts about as long.
 
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
@@ -77,7 +91,7 @@ from actors.address import Address
 from actors.wire import wire_type
 from gateway.context import bind
 from gateway.messages import Cutover
-from gateway.outbound import bytes_written
+from gateway.outbound import bytes_written, write_frames, ws_frame_header
 from gateway.protocol import Encoding, PreparedDispatch
 from gateway.session import SessionActor, catch_up_since
 from gateway.stages import record_stage
@@ -102,9 +116,13 @@ _TEXT = WSMsgType.TEXT
 _JSON = Encoding.JSON
 #: a fan-out point with no context (``start_fanout_point`` without one): no lanes
 _NO_LANES: dict[int, tuple[Any, Any, Any]] = {}
-#: recipients the fan-out point writes to in one turn; a bigger fan-out goes on in its next
-#: turns, each after the loop has served its I/O (module doc, "Turns")
+#: frames the fan-out point writes in one turn (a recipient counts once per rider); a
+#: bigger fan-out goes on in its next turns, each after the loop has served its I/O
+#: (module doc, "Turns")
 TURN_RECIPIENTS = 128
+#: NodeFanouts riding together on one fan-out under way (module doc, "Riding"): what a
+#: lane's one write carries at most, and what the backlog may hold beyond its bound
+MAX_RIDERS = 16
 #: socket.out spans under one traced fanout.deliver (the first recipients'; see _deliver_traced)
 SOCKET_OUT_SPANS = 16
 
@@ -236,10 +254,11 @@ class FanoutPoint(Actor):
                         budget -= 1 if head.__class__ is Cutover else _recipients(head)
                         self._handle(head)
                         continue
+                    while len(backlog) > 1 and head.take(backlog[1]):
+                        del backlog[1]  # it rides along from here (module doc, "Riding")
                     budget = head.deliver(cells, lanes, budget)
-                    if not head.parts:
+                    if not head.riders:
                         backlog.popleft()
-                        _delivered(head.event, head.came)
                 except Exception:  # a bug: this one is lost, not what waits behind it
                     log.exception("fanout.dropped", extra={"event_name": (
                         head.event if head.__class__ is _Turns else type(head).__name__)})
@@ -259,8 +278,7 @@ class FanoutPoint(Actor):
                 _delivered(_event_of(msg), started)
             else:  # as one turn with room for every recipient
                 whole = _Turns(msg)
-                whole.deliver(cells, self._lanes, _recipients(msg))
-                _delivered(whole.event, whole.came)
+                whole.deliver(cells, self._lanes, whole.size)
         else:
             # A guild swapped a session that moved to another node for its new address;
             # here, behind every NodeFanout that guild sent this node, the old session
@@ -289,24 +307,28 @@ class FanoutPoint(Actor):
             dispatch = _dispatch_of(msg.payload)
             dispatch.fanout = len(to)
             lanes = self._lanes
-            self._deliver(cells, dispatch, to[:traced], trace, _NO_LANES)
-            self._deliver(cells, dispatch, to[traced:], None, lanes)
+            self._deliver(cells, [dispatch], to[:traced], trace, _NO_LANES)
+            self._deliver(cells, [dispatch], to[traced:], None, lanes)
             if redacted_to:
                 redacted = _dispatch_of(msg.redacted)
                 redacted.fanout = len(redacted_to)
-                self._deliver(cells, redacted, redacted_to[:traced_redacted], trace, _NO_LANES)
-                self._deliver(cells, redacted, redacted_to[traced_redacted:], None, lanes)
+                self._deliver(cells, [redacted], redacted_to[:traced_redacted], trace, _NO_LANES)
+                self._deliver(cells, [redacted], redacted_to[traced_redacted:], None, lanes)
         finally:
             span.end()
 
     @staticmethod
-    def _deliver(cells: dict[int, Any], dispatch: PreparedDispatch, to: Any,
+    def _deliver(cells: dict[int, Any], dispatches: list[PreparedDispatch], to: Any,
                  trace: dict | None, lanes: dict[int, tuple[Any, Any, Any]]) -> None:
+        """Each of ``dispatches``, in order, to each of ``to``; a lane gets them all in
+        one write (module doc, "Riding")."""
         # ``to`` may come from another node: only live session actors are called. The
-        # caller has set ``dispatch.fanout`` to the whole fan-out's size: a big fan-out's
-        # zlib-stream frames share one deflated tail (gateway/protocol/compression.py),
-        # and each connection compares it with its threshold.
+        # caller has set each dispatch's ``fanout`` to its whole fan-out's size: a big
+        # fan-out's zlib-stream frames share one deflated tail
+        # (gateway/protocol/compression.py), and each connection compares it with its
+        # threshold.
         session_class = SessionActor
+        one = dispatches[0] if len(dispatches) == 1 else None
         written = 0
         for actor_id in to:
             try:
@@ -314,63 +336,123 @@ class FanoutPoint(Actor):
                 if lane is not None:  # the common case, in place (module doc, "Lanes")
                     cell, transport, dispatch_log = lane
                     if cell.alive:
-                        data = dispatch.frame(dispatch_log.append(dispatch), _JSON)
-                        transport.send(_TEXT, data)
-                        written += len(data)
+                        if one is not None:
+                            data = one.frame(dispatch_log.append(one), _JSON)
+                            transport.send(_TEXT, data)
+                            written += len(data)
+                            continue
+                        parts = []
+                        for dispatch in dispatches:
+                            data = dispatch.frame(dispatch_log.append(dispatch), _JSON)
+                            parts.append(ws_frame_header(_TEXT, len(data)))
+                            parts.append(data)
+                            written += len(data)
+                        write_frames(transport, parts)
                         continue
                     del lanes[actor_id]  # the session died (a crash): nothing to write
                 cell = cells.get(actor_id)
                 if cell is not None and cell.alive:
                     session = cell.instance
                     if isinstance(session, session_class):
-                        session.deliver_dispatch(dispatch, trace)
+                        for dispatch in dispatches:
+                            session.deliver_dispatch(dispatch, trace)
             except Exception as exc:  # one broken session must not cost the others
                 # theirs; the line names the message's trace
                 held = _failed_lines.allow(type(exc))
                 if held is not None:
                     log.exception("fanout.delivery_failed", extra={
-                        "session": actor_id, "event_name": dispatch.event,
+                        "session": actor_id, "event_name": dispatches[0].event,
                         "trace": trace, "suppressed": held})
         bytes_written[0] += written
-        _deliveries.add(len(to))  # once per batch: metrics cost nothing per recipient
-        created_ms = _created_ms(dispatch)
-        if created_ms is not None:
-            _latency.record(time.time() - created_ms / 1000, len(to))
+        for dispatch in dispatches:  # once per batch: metrics cost nothing per recipient
+            _deliveries.add(len(to))
+            created_ms = _created_ms(dispatch)
+            if created_ms is not None:
+                _latency.record(time.time() - created_ms / 1000, len(to))
 
 
 class _Turns:
-    """A NodeFanout being delivered, in one turn or over several: what is left of it
-    (``parts``: each dispatch with its recipients, both decoded before any delivery;
-    ``at``: how far into the first)."""
+    """A NodeFanout being delivered, in one turn or over several, with the NodeFanouts
+    riding on it (module doc, "Riding").
 
-    __slots__ = ("parts", "at", "came", "event")
+    ``parts``: its recipients (the payload's, then the redacted payload's), decoded
+    before any delivery and the same for every rider; ``size``: their number;
+    ``riders``: what goes to them, in the order it came; ``at``: the next recipient,
+    counting the parts end to end; each rider goes once round from where it got on."""
+
+    __slots__ = ("parts", "size", "riders", "at")
 
     def __init__(self, msg: NodeFanout) -> None:
-        self.came = time.perf_counter()  # the fanout_loop stage counts its wait too
-        self.event = _event_of(msg)
-        self.parts: list[tuple[PreparedDispatch, Any]] = []
+        came = time.perf_counter()  # the fanout_loop stage counts its wait too
+        self.parts: list[Any] = []
+        dispatches = []
         for payload, to in ((msg.payload, msg.to), (msg.redacted, msg.redacted_to)):
             if to:
                 dispatch = _dispatch_of(payload)  # decoded once, for every turn
                 dispatch.fanout = len(to)
-                self.parts.append((dispatch, to))
+                self.parts.append(to)
+                dispatches.append(dispatch)
+        self.size = sum(len(to) for to in self.parts)
+        self.riders = [_Rider(dispatches, self.size, came, _event_of(msg))]
         self.at = 0
+
+    @property
+    def event(self) -> str:
+        return self.riders[0].event if self.riders else "?"
+
+    def take(self, other: Any) -> bool:
+        """Let ``other`` (what waits right behind this) ride along from here: when it is
+        a fan-out to the same recipients that has not begun, and there is room."""
+        if other.__class__ is not _Turns or len(self.riders) >= MAX_RIDERS \
+                or not self.riders or len(other.riders) != 1 \
+                or other.riders[0].left != other.size or other.size != self.size \
+                or len(other.parts) != len(self.parts):
+            return False
+        for mine, theirs in zip(self.parts, other.parts, strict=True):
+            if mine is not theirs and mine != theirs:
+                return False
+        self.riders.append(other.riders[0])
+        return True
 
     def deliver(self, cells: dict[int, Any], lanes: dict[int, tuple[Any, Any, Any]],
                 budget: int) -> int:
-        """Deliver to at most ``budget`` more recipients; returns what is left of it."""
-        parts = self.parts
-        while parts and budget > 0:
-            dispatch, to = parts[0]
-            end = self.at + budget
-            FanoutPoint._deliver(cells, dispatch, to[self.at:end], None, lanes)
-            if end >= len(to):
-                budget = end - len(to)
-                del parts[0]
-                self.at = 0
-            else:
-                self.at, budget = end, 0
+        """Deliver at most ``budget`` more frames; returns what is left of it."""
+        riders = self.riders
+        if not self.size:  # nobody to write to: done
+            self.riders = riders = []
+        while riders and budget > 0:
+            part, at = 0, self.at
+            while at >= len(self.parts[part]):
+                at -= len(self.parts[part])
+                part += 1
+            to = self.parts[part]
+            # as far as the part's end, the first rider's last recipient, the budget
+            count = min(len(to) - at, min(r.left for r in riders),
+                        max(1, budget // len(riders)))
+            FanoutPoint._deliver(cells, [r.dispatches[part] for r in riders],
+                                 to[at:at + count], None, lanes)
+            budget -= count * len(riders)
+            self.at = (self.at + count) % self.size
+            for rider in riders:
+                rider.left -= count
+            while riders and riders[0].left <= 0:  # the first on is the first off
+                done = riders.pop(0)
+                _delivered(done.event, done.came)
         return budget
+
+
+class _Rider:
+    """One NodeFanout on a ``_Turns``: its dispatch per part and the recipients it has
+    left to go to."""
+
+    __slots__ = ("dispatches", "left", "came", "event")
+
+    def __init__(self, dispatches: list[PreparedDispatch], left: int, came: float,
+                 event: str) -> None:
+        self.dispatches = dispatches
+        self.left = left
+        self.came = came
+        self.event = event
 
 
 def _delivered(event: str, since: float) -> None:

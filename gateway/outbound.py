@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from picows import WSMsgType
 
 from observability import counter
 
@@ -53,6 +54,27 @@ bytes_written = [0]
 bytes_out.observe(lambda: (({}, bytes_written[0]),))
 _response_timeouts = counter("http_response_write_timeouts_total",
                              "REST/ingress connections reset: an answer not taken in time")
+
+
+def ws_frame_header(kind: WSMsgType, size: int) -> bytes:
+    """The header of an unfragmented, unmasked (server-to-client) frame of ``size``
+    payload bytes (RFC 6455 §5.2), as picows writes it."""
+    first = 0x80 | int(kind)  # FIN, no RSV bit, the opcode
+    if size < 126:
+        return bytes((first, size))
+    if size < 1 << 16:
+        return bytes((first, 126)) + size.to_bytes(2, "big")
+    return bytes((first, 127)) + size.to_bytes(8, "big")
+
+
+def write_frames(transport: Any, parts: list[bytes]) -> None:
+    """Several frames (``parts``: each ``ws_frame_header`` then its payload) in one write
+    to a picows ``transport``: one segment, one wake-up of the client and one ``send``
+    instead of one each (the kernel's share of a loopback delivery barely depends on its
+    size: ~8 µs for 851 bytes, ~9 for 3,404). It goes to the transport picows's own sends
+    go through, so the order holds; nothing once a close went out, as picows's send."""
+    if not (transport.is_close_frame_sent or transport.is_disconnected):
+        transport.underlying_transport.write(b"".join(parts))
 
 
 @dataclass(frozen=True, slots=True)

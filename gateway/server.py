@@ -60,6 +60,8 @@ from gateway.outbound import (
     abort,
     apply_write_limits,
     bytes_written,
+    write_frames,
+    ws_frame_header,
 )
 from gateway.protocol import (
     DEFAULT_CONFIG,
@@ -114,17 +116,6 @@ _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
 _PING = WSMsgType.PING
-
-
-def ws_frame_header(kind: WSMsgType, size: int) -> bytes:
-    """The header of an unfragmented, unmasked (server-to-client) frame of ``size``
-    payload bytes (RFC 6455 §5.2), as picows writes it."""
-    first = 0x80 | int(kind)  # FIN, no RSV bit, the opcode
-    if size < 126:
-        return bytes((first, size))
-    if size < 1 << 16:
-        return bytes((first, 126)) + size.to_bytes(2, "big")
-    return bytes((first, 127)) + size.to_bytes(8, "big")
 
 
 class Link(WSListener):
@@ -341,15 +332,12 @@ class Link(WSListener):
             transport.send(_TEXT if frame.text else _BINARY, frame.data)
             bytes_written[0] += len(frame.data)
             return
-        if transport.is_close_frame_sent:  # as picows's send: nothing after a close
-            return
-        out = bytearray()
+        out = []
         for frame in frames:
-            out += ws_frame_header(_TEXT if frame.text else _BINARY, len(frame.data))
-            out += frame.data
+            out.append(ws_frame_header(_TEXT if frame.text else _BINARY, len(frame.data)))
+            out.append(frame.data)
             bytes_written[0] += len(frame.data)
-        # the transport that picows's own sends go through, so the order holds
-        transport.underlying_transport.write(out)
+        write_frames(transport, out)
 
     def on_deadline(self) -> None:
         """The ``SetTimer`` deadline came (``TimerWheel``)."""

@@ -14,12 +14,14 @@ from typing import Any
 import aiohttp
 import pytest
 import uvloop
+from websockets.frames import Opcode
 
 import gateway.fanout
 from actors import Actor, Overloaded, UvloopSystemBase
 from gateway.context import GatewayContext, bind
 from gateway.fanout import NodeFanout, fanout_address, start_fanout_point
 from gateway.messages import Cutover
+from gateway.outbound import ws_frame_header
 from gateway.protocol import Encoding, GatewayConfig, PreparedDispatch
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.bench_fanout import _link, _Session, _SetupSession
@@ -28,24 +30,36 @@ from tests.gateway.test_events import session
 from tests.gateway.test_fanout import CONTENT
 from tests.gateway.test_gateway_socket import identified, identify, recv
 from tests.gateway.test_rest import call
+from tests.gateway.test_ws_frame_header import parse_all
 
 RECIPIENTS = 70
 _TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 class _Transport:
-    """A picows ``WSTransport`` that keeps its frames (or fails every write)."""
+    """A picows ``WSTransport`` that keeps its frames (or fails every write): those it
+    sends, and those written together to its ``underlying_transport``, read back by the
+    websockets library's parser. ``writes``: the frames in each write."""
 
     is_disconnected = False
+    is_close_frame_sent = False
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.sent: list[bytes] = []
+        self.writes: list[int] = []
+        self.underlying_transport = self
 
     def send(self, msg_type: Any, data: bytes) -> None:
+        self.write(ws_frame_header(msg_type, len(data)) + data)
+
+    def write(self, data: bytes) -> None:
         if self.fail:
             raise RuntimeError("injected write failure")
-        self.sent.append(data)
+        frames = parse_all(data)
+        assert all(f.opcode is Opcode.TEXT and f.fin for f in frames)
+        self.sent.extend(f.data for f in frames)
+        self.writes.append(len(frames))
 
 
 class _Probe(Actor):
@@ -178,6 +192,101 @@ def test_a_big_fan_out_takes_turns_with_the_other_actors(
                                   for seq, d in enumerate(got, before + 1)]
 
 
+def _fan_out_many(fanouts: list[Any], paused: int | None = None
+                  ) -> list[tuple[Any, _Transport, int]]:
+    """Hand the fan-out point each of ``fanouts`` at once (a function of the session
+    ids giving a NodeFanout or a Cutover), each behind the one before; answers each
+    session's (link, transport, seq before the first)."""
+    async def main() -> list[tuple[Any, _Transport, int]]:
+        base, _, point, ids, out = await _sessions(paused)
+        _CutSession.cut_at = []
+        for make in fanouts:
+            base.tell_from_loop(point, make(ids))
+        await asyncio.sleep(0.1)
+        base.shutdown_in_loop()
+        return out
+
+    return uvloop.run(main())
+
+
+def _to_all(dispatch: PreparedDispatch) -> Any:
+    return lambda ids: NodeFanout(dispatch, tuple(ids))
+
+
+def test_fan_outs_behind_one_under_way_ride_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two fan-outs to the same sessions that arrive while a big one is in turns ride
+    on it (gateway/fanout.py, "Riding"): from where it has got to, each session gets the
+    three in one write; the sessions it had passed get the two others after it, in one
+    write too. Every session reads the three in order, numbered one after the other."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    dispatches = [_dispatch(1), _dispatch(2), _dispatch(3)]
+    recipients = _fan_out_many([_to_all(d) for d in dispatches])
+    for n, (link, transport, before) in enumerate(recipients):
+        assert link.conn.log.seq == before + 3
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(dispatches, before + 1)]
+        assert transport.writes == ([1, 2] if n < 16 else [3]), n
+
+
+def test_riders_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most ``MAX_RIDERS`` fan-outs share one write; the next waits its turn."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    monkeypatch.setattr(gateway.fanout, "MAX_RIDERS", 2)
+    dispatches = [_dispatch(n) for n in range(1, 5)]
+    for _, transport, before in _fan_out_many([_to_all(d) for d in dispatches]):
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(dispatches, before + 1)]
+        assert max(transport.writes) == 2
+
+
+def test_only_the_same_recipients_ride_and_never_past_a_cutover(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fan-out to other sessions (as many) does not ride: it waits for the one under
+    way, and what comes behind it waits for it. Nor does one behind a Cutover: the old
+    session hears of the cutover after exactly the frames sent before it."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    half = RECIPIENTS // 2
+    first, second, third, fourth = (_dispatch(n) for n in range(1, 5))
+    recipients = _fan_out_many([
+        lambda ids: NodeFanout(first, tuple(ids[:half])),
+        lambda ids: NodeFanout(second, tuple(ids[half:])),
+        lambda ids: NodeFanout(third, tuple(ids[half:])),
+        lambda ids: Cutover(1, ids[-1]), _to_all(fourth)])
+    assert _CutSession.cut_at == [2]
+    for n, (_, transport, before) in enumerate(recipients):
+        got = [first, fourth] if n < half else [second, third, fourth]
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(got, before + 1)]
+        # the third waited behind the second, and rode on it from its start
+        assert transport.writes == ([1, 1] if n < half else [2, 1]), n
+
+
+def test_a_held_session_and_redacted_recipients_ride_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Riding keeps each part's payload (the redacted one to its recipients) and each
+    session's flow control: a paused session numbers every rider in its log, in order,
+    and writes none of them."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    held, hidden = 40, 25  # the last 25 sessions get the redacted payloads
+    pairs = [(_dispatch(n), PreparedDispatch("MESSAGE_CREATE", {"id": str(n), "content": ""}))
+             for n in (1, 2, 3)]
+
+    def fanout(pair: tuple[PreparedDispatch, PreparedDispatch]) -> Any:
+        return lambda ids: NodeFanout(pair[0], list(ids[:-hidden]), pair[1],
+                                      list(ids[-hidden:]))
+
+    recipients = _fan_out_many([fanout(pair) for pair in pairs], paused=held)
+    for n, (link, transport, before) in enumerate(recipients):
+        got = [pair[n >= RECIPIENTS - hidden] for pair in pairs]
+        assert link.conn.log.seq == before + 3
+        if n == held:
+            assert transport.sent == [] and link._unsent == before + 1
+            continue
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(got, before + 1)]
+    assert recipients[60][1].writes == [3]  # past the first turn: all three at once
+
+
 class _Guild(Actor):
     """Sends the fan-out point three NodeFanouts a turn, for three turns; keeps what
     comes back as ``Overloaded``."""
@@ -255,8 +364,17 @@ def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Over real sockets: 36 sessions, one NodeFanout; each client reads the dispatch
     once, numbered after its own GUILD_CREATE. Then two that go out in turns of 8
-    recipients: each client reads both, in order."""
+    recipients, the second riding on the first (both frames in one write): each client
+    reads both, in order."""
     count = 36
+    together: list[int] = []
+    write_frames = gateway.fanout.write_frames
+
+    def counted(transport: Any, parts: list[bytes]) -> None:
+        together.append(len(parts) // 2)
+        write_frames(transport, parts)
+
+    monkeypatch.setattr(gateway.fanout, "write_frames", counted)
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
@@ -282,6 +400,7 @@ def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
             for ws in sockets:
                 assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 4, "op": 0, "d": later[0]}
                 assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 5, "op": 0, "d": later[1]}
+            assert together and set(together) == {2}
             for ws in sockets:
                 await ws.close()
 

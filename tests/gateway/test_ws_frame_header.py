@@ -1,4 +1,4 @@
-"""``gateway.server.ws_frame_header``: READY and its GUILD_CREATEs go out in one write,
+"""``gateway.outbound.ws_frame_header``: READY and its GUILD_CREATEs go out in one write,
 framed by the gateway itself rather than by picows's send. An independent WebSocket
 parser (the websockets library's, as a client reads them) must read each frame back."""
 
@@ -9,7 +9,7 @@ from picows import WSMsgType
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from gateway.server import ws_frame_header
+from gateway.outbound import ws_frame_header
 
 
 def parse_all(data: bytes) -> list[Frame]:
