@@ -46,8 +46,8 @@ and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turn
 the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
 in the order it came, so every session still sees the guild's dispatches in order; the
-backlog holds at most the mailbox's capacity, past which a sender gets its message back
-as ``Overloaded``, as from a full mailbox. A traced NodeFanout is delivered whole when
+backlog holds at most the mailbox's capacity (plus what rides, below), past which a
+sender gets its message back as ``Overloaded``, as from a full mailbox. A traced NodeFanout is delivered whole when
 its turn comes (its spans time the loop). Sessions with a standby copy on another node
 (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
 fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
@@ -64,7 +64,11 @@ Cutover, a traced fan-out or one to other recipients, and at most ``MAX_RIDERS``
 at once. Nothing waits to ride: only what already waits behind a fan-out in turns
 gets on, so a node that keeps up writes as before, and one that falls behind (a burst,
 a busy host) catches up with fewer, bigger writes instead of falling further behind.
-A turn's budget counts frames, so a turn with riders lasts about as long.
+A turn's budget counts frames, so a turn with riders lasts about as long, and goes
+as many times less far: the first rider's last recipients wait longer than they would
+alone, no longer than behind the others one after another. Each dispatch is encoded
+when it arrives, so one that cannot be fails as its own message; a bug in a later turn
+drops the fan-out with its riders (``fanout.dropped``).
 
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
@@ -240,9 +244,9 @@ class FanoutPoint(Actor):
                 self._handle(msg)
 
     def _work(self) -> None:
-        """Deliver from the backlog, at most ``TURN_RECIPIENTS`` recipients in this turn;
-        the rest goes on in the next one, which comes after the loop has served its I/O
-        (a timer of 0 s) and the actors queued meanwhile have had their turn."""
+        """Deliver from the backlog, about ``TURN_RECIPIENTS`` frames in this turn; the
+        rest goes on in the next one, which comes after the loop has served its I/O (a
+        timer of 0 s) and the actors queued meanwhile have had their turn."""
         backlog, budget = self._backlog, TURN_RECIPIENTS
         cells, lanes = self._myRef.base.cells, self._lanes
         try:
@@ -259,7 +263,8 @@ class FanoutPoint(Actor):
                     budget = head.deliver(cells, lanes, budget)
                     if not head.riders:
                         backlog.popleft()
-                except Exception:  # a bug: this one is lost, not what waits behind it
+                except Exception:  # a bug: this one (and its riders) is lost, not what
+                    # waits behind it
                     log.exception("fanout.dropped", extra={"event_name": (
                         head.event if head.__class__ is _Turns else type(head).__name__)})
                     if backlog and backlog[0] is head:
@@ -354,21 +359,33 @@ class FanoutPoint(Actor):
                 if cell is not None and cell.alive:
                     session = cell.instance
                     if isinstance(session, session_class):
-                        for dispatch in dispatches:
-                            session.deliver_dispatch(dispatch, trace)
-            except Exception as exc:  # one broken session must not cost the others
-                # theirs; the line names the message's trace
-                held = _failed_lines.allow(type(exc))
-                if held is not None:
-                    log.exception("fanout.delivery_failed", extra={
-                        "session": actor_id, "event_name": dispatches[0].event,
-                        "trace": trace, "suppressed": held})
+                        if one is not None:
+                            session.deliver_dispatch(one, trace)
+                            continue
+                        for dispatch in dispatches:  # one failing costs the others nothing
+                            try:
+                                session.deliver_dispatch(dispatch, trace)
+                            except Exception as exc:
+                                _delivery_failed(exc, actor_id, dispatch, trace)
+            except Exception as exc:  # one broken session must not cost the others theirs
+                _delivery_failed(exc, actor_id, dispatches[0], trace)
         bytes_written[0] += written
         for dispatch in dispatches:  # once per batch: metrics cost nothing per recipient
             _deliveries.add(len(to))
             created_ms = _created_ms(dispatch)
             if created_ms is not None:
                 _latency.record(time.time() - created_ms / 1000, len(to))
+
+
+def _delivery_failed(exc: Exception, actor_id: int, dispatch: PreparedDispatch,
+                     trace: dict | None) -> None:
+    """A delivery raised: one line a second per kind of error, naming the message's
+    trace."""
+    held = _failed_lines.allow(type(exc))
+    if held is not None:
+        log.error("fanout.delivery_failed", exc_info=exc, extra={
+            "session": actor_id, "event_name": dispatch.event, "trace": trace,
+            "suppressed": held})
 
 
 class _Turns:
@@ -389,6 +406,9 @@ class _Turns:
         for payload, to in ((msg.payload, msg.to), (msg.redacted, msg.redacted_to)):
             if to:
                 dispatch = _dispatch_of(payload)  # decoded once, for every turn
+                # and encoded: one that cannot be fails now, as its own message, not in
+                # a write it shares with its riders (lanes are JSON)
+                dispatch.encoded(_JSON)
                 dispatch.fanout = len(to)
                 self.parts.append(to)
                 dispatches.append(dispatch)
@@ -416,7 +436,8 @@ class _Turns:
 
     def deliver(self, cells: dict[int, Any], lanes: dict[int, tuple[Any, Any, Any]],
                 budget: int) -> int:
-        """Deliver at most ``budget`` more frames; returns what is left of it."""
+        """Deliver about ``budget`` more frames (at least one per rider); returns what
+        is left of it."""
         riders = self.riders
         if not self.size:  # nobody to write to: done
             self.riders = riders = []

@@ -279,12 +279,61 @@ def test_a_held_session_and_redacted_recipients_ride_too(
     for n, (link, transport, before) in enumerate(recipients):
         got = [pair[n >= RECIPIENTS - hidden] for pair in pairs]
         assert link.conn.log.seq == before + 3
+        assert [d for _, d in link.conn.log.after(before)] == got, n
         if n == held:
             assert transport.sent == [] and link._unsent == before + 1
             continue
         assert transport.sent == [d.frame(seq, Encoding.JSON)
                                   for seq, d in enumerate(got, before + 1)]
     assert recipients[60][1].writes == [3]  # past the first turn: all three at once
+
+
+def test_a_rider_that_cannot_be_framed_costs_only_itself(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A fan-out whose dispatch cannot be encoded (a bug where it was made) fails as its
+    own message when it arrives, before it could ride: the fan-outs it would have ridden
+    with still reach everyone, in order, numbered without a gap."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    good = [_dispatch(1), _dispatch(3)]
+    bad = PreparedDispatch("MESSAGE_CREATE", {"id": "2", "content": object()})
+    with caplog.at_level(logging.ERROR, logger="greenroom.actors"):
+        recipients = _fan_out_many([_to_all(good[0]), _to_all(bad), _to_all(good[1])])
+    for link, transport, before in recipients:
+        assert link.conn.log.seq == before + 2
+        assert transport.sent == [d.frame(seq, Encoding.JSON)
+                                  for seq, d in enumerate(good, before + 1)]
+    assert [r.getMessage() for r in caplog.records].count("actor.poisoned") == 1
+
+
+def test_a_turn_with_riders_writes_about_a_turn_of_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn's budget counts frames: with three riders a turn goes a third as far, so
+    the loop gets its I/O back as often as without them."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    per_turn: list[int] = []
+    transports: list[_Transport] = []
+    work = gateway.fanout.FanoutPoint._work
+
+    def counted(self: Any) -> None:
+        before = sum(len(t.sent) for t in transports)
+        work(self)
+        per_turn.append(sum(len(t.sent) for t in transports) - before)
+
+    monkeypatch.setattr(gateway.fanout.FanoutPoint, "_work", counted)
+    dispatches = [_dispatch(n) for n in range(1, 4)]
+
+    async def main() -> None:
+        base, _, point, ids, out = await _sessions()
+        transports.extend(transport for _, transport, _ in out)
+        for d in dispatches:
+            base.tell_from_loop(point, NodeFanout(d, tuple(ids)))
+        await asyncio.sleep(0.1)
+        base.shutdown_in_loop()
+
+    uvloop.run(main())
+    assert sum(per_turn) == 3 * RECIPIENTS
+    # the budget, give or take one recipient's frames (each rider's, at least one)
+    assert max(per_turn) <= 16 + len(dispatches) - 1
 
 
 class _Guild(Actor):
