@@ -58,7 +58,8 @@ recipient (~8.5 of the node's ~14 µs), and that cost hardly depends on the writ
 NodeFanouts that wait right behind a fan-out under way, to the same recipients (the
 same parts, equal), get on it: from where it has got to, each recipient gets all of
 them in one write (``outbound.write_frames``), each numbered in its log in the order
-they came (a session without a lane gets them one by one, ``deliver_dispatch``), and a rider goes once round, so the recipients passed before it got on get
+they came (a session without a lane, compressed say, through its connection's
+``dispatch_frame`` and then one write too, ``SessionActor.deliver_together``), and a rider goes once round, so the recipients passed before it got on get
 it after. A session still sees them in the order they came; nothing rides past a
 Cutover, a traced fan-out or one to other recipients, and at most ``MAX_RIDERS`` ride
 at once. Nothing waits to ride: only what already waits behind a fan-out in turns
@@ -361,6 +362,8 @@ class FanoutPoint(Actor):
                     if isinstance(session, session_class):
                         if one is not None:
                             session.deliver_dispatch(one, trace)
+                            continue
+                        if session.deliver_together(dispatches):  # one write (compressed)
                             continue
                         for dispatch in dispatches:  # one failing costs the others nothing
                             try:

@@ -590,6 +590,19 @@ class SessionActor(Actor):
             else:
                 self._moving_dispatch(dispatch)
 
+    def deliver_together(self, dispatches: list[PreparedDispatch]) -> bool:
+        """``deliver_dispatch`` of each of ``dispatches`` (untraced), their frames in one
+        write, when this session is attached with no standby copy to feed; False, having
+        done nothing, otherwise (the caller then delivers them one by one). The fan-out
+        point calls it for what rides on a fan-out (gateway/fanout.py, "Riding")."""
+        link = self.link
+        log = self.log
+        if link is None or log is None or link.conn.log is not log \
+                or self._standby is not None:
+            return False
+        link.send_dispatches(dispatches)
+        return True
+
     def sync_lane(self) -> None:
         """Keep this session's entry in ``ctx.lanes`` true: there exactly while the
         fan-out point may write its dispatches itself, which is ``deliver_dispatch``'s

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import uvloop
 from websockets.frames import Opcode
 
 import gateway.fanout
+import gateway.server
 from actors import Actor, Overloaded, UvloopSystemBase
 from gateway.context import GatewayContext, bind
 from gateway.fanout import NodeFanout, fanout_address, start_fanout_point
@@ -409,6 +411,19 @@ def test_a_traced_fan_out_waits_behind_a_big_one_under_way(
                                   for seq, d in enumerate(dispatches, before + 1)]
 
 
+def _count_shared_writes(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[int]:
+    """The frames in each of ``module``'s calls of ``write_frames`` from now on."""
+    together: list[int] = []
+    write_frames = module.write_frames
+
+    def counted(transport: Any, parts: list[bytes]) -> None:
+        together.append(len(parts) // 2)
+        write_frames(transport, parts)
+
+    monkeypatch.setattr(module, "write_frames", counted)
+    return together
+
+
 def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Over real sockets: 36 sessions, one NodeFanout; each client reads the dispatch
@@ -416,14 +431,7 @@ def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
     recipients, the second riding on the first (both frames in one write): each client
     reads both, in order."""
     count = 36
-    together: list[int] = []
-    write_frames = gateway.fanout.write_frames
-
-    def counted(transport: Any, parts: list[bytes]) -> None:
-        together.append(len(parts) // 2)
-        write_frames(transport, parts)
-
-    monkeypatch.setattr(gateway.fanout, "write_frames", counted)
+    together = _count_shared_writes(monkeypatch, gateway.fanout)
 
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
@@ -451,6 +459,56 @@ def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
                 assert await recv(ws) == {"t": "MESSAGE_CREATE", "s": 5, "op": 0, "d": later[1]}
             assert together and set(together) == {2}
             for ws in sockets:
+                await ws.close()
+
+    run(main)
+
+
+def test_compressed_sessions_get_what_rides_in_one_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over real sockets, zlib-stream clients (no lane: their frames go through each
+    connection's compressor): three fan-outs back to back in turns of 4 recipients, the
+    second and third riding on the first. Each connection compresses them in order and
+    writes them together; each client inflates the three in order, numbered one after
+    the other, with one ``zlib.decompressobj`` as discord.py and hikari do."""
+    count = 12
+    together = _count_shared_writes(monkeypatch, gateway.server)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            clients = []
+            for _ in range(count):
+                ws = await http.ws_connect(
+                    f"{r.gateway.gateway_url}/?v=10&encoding=json&compress=zlib-stream")
+                inflate = zlib.decompressobj()
+
+                async def zrecv(ws: Any = ws, inflate: Any = inflate) -> dict[str, Any]:
+                    msg = await ws.receive(5)
+                    assert msg.type is aiohttp.WSMsgType.BINARY
+                    assert msg.data.endswith(b"\x00\x00\xff\xff")
+                    return json.loads(inflate.decompress(msg.data))
+
+                assert (await zrecv())["op"] == 10
+                await ws.send_json(identify(r.seeded.token, CONTENT))
+                assert (await zrecv())["t"] == "READY"
+                assert (await zrecv())["t"] == "GUILD_CREATE"
+                clients.append((ws, zrecv))
+            await asyncio.sleep(0.05)
+            sids = [address.id for address in r.gateway.ctx.sessions.values()]
+            assert len(sids) == count and not r.gateway.ctx.lanes
+            monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 4)
+            data = {"id": "99", "channel_id": str(r.seeded.channel_id), "content": "all"}
+            sent = [{**data, "id": str(n), "content": f"then {n}"} for n in (100, 101, 102)]
+            here = r.gateway.base
+            together.clear()
+            for d in sent:
+                here.tell_from_loop(fanout_address(here.node),
+                                    NodeFanout(PreparedDispatch("MESSAGE_CREATE", d), sids))
+            for _, zrecv in clients:
+                for seq, d in enumerate(sent, 3):
+                    assert await zrecv() == {"t": "MESSAGE_CREATE", "s": seq, "op": 0, "d": d}
+            assert together and max(together) == 3
+            for ws, _ in clients:
                 await ws.close()
 
     run(main)
