@@ -363,8 +363,10 @@ class FanoutPoint(Actor):
                         if one is not None:
                             session.deliver_dispatch(one, trace)
                             continue
-                        if session.deliver_together(dispatches):  # one write (compressed)
-                            continue
+                        if trace is None and session.deliver_together(
+                                dispatches, lambda exc, dispatch, actor_id=actor_id:
+                                _delivery_failed(exc, actor_id, dispatch, None)):
+                            continue  # in one write (compressed, say)
                         for dispatch in dispatches:  # one failing costs the others nothing
                             try:
                                 session.deliver_dispatch(dispatch, trace)

@@ -241,28 +241,31 @@ class Link(WSListener):
             transport.send(_TEXT if conn.text_frames else _BINARY, data)
             bytes_written[0] += len(data)
 
-    def send_dispatches(self, dispatches: list[PreparedDispatch]) -> None:
+    def send_dispatches(self, dispatches: list[PreparedDispatch],
+                        failed: Callable[[Exception, PreparedDispatch], None]) -> None:
         """``send_dispatch`` of each, in order, their frames in one write (what rides on
         a fan-out, gateway/fanout.py: a compressed connection's frames go through its
-        stream in order, then out together)."""
-        if self._paused:
-            for dispatch in dispatches:
-                self._hold(dispatch)
-            return
+        stream in order, then out together). ``failed`` hears of each dispatch that
+        raised; the others go on, as they would one by one."""
         conn = self.conn
         kind = _TEXT if conn.text_frames else _BINARY
         parts: list[bytes] = []
-        try:
-            for dispatch in dispatches:
+        for dispatch in dispatches:
+            try:
+                if self._paused:  # the client is behind (or fell behind just now)
+                    self._hold(dispatch)
+                    continue
                 data = conn.dispatch_frame(dispatch)
-                if data is not None:
-                    parts.append(ws_frame_header(kind, len(data)))
-                    parts.append(data)
-        finally:  # what is numbered goes out, whatever failed after it
-            transport = self.transport
-            if parts and transport is not None and not transport.is_disconnected:
-                write_frames(transport, parts)
-                bytes_written[0] += sum(len(data) for data in parts[1::2])
+            except Exception as exc:
+                failed(exc, dispatch)
+                continue
+            if data is not None:
+                parts.append(ws_frame_header(kind, len(data)))
+                parts.append(data)
+        transport = self.transport
+        if parts and transport is not None and not transport.is_disconnected:
+            write_frames(transport, parts)
+            bytes_written[0] += sum(len(data) for data in parts[1::2])
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too).

@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -590,18 +591,28 @@ class SessionActor(Actor):
             else:
                 self._moving_dispatch(dispatch)
 
-    def deliver_together(self, dispatches: list[PreparedDispatch]) -> bool:
+    def deliver_together(self, dispatches: list[PreparedDispatch],
+                         failed: Callable[[Exception, PreparedDispatch], None]) -> bool:
         """``deliver_dispatch`` of each of ``dispatches`` (untraced), their frames in one
-        write, when this session is attached with no standby copy to feed; False, having
+        write, in ``deliver_dispatch``'s common case (``_writes_directly``); False, having
         done nothing, otherwise (the caller then delivers them one by one). The fan-out
-        point calls it for what rides on a fan-out (gateway/fanout.py, "Riding")."""
-        link = self.link
-        log = self.log
-        if link is None or log is None or link.conn.log is not log \
-                or self._standby is not None:
+        point calls it for what rides on a fan-out (gateway/fanout.py, "Riding");
+        ``failed`` hears of each dispatch that raised, and the others go on."""
+        if not self._writes_directly():
             return False
-        link.send_dispatches(dispatches)
+        self.link.send_dispatches(dispatches, failed)
         return True
+
+    def _writes_directly(self) -> bool:
+        """``deliver_dispatch``'s common case, with nothing to do but write: attached to
+        a link whose connection's log is this session's, no standby copy to feed, not
+        ended, no catch-up in progress (``deliver_dispatch`` is the class's: a catch-up
+        holds or notes what comes meanwhile through its own)."""
+        link, log = self.link, self.log
+        return (link is not None and log is not None and link.conn.log is log
+                and self._standby is None and not self._ended
+                and "deliver_dispatch" not in self.__dict__
+                and type(self).deliver_dispatch is SessionActor.deliver_dispatch)
 
     def sync_lane(self) -> None:
         """Keep this session's entry in ``ctx.lanes`` true: there exactly while the
@@ -613,18 +624,14 @@ class SessionActor(Actor):
         calls it) and the fan-out point's direct calls."""
         cell = self._myRef
         key = cell.address.id
-        link, log = self.link, self.log
         transport = None
-        if (link is not None and log is not None and link.conn.log is log
-                and self._standby is None and not self._ended and cell.alive
-                and "deliver_dispatch" not in self.__dict__
-                and type(self).deliver_dispatch is SessionActor.deliver_dispatch):
-            transport = link.lane_transport()
+        if cell.alive and self._writes_directly():
+            transport = self.link.lane_transport()
         lanes = self.ctx.lanes
         if transport is None:
             lanes.pop(key, None)
         else:
-            lanes[key] = (cell, transport, log)
+            lanes[key] = (cell, transport, self.log)
 
     def _close_session(self, msg: CloseSession, sender: Any) -> None:
         """An internal service disconnects this session: close its socket with

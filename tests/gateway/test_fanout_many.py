@@ -59,7 +59,7 @@ class _Transport:
         if self.fail:
             raise RuntimeError("injected write failure")
         frames = parse_all(data)
-        assert all(f.opcode is Opcode.TEXT and f.fin for f in frames)
+        assert all(f.opcode in (Opcode.TEXT, Opcode.BINARY) and f.fin for f in frames)
         self.sent.extend(f.data for f in frames)
         self.writes.append(len(frames))
 
@@ -83,18 +83,20 @@ class _CutSession(_Session):
         _CutSession.cut_at.append(len(self.link.transport.sent))
 
 
-async def _sessions(paused: int | None = None, failing: int | None = None) -> tuple[
+async def _sessions(paused: int | None = None, failing: int | None = None,
+                    compressed: int | None = None) -> tuple[
         UvloopSystemBase, GatewayContext, Any, list[int], list[tuple[Any, _Transport, int]]]:
     """A base on this loop with its fan-out point and RECIPIENTS READY sessions, the
-    ``paused``-th above its high-water mark, the ``failing``-th's writes failing: (base,
-    context, fan-out point, session actor ids, each one's (link, transport, seq))."""
+    ``paused``-th above its high-water mark, the ``failing``-th's writes failing, the
+    ``compressed``-th on zlib-stream: (base, context, fan-out point, session actor ids,
+    each one's (link, transport, seq))."""
     base = UvloopSystemBase(loop=asyncio.get_running_loop())
     config = GatewayConfig()
     ctx = GatewayContext(None, SnowflakeGenerator(), config)  # type: ignore[arg-type]
     point = start_fanout_point(base, ctx)
     ids, out = [], []
     for n in range(RECIPIENTS):
-        link = _link(None, config)
+        link = _link("zlib-stream" if n == compressed else None, config)
         transport = _Transport(fail=n == failing)
         link.transport = transport
         if n == paused:
@@ -194,13 +196,17 @@ def test_a_big_fan_out_takes_turns_with_the_other_actors(
                                   for seq, d in enumerate(got, before + 1)]
 
 
-def _fan_out_many(fanouts: list[Any], paused: int | None = None
+def _fan_out_many(fanouts: list[Any], paused: int | None = None,
+                  compressed: int | None = None, prepare: Any = None
                   ) -> list[tuple[Any, _Transport, int]]:
     """Hand the fan-out point each of ``fanouts`` at once (a function of the session
-    ids giving a NodeFanout or a Cutover), each behind the one before; answers each
-    session's (link, transport, seq before the first)."""
+    ids giving a NodeFanout or a Cutover), each behind the one before, after
+    ``prepare(base, ids)``; answers each session's (link, transport, seq before the
+    first)."""
     async def main() -> list[tuple[Any, _Transport, int]]:
-        base, _, point, ids, out = await _sessions(paused)
+        base, _, point, ids, out = await _sessions(paused, compressed=compressed)
+        if prepare is not None:
+            prepare(base, ids)
         _CutSession.cut_at = []
         for make in fanouts:
             base.tell_from_loop(point, make(ids))
@@ -338,6 +344,63 @@ def test_a_turn_with_riders_writes_about_a_turn_of_frames(
     assert max(per_turn) <= 16 + len(dispatches) - 1
 
 
+def test_a_session_catching_up_gets_riders_through_its_own_delivery(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session catching up from storage delivers through its own ``deliver_dispatch``
+    (it holds, or notes, what comes meanwhile), so it has no lane and riders reach it
+    one by one through that, in order, never written past it."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    catching_up = 50
+    through: list[PreparedDispatch] = []
+
+    def prepare(base: Any, ids: list[int]) -> None:
+        session = base.cells[ids[catching_up]].instance
+        session.deliver_dispatch = lambda dispatch, trace=None: through.append(dispatch)
+        session.sync_lane()
+
+    dispatches = [_dispatch(n) for n in (1, 2, 3)]
+    recipients = _fan_out_many([_to_all(d) for d in dispatches], prepare=prepare)
+    assert through == dispatches
+    assert recipients[catching_up][1].sent == []
+
+
+def test_a_compressed_session_writes_its_riders_together_and_loses_one_alone(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A zlib-stream session (no lane) gets the riders through its compressor in order,
+    then in one write; a dispatch its connection fails to frame costs the others
+    nothing (the line names the session)."""
+    monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
+    compressed = 50
+    first, second, third = (_dispatch(n) for n in (1, 2, 3))
+    its_id: list[int] = []
+
+    def prepare(base: Any, ids: list[int]) -> None:
+        its_id.append(ids[compressed])
+        conn = base.cells[ids[compressed]].instance.link.conn
+        frame = conn.dispatch_frame
+
+        def failing(dispatch: PreparedDispatch) -> bytes | None:
+            if dispatch is second:
+                raise RuntimeError("injected framing failure")
+            return frame(dispatch)
+
+        conn.dispatch_frame = failing
+
+    with caplog.at_level(logging.ERROR, logger="greenroom.gateway.fanout"):
+        recipients = _fan_out_many([_to_all(d) for d in (first, second, third)],
+                                   compressed=compressed, prepare=prepare)
+    link, transport, before = recipients[compressed]
+    # (what a client inflates from such writes: test_compressed_sessions_get_what_rides_in_one_write)
+    assert transport.writes == [2]
+    assert [d for _, d in link.conn.log.after(before)] == [first, third]
+    failures = [r for r in caplog.records if r.getMessage() == "fanout.delivery_failed"]
+    assert len(failures) == 1 and failures[0].session == its_id[0]
+    assert failures[0].exc_info is not None
+    for n, (_, transport, _) in enumerate(recipients):
+        if n != compressed:
+            assert len(transport.sent) == 3, n
+
+
 class _Guild(Actor):
     """Sends the fan-out point three NodeFanouts a turn, for three turns; keeps what
     comes back as ``Overloaded``."""
@@ -467,15 +530,18 @@ def test_many_sockets_each_get_their_own_frame(tmp_path: Path,
 def test_compressed_sessions_get_what_rides_in_one_write(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Over real sockets, zlib-stream clients (no lane: their frames go through each
-    connection's compressor): three fan-outs back to back in turns of 4 recipients, the
-    second and third riding on the first. Each connection compresses them in order and
-    writes them together; each client inflates the three in order, numbered one after
-    the other, with one ``zlib.decompressobj`` as discord.py and hikari do."""
+    connection's compressor, here with the deflated tail a big fan-out's recipients
+    share): three fan-outs back to back in turns of 4 recipients, the second and third
+    riding on the first. Each connection compresses them in order and writes them
+    together (the first 4 the two riders, the other 8 all three); each client inflates
+    the three in order, numbered one after the other, with one ``zlib.decompressobj``
+    as discord.py and hikari do."""
     count = 12
     together = _count_shared_writes(monkeypatch, gateway.server)
 
     async def main() -> None:
-        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+        config = GatewayConfig(zlib_shared_tail_min=2)
+        async with running_gateway(tmp_path, config) as r, aiohttp.ClientSession() as http:
             clients = []
             for _ in range(count):
                 ws = await http.ws_connect(
@@ -507,7 +573,7 @@ def test_compressed_sessions_get_what_rides_in_one_write(
             for _, zrecv in clients:
                 for seq, d in enumerate(sent, 3):
                     assert await zrecv() == {"t": "MESSAGE_CREATE", "s": seq, "op": 0, "d": d}
-            assert together and max(together) == 3
+            assert sorted(together) == [2] * 4 + [3] * 8
             for ws, _ in clients:
                 await ws.close()
 
