@@ -58,9 +58,10 @@ recipient (~8.5 of the node's ~14 µs), and that cost hardly depends on the writ
 NodeFanouts that wait right behind a fan-out under way, to the same recipients (the
 same parts, equal), get on it: from where it has got to, each recipient gets all of
 them in one write (``outbound.write_frames``), each numbered in its log in the order
-they came (a session without a lane, compressed say, through its connection's
-``dispatch_frame`` and then one write too, ``SessionActor.deliver_together``), and a rider goes once round, so the recipients passed before it got on get
-it after. A session still sees them in the order they came; nothing rides past a
+they came. A session without a lane (compressed, say) frames them through its
+connection, in order, and writes them together too (``SessionActor.deliver_together``);
+one catching up from storage or feeding a standby copy takes them one by one. A rider
+goes once round, so the recipients passed before it got on get it after. A session still sees them in the order they came; nothing rides past a
 Cutover, a traced fan-out or one to other recipients, and at most ``MAX_RIDERS`` ride
 at once. Nothing waits to ride: only what already waits behind a fan-out in turns
 gets on, so a node that keeps up writes as before, and one that falls behind (a burst,
