@@ -15,7 +15,9 @@ tail at the default 32; above 1,000 every connection deflates its own frame, as 
 ``--content-bytes N``: the message's content is N bytes (default: "hello", a 139-byte
 frame; 716 makes an 850-byte one). ``--cold``: the fan-outs one at a time, the CPU
 caches evicted before each (a 64 MiB write, not timed), as a node meets each message at
-10 msg/s; without it they run back to back on warm caches. ``--per-session`` measures
+10 msg/s; without it they run back to back on warm caches, and those behind the
+first ride on it (gateway/fanout.py, "Riding": a session's frames in one write, which
+is what a node that falls behind does). ``--per-session`` measures
 the design before gateway/fanout.py in the same run for comparison: the guild sends one
 ``Deliver`` actor message per recipient.
 Prints one JSON line: fan-outs, deliveries/s and microseconds per fan-out (best of 5
@@ -89,16 +91,36 @@ class _Session(SessionActor):
 
 
 class _Transport:
-    """A picows ``WSTransport`` that counts frames; ``done`` resolves after ``target``
-    frames in all."""
+    """A picows ``WSTransport`` that counts frames, sent one by one or written together
+    to its ``underlying_transport`` (what rides on a fan-out); ``done`` resolves after
+    ``target`` frames in all."""
 
     sent = 0
     target = 0
     done: asyncio.Future | None = None
     is_disconnected = False
+    is_close_frame_sent = False
+
+    @property
+    def underlying_transport(self) -> _Transport:
+        return self
 
     def send(self, msg_type: Any, data: bytes) -> None:
-        _Transport.sent += 1
+        self._count(1)
+
+    def write(self, data: bytes) -> None:
+        frames, at = 0, 0
+        while at < len(data):  # unmasked frames: 2 bytes, then 2 or 8 of length
+            size, at = data[at + 1] & 0x7F, at + 2
+            if size >= 126:
+                width = 2 if size == 126 else 8
+                size, at = int.from_bytes(data[at:at + width], "big"), at + width
+            frames, at = frames + 1, at + size
+        self._count(frames)
+
+    @staticmethod
+    def _count(frames: int) -> None:
+        _Transport.sent += frames
         if _Transport.sent >= _Transport.target and _Transport.done is not None:
             if not _Transport.done.done():
                 _Transport.done.set_result(None)
