@@ -228,13 +228,16 @@ def traces_with(traces: list[dict], message_id: str) -> list[dict]:
 
 def complete_trace(message_id: str, session_id: str, entry: str = "rest.post_message"
                    ) -> Callable[[list[dict]], dict | None]:
-    """The trace of ``message_id`` once its entry span (it ends last: after the answer)
-    and its socket write to ``session_id`` are in it."""
+    """The trace of ``message_id`` once its entry span (it ends last: after the answer),
+    its socket write to ``session_id`` and its ``storage.write`` are in it (that one
+    ends on the storage actor's node, whose exporter may send it a batch after the
+    other nodes' spans are in)."""
 
     def found(traces: list[dict]) -> dict | None:
         for trace in traces_with(traces, message_id):
             if any(tags(s).get("greenroom.session_id") == session_id
-                   for s in named(trace, "socket.out")) and named(trace, entry):
+                   for s in named(trace, "socket.out")) and named(trace, entry) \
+                    and named(trace, "storage.write"):
                 return trace
         return None
 
