@@ -47,8 +47,8 @@ the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
 in the order it came, so every session still sees the guild's dispatches in order; the
 backlog holds at most the mailbox's capacity (plus what rides, below), past which a
-sender gets its message back as ``Overloaded``, as from a full mailbox. A traced NodeFanout is delivered whole when
-its turn comes (its spans time the loop). Sessions with a standby copy on another node
+sender gets its message back as ``Overloaded``, as from a full mailbox. A traced
+NodeFanout is delivered whole when its turn comes (its spans time the loop). Sessions with a standby copy on another node
 (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
 fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
 
@@ -61,9 +61,9 @@ them in one write (``outbound.write_frames``), each numbered in its log in the o
 they came. A session without a lane (compressed, say) frames them through its
 connection, in order, and writes them together too (``SessionActor.deliver_together``);
 one catching up from storage or feeding a standby copy takes them one by one. A rider
-goes once round, so the recipients passed before it got on get it after. A session still sees them in the order they came; nothing rides past a
-Cutover, a traced fan-out or one to other recipients, and at most ``MAX_RIDERS`` ride
-at once. Nothing waits to ride: only what already waits behind a fan-out in turns
+goes once round, so the recipients passed before it got on get it after. A session
+still sees them in the order they came; nothing rides past a Cutover, a traced fan-out
+or one to other recipients, and at most ``MAX_RIDERS`` ride at once. Nothing waits to ride: only what already waits behind a fan-out in turns
 gets on, so a node that keeps up writes as before, and one that falls behind (a burst,
 a busy host) catches up with fewer, bigger writes instead of falling further behind.
 A turn's budget counts frames, so a turn with riders lasts about as long, and goes
@@ -453,9 +453,9 @@ class _Turns:
                 at -= len(self.parts[part])
                 part += 1
             to = self.parts[part]
-            # as far as the part's end, the first rider's last recipient, the budget
-            count = min(len(to) - at, min(r.left for r in riders),
-                        max(1, budget // len(riders)))
+            # as far as the part's end, the first rider's last recipient (the first on
+            # has the fewest left), the budget
+            count = min(len(to) - at, riders[0].left, max(1, budget // len(riders)))
             FanoutPoint._deliver(cells, [r.dispatches[part] for r in riders],
                                  to[at:at + count], None, lanes)
             budget -= count * len(riders)
