@@ -54,10 +54,10 @@ class GatewayContext:
     #: old actor id -> ``gateway.session.Orphan``: the sessions that died with their
     #: host, until its next incarnation rebuilds them (``Gateway._session_host_started``).
     orphans: dict[int, Any] = field(default_factory=dict)
-    #: session actor id -> ``(cell, transport, log)``: the sessions whose next dispatch
-    #: the fan-out point may number and write itself (gateway/fanout.py, "Lanes"), kept
-    #: true by ``SessionActor.sync_lane``.
-    lanes: dict[int, tuple[Any, Any, Any]] = field(default_factory=dict)
+    #: session actor id -> ``(cell, transport, log, conn)``: the sessions whose next
+    #: dispatch the fan-out point may number and write itself (gateway/fanout.py,
+    #: "Lanes"), kept true by ``SessionActor.sync_lane``.
+    lanes: dict[int, tuple[Any, Any, Any, Any]] = field(default_factory=dict)
 
 
 T = TypeVar("T", bound=type)

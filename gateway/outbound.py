@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -151,11 +152,16 @@ def bounded_responses(limits: WriteLimits) -> Any:
     ``response_timeout_s``, else the connection is reset (``abort``). aiohttp then finds
     the answer written or the connection gone, and logs nothing."""
 
+    # the transports bounded already: a keep-alive connection's socket keeps its buffer
+    # size, and setting it again cost each request a system call and a socket object
+    bounded_already: weakref.WeakSet[Any] = weakref.WeakSet()
+
     @web.middleware
     async def bounded(request: web.Request, handler: _Handler) -> web.StreamResponse:
         transport = request.transport
-        if transport is not None:
+        if transport is not None and transport not in bounded_already:
             _set_send_buffer(transport, limits.send_buffer)
+            bounded_already.add(transport)
         response = await handler(request)
         if transport is None or response.prepared or not isinstance(response, web.Response):
             return response  # streamed by its handler, which owns its own writes

@@ -326,10 +326,11 @@ class Link(WSListener):
 
     def lane_transport(self) -> WSTransport | None:
         """This connection's transport while a dispatch would go straight to it, framed
-        as plain JSON text: READY, JSON without compression, not paused, nothing of a
-        RESUME's replay or a backlog left to write, connected. None otherwise."""
+        by the connection (``dispatch_frame``: plain JSON text, or through its compressor):
+        READY, not paused, nothing of a RESUME's replay or a backlog left to write,
+        connected. None otherwise."""
         conn, transport = self.conn, self.transport
-        if (conn.state is ConnectionState.READY and conn.text_frames and not self._paused
+        if (conn.state is ConnectionState.READY and not self._paused
                 and self._replay is None and self._unsent is None
                 and transport is not None and not transport.is_disconnected):
             return transport

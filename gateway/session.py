@@ -618,10 +618,12 @@ class SessionActor(Actor):
         """Keep this session's entry in ``ctx.lanes`` true: there exactly while the
         fan-out point may write its dispatches itself, which is ``deliver_dispatch``'s
         common case with nothing else to do: attached to a link whose connection writes
-        plain JSON now (``Link.lane_transport``), its log the link's, no standby copy to
-        feed, no catch-up in progress (``deliver_dispatch`` is the class's). Run after
-        every message this actor handles, every change on its link's side (the link
-        calls it) and the fan-out point's direct calls."""
+        each dispatch now (``Link.lane_transport``), its log the link's, no standby copy
+        to feed, no catch-up in progress (``deliver_dispatch`` is the class's). The entry
+        is ``(cell, transport, log, conn)``: ``conn`` None for plain JSON text, which the
+        fan-out point frames itself, else the connection that frames each dispatch
+        (compressed, msgpack). Run after every message this actor handles, every change
+        on its link's side (the link calls it) and the fan-out point's direct calls."""
         cell = self._myRef
         key = cell.address.id
         transport = None
@@ -631,7 +633,8 @@ class SessionActor(Actor):
         if transport is None:
             lanes.pop(key, None)
         else:
-            lanes[key] = (cell, transport, self.log)
+            conn = self.link.conn
+            lanes[key] = (cell, transport, self.log, None if conn.text_frames else conn)
 
     def _close_session(self, msg: CloseSession, sender: Any) -> None:
         """An internal service disconnects this session: close its socket with

@@ -127,6 +127,12 @@ class PreparedDispatch:
                              + _MSGPACK_KEY_S, suffix)
         return self
 
+    def json_parts(self) -> tuple[bytes, bytes]:
+        """The JSON frame cut where the sequence number goes: ``frame(seq, JSON)`` is
+        ``before + b"%d" % seq + after``, for a loop that frames this dispatch for each of
+        many recipients itself (gateway/fanout.py)."""
+        return self._json or self._parts(Encoding.JSON)
+
     def json_d(self) -> bytes:
         """The JSON encoding of ``d`` (made once, shared with JSON recipients): how a
         dispatch crosses to another node (``from_json`` there)."""

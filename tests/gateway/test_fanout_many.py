@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgpack
 import pytest
 import uvloop
+import zstandard
 from websockets.frames import Opcode
 
 import gateway.fanout
@@ -561,7 +563,9 @@ def test_compressed_sessions_get_what_rides_in_one_write(
                 clients.append((ws, zrecv))
             await asyncio.sleep(0.05)
             sids = [address.id for address in r.gateway.ctx.sessions.values()]
-            assert len(sids) == count and not r.gateway.ctx.lanes
+            assert len(sids) == count
+            # each has a lane, framed by its connection (its compressor's stream)
+            assert all(r.gateway.ctx.lanes[sid][3] is not None for sid in sids)
             monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 4)
             data = {"id": "99", "channel_id": str(r.seeded.channel_id), "content": "all"}
             sent = [{**data, "id": str(n), "content": f"then {n}"} for n in (100, 101, 102)]
@@ -587,16 +591,18 @@ def _lane_of(r: Any, session_id: str) -> tuple[int, Any, Any]:
     return address.id, r.gateway.ctx.lanes.get(address.id), link
 
 
-def test_a_session_has_a_lane_exactly_while_it_writes_plain_json(tmp_path: Path) -> None:
+def test_a_session_has_a_lane_exactly_while_it_writes_each_dispatch(tmp_path: Path) -> None:
     """``ctx.lanes`` follows the connection over real sockets: there once READY, gone
     while the transport is paused (the message then waits in the log) and back once the
-    backlog is written, never for a compressed connection, gone at the close."""
+    backlog is written, gone at the close. A plain JSON connection's lane has no
+    connection (the fan-out point frames for it); a compressed one's names its
+    connection, which frames each dispatch through its compressor."""
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             ws, ready = await identified(http, r)
             actor_id, lane, link = _lane_of(r, ready["d"]["session_id"])
             assert lane is not None and lane[1] is link.transport
-            assert lane[2] is link.conn.log
+            assert lane[2] is link.conn.log and lane[3] is None
 
             link.pause_writing()  # as picows calls it above the high-water mark
             assert actor_id not in r.gateway.ctx.lanes
@@ -621,11 +627,83 @@ def test_a_session_has_a_lane_exactly_while_it_writes_plain_json(tmp_path: Path)
             await asyncio.sleep(0.2)
             compressed = [s for s in r.gateway.ctx.sessions if s != ready["d"]["session_id"]]
             assert len(compressed) == 1
-            assert _lane_of(r, compressed[0])[1] is None
+            z_id, z_lane, z_link = _lane_of(r, compressed[0])
+            assert z_lane is not None and z_lane[1] is z_link.transport
+            assert z_lane[2] is z_link.conn.log and z_lane[3] is z_link.conn
 
             await ws.close()
-            await asyncio.sleep(0.1)
-            assert actor_id not in r.gateway.ctx.lanes
             await zws.close()
+            await asyncio.sleep(0.1)
+            assert actor_id not in r.gateway.ctx.lanes and z_id not in r.gateway.ctx.lanes
+
+    run(main)
+
+
+def test_every_kind_of_connection_gets_a_big_fanout_through_its_lane(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over real sockets, two sessions of each kind: plain JSON, zlib-stream (with the
+    deflated tail a big fan-out's recipients share), zstd-stream and msgpack. Each has a
+    lane (a compressed or msgpack one names its connection, which frames for it), two
+    fan-outs in turns of 3 reach all of them through their lanes and never through
+    ``Link.send_dispatch``, and each client decodes both, numbered one after the other,
+    as discord.py decodes its streams (one ``decompressobj`` a connection)."""
+    sent_by_link: list[Any] = []
+    original = gateway.server.Link.send_dispatch
+
+    def counted(link: Any, dispatch: PreparedDispatch) -> None:
+        sent_by_link.append(dispatch)
+        original(link, dispatch)
+
+    monkeypatch.setattr(gateway.server.Link, "send_dispatch", counted)
+    kinds = {"encoding=json": (json.loads, None),
+             "encoding=json&compress=zlib-stream": (json.loads, zlib.decompressobj),
+             "encoding=json&compress=zstd-stream": (
+                 json.loads, lambda: zstandard.ZstdDecompressor().decompressobj()),
+             "encoding=msgpack": (lambda b: msgpack.unpackb(b, raw=False), None)}
+
+    async def main() -> None:
+        config = GatewayConfig(zlib_shared_tail_min=2)
+        async with running_gateway(tmp_path, config) as r, aiohttp.ClientSession() as http:
+            clients = []
+            for query, (decode, stream) in kinds.items():
+                for _ in range(2):
+                    ws = await http.ws_connect(f"{r.gateway.gateway_url}/?v=10&{query}")
+                    inflate = stream() if stream is not None else None
+
+                    async def receive(ws: Any = ws, inflate: Any = inflate,
+                                      decode: Any = decode) -> dict[str, Any]:
+                        msg = await ws.receive(5)
+                        data = msg.data if inflate is None else inflate.decompress(msg.data)
+                        return decode(data.encode() if isinstance(data, str) else data)
+
+                    assert (await receive())["op"] == 10
+                    hello = identify(r.seeded.token, CONTENT)
+                    if "msgpack" in query:
+                        await ws.send_bytes(msgpack.packb(hello))
+                    else:
+                        await ws.send_json(hello)
+                    assert (await receive())["t"] == "READY"
+                    assert (await receive())["t"] == "GUILD_CREATE"
+                    clients.append((query, receive))
+            await asyncio.sleep(0.05)
+            lanes, links = r.gateway.ctx.lanes, r.gateway.links
+            sids = [address.id for address in r.gateway.ctx.sessions.values()]
+            assert len(sids) == len(clients) == len(lanes)
+            for link in links:  # a plain JSON lane: the fan-out point frames for it
+                conn = lanes[link.session.id][3]
+                assert conn is (None if link.conn.text_frames else link.conn)
+            monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 3)
+            sent = [{"id": str(n), "channel_id": str(r.seeded.channel_id),
+                     "content": f"to all {n}"} for n in (100, 101)]
+            here = r.gateway.base
+            for d in sent:
+                here.tell_from_loop(fanout_address(here.node),
+                                    NodeFanout(PreparedDispatch("MESSAGE_CREATE", d), sids))
+                await asyncio.sleep(0.05)
+            for query, receive in clients:
+                for seq, d in enumerate(sent, 3):
+                    got = await receive()
+                    assert (got["t"], got["s"], got["d"]) == ("MESSAGE_CREATE", seq, d), query
+            assert sent_by_link == []
 
     run(main)
