@@ -325,10 +325,10 @@ class Link(WSListener):
     # -- the fan-out's lane (gateway/fanout.py, "Lanes") -----------------------------------
 
     def lane_transport(self) -> WSTransport | None:
-        """This connection's transport while a dispatch would go straight to it, framed
-        by the connection (``dispatch_frame``: plain JSON text, or through its compressor):
-        READY, not paused, nothing of a RESUME's replay or a backlog left to write,
-        connected. None otherwise."""
+        """This connection's transport while a dispatch would go straight to it (the
+        fan-out point frames plain JSON text itself, and has the connection frame any
+        other, ``dispatch_frame``): READY, not paused, nothing of a RESUME's replay or a
+        backlog left to write, connected. None otherwise."""
         conn, transport = self.conn, self.transport
         if (conn.state is ConnectionState.READY and not self._paused
                 and self._replay is None and self._unsent is None
