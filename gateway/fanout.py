@@ -49,14 +49,10 @@ durable stage's p99 (the poster's answer waits for it) was 49-198 ms because of 
 and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turns"),
 the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
-in the order it came, so every session still sees the guild's dispatches in order. The
-backlog holds at most the mailbox's capacity (``backlog_capacity``; plus what rides,
-below). Past it a NodeFanout is *shed*: its sessions are noted where it would have
-been delivered, and when that turn comes each catches up from storage
-(``SessionActor.dispatches_lost``, as after a crash of this actor), so the messages it
-missed still come, once and in order; its other events (typing, presences, reactions,
-edits) are gone. Its sender is not told: the guild could only have dropped it too. A
-traced NodeFanout is delivered whole when its turn comes (its spans time the loop). Sessions with a standby copy on another node
+in the order it came, so every session still sees the guild's dispatches in order; the
+backlog holds at most the mailbox's capacity (plus what rides, below), past which a
+sender gets its message back as ``Overloaded``, as from a full mailbox. A traced
+NodeFanout is delivered whole when its turn comes (its spans time the loop). Sessions with a standby copy on another node
 (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
 fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
 
@@ -119,9 +115,6 @@ log = logging.getLogger("greenroom.gateway.fanout")
 _failed_lines = LogThrottle(interval=1.0)
 _deliveries = counter("gateway_deliveries_total",
                       "dispatches this node's fan-out point handed to its sessions")
-_shed = counter("gateway_fanouts_shed_total",
-                "NodeFanouts this node's fan-out point had no room for (its backlog full): "
-                "their sessions catch up from storage instead")
 _latency = histogram("gateway_delivery_latency",
                      "a MESSAGE_CREATE's creation (its snowflake, ms) to the end of the "
                      "fan-out loop that wrote it to this node's sockets, per delivery", "s")
@@ -198,9 +191,6 @@ class FanoutPoint(Actor):
     _lost_queue = False
     #: the gateway's context (``gateway.context.bind``): its ``lanes``
     ctx: Any = None
-    #: what may wait in ``_backlog`` (as much as the mailbox holds); past it a NodeFanout
-    #: is shed (module doc, "Turns")
-    backlog_capacity: int = Actor.mailbox_capacity
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -222,8 +212,19 @@ class FanoutPoint(Actor):
         if not self._lost_queue or not self._myRef.alive:
             return
         self._lost_queue = False
-        # one ``since_s`` for all: their reads are shared
-        told = self._catch_up(list(self._myRef.base.cells), catch_up_since())
+        told = 0
+        since_s = catch_up_since()  # one for all: their reads are shared
+        for cell in list(self._myRef.base.cells.values()):
+            session = cell.instance
+            if cell.alive and isinstance(session, SessionActor):
+                try:
+                    try:
+                        session.dispatches_lost(since_s)
+                    finally:  # a catch-up holds what comes meanwhile
+                        session.sync_lane()
+                    told += 1
+                except Exception:  # one broken session must not cost the others theirs
+                    log.exception("fanout.catch_up_failed", extra={"session": cell.address.id})
         log.warning("fanout.restarted", extra={"sessions_catching_up": told})
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
@@ -236,8 +237,9 @@ class FanoutPoint(Actor):
             backlog = self._backlog
             untraced = msg.__class__ is NodeFanout and msg.trace is None
             if backlog or (untraced and _recipients(msg) > TURN_RECIPIENTS):
-                if len(backlog) >= self.backlog_capacity and msg.__class__ is NodeFanout:
-                    self._shed(msg)  # no room: its sessions will catch up instead
+                if len(backlog) >= self.mailbox_capacity and sender is not None:
+                    # the mailbox's own bound, for what waits here instead
+                    self._myRef.base.overloaded(self._myRef, msg, sender)
                     return
                 # behind what waits, in order (module doc, "Turns"); a NodeFanout is
                 # decoded now: a malformed one fails here, as its own message
@@ -257,9 +259,9 @@ class FanoutPoint(Actor):
             while backlog and budget > 0:
                 head = backlog[0]
                 try:
-                    if head.__class__ is not _Turns:  # a Cutover, a traced NodeFanout,
-                        backlog.popleft()  # what was shed; whole (a traced one's spans
-                        budget -= _cost(head)  # time its loop)
+                    if head.__class__ is not _Turns:  # a Cutover, a traced NodeFanout
+                        backlog.popleft()  # whole: a traced one's spans time its loop
+                        budget -= 1 if head.__class__ is Cutover else _recipients(head)
                         self._handle(head)
                         continue
                     while len(backlog) > 1 and head.take(backlog[1]):
@@ -277,45 +279,9 @@ class FanoutPoint(Actor):
             if backlog:
                 self.start_timer(0, _GO_ON)
 
-    def _shed(self, msg: NodeFanout) -> None:
-        """No room behind the fan-out under way for ``msg``: its sessions are noted where
-        it would have been delivered (``_Shed`` at the end of the backlog, shared with
-        those shed right before it), to catch up from storage when their turn comes."""
-        backlog = self._backlog
-        shed = backlog[-1]
-        if shed.__class__ is not _Shed:
-            shed = _Shed()
-            backlog.append(shed)
-        shed.add(msg)
-        _shed.add(1)
-
-    def _catch_up(self, actor_ids: Any, since_s: float) -> int:
-        """Have each live session of ``actor_ids`` catch up from storage since where its
-        log ends (``SessionActor.dispatches_lost``); how many were told."""
-        cells, told = self._myRef.base.cells, 0
-        for actor_id in actor_ids:
-            cell = cells.get(actor_id)
-            if cell is None or not cell.alive or not isinstance(cell.instance, SessionActor):
-                continue
-            session = cell.instance
-            try:
-                try:
-                    session.dispatches_lost(since_s)
-                finally:  # a catch-up holds what comes meanwhile
-                    session.sync_lane()
-                told += 1
-            except Exception:  # one broken session must not cost the others theirs
-                log.exception("fanout.catch_up_failed", extra={"session": actor_id})
-        return told
-
-    def _handle(self, msg: NodeFanout | Cutover | _Shed) -> None:
+    def _handle(self, msg: NodeFanout | Cutover) -> None:
         """``msg`` in this turn, whole."""
-        if msg.__class__ is _Shed:
-            told = self._catch_up(msg.sessions, catch_up_since())
-            log.warning("fanout.shed", extra={
-                "fanouts": msg.fanouts, "event_name": msg.event,
-                "capacity": self.backlog_capacity, "sessions_catching_up": told})
-        elif isinstance(msg, NodeFanout):
+        if isinstance(msg, NodeFanout):
             cells = self._myRef.base.cells
             if msg.trace is not None:
                 started = time.perf_counter()
@@ -550,35 +516,6 @@ def _delivered(event: str, since: float) -> None:
 
 def _recipients(msg: NodeFanout) -> int:
     return len(msg.to) + len(msg.redacted_to or ())
-
-
-def _cost(msg: NodeFanout | Cutover | _Shed) -> int:
-    """What delivering ``msg`` whole takes from a turn's budget: a frame per recipient,
-    a session told to catch up counts as one."""
-    if msg.__class__ is NodeFanout:
-        return _recipients(msg)
-    return 1 if msg.__class__ is Cutover else len(msg.sessions)
-
-
-class _Shed:
-    """NodeFanouts shed one after another (no room in the backlog), where they would
-    have been delivered: the sessions they were for (local actor ids, in the order met)
-    are told then to catch up from storage (``FanoutPoint._catch_up``)."""
-
-    __slots__ = ("sessions", "fanouts", "event")
-
-    def __init__(self) -> None:
-        self.sessions: dict[int, None] = {}
-        self.fanouts = 0
-        self.event = "?"
-
-    def add(self, msg: NodeFanout) -> None:
-        if not self.fanouts:
-            self.event = _event_of(msg)
-        self.fanouts += 1
-        self.sessions.update(dict.fromkeys(msg.to))
-        if msg.redacted_to:
-            self.sessions.update(dict.fromkeys(msg.redacted_to))
 
 
 def _event_of(msg: NodeFanout) -> str:

@@ -185,9 +185,6 @@ class SessionActor(Actor):
     #: a catch-up's read is in flight: the live dispatches meanwhile, delivered after
     #: what it finds (None: no read in flight, or too many held: delivered live again)
     _held: list[tuple[PreparedDispatch, dict | None]] | None = None
-    #: where in ``_held`` a loss planned during the read began (what is held past it may
-    #: follow a gap: it waits for the next read), earliest first
-    _gaps: list[int] | None = None
     _reading = False
     #: the timer that ends the dedup after a catch-up
     _dedup_timer: int | None = None
@@ -1052,11 +1049,10 @@ class SessionActor(Actor):
 
     def dispatches_lost(self, since_s: float) -> None:
         """Dispatches bound for this session were lost (the node's fan-out point died
-        with them queued, or shed them, its backlog full): deliver from storage the
-        messages of all its guilds it may have missed (``since_s``: ``catch_up_since()``,
-        where the log has none). Called by the fan-out point on this loop thread where
-        the loss began (its next incarnation, before its first delivery; or where the
-        shed ones would have been delivered), so the log still ends there."""
+        with them queued): deliver from storage the messages of all its guilds it may
+        have missed (``since_s``: ``catch_up_since()``, where the log has none). Called
+        by the fan-out point's next incarnation on this loop thread before its first
+        delivery, so the log still ends where the loss began."""
         if self.log is None or self._ended:
             return
         self._plan_catch_up(None, since_s)
@@ -1072,9 +1068,6 @@ class SessionActor(Actor):
         log = self.log
         if log is None or self._ended:
             return
-        if self._held is not None:  # holding for a read: what is held from here may
-            # follow a gap, released only after the next read (``_caught_up``)
-            self._gaps = (self._gaps or []) + [len(self._held)]
         pending = self._catch_up
         if pending is None:
             self._catch_up = (newest_message_ids(d for _, d in log.after(0)), since_s, guilds)
@@ -1128,19 +1121,8 @@ class SessionActor(Actor):
         self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
 
     def _release(self) -> None:
-        held, self._held, self._gaps = self._held, None, None
+        held, self._held = self._held, None
         for dispatch, trace in held or ():
-            self._deliver_noting(dispatch, trace)
-
-    def _release_to_gap(self) -> None:
-        """Deliver what was held before the first gap (``_gaps``); hold the rest for the
-        next read, which is planned already: it finds what the gap lost, older than them."""
-        gaps = self._gaps or [0]
-        cut = gaps[0]
-        held = self._held or []
-        self._held, self._gaps = held[cut:], [gap - cut for gap in gaps[1:]] or None
-        self.deliver_dispatch = self._deliver_holding  # type: ignore[method-assign]
-        for dispatch, trace in held[:cut]:
             self._deliver_noting(dispatch, trace)
 
     def _start_catch_up(self) -> None:
@@ -1174,10 +1156,7 @@ class SessionActor(Actor):
                         exc_info=msg.error)
         elif not self._ended:
             self._deliver_read(msg.result)
-        if self._gaps and self._catch_up is not None and not self._ended:
-            self._release_to_gap()  # a loss planned during the read: the next read first
-        else:
-            self._release()
+        self._release()
         if self._catch_up is not None and not self._unanswered:
             self._start_catch_up()  # planned while this one read
         elif self._dedup_timer is None:

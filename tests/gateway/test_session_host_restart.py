@@ -11,7 +11,6 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -225,47 +224,6 @@ def test_catch_up_read_with_no_live_message_after_it_is_delivered_at_the_timer()
     session._flush_tail()
     assert recorded(session) == [8, 7]
     assert session._tail is None
-
-
-def test_a_loss_during_a_catch_up_read_waits_for_the_next_read() -> None:
-    """A second loss (a shed fan-out, say) while a catch-up reads: the live messages held
-    before it are released after the first read, those after it only after the next
-    read has delivered what the second loss took, so the channel's order holds."""
-    session = detached_session()
-    reads: list[str] = []
-    session.run_io = lambda coro, tag: (coro.close(), reads.append(tag))  # type: ignore
-    session.cancel_timer = lambda *_: None  # type: ignore[method-assign]
-    session.ctx, session.user_id, session.intents = None, 1, 0
-    session.guild_ids, session._opened = [1], None
-    for n in (1, 2):
-        live(session, n)
-    session._plan_catch_up(None, 0.0)  # the first loss: 3 and 4
-    session._start_catch_up()
-    assert reads == ["catch-up"]
-    for n in (5, 6):  # live during the read: held
-        live_held(session, n)
-    session._plan_catch_up(None, 0.0)  # the second loss: 7 and 8
-    for n in (9, 10):
-        live_held(session, n)
-    stored = [message(n) for n in range(1, 11)]
-    session._caught_up(read_done(stored[:8]))  # the first read: up to 8, stored by then
-    assert recorded(session) == [1, 2, 3, 4, 5, 6]  # 9 and 10 wait: 7 and 8 come first
-    assert reads == ["catch-up", "catch-up"]
-    live_held(session, 11)
-    session._caught_up(read_done(stored))
-    live(session, 12)
-    assert recorded(session) == list(range(1, 13))
-    assert session._held is None and session._gaps is None
-
-
-def live_held(session: SessionActor, message_id: int) -> None:
-    """A live delivery as the fan-out point makes it (held while a read is in flight)."""
-    session.deliver_dispatch(PreparedDispatch("MESSAGE_CREATE", message(message_id)))
-
-
-def read_done(payloads: list[dict[str, Any]]) -> Any:
-    """A catch-up read's ``IODone``."""
-    return SimpleNamespace(error=None, result=payloads)
 
 
 # -- a real library across the crash ------------------------------------------------------
