@@ -49,9 +49,15 @@ durable stage's p99 (the poster's answer waits for it) was 49-198 ms because of 
 and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turns"),
 the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
-in the order it came, so every session still sees the guild's dispatches in order; the
-backlog holds at most the mailbox's capacity (plus what rides, below), past which a
-sender gets its message back as ``Overloaded``, as from a full mailbox. A traced
+in the order it came, so every session still sees the guild's dispatches in order. The
+backlog holds at most the mailbox's capacity (``backlog_capacity``; plus what rides,
+below). Past it a NodeFanout is *shed*: where it would have been delivered, each of its
+sessions, which has had everything before it, is closed 4009 (Session timed out:
+discord.py, hikari and discord.js reconnect, are refused the RESUME, op 9, and identify
+anew, reading the state afresh; the messages they missed are in the channel's
+history). A session that cannot have every dispatch in order cannot go on; before, the
+guild got the NodeFanout back as ``Overloaded`` and dropped it, and its sessions went
+on without it, none the wiser. A traced
 NodeFanout is delivered whole when its turn comes (its spans time the loop). Sessions with a standby copy on another node
 (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
 fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
@@ -103,6 +109,7 @@ from gateway.context import bind
 from gateway.messages import Cutover
 from gateway.outbound import bytes_written, write_frames, ws_frame_header
 from gateway.protocol import Encoding, PreparedDispatch
+from gateway.protocol.close_codes import REASONS, CloseCode
 from gateway.session import SessionActor, catch_up_since
 from gateway.stages import record_stage
 from gateway.tracing import context_of, start
@@ -115,6 +122,9 @@ log = logging.getLogger("greenroom.gateway.fanout")
 _failed_lines = LogThrottle(interval=1.0)
 _deliveries = counter("gateway_deliveries_total",
                       "dispatches this node's fan-out point handed to its sessions")
+_shed = counter("gateway_fanouts_shed_total",
+                "NodeFanouts this node's fan-out point had no room for (its backlog full); "
+                "each of their sessions is closed 4009, to identify anew")
 _latency = histogram("gateway_delivery_latency",
                      "a MESSAGE_CREATE's creation (its snowflake, ms) to the end of the "
                      "fan-out loop that wrote it to this node's sockets, per delivery", "s")
@@ -191,6 +201,9 @@ class FanoutPoint(Actor):
     _lost_queue = False
     #: the gateway's context (``gateway.context.bind``): its ``lanes``
     ctx: Any = None
+    #: what may wait in ``_backlog`` (as much as the mailbox holds); past it a NodeFanout
+    #: is shed (module doc, "Turns")
+    backlog_capacity: int = Actor.mailbox_capacity
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -237,9 +250,8 @@ class FanoutPoint(Actor):
             backlog = self._backlog
             untraced = msg.__class__ is NodeFanout and msg.trace is None
             if backlog or (untraced and _recipients(msg) > TURN_RECIPIENTS):
-                if len(backlog) >= self.mailbox_capacity and sender is not None:
-                    # the mailbox's own bound, for what waits here instead
-                    self._myRef.base.overloaded(self._myRef, msg, sender)
+                if len(backlog) >= self.backlog_capacity and msg.__class__ is NodeFanout:
+                    self._shed(msg)  # no room: its sessions start anew instead
                     return
                 # behind what waits, in order (module doc, "Turns"); a NodeFanout is
                 # decoded now: a malformed one fails here, as its own message
@@ -259,9 +271,9 @@ class FanoutPoint(Actor):
             while backlog and budget > 0:
                 head = backlog[0]
                 try:
-                    if head.__class__ is not _Turns:  # a Cutover, a traced NodeFanout
-                        backlog.popleft()  # whole: a traced one's spans time its loop
-                        budget -= 1 if head.__class__ is Cutover else _recipients(head)
+                    if head.__class__ is not _Turns:  # a Cutover, a traced NodeFanout,
+                        backlog.popleft()  # what was shed; whole (a traced one's spans
+                        budget -= _cost(head)  # time its loop)
                         self._handle(head)
                         continue
                     while len(backlog) > 1 and head.take(backlog[1]):
@@ -279,9 +291,46 @@ class FanoutPoint(Actor):
             if backlog:
                 self.start_timer(0, _GO_ON)
 
-    def _handle(self, msg: NodeFanout | Cutover) -> None:
+    def _shed(self, msg: NodeFanout) -> None:
+        """No room behind the fan-out under way for ``msg``: its sessions are noted where
+        it would have been delivered (a ``_Shed`` at the end of the backlog, shared with
+        those shed right before it), to be closed when that turn comes."""
+        backlog = self._backlog
+        shed = backlog[-1]
+        if shed.__class__ is not _Shed:
+            shed = _Shed()
+            backlog.append(shed)
+        shed.add(msg)
+        _shed.add(1)
+
+    def _close_shed(self, shed: _Shed) -> None:
+        """Each live session a shed NodeFanout was for has had all that came before it;
+        it cannot have the rest in order, so it ends: its socket closed 4009 (module doc,
+        "Turns")."""
+        cells, closed = self._myRef.base.cells, 0
+        for actor_id in shed.sessions:
+            cell = cells.get(actor_id)
+            if cell is None or not cell.alive or not isinstance(cell.instance, SessionActor):
+                continue
+            session = cell.instance
+            try:
+                try:
+                    session.close(CloseCode.SESSION_TIMED_OUT,
+                                  REASONS[CloseCode.SESSION_TIMED_OUT])
+                finally:
+                    session.sync_lane()
+                closed += 1
+            except Exception:  # one broken session must not cost the others theirs
+                log.exception("fanout.shed_close_failed", extra={"session": actor_id})
+        log.warning("fanout.shed", extra={
+            "fanouts": shed.fanouts, "event_name": shed.event,
+            "capacity": self.backlog_capacity, "sessions_closed": closed})
+
+    def _handle(self, msg: NodeFanout | Cutover | _Shed) -> None:
         """``msg`` in this turn, whole."""
-        if isinstance(msg, NodeFanout):
+        if msg.__class__ is _Shed:
+            self._close_shed(msg)
+        elif isinstance(msg, NodeFanout):
             cells = self._myRef.base.cells
             if msg.trace is not None:
                 started = time.perf_counter()
@@ -516,6 +565,35 @@ def _delivered(event: str, since: float) -> None:
 
 def _recipients(msg: NodeFanout) -> int:
     return len(msg.to) + len(msg.redacted_to or ())
+
+
+def _cost(msg: NodeFanout | Cutover | _Shed) -> int:
+    """What handling ``msg`` whole takes from a turn's budget: a frame per recipient; a
+    session closed counts as one."""
+    if msg.__class__ is NodeFanout:
+        return _recipients(msg)
+    return 1 if msg.__class__ is Cutover else len(msg.sessions)
+
+
+class _Shed:
+    """NodeFanouts shed one after another (no room in the backlog), where they would
+    have been delivered: the sessions they were for (local actor ids, in the order
+    met), closed when this turn comes (``FanoutPoint._close_shed``)."""
+
+    __slots__ = ("sessions", "fanouts", "event")
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, None] = {}
+        self.fanouts = 0
+        self.event = "?"
+
+    def add(self, msg: NodeFanout) -> None:
+        if not self.fanouts:
+            self.event = _event_of(msg)
+        self.fanouts += 1
+        self.sessions.update(dict.fromkeys(msg.to))
+        if msg.redacted_to:
+            self.sessions.update(dict.fromkeys(msg.redacted_to))
 
 
 def _event_of(msg: NodeFanout) -> str:

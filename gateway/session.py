@@ -642,16 +642,23 @@ class SessionActor(Actor):
         RESUME, as after any resumable close; any other code ends it."""
         span = start(msg.trace, "session.close", {"greenroom.session_id": self.session_id,
                                                   "greenroom.close_code": msg.code})
-        resumable = msg.code in RESUMABLE and not self._ended
-        link = self.link
-        if link is not None:
-            # The socket's Detached follows and keeps or ends the session by this close.
-            link.execute(link.conn.close(msg.code, msg.reason or "closed by a service"))
-        elif not resumable:
-            self._end()
+        resumable = self.close(msg.code, msg.reason or "closed by a service")
         if span is not None:
             span.end()
         self.send(sender, SessionClosed(self.session_id or "", msg.code, resumable))
+
+    def close(self, code: int, reason: str) -> bool:
+        """Close this session's socket with ``code`` and ``reason``: a code in
+        ``RESUMABLE`` keeps the session for a RESUME, as after any resumable close; any
+        other code ends it (a detached session at once). Whether it stays resumable."""
+        resumable = code in RESUMABLE and not self._ended
+        link = self.link
+        if link is not None:
+            # The socket's Detached follows and keeps or ends the session by this close.
+            link.execute(link.conn.close(code, reason))
+        elif not resumable:
+            self._end()
+        return resumable
 
     # -- connections come and go -----------------------------------------------------------
 

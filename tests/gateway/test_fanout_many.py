@@ -27,6 +27,7 @@ from gateway.fanout import NodeFanout, fanout_address, start_fanout_point
 from gateway.messages import Cutover
 from gateway.outbound import ws_frame_header
 from gateway.protocol import Encoding, GatewayConfig, PreparedDispatch
+from gateway.session import SessionActor
 from storage.snowflake import SnowflakeGenerator
 from tests.gateway.bench_fanout import _link, _Session, _SetupSession
 from tests.gateway.harness import run, running_gateway
@@ -405,7 +406,7 @@ def test_a_compressed_session_writes_its_riders_together_and_loses_one_alone(
 
 class _Guild(Actor):
     """Sends the fan-out point three NodeFanouts a turn, for three turns; keeps what
-    comes back as ``Overloaded``."""
+    comes back as ``Overloaded`` (nothing should)."""
 
     bounced: list[Any] = []
 
@@ -420,30 +421,48 @@ class _Guild(Actor):
                 self.send(self.myAddress, (point, ids, rounds - 1))
 
 
-def test_the_backlog_is_bounded_like_the_mailbox(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What waits behind a fan-out in turns counts against the mailbox's capacity: past
-    it the sender gets its NodeFanout back as ``Overloaded``, as from a full mailbox, and
-    every session gets exactly the others, in order."""
+def test_past_the_backlog_bound_a_fan_out_is_shed_and_its_sessions_closed_in_place(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What waits behind a fan-out in turns is bounded (``backlog_capacity``): past it a
+    NodeFanout is shed, and each of its sessions is closed 4009 where it would have been
+    delivered: after every dispatch that came before it, once for a run of shed ones.
+    Nothing goes back to the sender. (The close is only noted here, so the sessions go on
+    getting the rest: each gets exactly the others, in the order sent.)"""
     monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 16)
-    monkeypatch.setattr(gateway.fanout.FanoutPoint, "mailbox_capacity", 4)
+    monkeypatch.setattr(gateway.fanout.FanoutPoint, "backlog_capacity", 4)
+    closed: dict[int, list[tuple[int, int]]] = {}  # actor id -> (code, frames before)
 
-    async def main() -> list[tuple[Any, _Transport, int]]:
+    def close(session: Any, code: int, reason: str) -> bool:
+        closed.setdefault(session.myAddress.id, []).append(
+            (code, len(session.link.transport.sent)))
+        return False
+
+    monkeypatch.setattr(SessionActor, "close", close)
+
+    async def main() -> tuple[list[int], list[tuple[Any, _Transport, int]]]:
         base, _, point, ids, out = await _sessions()
         _Guild.bounced = []
         guild = base.create_actor(None, _Guild, None, None)
         base.tell_from_loop(guild, (point, tuple(ids), 3))
         await asyncio.sleep(0.2)
         base.shutdown_in_loop()
-        return out
+        return ids, out
 
-    recipients = uvloop.run(main())
-    sent = [_dispatch(10 * rounds + n) for rounds in (3, 2, 1) for n in range(3)]
-    bounced = {fan.payload.data["id"] for fan in _Guild.bounced}
-    assert bounced and len(bounced) < len(sent)
-    kept = [d for d in sent if d.data["id"] not in bounced]
-    for _, transport, _ in recipients:
-        assert [json.loads(frame)["d"]["id"] for frame in transport.sent] == [
-            d.data["id"] for d in kept]
+    ids, recipients = uvloop.run(main())
+    assert _Guild.bounced == []
+    sent = [_dispatch(10 * rounds + n).data["id"] for rounds in (3, 2, 1) for n in range(3)]
+    got = [json.loads(frame)["d"]["id"] for frame in recipients[0][1].sent]
+    shed = [i for i in sent if i not in got]
+    assert shed and got == [i for i in sent if i not in shed]
+    runs, kept = [], 0  # each run of shed ones: the frames written before it
+    for n, i in enumerate(sent):
+        if i not in shed:
+            kept += 1
+        elif n == 0 or sent[n - 1] not in shed:
+            runs.append((4009, kept))
+    for actor_id, (_, transport, _) in zip(ids, recipients, strict=True):
+        assert [json.loads(frame)["d"]["id"] for frame in transport.sent] == got
+        assert closed[actor_id] == runs
 
 
 def test_a_malformed_fan_out_behind_a_big_one_costs_only_itself(

@@ -53,6 +53,9 @@ client.once(Events.ClientReady, async ready => {
 });
 
 client.on(Events.ShardResume, (shard, replayed) => say('resumed', { shard, replayed }));
+// each READY of the shard, its guilds in (the first, then one after each new session)
+let shardReadies = 0;
+client.on(Events.ShardReady, shard => say('shard_ready', { shard, count: ++shardReadies }));
 
 client.on(Events.MessageCreate, message => {
   if (message.author.id === client.user.id) return;
