@@ -50,16 +50,19 @@ and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turn
 the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
 meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
 in the order it came, so every session still sees the guild's dispatches in order. The
-backlog holds at most the mailbox's capacity (``backlog_capacity``; plus what rides,
-below). Past it a NodeFanout is *shed*: where it would have been delivered, each of its
+backlog holds at most ``backlog_capacity`` NodeFanouts (10,000; plus what rides, below,
+and Cutovers, which are never shed: one per moving session and guild). Past it a
+NodeFanout is *shed*: where it would have been delivered, each of its
 sessions, which has had everything before it, is closed 4009 (Session timed out:
 discord.py, hikari and discord.js reconnect, are refused the RESUME, op 9, and identify
 anew, reading the state afresh; the messages they missed are in the channel's
-history). A session that cannot have every dispatch in order cannot go on; before, the
-guild got the NodeFanout back as ``Overloaded`` and dropped it, and its sessions went
-on without it, none the wiser. A traced
-NodeFanout is delivered whole when its turn comes (its spans time the loop). Sessions with a standby copy on another node
-(no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
+history). A session that cannot have every dispatch in order cannot go on, in any
+state (``SessionActor.close``: its socket closing already, or on either side of a
+move). Before, the guild got the NodeFanout back as ``Overloaded`` and dropped it, and
+its sessions went on without it, none the wiser; the runtime's own bound on this
+actor's mailbox is now ten times the backlog's, so it is the shed that a fan-out
+meets. A traced NodeFanout is delivered whole when its turn comes (its spans time the
+loop). Sessions with a standby copy on another node (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
 fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
 
 Riding: on loopback most of a delivery's cost is the kernel's, one ``send`` per
@@ -120,6 +123,8 @@ from storage.snowflake import snowflake_ms
 log = logging.getLogger("greenroom.gateway.fanout")
 #: a bug that fails every delivery would log each recipient: one line a second per error
 _failed_lines = LogThrottle(interval=1.0)
+#: an overload sheds in bursts (a marker between two Cutovers each): one line a second
+_shed_lines = LogThrottle(interval=1.0)
 _deliveries = counter("gateway_deliveries_total",
                       "dispatches this node's fan-out point handed to its sessions")
 _shed = counter("gateway_fanouts_shed_total",
@@ -201,9 +206,11 @@ class FanoutPoint(Actor):
     _lost_queue = False
     #: the gateway's context (``gateway.context.bind``): its ``lanes``
     ctx: Any = None
-    #: what may wait in ``_backlog`` (as much as the mailbox holds); past it a NodeFanout
-    #: is shed (module doc, "Turns")
+    #: what may wait in ``_backlog``; past it a NodeFanout is shed (module doc, "Turns")
     backlog_capacity: int = Actor.mailbox_capacity
+    #: the runtime's own bound, far past the backlog's: each turn moves what came into
+    #: the backlog, so a fan-out meets the shed, not a bounce that its guild would drop
+    mailbox_capacity = 10 * Actor.mailbox_capacity
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -322,9 +329,11 @@ class FanoutPoint(Actor):
                 closed += 1
             except Exception:  # one broken session must not cost the others theirs
                 log.exception("fanout.shed_close_failed", extra={"session": actor_id})
-        log.warning("fanout.shed", extra={
-            "fanouts": shed.fanouts, "event_name": shed.event,
-            "capacity": self.backlog_capacity, "sessions_closed": closed})
+        held = _shed_lines.allow("shed")
+        if held is not None:
+            log.warning("fanout.shed", extra={
+                "fanouts": shed.fanouts, "event_name": shed.event, "suppressed": held,
+                "capacity": self.backlog_capacity, "sessions_closed": closed})
 
     def _handle(self, msg: NodeFanout | Cutover | _Shed) -> None:
         """``msg`` in this turn, whole."""

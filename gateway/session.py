@@ -649,16 +649,22 @@ class SessionActor(Actor):
 
     def close(self, code: int, reason: str) -> bool:
         """Close this session's socket with ``code`` and ``reason``: a code in
-        ``RESUMABLE`` keeps the session for a RESUME, as after any resumable close; any
-        other code ends it (a detached session at once). Whether it stays resumable."""
+        ``RESUMABLE`` keeps the session for a RESUME, as after any resumable close (the
+        socket's Detached follows); any other code ends it now, whatever its socket
+        was doing (closed already with a resumable code, or in the middle of a RESUME
+        that moves it here), and a move under way ends on its other side too, so no
+        RESUME can continue it. Whether it stays resumable."""
         resumable = code in RESUMABLE and not self._ended
         link = self.link
         if link is not None:
-            # The socket's Detached follows and keeps or ends the session by this close.
             link.execute(link.conn.close(code, reason))
-        elif not resumable:
-            self._end()
-        return resumable
+        if resumable or self._ended:
+            return resumable
+        move = self._move
+        if move is not None and move.event is None:  # old side: the new one has it now
+            self.send(move.peer, CloseSession(code, reason))
+        self._end()
+        return False
 
     # -- connections come and go -----------------------------------------------------------
 

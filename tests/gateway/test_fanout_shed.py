@@ -171,3 +171,29 @@ def test_a_discordjs_bot_identifies_anew_and_receives_on(tmp_path: Path) -> None
             assert await bot.stop() == 0
 
     run(main, timeout=60)
+
+
+def test_a_session_whose_socket_closed_resumably_just_before_ends_all_the_same(
+        tmp_path: Path) -> None:
+    """The shed's close may find the socket closed already with a resumable code, its
+    Detached on its way to the session (a slow consumer's 4000, a dropped connection):
+    the session ends all the same, and its RESUME gets op 9."""
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            ws, ready = await identified(http, r)
+            session_id = ready["d"]["session_id"]
+            address = r.gateway.ctx.sessions[session_id]
+            session = r.gateway.base.cells[address.id].instance
+            link = session.link
+            link.execute(link.conn.close(4000, "too slow"))  # resumable, as _slow does
+            assert session.close(4009, "Session timed out") is False
+            assert session._ended and session_id not in r.gateway.ctx.sessions
+            ws2 = await connect(http, r)
+            await ws2.send_json({"op": 6, "d": {"token": r.seeded.token,
+                                                "session_id": session_id, "seq": 2}})
+            invalid = await recv(ws2)
+            assert (invalid["op"], invalid["d"]) == (9, False)
+            await ws2.close()
+            await ws.close()
+
+    run(main)
