@@ -59,9 +59,9 @@ anew, reading the state afresh; the messages they missed are in the channel's
 history). A session that cannot have every dispatch in order cannot go on, in any
 state (``SessionActor.close``: its socket closing already, or on either side of a
 move). Before, the guild got the NodeFanout back as ``Overloaded`` and dropped it, and
-its sessions went on without it, none the wiser; the runtime's own bound on this
-actor's mailbox is now ten times the backlog's, so it is the shed that a fan-out
-meets. A traced NodeFanout is delivered whole when its turn comes (its spans time the
+its sessions went on without it, none the wiser. One that finds this actor's mailbox
+itself full still comes back to its guild as ``Overloaded``, and the guild closes its
+sessions the same way (``GuildActor._bounced``). A traced NodeFanout is delivered whole when its turn comes (its spans time the
 loop). Sessions with a standby copy on another node (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
 fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
 
@@ -208,9 +208,6 @@ class FanoutPoint(Actor):
     ctx: Any = None
     #: what may wait in ``_backlog``; past it a NodeFanout is shed (module doc, "Turns")
     backlog_capacity: int = Actor.mailbox_capacity
-    #: the runtime's own bound, far past the backlog's: each turn moves what came into
-    #: the backlog, so a fan-out meets the shed, not a bounce that its guild would drop
-    mailbox_capacity = 10 * Actor.mailbox_capacity
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

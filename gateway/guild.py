@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 from thespian.actors import ActorExitRequest
 
-from actors import Activated, Actor, Down, IODone, Timeout
+from actors import Activated, Actor, Down, IODone, Overloaded, Timeout
+from actors.address import Address
 from actors.registry import Route
 from chat.objects import channel_object
 from chat.overwrites import GuildOverwrites, guild_overwrites
@@ -41,6 +42,7 @@ from gateway.fanout import NodeFanout, fanout_address, payload_for
 from gateway.messages import (
     Activate,
     Broadcasted,
+    CloseSession,
     Cutover,
     Fanout,
     GuildBroadcast,
@@ -56,12 +58,16 @@ from gateway.protocol import (
     event_allowed,
     redact_message_content,
 )
+from gateway.protocol.close_codes import REASONS, CloseCode
 from gateway.protocol.intents import MESSAGE_CONTENT
 from gateway.stages import record_stage
 from gateway.tracing import context_of, start
+from observability.logging import LogThrottle
 from storage.model import Channel, Guild, Member, Role
 
 log = logging.getLogger("greenroom.gateway.guild")
+#: an overloaded fan-out point bounces in bursts: one line a second per node
+_bounced_lines = LogThrottle(interval=1.0)
 
 #: Tries to load a guild's state again after a storage error, LOAD_RETRY_S x n apart,
 #: before its held Subscribes are refused and it stops.
@@ -205,6 +211,22 @@ class GuildActor(Actor):
             self._overwrite_changed(msg)
         elif isinstance(msg, ServiceBroadcast):
             self._service_broadcast(msg, sender)
+        elif isinstance(msg, Overloaded) and isinstance(msg.message, NodeFanout):
+            self._bounced(msg)
+
+    def _bounced(self, msg: Overloaded) -> None:
+        """A NodeFanout came back: its node's fan-out point had no room for it. Its
+        sessions cannot have every dispatch in order, so each is closed 4009 and starts
+        anew, as when the fan-out point sheds one (gateway/fanout.py, "Turns")."""
+        fanout, node = msg.message, msg.target.node
+        closing = CloseSession(CloseCode.SESSION_TIMED_OUT, REASONS[CloseCode.SESSION_TIMED_OUT])
+        for actor_id in (*fanout.to, *(fanout.redacted_to or ())):
+            self.send(Address(node, actor_id), closing)
+        held = _bounced_lines.allow(node)
+        if held is not None:
+            log.warning("guild.fanout_bounced", extra={
+                "guild_id": self.guild_id, "node": node, "suppressed": held,
+                "sessions_closed": len(fanout.to) + len(fanout.redacted_to or ())})
 
     def _pass_on(self) -> None:
         """Stopping (handed over, passivated or shut down): route what this incarnation

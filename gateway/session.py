@@ -110,6 +110,10 @@ CATCH_UP_DEDUP_S = 10.0
 CATCH_UP_TAIL_S = 0.5
 
 
+#: a session ended by ``close`` sends itself this, to exit once what was queued is handled
+_GONE = object()
+
+
 def catch_up_since() -> float:
     """Where a catch-up reads from in a channel the log holds nothing of (Unix
     seconds): a margin before now, in whole seconds, so that the sessions catching up
@@ -357,6 +361,8 @@ class SessionActor(Actor):
                 self._end()
         elif isinstance(msg, Orphan):
             self._restore_orphan(msg)
+        elif msg is _GONE:
+            self.exit("normal")
         elif isinstance(msg, ActorExitRequest):
             if self._host_died(sender):
                 self._orphan()
@@ -663,7 +669,10 @@ class SessionActor(Actor):
         move = self._move
         if move is not None and move.event is None:  # old side: the new one has it now
             self.send(move.peer, CloseSession(code, reason))
-        self._end()
+        # ended now, and gone once what is queued here has been answered as an ended
+        # session answers it (a RESUME's Attach: op 9, not a client left waiting)
+        self._end(exiting=True)
+        self.send(self.myAddress, _GONE)
         return False
 
     # -- connections come and go -----------------------------------------------------------

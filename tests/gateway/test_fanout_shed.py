@@ -18,7 +18,9 @@ import aiohttp
 import pytest
 
 import gateway.fanout
+import gateway.guild
 from gateway.fanout import FANOUT_ID
+from observability.logging import LogThrottle
 from tests.gateway.harness import Running, run, running_gateway
 from tests.gateway.libraries import (
     HikariBot,
@@ -41,21 +43,21 @@ QUEUED = 6
 def small_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gateway.fanout, "TURN_RECIPIENTS", 1)
     monkeypatch.setattr(gateway.fanout.FanoutPoint, "backlog_capacity", 2)
+    # the log lines' throttles, afresh: a shed logged by an earlier test holds none back
+    monkeypatch.setattr(gateway.fanout, "_shed_lines", LogThrottle(interval=1.0))
+    monkeypatch.setattr(gateway.guild, "_bounced_lines", LogThrottle(interval=1.0))
 
 
 async def post_while_held(http: aiohttp.ClientSession, r: Running) -> list[str]:
     """Hold the fan-out point, post ``QUEUED`` messages (each acknowledged, its fan-out
     queued), let it go; the ids."""
-    base = r.gateway.base
-    cell = base.cells[FANOUT_ID]
+    cell = r.gateway.base.cells[FANOUT_ID]
     held = asyncio.ensure_future(backlog(cell, QUEUED))
     await asyncio.sleep(0)
     acked = [(await post_as_alice(http, r, {"content": f"post {i}"}))["id"]
              for i in range(QUEUED)]
     await held
-    base.runq.append(cell)  # let it go (still marked scheduled: queued once)
-    if not base.drain_pending:
-        base.schedule_drain()
+    release(r, cell)
     return acked
 
 
@@ -176,24 +178,77 @@ def test_a_discordjs_bot_identifies_anew_and_receives_on(tmp_path: Path) -> None
 def test_a_session_whose_socket_closed_resumably_just_before_ends_all_the_same(
         tmp_path: Path) -> None:
     """The shed's close may find the socket closed already with a resumable code, its
-    Detached on its way to the session (a slow consumer's 4000, a dropped connection):
-    the session ends all the same, and its RESUME gets op 9."""
+    Detached on its way to the session (a slow consumer's 4000, a dropped connection),
+    and the client's RESUME queued behind it: the session ends all the same, and that
+    RESUME gets op 9 (not a connection left waiting for an ended session)."""
     async def main() -> None:
         async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
             ws, ready = await identified(http, r)
             session_id = ready["d"]["session_id"]
-            address = r.gateway.ctx.sessions[session_id]
-            session = r.gateway.base.cells[address.id].instance
-            link = session.link
+            cell = r.gateway.base.cells[r.gateway.ctx.sessions[session_id].id]
+            session, link = cell.instance, cell.instance.link
+            await backlog(cell, 0)  # held: what comes waits in its mailbox
             link.execute(link.conn.close(4000, "too slow"))  # resumable, as _slow does
-            assert session.close(4009, "Session timed out") is False
-            assert session._ended and session_id not in r.gateway.ctx.sessions
             ws2 = await connect(http, r)
             await ws2.send_json({"op": 6, "d": {"token": r.seeded.token,
                                                 "session_id": session_id, "seq": 2}})
+            await backlog(cell, 2)  # its Detached, then the RESUME's Attach
+            assert session.close(4009, "Session timed out") is False  # the shed's call
+            assert session._ended and session_id not in r.gateway.ctx.sessions
+            release(r, cell)
             invalid = await recv(ws2)
             assert (invalid["op"], invalid["d"]) == (9, False)
+            for _ in range(100):
+                if not cell.alive:
+                    break
+                await asyncio.sleep(0.01)
+            assert not cell.alive
             await ws2.close()
             await ws.close()
 
     run(main)
+
+
+def test_a_fan_out_bounced_by_a_full_mailbox_closes_its_sessions_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """A NodeFanout that finds the fan-out point's mailbox itself full comes back to its
+    guild as ``Overloaded``; the guild closes its sessions 4009 (it could only drop it)."""
+    monkeypatch.setattr(gateway.fanout.FanoutPoint, "mailbox_capacity", 2)
+    monkeypatch.setattr(gateway.fanout.FanoutPoint, "backlog_capacity", 100)
+
+    async def main() -> None:
+        async with running_gateway(tmp_path) as r, aiohttp.ClientSession() as http:
+            clients = [await identified(http, r) for _ in range(2)]
+            readers = [Reader(ws) for ws, _ in clients]
+            cell = r.gateway.base.cells[FANOUT_ID]
+            held = asyncio.ensure_future(backlog(cell, 2))
+            await asyncio.sleep(0)
+            for i in range(4):  # the last two do not fit
+                await post_as_alice(http, r, {"content": f"post {i}"})
+            await held
+            for reader in readers:
+                await asyncio.wait_for(reader.task, 10)
+                assert reader.closed == (aiohttp.WSMsgType.CLOSE, 4009)
+            release(r, cell)
+            for _, ready in clients:
+                ws = await connect(http, r)
+                await ws.send_json({"op": 6, "d": {
+                    "token": r.seeded.token, "session_id": ready["d"]["session_id"],
+                    "seq": 2}})
+                invalid = await recv(ws)
+                assert (invalid["op"], invalid["d"]) == (9, False)
+                await ws.close()
+
+    with caplog.at_level(logging.WARNING, logger="greenroom.gateway.guild"):
+        run(main, timeout=60)
+    assert [rec.sessions_closed for rec in caplog.records
+            if rec.getMessage() == "guild.fanout_bounced"] == [2]
+
+
+def release(r: Running, cell: Any) -> None:
+    """Let a cell held by ``backlog`` go (still marked scheduled: queued once)."""
+    base = r.gateway.base
+    base.runq.append(cell)
+    if not base.drain_pending:
+        base.schedule_drain()
