@@ -215,18 +215,31 @@ class GuildActor(Actor):
             self._bounced(msg)
 
     def _bounced(self, msg: Overloaded) -> None:
-        """A NodeFanout came back: its node's fan-out point had no room for it. Its
-        sessions cannot have every dispatch in order, so each is closed 4009 and starts
-        anew, as when the fan-out point sheds one (gateway/fanout.py, "Turns")."""
+        """A NodeFanout came back: its node's fan-out point had no room for it (or the
+        data plane's link to that node none). Its sessions cannot have every dispatch in
+        order, so each leaves this guild's plans and is closed 4009 to start anew, as
+        when the fan-out point sheds one (gateway/fanout.py, "Turns"). Unlike a shed,
+        the close may reach a session after a later fan-out did; and over a link that is
+        full, the close may be refused too."""
         fanout, node = msg.message, msg.target.node
         closing = CloseSession(CloseCode.SESSION_TIMED_OUT, REASONS[CloseCode.SESSION_TIMED_OUT])
+        closed = 0
         for actor_id in (*fanout.to, *(fanout.redacted_to or ())):
-            self.send(Address(node, actor_id), closing)
+            session = Address(node, actor_id)
+            sub = self.subs.pop(session, None)
+            if sub is None:  # closed for an earlier bounce already (or gone)
+                continue
+            # out of the plans at once: no later fan-out goes to it, nor another close
+            self._plans.clear()
+            self.demonitor(sub.monitor)
+            self._clear_presence(session, sub.user_id)
+            self.send(session, closing)
+            closed += 1
         held = _bounced_lines.allow(node)
         if held is not None:
             log.warning("guild.fanout_bounced", extra={
                 "guild_id": self.guild_id, "node": node, "suppressed": held,
-                "sessions_closed": len(fanout.to) + len(fanout.redacted_to or ())})
+                "sessions_closed": closed})
 
     def _pass_on(self) -> None:
         """Stopping (handed over, passivated or shut down): route what this incarnation

@@ -110,8 +110,8 @@ CATCH_UP_DEDUP_S = 10.0
 CATCH_UP_TAIL_S = 0.5
 
 
-#: a session ended by ``close`` sends itself this, to exit once what was queued is handled
-_GONE = object()
+#: the timer a session ended by ``close`` starts, to exit once what was queued is handled
+_GONE = "gone"
 
 
 def catch_up_since() -> float:
@@ -340,7 +340,9 @@ class SessionActor(Actor):
         elif isinstance(msg, Superseded):
             self._superseded(msg)
         elif isinstance(msg, Timeout):
-            if msg.payload == "move":
+            if msg.payload == _GONE:
+                self.exit("normal")
+            elif msg.payload == "move":
                 self._move_timed_out()
             elif msg.payload == "tail":
                 self._flush_tail()
@@ -361,8 +363,6 @@ class SessionActor(Actor):
                 self._end()
         elif isinstance(msg, Orphan):
             self._restore_orphan(msg)
-        elif msg is _GONE:
-            self.exit("normal")
         elif isinstance(msg, ActorExitRequest):
             if self._host_died(sender):
                 self._orphan()
@@ -669,10 +669,12 @@ class SessionActor(Actor):
         move = self._move
         if move is not None and move.event is None:  # old side: the new one has it now
             self.send(move.peer, CloseSession(code, reason))
+        self._drop_handover()  # a RESUME on another node waiting for it: op 9 now
         # ended now, and gone once what is queued here has been answered as an ended
-        # session answers it (a RESUME's Attach: op 9, not a client left waiting)
+        # session answers it (a RESUME's Attach: op 9, not a client left waiting); a
+        # timer's message, which no full mailbox bounces
         self._end(exiting=True)
-        self.send(self.myAddress, _GONE)
+        self.start_timer(0, _GONE)
         return False
 
     # -- connections come and go -----------------------------------------------------------

@@ -192,7 +192,11 @@ def test_a_session_whose_socket_closed_resumably_just_before_ends_all_the_same(
             ws2 = await connect(http, r)
             await ws2.send_json({"op": 6, "d": {"token": r.seeded.token,
                                                 "session_id": session_id, "seq": 2}})
-            await backlog(cell, 2)  # its Detached, then the RESUME's Attach
+            for _ in range(500):  # its Detached, then the RESUME's Attach
+                if len(cell.mailbox or ()) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(cell.mailbox or ()) >= 2
             assert session.close(4009, "Session timed out") is False  # the shed's call
             assert session._ended and session_id not in r.gateway.ctx.sessions
             release(r, cell)
@@ -242,8 +246,10 @@ def test_a_fan_out_bounced_by_a_full_mailbox_closes_its_sessions_too(
 
     with caplog.at_level(logging.WARNING, logger="greenroom.gateway.guild"):
         run(main, timeout=60)
-    assert [rec.sessions_closed for rec in caplog.records
-            if rec.getMessage() == "guild.fanout_bounced"] == [2]
+    # the first bounce closes both; a second (each line, if a second apart) none again
+    closed = [rec.sessions_closed for rec in caplog.records
+              if rec.getMessage() == "guild.fanout_bounced"]
+    assert closed[0] == 2 and all(n == 0 for n in closed[1:])
 
 
 def release(r: Running, cell: Any) -> None:
