@@ -100,6 +100,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,19 +230,10 @@ class FanoutPoint(Actor):
         if not self._lost_queue or not self._myRef.alive:
             return
         self._lost_queue = False
-        told = 0
         since_s = catch_up_since()  # one for all: their reads are shared
-        for cell in list(self._myRef.base.cells.values()):
-            session = cell.instance
-            if cell.alive and isinstance(session, SessionActor):
-                try:
-                    try:
-                        session.dispatches_lost(since_s)
-                    finally:  # a catch-up holds what comes meanwhile
-                        session.sync_lane()
-                    told += 1
-                except Exception:  # one broken session must not cost the others theirs
-                    log.exception("fanout.catch_up_failed", extra={"session": cell.address.id})
+        told = _each_session(list(self._myRef.base.cells.values()),
+                             lambda session: session.dispatches_lost(since_s),
+                             "fanout.catch_up_failed")
         log.warning("fanout.restarted", extra={"sessions_catching_up": told})
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
@@ -311,21 +303,12 @@ class FanoutPoint(Actor):
         """Each live session a shed NodeFanout was for has had all that came before it;
         it cannot have the rest in order, so it ends: its socket closed 4009 (module doc,
         "Turns")."""
-        cells, closed = self._myRef.base.cells, 0
-        for actor_id in shed.sessions:
-            cell = cells.get(actor_id)
-            if cell is None or not cell.alive or not isinstance(cell.instance, SessionActor):
-                continue
-            session = cell.instance
-            try:
-                try:
-                    session.close(CloseCode.SESSION_TIMED_OUT,
-                                  REASONS[CloseCode.SESSION_TIMED_OUT])
-                finally:
-                    session.sync_lane()
-                closed += 1
-            except Exception:  # one broken session must not cost the others theirs
-                log.exception("fanout.shed_close_failed", extra={"session": actor_id})
+        cells = self._myRef.base.cells
+        closed = _each_session(
+            [cell for actor_id in shed.sessions if (cell := cells.get(actor_id)) is not None],
+            lambda session: session.close(CloseCode.SESSION_TIMED_OUT,
+                                          REASONS[CloseCode.SESSION_TIMED_OUT]),
+            "fanout.shed_close_failed")
         held = _shed_lines.allow("shed")
         if held is not None:
             log.warning("fanout.shed", extra={
@@ -461,6 +444,28 @@ class FanoutPoint(Actor):
             created_ms = _created_ms(dispatch)
             if created_ms is not None:
                 _latency.record(time.time() - created_ms / 1000, len(to))
+
+
+def _each_session(cells: list[Any], call: Callable[[SessionActor], Any],
+                  failed: str) -> int:
+    """``call`` each live session actor of ``cells`` directly, on this loop thread, then
+    keep its lane true (what ``call`` changed, a catch-up's hold, say, the fan-out point
+    sees next); one that raises is logged as ``failed`` and costs the others nothing.
+    How many were called."""
+    called = 0
+    for cell in cells:
+        session = cell.instance
+        if not cell.alive or not isinstance(session, SessionActor):
+            continue
+        try:
+            try:
+                call(session)
+            finally:
+                session.sync_lane()
+            called += 1
+        except Exception:  # one broken session must not cost the others theirs
+            log.exception(failed, extra={"session": cell.address.id})
+    return called
 
 
 def _delivery_failed(exc: Exception, actor_id: int, dispatch: PreparedDispatch,

@@ -188,11 +188,7 @@ class GuildActor(Actor):
         elif isinstance(msg, Unsubscribe):
             self._early_active.discard(msg.session)
             self._joining.pop(msg.session, None)
-            sub = self.subs.pop(msg.session, None)
-            if sub is not None:
-                self._plans.clear()
-                self.demonitor(sub.monitor)
-                self._clear_presence(msg.session, sub.user_id)
+            self._drop_sub(msg.session)
         elif isinstance(msg, Activate):
             sub = self.subs.get(msg.session)
             if sub is None:
@@ -226,20 +222,26 @@ class GuildActor(Actor):
         closed = 0
         for actor_id in (*fanout.to, *(fanout.redacted_to or ())):
             session = Address(node, actor_id)
-            sub = self.subs.pop(session, None)
-            if sub is None:  # closed for an earlier bounce already (or gone)
-                continue
             # out of the plans at once: no later fan-out goes to it, nor another close
-            self._plans.clear()
-            self.demonitor(sub.monitor)
-            self._clear_presence(session, sub.user_id)
-            self.send(session, closing)
-            closed += 1
+            if self._drop_sub(session):  # (not closed for an earlier bounce, nor gone)
+                self.send(session, closing)
+                closed += 1
         held = _bounced_lines.allow(node)
         if held is not None:
             log.warning("guild.fanout_bounced", extra={
                 "guild_id": self.guild_id, "node": node, "suppressed": held,
                 "sessions_closed": closed})
+
+    def _drop_sub(self, session: Any) -> bool:
+        """Forget ``session``'s subscription, if it has one (whether it had): out of the
+        plans, no longer monitored, its presence cleared."""
+        sub = self.subs.pop(session, None)
+        if sub is None:
+            return False
+        self._plans.clear()
+        self.demonitor(sub.monitor)
+        self._clear_presence(session, sub.user_id)
+        return True
 
     def _pass_on(self) -> None:
         """Stopping (handed over, passivated or shut down): route what this incarnation
@@ -342,11 +344,7 @@ class GuildActor(Actor):
         through its node's fan-out point and so behind every dispatch sent to it, that
         nothing more comes (it forwards what it got until then, then the ``Cutover``)."""
         self._early_active.discard(old)
-        sub = self.subs.pop(old, None)
-        if sub is not None:
-            self._plans.clear()
-            self.demonitor(sub.monitor)
-            self._clear_presence(old, sub.user_id)
+        self._drop_sub(old)
         view = self.ctx.cluster
         if view is None or old.node == self.myAddress.node or old.node in view.members.nodes:
             # (a session promoted from its standby copy replaces one whose node died:
