@@ -111,7 +111,7 @@ from actors.address import Address
 from actors.wire import wire_type
 from gateway.context import bind
 from gateway.messages import Cutover
-from gateway.outbound import bytes_written, write_frames, ws_frame_header
+from gateway.outbound import bytes_written, write_frames
 from gateway.protocol import Encoding, PreparedDispatch
 from gateway.protocol.close_codes import REASONS, CloseCode
 from gateway.session import SessionActor, catch_up_since
@@ -410,13 +410,12 @@ class FanoutPoint(Actor):
                             transport.send(_TEXT, data)
                             written += len(data)
                             continue
-                        parts = []
+                        frames = []
                         for dispatch in dispatches:
                             data = dispatch.frame(dispatch_log.append(dispatch), _JSON)
-                            parts.append(ws_frame_header(_TEXT, len(data)))
-                            parts.append(data)
+                            frames.append((_TEXT, data))
                             written += len(data)
-                        write_frames(transport, parts)
+                        write_frames(transport, frames)
                         continue
                     else:
                         del lanes[actor_id]  # the session died (a crash): nothing to write

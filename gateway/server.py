@@ -61,7 +61,6 @@ from gateway.outbound import (
     apply_write_limits,
     bytes_written,
     write_frames,
-    ws_frame_header,
 )
 from gateway.protocol import (
     DEFAULT_CONFIG,
@@ -249,7 +248,7 @@ class Link(WSListener):
         raised; the others go on, as they would one by one."""
         conn = self.conn
         kind = _TEXT if conn.text_frames else _BINARY
-        parts: list[bytes] = []
+        frames: list[tuple[WSMsgType, bytes]] = []
         for dispatch in dispatches:
             try:
                 if self._paused:  # the client is behind (or fell behind just now)
@@ -260,12 +259,11 @@ class Link(WSListener):
                 failed(exc, dispatch)
                 continue
             if data is not None:
-                parts.append(ws_frame_header(kind, len(data)))
-                parts.append(data)
+                frames.append((kind, data))
         transport = self.transport
-        if parts and transport is not None and not transport.is_disconnected:
-            write_frames(transport, parts)
-            bytes_written[0] += sum(len(data) for data in parts[1::2])
+        if frames and transport is not None and not transport.is_disconnected:
+            write_frames(transport, frames)
+            bytes_written[0] += sum(len(data) for _, data in frames)
 
     def execute(self, effects: Iterable[Effect]) -> None:
         """Carry out the connection's effects in order (the session actor calls this too).
@@ -359,12 +357,9 @@ class Link(WSListener):
             transport.send(_TEXT if frame.text else _BINARY, frame.data)
             bytes_written[0] += len(frame.data)
             return
-        out = []
-        for frame in frames:
-            out.append(ws_frame_header(_TEXT if frame.text else _BINARY, len(frame.data)))
-            out.append(frame.data)
-            bytes_written[0] += len(frame.data)
-        write_frames(transport, out)
+        write_frames(transport, [(_TEXT if frame.text else _BINARY, frame.data)
+                                 for frame in frames])
+        bytes_written[0] += sum(len(frame.data) for frame in frames)
 
     def on_deadline(self) -> None:
         """The ``SetTimer`` deadline came (``TimerWheel``)."""

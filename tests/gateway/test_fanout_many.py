@@ -500,9 +500,9 @@ def _count_shared_writes(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[i
     together: list[int] = []
     write_frames = module.write_frames
 
-    def counted(transport: Any, parts: list[bytes]) -> None:
-        together.append(len(parts) // 2)
-        write_frames(transport, parts)
+    def counted(transport: Any, frames: list[tuple[Any, bytes]]) -> None:
+        together.append(len(frames))
+        write_frames(transport, frames)
 
     monkeypatch.setattr(module, "write_frames", counted)
     return together
