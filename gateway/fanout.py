@@ -41,49 +41,51 @@ catching up, traced recipients) goes through ``deliver_dispatch`` as before.
 
 Turns: a fan-out to more than ``TURN_RECIPIENTS`` sessions of this node is delivered
 ``TURN_RECIPIENTS`` at a time, one batch per turn of this actor; the next turn comes
-from a timer of 0 s, so the loop serves its I/O and the actors queued meanwhile run
-in between. This is the BEAM's reduction count applied to the one actor whose message
-can take ~10 ms: a 1,000-recipient loop in one turn held every REST request, storage
+from a timer of 0 s, so the loop serves its I/O and the actors queued meanwhile run in
+between. This is the BEAM's reduction count applied to the one actor whose message can
+take ~10 ms: a 1,000-recipient loop in one turn held every REST request, storage
 acknowledgement and actor hop of the node behind it. At 80 msg/s x 1,000 members the
 durable stage's p99 (the poster's answer waits for it) was 49-198 ms because of that,
-and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turns"),
-the poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives
-meanwhile (NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it,
-in the order it came, so every session still sees the guild's dispatches in order. The
-backlog holds at most ``backlog_capacity`` NodeFanouts (10,000; plus what rides, below,
-and Cutovers, which are never shed: one per moving session and guild). Past it a
-NodeFanout is *shed*: where it would have been delivered, each of its
-sessions, which has had everything before it, is closed 4009 (Session timed out:
-discord.py, hikari and discord.js reconnect, are refused the RESUME, op 9, and identify
-anew, reading the state afresh; the messages they missed are in the channel's
-history). A session that cannot have every dispatch in order cannot go on, in any
-state (``SessionActor.close``: its socket closing already, or on either side of a
-move). Before, the guild got the NodeFanout back as ``Overloaded`` and dropped it, and
-its sessions went on without it, none the wiser. One that finds this actor's mailbox
-itself full still comes back to its guild as ``Overloaded``, and the guild closes its
-sessions the same way (``GuildActor._bounced``). A traced NodeFanout is delivered whole when its turn comes (its spans time the
-loop). Sessions with a standby copy on another node (no lane) feed ``ReplicaFeed``, which sends once per loop round: a 1,000-recipient
-fan-out now reaches each standby node in eight batches, each with the dispatch's bytes.
+and 10-27 ms with turns of 128 (14-30 with 256; loadtest/GATEWAY_BENCH.md, "Turns"), the
+poster's REST p99 ~20 ms (30-45 with 256, 127-292 in one turn). What arrives meanwhile
+(NodeFanouts, small ones too, and Cutovers) waits in ``_backlog`` behind it, in the
+order it came, so every session still sees the guild's dispatches in order. The backlog
+holds at most ``backlog_capacity`` NodeFanouts (10,000; plus what rides, below, and
+Cutovers, which are never shed: one per moving session and guild). Past it a NodeFanout
+is *shed*: where it would have been delivered, each of its sessions, which has had
+everything before it, is closed 4009 (Session timed out: discord.py, hikari and
+discord.js reconnect, are refused the RESUME, op 9, and identify anew, reading the state
+afresh; the messages they missed are in the channel's history). A session that cannot
+have every dispatch in order cannot go on, in any state (``SessionActor.close``: its
+socket closing already, or on either side of a move). Before, the guild got the
+NodeFanout back as ``Overloaded`` and dropped it, and its sessions went on without it,
+none the wiser. One that finds this actor's mailbox itself full still comes back to its
+guild as ``Overloaded``, and the guild closes its sessions the same way
+(``GuildActor._bounced``). A traced NodeFanout is delivered whole when its turn comes
+(its spans time the loop). Sessions with a standby copy on another node (no lane) feed
+``ReplicaFeed``, which sends once per loop round: a 1,000-recipient fan-out now reaches
+each standby node in eight batches, each with the dispatch's bytes.
 
 Riding: on loopback most of a delivery's cost is the kernel's, one ``send`` per
 recipient (~8.5 of the node's ~14 µs), and that cost hardly depends on the write's size
 (~8 µs for 851 bytes, ~9 for 3,404: loadtest/GATEWAY_BENCH.md, "Riding"). So the
-NodeFanouts that wait right behind a fan-out under way, to the same recipients (the
-same parts, equal), get on it: from where it has got to, each recipient gets all of
-them in one write (``outbound.write_frames``), each numbered in its log in the order
-they came. A session whose connection frames for it (compressed, say) frames them
-through that, in order, and writes them together too (``SessionActor.deliver_together``);
-one catching up from storage or feeding a standby copy takes them one by one. A rider
-goes once round, so the recipients passed before it got on get it after. A session
-still sees them in the order they came; nothing rides past a Cutover, a traced fan-out
-or one to other recipients, and at most ``MAX_RIDERS`` ride at once. Nothing waits to ride: only what already waits behind a fan-out in turns
-gets on, so a node that keeps up writes as before, and one that falls behind (a burst,
-a busy host) catches up with fewer, bigger writes instead of falling further behind.
-A turn's budget counts frames, so a turn with riders lasts about as long, and goes
-as many times less far: the first rider's last recipients wait longer than they would
-alone, no longer than behind the others one after another. Each dispatch is encoded
-when it arrives, so one that cannot be fails as its own message; a bug in a later turn
-drops the fan-out with its riders (``fanout.dropped``).
+NodeFanouts that wait right behind a fan-out under way, to the same recipients (the same
+parts, equal), get on it: from where it has got to, each recipient gets all of them in
+one write (``outbound.write_frames``), each numbered in its log in the order they came.
+A session whose connection frames for it (compressed, say) frames them through that, in
+order, and writes them together too (``SessionActor.deliver_together``); one catching up
+from storage or feeding a standby copy takes them one by one. A rider goes once round,
+so the recipients passed before it got on get it after. A session still sees them in the
+order they came; nothing rides past a Cutover, a traced fan-out or one to other
+recipients, and at most ``MAX_RIDERS`` ride at once. Nothing waits to ride: only what
+already waits behind a fan-out in turns gets on, so a node that keeps up writes as
+before, and one that falls behind (a burst, a busy host) catches up with fewer, bigger
+writes instead of falling further behind. A turn's budget counts frames, so a turn with
+riders lasts about as long, and goes as many times less far: the first rider's last
+recipients wait longer than they would alone, no longer than behind the others one after
+another. Each dispatch is encoded when it arrives, so one that cannot be fails as its
+own message; a bug in a later turn drops the fan-out with its riders
+(``fanout.dropped``).
 
 Passive sessions (DESIGN.md, "Placement and fan-out"): a session identified with a
 user (non-bot) token is *passive* for a guild until its client sends op 14 (Discord's
