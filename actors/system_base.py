@@ -683,18 +683,26 @@ class UvloopSystemBase:
 
     def start_timer(self, cell: Cell, delay: float, payload: Any, repeat: bool) -> int:
         ref = next(self._refs)
-
-        def fire() -> None:
-            if not cell.alive or not cell.timers or ref not in cell.timers:
-                return
-            if repeat:
-                cell.timers[ref] = self.loop.call_later(delay, fire)
-            else:
-                cell.timers[ref] = None  # fired; delivered unless cancelled before handled
-            self.deliver(cell.address, Timeout(ref, payload), cell.address)
-
-        self._add_timer(cell, ref, self.loop.call_later(delay, fire))
+        self._add_timer(cell, ref, self.loop.call_later(
+            delay, self._fire_timer, cell, ref, delay, payload, repeat))
         return ref
+
+    def _fire_timer(self, cell: Cell, ref: int, delay: float, payload: Any,
+                     repeat: bool) -> None:
+        # A bound method and its arguments, not a closure: a repeating closure had to
+        # name itself, and each timer left a cycle (the function, its cells) that only
+        # the cyclic GC could free. A fan-out point's turns start ~8 timers a message,
+        # and those cycles made most of the young generation: collections of 20-60 ms
+        # in the middle of fan-outs (loadtest/GATEWAY_BENCH.md, "Ninth session").
+        timers = cell.timers
+        if not cell.alive or not timers or ref not in timers:
+            return
+        if repeat:
+            timers[ref] = self.loop.call_later(
+                delay, self._fire_timer, cell, ref, delay, payload, repeat)
+        else:
+            timers[ref] = None  # fired; delivered unless cancelled before handled
+        self.deliver(cell.address, Timeout(ref, payload), cell.address)
 
     def cancel_timer(self, cell: Cell, ref: int) -> bool:
         """True if the timer will not deliver again (a Timeout already queued for it is
@@ -828,10 +836,19 @@ class UvloopSystemBase:
 
     def settle(self, catcher: _ReplyCatcher) -> None:
         """An ask is over (answered, timed out or failed): retire its reply cell and
-        stop waiting on the nodes its request went to."""
+        stop waiting on the nodes its request went to.
+
+        It also undoes the ask's reference cycles (cell and address, cell and catcher,
+        catcher and its timer's callback), so that an ask's objects are freed when the
+        last reference goes, not by the cyclic GC: one ask per REST post left ~30
+        objects for it (see ``_fire_timer``)."""
         if catcher.timer is not None:
             catcher.timer.cancel()
-        self.retire(catcher.cell)
+            catcher.timer = None
+        cell = catcher.cell
+        self.retire(cell)
+        cell.instance = None
+        cell.address._cell = None  # a later answer is a dead letter all the same
         if catcher.nodes is not None:
             for node in catcher.nodes:
                 waiting = self._awaiting.get(node)
@@ -925,7 +942,12 @@ class UvloopSystemBase:
                           f"{type(message).__name__}"))
 
         self.deliver(target, message, self._reply_address(resolve, timeout, fail))
-        return await future
+        try:
+            return await future
+        finally:
+            # a failed ask's error holds this frame (its traceback), the frame the
+            # future, the future the error: a cycle for the GC (see ``settle``)
+            future = None
 
     def tell_from_loop(self, target: Address, message: Any) -> None:
         """A ``tell`` from asyncio code on the loop thread (sender: the external address)."""
