@@ -163,6 +163,30 @@ class _External:
             self.ready.notify_all()
 
 
+def _settling(future: asyncio.Future, target: Address, timeout: float,
+              message: Any) -> tuple[Callable[[Any, Address], None],
+                                     Callable[[str | None], None]]:
+    """``ask_async``'s ``resolve`` and ``fail`` for ``future``: the first answer, or
+    the error that the ask timed out or that the node that had to answer is gone."""
+
+    def resolve(msg: Any, sender: Address) -> None:
+        if not future.done():
+            future.set_result(msg)
+
+    def fail(node: str | None) -> None:
+        if future.done():
+            return
+        if node is None:
+            future.set_exception(TimeoutError(
+                f"no reply from {target} within {timeout} s to {type(message).__name__}"))
+        else:
+            future.set_exception(NodeDownError(
+                node, f"node {node} is gone: no reply from {target} to "
+                      f"{type(message).__name__}"))
+
+    return resolve, fail
+
+
 class _ReplyCatcher:
     """The instance behind a one-shot reply address created by ``ask``.
 
@@ -925,29 +949,16 @@ class UvloopSystemBase:
         s, or ``NodeDownError`` (a ``TimeoutError``) as soon as the node that had to
         answer is gone (``fail_asks_awaiting``)."""
         future = self.loop.create_future()
-
-        def resolve(msg: Any, sender: Address) -> None:
-            if not future.done():
-                future.set_result(msg)
-
-        def fail(node: str | None) -> None:
-            if future.done():
-                return
-            if node is None:
-                future.set_exception(TimeoutError(
-                    f"no reply from {target} within {timeout} s to {type(message).__name__}"))
-            else:
-                future.set_exception(NodeDownError(
-                    node, f"node {node} is gone: no reply from {target} to "
-                          f"{type(message).__name__}"))
-
+        resolve, fail = _settling(future, target, timeout, message)
         self.deliver(target, message, self._reply_address(resolve, timeout, fail))
         try:
             return await future
         finally:
-            # a failed ask's error holds this frame (its traceback), the frame the
-            # future, the future the error: a cycle for the GC (see ``settle``)
-            future = None
+            # A failed ask's error holds this frame (its traceback), the frame the
+            # future, the future the error: a cycle for the GC (see ``settle``). Only
+            # the frame lets go: ``resolve`` and ``fail`` hold the future themselves,
+            # so a cancelled ask's late answer or timeout still finds it done.
+            future = resolve = fail = None
 
     def tell_from_loop(self, target: Address, message: Any) -> None:
         """A ``tell`` from asyncio code on the loop thread (sender: the external address)."""

@@ -16,6 +16,7 @@ from thespian.actors import (
     ChildActorExited,
     DeadEnvelope,
     PoisonMessage,
+    WakeupMessage,
 )
 
 from actors import (
@@ -475,6 +476,41 @@ def test_timers_and_asks_leave_no_cycles_for_the_gc():
 
     # 621 timers and 420 asks; before, each left 9-30 objects in cycles (7,764 found)
     assert uvloop.run(main()) < 20
+
+
+class LateAnswer(Recorder):
+    """Answers ``("later", s)`` after ``s`` seconds; records whatever comes back."""
+
+    def handle(self, msg, sender):
+        if isinstance(msg, tuple) and msg[0] == "later":
+            self.wakeupAfter(msg[1], payload=sender)
+        elif isinstance(msg, WakeupMessage):
+            self.send(msg.payload, "late")
+        else:
+            super().handle(msg, sender)
+
+
+def test_a_cancelled_ask_async_lets_its_late_answer_and_its_timeout_pass():
+    # a REST handler cancelled at shutdown leaves its ask pending: the answer that
+    # comes later, or the timeout, finds the future cancelled and does nothing
+    async def main():
+        with loop_system() as (base, asys):
+            errors = []
+            asyncio.get_running_loop().set_exception_handler(
+                lambda loop, context: errors.append(context))
+            late, silent = asys.createActor(LateAnswer), asys.createActor(Silent)
+            asks = [asyncio.ensure_future(base.ask_async(late, ("later", 0.02), WAIT)),
+                    asyncio.ensure_future(base.ask_async(silent, "anyone?", 0.02))]
+            await asyncio.sleep(0.005)
+            for ask in asks:
+                ask.cancel()
+            await asyncio.sleep(0.1)  # past the answer and the timeout
+            came_back = await base.ask_async(late, ("wait", 0), WAIT)
+            return errors, base.stats["poison"], came_back, [a.cancelled() for a in asks]
+
+    errors, poison, came_back, cancelled = uvloop.run(main())
+    assert cancelled == [True, True]
+    assert (errors, poison, came_back) == ([], 0, [])
 
 
 # -- actors.Actor: monitors -----------------------------------------------------------------
