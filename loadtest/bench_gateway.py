@@ -146,6 +146,9 @@ def main() -> None:
         # that held, and at the first rate that did not
         "stage_p99_ms_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),
         "stage_p99_ms_past_max": step_after(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),
+        # and the node's GC collections in those two steps (count, ms in all, longest)
+        "gc_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("gc"),
+        "gc_past_max": step_after(g, g["max_rate_msgs_per_s"]).get("gc"),
         "targets_met": {
             "p50_ms_at_10_minus_baseline": p50_gap is not None
             and p50_gap <= TARGETS["p50_ms_at_10_minus_baseline"],

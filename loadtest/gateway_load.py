@@ -798,32 +798,68 @@ async def run_gateway_step(sender: RestSender, workers: Workers, server_pid: int
                               server_pid, step, rate, drain_s, max_p99_ms)
 
 
-#: ``gateway.stages``' histogram as the operator port renders it
+#: ``gateway.stages``' histogram as the operator port renders it, and the node's GC
+#: pauses (observability/actor_metrics.py)
 STAGE_BUCKET = re.compile(
     r'^gateway_message_stage_seconds_bucket\{(?P<labels>[^}]*)\} (?P<count>[0-9.e+]+)$')
+GC_PAUSE = re.compile(
+    r'^python_gc_pause_seconds_(?P<part>bucket|sum)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
 
 
-async def read_stages(sender: RestSender, metrics_url: str | None) -> dict[str, dict[float, float]]:
-    """The node's ``gateway_message_stage_seconds`` buckets: stage -> {le: count}
-    (cumulative, as Prometheus gives them); {} if the operator port did not answer."""
+@dataclass
+class NodeReading:
+    """One reading of a node's ``/metrics``: the stage histogram's buckets, stage ->
+    {le: count}, and the GC pauses' buckets, all generations together, {le: count}, with
+    their sum in seconds (cumulative, as Prometheus gives them)."""
+
+    stages: dict[str, dict[float, float]] = field(default_factory=dict)
+    gc_buckets: dict[float, float] = field(default_factory=dict)
+    gc_seconds: float = 0.0
+
+
+async def read_node(sender: RestSender, metrics_url: str | None) -> NodeReading:
+    """The node's stage and GC histograms; empty if the operator port did not answer."""
+    reading = NodeReading()
     if metrics_url is None or sender.session is None:
-        return {}
+        return reading
     import aiohttp
 
     try:
         async with sender.session.get(metrics_url) as resp:
             text = await resp.text()
     except (OSError, TimeoutError, aiohttp.ClientError):
-        return {}
-    stages: dict[str, dict[float, float]] = {}
+        return reading
     for line in text.splitlines():
-        found = STAGE_BUCKET.match(line)
-        if found is None:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
-        le = float("inf") if labels.get("le") == "+Inf" else float(labels.get("le", "nan"))
-        stages.setdefault(labels.get("stage", "?"), {})[le] = float(found["count"])
-    return stages
+        if (found := STAGE_BUCKET.match(line)) is not None:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
+            reading.stages.setdefault(labels.get("stage", "?"), {})[_le(labels)] = \
+                float(found["count"])
+        elif (found := GC_PAUSE.match(line)) is not None:
+            if found["part"] == "sum":
+                reading.gc_seconds += float(found["value"])
+            else:
+                le = _le(dict(re.findall(r'(\w+)="([^"]*)"', found["labels"])))
+                reading.gc_buckets[le] = reading.gc_buckets.get(le, 0.0) + float(found["value"])
+    return reading
+
+
+def _le(labels: dict[str, str]) -> float:
+    return float("inf") if labels.get("le") == "+Inf" else float(labels.get("le", "nan"))
+
+
+def gc_pauses(before: NodeReading, after: NodeReading) -> dict[str, float | None]:
+    """The node's GC collections between two readings: how many, their time in all
+    (ms), and the upper bound of the bucket the longest fell in (ms; None: above the
+    last bound)."""
+    bounds = sorted(after.gc_buckets)
+    deltas = [after.gc_buckets[b] - before.gc_buckets.get(b, 0.0) for b in bounds]
+    total = deltas[-1] if deltas else 0.0
+    # the longest is in the first bucket that holds them all
+    longest = next(b for b, d in zip(bounds, deltas, strict=True) if d >= total) \
+        if total > 0 else 0.0
+    return {"collections": round(total),
+            "pause_ms": round((after.gc_seconds - before.gc_seconds) * 1000, 1),
+            "longest_ms_at_most": None if longest == float("inf") else round(longest * 1000, 2)}
 
 
 def stage_quantiles_ms(before: dict[str, dict[float, float]],
@@ -1121,17 +1157,23 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
         # per attempt (a step repeated at the same rate has its own; the kept one's go
         # in the summary)
         stage_tails: dict[int, dict[str, dict[str, float | None]]] = {}
+        node_gc: dict[int, dict[str, float | None]] = {}
 
         async def step(n: int, rate: float) -> StepResult:
-            before = await read_stages(sender, server.metrics_url)
+            before = await read_node(sender, server.metrics_url)
             result = await run_gateway_step(sender, workers, server.pid, n, rate,
                                             args.duration, args.drain, args.max_p99_ms)
-            tails = stage_tails[id(result)] = stage_quantiles_ms(
-                before, await read_stages(sender, server.metrics_url))
+            after = await read_node(sender, server.metrics_url)
+            tails = stage_tails[id(result)] = stage_quantiles_ms(before.stages, after.stages)
             for name, by_stage in tails.items():
                 if by_stage:
                     print(f"      {name} by stage (ms): " + ", ".join(
                         f"{k} {fmt_ms(v)}" for k, v in by_stage.items()), flush=True)
+            pauses = node_gc[id(result)] = gc_pauses(before, after)
+            if pauses["collections"]:
+                print(f"      gc: {pauses['collections']} collections, "
+                      f"{pauses['pause_ms']} ms in all, the longest <= "
+                      f"{fmt_ms(pauses['longest_ms_at_most'])} ms", flush=True)
             return result
 
         gateway_deadline = started + args.budget * 0.75 if args.baseline else deadline
@@ -1155,6 +1197,7 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
             quantiles = stage_tails.get(id(kept), {})
             entry["stage_p50_ms"] = quantiles.get("p50", {})
             entry["stage_p99_ms"] = quantiles.get("p99", {})
+            entry["gc"] = node_gc.get(id(kept))
     finally:
         if sender is not None:
             await sender.close()

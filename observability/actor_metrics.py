@@ -5,16 +5,24 @@ run queue, its ``stats`` (``overloaded``, ``dead_letters``, ``poison``) and
 ``mailbox_high_water``. ``watch_base`` reads them at collection, so the scheduler pays
 nothing; it takes the base as any object with those attributes, because ``actors``
 imports no other project package and this package imports none above it.
+
+It also times the process's cyclic-GC collections (``watch_gc``): every thread stops
+for one, the loop with its fan-outs included, so a pause of tens of ms is a p99 of
+that size for whatever was in flight. That is what the 80-100 msg/s steps' tail was
+until the runtime's timers and asks stopped leaving reference cycles
+(loadtest/GATEWAY_BENCH.md, "Ninth session"); it costs one call per collection.
 """
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .metrics import counter, gauge
+from .metrics import counter, gauge, histogram
 
-__all__ = ["watch_base"]
+__all__ = ["watch_base", "watch_gc"]
 
 _run_queue = gauge("actor_run_queue_length", "actors with messages waiting for a turn",
                    "{actor}")
@@ -27,6 +35,16 @@ _dead_letters = counter("actor_dead_letters_total", "messages to an actor that i
                         labels=_node)
 _poison = counter("actor_poison_messages_total", "messages whose handler failed (the "
                   "sender got PoisonMessage)", labels=_node)
+
+#: 0.1 ms to 1 s: a young collection of a few thousand objects takes well under 1 ms
+GC_PAUSE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                      0.1, 0.25, 0.5, 1.0)
+_GENERATIONS = ("0", "1", "2")
+_gc_pause = histogram("python_gc_pause", "the process's cyclic-GC collections, by the "
+                      "generation collected (every thread waits for each)", "s",
+                      GC_PAUSE_BUCKETS_S, labels={"generation": _GENERATIONS})
+_gc_watchers = [0]  # one hook per process, however many bases watch
+_gc_started = [0.0]
 
 Read = Callable[[], Iterable[tuple[dict[str, Any], float]]]
 
@@ -47,4 +65,33 @@ def watch_base(base: Any) -> list[Callable[[], None]]:
 
     return [_run_queue.observe(run_queue), _mailbox_high.observe(mailbox_high),
             _overloaded.observe(stat("overloaded")), _dead_letters.observe(stat("dead_letters")),
-            _poison.observe(stat("poison"))]
+            _poison.observe(stat("poison")), watch_gc()]
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    # Collections do not overlap (the one collecting holds the GIL throughout), so one
+    # start time serves every thread.
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        _gc_pause.record(time.perf_counter() - _gc_started[0],
+                         generation=_GENERATIONS[info["generation"]])
+
+
+def watch_gc() -> Callable[[], None]:
+    """Time this process's GC collections in ``python_gc_pause_seconds``; returns the
+    function that stops it (the hook goes when its last watcher stops)."""
+    if _gc_watchers[0] == 0:
+        gc.callbacks.append(_on_gc)
+    _gc_watchers[0] += 1
+    stopped = [False]
+
+    def stop() -> None:
+        if stopped[0]:
+            return
+        stopped[0] = True
+        _gc_watchers[0] -= 1
+        if _gc_watchers[0] == 0 and _on_gc in gc.callbacks:
+            gc.callbacks.remove(_on_gc)
+
+    return stop

@@ -92,6 +92,26 @@ def test_stage_quantiles_interpolate_within_a_bucket() -> None:
     assert got["p99"] == {"durable": 1.98, "fanout_loop": None}  # above the last bound
 
 
+def test_gc_pauses_between_two_readings() -> None:
+    """The bench's GC line: collections counted between the readings (all generations
+    together), their time, and the bucket the longest fell in."""
+    from loadtest.gateway_load import NodeReading, gc_pauses
+
+    inf = float("inf")
+    before = NodeReading(gc_buckets={0.001: 5.0, 0.025: 7.0, 0.05: 7.0, inf: 7.0},
+                         gc_seconds=0.030)
+    after = NodeReading(gc_buckets={0.001: 6.0, 0.025: 9.0, 0.05: 10.0, inf: 10.0},
+                        gc_seconds=0.075)  # 1 of <= 1 ms, 1 of <= 25, 1 of <= 50
+    assert gc_pauses(before, after) == {"collections": 3, "pause_ms": 45.0,
+                                        "longest_ms_at_most": 50.0}
+    assert gc_pauses(after, after) == {"collections": 0, "pause_ms": 0.0,
+                                       "longest_ms_at_most": 0.0}
+    above = NodeReading(gc_buckets={0.001: 6.0, 0.025: 9.0, 0.05: 10.0, inf: 11.0},
+                        gc_seconds=2.0)
+    assert gc_pauses(after, above)["longest_ms_at_most"] is None  # above the last bound
+    assert gc_pauses(NodeReading(), NodeReading())["collections"] == 0  # no port
+
+
 def test_a_maximum_is_the_load_generators_only_while_the_server_had_room() -> None:
     """``client_bound``: the first step past the maximum had the clients at 80 % of their
     CPUs and the server below 90 % of its own; with the server full too it is the server's."""

@@ -288,3 +288,28 @@ def test_a_count_made_with_labels_replaces_the_placeholder_zero() -> None:
     assert c.items() == [({}, 0)]
     c.add(reason="x")
     assert c.items() == [({"reason": "x"}, 1)]
+
+
+def test_gc_collections_are_timed_by_generation_while_watched() -> None:
+    import gc
+
+    from observability.actor_metrics import _gc_pause, watch_gc
+
+    def counts() -> list[int]:
+        return [_gc_pause.count(generation=g) for g in ("0", "1", "2")]
+
+    stop, again = watch_gc(), watch_gc()  # two watchers (two bases): one hook
+    try:
+        before = counts()
+        gc.collect(0)
+        gc.collect(2)
+        assert [a - b for a, b in zip(counts(), before, strict=True)] == [1, 0, 1]
+        stop()
+        gc.collect(1)  # the other watcher still watches
+        assert [a - b for a, b in zip(counts(), before, strict=True)] == [1, 1, 1]
+    finally:
+        stop()  # a second stop changes nothing
+        again()
+    before = counts()
+    gc.collect(0)
+    assert counts() == before  # nobody watches: the hook is gone
