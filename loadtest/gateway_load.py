@@ -803,15 +803,17 @@ async def run_gateway_step(sender: RestSender, workers: Workers, server_pid: int
 STAGE_BUCKET = re.compile(
     r'^gateway_message_stage_seconds_bucket\{(?P<labels>[^}]*)\} (?P<count>[0-9.e+]+)$')
 GC_PAUSE = re.compile(
-    r'^python_gc_pause_seconds_(?P<part>bucket|sum)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+    r'^python_gc_pause_seconds_(?P<part>bucket|sum)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+-]+)$')
 
 
 @dataclass
 class NodeReading:
     """One reading of a node's ``/metrics``: the stage histogram's buckets, stage ->
     {le: count}, and the GC pauses' buckets, all generations together, {le: count}, with
-    their sum in seconds (cumulative, as Prometheus gives them)."""
+    their sum in seconds (cumulative, as Prometheus gives them); ``ok``: the port
+    answered."""
 
+    ok: bool = False
     stages: dict[str, dict[float, float]] = field(default_factory=dict)
     gc_buckets: dict[float, float] = field(default_factory=dict)
     gc_seconds: float = 0.0
@@ -829,6 +831,7 @@ async def read_node(sender: RestSender, metrics_url: str | None) -> NodeReading:
             text = await resp.text()
     except (OSError, TimeoutError, aiohttp.ClientError):
         return reading
+    reading.ok = True
     for line in text.splitlines():
         if (found := STAGE_BUCKET.match(line)) is not None:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
@@ -847,10 +850,12 @@ def _le(labels: dict[str, str]) -> float:
     return float("inf") if labels.get("le") == "+Inf" else float(labels.get("le", "nan"))
 
 
-def gc_pauses(before: NodeReading, after: NodeReading) -> dict[str, float | None]:
+def gc_pauses(before: NodeReading, after: NodeReading) -> dict[str, float | None] | None:
     """The node's GC collections between two readings: how many, their time in all
     (ms), and the upper bound of the bucket the longest fell in (ms; None: above the
-    last bound)."""
+    last bound); None when either reading failed (not known, rather than none)."""
+    if not (before.ok and after.ok):
+        return None
     bounds = sorted(after.gc_buckets)
     deltas = [after.gc_buckets[b] - before.gc_buckets.get(b, 0.0) for b in bounds]
     total = deltas[-1] if deltas else 0.0
@@ -1157,7 +1162,7 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
         # per attempt (a step repeated at the same rate has its own; the kept one's go
         # in the summary)
         stage_tails: dict[int, dict[str, dict[str, float | None]]] = {}
-        node_gc: dict[int, dict[str, float | None]] = {}
+        node_gc: dict[int, dict[str, float | None] | None] = {}
 
         async def step(n: int, rate: float) -> StepResult:
             before = await read_node(sender, server.metrics_url)
@@ -1170,10 +1175,12 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
                     print(f"      {name} by stage (ms): " + ", ".join(
                         f"{k} {fmt_ms(v)}" for k, v in by_stage.items()), flush=True)
             pauses = node_gc[id(result)] = gc_pauses(before, after)
-            if pauses["collections"]:
+            if pauses and pauses["collections"]:
+                longest = pauses["longest_ms_at_most"]
                 print(f"      gc: {pauses['collections']} collections, "
-                      f"{pauses['pause_ms']} ms in all, the longest <= "
-                      f"{fmt_ms(pauses['longest_ms_at_most'])} ms", flush=True)
+                      f"{pauses['pause_ms']} ms in all, the longest "
+                      f"{'over 1000' if longest is None else f'<= {longest:g}'} ms",
+                      flush=True)
             return result
 
         gateway_deadline = started + args.budget * 0.75 if args.baseline else deadline

@@ -6,16 +6,18 @@ run queue, its ``stats`` (``overloaded``, ``dead_letters``, ``poison``) and
 nothing; it takes the base as any object with those attributes, because ``actors``
 imports no other project package and this package imports none above it.
 
-It also times the process's cyclic-GC collections (``watch_gc``): every thread stops
-for one, the loop with its fan-outs included, so a pause of tens of ms is a p99 of
-that size for whatever was in flight. That is what the 80-100 msg/s steps' tail was
-until the runtime's timers and asks stopped leaving reference cycles
-(loadtest/GATEWAY_BENCH.md, "Ninth session"); it costs one call per collection.
+It also times the process's cyclic-GC collections (``watch_gc``): the collecting
+thread holds the GIL but for finalizers, so the event loop and every thread that needs
+the GIL wait for one, and a pause of tens of ms is a p99 of that size for whatever was
+in flight. That is what the 80-100 msg/s steps' tail was until the runtime's timers and
+asks stopped leaving reference cycles (loadtest/GATEWAY_BENCH.md, "Ninth session"); it
+costs two calls per collection (its start and its end).
 """
 
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,10 +43,11 @@ GC_PAUSE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
                       0.1, 0.25, 0.5, 1.0)
 _GENERATIONS = ("0", "1", "2")
 _gc_pause = histogram("python_gc_pause", "the process's cyclic-GC collections, by the "
-                      "generation collected (every thread waits for each)", "s",
+                      "generation collected (the event loop waits for each)", "s",
                       GC_PAUSE_BUCKETS_S, labels={"generation": _GENERATIONS})
 _gc_watchers = [0]  # one hook per process, however many bases watch
-_gc_started = [0.0]
+_gc_watchers_lock = threading.Lock()  # two nodes of one process start theirs at once
+_gc_started: list[float | None] = [None]
 
 Read = Callable[[], Iterable[tuple[dict[str, Any], float]]]
 
@@ -69,29 +72,34 @@ def watch_base(base: Any) -> list[Callable[[], None]]:
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
-    # Collections do not overlap (the one collecting holds the GIL throughout), so one
-    # start time serves every thread.
+    # Collections do not overlap (CPython runs one at a time, its start and end in the
+    # same thread), so one start time serves every thread; an end without its start
+    # (the hook came in the middle of a collection) is not a pause to count.
     if phase == "start":
         _gc_started[0] = time.perf_counter()
-    else:
-        _gc_pause.record(time.perf_counter() - _gc_started[0],
+        return
+    started, _gc_started[0] = _gc_started[0], None
+    if started is not None:
+        _gc_pause.record(time.perf_counter() - started,
                          generation=_GENERATIONS[info["generation"]])
 
 
 def watch_gc() -> Callable[[], None]:
     """Time this process's GC collections in ``python_gc_pause_seconds``; returns the
     function that stops it (the hook goes when its last watcher stops)."""
-    if _gc_watchers[0] == 0:
-        gc.callbacks.append(_on_gc)
-    _gc_watchers[0] += 1
+    with _gc_watchers_lock:
+        if _gc_watchers[0] == 0:
+            gc.callbacks.append(_on_gc)
+        _gc_watchers[0] += 1
     stopped = [False]
 
     def stop() -> None:
-        if stopped[0]:
-            return
-        stopped[0] = True
-        _gc_watchers[0] -= 1
-        if _gc_watchers[0] == 0 and _on_gc in gc.callbacks:
-            gc.callbacks.remove(_on_gc)
+        with _gc_watchers_lock:
+            if stopped[0]:
+                return
+            stopped[0] = True
+            _gc_watchers[0] -= 1
+            if _gc_watchers[0] == 0 and _on_gc in gc.callbacks:
+                gc.callbacks.remove(_on_gc)
 
     return stop

@@ -299,7 +299,9 @@ class Histogram:
         """``(labels, bucket counts, sum, min, max)`` per label set seen or declared
         (no observation: zero counts, min and max ``None``)."""
         merged: dict[LabelKey, list[Any]] = {}
-        for key, (counts, total, low, high) in list(self._values.items()):
+        # a copy made in one C call: listing the items allocates, which can start a
+        # GC collection whose hook records into this very dict (python_gc_pause)
+        for key, (counts, total, low, high) in self._values.copy().items():
             norm = _norm(key)
             have = merged.get(norm)
             if have is None:

@@ -98,18 +98,19 @@ def test_gc_pauses_between_two_readings() -> None:
     from loadtest.gateway_load import NodeReading, gc_pauses
 
     inf = float("inf")
-    before = NodeReading(gc_buckets={0.001: 5.0, 0.025: 7.0, 0.05: 7.0, inf: 7.0},
+    before = NodeReading(ok=True, gc_buckets={0.001: 5.0, 0.025: 7.0, 0.05: 7.0, inf: 7.0},
                          gc_seconds=0.030)
-    after = NodeReading(gc_buckets={0.001: 6.0, 0.025: 9.0, 0.05: 10.0, inf: 10.0},
+    after = NodeReading(ok=True, gc_buckets={0.001: 6.0, 0.025: 9.0, 0.05: 10.0, inf: 10.0},
                         gc_seconds=0.075)  # 1 of <= 1 ms, 1 of <= 25, 1 of <= 50
     assert gc_pauses(before, after) == {"collections": 3, "pause_ms": 45.0,
                                         "longest_ms_at_most": 50.0}
     assert gc_pauses(after, after) == {"collections": 0, "pause_ms": 0.0,
                                        "longest_ms_at_most": 0.0}
-    above = NodeReading(gc_buckets={0.001: 6.0, 0.025: 9.0, 0.05: 10.0, inf: 11.0},
+    above = NodeReading(ok=True, gc_buckets={0.001: 6.0, 0.025: 9.0, 0.05: 10.0, inf: 11.0},
                         gc_seconds=2.0)
     assert gc_pauses(after, above)["longest_ms_at_most"] is None  # above the last bound
-    assert gc_pauses(NodeReading(), NodeReading())["collections"] == 0  # no port
+    assert gc_pauses(before, NodeReading()) is None  # a reading failed: not known
+    assert gc_pauses(NodeReading(), after) is None
 
 
 def test_a_maximum_is_the_load_generators_only_while_the_server_had_room() -> None:

@@ -299,6 +299,7 @@ def test_gc_collections_are_timed_by_generation_while_watched() -> None:
         return [_gc_pause.count(generation=g) for g in ("0", "1", "2")]
 
     stop, again = watch_gc(), watch_gc()  # two watchers (two bases): one hook
+    gc.disable()  # only the collections asked for here (the callbacks fire for those)
     try:
         before = counts()
         gc.collect(0)
@@ -310,6 +311,16 @@ def test_gc_collections_are_timed_by_generation_while_watched() -> None:
     finally:
         stop()  # a second stop changes nothing
         again()
+        gc.enable()
     before = counts()
     gc.collect(0)
     assert counts() == before  # nobody watches: the hook is gone
+
+
+def test_a_gc_end_without_its_start_is_not_a_pause() -> None:
+    # the hook installed in the middle of a collection sees only its end
+    from observability.actor_metrics import _gc_pause, _on_gc
+
+    before = _gc_pause.count(generation="1")
+    _on_gc("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+    assert _gc_pause.count(generation="1") == before
