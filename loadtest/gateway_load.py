@@ -1169,7 +1169,8 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
             result = await run_gateway_step(sender, workers, server.pid, n, rate,
                                             args.duration, args.drain, args.max_p99_ms)
             after = await read_node(sender, server.metrics_url)
-            tails = stage_tails[id(result)] = stage_quantiles_ms(before.stages, after.stages)
+            tails = stage_tails[id(result)] = stage_quantiles_ms(
+                before.stages, after.stages) if before.ok and after.ok else {}
             for name, by_stage in tails.items():
                 if by_stage:
                     print(f"      {name} by stage (ms): " + ", ".join(

@@ -7,9 +7,10 @@ nothing; it takes the base as any object with those attributes, because ``actors
 imports no other project package and this package imports none above it.
 
 It also times the process's cyclic-GC collections (``watch_gc``): the collecting
-thread holds the GIL but for finalizers, so the event loop and every thread that needs
-the GIL wait for one, and a pause of tens of ms is a p99 of that size for whatever was
-in flight. That is what the 80-100 msg/s steps' tail was until the runtime's timers and
+thread holds the GIL for all of one but its finalizers and callbacks (this one too,
+which may let another thread run for a switch interval), so the event loop and every
+thread that needs the GIL wait, and a pause of tens of ms is a p99 of that size for
+whatever was in flight. That is what the 80-100 msg/s steps' tail was until the runtime's timers and
 asks stopped leaving reference cycles (loadtest/GATEWAY_BENCH.md, "Ninth session"); it
 costs two calls per collection (its start and its end).
 """
@@ -101,5 +102,6 @@ def watch_gc() -> Callable[[], None]:
             _gc_watchers[0] -= 1
             if _gc_watchers[0] == 0 and _on_gc in gc.callbacks:
                 gc.callbacks.remove(_on_gc)
+                _gc_started[0] = None  # a start seen now has no end to pair with
 
     return stop

@@ -499,12 +499,12 @@ def test_a_cancelled_ask_async_lets_its_late_answer_and_its_timeout_pass():
             asyncio.get_running_loop().set_exception_handler(
                 lambda loop, context: errors.append(context))
             late, silent = asys.createActor(LateAnswer), asys.createActor(Silent)
-            asks = [asyncio.ensure_future(base.ask_async(late, ("later", 0.02), WAIT)),
-                    asyncio.ensure_future(base.ask_async(silent, "anyone?", 0.02))]
-            await asyncio.sleep(0.005)
+            asks = [asyncio.ensure_future(base.ask_async(late, ("later", 0.2), WAIT)),
+                    asyncio.ensure_future(base.ask_async(silent, "anyone?", 0.2))]
+            await asyncio.sleep(0.01)
             for ask in asks:
                 ask.cancel()
-            await asyncio.sleep(0.1)  # past the answer and the timeout
+            await asyncio.sleep(0.5)  # past the answer and the timeout
             came_back = await base.ask_async(late, ("wait", 0), WAIT)
             return errors, base.stats["poison"], came_back, [a.cancelled() for a in asks]
 
