@@ -147,8 +147,11 @@ def main() -> None:
         "stage_p99_ms_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),
         "stage_p99_ms_past_max": step_after(g, g["max_rate_msgs_per_s"]).get("stage_p99_ms"),
         # and the node's GC collections in those two steps (count, ms in all, longest)
+        # and its loop's stalls (probes over 10 ms late, the latest)
         "gc_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("gc"),
         "gc_past_max": step_after(g, g["max_rate_msgs_per_s"]).get("gc"),
+        "loop_stalls_at_max": step_at(g, g["max_rate_msgs_per_s"]).get("loop_stalls"),
+        "loop_stalls_past_max": step_after(g, g["max_rate_msgs_per_s"]).get("loop_stalls"),
         "targets_met": {
             "p50_ms_at_10_minus_baseline": p50_gap is not None
             and p50_gap <= TARGETS["p50_ms_at_10_minus_baseline"],

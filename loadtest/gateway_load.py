@@ -798,29 +798,34 @@ async def run_gateway_step(sender: RestSender, workers: Workers, server_pid: int
                               server_pid, step, rate, drain_s, max_p99_ms)
 
 
-#: ``gateway.stages``' histogram as the operator port renders it, and the node's GC
-#: pauses (observability/actor_metrics.py)
+#: ``gateway.stages``' histogram as the operator port renders it, the node's GC pauses
+#: and its event loop's lag (observability/actor_metrics.py)
 STAGE_BUCKET = re.compile(
     r'^gateway_message_stage_seconds_bucket\{(?P<labels>[^}]*)\} (?P<count>[0-9.e+]+)$')
 GC_PAUSE = re.compile(
     r'^python_gc_pause_seconds_(?P<part>bucket|sum)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+-]+)$')
+LOOP_LAG = re.compile(r'^actor_loop_lag_seconds_bucket\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+#: a loop-lag probe later than this counts as a stall in the bench's lines
+STALL_S = 0.01
 
 
 @dataclass
 class NodeReading:
     """One reading of a node's ``/metrics``: the stage histogram's buckets, stage ->
-    {le: count}, and the GC pauses' buckets, all generations together, {le: count}, with
-    their sum in seconds (cumulative, as Prometheus gives them); ``ok``: the port
-    answered."""
+    {le: count}; the GC pauses' buckets, all generations together, {le: count}, with
+    their sum in seconds; the loop-lag probe's buckets (cumulative, as Prometheus gives
+    them); ``ok``: the port answered."""
 
     ok: bool = False
     stages: dict[str, dict[float, float]] = field(default_factory=dict)
     gc_buckets: dict[float, float] = field(default_factory=dict)
     gc_seconds: float = 0.0
+    lag_buckets: dict[float, float] = field(default_factory=dict)
 
 
 async def read_node(sender: RestSender, metrics_url: str | None) -> NodeReading:
-    """The node's stage and GC histograms; empty if the operator port did not answer."""
+    """The node's stage, GC and loop-lag histograms; empty if the operator port did not
+    answer."""
     reading = NodeReading()
     if metrics_url is None or sender.session is None:
         return reading
@@ -843,6 +848,9 @@ async def read_node(sender: RestSender, metrics_url: str | None) -> NodeReading:
             else:
                 le = _le(dict(re.findall(r'(\w+)="([^"]*)"', found["labels"])))
                 reading.gc_buckets[le] = reading.gc_buckets.get(le, 0.0) + float(found["value"])
+        elif (found := LOOP_LAG.match(line)) is not None:
+            le = _le(dict(re.findall(r'(\w+)="([^"]*)"', found["labels"])))
+            reading.lag_buckets[le] = float(found["value"])
     return reading
 
 
@@ -856,15 +864,46 @@ def gc_pauses(before: NodeReading, after: NodeReading) -> dict[str, float | None
     last bound); None when either reading failed (not known, rather than none)."""
     if not (before.ok and after.ok):
         return None
-    bounds = sorted(after.gc_buckets)
-    deltas = [after.gc_buckets[b] - before.gc_buckets.get(b, 0.0) for b in bounds]
-    total = deltas[-1] if deltas else 0.0
-    # the longest is in the first bucket that holds them all
-    longest = next(b for b, d in zip(bounds, deltas, strict=True) if d >= total) \
-        if total > 0 else 0.0
-    return {"collections": round(total),
+    total, longest = _count_and_longest(before.gc_buckets, after.gc_buckets)
+    return {"collections": total,
             "pause_ms": round((after.gc_seconds - before.gc_seconds) * 1000, 1),
-            "longest_ms_at_most": None if longest == float("inf") else round(longest * 1000, 2)}
+            "longest_ms_at_most": longest}
+
+
+def loop_stalls(before: NodeReading, after: NodeReading) -> dict[str, float | None] | None:
+    """The node's loop-lag probes between two readings that ran more than ``STALL_S``
+    late: how many, and the upper bound of the bucket the latest fell in (ms; None:
+    above the last bound); None when either reading failed."""
+    if not (before.ok and after.ok):
+        return None
+
+    def above(reading: NodeReading) -> dict[float, float]:
+        # cumulative counts of the probes later than STALL_S (one of the bounds)
+        at = reading.lag_buckets.get(STALL_S, 0.0)
+        return {b: c - at for b, c in reading.lag_buckets.items() if b > STALL_S}
+
+    total, latest = _count_and_longest(above(before), above(after))
+    return {"late_probes": total, "latest_ms_at_most": latest}
+
+
+def _count_and_longest(before: dict[float, float], after: dict[float, float]
+                       ) -> tuple[int, float | None]:
+    """Observations between two readings of cumulative buckets {le: count}, and the
+    upper bound of the bucket the largest fell in (ms, 0 for none; None: above the last
+    bound)."""
+    bounds = sorted(after)
+    deltas = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = deltas[-1] if deltas else 0.0
+    if total <= 0:
+        return 0, 0.0
+    # the largest is in the first bucket that holds them all
+    largest = next(b for b, d in zip(bounds, deltas, strict=True) if d >= total)
+    return round(total), None if largest == float("inf") else round(largest * 1000, 2)
+
+
+def at_most(bound_ms: float | None, last_ms: float) -> str:
+    """A bucket's upper bound as the bench prints it: "<= 50", or "over 1000"."""
+    return f"over {last_ms:g}" if bound_ms is None else f"<= {bound_ms:g}"
 
 
 def stage_quantiles_ms(before: dict[str, dict[float, float]],
@@ -1163,6 +1202,7 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
         # in the summary)
         stage_tails: dict[int, dict[str, dict[str, float | None]]] = {}
         node_gc: dict[int, dict[str, float | None] | None] = {}
+        node_stalls: dict[int, dict[str, float | None] | None] = {}
 
         async def step(n: int, rate: float) -> StepResult:
             before = await read_node(sender, server.metrics_url)
@@ -1177,11 +1217,14 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
                         f"{k} {fmt_ms(v)}" for k, v in by_stage.items()), flush=True)
             pauses = node_gc[id(result)] = gc_pauses(before, after)
             if pauses and pauses["collections"]:
-                longest = pauses["longest_ms_at_most"]
                 print(f"      gc: {pauses['collections']} collections, "
                       f"{pauses['pause_ms']} ms in all, the longest "
-                      f"{'over 1000' if longest is None else f'<= {longest:g}'} ms",
-                      flush=True)
+                      f"{at_most(pauses['longest_ms_at_most'], 1000)} ms", flush=True)
+            stalls = node_stalls[id(result)] = loop_stalls(before, after)
+            if stalls and stalls["late_probes"]:
+                print(f"      loop: {stalls['late_probes']} probes over "
+                      f"{STALL_S * 1000:g} ms late, the latest "
+                      f"{at_most(stalls['latest_ms_at_most'], 2500)} ms", flush=True)
             return result
 
         gateway_deadline = started + args.budget * 0.75 if args.baseline else deadline
@@ -1206,6 +1249,7 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
             entry["stage_p50_ms"] = quantiles.get("p50", {})
             entry["stage_p99_ms"] = quantiles.get("p99", {})
             entry["gc"] = node_gc.get(id(kept))
+            entry["loop_stalls"] = node_stalls.get(id(kept))
     finally:
         if sender is not None:
             await sender.close()

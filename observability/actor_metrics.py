@@ -17,6 +17,7 @@ costs two calls per collection (its start and its end).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 from .metrics import counter, gauge, histogram
 
-__all__ = ["watch_base", "watch_gc"]
+__all__ = ["watch_base", "watch_gc", "watch_loop"]
 
 _run_queue = gauge("actor_run_queue_length", "actors with messages waiting for a turn",
                    "{actor}")
@@ -50,6 +51,16 @@ _gc_watchers = [0]  # one hook per process, however many bases watch
 _gc_watchers_lock = threading.Lock()  # two nodes of one process start theirs at once
 _gc_started: list[float | None] = [None]
 
+#: the loop-lag probe's period: a stall of S ms (a long actor turn, a GC pause, a
+#: blocking call, a busy host) shows as up to S ms late with a chance of about S / 20
+#: ms, for 50 timers a second (a few µs each)
+LOOP_PROBE_S = 0.02
+#: 1 ms up: libuv's timers have a resolution of 1 ms, so an idle loop reads 0-1.5 ms
+LOOP_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_loop_lag = histogram("actor_loop_lag", "how late the event loop ran a timer due every "
+                      "20 ms (a long turn, a GC pause, a blocking call, a busy host)", "s",
+                      LOOP_LAG_BUCKETS_S)
+
 Read = Callable[[], Iterable[tuple[dict[str, Any], float]]]
 
 
@@ -69,7 +80,45 @@ def watch_base(base: Any) -> list[Callable[[], None]]:
 
     return [_run_queue.observe(run_queue), _mailbox_high.observe(mailbox_high),
             _overloaded.observe(stat("overloaded")), _dead_letters.observe(stat("dead_letters")),
-            _poison.observe(stat("poison")), watch_gc()]
+            _poison.observe(stat("poison")), watch_gc(), watch_loop(base.loop)]
+
+
+class _LagProbe:
+    """A timer due every ``LOOP_PROBE_S`` on ``loop`` that records how late it ran."""
+
+    __slots__ = ("loop", "due", "handle")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.due = 0.0
+        self.handle: Any = None
+
+    def arm(self) -> None:
+        # time.monotonic, not loop.time(): libuv's clock is cached for the iteration
+        self.due = time.monotonic() + LOOP_PROBE_S
+        self.handle = self.loop.call_later(LOOP_PROBE_S, self.tick)
+
+    def tick(self) -> None:
+        _loop_lag.record(max(0.0, time.monotonic() - self.due))
+        self.arm()
+
+    def disarm(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle.cancel()
+
+
+def watch_loop(loop: Any) -> Callable[[], None]:
+    """Record how late ``loop`` runs a timer due every ``LOOP_PROBE_S`` in
+    ``actor_loop_lag_seconds`` (from any thread); returns the function that stops it."""
+    probe = _LagProbe(loop)
+    loop.call_soon_threadsafe(probe.arm)
+
+    def stop() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+            loop.call_soon_threadsafe(probe.disarm)
+
+    return stop
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:

@@ -113,6 +113,22 @@ def test_gc_pauses_between_two_readings() -> None:
     assert gc_pauses(NodeReading(), after) is None
 
 
+def test_loop_stalls_between_two_readings() -> None:
+    """The bench's loop line: the probes more than 10 ms late between the readings, and
+    the bucket the latest fell in."""
+    from loadtest.gateway_load import NodeReading, loop_stalls
+
+    inf = float("inf")
+    before = NodeReading(ok=True, lag_buckets={0.005: 90.0, 0.01: 95.0, 0.05: 97.0,
+                                               0.1: 97.0, inf: 97.0})
+    # 50 more probes: 45 on time, 3 between 10 and 50 ms late, 2 between 50 and 100
+    after = NodeReading(ok=True, lag_buckets={0.005: 135.0, 0.01: 140.0, 0.05: 145.0,
+                                              0.1: 147.0, inf: 147.0})
+    assert loop_stalls(before, after) == {"late_probes": 5, "latest_ms_at_most": 100.0}
+    assert loop_stalls(after, after) == {"late_probes": 0, "latest_ms_at_most": 0.0}
+    assert loop_stalls(before, NodeReading()) is None
+
+
 def test_a_maximum_is_the_load_generators_only_while_the_server_had_room() -> None:
     """``client_bound``: the first step past the maximum had the clients at 80 % of their
     CPUs and the server below 90 % of its own; with the server full too it is the server's."""

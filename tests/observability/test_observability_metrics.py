@@ -324,3 +324,40 @@ def test_a_gc_end_without_its_start_is_not_a_pause() -> None:
     before = _gc_pause.count(generation="1")
     _on_gc("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
     assert _gc_pause.count(generation="1") == before
+
+
+def test_the_loop_lag_probe_sees_a_stalled_loop_and_stops() -> None:
+    import asyncio
+    import gc
+    import time
+
+    import uvloop
+
+    from observability.actor_metrics import _loop_lag, watch_loop
+
+    def late() -> int:  # probes that ran more than 25 ms late
+        [(_labels, counts, *_rest)] = _loop_lag.items()
+        return sum(counts[_loop_lag.bounds.index(0.025) + 1:])
+
+    async def main() -> tuple[int, int, int, int, int]:
+        stop = watch_loop(asyncio.get_running_loop())
+        await asyncio.sleep(0.06)
+        gc.collect()
+        gc.disable()
+        try:
+            before = late()
+            time.sleep(0.08)  # the loop stalls: a probe fell due in its first 20 ms
+            await asyncio.sleep(0.06)
+            after = late()
+            stop()
+            await asyncio.sleep(0.03)
+            count = _loop_lag.count()
+            await asyncio.sleep(0.1)
+            return before, after, count, _loop_lag.count(), gc.collect()
+        finally:
+            gc.enable()
+
+    before, after, count, later, cycles = uvloop.run(main())
+    assert after - before >= 1
+    assert later == count  # stopped: no more probes
+    assert count > 0 and cycles < 10  # a probe a tick, and no cycles left behind
