@@ -861,8 +861,9 @@ def _le(labels: dict[str, str]) -> float:
 def gc_pauses(before: NodeReading, after: NodeReading) -> dict[str, float | None] | None:
     """The node's GC collections between two readings: how many, their time in all
     (ms), and the upper bound of the bucket the longest fell in (ms; None: above the
-    last bound); None when either reading failed (not known, rather than none)."""
-    if not (before.ok and after.ok):
+    last bound); None when either reading failed or had no such histogram (not known,
+    rather than none)."""
+    if not (before.ok and after.ok and after.gc_buckets):
         return None
     total, longest = _count_and_longest(before.gc_buckets, after.gc_buckets)
     return {"collections": total,
@@ -873,8 +874,9 @@ def gc_pauses(before: NodeReading, after: NodeReading) -> dict[str, float | None
 def loop_stalls(before: NodeReading, after: NodeReading) -> dict[str, float | None] | None:
     """The node's loop-lag probes between two readings that ran more than ``STALL_S``
     late: how many, and the upper bound of the bucket the latest fell in (ms; None:
-    above the last bound); None when either reading failed."""
-    if not (before.ok and after.ok):
+    above the last bound); None when either reading failed or had no such histogram
+    (or ``STALL_S`` is not one of its bounds)."""
+    if not (before.ok and after.ok) or STALL_S not in after.lag_buckets:
         return None
 
     def above(reading: NodeReading) -> dict[float, float]:

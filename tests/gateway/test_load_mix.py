@@ -111,6 +111,7 @@ def test_gc_pauses_between_two_readings() -> None:
     assert gc_pauses(after, above)["longest_ms_at_most"] is None  # above the last bound
     assert gc_pauses(before, NodeReading()) is None  # a reading failed: not known
     assert gc_pauses(NodeReading(), after) is None
+    assert gc_pauses(before, NodeReading(ok=True)) is None  # a node without the metric
 
 
 def test_loop_stalls_between_two_readings() -> None:
@@ -127,6 +128,7 @@ def test_loop_stalls_between_two_readings() -> None:
     assert loop_stalls(before, after) == {"late_probes": 5, "latest_ms_at_most": 100.0}
     assert loop_stalls(after, after) == {"late_probes": 0, "latest_ms_at_most": 0.0}
     assert loop_stalls(before, NodeReading()) is None
+    assert loop_stalls(before, NodeReading(ok=True)) is None  # a node without the probe
 
 
 def test_a_maximum_is_the_load_generators_only_while_the_server_had_room() -> None:
