@@ -1020,6 +1020,8 @@ class UvloopSystemBase:
             return future.result()
         except TimeoutError:
             return None  # Thespian's ask answers None on timeout
+        finally:
+            future = None  # the error it holds holds this frame: no cycle for the GC
 
     def listen(self, timeout: Any = None) -> Any:
         external = self.external_address._cell.instance

@@ -482,6 +482,19 @@ def test_timers_and_asks_leave_no_cycles_for_the_gc():
 
 
 
+def test_a_blocking_ask_that_times_out_leaves_no_cycle(asys):
+    import gc
+
+    silent = asys.createActor(Silent)
+    gc.collect()
+    gc.disable()
+    try:
+        assert [asys.ask(silent, "anyone?", 0.001) for _ in range(20)] == [None] * 20
+        assert cyclic_garbage_of("actors") == 0  # 41 of the runtime's objects before
+    finally:
+        gc.enable()
+
+
 class LateAnswer(Recorder):
     """Answers ``("later", s)`` after ``s`` seconds; records whatever comes back."""
 
