@@ -274,10 +274,10 @@ async def measure_slow_consumers(sessions: int = 20, messages: int = 1000,
     (heartbeating, never reading) and one reading client follow.
 
     Identical bursts on one node: a warm-up, three controls with the reading client
-    only (their median counts), and the measured one with the stuck clients too. Before each, the reader
-    acknowledges what it read (so the previous burst's dispatches are freed, and each
-    burst starts alike); each burst's peak RSS growth is measured from /proc
-    (``VmHWM`` reset before it). The figure per session is the difference over the
+    only (their median counts), and the measured one with the stuck clients too.
+    Before each, the reader acknowledges what it read (so the previous burst's
+    dispatches are freed, and each burst starts alike); each burst's peak RSS growth is
+    measured from /proc (``VmHWM`` reset before it). The figure per session is the difference over the
     control, divided by ``sessions``. Waits until the node has disconnected every stuck
     client (``limits.stall_timeout_s + close_grace_s``)."""
     limits = limits or WriteLimits(stall_timeout_s=1.0, close_grace_s=1.0)

@@ -10,9 +10,10 @@ It also times the process's cyclic-GC collections (``watch_gc``): the collecting
 thread holds the GIL for all of one but its finalizers and callbacks (this one too,
 which may let another thread run for a switch interval), so the event loop and every
 thread that needs the GIL wait, and a pause of tens of ms is a p99 of that size for
-whatever was in flight. That is what the 80-100 msg/s steps' tail was until the runtime's timers and
-asks stopped leaving reference cycles (loadtest/GATEWAY_BENCH.md, "Ninth session"); it
-costs two calls per collection (its start and its end).
+whatever was in flight. That is what the 80-100 msg/s steps' tail was until the
+runtime's timers and asks stopped leaving reference cycles (loadtest/GATEWAY_BENCH.md,
+"Ninth session"); it costs two calls per collection (its start and its end). And it
+times how late the loop runs a timer (``watch_loop``): a stall of any cause.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ _gc_watchers_lock = threading.Lock()  # two nodes of one process start theirs at
 _gc_started: list[float | None] = [None]
 
 #: the loop-lag probe's period: a stall of S ms (a long actor turn, a GC pause, a
-#: blocking call, a busy host) shows as up to S ms late with a chance of about S / 20
-#: ms, for 50 timers a second (a few µs each)
+#: blocking call, a busy host) makes the probe due in it S - 20 to S ms late (below
+#: 20 ms, one probe in S / 20 falls due in it), for 50 timers a second (a few µs each)
 LOOP_PROBE_S = 0.02
 #: 1 ms up: libuv's timers have a resolution of 1 ms, so an idle loop reads 0-1.5 ms
 LOOP_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
