@@ -839,19 +839,23 @@ async def read_node(sender: RestSender, metrics_url: str | None) -> NodeReading:
     reading.ok = True
     for line in text.splitlines():
         if (found := STAGE_BUCKET.match(line)) is not None:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
+            labels = _labels(found["labels"])
             reading.stages.setdefault(labels.get("stage", "?"), {})[_le(labels)] = \
                 float(found["count"])
         elif (found := GC_PAUSE.match(line)) is not None:
             if found["part"] == "sum":
                 reading.gc_seconds += float(found["value"])
             else:
-                le = _le(dict(re.findall(r'(\w+)="([^"]*)"', found["labels"])))
+                le = _le(_labels(found["labels"]))
                 reading.gc_buckets[le] = reading.gc_buckets.get(le, 0.0) + float(found["value"])
         elif (found := LOOP_LAG.match(line)) is not None:
-            le = _le(dict(re.findall(r'(\w+)="([^"]*)"', found["labels"])))
-            reading.lag_buckets[le] = float(found["value"])
+            reading.lag_buckets[_le(_labels(found["labels"]))] = float(found["value"])
     return reading
+
+
+def _labels(text: str) -> dict[str, str]:
+    """A sample's labels as the exposition writes them: ``a="x",b="y"``."""
+    return dict(re.findall(r'(\w+)="([^"]*)"', text))
 
 
 def _le(labels: dict[str, str]) -> float:
@@ -1200,33 +1204,34 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
               f"({receivers:,} receive: {mix_name(args.mix)}), {args.duration:g} s per rate",
               flush=True)
 
-        # per attempt (a step repeated at the same rate has its own; the kept one's go
-        # in the summary)
-        stage_tails: dict[int, dict[str, dict[str, float | None]]] = {}
-        node_gc: dict[int, dict[str, float | None] | None] = {}
-        node_stalls: dict[int, dict[str, float | None] | None] = {}
+        # the node's figures per attempt (a step repeated at the same rate has its own;
+        # the kept one's go in the summary)
+        node_figures: dict[int, dict] = {}
 
         async def step(n: int, rate: float) -> StepResult:
             before = await read_node(sender, server.metrics_url)
             result = await run_gateway_step(sender, workers, server.pid, n, rate,
                                             args.duration, args.drain, args.max_p99_ms)
             after = await read_node(sender, server.metrics_url)
-            tails = stage_tails[id(result)] = stage_quantiles_ms(
+            tails = stage_quantiles_ms(
                 before.stages, after.stages) if before.ok and after.ok else {}
             for name, by_stage in tails.items():
                 if by_stage:
                     print(f"      {name} by stage (ms): " + ", ".join(
                         f"{k} {fmt_ms(v)}" for k, v in by_stage.items()), flush=True)
-            pauses = node_gc[id(result)] = gc_pauses(before, after)
+            pauses = gc_pauses(before, after)
             if pauses and pauses["collections"]:
                 print(f"      gc: {pauses['collections']} collections, "
                       f"{pauses['pause_ms']} ms in all, the longest "
                       f"{at_most(pauses['longest_ms_at_most'], 1000)} ms", flush=True)
-            stalls = node_stalls[id(result)] = loop_stalls(before, after)
+            stalls = loop_stalls(before, after)
             if stalls and stalls["late_probes"]:
                 print(f"      loop: {stalls['late_probes']} probes over "
                       f"{STALL_S * 1000:g} ms late, the latest "
                       f"{at_most(stalls['latest_ms_at_most'], 2500)} ms", flush=True)
+            node_figures[id(result)] = {
+                "stage_p50_ms": tails.get("p50", {}), "stage_p99_ms": tails.get("p99", {}),
+                "gc": pauses, "loop_stalls": stalls}
             return result
 
         gateway_deadline = started + args.budget * 0.75 if args.baseline else deadline
@@ -1247,11 +1252,7 @@ async def _run(args: argparse.Namespace, usable: set[int]) -> dict:
         result["gateway"]["client_bound"] = client_bound(
             result["gateway"], result["client_cpus"], result["server_cpus"])
         for entry, kept in zip(result["gateway"]["steps"], steps, strict=True):
-            quantiles = stage_tails.get(id(kept), {})
-            entry["stage_p50_ms"] = quantiles.get("p50", {})
-            entry["stage_p99_ms"] = quantiles.get("p99", {})
-            entry["gc"] = node_gc.get(id(kept))
-            entry["loop_stalls"] = node_stalls.get(id(kept))
+            entry.update(node_figures[id(kept)])  # every kept attempt came from step()
     finally:
         if sender is not None:
             await sender.close()
